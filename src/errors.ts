@@ -1,0 +1,66 @@
+/**
+ * The one error registry (fastify-style). Every error Ebb raises or writes to the dead-letter
+ * output has a code here, with whether retrying can help, the process exit code when it ends a
+ * command, and a message that tells the user what to fix. docs/errors.md lists the same codes;
+ * test/unit/errors.test.ts keeps the two in step.
+ */
+export type DeadLetterReason = 'undecodable' | 'invalid' | 'late' | 'duplicate' | 'processing'
+
+export interface ErrorDefinition {
+  readonly code: string
+  readonly retriable: boolean
+  /** exit code when this error ends a command: 2 = usage/config, 1 = runtime failure */
+  readonly exitCode: 1 | 2
+  /** set for errors that route a record to the dead-letter output */
+  readonly deadLetter?: DeadLetterReason
+  /** human text; `%s` placeholders are filled with the arguments in order */
+  readonly message: string
+}
+
+function def (code: string, exitCode: 1 | 2, retriable: boolean, message: string, deadLetter?: DeadLetterReason): ErrorDefinition {
+  return Object.freeze({ code, exitCode, retriable, message, deadLetter })
+}
+
+export const Errors = Object.freeze({
+  USAGE: def('EBB_USAGE', 2, false, '%s. Run `ebb help` for the commands and their options.'),
+  CONFIG_INVALID: def('EBB_CONFIG_INVALID', 2, false, 'configuration %s: %s'),
+  TOPOLOGY_INVALID: def('EBB_TOPOLOGY_INVALID', 2, false, '%s: %s'),
+  INPUT_NOT_FOUND: def('EBB_INPUT_NOT_FOUND', 2, false, 'cannot read %s: %s. Check the path.'),
+  OUTPUT_NOT_WRITABLE: def('EBB_OUTPUT_NOT_WRITABLE', 2, false, 'cannot write to %s: %s. Check the directory exists and is writable.'),
+  EVENT_UNDECODABLE: def('EBB_EVENT_UNDECODABLE', 1, false, 'the record could not be decoded: %s. Producers must send ebb.UserEvent (schemas/user-event.avsc) as Avro, or one JSON object per line in files.', 'undecodable'),
+  EVENT_INVALID: def('EBB_EVENT_INVALID', 1, false, 'the event breaks the contract (SPEC §1): %s', 'invalid'),
+  EVENT_LATE: def('EBB_EVENT_LATE', 1, false, 'the event time %s is older than the watermark minus the grace period (%s); raise time.grace in the topology if such late data is expected', 'late'),
+  EVENT_DUPLICATE: def('EBB_EVENT_DUPLICATE', 1, false, 'eventId was already seen for this user', 'duplicate'),
+  EVENT_PROCESSING: def('EBB_EVENT_PROCESSING', 1, false, 'processing the event failed: %s. This is a bug in Ebb; please report it with the dead-letter record.', 'processing'),
+  STATE_CORRUPT: def('EBB_STATE_CORRUPT', 1, false, 'the stored state of a user could not be decoded: %s. The state directory may come from another Ebb version; remove it to rebuild state.'),
+  STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
+  SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),
+  STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.')
+} as const)
+
+export type ErrorName = keyof typeof Errors
+
+function format (message: string, args: readonly unknown[]): string {
+  let i = 0
+  return message.replace(/%s/g, () => (i < args.length ? String(args[i++]) : '%s'))
+}
+
+export class EbbError extends Error {
+  readonly code: string
+  readonly retriable: boolean
+  readonly exitCode: 1 | 2
+  readonly deadLetter?: DeadLetterReason
+
+  constructor (definition: ErrorDefinition, ...args: unknown[]) {
+    super(format(definition.message, args))
+    this.name = 'EbbError'
+    this.code = definition.code
+    this.retriable = definition.retriable
+    this.exitCode = definition.exitCode
+    this.deadLetter = definition.deadLetter
+  }
+}
+
+export function isEbbError (err: unknown): err is EbbError {
+  return err instanceof EbbError
+}

@@ -1,0 +1,69 @@
+import { CHANNELS, EVENT_TYPES, type UserEvent } from './user-event.js'
+import { isKnownZone } from '../time/zones.js'
+
+const TYPES = new Set<string>(EVENT_TYPES)
+const CHANNEL_SET = new Set<string>(CHANNELS)
+// An ISO-8601 instant must say its offset: a local time without one is ambiguous.
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/
+// Years 2000..2100: anything outside is a unit mistake (seconds or microseconds), not an event.
+const MIN_TS = 946684800000
+const MAX_TS = 4102444800000
+
+/** Returns what is wrong with a decoded-but-unchecked JSON object, or null when it is a valid event. */
+export function validateEventObject (o: Record<string, unknown>): string | null {
+  if (typeof o.eventId !== 'string' || o.eventId.length === 0) return 'eventId: missing or not a non-empty string'
+  if (typeof o.userId !== 'string' || o.userId.length === 0) return 'userId: missing or not a non-empty string'
+  if (typeof o.type !== 'string') return 'type: missing'
+  if (!TYPES.has(o.type)) return `type: unknown event type "${o.type.slice(0, 40)}"`
+  if (o.ts === undefined || o.ts === null) return 'ts: missing'
+  if (typeof o.ts === 'number') {
+    if (!Number.isInteger(o.ts)) return 'ts: epoch millis must be an integer'
+  } else if (typeof o.ts === 'string') {
+    if (!ISO_INSTANT.test(o.ts)) return `ts: "${o.ts.slice(0, 40)}" is not an ISO-8601 instant with an offset`
+    const ms = Date.parse(o.ts)
+    if (Number.isNaN(ms)) return `ts: "${o.ts.slice(0, 40)}" is not a valid date`
+    o.ts = ms
+  } else {
+    return 'ts: must be epoch millis or an ISO-8601 instant'
+  }
+  if ((o.ts as number) < MIN_TS || (o.ts as number) > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
+  return validateOptionalFields(o)
+}
+
+function validateOptionalFields (o: Record<string, unknown>): string | null {
+  if (o.tz !== undefined && o.tz !== null) {
+    if (typeof o.tz !== 'string' || !isKnownZone(o.tz)) return `tz: "${String(o.tz).slice(0, 40)}" is not an IANA time zone`
+  }
+  if (o.targetId !== undefined && o.targetId !== null && typeof o.targetId !== 'string') return 'targetId: must be a string'
+  if (o.durationMs !== undefined && o.durationMs !== null && (!Number.isInteger(o.durationMs) || (o.durationMs as number) < 0)) return 'durationMs: must be a non-negative integer'
+  if (o.amount !== undefined && o.amount !== null && (typeof o.amount !== 'number' || !Number.isFinite(o.amount))) return 'amount: must be a finite number'
+  if (o.channel !== undefined && o.channel !== null && (typeof o.channel !== 'string' || !CHANNEL_SET.has(o.channel))) return `channel: must be one of ${CHANNELS.join(', ')}`
+  if (o.taskId !== undefined && o.taskId !== null && typeof o.taskId !== 'string') return 'taskId: must be a string'
+  if (o.type === 'PURCHASE' && (typeof o.amount !== 'number' || o.amount < 0)) return 'amount: PURCHASE needs a non-negative amount'
+  if ((o.type === 'CONSENT_GRANTED' || o.type === 'CONSENT_REVOKED' || o.type === 'MESSAGE_DELIVERED' || o.type === 'MESSAGE_OPENED') && (o.channel === undefined || o.channel === null)) return `channel: ${o.type} needs a channel`
+  return null
+}
+
+/** Semantic checks for a record that arrived as Avro (the schema already fixed the types). */
+export function validateDecodedEvent (e: UserEvent): string | null {
+  if (e.eventId.length === 0) return 'eventId: empty'
+  if (e.userId.length === 0) return 'userId: empty'
+  if (e.ts < MIN_TS || e.ts > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
+  return validateOptionalFields(e as unknown as Record<string, unknown>)
+}
+
+/** Copies a validated JSON object into the exact record shape avsc produces. */
+export function toUserEvent (o: Record<string, unknown>): UserEvent {
+  return {
+    eventId: o.eventId as string,
+    userId: o.userId as string,
+    type: o.type as UserEvent['type'],
+    ts: o.ts as number,
+    tz: (o.tz as string | undefined) ?? null,
+    targetId: (o.targetId as string | undefined) ?? null,
+    durationMs: (o.durationMs as number | undefined) ?? null,
+    amount: (o.amount as number | undefined) ?? null,
+    channel: (o.channel as UserEvent['channel'] | undefined) ?? null,
+    taskId: (o.taskId as string | undefined) ?? null
+  }
+}

@@ -1,0 +1,44 @@
+import type { ResponseTier, ValueTier } from '../signals/signals.js'
+import type { DeadLetterReason } from '../errors.js'
+
+/** Output records, field for field the Avro schemas in schemas/ (SPEC §6). Times are epoch millis. */
+export interface Reason {
+  code: string
+  signal: string
+  value: number
+  op: string
+  threshold: number
+  text: string
+}
+
+export interface AlertRecord {
+  alertId: string
+  userId: string
+  episodeId: string
+  rule: string
+  firedAt: number
+  score: number | null
+  reasons: Reason[]
+  churnType: string | null
+  valueTier: ValueTier
+  responseTier: ResponseTier
+  arm: 'TREATMENT' | 'HOLDOUT' | null
+  decision: 'TASK' | 'HOLDOUT' | 'NO_CONSENT' | 'CAPPED' | 'DEFERRED' | 'WINBACK' | 'ALREADY_TASKED' | null
+  taskId: string | null
+}
+
+export interface DeadLetterSource {
+  topic: string | null
+  partition: number | null
+  offset: string | null
+  file: string | null
+  line: number | null
+}
+
+export interface DeadLetterRecord {
+  reason: DeadLetterReason
+  code: string
+  detail: string
+  raw: string
+  source: DeadLetterSource
+}

@@ -1,0 +1,212 @@
+import { readFileSync } from 'node:fs'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml'
+import { EbbError, Errors } from '../errors.js'
+import { SIGNALS_BY_NAME, type SignalDefinition, type SignalId } from '../signals/registry.js'
+import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
+import { COUNT_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
+import { isKnownZone } from '../time/zones.js'
+
+export type Op = '>=' | '>' | '<=' | '<'
+const OPS: readonly Op[] = ['>=', '>', '<=', '<']
+
+export interface Condition {
+  readonly signal: SignalDefinition
+  readonly signalId: SignalId
+  readonly op: Op
+  readonly threshold: number
+}
+
+export interface Rule {
+  readonly id: string
+  readonly index: number
+  readonly description: string
+  readonly when: readonly Condition[]
+  /** false when the rule needs something the topology lacks (a model); see disabledReason */
+  readonly enabled: boolean
+  readonly disabledReason?: string
+}
+
+export interface Topology {
+  readonly file: string
+  readonly defaultTimezone: string
+  readonly allowedLatenessMs: number
+  readonly graceMs: number
+  readonly params: SignalParams
+  readonly modelPath: string | null
+  readonly rules: readonly Rule[]
+  /** per event type: bit mask of enabled rules whose signals that event type can move */
+  readonly rulesByEventType: Int32Array
+  /** bit mask of every enabled rule: evaluated at each user's local midnight */
+  readonly timerRules: number
+  /** a user is watched by daily timers until this many days after their last activity */
+  readonly timerHorizonDays: number
+}
+
+const DURATION = /^(\d+)(ms|s|m|h|d)$/
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+export const MAX_RULES = 31
+
+/**
+ * Loads and validates a topology file. Every problem is reported as `file:line: what is wrong`
+ * (EBB_TOPOLOGY_INVALID, exit 2), so a typo never turns into a rule that silently never fires.
+ */
+export function loadTopology (file: string): Topology {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
+  }
+  return parseTopology(text, file)
+}
+
+export function parseTopology (text: string, file: string): Topology {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true })
+  const fail = (node: Node | null | undefined, what: string): never => {
+    const pos = node?.range != null ? lines.linePos(node.range[0]) : undefined
+    throw new EbbError(Errors.TOPOLOGY_INVALID, pos !== undefined ? `${file}:${pos.line}` : file, what)
+  }
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]
+    throw new EbbError(Errors.TOPOLOGY_INVALID, `${file}:${e.linePos?.[0].line ?? 1}`, e.message.split('\n')[0])
+  }
+  const root = doc.contents
+  if (!isMap(root)) return fail(root, 'the topology must be a YAML mapping')
+  // A misspelt key would otherwise be ignored and its default used without a word.
+  const onlyKeys = (map: Node | undefined, where: string, allowed: readonly string[]): void => {
+    if (map === undefined) return
+    if (!isMap(map)) return fail(map, `${where}: expected a mapping`)
+    for (const pair of map.items) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : ''
+      if (!allowed.includes(k)) fail(pair.key as Node, `${where}: unknown key "${k}" (expected ${allowed.join(', ')})`)
+    }
+  }
+  onlyKeys(root, 'topology', ['version', 'defaultTimezone', 'time', 'signals', 'model', 'rules'])
+  const get = (map: Node | null | undefined, key: string): Node | undefined => {
+    if (!isMap(map)) return undefined
+    return map.get(key, true) as Node | undefined
+  }
+  const num = (node: Node | undefined, where: string, dflt: number, min: number, max: number, integer = false): number => {
+    if (node === undefined) return dflt
+    const v = isScalar(node) ? node.value : undefined
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(node, `${where}: expected a number, got ${JSON.stringify(isScalar(node) ? node.value : node?.toJSON())}`)
+    if (integer && !Number.isInteger(v)) return fail(node, `${where}: expected a whole number, got ${v}`)
+    if (v < min || v > max) return fail(node, `${where}: ${v} is outside ${min}..${max}`)
+    return v
+  }
+  const duration = (node: Node | undefined, where: string, dflt: number): number => {
+    if (node === undefined) return dflt
+    const v = isScalar(node) ? String(node.value) : ''
+    const m = DURATION.exec(v)
+    if (m === null) return fail(node, `${where}: "${v}" is not a duration like 30s, 5m, 12h or 1d`)
+    return Number(m[1]) * UNIT_MS[m[2]]
+  }
+
+  const version = get(root, 'version')
+  if (version === undefined || !isScalar(version) || version.value !== 1) fail(version ?? root, 'version: expected 1')
+
+  const tzNode = get(root, 'defaultTimezone')
+  const defaultTimezone = tzNode !== undefined && isScalar(tzNode) ? String(tzNode.value) : 'Asia/Shanghai'
+  if (!isKnownZone(defaultTimezone)) fail(tzNode, `defaultTimezone: "${defaultTimezone}" is not an IANA time zone`)
+
+  const time = get(root, 'time')
+  onlyKeys(time, 'time', ['allowedLateness', 'grace'])
+  const allowedLatenessMs = duration(get(time, 'allowedLateness'), 'time.allowedLateness', 5 * 60_000)
+  const graceMs = duration(get(time, 'grace'), 'time.grace', 86_400_000)
+  if (allowedLatenessMs > 7 * 86_400_000) fail(get(time, 'allowedLateness'), 'time.allowedLateness: at most 7d')
+  if (graceMs > 30 * 86_400_000) fail(get(time, 'grace'), 'time.grace: at most 30d (state windows are 35 days)')
+
+  const sig = get(root, 'signals')
+  const d = DEFAULT_SIGNAL_PARAMS
+  const uf = get(sig, 'unfollowRatio7d')
+  const drops = get(sig, 'drops')
+  const rfm = get(sig, 'rfm')
+  const resp = get(sig, 'responseRate')
+  onlyKeys(sig, 'signals', ['unfollowRatio7d', 'drops', 'rfm', 'responseRate'])
+  onlyKeys(uf, 'signals.unfollowRatio7d', ['windowDays', 'minFollowBase'])
+  onlyKeys(drops, 'signals.drops', ['recentDays', 'baselineDays', 'minWeeklyViews', 'minWeeklyInteractions', 'minWeeklyPosts'])
+  onlyKeys(rfm, 'signals.rfm', ['high', 'mid'])
+  onlyKeys(get(rfm, 'high'), 'signals.rfm.high', ['monetary', 'activeDays'])
+  onlyKeys(get(rfm, 'mid'), 'signals.rfm.mid', ['monetary', 'activeDays'])
+  onlyKeys(resp, 'signals.responseRate', ['high', 'mid'])
+  const params: SignalParams = {
+    unfollowWindowDays: num(get(uf, 'windowDays'), 'signals.unfollowRatio7d.windowDays', d.unfollowWindowDays, 1, FOLLOW_DAYS, true),
+    minFollowBase: num(get(uf, 'minFollowBase'), 'signals.unfollowRatio7d.minFollowBase', d.minFollowBase, 1, 1e6, true),
+    drop: {
+      recentDays: num(get(drops, 'recentDays'), 'signals.drops.recentDays', d.drop.recentDays, 1, 28, true),
+      baselineDays: num(get(drops, 'baselineDays'), 'signals.drops.baselineDays', d.drop.baselineDays, 7, 34, true),
+      minWeeklyViews: num(get(drops, 'minWeeklyViews'), 'signals.drops.minWeeklyViews', d.drop.minWeeklyViews, 0.1, 1e6),
+      minWeeklyInteractions: num(get(drops, 'minWeeklyInteractions'), 'signals.drops.minWeeklyInteractions', d.drop.minWeeklyInteractions, 0.1, 1e6),
+      minWeeklyPosts: num(get(drops, 'minWeeklyPosts'), 'signals.drops.minWeeklyPosts', d.drop.minWeeklyPosts, 0.1, 1e6)
+    },
+    rfm: {
+      highMonetary: num(get(get(rfm, 'high'), 'monetary'), 'signals.rfm.high.monetary', d.rfm.highMonetary, 0, 1e12),
+      highFrequency: num(get(get(rfm, 'high'), 'activeDays'), 'signals.rfm.high.activeDays', d.rfm.highFrequency, 1, 90, true),
+      midMonetary: num(get(get(rfm, 'mid'), 'monetary'), 'signals.rfm.mid.monetary', d.rfm.midMonetary, 0, 1e12),
+      midFrequency: num(get(get(rfm, 'mid'), 'activeDays'), 'signals.rfm.mid.activeDays', d.rfm.midFrequency, 1, 90, true)
+    },
+    response: {
+      high: num(get(resp, 'high'), 'signals.responseRate.high', d.response.high, 0, 1),
+      mid: num(get(resp, 'mid'), 'signals.responseRate.mid', d.response.mid, 0, 1)
+    }
+  }
+  if (params.drop.recentDays + params.drop.baselineDays > COUNT_DAYS) fail(get(drops, 'baselineDays') ?? drops, `signals.drops: recentDays + baselineDays is ${params.drop.recentDays + params.drop.baselineDays}; the state keeps ${COUNT_DAYS} days`)
+  if (params.rfm.midMonetary > params.rfm.highMonetary) fail(get(get(rfm, 'mid'), 'monetary'), 'signals.rfm.mid.monetary: above high.monetary')
+  if (params.rfm.midFrequency > params.rfm.highFrequency) fail(get(get(rfm, 'mid'), 'activeDays'), 'signals.rfm.mid.activeDays: above high.activeDays')
+  if (params.response.mid > params.response.high) fail(get(resp, 'mid'), 'signals.responseRate.mid: above high')
+
+  const modelNode = get(root, 'model')
+  const modelPath = modelNode !== undefined && isScalar(modelNode) && modelNode.value !== null ? String(modelNode.value) : null
+
+  const rulesNode = get(root, 'rules')
+  if (!isSeq(rulesNode) || rulesNode.items.length === 0) return fail(rulesNode ?? root, 'rules: expected a non-empty list')
+  if (rulesNode.items.length > MAX_RULES) fail(rulesNode, `rules: at most ${MAX_RULES}`)
+  const rules: Rule[] = []
+  const ids = new Set<string>()
+  rulesNode.items.forEach((item, index) => {
+    const node = item as Node
+    if (!isMap(node)) return fail(node, 'rules: each rule is a mapping with id and when')
+    onlyKeys(node, 'rule', ['id', 'description', 'when'])
+    const idNode = get(node, 'id')
+    const id = idNode !== undefined && isScalar(idNode) ? String(idNode.value) : ''
+    if (!/^[a-z][a-z0-9_]{0,63}$/.test(id)) fail(idNode ?? node, `rule id "${id}" must be lower_snake_case`)
+    if (ids.has(id)) fail(idNode, `rule id "${id}" is used twice`)
+    ids.add(id)
+    const descNode = get(node, 'description')
+    const whenNode = get(node, 'when')
+    if (!isSeq(whenNode) || whenNode.items.length === 0) return fail(whenNode ?? node, `rule ${id}: "when" must list at least one condition`)
+    const when: Condition[] = whenNode.items.map((c) => {
+      const cn = c as Node
+      onlyKeys(cn, `rule ${id}: condition`, ['signal', 'op', 'threshold'])
+      const sNode = get(cn, 'signal')
+      const name = sNode !== undefined && isScalar(sNode) ? String(sNode.value) : ''
+      const def = SIGNALS_BY_NAME.get(name)
+      if (def === undefined) return fail(sNode ?? cn, `rule ${id}: unknown signal "${name}" (known: ${[...SIGNALS_BY_NAME.keys()].join(', ')})`)
+      const opNode = get(cn, 'op')
+      const op = (opNode !== undefined && isScalar(opNode) ? String(opNode.value) : '') as Op
+      if (!OPS.includes(op)) fail(opNode ?? cn, `rule ${id}: op "${op}" must be one of ${OPS.join(' ')}`)
+      const threshold = num(get(cn, 'threshold') ?? fail(cn, `rule ${id}: condition needs a threshold`), `rule ${id}: threshold for ${name}`, 0, def.min, def.max, def.integer)
+      return { signal: def, signalId: def.id, op, threshold }
+    })
+    const needsModel = when.some((c) => c.signal.needsModel)
+    const enabled = !needsModel || modelPath !== null
+    rules.push({
+      id, index, description: descNode !== undefined && isScalar(descNode) ? String(descNode.value) : '', when, enabled,
+      disabledReason: enabled ? undefined : 'needs a churn model: set `model:` in the topology'
+    })
+  })
+
+  const rulesByEventType = new Int32Array(12)
+  let timerRules = 0
+  let horizon = COUNT_DAYS
+  for (const r of rules) {
+    if (!r.enabled) continue
+    timerRules |= 1 << r.index
+    for (const c of r.when) {
+      for (let t = 0; t < 12; t++) if ((c.signal.affectedBy & (1 << t)) !== 0) rulesByEventType[t] |= 1 << r.index
+      if (c.signal.name === 'daysInactive') horizon = Math.max(horizon, c.threshold + 2)
+    }
+  }
+  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, rules, rulesByEventType, timerRules, timerHorizonDays: horizon }
+}

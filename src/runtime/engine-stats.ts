@@ -1,0 +1,26 @@
+import { EVENT_TYPES } from '../events/user-event.js'
+import type { DeadLetterReason } from '../errors.js'
+
+/** Counters of one partition task; the CLI summary and (later) Prometheus read them. */
+export class EngineStats {
+  recordsIn = 0
+  eventsApplied = 0
+  readonly byType = new Float64Array(EVENT_TYPES.length)
+  readonly deadLetters: Record<DeadLetterReason, number> = { undecodable: 0, invalid: 0, late: 0, duplicate: 0, processing: 0 }
+  readonly alertsByRule = new Map<string, number>()
+  usersCreated = 0
+  usersErased = 0
+  commits = 0
+
+  get deadLetterTotal (): number {
+    let n = 0
+    for (const v of Object.values(this.deadLetters)) n += v
+    return n
+  }
+
+  get alertTotal (): number {
+    let n = 0
+    for (const v of this.alertsByRule.values()) n += v
+    return n
+  }
+}

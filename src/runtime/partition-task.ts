@@ -1,0 +1,256 @@
+import { decodeAvroEvent } from '../events/avro.js'
+import { decodeJsonEvent } from '../events/jsonl.js'
+import { EventType, eventTypeIndex, type UserEvent } from '../events/user-event.js'
+import { validateDecodedEvent } from '../events/validate.js'
+import { EbbError, Errors, isEbbError } from '../errors.js'
+import type { OutputSink } from '../io/sinks.js'
+import { RuleEvaluator } from '../rules/evaluator.js'
+import type { Topology } from '../rules/topology.js'
+import { applyEvent } from '../signals/apply.js'
+import type { KvStore } from '../state/kv-store.js'
+import { metaKey } from '../state/keys.js'
+import { StateCache } from '../state/state-cache.js'
+import { eventIdHash, UserState } from '../state/user-state.js'
+import { type ZoneClock, zoneClock } from '../time/zones.js'
+import { EngineStats } from './engine-stats.js'
+import type { RecordBatch } from './record-batch.js'
+import { TimerService } from './timer-service.js'
+
+export interface PartitionTaskOptions {
+  topology: Topology
+  store: KvStore
+  sink: OutputSink
+  /** users kept in memory between commits (default 200,000) */
+  cacheCapacity?: number
+}
+
+const META_TIME = metaKey('time')
+
+/**
+ * One partition's processor (Kafka Streams' StreamTask): owns the partition's state store, its
+ * write-back cache, its timers and its stream time. `process` takes a batch of raw records and
+ * runs the record's path for each, in order:
+ *
+ *   decode → stream time (+ due timers) → late? → state (dedup) → apply → rules → timer re-arm
+ *
+ * The only await of a batch is the multi-get of its cache misses, before the loop; the loop
+ * itself is synchronous (no per-event promise, closure or JSON on the Avro path). `commit`
+ * flushes outputs, then state, timers and stream time in one atomic store write.
+ */
+export class PartitionTask {
+  readonly stats = new EngineStats()
+  readonly topology: Topology
+  readonly cache: StateCache
+  readonly timers: TimerService
+  private readonly store: KvStore
+  private readonly sink: OutputSink
+  private readonly rules: RuleEvaluator
+  private readonly defaultZone: ZoneClock
+  /** largest event time seen */
+  maxTs: number
+  /** stream time: maxTs − allowed lateness, or later when advanced explicitly */
+  watermark: number
+  private decoded: Array<UserEvent | null> = []
+  private failures: Array<EbbError | null> = []
+  private readonly onTimer = (userId: string, due: number): void => { this.fireUserTimer(userId, due) }
+  private readonly prefetch = (userIds: string[]): void => { this.cache.loadMissingSync(userIds) }
+
+  private constructor (opts: PartitionTaskOptions, maxTs: number, watermark: number) {
+    this.topology = opts.topology
+    this.store = opts.store
+    this.sink = opts.sink
+    this.cache = new StateCache(opts.store, opts.cacheCapacity ?? 200_000)
+    this.timers = new TimerService(opts.store, watermark)
+    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule)
+    this.defaultZone = zoneClock(opts.topology.defaultTimezone)
+    this.maxTs = maxTs
+    this.watermark = watermark
+  }
+
+  /** Opens the task on its store, resuming the stream time a previous run committed. */
+  static async open (opts: PartitionTaskOptions): Promise<PartitionTask> {
+    const [meta] = await opts.store.getMany([META_TIME])
+    let maxTs = Number.NEGATIVE_INFINITY
+    let watermark = Number.NEGATIVE_INFINITY
+    if (meta !== undefined) {
+      maxTs = meta.readDoubleBE(0)
+      watermark = meta.readDoubleBE(8)
+    }
+    return new PartitionTask(opts, maxTs, watermark)
+  }
+
+  /** Runs a batch of raw records through the engine. */
+  async process (batch: RecordBatch): Promise<void> {
+    const n = batch.length
+    const decoded = this.decoded
+    const failures = this.failures
+    decoded.length = n
+    failures.length = n
+    const users = new Set<string>()
+    for (let i = 0; i < n; i++) {
+      let e: UserEvent | null = null
+      let fail: EbbError | null = null
+      try {
+        if (batch.format === 'json') {
+          e = decodeJsonEvent(batch.value(i) as string)
+        } else {
+          e = decodeAvroEvent(batch.value(i) as Buffer)
+          const problem = validateDecodedEvent(e)
+          if (problem !== null) { fail = new EbbError(Errors.EVENT_INVALID, problem); e = null }
+        }
+      } catch (err) {
+        fail = isEbbError(err) ? err : new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message)
+      }
+      decoded[i] = e
+      failures[i] = fail
+      if (e !== null) users.add(e.userId)
+    }
+    await this.cache.loadMissing(users)
+    for (let i = 0; i < n; i++) {
+      this.stats.recordsIn++
+      const e = decoded[i]
+      if (e === null) {
+        this.deadLetter(batch, i, failures[i] as EbbError)
+        continue
+      }
+      try {
+        this.processEvent(e, batch, i)
+      } catch (err) {
+        // Per-phase policy (Kafka Streams' processing handler): a failing record goes to the
+        // dead letters with its reason; a store failure is not the record's fault and stops the task.
+        if (isEbbError(err) && (err.code === Errors.STORE_IO.code || err.code === Errors.STATE_CORRUPT.code)) throw err
+        this.deadLetter(batch, i, new EbbError(Errors.EVENT_PROCESSING, (err as Error).message))
+      }
+      decoded[i] = null
+    }
+  }
+
+  private processEvent (e: UserEvent, batch: RecordBatch, i: number): void {
+    const ts = e.ts
+    if (ts > this.maxTs) {
+      this.maxTs = ts
+      const wm = ts - this.topology.allowedLatenessMs
+      if (wm > this.watermark) this.advanceWatermark(wm)
+    }
+    if (ts < this.watermark - this.topology.graceMs) {
+      this.deadLetter(batch, i, new EbbError(Errors.EVENT_LATE, new Date(ts).toISOString(), new Date(this.watermark - this.topology.graceMs).toISOString()))
+      return
+    }
+    const type = eventTypeIndex(e.type) as EventType
+    let s = this.cache.get(e.userId)
+    if (s === undefined) s = this.cache.getOrLoadSync(e.userId)
+    if (type === EventType.ERASE) {
+      if (s !== undefined) {
+        this.timers.set(s.userId, s.timerDue, 0)
+        this.cache.erase(s.userId)
+      }
+      this.stats.usersErased++
+      this.stats.byType[type]++
+      this.stats.eventsApplied++
+      return
+    }
+    if (s === undefined) {
+      s = new UserState(e.userId, e.tz !== null ? zoneClock(e.tz) : this.defaultZone)
+      this.cache.put(s)
+      this.stats.usersCreated++
+    }
+    if (s.seen(eventIdHash(e.eventId))) {
+      this.deadLetter(batch, i, new EbbError(Errors.EVENT_DUPLICATE))
+      return
+    }
+    this.cache.markDirty(s)
+    const zone = s.zone
+    if (e.tz !== null) s.setZone(e.tz)
+    applyEvent(s, e, type, s.zone.localDay(ts))
+    if (type === EventType.LOGIN) this.rules.closeEpisodeOnLogin(s, ts)
+    const mask = this.topology.rulesByEventType[type]
+    if (mask !== 0) this.rules.evaluate(s, mask, s.headDay, ts)
+    // A user has one timer, at the next local midnight after their newest day. An armed timer
+    // is never later than that, so it is replaced only when the zone changed.
+    if (s.timerDue === 0 || s.zone !== zone) this.armTimer(s, s.zone.startOfDay(s.headDay + 1))
+    this.stats.byType[type]++
+    this.stats.eventsApplied++
+  }
+
+  private armTimer (s: UserState, due: number): void {
+    this.timers.set(s.userId, s.timerDue, due)
+    s.timerDue = due
+  }
+
+  private advanceWatermark (wm: number): void {
+    this.watermark = wm
+    if (wm >= this.timers.nextDue) this.timers.fire(wm, this.onTimer, this.prefetch)
+  }
+
+  /**
+   * A user's local-midnight timer: every enabled rule is evaluated for the new day (this is how
+   * inactive_7d fires for a user who sends nothing), then the next midnight is armed while the
+   * user is still within the topology's horizon of their last activity.
+   */
+  private fireUserTimer (userId: string, due: number): void {
+    const s = this.cache.getOrLoadSync(userId)
+    if (s === undefined || s.timerDue !== due) return // erased, or replaced since (stale index entry)
+    this.cache.markDirty(s)
+    s.timerDue = 0
+    let today = s.zone.localDay(due)
+    if (today < s.headDay) today = s.headDay
+    this.rules.evaluate(s, this.topology.timerRules, today, due)
+    if (today - s.headDay < this.topology.timerHorizonDays) this.armTimer(s, s.zone.startOfDay(today + 1))
+  }
+
+  /**
+   * Moves stream time forward without an event (replay --until, idle partitions): fires every
+   * timer due by then.
+   */
+  advanceTo (streamTime: number): void {
+    if (streamTime <= this.watermark) return
+    const maxTs = streamTime + this.topology.allowedLatenessMs
+    if (maxTs > this.maxTs) this.maxTs = maxTs
+    this.advanceWatermark(streamTime)
+  }
+
+  private deadLetter (batch: RecordBatch, i: number, err: EbbError): void {
+    const reason = err.deadLetter ?? 'processing'
+    this.stats.deadLetters[reason]++
+    const v = batch.value(i)
+    this.sink.deadLetter({
+      reason,
+      code: err.code,
+      detail: err.message,
+      raw: (typeof v === 'string' ? Buffer.from(v, 'utf8') : v).toString('base64'),
+      source: batch.source(i)
+    })
+  }
+
+  /** Commit point: outputs first, then state + timers + stream time in one atomic write. */
+  async commit (): Promise<void> {
+    await this.sink.flush()
+    const puts: Array<readonly [Buffer, Buffer]> = []
+    const dels: Buffer[] = []
+    this.cache.drainDirty(puts, dels)
+    this.timers.drain(puts, dels)
+    const meta = Buffer.allocUnsafe(16)
+    meta.writeDoubleBE(this.maxTs, 0)
+    meta.writeDoubleBE(this.watermark, 8)
+    puts.push([META_TIME, meta])
+    try {
+      await this.store.write(puts, dels)
+    } catch (err) {
+      throw new EbbError(Errors.STORE_IO, (err as Error).message)
+    }
+    this.cache.afterFlush()
+    this.stats.commits++
+  }
+
+  /** Commits and closes the store. */
+  async close (): Promise<void> {
+    await this.commit()
+    await this.store.close()
+  }
+
+  /** A user's state, from the cache or the store (API, tests, demo; not the hot path). */
+  userState (userId: string): UserState | undefined {
+    return this.cache.getOrLoadSync(userId)
+  }
+}
+

@@ -1,0 +1,26 @@
+/**
+ * The bytes store under the state: RocksDB in production, memory in the topology test driver.
+ * Keys are bytes and iterate in byte order (the timer index depends on that).
+ *
+ * Reads come in two shapes. `getMany` is the normal one: a batch's cache misses, awaited once
+ * before the batch's synchronous loop. `getManySync` and `scanSync` exist for the timer path,
+ * which must fire at an exact point inside a batch (between two events) to stay deterministic,
+ * and so cannot await; it reads in chunks of many keys, so the blocking cost is amortised.
+ */
+export interface KeyCursor {
+  /** up to `n` next keys, in order; an empty array at the end */
+  nextKeys (n: number): Buffer[]
+  close (): void
+}
+
+export interface KvStore {
+  getMany (keys: Buffer[]): Promise<Array<Buffer | undefined>>
+  getManySync (keys: Buffer[]): Array<Buffer | undefined>
+  /** keys in [gte, lte], in byte order */
+  scanSync (gte: Buffer, lte: Buffer): KeyCursor
+  /** one atomic write: all puts and deletes, or none */
+  write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void>
+  /** bytes on disk (approximate), for the benchmark and metrics */
+  approximateSize (): number
+  close (): Promise<void>
+}

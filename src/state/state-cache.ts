@@ -1,0 +1,153 @@
+import { EbbError, Errors } from '../errors.js'
+import type { KvStore } from './kv-store.js'
+import { stateKey } from './keys.js'
+import { decodeState, encodeState } from './state-codec.js'
+import type { UserState } from './user-state.js'
+
+/**
+ * The write-back cache in front of the store (Kafka Streams' caching layer). The hot path reads
+ * and writes UserState objects here, synchronously; the store is touched only by
+ *   - loadMissing: one batched async multi-get for a batch's misses, before its loop,
+ *   - getOrLoadSync: the timer path's synchronous fallback,
+ *   - flush: one atomic write of every dirty state, at commit points.
+ * It is bounded: after a flush it evicts least-recently-used users down to `capacity`.
+ * Eviction never happens inside a batch, so a state object stays valid for the whole batch.
+ */
+export class StateCache {
+  private readonly map = new Map<string, UserState>()
+  /** users known not to be in the store (loaded and absent), valid until the next flush */
+  private readonly absent = new Set<string>()
+  /** users erased since the last flush: their stored state is deleted at the flush */
+  private readonly erased = new Set<string>()
+  /** states changed since the last flush, so a flush costs O(dirty), not O(cache) */
+  private dirtyList: UserState[] = []
+  private epoch = 1
+  hits = 0
+  misses = 0
+
+  constructor (private readonly store: KvStore, readonly capacity: number) {}
+
+  get size (): number { return this.map.size }
+
+  /** A cached state, bumped to most-recently-used at most once per epoch (one Map re-insert per user per batch). */
+  get (userId: string): UserState | undefined {
+    const s = this.map.get(userId)
+    if (s !== undefined) {
+      if (s.touched !== this.epoch) {
+        this.map.delete(userId)
+        this.map.set(userId, s)
+        s.touched = this.epoch
+      }
+      this.hits++
+    }
+    return s
+  }
+
+  isKnownAbsent (userId: string): boolean { return this.absent.has(userId) }
+
+  /** Loads every listed user that is neither cached nor known absent, in one multi-get. */
+  async loadMissing (userIds: Iterable<string>): Promise<void> {
+    const want = this.missingOf(userIds)
+    if (want.length === 0) return
+    let values: Array<Buffer | undefined>
+    try {
+      values = await this.store.getMany(want.map(stateKey))
+    } catch (err) {
+      throw new EbbError(Errors.STORE_IO, (err as Error).message)
+    }
+    this.admit(want, values)
+  }
+
+  /** Synchronous variant for users the timer path needs; see kv-store.ts. */
+  loadMissingSync (userIds: Iterable<string>): void {
+    const want = this.missingOf(userIds)
+    if (want.length === 0) return
+    this.admit(want, this.store.getManySync(want.map(stateKey)))
+  }
+
+  getOrLoadSync (userId: string): UserState | undefined {
+    const s = this.get(userId)
+    if (s !== undefined || this.absent.has(userId)) return s
+    this.loadMissingSync([userId])
+    return this.get(userId)
+  }
+
+  private missingOf (userIds: Iterable<string>): string[] {
+    const want: string[] = []
+    const seen = new Set<string>()
+    for (const id of userIds) {
+      if (this.map.has(id) || this.absent.has(id) || this.erased.has(id) || seen.has(id)) continue
+      seen.add(id)
+      want.push(id)
+    }
+    return want
+  }
+
+  private admit (ids: string[], values: Array<Buffer | undefined>): void {
+    for (let i = 0; i < ids.length; i++) {
+      const v = values[i]
+      this.misses++
+      if (v === undefined) { this.absent.add(ids[i]); continue }
+      const s = decodeState(ids[i], v)
+      s.touched = this.epoch
+      this.map.set(ids[i], s)
+    }
+  }
+
+  /** Adds a new user's state (dirty). */
+  put (s: UserState): void {
+    this.markDirty(s)
+    s.touched = this.epoch
+    this.absent.delete(s.userId)
+    this.erased.delete(s.userId)
+    this.map.set(s.userId, s)
+  }
+
+  markDirty (s: UserState): void {
+    if (s.dirty) return
+    s.dirty = true
+    this.dirtyList.push(s)
+  }
+
+  /** Forgets a user (ERASE): gone from memory now, from the store at the next flush. */
+  erase (userId: string): void {
+    this.map.delete(userId)
+    this.absent.add(userId)
+    this.erased.add(userId)
+  }
+
+  /**
+   * Collects the store operations for every dirty state and every erased user, and marks them
+   * clean. The caller writes them (with the timer index and metadata) in one atomic batch.
+   */
+  drainDirty (puts: Array<readonly [Buffer, Buffer]>, dels: Buffer[]): number {
+    let n = 0
+    for (const id of this.erased) if (!this.map.has(id)) dels.push(stateKey(id))
+    this.erased.clear()
+    for (const s of this.dirtyList) {
+      s.dirty = false
+      if (this.map.get(s.userId) !== s) continue // erased after it was changed
+      puts.push([stateKey(s.userId), encodeState(s)])
+      n++
+    }
+    this.dirtyList = []
+    return n
+  }
+
+  /** After a successful flush: evict least-recently-used users down to capacity; start a new epoch. */
+  afterFlush (): void {
+    this.absent.clear()
+    this.epoch++
+    let excess = this.map.size - this.capacity
+    if (excess <= 0) return
+    for (const [id, s] of this.map) {
+      if (excess <= 0) break
+      if (s.dirty) continue
+      this.map.delete(id)
+      excess--
+    }
+  }
+
+  /** Every cached user (for tests and the API; not the hot path). */
+  values (): IterableIterator<UserState> { return this.map.values() }
+}

@@ -1,0 +1,132 @@
+import type avsc from 'avsc'
+import { loadAvroType } from '../events/avro.js'
+import { EbbError, Errors } from '../errors.js'
+import { isKnownZone, zoneClock } from '../time/zones.js'
+import { COUNTS_LENGTH, RECENT_IDS, STATE_VERSION, UserState } from './user-state.js'
+
+/** The stored form of UserState: ebb.UserState in Avro (schemas/user-state.avsc). */
+interface StoredState {
+  v: number
+  tz: string
+  firstDay: number
+  lastEventTs: number
+  headDay: number
+  lastLoginTs: number
+  lastLoginDay: number
+  lastPurchaseDay: number
+  followCount: number
+  loginBits: number
+  activeBits: Buffer
+  counts: number[]
+  purchases: number[]
+  messages: number[]
+  recentIds: Buffer
+  recentPos: number
+  ruleCond: number
+  ruleFired: number
+  episodeOpenTs: number
+  timerDue: number
+  churnScore: number | null
+  consentRevoked: number
+}
+
+let type: avsc.Type | undefined
+function stateType (): avsc.Type {
+  if (type === undefined) type = loadAvroType('user-state.avsc')
+  return type
+}
+
+/**
+ * Count rings are mostly zeros, so they are stored run-length encoded: a negative item -n
+ * stands for n zeros. A typical user's 143 counters take 10–40 bytes.
+ */
+function packCounts (counts: Uint16Array): number[] {
+  const out: number[] = []
+  let zeros = 0
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i]
+    if (c === 0) { zeros++; continue }
+    if (zeros > 0) { out.push(-zeros); zeros = 0 }
+    out.push(c)
+  }
+  if (zeros > 0) out.push(-zeros)
+  return out
+}
+
+function unpackCounts (packed: number[], into: Uint16Array): void {
+  let i = 0
+  for (const x of packed) {
+    if (x < 0) i -= x
+    else into[i++] = x
+  }
+  if (i !== COUNTS_LENGTH) throw new Error(`counts hold ${i} slots, expected ${COUNTS_LENGTH}`)
+}
+
+/** Little-endian on every platform, so a state directory or changelog moves between machines. */
+function wordsLE (words: Uint32Array | Int32Array): Buffer {
+  const b = Buffer.allocUnsafe(words.length * 4)
+  for (let i = 0; i < words.length; i++) b.writeUInt32LE(words[i] >>> 0, i * 4)
+  return b
+}
+
+export function encodeState (s: UserState): Buffer {
+  const stored: StoredState = {
+    v: STATE_VERSION,
+    tz: s.zone.id,
+    firstDay: s.firstDay,
+    lastEventTs: s.lastEventTs,
+    headDay: s.headDay,
+    lastLoginTs: s.lastLoginTs,
+    lastLoginDay: s.lastLoginDay,
+    lastPurchaseDay: s.lastPurchaseDay,
+    followCount: s.followCount,
+    loginBits: s.loginBits,
+    activeBits: wordsLE(s.activeBits),
+    counts: packCounts(s.counts),
+    purchases: s.purchases,
+    messages: s.messages,
+    recentIds: wordsLE(s.recentIds),
+    recentPos: s.recentPos,
+    ruleCond: s.ruleCond,
+    ruleFired: s.ruleFired,
+    episodeOpenTs: s.episodeOpenTs,
+    timerDue: s.timerDue,
+    churnScore: s.churnScore,
+    consentRevoked: s.consentRevoked
+  }
+  return stateType().toBuffer(stored)
+}
+
+export function decodeState (userId: string, buf: Buffer): UserState {
+  let d: StoredState
+  try {
+    d = stateType().fromBuffer(buf) as StoredState
+    if (d.v !== STATE_VERSION) throw new Error(`layout version ${d.v}, this Ebb reads ${STATE_VERSION}`)
+    if (!isKnownZone(d.tz)) throw new Error(`unknown zone ${d.tz}`)
+  } catch (err) {
+    throw new EbbError(Errors.STATE_CORRUPT, (err as Error).message)
+  }
+  const s = new UserState(userId, zoneClock(d.tz))
+  s.firstDay = d.firstDay
+  s.lastEventTs = d.lastEventTs
+  s.headDay = d.headDay
+  s.lastLoginTs = d.lastLoginTs
+  s.lastLoginDay = d.lastLoginDay
+  s.lastPurchaseDay = d.lastPurchaseDay
+  s.followCount = d.followCount
+  s.loginBits = d.loginBits
+  // Copy, never view: the Buffers avsc returns may share one pooled ArrayBuffer.
+  for (let i = 0; i < 3; i++) s.activeBits[i] = d.activeBits.readUInt32LE(i * 4)
+  unpackCounts(d.counts, s.counts)
+  s.purchases = d.purchases
+  s.messages = d.messages
+  for (let i = 0; i < RECENT_IDS; i++) s.recentIds[i] = d.recentIds.readInt32LE(i * 4)
+  s.recentPos = d.recentPos
+  s.ruleCond = d.ruleCond
+  s.ruleFired = d.ruleFired
+  s.episodeOpenTs = d.episodeOpenTs
+  s.timerDue = d.timerDue
+  s.churnScore = d.churnScore
+  s.consentRevoked = d.consentRevoked
+  return s
+}

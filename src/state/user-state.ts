@@ -1,0 +1,163 @@
+import { type ZoneClock, zoneClock } from '../time/zones.js'
+
+/**
+ * Per-user state: everything the signals need, in a few hundred bytes.
+ *
+ * Windows are rings indexed by local epoch-day (SPEC §3): slot (day mod N) holds day `day` for
+ * the N days up to `headDay`, the newest day written. Moving headDay forward clears the slots of
+ * the days skipped, so an update is O(1) amortised and the state never grows with time.
+ *
+ *   counts (Uint16Array)   VIEW, INTERACT, POST: 35 days each (7-day window + 28-day baseline)
+ *                          FOLLOW, UNFOLLOW: 7 days each; login hour-of-day histogram: 24
+ *   loginBits              32-day ring of days with a LOGIN (loginDays7 / loginDays28)
+ *   activeBits             96-day ring of days with any engagement (RFM frequency over 90 days)
+ *   purchases / messages   sparse (day, …) tuples within 90 days: rare events, kept as lists
+ */
+export const COUNT_DAYS = 35
+export const FOLLOW_DAYS = 7
+export const OFF_VIEW = 0
+export const OFF_INTERACT = OFF_VIEW + COUNT_DAYS
+export const OFF_POST = OFF_INTERACT + COUNT_DAYS
+export const OFF_FOLLOW = OFF_POST + COUNT_DAYS
+export const OFF_UNFOLLOW = OFF_FOLLOW + FOLLOW_DAYS
+export const OFF_HOUR = OFF_UNFOLLOW + FOLLOW_DAYS
+export const COUNTS_LENGTH = OFF_HOUR + 24
+export const LOGIN_RING = 32
+export const ACTIVE_RING = 96
+export const LONG_WINDOW_DAYS = 90
+export const RECENT_IDS = 8
+export const NEVER_DAY = -2147483648
+export const STATE_VERSION = 1
+
+export class UserState {
+  readonly userId: string
+  zone: ZoneClock
+  firstDay = NEVER_DAY
+  lastEventTs = 0
+  headDay = NEVER_DAY
+  lastLoginTs = -1
+  lastLoginDay = NEVER_DAY
+  lastPurchaseDay = NEVER_DAY
+  followCount = 0
+  loginBits = 0
+  readonly activeBits = new Uint32Array(3)
+  readonly counts = new Uint16Array(COUNTS_LENGTH)
+  purchases: number[] = []
+  messages: number[] = []
+  readonly recentIds = new Int32Array(RECENT_IDS)
+  recentPos = 0
+  ruleCond = 0
+  ruleFired = 0
+  episodeOpenTs = 0
+  timerDue = 0
+  churnScore: number | null = null
+  /** bit per channel (PUSH, SMS, EMAIL, IN_APP): consent revoked and not granted again */
+  consentRevoked = 0
+  // Not persisted: cache bookkeeping.
+  dirty = false
+  touched = 0
+
+  constructor (userId: string, zone: ZoneClock) {
+    this.userId = userId
+    this.zone = zone
+  }
+
+  /** Moves the rings forward to `day`, clearing the slots of the days in between. */
+  advanceTo (day: number): void {
+    const head = this.headDay
+    if (day <= head) return
+    this.headDay = day
+    if (head === NEVER_DAY) return
+    const gap = day - head
+    clearRing(this.counts, OFF_VIEW, COUNT_DAYS, head, gap)
+    clearRing(this.counts, OFF_INTERACT, COUNT_DAYS, head, gap)
+    clearRing(this.counts, OFF_POST, COUNT_DAYS, head, gap)
+    clearRing(this.counts, OFF_FOLLOW, FOLLOW_DAYS, head, gap)
+    clearRing(this.counts, OFF_UNFOLLOW, FOLLOW_DAYS, head, gap)
+    const loginGap = gap < LOGIN_RING ? gap : LOGIN_RING
+    for (let i = 1; i <= loginGap; i++) this.loginBits &= ~(1 << ((head + i) % LOGIN_RING))
+    const activeGap = gap < ACTIVE_RING ? gap : ACTIVE_RING
+    for (let i = 1; i <= activeGap; i++) {
+      const b = (head + i) % ACTIVE_RING
+      this.activeBits[b >>> 5] &= ~(1 << (b & 31))
+    }
+    const oldest = day - LONG_WINDOW_DAYS
+    if (this.purchases.length > 0 && this.purchases[0] <= oldest) this.purchases = pruneTuples(this.purchases, 2, oldest)
+    if (this.messages.length > 0 && this.messages[0] <= oldest) this.messages = pruneTuples(this.messages, 3, oldest)
+  }
+
+  /** Adds one to a daily ring; days outside the ring (too old) are ignored. */
+  addCount (offset: number, size: number, day: number): void {
+    if (day > this.headDay || day <= this.headDay - size) return
+    const i = offset + (day % size)
+    if (this.counts[i] !== 0xffff) this.counts[i]++
+  }
+
+  markLogin (day: number): void {
+    if (day > this.headDay || day <= this.headDay - LOGIN_RING) return
+    this.loginBits |= 1 << (day % LOGIN_RING)
+  }
+
+  markActive (day: number): void {
+    if (day > this.headDay || day <= this.headDay - ACTIVE_RING) return
+    const b = day % ACTIVE_RING
+    this.activeBits[b >>> 5] |= 1 << (b & 31)
+  }
+
+  addLoginHour (hour: number): void {
+    const i = OFF_HOUR + hour
+    if (this.counts[i] === 0xffff) {
+      // Halve the histogram: keeps the shape (which hour wins) and the counts bounded.
+      for (let h = 0; h < 24; h++) this.counts[OFF_HOUR + h] >>>= 1
+    }
+    this.counts[i]++
+  }
+
+  addPurchase (day: number, amount: number): void {
+    const p = this.purchases
+    if (p.length > 0 && p[p.length - 2] === day) p[p.length - 1] += amount
+    else p.push(day, amount)
+  }
+
+  addMessage (day: number, delivered: number, opened: number): void {
+    const m = this.messages
+    if (m.length > 0 && m[m.length - 3] === day) { m[m.length - 2] += delivered; m[m.length - 1] += opened } else m.push(day, delivered, opened)
+  }
+
+  /** Remembers an eventId hash; returns true when it was already among the recent ones. */
+  seen (hash: number): boolean {
+    const r = this.recentIds
+    for (let i = 0; i < RECENT_IDS; i++) if (r[i] === hash) return true
+    r[this.recentPos] = hash
+    this.recentPos = (this.recentPos + 1) % RECENT_IDS
+    return false
+  }
+
+  setZone (tz: string): void {
+    if (tz !== this.zone.id) this.zone = zoneClock(tz)
+  }
+}
+
+function clearRing (counts: Uint16Array, offset: number, size: number, head: number, gap: number): void {
+  const n = gap < size ? gap : size
+  for (let i = 1; i <= n; i++) counts[offset + ((head + i) % size)] = 0
+}
+
+function pruneTuples (list: number[], width: number, oldest: number): number[] {
+  const out: number[] = []
+  for (let i = 0; i < list.length; i += width) {
+    if (list[i] > oldest) for (let k = 0; k < width; k++) out.push(list[i + k])
+  }
+  return out
+}
+
+/**
+ * 32-bit FNV-1a of an eventId, never 0 (0 marks an empty slot). Duplicate detection keeps the
+ * last RECENT_IDS hashes per user: a false duplicate needs a 32-bit collision among 8 ids of one
+ * user (about 2e-9 per event); a true duplicate older than 8 events of the same user passes.
+ */
+export function eventIdHash (id: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
+  return h === 0 ? 1 : h
+}

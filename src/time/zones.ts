@@ -1,0 +1,105 @@
+import { Instant, LocalDate, ZoneId, type ZoneRules } from '@js-joda/core'
+import '@js-joda/timezone'
+
+/**
+ * Local calendar days per time zone: the only module that knows about zones.
+ *
+ * A "local day" is an integer: the epoch-day (days since 1970-01-01) of the user's local date.
+ * It is computed as floor((instant + offset) / 1 day) where offset is the zone's UTC offset at
+ * that instant, which is exactly what LocalDate.ofInstant does; the offset comes from the IANA
+ * rules through js-joda, so DST days of 23 or 25 hours are right.
+ *
+ * Why it is fast: js-joda costs microseconds per call, the hot path has a budget of about one.
+ * Each ZoneClock caches the offsets at the start and end of the last UTC day it was asked about;
+ * when they are equal no transition falls inside that UTC day (zones change offset at most once
+ * a day), so every instant of the day has that offset and no js-joda call is needed. On the two
+ * transition days a year the exact offset is asked of js-joda per instant.
+ */
+const DAY_MS = 86_400_000
+const HOUR_MS = 3_600_000
+
+export class ZoneClock {
+  readonly id: string
+  private readonly rules: ZoneRules
+  private cachedUtcDay = Number.NaN
+  private offsetAtStart = 0
+  private offsetAtEnd = 0
+
+  constructor (id: string, zone: ZoneId) {
+    this.id = id
+    this.rules = zone.rules()
+  }
+
+  /** UTC offset in millis at the instant. */
+  offsetMs (ms: number): number {
+    // The UTC day is only a cache key here, not a count of the user's days.
+    const utcDay = Math.floor(ms / DAY_MS)
+    if (utcDay !== this.cachedUtcDay) {
+      this.cachedUtcDay = utcDay
+      this.offsetAtStart = this.exactOffset(utcDay * DAY_MS)
+      this.offsetAtEnd = this.exactOffset(utcDay * DAY_MS + DAY_MS - 1)
+    }
+    if (this.offsetAtStart === this.offsetAtEnd) return this.offsetAtStart
+    return this.exactOffset(ms)
+  }
+
+  private exactOffset (ms: number): number {
+    return this.rules.offset(Instant.ofEpochMilli(ms)).totalSeconds() * 1000
+  }
+
+  /** The local epoch-day of the instant. */
+  localDay (ms: number): number {
+    return Math.floor((ms + this.offsetMs(ms)) / DAY_MS)
+  }
+
+  /** The local hour of day (0–23) of the instant. */
+  localHour (ms: number): number {
+    const local = ms + this.offsetMs(ms)
+    return Math.floor((local - Math.floor(local / DAY_MS) * DAY_MS) / HOUR_MS)
+  }
+
+  /** The first instant of the local day (local midnight, or the first valid time if a DST gap swallows it). */
+  startOfDay (day: number): number {
+    const guess = day * DAY_MS - this.offsetMs(day * DAY_MS)
+    if (this.localDay(guess) === day && this.localDay(guess - 1) === day - 1) return guess
+    return LocalDate.ofEpochDay(day).atStartOfDay(ZoneId.of(this.id)).toInstant().toEpochMilli()
+  }
+
+  /** The ISO local date of an epoch-day, for messages and tests. */
+  static isoDate (day: number): string {
+    return LocalDate.ofEpochDay(day).toString()
+  }
+}
+
+const clocks = new Map<string, ZoneClock>()
+const unknown = new Set<string>()
+
+/** The clock of an IANA zone; throws for an unknown zone (validate first with isKnownZone). */
+export function zoneClock (id: string): ZoneClock {
+  let c = clocks.get(id)
+  if (c === undefined) {
+    c = new ZoneClock(id, ZoneId.of(id))
+    clocks.set(id, c)
+  }
+  return c
+}
+
+export function isKnownZone (id: string): boolean {
+  if (clocks.has(id)) return true
+  // Region ids only ("Europe/Paris", "UTC"): a fixed offset like "+08:00" would silently ignore DST.
+  if (unknown.has(id) || id.length === 0 || id.length > 64 || !/^[A-Za-z]/.test(id)) return false
+  try {
+    const z = ZoneId.of(id)
+    if (z.id() !== id && id !== 'UTC') { unknown.add(id); return false }
+    clocks.set(id, new ZoneClock(id, z))
+    return true
+  } catch {
+    if (unknown.size < 10_000) unknown.add(id)
+    return false
+  }
+}
+
+/** Epoch-day of an ISO date string (YYYY-MM-DD), for tests and calendars. */
+export function epochDayOf (isoDate: string): number {
+  return LocalDate.parse(isoDate).toEpochDay()
+}
