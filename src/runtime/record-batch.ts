@@ -16,11 +16,13 @@ export interface RecordBatch {
 /** Lines of a file (replay) or of an in-memory list (the test driver). */
 export class LineBatch implements RecordBatch {
   readonly format = 'json' as const
-  constructor (readonly lines: string[], readonly file: string, readonly firstLine: number) {}
+  /** `lines` as read; `lineNumbers` their 1-based numbers in the file, or the number of the first when they are consecutive */
+  constructor (readonly lines: string[], readonly file: string, readonly lineNumbers: number[] | number) {}
   get length (): number { return this.lines.length }
   value (i: number): string { return this.lines[i] }
   source (i: number): DeadLetterSource {
-    return { topic: null, partition: null, offset: null, file: this.file, line: this.firstLine + i }
+    const line = typeof this.lineNumbers === 'number' ? this.lineNumbers + i : this.lineNumbers[i]
+    return { topic: null, partition: null, offset: null, file: this.file, line }
   }
 }
 

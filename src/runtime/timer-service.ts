@@ -3,38 +3,44 @@ import { timerKey, timerKeyDue, timerKeyUser, timerRange } from '../state/keys.j
 
 /**
  * Per-user event-time timers, Flink-style: persisted in the store under 't' ‖ due ‖ userId, so
- * byte order is due-time order, and fired in that order when the watermark passes them. A user
- * has at most one timer; its due time is also kept in the user's state, so re-arming deletes the
- * old key and writes the new one.
+ * byte order is due-time order, and fired in (due, userId) order when the watermark passes them.
+ * A user has at most one timer; its due time is also kept in the user's state, so re-arming
+ * replaces the old key.
  *
- * Memory does not grow with the number of pending timers: in memory are only the timer writes
- * since the last flush (`pending`, bounded by the commit interval) and two numbers. Firing
- * streams the store's index in chunks, merged with the pending writes.
+ * Memory does not grow with the number of pending timers: in memory are only the timer changes
+ * since the last flush (`pending`, one entry per user touched, bounded by the commit interval)
+ * and a few numbers. Firing streams the store's index in chunks, merged with those changes.
  */
 export type TimerHandler = (userId: string, due: number) => void
-/** Called with the users of each chunk of store timers about to fire, so their state can be loaded in one read. */
+/** Called with the users of each chunk of stored timers about to fire, so their state loads in one read. */
 export type TimerPrefetch = (userIds: string[]) => void
 
-interface HeapEntry { key: Buffer, due: number, userId: string }
+/** A user's timer change since the last flush: `flushed` is the due in the store (0: none), `due` the current one (0: none). */
+interface PendingTimer { flushed: number, due: number }
+/** `wide`: the userId has code units ≥ U+D800, where UTF-16 and UTF-8 orders can differ */
+interface Due { due: number, userId: string, wide: boolean }
+
+const WIDE = /[\uD800-\uFFFF]/
 
 const CHUNK = 1024
 
 export class TimerService {
-  /** timer key (latin1) → true: written since the last flush; false: deleted since the last flush */
-  private pending = new Map<string, boolean>()
-  /** lower bound of the smallest due among pending writes */
+  private pending = new Map<string, PendingTimer>()
+  /** lower bound of the smallest due among pending changes */
   private pendingMin = Number.POSITIVE_INFINITY
-  /** lower bound of the smallest due in the store (may be a timer deleted in `pending`) */
+  /** lower bound of the smallest due in the store (may be a timer superseded in `pending`) */
   private storeMin = Number.POSITIVE_INFINITY
   /** every timer with due ≤ firedUntil has fired */
   private firedUntil: number
   private firingUntil = Number.NEGATIVE_INFINITY
-  private heap: HeapEntry[] = []
+  private readonly heap: Due[] = []
   fired = 0
 
   constructor (private readonly store: KvStore, firedUntil: number) {
     this.firedUntil = Math.max(0, firedUntil)
-    this.storeMin = this.firstStoreDueAfter(this.firedUntil)
+    // From the start of the index, not after firedUntil: a timer armed in the past (by a late
+    // event) is still due, exactly as it would be had the task not restarted.
+    this.storeMin = this.firstStoreDue(0)
   }
 
   /** Earliest time the watermark must reach for fire() to have anything to do. */
@@ -43,63 +49,64 @@ export class TimerService {
     return m > this.firedUntil ? m : this.firedUntil + 1
   }
 
-  /** Arms, replaces (oldDue ≠ 0) or cancels (newDue = 0) a user's timer. */
+  /** Arms (oldDue 0), replaces, or cancels (newDue 0) a user's timer. `oldDue` is the due the user's state holds. */
   set (userId: string, oldDue: number, newDue: number): void {
     if (oldDue === newDue) return
-    if (oldDue !== 0) this.pending.set(timerKey(oldDue, userId).toString('latin1'), false)
+    const p = this.pending.get(userId)
+    if (p === undefined) this.pending.set(userId, { flushed: oldDue, due: newDue })
+    else p.due = newDue
     if (newDue === 0) return
-    const key = timerKey(newDue, userId)
-    this.pending.set(key.toString('latin1'), true)
     if (newDue < this.pendingMin) this.pendingMin = newDue
-    // Re-armed while firing, and already due: it fires in this same pass, in order.
-    if (newDue <= this.firingUntil) heapPush(this.heap, { key, due: newDue, userId })
+    // Re-armed while firing and already due: it fires in this same pass, in order.
+    if (newDue <= this.firingUntil) heapPush(this.heap, { due: newDue, userId, wide: WIDE.test(userId) })
   }
 
   /**
-   * Fires every timer with due ≤ watermark, in (due, userId) order, calling `onTimer` for each.
-   * A handler may re-arm timers, which fire in the same pass when already due. Returns the count.
+   * Fires every timer with due ≤ watermark in (due, userId) order, calling `onTimer` for each.
+   * A handler may re-arm timers; those already due fire in the same pass. Returns the count.
    */
   fire (watermark: number, onTimer: TimerHandler, prefetch: TimerPrefetch): number {
     if (watermark < this.nextDue) return 0
     const heap = this.heap
+    const pending = this.pending
     this.firingUntil = watermark
-    for (const [k, live] of this.pending) {
-      if (!live) continue
-      const key = Buffer.from(k, 'latin1')
-      const due = timerKeyDue(key)
-      if (due <= watermark) heapPush(heap, { key, due, userId: timerKeyUser(key) })
-    }
+    for (const [userId, p] of pending) if (p.due !== 0 && p.due <= watermark) heapPush(heap, { due: p.due, userId, wide: WIDE.test(userId) })
     const [lo, hi] = timerRange(watermark)
     const cursor = this.store.scanSync(lo, hi)
-    let chunk: Buffer[] = []
+    let dues: number[] = []
+    let users: string[] = []
     let ci = 0
     let count = 0
     try {
       for (;;) {
-        if (ci === chunk.length) {
-          chunk = cursor.nextKeys(CHUNK)
+        if (ci === dues.length) {
+          const keys = cursor.nextKeys(CHUNK)
+          dues = keys.map(timerKeyDue)
+          users = keys.map(timerKeyUser)
           ci = 0
-          if (chunk.length > 0) prefetch(chunk.map(timerKeyUser))
+          if (keys.length > 0) prefetch(users)
         }
-        // Store keys that were deleted or rewritten since the last flush are superseded by `pending`.
-        while (ci < chunk.length && this.pending.has(chunk[ci].toString('latin1'))) ci++
-        if (ci === chunk.length && chunk.length > 0) continue
-        const fromStore = ci < chunk.length ? chunk[ci] : undefined
+        // A stored timer of a user with a change since the last flush is superseded by `pending`.
+        while (ci < dues.length && pending.has(users[ci])) ci++
+        if (ci === dues.length && dues.length > 0) continue
+        const storeDue = ci < dues.length ? dues[ci] : -1
         const top = heap.length > 0 ? heap[0] : undefined
-        if (fromStore === undefined && top === undefined) break
-        let key: Buffer
-        if (top !== undefined && (fromStore === undefined || Buffer.compare(top.key, fromStore) <= 0)) {
+        if (storeDue < 0 && top === undefined) break
+        let due: number
+        let userId: string
+        if (top !== undefined && (storeDue < 0 || top.due < storeDue || (top.due === storeDue && compareUtf8(top.userId, users[ci]) <= 0))) {
           heapPop(heap)
-          key = top.key
-          const k = key.toString('latin1')
-          if (this.pending.get(k) !== true) continue // cancelled or replaced after it was queued
-          this.pending.set(k, false)
+          const p = pending.get(top.userId)
+          if (p === undefined || p.due !== top.due) continue // replaced or cancelled after it was queued
+          p.due = 0
+          due = top.due
+          userId = top.userId
         } else {
-          key = fromStore as Buffer
-          ci++
-          this.pending.set(key.toString('latin1'), false)
+          due = storeDue
+          userId = users[ci++]
+          pending.set(userId, { flushed: due, due: 0 })
         }
-        onTimer(timerKeyUser(key), timerKeyDue(key))
+        onTimer(userId, due)
         count++
       }
     } finally {
@@ -109,24 +116,17 @@ export class TimerService {
     }
     this.firedUntil = watermark
     this.fired += count
-    this.recomputeMins(watermark)
+    let m = Number.POSITIVE_INFINITY
+    for (const p of pending.values()) if (p.due !== 0 && p.due < m) m = p.due
+    this.pendingMin = m
+    this.storeMin = this.firstStoreDue(watermark + 1)
     return count
   }
 
-  private recomputeMins (after: number): void {
-    let m = Number.POSITIVE_INFINITY
-    for (const [k, live] of this.pending) {
-      if (!live) continue
-      const due = timerKeyDue(Buffer.from(k, 'latin1'))
-      if (due < m) m = due
-    }
-    this.pendingMin = m
-    this.storeMin = this.firstStoreDueAfter(after)
-  }
-
-  private firstStoreDueAfter (after: number): number {
-    const [, hi] = timerRange(after)
-    const cursor = this.store.scanSync(hi, Buffer.from([0x74, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))
+  private firstStoreDue (from: number): number {
+    const [lo] = timerRange(0)
+    const start = from > 0 ? timerKey(from, '') : lo
+    const cursor = this.store.scanSync(start, Buffer.from([0x74, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))
     try {
       const [k] = cursor.nextKeys(1)
       return k === undefined ? Number.POSITIVE_INFINITY : timerKeyDue(k)
@@ -135,46 +135,70 @@ export class TimerService {
     }
   }
 
-  /** Moves the pending writes into a flush, to be written atomically with the state. */
+  /** Moves the pending changes into a flush, to be written atomically with the state. */
   drain (puts: Array<readonly [Buffer, Buffer]>, dels: Buffer[]): void {
     const empty = Buffer.alloc(0)
-    for (const [k, live] of this.pending) {
-      const key = Buffer.from(k, 'latin1')
-      if (live) puts.push([key, empty])
-      else dels.push(key)
+    for (const [userId, p] of this.pending) {
+      if (p.flushed === p.due) continue
+      if (p.flushed !== 0) dels.push(timerKey(p.flushed, userId))
+      if (p.due !== 0) puts.push([timerKey(p.due, userId), empty])
     }
     if (this.pendingMin < this.storeMin) this.storeMin = this.pendingMin
     this.pending = new Map()
     this.pendingMin = Number.POSITIVE_INFINITY
   }
 
-  get pendingWrites (): number { return this.pending.size }
+  get pendingChanges (): number { return this.pending.size }
   get firedUpTo (): number { return this.firedUntil }
 }
 
-function heapPush (h: HeapEntry[], e: HeapEntry): void {
+/**
+ * Orders strings as their UTF-8 bytes order (the store's key order), so timers from the store
+ * and from memory interleave the same way whatever the commit points were. UTF-16 code units
+ * order like UTF-8 bytes except that surrogates (U+D800–DFFF) must sort above U+E000–FFFF.
+ */
+export function compareUtf8 (a: string, b: string): number {
+  const n = a.length < b.length ? a.length : b.length
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i)
+    let y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x >= 0xd800) x = x <= 0xdfff ? x + 0x2000 : x - 0x800
+    if (y >= 0xd800) y = y <= 0xdfff ? y + 0x2000 : y - 0x800
+    return x - y
+  }
+  return a.length - b.length
+}
+
+function less (a: Due, b: Due): boolean {
+  if (a.due !== b.due) return a.due < b.due
+  // Native comparison is UTF-16 order, which equals UTF-8 byte order unless a wide char is involved.
+  return a.wide || b.wide ? compareUtf8(a.userId, b.userId) < 0 : a.userId < b.userId
+}
+
+function heapPush (h: Due[], e: Due): void {
   h.push(e)
   let i = h.length - 1
   while (i > 0) {
     const p = (i - 1) >> 1
-    if (Buffer.compare(h[p].key, e.key) <= 0) break
+    if (!less(e, h[p])) break
     h[i] = h[p]
     i = p
   }
   h[i] = e
 }
 
-function heapPop (h: HeapEntry[]): void {
-  const last = h.pop() as HeapEntry
-  if (h.length === 0) return
-  let i = 0
+function heapPop (h: Due[]): void {
+  const last = h.pop() as Due
   const n = h.length
+  if (n === 0) return
+  let i = 0
   for (;;) {
     const l = 2 * i + 1
     if (l >= n) break
     const r = l + 1
-    const c = r < n && Buffer.compare(h[r].key, h[l].key) < 0 ? r : l
-    if (Buffer.compare(h[c].key, last.key) >= 0) break
+    const c = r < n && less(h[r], h[l]) ? r : l
+    if (!less(h[c], last)) break
     h[i] = h[c]
     i = c
   }

@@ -21,9 +21,13 @@ const HOUR_MS = 3_600_000
 export class ZoneClock {
   readonly id: string
   private readonly rules: ZoneRules
-  private cachedUtcDay = Number.NaN
-  private offsetAtStart = 0
-  private offsetAtEnd = 0
+  // Two cached UTC days: the hot path asks about today (events) and tomorrow (timer arming) in turn.
+  private dayA = Number.NaN
+  private startA = 0
+  private endA = 0
+  private dayB = Number.NaN
+  private startB = 0
+  private endB = 0
 
   constructor (id: string, zone: ZoneId) {
     this.id = id
@@ -34,13 +38,17 @@ export class ZoneClock {
   offsetMs (ms: number): number {
     // The UTC day is only a cache key here, not a count of the user's days.
     const utcDay = Math.floor(ms / DAY_MS)
-    if (utcDay !== this.cachedUtcDay) {
-      this.cachedUtcDay = utcDay
-      this.offsetAtStart = this.exactOffset(utcDay * DAY_MS)
-      this.offsetAtEnd = this.exactOffset(utcDay * DAY_MS + DAY_MS - 1)
+    if (utcDay === this.dayA) return this.startA === this.endA ? this.startA : this.exactOffset(ms)
+    if (utcDay !== this.dayB) {
+      // Miss: the older slot (B) takes the new day, then the slots swap so A is the newest.
+      this.dayB = utcDay
+      this.startB = this.exactOffset(utcDay * DAY_MS)
+      this.endB = this.exactOffset(utcDay * DAY_MS + DAY_MS - 1)
     }
-    if (this.offsetAtStart === this.offsetAtEnd) return this.offsetAtStart
-    return this.exactOffset(ms)
+    const d = this.dayA; const s = this.startA; const e = this.endA
+    this.dayA = this.dayB; this.startA = this.startB; this.endA = this.endB
+    this.dayB = d; this.startB = s; this.endB = e
+    return this.startA === this.endA ? this.startA : this.exactOffset(ms)
   }
 
   private exactOffset (ms: number): number {

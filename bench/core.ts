@@ -1,0 +1,114 @@
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import hdr from 'hdr-histogram-js'
+import { decodeAvroEvent } from '../src/events/avro.js'
+import { MemorySink } from '../src/io/sinks.js'
+import { topologyPath } from '../src/paths.js'
+import { loadTopology } from '../src/rules/topology.js'
+import { PartitionTask } from '../src/runtime/partition-task.js'
+import { AvroBatch } from '../src/runtime/record-batch.js'
+import { RocksStore } from '../src/state/rocks-store.js'
+import { encodeState } from '../src/state/state-codec.js'
+import { BENCH_START, buildPopulation } from './population.js'
+
+export interface CoreOptions { users: number, events: number, days: number, latencyEvents: number }
+
+function dirBytes (dir: string): number {
+  let n = 0
+  for (const f of readdirSync(dir)) {
+    const st = statSync(join(dir, f))
+    if (st.isFile()) n += st.size
+  }
+  return n
+}
+
+const BATCH = 4096
+
+/**
+ * decode → state → signals → rules on one core, with RocksDB state, against the avsc
+ * decode-only loop over the same records in the same run.
+ */
+export async function benchCore (o: CoreOptions, log: (s: string) => void): Promise<Record<string, number | string>> {
+  log(`core: building ${o.events.toLocaleString()} Avro events over ${o.users.toLocaleString()} users, ${o.days} days`)
+  const pop = buildPopulation(o.users, o.events, o.days)
+  const values = pop.values
+
+  // 1. The ceiling: avsc decode alone.
+  let sink = 0
+  for (let i = 0; i < Math.min(values.length, 200_000); i++) sink += decodeAvroEvent(values[i]).ts & 1 // warm-up
+  let t0 = performance.now()
+  for (let i = 0; i < values.length; i++) sink += decodeAvroEvent(values[i]).ts & 1
+  const decodeMs = performance.now() - t0
+  const decodeRate = values.length / (decodeMs / 1000)
+  log(`core: decode-only ${Math.round(decodeRate).toLocaleString()} events/s (${sink & 1})`)
+
+  // 2. The engine, RocksDB state in a temp dir, a cache that holds the population.
+  const dir = mkdtempSync(join(tmpdir(), 'ebb-bench-core-'))
+  const topology = loadTopology(topologyPath('default.yaml'))
+  const store = await RocksStore.open(dir)
+  const alerts = new MemorySink()
+  const task = await PartitionTask.open({ topology, store, sink: alerts, cacheCapacity: o.users * 2 })
+  const commitEvery = 250_000
+  let sinceCommit = 0
+  let commitMs = 0
+  let lastLog = performance.now()
+  t0 = performance.now()
+  for (let i = 0; i < values.length; i += BATCH) {
+    const slice = values.slice(i, i + BATCH)
+    await task.process(new AvroBatch(slice, 'bench', 0, BigInt(i)))
+    sinceCommit += slice.length
+    if (sinceCommit >= commitEvery) {
+      const c0 = performance.now()
+      await task.commit()
+      commitMs += performance.now() - c0
+      sinceCommit = 0
+    }
+    if (performance.now() - lastLog > 2000) {
+      lastLog = performance.now()
+      log(`core: ${(i + slice.length).toLocaleString()} / ${values.length.toLocaleString()} events, ${Math.round((i + slice.length) / ((lastLog - t0) / 1000)).toLocaleString()} events/s`)
+    }
+  }
+  const c0 = performance.now()
+  await task.commit()
+  commitMs += performance.now() - c0
+  const engineMs = performance.now() - t0
+  const engineRate = values.length / (engineMs / 1000)
+  log(`core: engine ${Math.round(engineRate).toLocaleString()} events/s including commits (${(commitMs / 1000).toFixed(1)} s of ${(engineMs / 1000).toFixed(1)} s)`)
+
+  // 3. Per-event latency (decode + processing), measured on a second pass over a slice, same task.
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 1e10, numberOfSignificantValueDigits: 3 })
+  const lat = await PartitionTask.open({ topology, store, sink: alerts, cacheCapacity: o.users * 2, latency: histogram })
+  const n = Math.min(o.latencyEvents, values.length)
+  // Same events again would be duplicates; a later window of time keeps them fresh.
+  const shifted = buildPopulation(o.users, n, 1, 7, BENCH_START + (o.days + 1) * 86_400_000)
+  for (let i = 0; i < n; i += BATCH) await lat.process(new AvroBatch(shifted.values.slice(i, i + BATCH), 'bench', 0, BigInt(i)))
+
+  // 4. Size: encoded state per user, and RocksDB's directory after close.
+  let stateBytes = 0
+  let users = 0
+  for (const s of task.cache.values()) { stateBytes += encodeState(s).length; users++ }
+  await lat.commit()
+  await store.close()
+  const disk = dirBytes(dir)
+  rmSync(dir, { recursive: true, force: true })
+  const rss = process.memoryUsage().rss
+  return {
+    users: o.users,
+    events: values.length,
+    avroBytesPerEvent: Math.round(pop.bytes / values.length),
+    decodeOnlyEventsPerSec: Math.round(decodeRate),
+    engineEventsPerSec: Math.round(engineRate),
+    ratioToDecodeOnly: Math.round(engineRate / decodeRate * 1000) / 1000,
+    commitShare: Math.round(commitMs / engineMs * 1000) / 1000,
+    latencyEvents: n,
+    p50us: histogram.getValueAtPercentile(50) / 1000,
+    p99us: histogram.getValueAtPercentile(99) / 1000,
+    p999us: histogram.getValueAtPercentile(99.9) / 1000,
+    stateBytesPerUser: Math.round(stateBytes / Math.max(1, users)),
+    diskBytesPerUser: Math.round(disk / Math.max(1, users)),
+    rssMB: Math.round(rss / 1e6),
+    alerts: task.stats.alertTotal,
+    latencyPassDeadLetters: lat.stats.deadLetterTotal
+  }
+}

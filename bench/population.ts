@@ -1,0 +1,65 @@
+import { encodeAvroEvent } from '../src/events/avro.js'
+import type { EventTypeName, UserEvent } from '../src/events/user-event.js'
+
+/**
+ * The benchmark's input: `events` Avro records over `users` users, in time order, with the
+ * event mix of an engagement app (half views, logins, interactions, some follows, purchases,
+ * push messages) spread over `days` days of event time and three zones. Bodies are packed in
+ * one Buffer; `values` are views into it, so the input costs little memory besides its bytes.
+ */
+export interface BenchPopulation {
+  values: Buffer[]
+  bytes: number
+  users: number
+}
+
+const MIX: Array<[EventTypeName, number]> = [
+  ['VIEW', 0.50], ['LOGIN', 0.14], ['INTERACT', 0.15], ['POST', 0.03], ['FOLLOW', 0.05], ['UNFOLLOW', 0.03],
+  ['PURCHASE', 0.02], ['MESSAGE_DELIVERED', 0.05], ['MESSAGE_OPENED', 0.03]
+]
+const ZONES = ['Asia/Shanghai', 'America/New_York', 'Europe/Berlin']
+
+export const BENCH_START = Date.parse('2026-03-02T00:00:00Z')
+
+export function buildPopulation (users: number, events: number, days: number, seed = 42, start = BENCH_START): BenchPopulation {
+  let x = seed >>> 0 || 1
+  const rnd = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 }
+  const cumulative: number[] = []
+  let acc = 0
+  for (const [, p] of MIX) { acc += p; cumulative.push(acc) }
+  const span = days * 86_400_000
+  const width = String(users - 1).length
+  const parts: Buffer[] = []
+  let bytes = 0
+  for (let i = 0; i < events; i++) {
+    const u = Math.floor(rnd() * users)
+    const r = rnd()
+    let t = 0
+    while (t < MIX.length - 1 && r > cumulative[t]) t++
+    const type = MIX[t][0]
+    const e: UserEvent = {
+      eventId: `e${i.toString(36)}`,
+      userId: `user-${String(u).padStart(width, '0')}`,
+      type,
+      ts: start + Math.floor(i * span / events),
+      tz: ZONES[u % ZONES.length],
+      targetId: type === 'LOGIN' || type.startsWith('MESSAGE') ? null : `c${Math.floor(rnd() * 5000)}`,
+      durationMs: type === 'VIEW' ? Math.floor(rnd() * 120_000) : null,
+      amount: type === 'PURCHASE' ? Math.round(rnd() * 20000) / 100 : null,
+      channel: type.startsWith('MESSAGE') ? 'PUSH' : null,
+      taskId: null
+    }
+    const b = encodeAvroEvent(e)
+    parts.push(b)
+    bytes += b.length
+  }
+  const all = Buffer.concat(parts, bytes)
+  const values: Buffer[] = new Array(events)
+  let off = 0
+  for (let i = 0; i < events; i++) {
+    const n = parts[i].length
+    values[i] = all.subarray(off, off + n)
+    off += n
+  }
+  return { values, bytes, users }
+}

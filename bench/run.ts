@@ -1,0 +1,44 @@
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { intOption, parseOptions } from '../src/cli/args.js'
+import { EbbError, Errors } from '../src/errors.js'
+import { projectRoot } from '../src/paths.js'
+import { benchCore } from './core.js'
+
+const SUITES = ['core'] as const
+
+/**
+ * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
+ * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
+ */
+export async function runBench (argv: string[]): Promise<number> {
+  const suites = argv.filter((a) => !a.startsWith('-'))
+  const o = parseOptions('bench', argv.filter((a) => a.startsWith('-')), { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' } })
+  for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
+  const quick = o.quick === true
+  const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`
+  for (const suite of suites.length > 0 ? suites : SUITES) {
+    if (suite === 'core') {
+      const users = intOption('bench', 'users', o.users, quick ? 20_000 : 1_000_000, 1, 100_000_000)
+      const events = intOption('bench', 'events', o.events, quick ? 200_000 : 10_000_000, 1, 1_000_000_000)
+      const r = await benchCore({ users, events, days: 14, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
+      const result = { suite, quick, machine, date: new Date().toISOString(), command: `npm run bench -- core${quick ? ' --quick' : ''}`, results: r }
+      const dir = join(projectRoot(), 'bench', 'results')
+      mkdirSync(dir, { recursive: true })
+      writeFileSync(join(dir, quick ? 'core.quick.json' : 'core.json'), JSON.stringify(result, null, 2) + '\n')
+      process.stdout.write(`\n### core (${machine}${quick ? ', quick' : ''})\n\n| metric | value |\n|---|---|\n`)
+      for (const [k, v] of Object.entries(r)) process.stdout.write(`| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |\n`)
+    }
+  }
+  return 0
+}
+
+// Run directly: node dist/bench/run.js core
+if (process.argv[1] !== undefined && /bench[/\\]run\.js$/.test(process.argv[1])) {
+  runBench(process.argv.slice(2)).then((c) => { process.exitCode = c }, (err: unknown) => {
+    process.stderr.write(`ebb bench: ${(err as Error).message}\n`)
+    process.exitCode = err instanceof EbbError ? err.exitCode : 1
+  })
+}

@@ -1,0 +1,33 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { EbbError, Errors } from '../errors.js'
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+/** Strict option parsing: an unknown or malformed option is a usage error (exit 2) that names it. */
+export function parseOptions<T extends Options> (command: string, argv: string[], options: T): ReturnType<typeof parseArgs<{ options: T, strict: true, allowPositionals: false }>>['values'] {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new EbbError(Errors.USAGE, `ebb ${command}: ${(err as Error).message.split('\n')[0]}`)
+  }
+}
+
+export function requireOption (command: string, name: string, value: string | undefined): string {
+  if (value === undefined || value === '') throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} is required`)
+  return value
+}
+
+export function intOption (command: string, name: string, value: string | undefined, dflt: number, min: number, max: number): number {
+  if (value === undefined) return dflt
+  const n = Number(value.replace(/_/g, ''))
+  if (!Number.isInteger(n) || n < min || n > max) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} must be a whole number in ${min}..${max}, got "${value}"`)
+  return n
+}
+
+export function instantOption (command: string, name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value)
+  if (!/^\d+$/.test(value) && !/(Z|[+-]\d{2}:?\d{2})$/.test(value)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" needs an offset, e.g. 2026-03-01T00:00:00Z`)
+  if (!Number.isFinite(ms)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" is not an ISO-8601 instant`)
+  return ms
+}

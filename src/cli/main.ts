@@ -1,0 +1,56 @@
+import { isEbbError } from '../errors.js'
+import { REPLAY_HELP } from './replay.js'
+
+const HELP = `ebb — real-time churn early-warning engine
+
+Commands:
+  ebb demo        embedded mode, no Kafka: simulate a population, run it through the engine
+                  with RocksDB state, print progress and a summary (= npm start)
+  ebb replay      deterministic file-to-file run (--in events.jsonl --out DIR)
+  ebb simulate    write a synthetic population with ground-truth churn labels
+  ebb bench       the benchmark suite (ebb bench core)
+  ebb help [cmd]  this text, or a command's options
+
+Not built yet: ebb run (production mode on Kafka), ebb train / ebb eval (the churn model).
+Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
+
+${REPLAY_HELP}`
+
+const PLANNED: Record<string, string> = {
+  run: 'production mode on Kafka is not built yet; use `ebb replay` or `ebb demo`',
+  train: 'the churn model is not built yet',
+  eval: 'the churn model is not built yet'
+}
+
+/** Runs one command; returns the exit code. Errors become one line that says what to fix. */
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case 'replay': return await (await import('./replay.js')).replay(rest)
+      case 'simulate': return await (await import('./simulate.js')).simulate(rest)
+      case 'demo': return await (await import('./demo.js')).demo(rest)
+      case 'bench': return await (await import('../../bench/run.js')).runBench(rest)
+      case undefined: case 'help': case '--help': case '-h':
+        process.stdout.write(HELP + '\n')
+        return command === undefined ? 2 : 0
+      case '--version': case 'version':
+        process.stdout.write('ebb 0.1.0\n')
+        return 0
+      default:
+        if (command in PLANNED) {
+          process.stderr.write(`ebb ${command}: ${PLANNED[command]}\n`)
+          return 2
+        }
+        process.stderr.write(`ebb: unknown command "${command}". Run \`ebb help\` for the commands.\n`)
+        return 2
+    }
+  } catch (err) {
+    if (isEbbError(err)) {
+      process.stderr.write(`ebb ${command ?? ''}: ${err.message} [${err.code}]\n`)
+      return err.exitCode
+    }
+    process.stderr.write(`ebb ${command ?? ''}: unexpected failure: ${(err as Error).stack ?? String(err)}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * Periodic progress lines on stderr for anything that takes more than a few seconds. Checking
+ * the clock is cheap but not free, so callers tick it per batch, not per event.
+ */
+export class Progress {
+  private readonly started = performance.now()
+  private last = this.started
+
+  constructor (private readonly label: string, private readonly everyMs = 2000, private readonly out: NodeJS.WritableStream = process.stderr) {}
+
+  tick (line: () => string): void {
+    const now = performance.now()
+    if (now - this.last < this.everyMs) return
+    this.last = now
+    this.out.write(`[${this.label}] ${((now - this.started) / 1000).toFixed(1)}s ${line()}\n`)
+  }
+
+  get elapsedMs (): number { return performance.now() - this.started }
+}
+
+export function rate (n: number, ms: number): string {
+  const r = ms > 0 ? n / (ms / 1000) : 0
+  return r >= 1e6 ? `${(r / 1e6).toFixed(2)}M/s` : r >= 1e3 ? `${(r / 1e3).toFixed(1)}k/s` : `${r.toFixed(0)}/s`
+}
+
+export function count (n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n)
+}
