@@ -107,7 +107,7 @@ export function rfmMonetary (s: UserState, today: number): number {
   const p = s.purchases
   let sum = 0
   for (let i = 0; i < p.length; i += 2) if (p[i] > today - LONG_WINDOW_DAYS && p[i] <= today) sum += p[i + 1]
-  return sum
+  return sum / 100 // stored in cents
 }
 
 export type ValueTier = 'HIGH' | 'MID' | 'LOW'

@@ -62,6 +62,18 @@ function unpackCounts (packed: number[], into: Uint16Array): void {
   if (i !== COUNTS_LENGTH) throw new Error(`counts hold ${i} slots, expected ${COUNTS_LENGTH}`)
 }
 
+/**
+ * Sparse (day, …) tuples are stored with the day as "days before headDay": one byte instead of
+ * three. Purchase amounts are already integer cents (two or three bytes instead of a double's eight).
+ */
+function relativeDays (tuples: number[], width: number, head: number): number[] {
+  const out = tuples.slice()
+  for (let i = 0; i < out.length; i += width) out[i] = head - tuples[i]
+  return out
+}
+
+const absoluteDays = relativeDays // the same map: day ↔ head − day
+
 /** Little-endian on every platform, so a state directory or changelog moves between machines. */
 function wordsLE (words: Uint32Array | Int32Array): Buffer {
   const b = Buffer.allocUnsafe(words.length * 4)
@@ -83,8 +95,8 @@ export function encodeState (s: UserState): Buffer {
     loginBits: s.loginBits,
     activeBits: wordsLE(s.activeBits),
     counts: packCounts(s.counts),
-    purchases: s.purchases,
-    messages: s.messages,
+    purchases: relativeDays(s.purchases, 2, s.headDay),
+    messages: relativeDays(s.messages, 3, s.headDay),
     recentIds: wordsLE(s.recentIds),
     recentPos: s.recentPos,
     ruleCond: s.ruleCond,
@@ -118,8 +130,8 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   // Copy, never view: the Buffers avsc returns may share one pooled ArrayBuffer.
   for (let i = 0; i < 3; i++) s.activeBits[i] = d.activeBits.readUInt32LE(i * 4)
   unpackCounts(d.counts, s.counts)
-  s.purchases = d.purchases
-  s.messages = d.messages
+  s.purchases = absoluteDays(d.purchases, 2, d.headDay)
+  s.messages = absoluteDays(d.messages, 3, d.headDay)
   for (let i = 0; i < RECENT_IDS; i++) s.recentIds[i] = d.recentIds.readInt32LE(i * 4)
   s.recentPos = d.recentPos
   s.ruleCond = d.ruleCond

@@ -11,7 +11,8 @@ import { type ZoneClock, zoneClock } from '../time/zones.js'
  *                          FOLLOW, UNFOLLOW: 7 days each; login hour-of-day histogram: 24
  *   loginBits              32-day ring of days with a LOGIN (loginDays7 / loginDays28)
  *   activeBits             96-day ring of days with any engagement (RFM frequency over 90 days)
- *   purchases / messages   sparse (day, …) tuples within 90 days: rare events, kept as lists
+ *   purchases / messages   sparse (day, …) tuples within 90 days: rare events, kept as lists;
+ *                          purchase amounts in integer cents, so sums are exact across restarts
  */
 export const COUNT_DAYS = 35
 export const FOLLOW_DAYS = 7
@@ -114,9 +115,10 @@ export class UserState {
   }
 
   addPurchase (day: number, amount: number): void {
+    const cents = Math.round(amount * 100)
     const p = this.purchases
-    if (p.length > 0 && p[p.length - 2] === day) p[p.length - 1] += amount
-    else p.push(day, amount)
+    if (p.length > 0 && p[p.length - 2] === day) p[p.length - 1] += cents
+    else p.push(day, cents)
   }
 
   addMessage (day: number, delivered: number, opened: number): void {

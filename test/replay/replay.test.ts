@@ -1,0 +1,136 @@
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { projectRoot } from '../../src/paths.js'
+import { tempDir } from '../helpers.js'
+
+const root = projectRoot()
+const FIXTURE = join(root, 'test', 'fixtures', 'replay-small.jsonl')
+const UNTIL = '2026-03-12T00:00:00+08:00'
+
+/** Runs the real `ebb` bin (compiled by `npm run build`, as after `npm ci`). */
+function ebb (...args: string[]): { code: number | null, stdout: string, stderr: string } {
+  const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), ...args], { encoding: 'utf8', cwd: root })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+const tmp = tempDir('ebb-replay-test-')
+afterAll(() => { tmp.cleanup() })
+
+function lineOf (needle: string): number {
+  return readFileSync(FIXTURE, 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1
+}
+
+describe('ebb replay on a hand-written fixture', () => {
+  const out1 = join(tmp.dir, 'run1')
+  const out2 = join(tmp.dir, 'run2')
+  const run1 = ebb('replay', '--in', FIXTURE, '--out', out1, '--until', UNTIL)
+  const run2 = ebb('replay', '--in', FIXTURE, '--out', out2, '--until', UNTIL, '--batch', '7')
+
+  it('exits 0 and prints a summary', () => {
+    expect(run1.stderr).toBe('')
+    expect(run1.code).toBe(0)
+    expect(run1.stdout).toMatch(/inactive_7d\s+4/)
+    expect(run1.stdout).toMatch(/model_risk\s+disabled/)
+  })
+
+  it('is deterministic: two runs (different batch sizes) give byte-identical outputs', () => {
+    expect(run2.code).toBe(0)
+    for (const f of ['alerts.jsonl', 'dlq.jsonl', 'summary.json']) {
+      expect(readFileSync(join(out2, f))).toEqual(readFileSync(join(out1, f)))
+    }
+  })
+
+  it('gives the alerts SPEC §3–§4 predict, at the times they predict', () => {
+    const alerts = readFileSync(join(out1, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { userId: string, rule: string, firedAt: number, episodeId: string, reasons: Array<{ code: string, value: number }> })
+    expect(alerts.map((a) => [a.userId, a.rule, new Date(a.firedAt).toISOString()])).toEqual([
+      // 2 views a day 02-10..02-21, none after: at 02-27 00:00 local the last 7 days hold 2 views
+      // against 22 in the 28 days before (5.5 a week): drop 0.64 ≥ 0.6.
+      ['u-drop', 'consumption_drop', '2026-02-26T16:00:00.000Z'],
+      // last login 02-21 → 7 full days at 03-01 00:00 local
+      ['u-drop', 'inactive_7d', '2026-02-28T16:00:00.000Z'],
+      // 6 creators followed 02-20, 3 unfollowed 03-05 10:00–10:02: 3/6 = 0.5 at the third unfollow
+      ['u-burst', 'unfollow_burst', '2026-03-05T02:02:00.000Z'],
+      ['u-burst', 'inactive_7d', '2026-03-08T16:00:00.000Z'],
+      // last login Monday 03-02 23:00 local → next Tuesday 03-10 00:00 local
+      ['u-inactive', 'inactive_7d', '2026-03-09T16:00:00.000Z'],
+      // New York: last login Tuesday 03-03 22:00 EST; clocks go forward 03-08, so Wednesday 03-11
+      // 00:00 local is 04:00Z (EDT), not 05:00Z
+      ['u-ny', 'inactive_7d', '2026-03-11T04:00:00.000Z']
+    ])
+    const burst = alerts.filter((a) => a.userId === 'u-burst')
+    expect(burst[0].episodeId).toBe(burst[1].episodeId) // one risk episode
+    expect(burst[0].reasons[0]).toMatchObject({ code: 'UNFOLLOW_BURST', value: 0.5 })
+  })
+
+  it('sends each kind of bad input to the dead letters with its reason, line and raw bytes', () => {
+    const dlq = readFileSync(join(out1, 'dlq.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string, code: string, detail: string, raw: string, source: { file: string, line: number } })
+    const rows = dlq.map((d) => [d.reason, d.source.line])
+    expect(rows).toEqual([
+      ['undecodable', lineOf('"bad-json"')],
+      ['invalid', lineOf('"bad-type"')],
+      ['invalid', lineOf('"bad-missing"')],
+      ['invalid', lineOf('"bad-ts"')],
+      ['duplicate', lineOf('"e053"') + 1],
+      ['late', lineOf('"late-1"')]
+    ])
+    expect(dlq[1].detail).toContain('unknown event type "LIKE"')
+    expect(dlq[2].detail).toContain('userId')
+    expect(dlq[3].detail).toContain('ts')
+    const lines = readFileSync(FIXTURE, 'utf8').split('\n')
+    for (const d of dlq) {
+      expect(d.source.file).toBe('replay-small.jsonl')
+      expect(Buffer.from(d.raw, 'base64').toString('utf8')).toBe(lines[d.source.line - 1])
+      expect(d.code).toMatch(/^EBB_EVENT_/)
+    }
+  })
+
+  it('writes counts that add up: every record is applied or dead-lettered', () => {
+    const s = JSON.parse(readFileSync(join(out1, 'summary.json'), 'utf8')) as { records: number, eventsApplied: number, deadLettersByReason: Record<string, number> }
+    const dead = Object.values(s.deadLettersByReason).reduce((a, b) => a + b, 0)
+    const nonEmpty = readFileSync(FIXTURE, 'utf8').split('\n').filter((l) => l.trim() !== '').length
+    expect(s.records).toBe(nonEmpty)
+    expect(s.eventsApplied + dead).toBe(s.records)
+  })
+})
+
+describe('ebb replay: bad usage and configuration exit 2 with a message that says what to fix', () => {
+  it('a missing --in', () => {
+    const r = ebb('replay', '--out', join(tmp.dir, 'x'))
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/--in is required/)
+  })
+
+  it('an unknown option', () => {
+    const r = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'x'), '--fast')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/--fast/)
+  })
+
+  it('an input file that does not exist', () => {
+    const r = ebb('replay', '--in', join(tmp.dir, 'nope.jsonl'), '--out', join(tmp.dir, 'x'))
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/nope\.jsonl/)
+  })
+
+  it('an --until without an offset', () => {
+    const r = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'x'), '--until', '2026-03-12T00:00')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/offset/)
+  })
+
+  it('a topology with an unknown signal names the file and line', () => {
+    const bad = join(tmp.dir, 'bad.yaml')
+    writeFileSync(bad, readFileSync(join(root, 'topologies', 'default.yaml'), 'utf8').replace('signal: unfollowRatio7d', 'signal: unfolowRatio'))
+    const r = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'x'), '--topology', bad)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/bad\.yaml:\d+: rule unfollow_burst: unknown signal "unfolowRatio"/)
+  })
+
+  it('an unknown command', () => {
+    const r = ebb('frobnicate')
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/unknown command/)
+  })
+})

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest'
+import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
+import { decodeState, encodeState } from '../../src/state/state-codec.js'
+import { EbbError } from '../../src/errors.js'
+import { at, defaultTopology } from '../helpers.js'
+
+describe('the per-user state record', () => {
+  it('round-trips through Avro with every field intact', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    const events = []
+    // 28 days of a busy user: logins, views, interactions, posts, follows, purchases, messages.
+    for (let day = 1; day <= 28; day++) {
+      const date = `2026-02-${String(day).padStart(2, '0')}`
+      events.push({ userId: 'busy', type: 'LOGIN' as const, ts: at(`${date}T08:00`), tz: 'Asia/Shanghai' })
+      for (let k = 0; k < 12; k++) events.push({ userId: 'busy', type: 'VIEW' as const, ts: at(`${date}T12:${String(k).padStart(2, '0')}`) })
+      for (let k = 0; k < 4; k++) events.push({ userId: 'busy', type: 'INTERACT' as const, ts: at(`${date}T13:${String(k).padStart(2, '0')}`) })
+      if (day % 3 === 0) events.push({ userId: 'busy', type: 'POST' as const, ts: at(`${date}T14:00`) })
+      if (day % 4 === 0) events.push({ userId: 'busy', type: 'FOLLOW' as const, ts: at(`${date}T15:00`) })
+      if (day % 7 === 0) events.push({ userId: 'busy', type: 'PURCHASE' as const, ts: at(`${date}T16:00`), amount: 19.9 })
+      if (day % 2 === 0) events.push({ userId: 'busy', type: 'MESSAGE_DELIVERED' as const, ts: at(`${date}T18:00`), channel: 'PUSH' as const })
+    }
+    events.push({ userId: 'busy', type: 'CONSENT_REVOKED' as const, ts: at('2026-02-28T20:00'), channel: 'SMS' as const })
+    await d.pipe(...events)
+    const s = d.user('busy')
+    if (s === undefined) throw new Error('no state')
+    const bytes = encodeState(s)
+    // The issue's budget: a few hundred bytes per user; a busy month fits in well under 300.
+    expect(bytes.length).toBeLessThan(300)
+    const back = decodeState('busy', bytes)
+    expect(encodeState(back)).toEqual(bytes)
+    for (const k of ['firstDay', 'lastEventTs', 'headDay', 'lastLoginTs', 'lastLoginDay', 'lastPurchaseDay', 'followCount', 'loginBits', 'recentPos', 'ruleCond', 'ruleFired', 'episodeOpenTs', 'timerDue', 'consentRevoked'] as const) {
+      expect(back[k]).toEqual(s[k])
+    }
+    expect([...back.counts]).toEqual([...s.counts])
+    expect([...back.activeBits]).toEqual([...s.activeBits])
+    expect([...back.recentIds]).toEqual([...s.recentIds])
+    expect(back.purchases).toEqual(s.purchases)
+    expect(back.messages).toEqual(s.messages)
+    expect(back.zone.id).toBe('Asia/Shanghai')
+    expect(back.consentRevoked).toBe(0b10) // SMS
+    expect(d.signals('busy', at('2026-02-28T22:00'))).toEqual(await signalsAfterReload(bytes))
+  })
+
+  it('refuses bytes it cannot read with EBB_STATE_CORRUPT', () => {
+    expect(() => decodeState('x', Buffer.from([1, 2, 3]))).toThrow(EbbError)
+  })
+})
+
+async function signalsAfterReload (bytes: Buffer): Promise<Record<string, unknown>> {
+  const d = await TopologyTestDriver.create(defaultTopology())
+  const { stateKey } = await import('../../src/state/keys.js')
+  await d.store.write([[stateKey('busy'), bytes]], [])
+  return d.signals('busy', at('2026-02-28T22:00'))
+}
