@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
-import { intOption, parseOptions } from '../src/cli/args.js'
+import { intOption, parseOptionsAndPositionals } from '../src/cli/args.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
 import { benchCore } from './core.js'
@@ -13,8 +13,7 @@ const SUITES = ['core'] as const
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const suites = argv.filter((a) => !a.startsWith('-'))
-  const o = parseOptions('bench', argv.filter((a) => a.startsWith('-')), { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' } })
+  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' } })
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
@@ -23,7 +22,8 @@ export async function runBench (argv: string[]): Promise<number> {
     if (suite === 'core') {
       const users = intOption('bench', 'users', o.users, quick ? 20_000 : 1_000_000, 1, 100_000_000)
       const events = intOption('bench', 'events', o.events, quick ? 200_000 : 10_000_000, 1, 1_000_000_000)
-      const r = await benchCore({ users, events, days: 14, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
+      const days = intOption('bench', 'days', o.days, 2, 1, 90)
+      const r = await benchCore({ users, events, days, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
       const result = { suite, quick, machine, date: new Date().toISOString(), command: `npm run bench -- core${quick ? ' --quick' : ''}`, results: r }
       const dir = join(projectRoot(), 'bench', 'results')
       mkdirSync(dir, { recursive: true })

@@ -43,6 +43,9 @@ export class StateCache {
     return s
   }
 
+  /** Cached or known absent: no store read is needed for this user. */
+  has (userId: string): boolean { return this.map.has(userId) || this.absent.has(userId) }
+
   isKnownAbsent (userId: string): boolean { return this.absent.has(userId) }
 
   /** Loads every listed user that is neither cached nor known absent, in one multi-get. */

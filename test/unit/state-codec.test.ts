@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
-import { decodeState, encodeState } from '../../src/state/state-codec.js'
+import { decodeState, encodeState, encodeStateWithAvsc } from '../../src/state/state-codec.js'
 import { EbbError } from '../../src/errors.js'
 import { at, defaultTopology } from '../helpers.js'
 
@@ -26,6 +26,11 @@ describe('the per-user state record', () => {
     const bytes = encodeState(s)
     // The issue's budget: a few hundred bytes per user; a busy month fits in well under 300.
     expect(bytes.length).toBeLessThan(300)
+    // The hand-written flush encoder writes exactly avsc's bytes for the same record.
+    expect(bytes).toEqual(encodeStateWithAvsc(s))
+    s.churnScore = 0.4375
+    expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
+    s.churnScore = null
     const back = decodeState('busy', bytes)
     expect(encodeState(back)).toEqual(bytes)
     for (const k of ['firstDay', 'lastEventTs', 'headDay', 'lastLoginTs', 'lastLoginDay', 'lastPurchaseDay', 'followCount', 'loginBits', 'recentPos', 'ruleCond', 'ruleFired', 'episodeOpenTs', 'timerDue', 'consentRevoked'] as const) {
@@ -39,6 +44,20 @@ describe('the per-user state record', () => {
     expect(back.zone.id).toBe('Asia/Shanghai')
     expect(back.consentRevoked).toBe(0b10) // SMS
     expect(d.signals('busy', at('2026-02-28T22:00'))).toEqual(await signalsAfterReload(bytes))
+  })
+
+  it('writes avsc\'s bytes for fresh, sparse and extreme states', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'új-用户-😀', type: 'VIEW', ts: at('2026-03-01T10:00'), tz: 'America/Los_Angeles' })
+    const s = d.user('új-用户-😀')
+    if (s === undefined) throw new Error('no state')
+    expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
+    s.loginBits = 1 << 31 // negative int32
+    s.counts.fill(65535)
+    s.purchases = [s.headDay - 89, 99_999_999_99]
+    s.timerDue = 4_102_444_800_000
+    expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
+    expect(decodeState('x', encodeState(s)).counts[5]).toBe(65535)
   })
 
   it('refuses bytes it cannot read with EBB_STATE_CORRUPT', () => {
