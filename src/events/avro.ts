@@ -23,11 +23,8 @@ export const CONFLUENT_MAGIC = 0
  * decoded record needs only the semantic checks of validateEvent.
  */
 export function decodeAvroEvent (buf: Buffer): UserEvent {
-  const type = userEventAvroType()
-  const { value, offset } = type.decode(buf, 0) as { value: UserEvent | undefined, offset: number }
-  if (value === undefined || offset < 0) throw new Error('truncated Avro record')
-  if (offset !== buf.length) throw new Error(`${buf.length - offset} trailing bytes after the Avro record`)
-  return value
+  // fromBuffer throws 'truncated buffer' / 'trailing data' itself, and allocates less than decode().
+  return (userEventType ?? userEventAvroType()).fromBuffer(buf) as UserEvent
 }
 
 export function encodeAvroEvent (e: UserEvent): Buffer {

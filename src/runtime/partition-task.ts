@@ -57,6 +57,8 @@ export class PartitionTask {
   private readonly latency: LatencyRecorder | undefined
   private decodeNs = new Float64Array(0)
   private decoded: Array<UserEvent | null> = []
+  /** the state of each record's user when the batch was decoded (one Map lookup per event) */
+  private states: Array<UserState | undefined> = []
   private failures: Array<EbbError | null> = []
   private readonly onTimer = (userId: string, due: number): void => { this.fireUserTimer(userId, due) }
   private readonly prefetch = (userIds: string[]): void => { this.cache.loadMissingSync(userIds) }
@@ -96,6 +98,8 @@ export class PartitionTask {
     // Only users not in the cache are collected: the common case (a hit) costs one Map lookup.
     const misses: string[] = []
     const cache = this.cache
+    const states = this.states
+    states.length = n
     const latency = this.latency
     if (latency !== undefined && this.decodeNs.length < n) this.decodeNs = new Float64Array(n)
     for (let i = 0; i < n; i++) {
@@ -115,7 +119,11 @@ export class PartitionTask {
       }
       decoded[i] = e
       failures[i] = fail
-      if (e !== null && !cache.has(e.userId)) misses.push(e.userId)
+      if (e !== null) {
+        const st = cache.get(e.userId)
+        states[i] = st
+        if (st === undefined && !cache.isKnownAbsent(e.userId)) misses.push(e.userId)
+      }
       if (latency !== undefined) this.decodeNs[i] = (performance.now() - t0) * 1e6
     }
     if (misses.length > 0) await cache.loadMissing(misses)
@@ -128,7 +136,7 @@ export class PartitionTask {
       }
       const t0 = latency !== undefined ? performance.now() : 0
       try {
-        this.processEvent(e, batch, i)
+        this.processEvent(e, batch, i, states[i])
       } catch (err) {
         // Per-phase policy (Kafka Streams' processing handler): a failing record goes to the
         // dead letters with its reason; a store failure is not the record's fault and stops the task.
@@ -136,11 +144,12 @@ export class PartitionTask {
         this.deadLetter(batch, i, new EbbError(Errors.EVENT_PROCESSING, (err as Error).message))
       }
       decoded[i] = null
+      states[i] = undefined
       if (latency !== undefined) latency.recordValue(Math.round(this.decodeNs[i] + (performance.now() - t0) * 1e6))
     }
   }
 
-  private processEvent (e: UserEvent, batch: RecordBatch, i: number): void {
+  private processEvent (e: UserEvent, batch: RecordBatch, i: number, known: UserState | undefined): void {
     const ts = e.ts
     if (ts > this.maxTs) {
       this.maxTs = ts
@@ -152,8 +161,8 @@ export class PartitionTask {
       return
     }
     const type = eventTypeIndex(e.type) as EventType
-    let s = this.cache.get(e.userId)
-    if (s === undefined) s = this.cache.getOrLoadSync(e.userId)
+    // The state seen at decode time, unless the user was erased since (or was not cached then).
+    let s = known !== undefined && !known.erased ? known : this.cache.getOrLoadSync(e.userId)
     if (type === EventType.ERASE) {
       if (s !== undefined) {
         this.timers.set(s.userId, s.timerDue, 0)

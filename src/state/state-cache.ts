@@ -43,9 +43,6 @@ export class StateCache {
     return s
   }
 
-  /** Cached or known absent: no store read is needed for this user. */
-  has (userId: string): boolean { return this.map.has(userId) || this.absent.has(userId) }
-
   isKnownAbsent (userId: string): boolean { return this.absent.has(userId) }
 
   /** Loads every listed user that is neither cached nor known absent, in one multi-get. */
@@ -114,6 +111,8 @@ export class StateCache {
 
   /** Forgets a user (ERASE): gone from memory now, from the store at the next flush. */
   erase (userId: string): void {
+    const s = this.map.get(userId)
+    if (s !== undefined) s.erased = true
     this.map.delete(userId)
     this.absent.add(userId)
     this.erased.add(userId)

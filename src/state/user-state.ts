@@ -57,6 +57,7 @@ export class UserState {
   // Not persisted: cache bookkeeping.
   dirty = false
   touched = 0
+  erased = false
 
   constructor (userId: string, zone: ZoneClock) {
     this.userId = userId
