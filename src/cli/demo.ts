@@ -9,6 +9,7 @@ import { PartitionTask } from '../runtime/partition-task.js'
 import { AvroBatch } from '../runtime/record-batch.js'
 import { Simulator } from '../sim/simulator.js'
 import { RocksStore } from '../state/rocks-store.js'
+import { encodeState } from '../state/state-codec.js'
 import { intOption, parseOptions } from './args.js'
 import { count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
@@ -25,7 +26,7 @@ export async function demo (argv: string[]): Promise<number> {
     users: { type: 'string' }, days: { type: 'string' }, seed: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean' }
   })
   if (o.help === true) { process.stdout.write(DEMO_HELP + '\n'); return 0 }
-  const users = intOption('demo', 'users', o.users, 10_000, 1, 10_000_000)
+  const users = intOption('demo', 'users', o.users, 5_000, 1, 10_000_000)
   const days = intOption('demo', 'days', o.days, 60, 1, 3650)
   const seed = intOption('demo', 'seed', o.seed, 7, 0, 2 ** 31 - 1)
   const topology = loadTopology(topologyPath('default.yaml'))
@@ -62,8 +63,10 @@ export async function demo (argv: string[]): Promise<number> {
     const diskBytes = store.approximateSize()
     const summary = summaryOf(task, engineMs)
     printSummary('demo', summary, process.stdout)
-    const live = task.stats.usersCreated - task.stats.usersErased
-    process.stdout.write(`state: ${(diskBytes / 1e6).toFixed(1)} MB in RocksDB for ${count(live)} users (${live > 0 ? Math.round(diskBytes / live) : 0} B/user, before compaction)\n`)
+    let stateBytes = 0
+    let cached = 0
+    for (const s of task.cache.values()) { stateBytes += encodeState(s).length; cached++ }
+    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB directory ${(diskBytes / 1e6).toFixed(1)} MB before compaction\n`)
     process.stdout.write('example alerts:\n')
     const seen = new Set<string>()
     for (const a of sink.alerts) {

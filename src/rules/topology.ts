@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'y
 import { EbbError, Errors } from '../errors.js'
 import { SIGNALS_BY_NAME, type SignalDefinition, type SignalId } from '../signals/registry.js'
 import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
-import { COUNT_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
+import { COUNT_DAYS, DROP_WINDOW_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
 import { isKnownZone } from '../time/zones.js'
 
 export type Op = '>=' | '>' | '<=' | '<'
@@ -151,7 +151,7 @@ export function parseTopology (text: string, file: string): Topology {
       mid: num(get(resp, 'mid'), 'signals.responseRate.mid', d.response.mid, 0, 1)
     }
   }
-  if (params.drop.recentDays + params.drop.baselineDays > COUNT_DAYS) fail(get(drops, 'baselineDays') ?? drops, `signals.drops: recentDays + baselineDays is ${params.drop.recentDays + params.drop.baselineDays}; the state keeps ${COUNT_DAYS} days`)
+  if (params.drop.recentDays + params.drop.baselineDays > DROP_WINDOW_DAYS) fail(get(drops, 'baselineDays') ?? drops, `signals.drops: recentDays + baselineDays is ${params.drop.recentDays + params.drop.baselineDays}; the state keeps ${DROP_WINDOW_DAYS} complete days`)
   if (params.rfm.midMonetary > params.rfm.highMonetary) fail(get(get(rfm, 'mid'), 'monetary'), 'signals.rfm.mid.monetary: above high.monetary')
   if (params.rfm.midFrequency > params.rfm.highFrequency) fail(get(get(rfm, 'mid'), 'activeDays'), 'signals.rfm.mid.activeDays: above high.activeDays')
   if (params.response.mid > params.response.high) fail(get(resp, 'mid'), 'signals.responseRate.mid: above high')

@@ -17,7 +17,7 @@ export interface SignalDefinition {
   readonly id: SignalId
   readonly name: string
   readonly code: string
-  /** bit mask over EventType: events that can change the value on the same day */
+  /** bit mask over EventType: events that can change the value on the same day (0: only the day's change can) */
   readonly affectedBy: number
   readonly min: number
   readonly max: number
@@ -36,9 +36,9 @@ export const SIGNALS: readonly SignalDefinition[] = [
   { id: SignalId.loginDays7, name: 'loginDays7', code: 'LOGIN_DAYS_7', affectedBy: bit(EventType.LOGIN), min: 0, max: 7, integer: true, needsModel: false, text: 'logged in on {v} of the last 7 days (threshold {t})' },
   { id: SignalId.loginDays28, name: 'loginDays28', code: 'LOGIN_DAYS_28', affectedBy: bit(EventType.LOGIN), min: 0, max: 28, integer: true, needsModel: false, text: 'logged in on {v} of the last 28 days (threshold {t})' },
   { id: SignalId.unfollowRatio7d, name: 'unfollowRatio7d', code: 'UNFOLLOW_BURST', affectedBy: bit(EventType.FOLLOW, EventType.UNFOLLOW), min: 0, max: 1, integer: false, needsModel: false, text: 'unfollowed {v%} of the creators they followed a week ago (alert at {t%})' },
-  { id: SignalId.consumptionDrop, name: 'consumptionDrop', code: 'CONSUMPTION_DROP', affectedBy: bit(EventType.VIEW), min: 0, max: 1, integer: false, needsModel: false, text: 'views this week down {v%} on their weekly average (alert at {t%})' },
-  { id: SignalId.interactionDrop, name: 'interactionDrop', code: 'INTERACTION_DROP', affectedBy: bit(EventType.INTERACT), min: 0, max: 1, integer: false, needsModel: false, text: 'interactions this week down {v%} on their weekly average (alert at {t%})' },
-  { id: SignalId.postDrop, name: 'postDrop', code: 'POST_DROP', affectedBy: bit(EventType.POST), min: 0, max: 1, integer: false, needsModel: false, text: 'posts this week down {v%} on their weekly average (alert at {t%})' },
+  { id: SignalId.consumptionDrop, name: 'consumptionDrop', code: 'CONSUMPTION_DROP', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: false, text: 'views this week down {v%} on their weekly average (alert at {t%})' },
+  { id: SignalId.interactionDrop, name: 'interactionDrop', code: 'INTERACTION_DROP', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: false, text: 'interactions this week down {v%} on their weekly average (alert at {t%})' },
+  { id: SignalId.postDrop, name: 'postDrop', code: 'POST_DROP', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: false, text: 'posts this week down {v%} on their weekly average (alert at {t%})' },
   { id: SignalId.rfmRecencyDays, name: 'rfmRecencyDays', code: 'PURCHASE_RECENCY', affectedBy: bit(EventType.PURCHASE), min: 0, max: 365, integer: true, needsModel: false, text: 'last purchase {v} days ago (threshold {t})' },
   { id: SignalId.rfmFrequency90d, name: 'rfmFrequency90d', code: 'ACTIVE_DAYS_90', affectedBy: ENGAGEMENT, min: 0, max: 90, integer: true, needsModel: false, text: 'active on {v} of the last 90 days (threshold {t})' },
   { id: SignalId.rfmMonetary90d, name: 'rfmMonetary90d', code: 'SPEND_90', affectedBy: bit(EventType.PURCHASE), min: 0, max: Number.MAX_VALUE, integer: false, needsModel: false, text: 'spent {v} in the last 90 days (threshold {t})' },

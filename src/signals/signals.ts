@@ -70,11 +70,17 @@ export function unfollowRatio (s: UserState, today: number, p: SignalParams): nu
   return unfollows / base
 }
 
-/** 1 − recent count ÷ average weekly count of the baseline before it. NaN below the minimum baseline. */
+/**
+ * 1 − recent count ÷ average weekly count of the baseline before it. NaN below the minimum baseline.
+ * Windows are complete local days: the recent 7 are the days before today, the baseline the 28
+ * before those. Counting today's partial day would make the drop jump at every midnight (a new,
+ * empty day enters the window) and fall with the day's first view: the rule would flap daily.
+ * So the drop is stable within a day and moves at the user's local midnight (the daily timer).
+ */
 export function drop (s: UserState, offset: number, today: number, p: SignalParams, minWeekly: number): number {
   const { recentDays, baselineDays } = p.drop
-  const recent = ringSum(s, offset, COUNT_DAYS, today, 0, recentDays - 1)
-  const baseline = ringSum(s, offset, COUNT_DAYS, today, recentDays, recentDays + baselineDays - 1)
+  const recent = ringSum(s, offset, COUNT_DAYS, today, 1, recentDays)
+  const baseline = ringSum(s, offset, COUNT_DAYS, today, recentDays + 1, recentDays + baselineDays)
   const weekly = baseline * 7 / baselineDays
   if (weekly < minWeekly) return Number.NaN
   return 1 - (recent * 7 / recentDays) / weekly

@@ -7,14 +7,16 @@ import { type ZoneClock, zoneClock } from '../time/zones.js'
  * the N days up to `headDay`, the newest day written. Moving headDay forward clears the slots of
  * the days skipped, so an update is O(1) amortised and the state never grows with time.
  *
- *   counts (Uint16Array)   VIEW, INTERACT, POST: 35 days each (7-day window + 28-day baseline)
+ *   counts (Uint16Array)   VIEW, INTERACT, POST: 36 days each (today + 7 complete days + 28-day baseline)
  *                          FOLLOW, UNFOLLOW: 7 days each; login hour-of-day histogram: 24
  *   loginBits              32-day ring of days with a LOGIN (loginDays7 / loginDays28)
  *   activeBits             96-day ring of days with any engagement (RFM frequency over 90 days)
  *   purchases / messages   sparse (day, …) tuples within 90 days: rare events, kept as lists;
  *                          purchase amounts in integer cents, so sums are exact across restarts
  */
-export const COUNT_DAYS = 35
+export const COUNT_DAYS = 36
+/** complete days before today that the drop windows can span */
+export const DROP_WINDOW_DAYS = COUNT_DAYS - 1
 export const FOLLOW_DAYS = 7
 export const OFF_VIEW = 0
 export const OFF_INTERACT = OFF_VIEW + COUNT_DAYS

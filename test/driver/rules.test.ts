@@ -89,41 +89,53 @@ describe('unfollow_burst', () => {
 })
 
 describe('consumption_drop', () => {
-  it('fires at the midnight when the last 7 days fall 60% below the weekly average', async () => {
+  it('fires at the midnight when the last 7 complete days fall 60% below the weekly average', async () => {
     const d = await TopologyTestDriver.create(defaultTopology())
     // 10 views a day, every day of February (4 weeks): 70 a week.
     await d.pipe(ev('v', 'LOGIN', '2026-02-01T09:00'), ...views('v', '2026-02', Array.from({ length: 28 }, (_, i) => i + 1), 10))
     expect(d.alertsOf('consumption_drop')).toHaveLength(0)
-    // Then nothing from 1 March. On day k of March the recent window holds 10 × (7 − k) views of February
-    // and the baseline is still ≈ 70 a week: the drop reaches 0.6 when at most 28 views remain, i.e. on
-    // 2026-03-05 (window 02-27 .. 03-05: 20 views; baseline 01-30 .. 02-26: 260 → 65/week; drop 0.69).
-    // On 2026-03-04 the window holds 30 views and the baseline 250 → 62.5/week → drop 0.52: not yet.
-    d.advanceTo(at('2026-03-04T23:59'))
+    // Then nothing from 1 March. At midnight starting day D the recent window is the 7 complete days
+    // before D and the baseline the 28 before those:
+    //   03-05: recent 02-26..03-04 = 30 views, baseline 01-29..02-25 = 250 (62.5 a week) → drop 0.52
+    //   03-06: recent 02-27..03-05 = 20 views, baseline 01-30..02-26 = 260 (65 a week)   → drop 0.69
+    d.advanceTo(at('2026-03-05T23:59'))
     expect(d.alertsOf('consumption_drop')).toHaveLength(0)
-    d.advanceTo(at('2026-03-05T00:00'))
+    d.advanceTo(at('2026-03-06T00:00'))
     const [a] = d.alertsOf('consumption_drop')
-    expect(a.firedAt).toBe(at('2026-03-05T00:00'))
+    expect(a.firedAt).toBe(at('2026-03-06T00:00'))
     expect(a.reasons[0].code).toBe('CONSUMPTION_DROP')
     expect(a.reasons[0].value).toBeCloseTo(1 - 20 / 65, 6)
-    d.advanceTo(at('2026-03-07T00:00'))
+    d.advanceTo(at('2026-03-09T00:00'))
     expect(d.alertsOf('consumption_drop')).toHaveLength(1)
+  })
+
+  it('is stable within a day: views do not move it until the next local midnight', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe(ev('s', 'LOGIN', '2026-02-01T09:00'), ...views('s', '2026-02', Array.from({ length: 28 }, (_, i) => i + 1), 10))
+    d.advanceTo(at('2026-03-06T00:00'))
+    const before = d.signals('s', at('2026-03-06T08:00')).consumptionDrop
+    await d.pipe(...views('s', '2026-03', [6], 40))
+    expect(d.signals('s', at('2026-03-06T20:00')).consumptionDrop).toBe(before)
+    expect(d.signals('s', at('2026-03-07T00:00')).consumptionDrop).toBeLessThan(before as number)
   })
 
   it('re-arms when views recover, and fires again when they fall again', async () => {
     const d = await TopologyTestDriver.create(defaultTopology())
     await d.pipe(ev('w', 'LOGIN', '2026-02-01T09:00'), ...views('w', '2026-02', Array.from({ length: 28 }, (_, i) => i + 1), 10))
-    d.advanceTo(at('2026-03-05T00:00'))
+    d.advanceTo(at('2026-03-06T00:00'))
     expect(d.alertsOf('consumption_drop')).toHaveLength(1)
-    // Views recover (condition false) and the user logs in (episode closes); later they stop again.
-    // 30 views a day keep the drop below 0.6 at every midnight of 03-06 .. 03-12.
-    await d.pipe(ev('w', 'LOGIN', '2026-03-05T08:00'), ...views('w', '2026-03', [5, 6, 7, 8, 9, 10, 11], 30))
-    d.advanceTo(at('2026-03-12T00:00'))
+    // The user comes back (the login closes the episode) with 30 views a day from 03-06 to 03-12:
+    // at 03-07 00:00 the window 02-28..03-06 holds 40 views against 67.5 a week: drop 0.41, false.
+    await d.pipe(ev('w', 'LOGIN', '2026-03-06T08:00'), ...views('w', '2026-03', [6, 7, 8, 9, 10, 11, 12], 30))
+    d.advanceTo(at('2026-03-13T00:00'))
     expect(d.alertsOf('consumption_drop')).toHaveLength(1)
-    d.advanceTo(at('2026-03-20T00:00'))
+    const bit = 1 << (defaultTopology().rules.find((r) => r.id === 'consumption_drop')?.index ?? -1)
+    expect((d.user('w')?.ruleCond ?? -1) & bit).toBe(0)
+    // After 03-12 the views stop again: a later midnight sees the drop reach 0.6 once more.
+    d.advanceTo(at('2026-03-24T00:00'))
     const all = d.alertsOf('consumption_drop')
     expect(all).toHaveLength(2)
-    // After 03-11 the views stop again, so some later midnight sees the drop reach 0.6 once more.
-    expect(all[1].firedAt).toBeGreaterThan(at('2026-03-12T00:00'))
+    expect(all[1].firedAt).toBeGreaterThan(at('2026-03-13T00:00'))
     expect(all[1].reasons[0].value).toBeGreaterThanOrEqual(0.6)
     expect(all[1].episodeId).not.toBe(all[0].episodeId)
   })
@@ -172,7 +184,7 @@ describe('risk episodes', () => {
     expect(new Set(alerts.map((a) => a.episodeId)).size).toBe(1)
     expect(alerts[0].episodeId).toBe(`e:${at('2026-03-01T10:02')}`) // opened by the first alert
     expect(alerts.map((a) => [a.rule, a.firedAt])).toEqual([
-      ['unfollow_burst', at('2026-03-01T10:02')], ['consumption_drop', at('2026-03-05T00:00')], ['inactive_7d', at('2026-03-08T00:00')]
+      ['unfollow_burst', at('2026-03-01T10:02')], ['consumption_drop', at('2026-03-06T00:00')], ['inactive_7d', at('2026-03-08T00:00')]
     ])
   })
 })

@@ -45,9 +45,9 @@ describe('ebb replay on a hand-written fixture', () => {
   it('gives the alerts SPEC §3–§4 predict, at the times they predict', () => {
     const alerts = readFileSync(join(out1, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { userId: string, rule: string, firedAt: number, episodeId: string, reasons: Array<{ code: string, value: number }> })
     expect(alerts.map((a) => [a.userId, a.rule, new Date(a.firedAt).toISOString()])).toEqual([
-      // 2 views a day 02-10..02-21, none after: at 02-27 00:00 local the last 7 days hold 2 views
-      // against 22 in the 28 days before (5.5 a week): drop 0.64 ≥ 0.6.
-      ['u-drop', 'consumption_drop', '2026-02-26T16:00:00.000Z'],
+      // 2 views a day 02-10..02-21, none after: at 02-28 00:00 local the 7 complete days before
+      // (02-21..02-27) hold 2 views against 22 in the 28 days before them (5.5 a week): drop 0.64.
+      ['u-drop', 'consumption_drop', '2026-02-27T16:00:00.000Z'],
       // last login 02-21 → 7 full days at 03-01 00:00 local
       ['u-drop', 'inactive_7d', '2026-02-28T16:00:00.000Z'],
       // 6 creators followed 02-20, 3 unfollowed 03-05 10:00–10:02: 3/6 = 0.5 at the third unfollow

@@ -38,7 +38,7 @@ describe('topology loading', () => {
     ['a fractional day count', 'threshold: 7 ', 'threshold: 6.5 ', /expected a whole number/],
     ['a threshold that is not a number', 'threshold: 0.6', 'threshold: lots', /expected a number/],
     ['a bad operator', 'op: ">=", threshold: 0.6', 'op: "=>", threshold: 0.6', /op "=>"/],
-    ['a window the state cannot hold', 'baselineDays: 28', 'baselineDays: 30', /recentDays \+ baselineDays is 37; the state keeps 35 days/],
+    ['a window the state cannot hold', 'baselineDays: 28', 'baselineDays: 30', /recentDays \+ baselineDays is 37; the state keeps 35 complete days/],
     ['a window beyond the follow ring', 'windowDays: 7 ', 'windowDays: 14 ', /windowDays: 14 is outside 1..7/],
     ['a bad duration', 'grace: 1d', 'grace: one day', /not a duration/],
     ['a misspelt key', 'allowedLateness: 5m', 'allowedLatenes: 5m', /unknown key "allowedLatenes"/],
