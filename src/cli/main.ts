@@ -1,4 +1,5 @@
 import { isEbbError } from '../errors.js'
+import { log } from '../log.js'
 import { REPLAY_HELP } from './replay.js'
 
 const HELP = `ebb — real-time churn early-warning engine
@@ -47,10 +48,12 @@ export async function main (argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (isEbbError(err)) {
+      if (err.exitCode === 1) log.error({ code: err.code, retriable: err.retriable, command }, err.message)
       process.stderr.write(`ebb ${command ?? ''}: ${err.message} [${err.code}]\n`)
       return err.exitCode
     }
-    process.stderr.write(`ebb ${command ?? ''}: unexpected failure: ${(err as Error).stack ?? String(err)}\n`)
+    log.error({ err, command }, 'unexpected failure')
+    process.stderr.write(`ebb ${command ?? ''}: unexpected failure: ${(err as Error).message}\n`)
     return 1
   }
 }

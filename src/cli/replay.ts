@@ -6,6 +6,7 @@ import { readLineBatches } from '../io/line-reader.js'
 import { JsonlDirectorySink } from '../io/sinks.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
+import { log } from '../log.js'
 import { PartitionTask } from '../runtime/partition-task.js'
 import { LineBatch } from '../runtime/record-batch.js'
 import { RocksStore } from '../state/rocks-store.js'
@@ -35,6 +36,7 @@ export async function replay (argv: string[]): Promise<number> {
   const batchSize = intOption('replay', 'batch', o.batch, 4096, 1, 1_000_000)
   if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
+  for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
   try {
     mkdirSync(out, { recursive: true })
   } catch (err) {
@@ -45,6 +47,7 @@ export async function replay (argv: string[]): Promise<number> {
   const store = await RocksStore.open(stateDir)
   const task = await PartitionTask.open({ topology, store, sink, cacheCapacity })
   const progress = new Progress('replay')
+  log.info({ input, out, stateDir, cacheCapacity }, 'replay started')
   const file = basename(input)
   try {
     let sinceCommit = 0
@@ -61,6 +64,7 @@ export async function replay (argv: string[]): Promise<number> {
     if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
   }
   const summary = summaryOf(task, progress.elapsedMs)
+  log.info({ records: summary.counts.records, alerts: task.stats.alertTotal, deadLetters: task.stats.deadLetterTotal, ms: Math.round(summary.elapsedMs) }, 'replay finished')
   // summary.json holds counts only (no timings), so it is as deterministic as the outputs.
   writeFileSync(join(out, 'summary.json'), JSON.stringify(summary.counts, null, 2) + '\n')
   printSummary('replay', summary, process.stdout)
