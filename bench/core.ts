@@ -7,10 +7,9 @@ import { MemorySink } from '../src/io/sinks.js'
 import { topologyPath } from '../src/paths.js'
 import { loadTopology } from '../src/rules/topology.js'
 import { PartitionTask } from '../src/runtime/partition-task.js'
-import { AvroBatch } from '../src/runtime/record-batch.js'
 import { RocksStore } from '../src/state/rocks-store.js'
 import { encodeState } from '../src/state/state-codec.js'
-import { BENCH_START, buildPopulation } from './population.js'
+import { BENCH_START, buildPopulation, PackedBatch } from './population.js'
 
 export interface CoreOptions { users: number, events: number, days: number, latencyEvents: number }
 
@@ -32,15 +31,17 @@ const BATCH = 4096
 export async function benchCore (o: CoreOptions, log: (s: string) => void): Promise<Record<string, number | string>> {
   log(`core: building ${o.events.toLocaleString()} Avro events over ${o.users.toLocaleString()} users, ${o.days} days`)
   const pop = buildPopulation(o.users, o.events, o.days)
-  const values = pop.values
+  const total = pop.length
+  const all = pop.all
+  const off = pop.offsets
 
   // 1. The ceiling: avsc decode alone.
   let sink = 0
-  for (let i = 0; i < Math.min(values.length, 200_000); i++) sink += decodeAvroEvent(values[i]).ts & 1 // warm-up
+  for (let i = 0; i < Math.min(total, 200_000); i++) sink += decodeAvroEvent(all.subarray(off[i], off[i + 1])).ts & 1 // warm-up
   let t0 = performance.now()
-  for (let i = 0; i < values.length; i++) sink += decodeAvroEvent(values[i]).ts & 1
+  for (let i = 0; i < total; i++) sink += decodeAvroEvent(all.subarray(off[i], off[i + 1])).ts & 1
   const decodeMs = performance.now() - t0
-  const decodeRate = values.length / (decodeMs / 1000)
+  const decodeRate = total / (decodeMs / 1000)
   log(`core: decode-only ${Math.round(decodeRate).toLocaleString()} events/s (${sink & 1})`)
 
   // 2. The engine, RocksDB state in a temp dir, a cache that holds the population.
@@ -56,10 +57,10 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
   let commitMs = 0
   let lastLog = performance.now()
   t0 = performance.now()
-  for (let i = 0; i < values.length; i += BATCH) {
-    const slice = values.slice(i, i + BATCH)
-    await task.process(new AvroBatch(slice, 'bench', 0, BigInt(i)))
-    sinceCommit += slice.length
+  for (let i = 0; i < total; i += BATCH) {
+    const batch = new PackedBatch(pop, i, Math.min(i + BATCH, total))
+    await task.process(batch)
+    sinceCommit += batch.length
     if (sinceCommit >= commitEvery) {
       const c0 = performance.now()
       await task.commit()
@@ -68,23 +69,23 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
     }
     if (performance.now() - lastLog > 2000) {
       lastLog = performance.now()
-      log(`core: ${(i + slice.length).toLocaleString()} / ${values.length.toLocaleString()} events, ${Math.round((i + slice.length) / ((lastLog - t0) / 1000)).toLocaleString()} events/s`)
+      log(`core: ${(i + batch.length).toLocaleString()} / ${total.toLocaleString()} events, ${Math.round((i + batch.length) / ((lastLog - t0) / 1000)).toLocaleString()} events/s`)
     }
   }
   const c0 = performance.now()
   await task.commit()
   commitMs += performance.now() - c0
   const engineMs = performance.now() - t0
-  const engineRate = values.length / (engineMs / 1000)
+  const engineRate = total / (engineMs / 1000)
   log(`core: engine ${Math.round(engineRate).toLocaleString()} events/s including commits (${(commitMs / 1000).toFixed(1)} s of ${(engineMs / 1000).toFixed(1)} s)`)
 
   // 3. Per-event latency (decode + processing), measured on a second pass over a slice, same task.
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 1e10, numberOfSignificantValueDigits: 3 })
   const lat = await PartitionTask.open({ topology, store, sink: alerts, cacheCapacity: o.users * 2, latency: histogram })
-  const n = Math.min(o.latencyEvents, values.length)
+  const n = Math.min(o.latencyEvents, total)
   // Same events again would be duplicates; a later window of time keeps them fresh.
   const shifted = buildPopulation(o.users, n, 1, 7, BENCH_START + (o.days + 1) * 86_400_000)
-  for (let i = 0; i < n; i += BATCH) await lat.process(new AvroBatch(shifted.values.slice(i, i + BATCH), 'bench', 0, BigInt(i)))
+  for (let i = 0; i < n; i += BATCH) await lat.process(new PackedBatch(shifted, i, Math.min(i + BATCH, n)))
 
   // 4. Size: encoded state per user, and RocksDB's directory after close.
   let stateBytes = 0
@@ -97,8 +98,8 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
   const rss = process.memoryUsage().rss
   return {
     users: o.users,
-    events: values.length,
-    avroBytesPerEvent: Math.round(pop.bytes / values.length),
+    events: total,
+    avroBytesPerEvent: Math.round(pop.bytes / total),
     decodeOnlyEventsPerSec: Math.round(decodeRate),
     engineEventsPerSec: Math.round(engineRate),
     ratioToDecodeOnly: Math.round(engineRate / decodeRate * 1000) / 1000,

@@ -249,17 +249,17 @@ export class PartitionTask {
   /** Commit point: outputs first, then state + timers + stream time in one atomic write. */
   async commit (): Promise<void> {
     await this.sink.flush()
-    const puts: Array<readonly [Buffer, Buffer]> = []
-    const dels: Buffer[] = []
-    this.cache.drainDirty(puts, dels)
-    this.timers.drain(puts, dels)
-    const meta = Buffer.allocUnsafe(16)
-    meta.writeDoubleBE(this.maxTs, 0)
-    meta.writeDoubleBE(this.watermark, 8)
-    puts.push([META_TIME, meta])
+    const batch = this.store.batch()
     try {
-      await this.store.write(puts, dels)
+      this.cache.drainDirty(batch)
+      this.timers.drain(batch)
+      const meta = Buffer.allocUnsafe(16)
+      meta.writeDoubleBE(this.maxTs, 0)
+      meta.writeDoubleBE(this.watermark, 8)
+      batch.put(META_TIME, meta)
+      await batch.write()
     } catch (err) {
+      batch.discard()
       throw new EbbError(Errors.STORE_IO, (err as Error).message)
     }
     this.cache.afterFlush()

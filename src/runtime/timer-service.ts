@@ -1,5 +1,5 @@
-import type { KvStore } from '../state/kv-store.js'
-import { timerKey, timerKeyDue, timerKeyUser, timerRange } from '../state/keys.js'
+import type { KvStore, StoreBatch } from '../state/kv-store.js'
+import { timerKey, timerKeyDue, timerKeyUser, timerKeyView, timerRange } from '../state/keys.js'
 
 /**
  * Per-user event-time timers, Flink-style: persisted in the store under 't' ‖ due ‖ userId, so
@@ -23,6 +23,7 @@ interface Due { due: number, userId: string, wide: boolean }
 const WIDE = /[\uD800-\uFFFF]/
 
 const CHUNK = 1024
+const EMPTY = Buffer.alloc(0)
 
 export class TimerService {
   private pending = new Map<string, PendingTimer>()
@@ -141,14 +142,13 @@ export class TimerService {
     }
   }
 
-  /** Moves the pending changes into a flush, to be written atomically with the state. */
-  drain (puts: Array<readonly [Buffer, Buffer]>, dels: Buffer[]): void {
-    const empty = Buffer.alloc(0)
+  /** Moves the pending changes into the commit's batch, to be written atomically with the state. */
+  drain (batch: StoreBatch): void {
     for (const [userId, p] of this.pending) {
       if (p.flushed === p.due) continue
-      if (p.flushed !== 0) dels.push(timerKey(p.flushed, userId))
+      if (p.flushed !== 0) batch.del(timerKeyView(p.flushed, userId))
       if (p.due !== 0) {
-        puts.push([timerKey(p.due, userId), empty])
+        batch.put(timerKeyView(p.due, userId), EMPTY)
         if (p.due < this.scanFrom) this.scanFrom = p.due // armed in the past by a late event
       }
     }

@@ -1,5 +1,5 @@
 import {
-  ACTIVE_RING, COUNT_DAYS, FOLLOW_DAYS, LOGIN_RING, LONG_WINDOW_DAYS, NEVER_DAY,
+  COUNT_DAYS, FOLLOW_DAYS, LOGIN_RING, LONG_WINDOW_DAYS, NEVER_DAY,
   OFF_FOLLOW, OFF_HOUR, OFF_INTERACT, OFF_POST, OFF_UNFOLLOW, OFF_VIEW, type UserState
 } from '../state/user-state.js'
 
@@ -40,7 +40,7 @@ export function ringSum (s: UserState, offset: number, size: number, today: numb
   for (let ago = fromAgo; ago <= toAgo; ago++) {
     const day = today - ago
     if (day > head || day <= head - size) continue
-    sum += s.counts[offset + (day % size)]
+    sum += s.words[offset + (day % size)]
   }
   return sum
 }
@@ -97,14 +97,8 @@ export function rfmRecency (s: UserState, today: number): number {
 
 /** Active local days (any engagement event) in the last 90 days. */
 export function rfmFrequency (s: UserState, today: number): number {
-  const head = s.headDay
   let n = 0
-  for (let ago = 0; ago < LONG_WINDOW_DAYS; ago++) {
-    const day = today - ago
-    if (day > head || day <= head - ACTIVE_RING) continue
-    const b = day % ACTIVE_RING
-    if ((s.activeBits[b >>> 5] & (1 << (b & 31))) !== 0) n++
-  }
+  for (let ago = 0; ago < LONG_WINDOW_DAYS; ago++) if (s.isActive(today - ago)) n++
   return n
 }
 
@@ -154,7 +148,7 @@ export function activeHour (s: UserState): number {
   let best = -1
   let max = 0
   for (let h = 0; h < 24; h++) {
-    const c = s.counts[OFF_HOUR + h]
+    const c = s.words[OFF_HOUR + h]
     if (c > max) { max = c; best = h }
   }
   return best < 0 ? Number.NaN : best

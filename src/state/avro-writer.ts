@@ -38,22 +38,27 @@ export class AvroWriter {
     this.pos += n
   }
 
-  /** `bytes`: a length, then the 32-bit words little-endian. */
-  wordsAsBytes (words: Int32Array | Uint32Array): void {
-    this.long(words.length * 4)
-    this.wordsAsFixed(words)
+  /** `bytes`: a length, then n 16-bit words from `from`, little-endian. */
+  u16AsBytes (words: Uint16Array, from: number, n: number): void {
+    this.long(n * 2)
+    this.u16AsFixed(words, from, n)
   }
 
-  /** `fixed` of 4 × words.length bytes, little-endian. */
-  wordsAsFixed (words: Int32Array | Uint32Array): void {
-    this.ensure(words.length * 4)
-    for (let i = 0; i < words.length; i++) { this.buf.writeUInt32LE(words[i] >>> 0, this.pos); this.pos += 4 }
+  /** `fixed` of 2n bytes: n 16-bit words from `from`, little-endian. */
+  u16AsFixed (words: Uint16Array, from: number, n: number): void {
+    this.ensure(n * 2)
+    for (let i = from; i < from + n; i++) { this.buf.writeUInt16LE(words[i], this.pos); this.pos += 2 }
   }
 
   double (x: number): void {
     this.ensure(8)
     this.buf.writeDoubleLE(x, this.pos)
     this.pos += 8
+  }
+
+  /** What was written since reset(), as a view valid until the next reset(). */
+  view (): Buffer {
+    return this.buf.subarray(0, this.pos)
   }
 
   /** A copy of what was written since reset(). */

@@ -27,6 +27,28 @@ export function timerKey (due: number, userId: string): Buffer {
   return b
 }
 
+const scratch = Buffer.allocUnsafe(4096)
+
+/**
+ * The same keys written into one shared scratch buffer: the returned view is valid until the
+ * next call. For the commit path, whose store batch copies the bytes at once.
+ */
+export function stateKeyView (userId: string): Buffer {
+  if (Buffer.byteLength(userId) > 4000) return stateKey(userId)
+  scratch[0] = STATE_PREFIX
+  const n = scratch.write(userId, 1)
+  return scratch.subarray(0, 1 + n)
+}
+
+export function timerKeyView (due: number, userId: string): Buffer {
+  if (Buffer.byteLength(userId) > 4000) return timerKey(due, userId)
+  scratch[0] = TIMER_PREFIX
+  scratch.writeUInt32BE(Math.floor(due / 0x100000000), 1)
+  scratch.writeUInt32BE(due >>> 0, 5)
+  const n = scratch.write(userId, 9)
+  return scratch.subarray(0, 9 + n)
+}
+
 export function timerKeyDue (key: Buffer): number {
   return key.readUInt32BE(1) * 0x100000000 + key.readUInt32BE(5)
 }

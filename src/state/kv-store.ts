@@ -13,7 +13,22 @@ export interface KeyCursor {
   close (): void
 }
 
+/**
+ * An atomic batch being built. put/del copy the bytes they are given before returning, so
+ * callers may pass views into a scratch buffer they reuse (the commit path allocates nothing
+ * per user that way).
+ */
+export interface StoreBatch {
+  put (key: Buffer, value: Buffer): void
+  del (key: Buffer): void
+  /** applies every operation atomically, or none */
+  write (): Promise<void>
+  /** drops the operations */
+  discard (): void
+}
+
 export interface KvStore {
+  batch (): StoreBatch
   getMany (keys: Buffer[]): Promise<Array<Buffer | undefined>>
   getManySync (keys: Buffer[]): Array<Buffer | undefined>
   /** keys in [gte, lte], in byte order */

@@ -1,4 +1,4 @@
-import type { KeyCursor, KvStore } from './kv-store.js'
+import type { KeyCursor, KvStore, StoreBatch } from './kv-store.js'
 
 /**
  * An in-memory KvStore with RocksDB's semantics (byte-ordered keys, atomic batches), for the
@@ -25,9 +25,24 @@ export class MemoryStore implements KvStore {
     }
   }
 
+  batch (): StoreBatch {
+    const ops: Array<[string, Buffer | null]> = []
+    return {
+      put: (k, v) => { ops.push([k.toString('latin1'), Buffer.from(v)]) },
+      del: (k) => { ops.push([k.toString('latin1'), null]) },
+      write: async () => {
+        for (const [k, v] of ops) { if (v === null) this.map.delete(k); else this.map.set(k, v) }
+        ops.length = 0
+      },
+      discard: () => { ops.length = 0 }
+    }
+  }
+
   async write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void> {
-    for (const k of dels) this.map.delete(k.toString('latin1'))
-    for (const [k, v] of puts) this.map.set(k.toString('latin1'), Buffer.from(v))
+    const b = this.batch()
+    for (const k of dels) b.del(k)
+    for (const [k, v] of puts) b.put(k, v)
+    await b.write()
   }
 
   approximateSize (): number {

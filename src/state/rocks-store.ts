@@ -1,16 +1,18 @@
 import { mkdirSync } from 'node:fs'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import { EbbError, Errors } from '../errors.js'
-import type { KeyCursor, KvStore } from './kv-store.js'
+import type { KeyCursor, KvStore, StoreBatch } from './kv-store.js'
 
 /**
  * RocksDB through @nxtedition/rocksdb (abstract-level). Batched async reads for the hot path;
  * the binding's synchronous multi-get, iterator and write-batch entry points (`_getManySync`,
  * `_nextvSync`, `_writeSync`, part of @nxtedition/rocksdb 12.x, pinned in package.json) serve
- * the timer path, which must not await (see kv-store.ts).
+ * the timer path, which must not await (see kv-store.ts), and its raw batch calls serve commits.
  */
 interface SyncIterator { _nextvSync (n: number, o: object): { rows: Array<Buffer | undefined>, finished: boolean }, _closeSync (): void }
 interface SyncDb { _getManySync (keys: Buffer[], o: object): Array<Buffer | undefined> }
+interface RawBatch { _put (k: Buffer, v: Buffer, o: object): void, _del (k: Buffer, o: object): void, _writeSync (o: object): void, _closeSync (): void }
+const NO_OPTIONS = {}
 
 export class RocksStore implements KvStore {
   private constructor (private readonly db: RocksLevel<Buffer, Buffer>, readonly dir: string) {}
@@ -58,11 +60,35 @@ export class RocksStore implements KvStore {
     }
   }
 
+  /**
+   * A native WriteBatch. The binding's `_put`/`_del` copy the bytes into the batch at once and
+   * skip abstract-level's per-operation checks and events, which cost more than RocksDB itself
+   * (building a batch of 3M operations: ~8 s through `put`, ~2.5 s through `_put`, measured).
+   * Keys and values are always Buffers here, so those checks have nothing to catch.
+   */
+  batch (): StoreBatch {
+    const raw = this.db.batch() as unknown as RawBatch
+    let open = true
+    const close = (): void => { if (open) { open = false; raw._closeSync() } }
+    return {
+      put (k: Buffer, v: Buffer): void { raw._put(k, v, NO_OPTIONS) },
+      del (k: Buffer): void { raw._del(k, NO_OPTIONS) },
+      async write (): Promise<void> {
+        try {
+          raw._writeSync(NO_OPTIONS)
+        } finally {
+          close()
+        }
+      },
+      discard: close
+    }
+  }
+
   async write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void> {
-    const batch = this.db.batch()
-    for (const k of dels) batch.del(k)
-    for (const [k, v] of puts) batch.put(k, v)
-    await batch.write()
+    const b = this.batch()
+    for (const k of dels) b.del(k)
+    for (const [k, v] of puts) b.put(k, v)
+    await b.write()
   }
 
   approximateSize (): number {

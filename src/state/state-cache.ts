@@ -1,7 +1,7 @@
 import { EbbError, Errors } from '../errors.js'
-import type { KvStore } from './kv-store.js'
-import { stateKey } from './keys.js'
-import { decodeState, encodeState } from './state-codec.js'
+import type { KvStore, StoreBatch } from './kv-store.js'
+import { stateKey, stateKeyView } from './keys.js'
+import { decodeState, encodeStateView } from './state-codec.js'
 import type { UserState } from './user-state.js'
 
 /**
@@ -119,17 +119,19 @@ export class StateCache {
   }
 
   /**
-   * Collects the store operations for every dirty state and every erased user, and marks them
-   * clean. The caller writes them (with the timer index and metadata) in one atomic batch.
+   * Adds the store operations for every dirty state and every erased user to the commit's
+   * batch, and marks them clean. Keys and values are views into scratch buffers (the batch
+   * copies them), so a commit allocates nothing per user.
    */
-  drainDirty (puts: Array<readonly [Buffer, Buffer]>, dels: Buffer[]): number {
+  drainDirty (batch: StoreBatch): number {
     let n = 0
-    for (const id of this.erased) if (!this.map.has(id)) dels.push(stateKey(id))
+    for (const id of this.erased) if (!this.map.has(id)) batch.del(stateKeyView(id))
     this.erased.clear()
     for (const s of this.dirtyList) {
       s.dirty = false
       if (this.map.get(s.userId) !== s) continue // erased after it was changed
-      puts.push([stateKey(s.userId), encodeState(s)])
+      const value = encodeStateView(s)
+      batch.put(stateKeyView(s.userId), value)
       n++
     }
     this.dirtyList = []

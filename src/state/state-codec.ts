@@ -3,7 +3,7 @@ import { loadAvroType } from '../events/avro.js'
 import { EbbError, Errors } from '../errors.js'
 import { isKnownZone, zoneClock } from '../time/zones.js'
 import { AvroWriter } from './avro-writer.js'
-import { COUNTS_LENGTH, RECENT_IDS, STATE_VERSION, UserState } from './user-state.js'
+import { COUNTS_LENGTH, OFF_ACTIVE, OFF_RECENT, RECENT_IDS, STATE_VERSION, UserState } from './user-state.js'
 
 /** The stored form of UserState: ebb.UserState in Avro (schemas/user-state.avsc). */
 interface StoredState {
@@ -44,7 +44,7 @@ function stateType (): avsc.Type {
 function packCounts (counts: Uint16Array): number[] {
   const out: number[] = []
   let zeros = 0
-  for (let i = 0; i < counts.length; i++) {
+  for (let i = 0; i < COUNTS_LENGTH; i++) {
     const c = counts[i]
     if (c === 0) { zeros++; continue }
     if (zeros > 0) { out.push(-zeros); zeros = 0 }
@@ -87,7 +87,7 @@ function writeTuples (w: AvroWriter, tuples: number[], width: number, head: numb
 function writeCounts (w: AvroWriter, counts: Uint16Array): void {
   let items = 0
   let zeros = 0
-  for (let i = 0; i < counts.length; i++) {
+  for (let i = 0; i < COUNTS_LENGTH; i++) {
     if (counts[i] === 0) { zeros++; continue }
     if (zeros > 0) { items++; zeros = 0 }
     items++
@@ -96,7 +96,7 @@ function writeCounts (w: AvroWriter, counts: Uint16Array): void {
   if (items > 0) {
     w.long(items)
     zeros = 0
-    for (let i = 0; i < counts.length; i++) {
+    for (let i = 0; i < COUNTS_LENGTH; i++) {
       const c = counts[i]
       if (c === 0) { zeros++; continue }
       if (zeros > 0) { w.long(-zeros); zeros = 0 }
@@ -114,6 +114,17 @@ const writer = new AvroWriter()
  * intermediate record). encodeStateWithAvsc builds the same bytes through avsc, for tests.
  */
 export function encodeState (s: UserState): Buffer {
+  writeState(s)
+  return writer.take()
+}
+
+/** The encoding as a view into a reused buffer, valid until the next encode (the commit path). */
+export function encodeStateView (s: UserState): Buffer {
+  writeState(s)
+  return writer.view()
+}
+
+function writeState (s: UserState): void {
   const w = writer
   w.reset()
   w.long(STATE_VERSION)
@@ -126,11 +137,11 @@ export function encodeState (s: UserState): Buffer {
   w.long(s.lastPurchaseDay)
   w.long(s.followCount)
   w.long(s.loginBits)
-  w.wordsAsFixed(s.activeBits)
-  writeCounts(w, s.counts)
+  w.u16AsFixed(s.words, OFF_ACTIVE, 6)
+  writeCounts(w, s.words)
   writeTuples(w, s.purchases, 2, s.headDay)
   writeTuples(w, s.messages, 3, s.headDay)
-  w.wordsAsBytes(s.recentIds)
+  w.u16AsBytes(s.words, OFF_RECENT, 2 * RECENT_IDS)
   w.long(s.recentPos)
   w.long(s.ruleCond)
   w.long(s.ruleFired)
@@ -139,13 +150,12 @@ export function encodeState (s: UserState): Buffer {
   if (s.churnScore === null) w.long(0)
   else { w.long(1); w.double(s.churnScore) }
   w.long(s.consentRevoked)
-  return w.take()
 }
 
 /** Little-endian on every platform, so a state directory or changelog moves between machines. */
-function wordsLE (words: Uint32Array | Int32Array): Buffer {
-  const b = Buffer.allocUnsafe(words.length * 4)
-  for (let i = 0; i < words.length; i++) b.writeUInt32LE(words[i] >>> 0, i * 4)
+function wordsLE (words: Uint16Array, from: number, n: number): Buffer {
+  const b = Buffer.allocUnsafe(n * 2)
+  for (let i = 0; i < n; i++) b.writeUInt16LE(words[from + i], i * 2)
   return b
 }
 
@@ -162,11 +172,11 @@ export function encodeStateWithAvsc (s: UserState): Buffer {
     lastPurchaseDay: s.lastPurchaseDay,
     followCount: s.followCount,
     loginBits: s.loginBits,
-    activeBits: wordsLE(s.activeBits),
-    counts: packCounts(s.counts),
+    activeBits: wordsLE(s.words, OFF_ACTIVE, 6),
+    counts: packCounts(s.words),
     purchases: relativeDays(s.purchases, 2, s.headDay),
     messages: relativeDays(s.messages, 3, s.headDay),
-    recentIds: wordsLE(s.recentIds),
+    recentIds: wordsLE(s.words, OFF_RECENT, 2 * RECENT_IDS),
     recentPos: s.recentPos,
     ruleCond: s.ruleCond,
     ruleFired: s.ruleFired,
@@ -197,11 +207,12 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   s.followCount = d.followCount
   s.loginBits = d.loginBits
   // Copy, never view: the Buffers avsc returns may share one pooled ArrayBuffer.
-  for (let i = 0; i < 3; i++) s.activeBits[i] = d.activeBits.readUInt32LE(i * 4)
-  unpackCounts(d.counts, s.counts)
-  s.purchases = absoluteDays(d.purchases, 2, d.headDay)
-  s.messages = absoluteDays(d.messages, 3, d.headDay)
-  for (let i = 0; i < RECENT_IDS; i++) s.recentIds[i] = d.recentIds.readInt32LE(i * 4)
+  for (let i = 0; i < 6; i++) s.words[OFF_ACTIVE + i] = d.activeBits.readUInt16LE(i * 2)
+  unpackCounts(d.counts, s.words)
+  if (d.purchases.length > 0) s.purchases = absoluteDays(d.purchases, 2, d.headDay)
+  if (d.messages.length > 0) s.messages = absoluteDays(d.messages, 3, d.headDay)
+  if (d.recentIds.length !== 4 * RECENT_IDS) throw new EbbError(Errors.STATE_CORRUPT, `recentIds holds ${d.recentIds.length} bytes`)
+  for (let i = 0; i < 2 * RECENT_IDS; i++) s.words[OFF_RECENT + i] = d.recentIds.readUInt16LE(i * 2)
   s.recentPos = d.recentPos
   s.ruleCond = d.ruleCond
   s.ruleFired = d.ruleFired

@@ -7,10 +7,12 @@ import { type ZoneClock, zoneClock } from '../time/zones.js'
  * the N days up to `headDay`, the newest day written. Moving headDay forward clears the slots of
  * the days skipped, so an update is O(1) amortised and the state never grows with time.
  *
- *   counts (Uint16Array)   VIEW, INTERACT, POST: 36 days each (today + 7 complete days + 28-day baseline)
+ *   words (one Uint16Array, so a user is three heap objects, not ten: GC cost grows with objects)
+ *     counts               VIEW, INTERACT, POST: 36 days each (today + 7 complete days + 28-day baseline)
  *                          FOLLOW, UNFOLLOW: 7 days each; login hour-of-day histogram: 24
+ *     active bits          96-day ring of days with any engagement (RFM frequency over 90 days)
+ *     recent ids           the last 8 eventId hashes, 32 bits each as two words (duplicates)
  *   loginBits              32-day ring of days with a LOGIN (loginDays7 / loginDays28)
- *   activeBits             96-day ring of days with any engagement (RFM frequency over 90 days)
  *   purchases / messages   sparse (day, …) tuples within 90 days: rare events, kept as lists;
  *                          purchase amounts in integer cents, so sums are exact across restarts
  */
@@ -25,6 +27,9 @@ export const OFF_FOLLOW = OFF_POST + COUNT_DAYS
 export const OFF_UNFOLLOW = OFF_FOLLOW + FOLLOW_DAYS
 export const OFF_HOUR = OFF_UNFOLLOW + FOLLOW_DAYS
 export const COUNTS_LENGTH = OFF_HOUR + 24
+export const OFF_ACTIVE = COUNTS_LENGTH
+export const OFF_RECENT = OFF_ACTIVE + 6
+export const WORDS = OFF_RECENT + 16
 export const LOGIN_RING = 32
 export const ACTIVE_RING = 96
 export const LONG_WINDOW_DAYS = 90
@@ -43,11 +48,11 @@ export class UserState {
   lastPurchaseDay = NEVER_DAY
   followCount = 0
   loginBits = 0
-  readonly activeBits = new Uint32Array(3)
-  readonly counts = new Uint16Array(COUNTS_LENGTH)
-  purchases: number[] = []
-  messages: number[] = []
-  readonly recentIds = new Int32Array(RECENT_IDS)
+  readonly words = new Uint16Array(WORDS)
+  /** (day, cents) pairs; the shared NO_TUPLES until the first purchase */
+  purchases: number[] = NO_TUPLES
+  /** (day, delivered, opened) triples; the shared NO_TUPLES until the first message */
+  messages: number[] = NO_TUPLES
   recentPos = 0
   ruleCond = 0
   ruleFired = 0
@@ -73,17 +78,18 @@ export class UserState {
     this.headDay = day
     if (head === NEVER_DAY) return
     const gap = day - head
-    clearRing(this.counts, OFF_VIEW, COUNT_DAYS, head, gap)
-    clearRing(this.counts, OFF_INTERACT, COUNT_DAYS, head, gap)
-    clearRing(this.counts, OFF_POST, COUNT_DAYS, head, gap)
-    clearRing(this.counts, OFF_FOLLOW, FOLLOW_DAYS, head, gap)
-    clearRing(this.counts, OFF_UNFOLLOW, FOLLOW_DAYS, head, gap)
+    const w = this.words
+    clearRing(w, OFF_VIEW, COUNT_DAYS, head, gap)
+    clearRing(w, OFF_INTERACT, COUNT_DAYS, head, gap)
+    clearRing(w, OFF_POST, COUNT_DAYS, head, gap)
+    clearRing(w, OFF_FOLLOW, FOLLOW_DAYS, head, gap)
+    clearRing(w, OFF_UNFOLLOW, FOLLOW_DAYS, head, gap)
     const loginGap = gap < LOGIN_RING ? gap : LOGIN_RING
     for (let i = 1; i <= loginGap; i++) this.loginBits &= ~(1 << ((head + i) % LOGIN_RING))
     const activeGap = gap < ACTIVE_RING ? gap : ACTIVE_RING
     for (let i = 1; i <= activeGap; i++) {
       const b = (head + i) % ACTIVE_RING
-      this.activeBits[b >>> 5] &= ~(1 << (b & 31))
+      w[OFF_ACTIVE + (b >>> 4)] &= ~(1 << (b & 15))
     }
     const oldest = day - LONG_WINDOW_DAYS
     if (this.purchases.length > 0 && this.purchases[0] <= oldest) this.purchases = pruneTuples(this.purchases, 2, oldest)
@@ -94,7 +100,7 @@ export class UserState {
   addCount (offset: number, size: number, day: number): void {
     if (day > this.headDay || day <= this.headDay - size) return
     const i = offset + (day % size)
-    if (this.counts[i] !== 0xffff) this.counts[i]++
+    if (this.words[i] !== 0xffff) this.words[i]++
   }
 
   markLogin (day: number): void {
@@ -105,35 +111,48 @@ export class UserState {
   markActive (day: number): void {
     if (day > this.headDay || day <= this.headDay - ACTIVE_RING) return
     const b = day % ACTIVE_RING
-    this.activeBits[b >>> 5] |= 1 << (b & 31)
+    this.words[OFF_ACTIVE + (b >>> 4)] |= 1 << (b & 15)
+  }
+
+  isActive (day: number): boolean {
+    if (day > this.headDay || day <= this.headDay - ACTIVE_RING) return false
+    const b = day % ACTIVE_RING
+    return (this.words[OFF_ACTIVE + (b >>> 4)] & (1 << (b & 15))) !== 0
   }
 
   addLoginHour (hour: number): void {
     const i = OFF_HOUR + hour
-    if (this.counts[i] === 0xffff) {
+    const w = this.words
+    if (w[i] === 0xffff) {
       // Halve the histogram: keeps the shape (which hour wins) and the counts bounded.
-      for (let h = 0; h < 24; h++) this.counts[OFF_HOUR + h] >>>= 1
+      for (let h = 0; h < 24; h++) w[OFF_HOUR + h] >>>= 1
     }
-    this.counts[i]++
+    w[i]++
   }
 
   addPurchase (day: number, amount: number): void {
     const cents = Math.round(amount * 100)
+    if (this.purchases === NO_TUPLES) this.purchases = []
     const p = this.purchases
     if (p.length > 0 && p[p.length - 2] === day) p[p.length - 1] += cents
     else p.push(day, cents)
   }
 
   addMessage (day: number, delivered: number, opened: number): void {
+    if (this.messages === NO_TUPLES) this.messages = []
     const m = this.messages
     if (m.length > 0 && m[m.length - 3] === day) { m[m.length - 2] += delivered; m[m.length - 1] += opened } else m.push(day, delivered, opened)
   }
 
   /** Remembers an eventId hash; returns true when it was already among the recent ones. */
   seen (hash: number): boolean {
-    const r = this.recentIds
-    for (let i = 0; i < RECENT_IDS; i++) if (r[i] === hash) return true
-    r[this.recentPos] = hash
+    const w = this.words
+    const lo = hash & 0xffff
+    const hi = hash >>> 16
+    for (let i = OFF_RECENT; i < OFF_RECENT + 2 * RECENT_IDS; i += 2) if (w[i] === lo && w[i + 1] === hi) return true
+    const at = OFF_RECENT + 2 * this.recentPos
+    w[at] = lo
+    w[at + 1] = hi
     this.recentPos = (this.recentPos + 1) % RECENT_IDS
     return false
   }
@@ -143,12 +162,16 @@ export class UserState {
   }
 }
 
+/** The empty tuple list shared by every user without purchases or messages; never mutated. */
+export const NO_TUPLES: number[] = Object.freeze([]) as unknown as number[]
+
 function clearRing (counts: Uint16Array, offset: number, size: number, head: number, gap: number): void {
   const n = gap < size ? gap : size
   for (let i = 1; i <= n; i++) counts[offset + ((head + i) % size)] = 0
 }
 
 function pruneTuples (list: number[], width: number, oldest: number): number[] {
+  if (list[list.length - width] <= oldest) return NO_TUPLES
   const out: number[] = []
   for (let i = 0; i < list.length; i += width) {
     if (list[i] > oldest) for (let k = 0; k < width; k++) out.push(list[i + k])

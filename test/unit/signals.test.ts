@@ -140,7 +140,7 @@ describe('consumptionDrop / interactionDrop / postDrop', () => {
     for (let k = 0; k < 16; k++) events.push({ userId: 'w', type: 'VIEW' as const, ts: at(`2026-02-1${k % 10}T0${k % 8}:00`), tz: SH })
     await d.pipe(...events.sort((a, b) => a.ts - b.ts))
     expect(d.deadLetters).toHaveLength(0)
-    expect(d.user('w')?.counts.reduce((a, b) => a + b, 0)).toBe(16)
+    expect(d.user('w')?.words.slice(0, 36).reduce((a, b) => a + b, 0)).toBe(16)
     expect(d.signals('w', at('2026-03-11T12:00')).consumptionDrop).toBeNull()
   })
 

@@ -36,9 +36,7 @@ describe('the per-user state record', () => {
     for (const k of ['firstDay', 'lastEventTs', 'headDay', 'lastLoginTs', 'lastLoginDay', 'lastPurchaseDay', 'followCount', 'loginBits', 'recentPos', 'ruleCond', 'ruleFired', 'episodeOpenTs', 'timerDue', 'consentRevoked'] as const) {
       expect(back[k]).toEqual(s[k])
     }
-    expect([...back.counts]).toEqual([...s.counts])
-    expect([...back.activeBits]).toEqual([...s.activeBits])
-    expect([...back.recentIds]).toEqual([...s.recentIds])
+    expect([...back.words]).toEqual([...s.words])
     expect(back.purchases).toEqual(s.purchases)
     expect(back.messages).toEqual(s.messages)
     expect(back.zone.id).toBe('Asia/Shanghai')
@@ -53,11 +51,11 @@ describe('the per-user state record', () => {
     if (s === undefined) throw new Error('no state')
     expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
     s.loginBits = 1 << 31 // negative int32
-    s.counts.fill(65535)
+    s.words.fill(65535)
     s.purchases = [s.headDay - 89, 99_999_999_99]
     s.timerDue = 4_102_444_800_000
     expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
-    expect(decodeState('x', encodeState(s)).counts[5]).toBe(65535)
+    expect(decodeState('x', encodeState(s)).words[5]).toBe(65535)
   })
 
   it('refuses bytes it cannot read with EBB_STATE_CORRUPT', () => {

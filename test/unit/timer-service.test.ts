@@ -9,10 +9,9 @@ type Fired = Array<[string, number]>
 const noPrefetch = (): void => {}
 
 async function flush (t: TimerService, store: KvStore): Promise<void> {
-  const puts: Array<readonly [Buffer, Buffer]> = []
-  const dels: Buffer[] = []
-  t.drain(puts, dels)
-  await store.write(puts, dels)
+  const batch = store.batch()
+  t.drain(batch)
+  await batch.write()
 }
 
 function fireAll (t: TimerService, until: number): Fired {
