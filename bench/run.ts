@@ -13,7 +13,7 @@ const SUITES = ['core'] as const
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' } })
+  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' } })
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
@@ -25,9 +25,12 @@ export async function runBench (argv: string[]): Promise<number> {
       const days = intOption('bench', 'days', o.days, 2, 1, 90)
       const r = await benchCore({ users, events, days, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
       const result = { suite, quick, machine, date: new Date().toISOString(), command: `npm run bench -- core${quick ? ' --quick' : ''}`, results: r }
-      const dir = join(projectRoot(), 'bench', 'results')
+      const dir = o.results ?? join(projectRoot(), 'bench', 'results')
       mkdirSync(dir, { recursive: true })
-      writeFileSync(join(dir, quick ? 'core.quick.json' : 'core.json'), JSON.stringify(result, null, 2) + '\n')
+      // The default full run is core.json; other sizes get their own file, so runs do not overwrite each other.
+      const name = quick ? 'core.quick' : o.users === undefined && o.events === undefined && o.days === undefined ? 'core' : `core-${users}u-${events}e-${days}d`
+      const command = `npm run bench -- core${quick ? ' --quick' : ''}${name.startsWith('core-') ? ` --users ${users} --events ${events} --days ${days}` : ''}`
+      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ ...result, command }, null, 2) + '\n')
       process.stdout.write(`\n### core (${machine}${quick ? ', quick' : ''})\n\n| metric | value |\n|---|---|\n`)
       for (const [k, v] of Object.entries(r)) process.stdout.write(`| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |\n`)
     }
