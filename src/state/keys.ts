@@ -8,45 +8,47 @@ export const STATE_PREFIX = 0x73 // 's'
 export const TIMER_PREFIX = 0x74 // 't'
 export const META_PREFIX = 0x6d // 'm'
 
-export function stateKey (userId: string): Buffer {
-  const n = Buffer.byteLength(userId)
-  const b = Buffer.allocUnsafe(1 + n)
+function writeStateKey (b: Buffer, userId: string): number {
   b[0] = STATE_PREFIX
-  b.write(userId, 1)
-  return b
+  return 1 + b.write(userId, 1)
 }
 
-export function timerKey (due: number, userId: string): Buffer {
-  const n = Buffer.byteLength(userId)
-  const b = Buffer.allocUnsafe(9 + n)
+function writeTimerKey (b: Buffer, due: number, userId: string): number {
   b[0] = TIMER_PREFIX
   // Due times are positive epoch millis < 2^53: high and low 32-bit words, big-endian.
   b.writeUInt32BE(Math.floor(due / 0x100000000), 1)
   b.writeUInt32BE(due >>> 0, 5)
-  b.write(userId, 9)
+  return 9 + b.write(userId, 9)
+}
+
+export function stateKey (userId: string): Buffer {
+  const b = Buffer.allocUnsafe(1 + Buffer.byteLength(userId))
+  writeStateKey(b, userId)
+  return b
+}
+
+export function timerKey (due: number, userId: string): Buffer {
+  const b = Buffer.allocUnsafe(9 + Buffer.byteLength(userId))
+  writeTimerKey(b, due, userId)
   return b
 }
 
 const scratch = Buffer.allocUnsafe(4096)
+/** UTF-8 takes at most 3 bytes per UTF-16 code unit: ids this short always fit the scratch buffer. */
+const SCRATCH_SAFE_LENGTH = Math.floor((scratch.length - 9) / 3)
 
 /**
  * The same keys written into one shared scratch buffer: the returned view is valid until the
  * next call. For the commit path, whose store batch copies the bytes at once.
  */
 export function stateKeyView (userId: string): Buffer {
-  if (Buffer.byteLength(userId) > 4000) return stateKey(userId)
-  scratch[0] = STATE_PREFIX
-  const n = scratch.write(userId, 1)
-  return scratch.subarray(0, 1 + n)
+  if (userId.length > SCRATCH_SAFE_LENGTH) return stateKey(userId)
+  return scratch.subarray(0, writeStateKey(scratch, userId))
 }
 
 export function timerKeyView (due: number, userId: string): Buffer {
-  if (Buffer.byteLength(userId) > 4000) return timerKey(due, userId)
-  scratch[0] = TIMER_PREFIX
-  scratch.writeUInt32BE(Math.floor(due / 0x100000000), 1)
-  scratch.writeUInt32BE(due >>> 0, 5)
-  const n = scratch.write(userId, 9)
-  return scratch.subarray(0, 9 + n)
+  if (userId.length > SCRATCH_SAFE_LENGTH) return timerKey(due, userId)
+  return scratch.subarray(0, writeTimerKey(scratch, due, userId))
 }
 
 export function timerKeyDue (key: Buffer): number {

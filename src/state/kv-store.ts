@@ -33,8 +33,6 @@ export interface KvStore {
   getManySync (keys: Buffer[]): Array<Buffer | undefined>
   /** keys in [gte, lte], in byte order */
   scanSync (gte: Buffer, lte: Buffer): KeyCursor
-  /** one atomic write: all puts and deletes, or none */
-  write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void>
   /** bytes on disk (approximate), for the benchmark and metrics */
   approximateSize (): number
   close (): Promise<void>

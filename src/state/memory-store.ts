@@ -38,12 +38,6 @@ export class MemoryStore implements KvStore {
     }
   }
 
-  async write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void> {
-    const b = this.batch()
-    for (const k of dels) b.del(k)
-    for (const [k, v] of puts) b.put(k, v)
-    await b.write()
-  }
 
   approximateSize (): number {
     let n = 0

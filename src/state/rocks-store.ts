@@ -84,12 +84,6 @@ export class RocksStore implements KvStore {
     }
   }
 
-  async write (puts: ReadonlyArray<readonly [Buffer, Buffer]>, dels: readonly Buffer[]): Promise<void> {
-    const b = this.batch()
-    for (const k of dels) b.del(k)
-    for (const [k, v] of puts) b.put(k, v)
-    await b.write()
-  }
 
   approximateSize (): number {
     const live = Number(this.db.getProperty('rocksdb.total-sst-files-size'))

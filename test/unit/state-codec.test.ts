@@ -66,6 +66,8 @@ describe('the per-user state record', () => {
 async function signalsAfterReload (bytes: Buffer): Promise<Record<string, unknown>> {
   const d = await TopologyTestDriver.create(defaultTopology())
   const { stateKey } = await import('../../src/state/keys.js')
-  await d.store.write([[stateKey('busy'), bytes]], [])
+  const batch = d.store.batch()
+  batch.put(stateKey('busy'), bytes)
+  await batch.write()
   return d.signals('busy', at('2026-02-28T22:00'))
 }
