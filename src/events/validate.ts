@@ -8,11 +8,14 @@ const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\
 // Years 2000..2100: anything outside is a unit mistake (seconds or microseconds), not an event.
 const MIN_TS = 946684800000
 const MAX_TS = 4102444800000
+/** Ids are keys (state, timer buckets): long enough for any UUID or composite id, short enough to index. */
+export const MAX_ID_LENGTH = 256
 
 /** Returns what is wrong with a decoded-but-unchecked JSON object, or null when it is a valid event. */
 export function validateEventObject (o: Record<string, unknown>): string | null {
   if (typeof o.eventId !== 'string' || o.eventId.length === 0) return 'eventId: missing or not a non-empty string'
   if (typeof o.userId !== 'string' || o.userId.length === 0) return 'userId: missing or not a non-empty string'
+  if (o.eventId.length > MAX_ID_LENGTH || o.userId.length > MAX_ID_LENGTH) return `eventId, userId: at most ${MAX_ID_LENGTH} characters`
   if (typeof o.type !== 'string') return 'type: missing'
   if (!TYPES.has(o.type)) return `type: unknown event type "${o.type.slice(0, 40)}"`
   if (o.ts === undefined || o.ts === null) return 'ts: missing'
@@ -48,6 +51,7 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
 export function validateDecodedEvent (e: UserEvent): string | null {
   if (e.eventId.length === 0) return 'eventId: empty'
   if (e.userId.length === 0) return 'userId: empty'
+  if (e.eventId.length > MAX_ID_LENGTH || e.userId.length > MAX_ID_LENGTH) return `eventId, userId: at most ${MAX_ID_LENGTH} characters`
   if (e.ts < MIN_TS || e.ts > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
   return validateOptionalFields(e as unknown as Record<string, unknown>)
 }

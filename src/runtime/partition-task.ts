@@ -14,7 +14,7 @@ import { eventIdHash, UserState } from '../state/user-state.js'
 import { type ZoneClock, zoneClock } from '../time/zones.js'
 import { EngineStats } from './engine-stats.js'
 import type { RecordBatch } from './record-batch.js'
-import { TimerService } from './timer-service.js'
+import { type TimerOwner, TimerService } from './timer-service.js'
 
 export interface PartitionTaskOptions {
   topology: Topology
@@ -60,15 +60,19 @@ export class PartitionTask {
   /** the state of each record's user when the batch was decoded (one Map lookup per event) */
   private states: Array<UserState | undefined> = []
   private failures: Array<EbbError | null> = []
-  private readonly onTimer = (userId: string, due: number): void => { this.fireUserTimer(userId, due) }
-  private readonly prefetch = (userIds: string[]): void => { this.cache.loadMissingSync(userIds) }
+  /** The timer service asks the user's state which due counts, and calls back when one fires. */
+  private readonly timerOwner: TimerOwner = {
+    currentDue: (userId) => this.cache.getOrLoadSync(userId)?.timerDue ?? 0,
+    onTimer: (userId, due) => { this.fireUserTimer(userId, due) },
+    prefetch: (userIds) => { this.cache.loadMissingSync(userIds) }
+  }
 
-  private constructor (opts: PartitionTaskOptions, maxTs: number, watermark: number) {
+  private constructor (opts: PartitionTaskOptions, maxTs: number, watermark: number, timerSeq: number) {
     this.topology = opts.topology
     this.store = opts.store
     this.sink = opts.sink
     this.cache = new StateCache(opts.store, opts.cacheCapacity ?? 200_000)
-    this.timers = new TimerService(opts.store, watermark)
+    this.timers = new TimerService(opts.store, watermark, timerSeq)
     this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule)
     this.defaultZone = zoneClock(opts.topology.defaultTimezone)
     this.maxTs = maxTs
@@ -81,11 +85,13 @@ export class PartitionTask {
     const [meta] = await opts.store.getMany([META_TIME])
     let maxTs = Number.NEGATIVE_INFINITY
     let watermark = Number.NEGATIVE_INFINITY
+    let timerSeq = 0
     if (meta !== undefined) {
       maxTs = meta.readDoubleBE(0)
       watermark = meta.readDoubleBE(8)
+      timerSeq = meta.readDoubleBE(16)
     }
-    return new PartitionTask(opts, maxTs, watermark)
+    return new PartitionTask(opts, maxTs, watermark, timerSeq)
   }
 
   /** Runs a batch of raw records through the engine. */
@@ -164,10 +170,8 @@ export class PartitionTask {
     // The state seen at decode time, unless the user was erased since (or was not cached then).
     let s = known !== undefined && !known.erased ? known : this.cache.getOrLoadSync(e.userId)
     if (type === EventType.ERASE) {
-      if (s !== undefined) {
-        this.timers.set(s.userId, s.timerDue, 0)
-        this.cache.erase(s.userId)
-      }
+      // The user's timer entry becomes stale: with no state, its current due is 0.
+      if (s !== undefined) this.cache.erase(s.userId)
       this.stats.usersErased++
       this.stats.byType[type]++
       this.stats.eventsApplied++
@@ -197,13 +201,13 @@ export class PartitionTask {
   }
 
   private armTimer (s: UserState, due: number): void {
-    this.timers.set(s.userId, s.timerDue, due)
+    this.timers.set(s.userId, due)
     s.timerDue = due
   }
 
   private advanceWatermark (wm: number): void {
     this.watermark = wm
-    if (wm >= this.timers.nextDue) this.timers.fire(wm, this.onTimer, this.prefetch)
+    if (wm >= this.timers.nextDue) this.timers.fire(wm, this.timerOwner)
   }
 
   /**
@@ -213,7 +217,7 @@ export class PartitionTask {
    */
   private fireUserTimer (userId: string, due: number): void {
     const s = this.cache.getOrLoadSync(userId)
-    if (s === undefined || s.timerDue !== due) return // erased, or replaced since (stale index entry)
+    if (s === undefined || s.timerDue !== due) return // the service checked; kept as the invariant
     this.cache.markDirty(s)
     s.timerDue = 0
     let today = s.zone.localDay(due)
@@ -253,9 +257,10 @@ export class PartitionTask {
     try {
       this.cache.drainDirty(batch)
       this.timers.drain(batch)
-      const meta = Buffer.allocUnsafe(16)
+      const meta = Buffer.allocUnsafe(24)
       meta.writeDoubleBE(this.maxTs, 0)
       meta.writeDoubleBE(this.watermark, 8)
+      meta.writeDoubleBE(this.timers.seq, 16) // after drain: the next bucket number
       batch.put(META_TIME, meta)
       await batch.write()
     } catch (err) {

@@ -1,52 +1,63 @@
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
-import { timerKey, timerKeyDue, timerKeyUser, timerKeyView, timerRange } from '../state/keys.js'
+import { timerBucketKey, timerKeyDue } from '../state/keys.js'
 
 /**
- * Per-user event-time timers, Flink-style: persisted in the store under 't' ‖ due ‖ userId, so
- * byte order is due-time order, and fired in (due, userId) order when the watermark passes them.
- * A user has at most one timer; its due time is also kept in the user's state, so re-arming
- * replaces the old key.
+ * Per-user event-time timers, persisted in the store and fired in (due, userId) order when the
+ * watermark passes them. A user has at most one timer; the due time that counts is the one its
+ * owner reports (the user's state), so re-arming and cancelling write nothing for the old due.
  *
- * Memory does not grow with the number of pending timers: in memory are only the timer changes
- * since the last flush (`pending`, one entry per user touched, bounded by the commit interval)
- * and a few numbers. Firing streams the store's index in chunks, merged with those changes.
+ * Store layout: `'t' ‖ due (8 B, BE) ‖ seq (4 B, BE)` → a bucket: the user ids armed for `due`
+ * between two commits, sorted in UTF-8 byte order, at most BUCKET per key. Byte order of the keys
+ * is due order. An entry whose user was re-armed or cancelled since stays in its bucket and is
+ * skipped when the due fires (its owner reports another due): lazy deletion. A bucket is deleted
+ * as a whole once its due has fired. Compared with one key per user — a delete and a put for
+ * every re-arm, i.e. every active user every midnight — a commit writes about one key per
+ * thousand timers.
+ *
+ * Memory does not grow with the number of pending timers: in memory are the user ids armed
+ * since the last commit (bounded by the commit interval) and a few numbers. Firing reads the
+ * buckets of one due at a time.
  */
-export type TimerHandler = (userId: string, due: number) => void
-/** Called with the users of each chunk of stored timers about to fire, so their state loads in one read. */
-export type TimerPrefetch = (userIds: string[]) => void
+export interface TimerOwner {
+  /** the due time the user's timer has now (0: none); entries for any other due are stale */
+  currentDue (userId: string): number
+  /** a timer fires; the owner may re-arm it with set() */
+  onTimer (userId: string, due: number): void
+  /** the users of a group about to fire, so their state can load in one read */
+  prefetch (userIds: string[]): void
+}
 
-/** A user's timer change since the last flush: `flushed` is the due in the store (0: none), `due` the current one (0: none). */
-interface PendingTimer { flushed: number, due: number }
-/** `wide`: the userId has code units ≥ U+D800, where UTF-16 and UTF-8 orders can differ */
-interface Due { due: number, userId: string, wide: boolean }
-
+const BUCKET = 1024
+const PREFETCH = 1024
 const WIDE = /[\uD800-\uFFFF]/
 
-const CHUNK = 1024
-const EMPTY = Buffer.alloc(0)
-
 export class TimerService {
-  private pending = new Map<string, PendingTimer>()
-  /** lower bound of the smallest due among pending changes */
+  /** due → user ids armed for it since the last commit (may repeat, may be stale) */
+  private pending = new Map<number, string[]>()
   private pendingMin = Number.POSITIVE_INFINITY
-  /** lower bound of the smallest due in the store (may be a timer superseded in `pending`) */
+  /** lower bound of the smallest due in the store */
   private storeMin = Number.POSITIVE_INFINITY
   /** every timer with due ≤ firedUntil has fired */
   private firedUntil: number
   /**
-   * No live timer in the store is due before this. Scans start here, not at the start of the
-   * index, so they do not walk over the tombstones of the timers already fired (RocksDB keeps
-   * them until compaction: starting at the front made every pass slower than the last).
+   * No live bucket in the store is due before this: scans start here, not at the start of the
+   * index, so they do not walk over the tombstones of buckets already fired.
    */
   private scanFrom = 0
+  /** buckets whose due has fired, deleted at the next commit */
+  private firedBuckets: Buffer[] = []
+  /** timers re-armed while firing that are already due: they fire in the same pass */
   private firingUntil = Number.NEGATIVE_INFINITY
-  private readonly heap: Due[] = []
+  private rearmed = new Map<number, string[]>()
+  /** next bucket sequence number; persisted with the task's metadata */
+  seq: number
   fired = 0
 
-  constructor (private readonly store: KvStore, firedUntil: number) {
+  /** `seq`: the next bucket number, as persisted by the last commit (keys must never repeat). */
+  constructor (private readonly store: KvStore, firedUntil: number, seq: number) {
     this.firedUntil = Math.max(0, firedUntil)
-    // From the start of the index, not after firedUntil: a timer armed in the past (by a late
-    // event) is still due, exactly as it would be had the task not restarted.
+    this.seq = seq
+    // From the start of the index: a timer armed in the past (by a late event) is still due.
     this.storeMin = this.firstStoreDue(0)
     this.scanFrom = Number.isFinite(this.storeMin) ? this.storeMin : this.firedUntil + 1
   }
@@ -57,114 +68,157 @@ export class TimerService {
     return m > this.firedUntil ? m : this.firedUntil + 1
   }
 
-  /** Arms (oldDue 0), replaces, or cancels (newDue 0) a user's timer. `oldDue` is the due the user's state holds. */
-  set (userId: string, oldDue: number, newDue: number): void {
-    if (oldDue === newDue) return
-    const p = this.pending.get(userId)
-    if (p === undefined) this.pending.set(userId, { flushed: oldDue, due: newDue })
-    else p.due = newDue
-    if (newDue === 0) return
-    if (newDue < this.pendingMin) this.pendingMin = newDue
-    // Re-armed while firing and already due: it fires in this same pass, in order.
-    if (newDue <= this.firingUntil) heapPush(this.heap, { due: newDue, userId, wide: WIDE.test(userId) })
+  /** Arms a user's timer for `due` (the owner records it as the user's current due). */
+  set (userId: string, due: number): void {
+    if (due === 0) return // cancelling is the owner's: its current due becomes 0
+    const into = due <= this.firingUntil ? this.rearmed : this.pending
+    const list = into.get(due)
+    if (list === undefined) into.set(due, [userId])
+    else list.push(userId)
+    if (into === this.pending && due < this.pendingMin) this.pendingMin = due
   }
 
   /**
-   * Fires every timer with due ≤ watermark in (due, userId) order, calling `onTimer` for each.
-   * A handler may re-arm timers; those already due fire in the same pass. Returns the count.
+   * Fires every live timer with due ≤ watermark, in (due, userId) order. Handlers may re-arm;
+   * timers re-armed at a due already passed fire in the same pass. Returns the count.
    */
-  fire (watermark: number, onTimer: TimerHandler, prefetch: TimerPrefetch): number {
+  fire (watermark: number, owner: TimerOwner): number {
     if (watermark < this.nextDue) return 0
-    const heap = this.heap
-    const pending = this.pending
     this.firingUntil = watermark
-    for (const [userId, p] of pending) if (p.due !== 0 && p.due <= watermark) heapPush(heap, { due: p.due, userId, wide: WIDE.test(userId) })
-    const [, hi] = timerRange(watermark)
-    const cursor = this.store.scanSync(timerKey(this.scanFrom, ''), hi)
-    let dues: number[] = []
-    let users: string[] = []
-    let ci = 0
+    const cursor = this.store.scanSync(timerBucketKey(this.scanFrom, 0), timerBucketKey(watermark, 0xffffffff))
+    let entries: Array<[Buffer, Buffer]> = []
+    let ei = 0
+    /** the due of the next stored bucket, fetching the next chunk of the scan when needed */
+    const nextStoreDue = (): number => {
+      if (ei === entries.length) { entries = cursor.next(64); ei = 0 }
+      return ei < entries.length ? timerKeyDue(entries[ei][0]) : Number.POSITIVE_INFINITY
+    }
     let count = 0
     try {
       for (;;) {
-        if (ci === dues.length) {
-          const keys = cursor.nextKeys(CHUNK)
-          dues = keys.map(timerKeyDue)
-          users = keys.map(timerKeyUser)
-          ci = 0
-          if (keys.length > 0) prefetch(users)
+        const due = Math.min(nextStoreDue(), minKey(this.pending, watermark), minKey(this.rearmed, watermark))
+        if (!Number.isFinite(due)) break
+        // Everyone due at `due`: the stored buckets, the commit's pending list, the re-armed.
+        const users: string[] = []
+        while (nextStoreDue() === due) {
+          const [key, value] = entries[ei++]
+          decodeBucket(value, users)
+          this.firedBuckets.push(key)
         }
-        // A stored timer of a user with a change since the last flush is superseded by `pending`.
-        while (ci < dues.length && pending.has(users[ci])) ci++
-        if (ci === dues.length && dues.length > 0) continue
-        const storeDue = ci < dues.length ? dues[ci] : -1
-        const top = heap.length > 0 ? heap[0] : undefined
-        if (storeDue < 0 && top === undefined) break
-        let due: number
-        let userId: string
-        if (top !== undefined && (storeDue < 0 || top.due < storeDue || (top.due === storeDue && compareUtf8(top.userId, users[ci]) <= 0))) {
-          heapPop(heap)
-          const p = pending.get(top.userId)
-          if (p === undefined || p.due !== top.due) continue // replaced or cancelled after it was queued
-          p.due = 0
-          due = top.due
-          userId = top.userId
-        } else {
-          due = storeDue
-          userId = users[ci++]
-          pending.set(userId, { flushed: due, due: 0 })
+        takeList(this.pending, due, users)
+        takeList(this.rearmed, due, users)
+        sortUnique(users)
+        for (let i = 0; i < users.length; i += PREFETCH) {
+          const group = users.slice(i, i + PREFETCH)
+          owner.prefetch(group)
+          for (const userId of group) {
+            if (owner.currentDue(userId) !== due) continue // re-armed elsewhere or cancelled since
+            owner.onTimer(userId, due)
+            count++
+          }
         }
-        onTimer(userId, due)
-        count++
       }
     } finally {
       cursor.close()
       this.firingUntil = Number.NEGATIVE_INFINITY
-      heap.length = 0
+      this.rearmed.clear()
     }
     this.firedUntil = watermark
     this.scanFrom = watermark + 1
     this.fired += count
-    let m = Number.POSITIVE_INFINITY
-    for (const p of pending.values()) if (p.due !== 0 && p.due < m) m = p.due
-    this.pendingMin = m
+    this.pendingMin = minKey(this.pending, Number.POSITIVE_INFINITY)
     this.storeMin = this.firstStoreDue(watermark + 1)
     return count
   }
 
   private firstStoreDue (from: number): number {
-    const cursor = this.store.scanSync(timerKey(from, ''), Buffer.from([0x74, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]))
+    const cursor = this.store.scanSync(timerBucketKey(from, 0), timerBucketKey(Number.MAX_SAFE_INTEGER, 0xffffffff))
     try {
-      const [k] = cursor.nextKeys(1)
-      return k === undefined ? Number.POSITIVE_INFINITY : timerKeyDue(k)
+      const [first] = cursor.next(1)
+      return first === undefined ? Number.POSITIVE_INFINITY : timerKeyDue(first[0])
     } finally {
       cursor.close()
     }
   }
 
-  /** Moves the pending changes into the commit's batch, to be written atomically with the state. */
+  /** Writes the commit's timers as buckets and deletes the fired ones, in the commit's batch. */
   drain (batch: StoreBatch): void {
-    for (const [userId, p] of this.pending) {
-      if (p.flushed === p.due) continue
-      if (p.flushed !== 0) batch.del(timerKeyView(p.flushed, userId))
-      if (p.due !== 0) {
-        batch.put(timerKeyView(p.due, userId), EMPTY)
-        if (p.due < this.scanFrom) this.scanFrom = p.due // armed in the past by a late event
-      }
+    for (const key of this.firedBuckets) batch.del(key)
+    this.firedBuckets = []
+    for (const [due, list] of this.pending) {
+      sortUnique(list)
+      for (let i = 0; i < list.length; i += BUCKET) batch.put(timerBucketKey(due, this.seq++), encodeBucket(list, i, Math.min(i + BUCKET, list.length)))
+      if (due < this.scanFrom) this.scanFrom = due // armed in the past by a late event
     }
     if (this.pendingMin < this.storeMin) this.storeMin = this.pendingMin
     this.pending = new Map()
     this.pendingMin = Number.POSITIVE_INFINITY
   }
 
-  get pendingChanges (): number { return this.pending.size }
+  /** Timers armed since the last commit (their user ids are held until it). */
+  get pendingTimers (): number {
+    let n = 0
+    for (const l of this.pending.values()) n += l.length
+    return n
+  }
+
   get firedUpTo (): number { return this.firedUntil }
 }
 
+function minKey (m: Map<number, string[]>, atMost: number): number {
+  let best = Number.POSITIVE_INFINITY
+  for (const k of m.keys()) if (k <= atMost && k < best) best = k
+  return best
+}
+
+function takeList (m: Map<number, string[]>, due: number, into: string[]): void {
+  const l = m.get(due)
+  if (l === undefined) return
+  for (const u of l) into.push(u)
+  m.delete(due)
+}
+
+/** Sorts user ids in UTF-8 byte order (the store's order) and drops repeats, in place. */
+function sortUnique (ids: string[]): void {
+  let wide = false
+  for (const id of ids) if (WIDE.test(id)) { wide = true; break }
+  // Native order is UTF-16 order, which equals UTF-8 byte order unless a wide char is involved.
+  if (wide) ids.sort(compareUtf8)
+  else ids.sort()
+  let w = 0
+  for (let i = 0; i < ids.length; i++) if (i === 0 || ids[i] !== ids[w - 1]) ids[w++] = ids[i]
+  ids.length = w
+}
+
+/** A bucket: for each user id, its UTF-8 length as one or two bytes (< 32768), then the bytes. */
+function encodeBucket (ids: string[], from: number, to: number): Buffer {
+  let n = 0
+  for (let i = from; i < to; i++) { const len = Buffer.byteLength(ids[i]); n += len + (len < 128 ? 1 : 2) }
+  const b = Buffer.allocUnsafe(n)
+  let o = 0
+  for (let i = from; i < to; i++) {
+    const len = Buffer.byteLength(ids[i])
+    if (len < 128) b[o++] = len
+    else { b[o++] = 0x80 | (len >>> 8); b[o++] = len & 0xff }
+    o += b.write(ids[i], o)
+  }
+  return b
+}
+
+function decodeBucket (b: Buffer, into: string[]): void {
+  let o = 0
+  while (o < b.length) {
+    let len = b[o++]
+    if (len >= 128) len = ((len & 0x7f) << 8) | b[o++]
+    into.push(b.toString('utf8', o, o + len))
+    o += len
+  }
+}
+
 /**
- * Orders strings as their UTF-8 bytes order (the store's key order), so timers from the store
- * and from memory interleave the same way whatever the commit points were. UTF-16 code units
- * order like UTF-8 bytes except that surrogates (U+D800–DFFF) must sort above U+E000–FFFF.
+ * Orders strings as their UTF-8 bytes order (the store's key order), so timers interleave the
+ * same way whatever the commit points were. UTF-16 code units order like UTF-8 bytes except that
+ * surrogates (U+D800–DFFF) must sort above U+E000–FFFF.
  */
 export function compareUtf8 (a: string, b: string): number {
   const n = a.length < b.length ? a.length : b.length
@@ -177,39 +231,4 @@ export function compareUtf8 (a: string, b: string): number {
     return x - y
   }
   return a.length - b.length
-}
-
-function less (a: Due, b: Due): boolean {
-  if (a.due !== b.due) return a.due < b.due
-  // Native comparison is UTF-16 order, which equals UTF-8 byte order unless a wide char is involved.
-  return a.wide || b.wide ? compareUtf8(a.userId, b.userId) < 0 : a.userId < b.userId
-}
-
-function heapPush (h: Due[], e: Due): void {
-  h.push(e)
-  let i = h.length - 1
-  while (i > 0) {
-    const p = (i - 1) >> 1
-    if (!less(e, h[p])) break
-    h[i] = h[p]
-    i = p
-  }
-  h[i] = e
-}
-
-function heapPop (h: Due[]): void {
-  const last = h.pop() as Due
-  const n = h.length
-  if (n === 0) return
-  let i = 0
-  for (;;) {
-    const l = 2 * i + 1
-    if (l >= n) break
-    const r = l + 1
-    const c = r < n && less(h[r], h[l]) ? r : l
-    if (!less(h[c], last)) break
-    h[i] = h[c]
-    i = c
-  }
-  h[i] = last
 }

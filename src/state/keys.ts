@@ -1,7 +1,8 @@
 /**
  * Key layout of a partition's store (one RocksDB per partition task):
  *   's' ‖ userId            → ebb.UserState (Avro)
- *   't' ‖ dueMs (8 B, BE)   ‖ userId → empty: the timer index, byte order = due-time order
+ *   't' ‖ dueMs (8 B, BE)   ‖ seq (4 B, BE) → a bucket of user ids whose timer is due then
+ *                          (the timer index: byte order = due-time order; see timer-service.ts)
  *   'm' ‖ name              → task metadata (watermark)
  */
 export const STATE_PREFIX = 0x73 // 's'
@@ -19,6 +20,16 @@ function writeTimerKey (b: Buffer, due: number, userId: string): number {
   b.writeUInt32BE(Math.floor(due / 0x100000000), 1)
   b.writeUInt32BE(due >>> 0, 5)
   return 9 + b.write(userId, 9)
+}
+
+/** A timer bucket's key: its due time and a sequence number unique within the partition. */
+export function timerBucketKey (due: number, seq: number): Buffer {
+  const b = Buffer.allocUnsafe(13)
+  b[0] = TIMER_PREFIX
+  b.writeUInt32BE(Math.floor(due / 0x100000000), 1)
+  b.writeUInt32BE(due >>> 0, 5)
+  b.writeUInt32BE(seq >>> 0, 9)
+  return b
 }
 
 export function stateKey (userId: string): Buffer {

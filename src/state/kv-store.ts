@@ -8,8 +8,8 @@
  * and so cannot await; it reads in chunks of many keys, so the blocking cost is amortised.
  */
 export interface KeyCursor {
-  /** up to `n` next keys, in order; an empty array at the end */
-  nextKeys (n: number): Buffer[]
+  /** up to `n` next entries (key, value), in key order; an empty array at the end */
+  next (n: number): Array<[Buffer, Buffer]>
   close (): void
 }
 

@@ -20,7 +20,11 @@ export class MemoryStore implements KvStore {
     const keys = [...this.map.keys()].filter((k) => k >= lo && k <= hi).sort()
     let i = 0
     return {
-      nextKeys: (n: number) => { const out = keys.slice(i, i + n).map((k) => Buffer.from(k, 'latin1')); i += out.length; return out },
+      next: (n: number) => {
+        const out = keys.slice(i, i + n).map((k): [Buffer, Buffer] => [Buffer.from(k, 'latin1'), this.map.get(k) as Buffer])
+        i += out.length
+        return out
+      },
       close: () => {}
     }
   }

@@ -45,15 +45,15 @@ export class RocksStore implements KvStore {
   }
 
   scanSync (gte: Buffer, lte: Buffer): KeyCursor {
-    const it = this.db.iterator({ gte, lte, keys: true, values: false }) as unknown as SyncIterator
+    const it = this.db.iterator({ gte, lte, keys: true, values: true }) as unknown as SyncIterator
     let done = false
     return {
-      nextKeys (n: number): Buffer[] {
+      next (n: number): Array<[Buffer, Buffer]> {
         if (done) return []
         const { rows, finished } = it._nextvSync(n, {})
         done = finished
-        const out: Buffer[] = []
-        for (let i = 0; i < rows.length; i += 2) out.push(rows[i] as Buffer)
+        const out: Array<[Buffer, Buffer]> = []
+        for (let i = 0; i < rows.length; i += 2) out.push([rows[i] as Buffer, rows[i + 1] as Buffer])
         return out
       },
       close (): void { it._closeSync() }
