@@ -76,6 +76,7 @@ function relativeDays (tuples: number[], width: number, head: number): number[] 
 const absoluteDays = relativeDays // the same map: day ↔ head − day
 
 function writeTuples (w: AvroWriter, tuples: number[], width: number, head: number): void {
+  w.reserveVarints(tuples.length + 2)
   if (tuples.length > 0) {
     w.long(tuples.length)
     for (let i = 0; i < tuples.length; i++) w.long(i % width === 0 ? head - tuples[i] : tuples[i])
@@ -85,6 +86,7 @@ function writeTuples (w: AvroWriter, tuples: number[], width: number, head: numb
 
 /** The counts ring, run-length packed (see packCounts), written without building the array. */
 function writeCounts (w: AvroWriter, counts: Uint16Array): void {
+  w.reserveVarints(COUNTS_LENGTH + 2)
   let items = 0
   let zeros = 0
   for (let i = 0; i < COUNTS_LENGTH; i++) {
@@ -108,6 +110,23 @@ function writeCounts (w: AvroWriter, counts: Uint16Array): void {
 }
 
 const writer = new AvroWriter()
+/** A zone id as an Avro string (length + UTF-8), encoded once per zone. */
+const zoneBytes = new Map<string, Buffer>()
+
+function encodedZone (id: string): Buffer {
+  let b = zoneBytes.get(id)
+  if (b === undefined) {
+    const w = new AvroWriter()
+    w.reset(16)
+    w.string(id)
+    b = w.take()
+    zoneBytes.set(id, b)
+  }
+  return b
+}
+
+/** Bytes of the fixed-size fields (varints at their longest, the bit ring, the union): checked once. */
+const FIXED_FIELDS_CAPACITY = 256
 
 /**
  * ebb.UserState as Avro binary, written field by field in schema order (the flush path: no
@@ -126,9 +145,9 @@ export function encodeStateView (s: UserState): Buffer {
 
 function writeState (s: UserState): void {
   const w = writer
-  w.reset()
+  w.reset(FIXED_FIELDS_CAPACITY)
   w.long(STATE_VERSION)
-  w.string(s.zone.id)
+  w.raw(encodedZone(s.zone.id))
   w.long(s.firstDay)
   w.long(s.lastEventTs)
   w.long(s.headDay)
@@ -141,6 +160,7 @@ function writeState (s: UserState): void {
   writeCounts(w, s.words)
   writeTuples(w, s.purchases, 2, s.headDay)
   writeTuples(w, s.messages, 3, s.headDay)
+  w.ensure(FIXED_FIELDS_CAPACITY)
   w.u16AsBytes(s.words, OFF_RECENT, 2 * RECENT_IDS)
   w.long(s.recentPos)
   w.long(s.ruleCond)
