@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import hdr from 'hdr-histogram-js'
@@ -7,20 +7,11 @@ import { MemorySink } from '../src/io/sinks.js'
 import { topologyPath } from '../src/paths.js'
 import { loadTopology } from '../src/rules/topology.js'
 import { PartitionTask } from '../src/runtime/partition-task.js'
-import { RocksStore } from '../src/state/rocks-store.js'
+import { RocksStore, settledDirectoryBytes } from '../src/state/rocks-store.js'
 import { encodeState } from '../src/state/state-codec.js'
 import { BENCH_START, buildPopulation, PackedBatch } from './population.js'
 
 export interface CoreOptions { users: number, events: number, days: number, latencyEvents: number }
-
-function dirBytes (dir: string): number {
-  let n = 0
-  for (const f of readdirSync(dir)) {
-    const st = statSync(join(dir, f))
-    if (st.isFile()) n += st.size
-  }
-  return n
-}
 
 const BATCH = 4096
 
@@ -93,7 +84,7 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
   for (const s of task.cache.values()) { stateBytes += encodeState(s).length; users++ }
   await lat.commit()
   await store.close()
-  const disk = dirBytes(dir)
+  const disk = await settledDirectoryBytes(dir)
   rmSync(dir, { recursive: true, force: true })
   const rss = process.memoryUsage().rss
   return {

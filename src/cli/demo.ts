@@ -8,7 +8,7 @@ import { loadTopology } from '../rules/topology.js'
 import { PartitionTask } from '../runtime/partition-task.js'
 import { AvroBatch } from '../runtime/record-batch.js'
 import { Simulator } from '../sim/simulator.js'
-import { RocksStore } from '../state/rocks-store.js'
+import { RocksStore, settledDirectoryBytes } from '../state/rocks-store.js'
 import { encodeState } from '../state/state-codec.js'
 import { intOption, parseOptions } from './args.js'
 import { count, Progress, rate } from './progress.js'
@@ -60,13 +60,14 @@ export async function demo (argv: string[]): Promise<number> {
     // Let the last day's midnight timers fire.
     task.advanceTo(lastTs + 1)
     await task.commit()
-    const diskBytes = store.approximateSize()
     const summary = summaryOf(task, engineMs)
     printSummary('demo', summary, process.stdout)
     let stateBytes = 0
     let cached = 0
     for (const s of task.cache.values()) { stateBytes += encodeState(s).length; cached++ }
-    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB directory ${(diskBytes / 1e6).toFixed(1)} MB before compaction\n`)
+    await store.close()
+    const diskBytes = await settledDirectoryBytes(stateDir)
+    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included)\n`)
     process.stdout.write('example alerts:\n')
     const seen = new Set<string>()
     for (const a of sink.alerts) {
@@ -74,7 +75,6 @@ export async function demo (argv: string[]): Promise<number> {
       seen.add(a.rule)
       process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}]\n`)
     }
-    await store.close()
   } finally {
     if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
   }

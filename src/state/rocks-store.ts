@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import { EbbError, Errors } from '../errors.js'
 import type { KeyCursor, KvStore, StoreBatch } from './kv-store.js'
@@ -13,6 +14,27 @@ interface SyncIterator { _nextvSync (n: number, o: object): { rows: Array<Buffer
 interface SyncDb { _getManySync (keys: Buffer[], o: object): Array<Buffer | undefined> }
 interface RawBatch { _put (k: Buffer, v: Buffer, o: object): void, _del (k: Buffer, o: object): void, _writeSync (o: object): void, _closeSync (): void }
 const NO_OPTIONS = {}
+
+/** Bytes of the files in a (closed) store directory: SST files, WAL, manifest, options. */
+export function directoryBytes (dir: string): number {
+  let n = 0
+  for (const f of readdirSync(dir)) {
+    const st = statSync(join(dir, f))
+    if (st.isFile()) n += st.size
+  }
+  return n
+}
+
+/**
+ * The settled size of a closed store: reopening replays the write-ahead log into SST files
+ * (RocksDB flushes recovered memtables), so overwritten values no longer count. Right after a
+ * close the WAL still holds every value written since the last memtable flush.
+ */
+export async function settledDirectoryBytes (dir: string): Promise<number> {
+  const store = await RocksStore.open(dir)
+  await store.close()
+  return directoryBytes(dir)
+}
 
 export class RocksStore implements KvStore {
   private constructor (private readonly db: RocksLevel<Buffer, Buffer>, readonly dir: string) {}
@@ -85,6 +107,7 @@ export class RocksStore implements KvStore {
   }
 
 
+  /** SST files plus memtables; an open store's memtable arena makes this large until a flush. */
   approximateSize (): number {
     const live = Number(this.db.getProperty('rocksdb.total-sst-files-size'))
     const mem = Number(this.db.getProperty('rocksdb.cur-size-all-mem-tables'))
