@@ -57,7 +57,7 @@ export async function demo (argv: string[]): Promise<number> {
       engineMs += performance.now() - t0
       progress.tick(() => `day ${day}/${days}: ${count(task.stats.recordsIn)} events (${rate(task.stats.recordsIn, engineMs)} in the engine), alerts ${count(task.stats.alertTotal)}, dead letters ${count(task.stats.deadLetterTotal)}`)
     }
-    // Let the last day's midnight timers fire.
+    // Stream time to the last event: timers held back by the allowed lateness fire now.
     task.advanceTo(lastTs + 1)
     await task.commit()
     const summary = summaryOf(task, engineMs)

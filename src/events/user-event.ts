@@ -38,8 +38,3 @@ export function eventTypeIndex (name: string): number {
   const i = TYPE_INDEX[name]
   return i === undefined ? -1 : i
 }
-
-/** Event types that count as the user being active on a day (RFM frequency). */
-export function isEngagement (type: number): boolean {
-  return type <= EventType.PURCHASE
-}

@@ -4,10 +4,12 @@ import { isKnownZone } from '../time/zones.js'
 const TYPES = new Set<string>(EVENT_TYPES)
 const CHANNEL_SET = new Set<string>(CHANNELS)
 // An ISO-8601 instant must say its offset: a local time without one is ambiguous.
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2}))$/
 // Years 2000..2100: anything outside is a unit mistake (seconds or microseconds), not an event.
 const MIN_TS = 946684800000
 const MAX_TS = 4102444800000
+/** PURCHASE amounts above this are a unit or data error; state keeps integer cents exactly below 2^53. */
+export const MAX_AMOUNT = 1e9
 /** Ids are keys (state, timer buckets): long enough for any UUID or composite id, short enough to index. */
 export const MAX_ID_LENGTH = 256
 
@@ -15,14 +17,18 @@ export const MAX_ID_LENGTH = 256
 export function validateEventObject (o: Record<string, unknown>): string | null {
   if (typeof o.eventId !== 'string' || o.eventId.length === 0) return 'eventId: missing or not a non-empty string'
   if (typeof o.userId !== 'string' || o.userId.length === 0) return 'userId: missing or not a non-empty string'
-  if (o.eventId.length > MAX_ID_LENGTH || o.userId.length > MAX_ID_LENGTH) return `eventId, userId: at most ${MAX_ID_LENGTH} characters`
+  const idp = idProblem(o.eventId, o.userId)
+  if (idp !== null) return idp
   if (typeof o.type !== 'string') return 'type: missing'
   if (!TYPES.has(o.type)) return `type: unknown event type "${o.type.slice(0, 40)}"`
   if (o.ts === undefined || o.ts === null) return 'ts: missing'
   if (typeof o.ts === 'number') {
     if (!Number.isInteger(o.ts)) return 'ts: epoch millis must be an integer'
   } else if (typeof o.ts === 'string') {
-    if (!ISO_INSTANT.test(o.ts)) return `ts: "${o.ts.slice(0, 40)}" is not an ISO-8601 instant with an offset`
+    const m = ISO_INSTANT.exec(o.ts)
+    if (m === null) return `ts: "${o.ts.slice(0, 40)}" is not an ISO-8601 instant with an offset`
+    // Date.parse rolls impossible dates over (2026-02-30 → 2 March, T24:00 → next day): refuse them.
+    if (!isCalendarInstant(m)) return `ts: "${o.ts.slice(0, 40)}" is not a real calendar date and time`
     const ms = Date.parse(o.ts)
     if (Number.isNaN(ms)) return `ts: "${o.ts.slice(0, 40)}" is not a valid date`
     o.ts = ms
@@ -31,6 +37,25 @@ export function validateEventObject (o: Record<string, unknown>): string | null 
   }
   if ((o.ts as number) < MIN_TS || (o.ts as number) > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
   return validateOptionalFields(o)
+}
+
+function isCalendarInstant (m: RegExpExecArray): boolean {
+  const year = Number(m[1])
+  const month = Number(m[2])
+  const day = Number(m[3])
+  if (month < 1 || month > 12 || day < 1) return false
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
+  if (day > daysInMonth) return false
+  if (Number(m[4]) > 23 || Number(m[5]) > 59 || (m[6] !== undefined && Number(m[6]) > 59)) return false
+  if (m[7] !== undefined && (Number(m[7]) > 18 || Number(m[8]) > 59)) return false
+  return true
+}
+
+/** Ids become store keys as UTF-8: a lone surrogate would encode as U+FFFD and collide with others. */
+function idProblem (eventId: string, userId: string): string | null {
+  if (eventId.length > MAX_ID_LENGTH || userId.length > MAX_ID_LENGTH) return `eventId, userId: at most ${MAX_ID_LENGTH} characters`
+  if (!eventId.isWellFormed() || !userId.isWellFormed()) return 'eventId, userId: not well-formed Unicode (lone surrogate)'
+  return null
 }
 
 function validateOptionalFields (o: Record<string, unknown>): string | null {
@@ -43,6 +68,7 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
   if (o.channel !== undefined && o.channel !== null && (typeof o.channel !== 'string' || !CHANNEL_SET.has(o.channel))) return `channel: must be one of ${CHANNELS.join(', ')}`
   if (o.taskId !== undefined && o.taskId !== null && typeof o.taskId !== 'string') return 'taskId: must be a string'
   if (o.type === 'PURCHASE' && (typeof o.amount !== 'number' || o.amount < 0)) return 'amount: PURCHASE needs a non-negative amount'
+  if (typeof o.amount === 'number' && Math.abs(o.amount) > MAX_AMOUNT) return `amount: above ${MAX_AMOUNT} (a unit mistake?)`
   if ((o.type === 'CONSENT_GRANTED' || o.type === 'CONSENT_REVOKED' || o.type === 'MESSAGE_DELIVERED' || o.type === 'MESSAGE_OPENED') && (o.channel === undefined || o.channel === null)) return `channel: ${o.type} needs a channel`
   return null
 }
@@ -51,7 +77,8 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
 export function validateDecodedEvent (e: UserEvent): string | null {
   if (e.eventId.length === 0) return 'eventId: empty'
   if (e.userId.length === 0) return 'userId: empty'
-  if (e.eventId.length > MAX_ID_LENGTH || e.userId.length > MAX_ID_LENGTH) return `eventId, userId: at most ${MAX_ID_LENGTH} characters`
+  const idp = idProblem(e.eventId, e.userId)
+  if (idp !== null) return idp
   if (e.ts < MIN_TS || e.ts > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
   return validateOptionalFields(e as unknown as Record<string, unknown>)
 }

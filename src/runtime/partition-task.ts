@@ -162,19 +162,21 @@ export class PartitionTask {
       const wm = ts - this.topology.allowedLatenessMs
       if (wm > this.watermark) this.advanceWatermark(wm)
     }
-    if (ts < this.watermark - this.topology.graceMs) {
-      this.deadLetter(batch, i, new EbbError(Errors.EVENT_LATE, new Date(ts).toISOString(), new Date(this.watermark - this.topology.graceMs).toISOString()))
-      return
-    }
     const type = eventTypeIndex(e.type) as EventType
     // The state seen at decode time, unless the user was erased since (or was not cached then).
     let s = known !== undefined && !known.erased ? known : this.cache.getOrLoadSync(e.userId)
     if (type === EventType.ERASE) {
-      // The user's timer entry becomes stale: with no state, its current due is 0.
+      // Right to be forgotten: honoured however late the request arrives (it is not a
+      // behaviour signal, so lateness does not apply). The user's timer entry becomes stale:
+      // with no state, its current due is 0.
       if (s !== undefined) this.cache.erase(s.userId)
       this.stats.usersErased++
       this.stats.byType[type]++
       this.stats.eventsApplied++
+      return
+    }
+    if (ts < this.watermark - this.topology.graceMs) {
+      this.deadLetter(batch, i, new EbbError(Errors.EVENT_LATE, new Date(ts).toISOString(), new Date(this.watermark - this.topology.graceMs).toISOString()))
       return
     }
     if (s === undefined) {
@@ -267,6 +269,7 @@ export class PartitionTask {
       batch.discard()
       throw new EbbError(Errors.STORE_IO, (err as Error).message)
     }
+    this.timers.committed()
     this.cache.afterFlush()
     this.stats.commits++
   }

@@ -144,13 +144,21 @@ export class TimerService {
   /** Writes the commit's timers as buckets and deletes the fired ones, in the commit's batch. */
   drain (batch: StoreBatch): void {
     for (const key of this.firedBuckets) batch.del(key)
-    this.firedBuckets = []
     for (const [due, list] of this.pending) {
       sortUnique(list)
       for (let i = 0; i < list.length; i += BUCKET) batch.put(timerBucketKey(due, this.seq++), encodeBucket(list, i, Math.min(i + BUCKET, list.length)))
       if (due < this.scanFrom) this.scanFrom = due // armed in the past by a late event
     }
     if (this.pendingMin < this.storeMin) this.storeMin = this.pendingMin
+  }
+
+  /**
+   * After the commit's batch was written: the pending ids are stored, the fired buckets gone.
+   * Until then both are kept, so a failed write can be retried without losing a timer (the
+   * retry writes the buckets under new sequence numbers; the discarded batch wrote nothing).
+   */
+  committed (): void {
+    this.firedBuckets = []
     this.pending = new Map()
     this.pendingMin = Number.POSITIVE_INFINITY
   }
@@ -161,8 +169,6 @@ export class TimerService {
     for (const l of this.pending.values()) n += l.length
     return n
   }
-
-  get firedUpTo (): number { return this.firedUntil }
 }
 
 function minKey (m: Map<number, string[]>, atMost: number): number {

@@ -1,7 +1,8 @@
-import { EventType, type UserEvent } from '../events/user-event.js'
+import { CHANNELS, EventType, type UserEvent } from '../events/user-event.js'
 import { COUNT_DAYS, FOLLOW_DAYS, NEVER_DAY, OFF_FOLLOW, OFF_INTERACT, OFF_POST, OFF_UNFOLLOW, OFF_VIEW, type UserState } from '../state/user-state.js'
 
-const CHANNEL_BIT: Record<string, number> = { PUSH: 0, SMS: 1, EMAIL: 2, IN_APP: 3 }
+/** Consent bit of a channel: its position in CHANNELS (the schema's enum order). */
+const CHANNEL_BIT: Record<string, number> = Object.fromEntries(CHANNELS.map((c, i) => [c, i]))
 
 /**
  * Applies one event to a user's state: the only place the state changes for an event.

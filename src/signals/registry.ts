@@ -1,4 +1,4 @@
-import { EventType } from '../events/user-event.js'
+import { EVENT_TYPES, EventType } from '../events/user-event.js'
 import type { UserState } from '../state/user-state.js'
 import * as S from './signals.js'
 
@@ -29,7 +29,7 @@ export interface SignalDefinition {
 
 const bit = (...types: EventType[]): number => types.reduce((m, t) => m | (1 << t), 0)
 const ENGAGEMENT = bit(EventType.LOGIN, EventType.FOLLOW, EventType.UNFOLLOW, EventType.VIEW, EventType.POST, EventType.INTERACT, EventType.PURCHASE)
-const ALL = (1 << 12) - 1
+const ALL = (1 << EVENT_TYPES.length) - 1
 
 export const SIGNALS: readonly SignalDefinition[] = [
   { id: SignalId.daysInactive, name: 'daysInactive', code: 'DAYS_INACTIVE', affectedBy: bit(EventType.LOGIN), min: 1, max: 365, integer: true, needsModel: false, text: 'no login for {v} full days (alert at {t})' },

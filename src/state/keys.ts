@@ -14,14 +14,6 @@ function writeStateKey (b: Buffer, userId: string): number {
   return 1 + b.write(userId, 1)
 }
 
-function writeTimerKey (b: Buffer, due: number, userId: string): number {
-  b[0] = TIMER_PREFIX
-  // Due times are positive epoch millis < 2^53: high and low 32-bit words, big-endian.
-  b.writeUInt32BE(Math.floor(due / 0x100000000), 1)
-  b.writeUInt32BE(due >>> 0, 5)
-  return 9 + b.write(userId, 9)
-}
-
 /** A timer bucket's key: its due time and a sequence number unique within the partition. */
 export function timerBucketKey (due: number, seq: number): Buffer {
   const b = Buffer.allocUnsafe(13)
@@ -38,18 +30,12 @@ export function stateKey (userId: string): Buffer {
   return b
 }
 
-export function timerKey (due: number, userId: string): Buffer {
-  const b = Buffer.allocUnsafe(9 + Buffer.byteLength(userId))
-  writeTimerKey(b, due, userId)
-  return b
-}
-
 const scratch = Buffer.allocUnsafe(4096)
 /** UTF-8 takes at most 3 bytes per UTF-16 code unit: ids this short always fit the scratch buffer. */
-const SCRATCH_SAFE_LENGTH = Math.floor((scratch.length - 9) / 3)
+const SCRATCH_SAFE_LENGTH = Math.floor((scratch.length - 1) / 3)
 
 /**
- * The same keys written into one shared scratch buffer: the returned view is valid until the
+ * The state key written into one shared scratch buffer: the returned view is valid until the
  * next call. For the commit path, whose store batch copies the bytes at once.
  */
 export function stateKeyView (userId: string): Buffer {
@@ -57,26 +43,8 @@ export function stateKeyView (userId: string): Buffer {
   return scratch.subarray(0, writeStateKey(scratch, userId))
 }
 
-export function timerKeyView (due: number, userId: string): Buffer {
-  if (userId.length > SCRATCH_SAFE_LENGTH) return timerKey(due, userId)
-  return scratch.subarray(0, writeTimerKey(scratch, due, userId))
-}
-
 export function timerKeyDue (key: Buffer): number {
   return key.readUInt32BE(1) * 0x100000000 + key.readUInt32BE(5)
-}
-
-export function timerKeyUser (key: Buffer): string {
-  return key.toString('utf8', 9)
-}
-
-/** The first and last possible timer keys with due ≤ `until`. */
-export function timerRange (until: number): [Buffer, Buffer] {
-  const hi = Buffer.alloc(9 + 4, 0xff)
-  hi[0] = TIMER_PREFIX
-  hi.writeUInt32BE(Math.floor(until / 0x100000000), 1)
-  hi.writeUInt32BE(until >>> 0, 5)
-  return [Buffer.from([TIMER_PREFIX]), hi]
 }
 
 export function metaKey (name: string): Buffer {

@@ -126,20 +126,21 @@ export class StateCache {
   drainDirty (batch: StoreBatch): number {
     let n = 0
     for (const id of this.erased) if (!this.map.has(id)) batch.del(stateKeyView(id))
-    this.erased.clear()
     for (const s of this.dirtyList) {
-      s.dirty = false
       if (this.map.get(s.userId) !== s) continue // erased after it was changed
       const value = encodeStateView(s)
       batch.put(stateKeyView(s.userId), value)
       n++
     }
-    this.dirtyList = []
     return n
   }
 
   /** After a successful flush: evict least-recently-used users down to capacity; start a new epoch. */
   afterFlush (): void {
+    // Only now is the work durable: a failed write keeps the dirty list and erased ids for the retry.
+    for (const s of this.dirtyList) s.dirty = false
+    this.dirtyList = []
+    this.erased.clear()
     this.absent.clear()
     this.epoch++
     let excess = this.map.size - this.capacity

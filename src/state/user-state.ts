@@ -130,18 +130,33 @@ export class UserState {
     w[i]++
   }
 
+  /**
+   * Adds a purchase to its local day. Tuples stay sorted by day even when a late event brings an
+   * older day (pruning relies on the order). Amounts are capped by validation (MAX_AMOUNT); a
+   * day's total is clamped so that it stays an exact integer in a double.
+   */
   addPurchase (day: number, amount: number): void {
+    if (day <= this.headDay - LONG_WINDOW_DAYS) return
     const cents = Math.round(amount * 100)
     if (this.purchases === NO_TUPLES) this.purchases = []
     const p = this.purchases
-    if (p.length > 0 && p[p.length - 2] === day) p[p.length - 1] += cents
-    else p.push(day, cents)
+    const at = tupleSlot(p, 2, day)
+    if (at < p.length && p[at] === day) p[at + 1] = Math.min(p[at + 1] + cents, MAX_DAY_CENTS)
+    else if (at === p.length) p.push(day, Math.min(cents, MAX_DAY_CENTS))
+    else p.splice(at, 0, day, Math.min(cents, MAX_DAY_CENTS))
   }
 
   addMessage (day: number, delivered: number, opened: number): void {
+    if (day <= this.headDay - LONG_WINDOW_DAYS) return
     if (this.messages === NO_TUPLES) this.messages = []
     const m = this.messages
-    if (m.length > 0 && m[m.length - 3] === day) { m[m.length - 2] += delivered; m[m.length - 1] += opened } else m.push(day, delivered, opened)
+    const at = tupleSlot(m, 3, day)
+    if (at < m.length && m[at] === day) {
+      // Stored as Avro int: clamped far below 2^31.
+      if (m[at + 1] < MAX_DAY_MESSAGES) m[at + 1] += delivered
+      if (m[at + 2] < MAX_DAY_MESSAGES) m[at + 2] += opened
+    } else if (at === m.length) m.push(day, delivered, opened)
+    else m.splice(at, 0, day, delivered, opened)
   }
 
   /** Remembers an eventId hash; returns true when it was already among the recent ones. */
@@ -170,6 +185,22 @@ function clearRing (counts: Uint16Array, offset: number, size: number, head: num
   for (let i = 1; i <= n; i++) counts[offset + ((head + i) % size)] = 0
 }
 
+/** Cents per local day: 2^48, far beyond any real spend and exact in a double. */
+const MAX_DAY_CENTS = 2 ** 48
+const MAX_DAY_MESSAGES = 1_000_000_000
+
+/**
+ * Where a tuple for `day` belongs in a day-sorted list: the index of that day's tuple, or of the
+ * first later one (list.length when none). Searched from the end: new days are the common case.
+ */
+function tupleSlot (list: number[], width: number, day: number): number {
+  let at = list.length
+  while (at > 0 && list[at - width] > day) at -= width
+  if (at > 0 && list[at - width] === day) return at - width
+  return at
+}
+
+/** Drops tuples at or before `oldest`; the list is sorted by day. */
 function pruneTuples (list: number[], width: number, oldest: number): number[] {
   if (list[list.length - width] <= oldest) return NO_TUPLES
   const out: number[] = []

@@ -34,6 +34,7 @@ async function flush (t: TimerService, store: KvStore): Promise<void> {
   const batch = store.batch()
   t.drain(batch)
   await batch.write()
+  t.committed()
 }
 
 describe('TimerService', () => {

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest'
+import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
+import { MemoryStore } from '../../src/state/memory-store.js'
+import type { StoreBatch } from '../../src/state/kv-store.js'
+import { at, defaultTopology } from '../helpers.js'
+
+/**
+ * Regression tests for invariants a review (and a fuzzer) broke. Each names what went wrong.
+ */
+
+const SH = 'Asia/Shanghai'
+const line = (o: Record<string, unknown>): string => JSON.stringify({ eventId: `e-${Math.random()}`, tz: SH, ...o })
+
+/** A store whose first `failures` batch writes fail, as a full disk would. */
+class FlakyStore extends MemoryStore {
+  constructor (private failures: number) { super() }
+  override batch (): StoreBatch {
+    const inner = super.batch()
+    return {
+      put: (k, v) => { inner.put(k, v) },
+      del: (k) => { inner.del(k) },
+      discard: () => { inner.discard() },
+      write: async () => {
+        if (this.failures > 0) { this.failures--; inner.discard(); throw new Error('disk full') }
+        await inner.write()
+      }
+    }
+  }
+}
+
+describe('regressions', () => {
+  it('a PURCHASE amount too large for exact cents is a dead letter, and large valid totals stay readable', async () => {
+    const store = new MemoryStore()
+    const d = await TopologyTestDriver.create(defaultTopology(), store)
+    await d.pipeRaw(line({ userId: 'u1', type: 'PURCHASE', ts: at('2026-03-02T10:00'), amount: 1e14 }))
+    expect(d.deadLetters.map((x) => [x.reason, x.detail])).toEqual([['invalid', expect.stringContaining('amount: above')]])
+    for (let i = 0; i < 5; i++) await d.pipe({ userId: 'u1', type: 'PURCHASE', ts: at('2026-03-02T10:00') + i, tz: SH, amount: 1e9 })
+    await d.commit()
+    const reopened = await TopologyTestDriver.create(defaultTopology(), store)
+    expect(reopened.signals('u1', at('2026-03-02T12:00')).rfmMonetary90d).toBe(5e9)
+  })
+
+  it('an ERASE older than the watermark still erases the user (right to be forgotten)', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'u1', type: 'LOGIN', ts: at('2026-03-02T10:00'), tz: SH })
+    await d.pipe({ userId: 'u2', type: 'LOGIN', ts: at('2026-03-09T10:00'), tz: SH }) // watermark a week on
+    await d.pipe({ userId: 'u1', type: 'ERASE', ts: at('2026-03-02T11:00'), tz: SH }) // late by days
+    expect(d.deadLetters).toEqual([])
+    expect(d.user('u1')).toBeUndefined()
+    expect(d.task.stats.usersErased).toBe(1)
+  })
+
+  it('a late PURCHASE on an older day does not make a later prune drop newer purchases', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe(
+      { userId: 'u1', type: 'PURCHASE', ts: at('2026-01-05T10:00'), tz: SH, amount: 5 },
+      { userId: 'u1', type: 'PURCHASE', ts: at('2026-01-11T01:00'), tz: SH, amount: 20 },
+      { userId: 'u1', type: 'PURCHASE', ts: at('2026-01-10T22:00'), tz: SH, amount: 10 } // late, within grace
+    )
+    expect(d.deadLetters).toEqual([])
+    expect(d.user('u1')?.purchases.filter((_, i) => i % 2 === 0)).toEqual([...(d.user('u1')?.purchases.filter((_, i) => i % 2 === 0) ?? [])].sort((a, b) => a - b))
+    // 90 days after 10 January: the 5 January and 10 January purchases left the window, 11 January's has not.
+    await d.pipe({ userId: 'u1', type: 'VIEW', ts: at('2026-04-10T12:00'), tz: SH })
+    expect(d.signals('u1', at('2026-04-10T12:00')).rfmMonetary90d).toBe(20)
+  })
+
+  it('ids with a lone surrogate are rejected: as UTF-8 keys they would collide', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipeRaw(
+      '{"eventId":"a","userId":"x\\ud800","type":"LOGIN","ts":1772416800000}',
+      '{"eventId":"b","userId":"x\\udc00","type":"LOGIN","ts":1772416800000}'
+    )
+    expect(d.deadLetters.map((x) => x.detail)).toEqual([expect.stringContaining('lone surrogate'), expect.stringContaining('lone surrogate')])
+    expect(d.task.stats.usersCreated).toBe(0)
+  })
+
+  it('a commit that failed to write loses nothing when retried', async () => {
+    const store = new FlakyStore(1)
+    const d = await TopologyTestDriver.create(defaultTopology(), store)
+    await d.pipe({ userId: 'u1', type: 'LOGIN', ts: at('2026-03-02T10:00'), tz: SH })
+    await expect(d.commit()).rejects.toMatchObject({ code: 'EBB_STORE_IO' })
+    await d.commit()
+    // A fresh task on the store sees the state and the timer that the failed commit held.
+    const reopened = await TopologyTestDriver.create(defaultTopology(), store)
+    expect(reopened.user('u1')?.lastLoginTs).toBe(at('2026-03-02T10:00'))
+    reopened.advanceTo(at('2026-03-10T00:00'))
+    expect(reopened.alertsOf('inactive_7d').map((a) => a.firedAt)).toEqual([at('2026-03-10T00:00')])
+  })
+
+  it('impossible calendar instants are invalid, not rolled over', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipeRaw(
+      line({ userId: 'u1', type: 'LOGIN', ts: '2026-02-30T10:00:00Z' }),
+      line({ userId: 'u1', type: 'LOGIN', ts: '2026-03-01T24:00:00Z' }),
+      line({ userId: 'u1', type: 'LOGIN', ts: '2026-03-01T10:60:00+08:00' }),
+      line({ userId: 'u1', type: 'LOGIN', ts: '2024-02-29T10:00:00+08:00' }) // a leap day is real
+    )
+    expect(d.deadLetters.map((x) => x.detail)).toEqual([
+      expect.stringContaining('not a real calendar date'),
+      expect.stringContaining('not a real calendar date'),
+      expect.stringContaining('not a real calendar date')
+    ])
+    expect(d.user('u1')?.lastLoginTs).toBe(Date.parse('2024-02-29T10:00:00+08:00'))
+  })
+})
