@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { readLineBatches } from '../io/line-reader.js'
+import { kpiTable } from '../intervention/kpis.js'
 import { JsonlDirectorySink } from '../io/sinks.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
@@ -17,7 +18,8 @@ import { printSummary, summaryOf } from './summary.js'
 export const REPLAY_HELP = `ebb replay --in events.jsonl --out DIR [--topology T] [--until ISO] [--state DIR]
   Deterministic file-to-file run: the same input gives byte-identical outputs.
   --in F         JSON Lines of ebb.UserEvent (SPEC §1)
-  --out DIR      writes alerts.jsonl, dlq.jsonl and summary.json (created if absent)
+  --out DIR      writes alerts.jsonl, tasks.jsonl, outcomes.jsonl, dlq.jsonl, summary.json and
+                 kpis.json (recall rates per plan, channel, churn type and arm; uplift) (created if absent)
   --topology T   rules file (default: topologies/default.yaml)
   --until ISO    advance stream time to this instant at the end, so due timers fire
   --state DIR    keep RocksDB state here (default: a temporary directory, removed after)
@@ -68,5 +70,10 @@ export async function replay (argv: string[]): Promise<number> {
   // summary.json holds counts only (no timings), so it is as deterministic as the outputs.
   writeFileSync(join(out, 'summary.json'), JSON.stringify(summary.counts, null, 2) + '\n')
   printSummary('replay', summary, process.stdout)
+  if (task.intervention !== null) {
+    const kpis = task.intervention.kpis.report()
+    writeFileSync(join(out, 'kpis.json'), JSON.stringify(kpis, null, 2) + '\n')
+    process.stdout.write(kpiTable(kpis))
+  }
   return 0
 }

@@ -14,6 +14,10 @@ export interface Summary {
     deadLettersByReason: Record<string, number>
     timersFired: number
     streamTime: string | null
+    /** intervention stage: alert decisions, tasks and outcomes (absent without `intervention:`) */
+    decisions?: Record<string, number>
+    tasks?: number
+    outcomes?: number
   }
   elapsedMs: number
 }
@@ -28,6 +32,8 @@ export function summaryOf (task: PartitionTask, elapsedMs: number): Summary {
   }
   const eventsByType: Record<string, number> = {}
   EVENT_TYPES.forEach((t, i) => { if (s.byType[i] > 0) eventsByType[t] = s.byType[i] })
+  const k = task.intervention?.kpis
+  const intervention = k === undefined ? {} : { decisions: k.report().decisions, tasks: k.tasks, outcomes: k.outcomes }
   return {
     counts: {
       records: s.recordsIn,
@@ -39,7 +45,8 @@ export function summaryOf (task: PartitionTask, elapsedMs: number): Summary {
       disabledRules,
       deadLettersByReason: { ...s.deadLetters },
       timersFired: task.timers.fired,
-      streamTime: Number.isFinite(task.watermark) ? new Date(task.watermark).toISOString() : null
+      streamTime: Number.isFinite(task.watermark) ? new Date(task.watermark).toISOString() : null,
+      ...intervention
     },
     elapsedMs
   }
@@ -53,6 +60,7 @@ export function printSummary (label: string, summary: Summary, out: NodeJS.Writa
     'alerts by rule:',
     ...Object.entries(c.alertsByRule).map(([k, v]) => `  ${k.padEnd(20)} ${String(v).padStart(9)}`),
     ...Object.entries(c.disabledRules).map(([k, v]) => `  ${k.padEnd(20)} ${'disabled'.padStart(9)}  (${v})`),
+    ...(c.decisions === undefined ? [] : [`recall tasks: ${count(c.tasks ?? 0)}   outcomes (recalls): ${count(c.outcomes ?? 0)}   decisions: ${Object.entries(c.decisions).map(([d, v]) => `${d} ${count(v)}`).join(', ')}`]),
     'dead letters by reason:',
     ...Object.entries(c.deadLettersByReason).map(([k, v]) => `  ${k.padEnd(20)} ${String(v).padStart(9)}`)
   ]

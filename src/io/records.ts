@@ -27,6 +27,35 @@ export interface AlertRecord {
   taskId: string | null
 }
 
+export interface RecallTaskRecord {
+  taskId: string
+  userId: string
+  episodeId: string
+  alertId: string
+  planId: string
+  churnType: string
+  valueTier: string
+  channel: 'PUSH' | 'SMS' | 'EMAIL' | 'IN_APP'
+  title: string | null
+  body: string
+  link: string | null
+  sendAt: number
+  expiresAt: number
+  attributionWindowHours: number
+  experiment: string
+  arm: 'TREATMENT' | 'HOLDOUT'
+}
+
+export interface OutcomeRecord {
+  taskId: string
+  userId: string
+  planId: string
+  channel: string
+  sentAt: number
+  recalledAt: number
+  cycleTimeMs: number
+}
+
 export interface DeadLetterSource {
   topic: string | null
   partition: number | null

@@ -1,16 +1,18 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
-import type { AlertRecord, DeadLetterRecord } from './records.js'
+import type { AlertRecord, DeadLetterRecord, OutcomeRecord, RecallTaskRecord } from './records.js'
 
 /**
  * Where the engine's outputs go. The engine calls the record methods synchronously from its
  * hot loop (they only buffer); `flush` is awaited at commit points. File, in-process and (with
  * the Kafka issue) Kafka sinks implement the same interface, so the core never changes for them.
- * Recall tasks and outcomes join as methods of their own when the intervention stage lands.
  */
 export interface OutputSink {
   alert (a: AlertRecord): void
+  /** a recall task for the dispatch topic */
+  task (t: RecallTaskRecord): void
+  outcome (o: OutcomeRecord): void
   deadLetter (d: DeadLetterRecord): void
   flush (): Promise<void>
   close (): Promise<void>
@@ -19,8 +21,12 @@ export interface OutputSink {
 /** The in-process log: keeps every record in memory (the embedded demo and the test driver). */
 export class MemorySink implements OutputSink {
   readonly alerts: AlertRecord[] = []
+  readonly tasks: RecallTaskRecord[] = []
+  readonly outcomes: OutcomeRecord[] = []
   readonly deadLetters: DeadLetterRecord[] = []
   alert (a: AlertRecord): void { this.alerts.push(a) }
+  task (t: RecallTaskRecord): void { this.tasks.push(t) }
+  outcome (o: OutcomeRecord): void { this.outcomes.push(o) }
   deadLetter (d: DeadLetterRecord): void { this.deadLetters.push(d) }
   async flush (): Promise<void> {}
   async close (): Promise<void> {}
@@ -43,6 +49,32 @@ export function alertJson (a: AlertRecord): string {
     decision: a.decision,
     taskId: a.taskId
   })
+}
+
+/** Recall task as one JSON line, fields in schema order. */
+export function taskJson (t: RecallTaskRecord): string {
+  return JSON.stringify({
+    taskId: t.taskId,
+    userId: t.userId,
+    episodeId: t.episodeId,
+    alertId: t.alertId,
+    planId: t.planId,
+    churnType: t.churnType,
+    valueTier: t.valueTier,
+    channel: t.channel,
+    title: t.title,
+    body: t.body,
+    link: t.link,
+    sendAt: t.sendAt,
+    expiresAt: t.expiresAt,
+    attributionWindowHours: t.attributionWindowHours,
+    experiment: t.experiment,
+    arm: t.arm
+  })
+}
+
+export function outcomeJson (o: OutcomeRecord): string {
+  return JSON.stringify({ taskId: o.taskId, userId: o.userId, planId: o.planId, channel: o.channel, sentAt: o.sentAt, recalledAt: o.recalledAt, cycleTimeMs: o.cycleTimeMs })
 }
 
 export function deadLetterJson (d: DeadLetterRecord): string {
@@ -87,27 +119,32 @@ class JsonlFile {
   }
 }
 
-/** `replay`'s output: alerts.jsonl and dlq.jsonl in a directory, truncated when opened. */
+/** `replay`'s output: alerts, tasks, outcomes and dead letters as JSON Lines in a directory, truncated when opened. */
 export class JsonlDirectorySink implements OutputSink {
   private readonly alerts: JsonlFile
+  private readonly tasks: JsonlFile
+  private readonly outcomes: JsonlFile
   private readonly dlq: JsonlFile
-  alertCount = 0
-  deadLetterCount = 0
+  private readonly files: JsonlFile[]
 
   private constructor (readonly dir: string) {
     this.alerts = new JsonlFile(join(dir, 'alerts.jsonl'))
+    this.tasks = new JsonlFile(join(dir, 'tasks.jsonl'))
+    this.outcomes = new JsonlFile(join(dir, 'outcomes.jsonl'))
     this.dlq = new JsonlFile(join(dir, 'dlq.jsonl'))
+    this.files = [this.alerts, this.tasks, this.outcomes, this.dlq]
   }
 
   static async open (dir: string): Promise<JsonlDirectorySink> {
     const s = new JsonlDirectorySink(dir)
-    await s.alerts.open()
-    await s.dlq.open()
+    for (const f of s.files) await f.open()
     return s
   }
 
-  alert (a: AlertRecord): void { this.alertCount++; this.alerts.push(alertJson(a)) }
-  deadLetter (d: DeadLetterRecord): void { this.deadLetterCount++; this.dlq.push(deadLetterJson(d)) }
-  async flush (): Promise<void> { await this.alerts.flush(); await this.dlq.flush() }
-  async close (): Promise<void> { await this.alerts.close(); await this.dlq.close() }
+  alert (a: AlertRecord): void { this.alerts.push(alertJson(a)) }
+  task (t: RecallTaskRecord): void { this.tasks.push(taskJson(t)) }
+  outcome (o: OutcomeRecord): void { this.outcomes.push(outcomeJson(o)) }
+  deadLetter (d: DeadLetterRecord): void { this.dlq.push(deadLetterJson(d)) }
+  async flush (): Promise<void> { for (const f of this.files) await f.flush() }
+  async close (): Promise<void> { for (const f of this.files) await f.close() }
 }

@@ -1,3 +1,4 @@
+import type { InterventionStage } from '../intervention/intervention-stage.js'
 import type { AlertRecord, Reason } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
 import { signalValue } from '../signals/registry.js'
@@ -18,7 +19,7 @@ export class RuleEvaluator {
   private readonly hasModelRule: boolean[]
   readonly alertsByRule: Map<string, number>
 
-  constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>) {
+  constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>, private readonly intervention: InterventionStage | null = null) {
     this.rules = topology.rules.filter((r) => r.enabled)
     this.hasModelRule = topology.rules.map((r) => r.when.some((c) => c.signal.needsModel))
     this.alertsByRule = alertsByRule
@@ -83,6 +84,8 @@ export class RuleEvaluator {
       taskId: null
     }
     this.alertsByRule.set(rule.id, (this.alertsByRule.get(rule.id) ?? 0) + 1)
+    // The decision fields are filled before the alert leaves, so every alert says what was done.
+    if (this.intervention !== null) this.intervention.decide(s, alert, rule, today, at)
     this.sink.alert(alert)
   }
 }

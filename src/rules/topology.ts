@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml'
+import { isMap, isScalar, isSeq, type Node } from 'yaml'
+import { YamlDoc } from '../config/yaml.js'
+import { type InterventionConfig, parseIntervention } from '../intervention/config.js'
 import { EbbError, Errors } from '../errors.js'
+import { EVENT_TYPES } from '../events/user-event.js'
 import { SIGNALS_BY_NAME, type SignalDefinition, type SignalId } from '../signals/registry.js'
 import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
 import { COUNT_DAYS, DROP_WINDOW_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
@@ -40,10 +43,10 @@ export interface Topology {
   readonly timerRules: number
   /** a user is watched by daily timers until this many days after their last activity */
   readonly timerHorizonDays: number
+  /** the recall-task stage (SPEC §5); null: alerts only */
+  readonly intervention: InterventionConfig | null
 }
 
-const DURATION = /^(\d+)(ms|s|m|h|d)$/
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 export const MAX_RULES = 31
 
 /**
@@ -61,47 +64,15 @@ export function loadTopology (file: string): Topology {
 }
 
 export function parseTopology (text: string, file: string): Topology {
-  const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true })
-  const fail = (node: Node | null | undefined, what: string): never => {
-    const pos = node?.range != null ? lines.linePos(node.range[0]) : undefined
-    throw new EbbError(Errors.TOPOLOGY_INVALID, pos !== undefined ? `${file}:${pos.line}` : file, what)
-  }
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]
-    throw new EbbError(Errors.TOPOLOGY_INVALID, `${file}:${e.linePos?.[0].line ?? 1}`, e.message.split('\n')[0])
-  }
-  const root = doc.contents
-  if (!isMap(root)) return fail(root, 'the topology must be a YAML mapping')
-  // A misspelt key would otherwise be ignored and its default used without a word.
-  const onlyKeys = (map: Node | undefined, where: string, allowed: readonly string[]): void => {
-    if (map === undefined) return
-    if (!isMap(map)) return fail(map, `${where}: expected a mapping`)
-    for (const pair of map.items) {
-      const k = isScalar(pair.key) ? String(pair.key.value) : ''
-      if (!allowed.includes(k)) fail(pair.key as Node, `${where}: unknown key "${k}" (expected ${allowed.join(', ')})`)
-    }
-  }
-  onlyKeys(root, 'topology', ['version', 'defaultTimezone', 'time', 'signals', 'model', 'rules'])
-  const get = (map: Node | null | undefined, key: string): Node | undefined => {
-    if (!isMap(map)) return undefined
-    return map.get(key, true) as Node | undefined
-  }
-  const num = (node: Node | undefined, where: string, dflt: number, min: number, max: number, integer = false): number => {
-    if (node === undefined) return dflt
-    const v = isScalar(node) ? node.value : undefined
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(node, `${where}: expected a number, got ${JSON.stringify(isScalar(node) ? node.value : node?.toJSON())}`)
-    if (integer && !Number.isInteger(v)) return fail(node, `${where}: expected a whole number, got ${v}`)
-    if (v < min || v > max) return fail(node, `${where}: ${v} is outside ${min}..${max}`)
-    return v
-  }
-  const duration = (node: Node | undefined, where: string, dflt: number): number => {
-    if (node === undefined) return dflt
-    const v = isScalar(node) ? String(node.value) : ''
-    const m = DURATION.exec(v)
-    if (m === null) return fail(node, `${where}: "${v}" is not a duration like 30s, 5m, 12h or 1d`)
-    return Number(m[1]) * UNIT_MS[m[2]]
-  }
+  const y = new YamlDoc(text, file)
+  const root = y.root
+  if (!isMap(root)) return y.fail(root, 'the topology must be a YAML mapping')
+  const fail = (node: Node | null | undefined, what: string): never => y.fail(node, what)
+  const get = (map: Node | null | undefined, key: string): Node | undefined => y.get(map, key)
+  const onlyKeys = (map: Node | undefined, where: string, allowed: readonly string[]): void => { y.onlyKeys(map, where, allowed) }
+  const num = (node: Node | undefined, where: string, dflt: number, min: number, max: number, integer = false): number => y.num(node, where, dflt, min, max, integer)
+  const duration = (node: Node | undefined, where: string, dflt: number): number => y.duration(node, where, dflt)
+  onlyKeys(root, 'topology', ['version', 'defaultTimezone', 'time', 'signals', 'model', 'rules', 'intervention'])
 
   const version = get(root, 'version')
   if (version === undefined || !isScalar(version) || version.value !== 1) fail(version ?? root, 'version: expected 1')
@@ -159,6 +130,20 @@ export function parseTopology (text: string, file: string): Topology {
   const modelNode = get(root, 'model')
   const modelPath = modelNode !== undefined && isScalar(modelNode) && modelNode.value !== null ? String(modelNode.value) : null
 
+  /** One `{ signal, op, threshold }` condition (rules and churn types). */
+  const condition = (cn: Node, where: string): Condition => {
+    onlyKeys(cn, `${where}: condition`, ['signal', 'op', 'threshold'])
+    const sNode = get(cn, 'signal')
+    const name = sNode !== undefined && isScalar(sNode) ? String(sNode.value) : ''
+    const def = SIGNALS_BY_NAME.get(name)
+    if (def === undefined) return fail(sNode ?? cn, `${where}: unknown signal "${name}" (known: ${[...SIGNALS_BY_NAME.keys()].join(', ')})`)
+    const opNode = get(cn, 'op')
+    const op = (opNode !== undefined && isScalar(opNode) ? String(opNode.value) : '') as Op
+    if (!OPS.includes(op)) fail(opNode ?? cn, `${where}: op "${op}" must be one of ${OPS.join(' ')}`)
+    const threshold = num(get(cn, 'threshold') ?? fail(cn, `${where}: condition needs a threshold`), `${where}: threshold for ${name}`, 0, def.min, def.max, def.integer)
+    return { signal: def, signalId: def.id, op, threshold }
+  }
+
   const rulesNode = get(root, 'rules')
   if (!isSeq(rulesNode) || rulesNode.items.length === 0) return fail(rulesNode ?? root, 'rules: expected a non-empty list')
   if (rulesNode.items.length > MAX_RULES) fail(rulesNode, `rules: at most ${MAX_RULES}`)
@@ -176,19 +161,7 @@ export function parseTopology (text: string, file: string): Topology {
     const descNode = get(node, 'description')
     const whenNode = get(node, 'when')
     if (!isSeq(whenNode) || whenNode.items.length === 0) return fail(whenNode ?? node, `rule ${id}: "when" must list at least one condition`)
-    const when: Condition[] = whenNode.items.map((c) => {
-      const cn = c as Node
-      onlyKeys(cn, `rule ${id}: condition`, ['signal', 'op', 'threshold'])
-      const sNode = get(cn, 'signal')
-      const name = sNode !== undefined && isScalar(sNode) ? String(sNode.value) : ''
-      const def = SIGNALS_BY_NAME.get(name)
-      if (def === undefined) return fail(sNode ?? cn, `rule ${id}: unknown signal "${name}" (known: ${[...SIGNALS_BY_NAME.keys()].join(', ')})`)
-      const opNode = get(cn, 'op')
-      const op = (opNode !== undefined && isScalar(opNode) ? String(opNode.value) : '') as Op
-      if (!OPS.includes(op)) fail(opNode ?? cn, `rule ${id}: op "${op}" must be one of ${OPS.join(' ')}`)
-      const threshold = num(get(cn, 'threshold') ?? fail(cn, `rule ${id}: condition needs a threshold`), `rule ${id}: threshold for ${name}`, 0, def.min, def.max, def.integer)
-      return { signal: def, signalId: def.id, op, threshold }
-    })
+    const when: Condition[] = whenNode.items.map((c) => condition(c as Node, `rule ${id}`))
     const needsModel = when.some((c) => c.signal.needsModel)
     const enabled = !needsModel || modelPath !== null
     rules.push({
@@ -197,16 +170,18 @@ export function parseTopology (text: string, file: string): Topology {
     })
   })
 
-  const rulesByEventType = new Int32Array(12)
+  const rulesByEventType = new Int32Array(EVENT_TYPES.length)
   let timerRules = 0
   let horizon = COUNT_DAYS
   for (const r of rules) {
     if (!r.enabled) continue
     timerRules |= 1 << r.index
     for (const c of r.when) {
-      for (let t = 0; t < 12; t++) if ((c.signal.affectedBy & (1 << t)) !== 0) rulesByEventType[t] |= 1 << r.index
+      for (let t = 0; t < EVENT_TYPES.length; t++) if ((c.signal.affectedBy & (1 << t)) !== 0) rulesByEventType[t] |= 1 << r.index
       if (c.signal.name === 'daysInactive') horizon = Math.max(horizon, c.threshold + 2)
     }
   }
-  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, rules, rulesByEventType, timerRules, timerHorizonDays: horizon }
+  const interventionNode = get(root, 'intervention')
+  const intervention = interventionNode === undefined ? null : parseIntervention(y, interventionNode, condition, modelPath !== null)
+  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention }
 }

@@ -4,6 +4,7 @@ import { EventType, eventTypeIndex, type UserEvent } from '../events/user-event.
 import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { OutputSink } from '../io/sinks.js'
+import { InterventionStage } from '../intervention/intervention-stage.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
@@ -49,6 +50,8 @@ export class PartitionTask {
   private readonly store: KvStore
   private readonly sink: OutputSink
   private readonly rules: RuleEvaluator
+  /** alert → recall task, LOGIN → outcome (null when the topology has no `intervention:`) */
+  readonly intervention: InterventionStage | null
   private readonly defaultZone: ZoneClock
   /** largest event time seen */
   maxTs: number
@@ -73,7 +76,9 @@ export class PartitionTask {
     this.sink = opts.sink
     this.cache = new StateCache(opts.store, opts.cacheCapacity ?? 200_000)
     this.timers = new TimerService(opts.store, watermark, timerSeq)
-    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule)
+    const iv = opts.topology.intervention
+    this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink)
+    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention)
     this.defaultZone = zoneClock(opts.topology.defaultTimezone)
     this.maxTs = maxTs
     this.watermark = watermark
@@ -192,7 +197,12 @@ export class PartitionTask {
     const zone = s.zone
     if (e.tz !== null) s.setZone(e.tz)
     applyEvent(s, e, type, s.zone.localDay(ts))
-    if (type === EventType.LOGIN) this.rules.closeEpisodeOnLogin(s, ts)
+    if (type === EventType.LOGIN) {
+      if (this.intervention !== null) this.intervention.onLogin(s, ts)
+      this.rules.closeEpisodeOnLogin(s, ts)
+    } else if (e.taskId !== null && this.intervention !== null && (type === EventType.MESSAGE_DELIVERED || type === EventType.MESSAGE_OPENED)) {
+      this.intervention.onMessage(s, e.taskId, type === EventType.MESSAGE_OPENED)
+    }
     const mask = this.topology.rulesByEventType[type]
     if (mask !== 0) this.rules.evaluate(s, mask, s.headDay, ts)
     // A user has one timer, at the next local midnight after their newest day. An armed timer
@@ -225,6 +235,7 @@ export class PartitionTask {
     let today = s.zone.localDay(due)
     if (today < s.headDay) today = s.headDay
     this.rules.evaluate(s, this.topology.timerRules, today, due)
+    if (this.intervention !== null) this.intervention.onTimer(s, due)
     if (today - s.headDay < this.topology.timerHorizonDays) this.armTimer(s, s.zone.startOfDay(today + 1))
   }
 

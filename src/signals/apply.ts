@@ -54,10 +54,10 @@ export function applyEvent (s: UserState, e: UserEvent, type: EventType, day: nu
       s.addMessage(day, 0, 1)
       break
     case EventType.CONSENT_GRANTED:
-      if (e.channel !== null) s.consentRevoked &= ~(1 << CHANNEL_BIT[e.channel])
+      if (e.channel !== null) { s.consentRevoked &= ~(1 << CHANNEL_BIT[e.channel]); s.consentGranted |= 1 << CHANNEL_BIT[e.channel] }
       break
     case EventType.CONSENT_REVOKED:
-      if (e.channel !== null) s.consentRevoked |= 1 << CHANNEL_BIT[e.channel]
+      if (e.channel !== null) { s.consentRevoked |= 1 << CHANNEL_BIT[e.channel]; s.consentGranted &= ~(1 << CHANNEL_BIT[e.channel]) }
       break
     case EventType.ERASE:
       break

@@ -3,7 +3,7 @@ import { loadAvroType } from '../events/avro.js'
 import { EbbError, Errors } from '../errors.js'
 import { isKnownZone, zoneClock } from '../time/zones.js'
 import { AvroWriter } from './avro-writer.js'
-import { COUNTS_LENGTH, OFF_ACTIVE, OFF_RECENT, RECENT_IDS, STATE_VERSION, UserState } from './user-state.js'
+import { COUNTS_LENGTH, OFF_ACTIVE, OFF_RECENT, RECENT_IDS, STATE_VERSION, type TaskEntry, UserState } from './user-state.js'
 
 /** The stored form of UserState: ebb.UserState in Avro (schemas/user-state.avsc). */
 interface StoredState {
@@ -29,6 +29,8 @@ interface StoredState {
   timerDue: number
   churnScore: number | null
   consentRevoked: number
+  consentGranted: number
+  tasks: TaskEntry[]
 }
 
 let type: avsc.Type | undefined
@@ -170,6 +172,30 @@ function writeState (s: UserState): void {
   if (s.churnScore === null) w.long(0)
   else { w.long(1); w.double(s.churnScore) }
   w.long(s.consentRevoked)
+  w.long(s.consentGranted)
+  writeTasks(w, s.tasks)
+}
+
+function writeTasks (w: AvroWriter, tasks: TaskEntry[]): void {
+  if (tasks.length > 0) {
+    w.ensure(10)
+    w.long(tasks.length)
+    for (const t of tasks) {
+      w.ensure(80)
+      w.long(t.episodeTs)
+      w.string(t.planId)
+      w.ensure(80)
+      w.long(t.step)
+      w.long(t.rule)
+      w.long(t.channel)
+      w.long(t.flags)
+      w.long(t.sendAt)
+      w.long(t.attributionHours)
+      w.long(t.churnType)
+    }
+  }
+  w.ensure(10)
+  w.long(0)
 }
 
 /** Little-endian on every platform, so a state directory or changelog moves between machines. */
@@ -203,7 +229,9 @@ export function encodeStateWithAvsc (s: UserState): Buffer {
     episodeOpenTs: s.episodeOpenTs,
     timerDue: s.timerDue,
     churnScore: s.churnScore,
-    consentRevoked: s.consentRevoked
+    consentRevoked: s.consentRevoked,
+    consentGranted: s.consentGranted,
+    tasks: s.tasks.map((t) => ({ ...t }))
   }
   return stateType().toBuffer(stored)
 }
@@ -240,5 +268,7 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   s.timerDue = d.timerDue
   s.churnScore = d.churnScore
   s.consentRevoked = d.consentRevoked
+  s.consentGranted = d.consentGranted
+  if (d.tasks.length > 0) s.tasks = d.tasks.map((t) => ({ episodeTs: t.episodeTs, planId: t.planId, step: t.step, rule: t.rule, channel: t.channel, flags: t.flags, sendAt: t.sendAt, attributionHours: t.attributionHours, churnType: t.churnType }))
   return s
 }

@@ -35,7 +35,8 @@ export const ACTIVE_RING = 96
 export const LONG_WINDOW_DAYS = 90
 export const RECENT_IDS = 8
 export const NEVER_DAY = -2147483648
-export const STATE_VERSION = 1
+/** 2: recall-task entries and explicit consent grants (issue 3) */
+export const STATE_VERSION = 2
 
 export class UserState {
   readonly userId: string
@@ -61,6 +62,10 @@ export class UserState {
   churnScore: number | null = null
   /** bit per channel (PUSH, SMS, EMAIL, IN_APP): consent revoked and not granted again */
   consentRevoked = 0
+  /** bit per channel: consent granted and not revoked since (opt-in channels need it) */
+  consentGranted = 0
+  /** recall tasks (and holdout shadows) of recent episodes: caps, dedup, outcomes; the shared NO_TASKS until the first */
+  tasks: TaskEntry[] = NO_TASKS
   // Not persisted: cache bookkeeping.
   dirty = false
   touched = 0
@@ -176,6 +181,39 @@ export class UserState {
     if (tz !== this.zone.id) this.zone = zoneClock(tz)
   }
 }
+
+/**
+ * One recall task Ebb emitted for the user, or the task a HOLDOUT user would have got (a shadow,
+ * so that the holdout's recall rate is measured the same way). Kept while the episode is open,
+ * or while caps or attribution still look at it.
+ */
+export interface TaskEntry {
+  /** the episode's open time (episodeId = userId:episodeTs) */
+  episodeTs: number
+  planId: string
+  step: number
+  /** index of the rule whose alert led to the task (alertId = episodeId:rule) */
+  rule: number
+  /** CHANNELS index */
+  channel: number
+  /** TASK_* bits */
+  flags: number
+  sendAt: number
+  attributionHours: number
+  /** CHURN_TYPES index */
+  churnType: number
+}
+
+export const TASK_HOLDOUT = 1
+export const TASK_DELIVERED = 2
+export const TASK_OPENED = 4
+export const TASK_RECALLED = 8
+/** attribution is over for this entry: a later task took the last touch, or its window passed */
+export const TASK_CLOSED = 16
+/** a LOGIN fell in this first step's window (the uplift measure, in both arms) */
+export const TASK_RETURNED = 32
+
+export const NO_TASKS: TaskEntry[] = Object.freeze([]) as unknown as TaskEntry[]
 
 /** The empty tuple list shared by every user without purchases or messages; never mutated. */
 export const NO_TUPLES: number[] = Object.freeze([]) as unknown as number[]

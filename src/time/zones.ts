@@ -73,6 +73,17 @@ export class ZoneClock {
     return LocalDate.ofEpochDay(day).atStartOfDay(ZoneId.of(this.id)).toInstant().toEpochMilli()
   }
 
+  /**
+   * The instant of a local wall-clock hour on a local day. In a DST gap (the hour does not
+   * exist that day) it is the first valid instant after the gap, as js-joda resolves it.
+   */
+  atLocalHour (day: number, hour: number): number {
+    const local = day * DAY_MS + hour * HOUR_MS
+    const guess = local - this.offsetMs(local)
+    if (guess + this.offsetMs(guess) === local) return guess
+    return LocalDate.ofEpochDay(day).atTime(hour, 0).atZone(ZoneId.of(this.id)).toInstant().toEpochMilli()
+  }
+
   /** The ISO local date of an epoch-day, for messages and tests. */
   static isoDate (day: number): string {
     return LocalDate.ofEpochDay(day).toString()

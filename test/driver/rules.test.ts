@@ -151,7 +151,7 @@ describe('model_risk', () => {
   })
 
   it('fires when churnScore crosses the threshold, with the score; once per episode; re-arms', async () => {
-    const d = await TopologyTestDriver.create(parseTopology(withModel, 'default+model.yaml'))
+    const d = await TopologyTestDriver.create(parseTopology(withModel, topologyPath('default+model.yaml')))
     await d.pipe(ev('m', 'LOGIN', '2026-03-01T09:00'))
     const s = d.user('m')
     if (s === undefined) throw new Error('no state')

@@ -19,7 +19,7 @@ function problem (text: string): EbbError {
 
 describe('topology loading', () => {
   it('loads the default topology: the four rules of SPEC §4 with their thresholds', () => {
-    const t = parseTopology(DEFAULT, 'default.yaml')
+    const t = parseTopology(DEFAULT, topologyPath('default.yaml'))
     expect(t.rules.map((r) => [r.id, r.when[0].signal.name, r.when[0].op, r.when[0].threshold])).toEqual([
       ['inactive_7d', 'daysInactive', '>=', 7],
       ['unfollow_burst', 'unfollowRatio7d', '>=', 0.5],
