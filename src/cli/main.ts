@@ -8,6 +8,7 @@ Commands:
   ebb demo        embedded mode, no Kafka: simulate a population, run it through the engine
                   with RocksDB state, print progress and a summary (= npm start)
   ebb replay      deterministic file-to-file run (--in events.jsonl --out DIR)
+  ebb check       verify a replay's recall tasks keep channel rules, consent, caps, quiet hours
   ebb simulate    write a synthetic population with ground-truth churn labels
   ebb bench       the benchmark suite (ebb bench core)
   ebb help [cmd]  this text, or a command's options
@@ -29,6 +30,7 @@ export async function main (argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'replay': return await (await import('./replay.js')).replay(rest)
+      case 'check': return await (await import('./check.js')).check(rest)
       case 'simulate': return await (await import('./simulate.js')).simulate(rest)
       case 'demo': return await (await import('./demo.js')).demo(rest)
       case 'bench': return await (await import('../../bench/run.js')).runBench(rest)

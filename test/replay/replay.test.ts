@@ -37,9 +37,22 @@ describe('ebb replay on a hand-written fixture', () => {
 
   it('is deterministic: two runs (different batch sizes) give byte-identical outputs', () => {
     expect(run2.code).toBe(0)
-    for (const f of ['alerts.jsonl', 'dlq.jsonl', 'summary.json']) {
+    for (const f of ['alerts.jsonl', 'tasks.jsonl', 'outcomes.jsonl', 'dlq.jsonl', 'summary.json', 'kpis.json']) {
       expect(readFileSync(join(out2, f))).toEqual(readFileSync(join(out1, f)))
     }
+  })
+
+  it('decides every alert and writes one task per first alert of an episode, with the same taskIds in both runs', () => {
+    const tasks = readFileSync(join(out1, 'tasks.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { taskId: string, episodeId: string, alertId: string })
+    const alerts = readFileSync(join(out1, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { alertId: string, decision: string | null, taskId: string | null })
+    expect(alerts.every((a) => a.decision !== null)).toBe(true)
+    expect(tasks.length).toBeGreaterThan(0)
+    expect(tasks.every((t) => /^t[0-9a-f]{16}$/.test(t.taskId))).toBe(true)
+    for (const t of tasks) expect(alerts.find((a) => a.alertId === t.alertId)?.taskId).toBe(t.taskId)
+    expect(new Set(tasks.map((t) => t.episodeId)).size).toBe(tasks.length)
+    const kpis = JSON.parse(readFileSync(join(out1, 'kpis.json'), 'utf8')) as { overall: { treatment: number } }
+    expect(kpis.overall.treatment).toBe(tasks.length)
+    expect(run1.stdout).toMatch(/recall within the first task's window: treatment/)
   })
 
   it('gives the alerts SPEC §3–§4 predict, at the times they predict', () => {

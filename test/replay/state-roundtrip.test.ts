@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeJsonEvent } from '../../src/events/jsonl.js'
-import { alertJson, deadLetterJson, MemorySink } from '../../src/io/sinks.js'
+import { alertJson, deadLetterJson, MemorySink, outcomeJson, taskJson } from '../../src/io/sinks.js'
 import { PartitionTask } from '../../src/runtime/partition-task.js'
 import { LineBatch } from '../../src/runtime/record-batch.js'
 import { Simulator } from '../../src/sim/simulator.js'
@@ -16,7 +16,7 @@ function population (): string[] {
 }
 
 function outputs (sink: MemorySink): string[] {
-  return [...sink.alerts.map(alertJson), ...sink.deadLetters.map(deadLetterJson)]
+  return [...sink.alerts.map(alertJson), ...sink.tasks.map(taskJson), ...sink.outcomes.map(outcomeJson), ...sink.deadLetters.map(deadLetterJson)]
 }
 
 async function run (dir: string, lines: string[], from: number, to: number, sink: MemorySink, cacheCapacity: number, until?: number): Promise<void> {
@@ -56,6 +56,10 @@ describe('state round trip through RocksDB', () => {
     const rules = new Set(clean.alerts.map((x) => x.rule))
     expect(rules).toEqual(new Set(['inactive_7d', 'unfollow_burst', 'consumption_drop']))
     expect(clean.deadLetters.some((d) => d.reason === 'duplicate')).toBe(true)
+    // Restarts never duplicate a task: the same taskIds, each once.
+    expect(clean.tasks.length).toBeGreaterThan(20)
+    expect(clean.outcomes.length).toBeGreaterThan(0)
+    expect(new Set(resumed.tasks.map((t) => t.taskId)).size).toBe(resumed.tasks.length)
     expect(outputs(resumed)).toEqual(outputs(clean))
   })
 })
