@@ -1,3 +1,4 @@
+import { kpiTable } from '../intervention/kpis.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -73,8 +74,16 @@ export async function demo (argv: string[]): Promise<number> {
     for (const a of sink.alerts) {
       if (seen.has(a.rule)) continue
       seen.add(a.rule)
-      process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}]\n`)
+      process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}, ${a.churnType ?? '-'}, ${a.arm ?? '-'} → ${a.decision ?? '-'}]\n`)
     }
+    const channels = new Set<string>()
+    if (sink.tasks.length > 0) process.stdout.write('example recall tasks:\n')
+    for (const t of sink.tasks) {
+      if (channels.has(t.channel)) continue
+      channels.add(t.channel)
+      process.stdout.write(`  ${t.channel} ${t.taskId} to ${t.userId} at ${new Date(t.sendAt).toISOString()} (${t.planId}, ${t.churnType}/${t.valueTier}): ${t.title === null ? '' : `"${t.title}" `}"${t.body}"\n`)
+    }
+    if (task.intervention !== null) process.stdout.write(kpiTable(task.intervention.kpis.report()))
   } finally {
     if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
   }

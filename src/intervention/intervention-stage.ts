@@ -22,7 +22,7 @@ type Decision = NonNullable<AlertRecord['decision']>
  * Per alert, in order:
  *   churn type (topology rules, first match) · value tier · arm (hash of userId and experiment)
  *   plan: win-back when daysInactive > winbackAfterDays, else the first plan for (type, tier)
- *   already a task for (episode, plan, step 0)?            → ALREADY_TASKED
+ *   already a task for (episode, plan, step 0)?            → ALREADY_TASKED (HOLDOUT in that arm)
  *   no consented channel among the plan's                  → NO_CONSENT
  *   first instant outside quiet hours (the user's activeHour when the alert falls in quiet hours)
  *   first channel in plan order whose caps allow that local day → TASK (WINBACK for win-back plans)
@@ -54,10 +54,10 @@ export class InterventionStage {
     this.prune(s, at)
     const existing = findEntry(s, episodeTs, plan.id, 0)
     if (existing !== undefined) {
-      alert.decision = 'ALREADY_TASKED'
-      alert.taskId = (existing.flags & TASK_HOLDOUT) !== 0 ? null : taskIdOf(s.userId, episodeTs, plan.id, 0)
-      this.kpis.decision('ALREADY_TASKED')
-      return
+      // The holdout arm stays HOLDOUT for every alert of the episode; treatment names its task.
+      if ((existing.flags & TASK_HOLDOUT) !== 0) return this.decided(alert, 'HOLDOUT')
+      alert.taskId = taskIdOf(s.userId, episodeTs, plan.id, 0)
+      return this.decided(alert, 'ALREADY_TASKED')
     }
     const step = plan.steps[0]
     const channels = step.channels.filter((ch) => this.consented(s, CHANNELS.indexOf(ch)))
