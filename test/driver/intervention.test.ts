@@ -161,6 +161,25 @@ describe('decisions', () => {
   })
 })
 
+describe('win-back and locale', () => {
+  it('past 30 days inactive, the same episode gets the win-back plan: WINBACK, a second task', async () => {
+    const d = await quietUser(topology())
+    d.advanceTo(at('2026-04-03T00:00')) // 31 complete days (3 March – 2 April) without a login
+    const [a] = d.alertsOf('inactive_31d')
+    expect([a.decision, a.episodeId]).toEqual(['WINBACK', d.alertsOf('inactive_7d')[0].episodeId])
+    const wb = d.sink.tasks.find((t) => t.taskId === a.taskId)
+    expect(wb).toMatchObject({ planId: 'wb', channel: 'EMAIL', sendAt: at('2026-04-03T09:00') })
+  })
+
+  it('renders the locale the topology asks for, and refuses a locale a plan lacks', async () => {
+    const zh = parseTopology(readFileSync(topologyPath('default.yaml'), 'utf8').replace('locale: en', 'locale: zh'), topologyPath('zh.yaml'))
+    const d = await quietUser(zh)
+    expect(d.sink.tasks[0].title).toBe('为你精选')
+    expect(() => parseTopology(RULES + `\nintervention:\n  plans: ${plansFile}\n  locale: zh\n  churnTypes:\n    - { type: NEW_USER, when: [{ signal: accountAgeDays, op: "<", threshold: 3 }] }\n`, join(tmp.dir, 't.yaml')))
+      .toThrow(/plans\.yaml:\d+: plan p, step 0: no templates for locale "zh"/)
+  })
+})
+
 describe('follow-ups and outcomes', () => {
   it('a LOGIN with two open tasks recalls the last one sent (last touch), once', async () => {
     const d = await quietUser(topology())
