@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml'
 import { EbbError, Errors } from '../errors.js'
 
@@ -104,5 +105,14 @@ export class YamlDoc {
       out.push(v as T)
     }
     return out
+  }
+}
+
+/** A configuration file's text; a missing or unreadable file is EBB_INPUT_NOT_FOUND (exit 2). */
+export function readConfigText (file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
   }
 }

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { Node } from 'yaml'
-import { YamlDoc } from '../config/yaml.js'
+import { readConfigText, YamlDoc } from '../config/yaml.js'
 import { EbbError, Errors } from '../errors.js'
 import { CHANNELS, type ChannelName as Channel } from '../events/user-event.js'
 import type { Condition } from '../rules/topology.js'
@@ -174,13 +173,7 @@ export function parseIntervention (y: YamlDoc, node: Node, condition: (n: Node, 
 }
 
 export function loadPlanLibrary (file: string): PlanLibrary {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
-  }
-  return parsePlanLibrary(text, file)
+  return parsePlanLibrary(readConfigText(file), file)
 }
 
 /** Code points, as a handset counts characters (a CJK character or an emoji is one). */

@@ -1,8 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { isMap, isScalar, isSeq, type Node } from 'yaml'
-import { YamlDoc } from '../config/yaml.js'
+import { readConfigText, YamlDoc } from '../config/yaml.js'
 import { type InterventionConfig, parseIntervention } from '../intervention/config.js'
-import { EbbError, Errors } from '../errors.js'
 import { EVENT_TYPES } from '../events/user-event.js'
 import { SIGNALS_BY_NAME, type SignalDefinition, type SignalId } from '../signals/registry.js'
 import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
@@ -54,13 +52,7 @@ export const MAX_RULES = 31
  * (EBB_TOPOLOGY_INVALID, exit 2), so a typo never turns into a rule that silently never fires.
  */
 export function loadTopology (file: string): Topology {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
-  }
-  return parseTopology(text, file)
+  return parseTopology(readConfigText(file), file)
 }
 
 export function parseTopology (text: string, file: string): Topology {
