@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { loadAvroType } from '../../src/events/avro.js'
 import { armOf } from '../../src/intervention/intervention-stage.js'
 import { topologyPath } from '../../src/paths.js'
 import { parseTopology, type Topology } from '../../src/rules/topology.js'
@@ -210,6 +211,21 @@ describe('follow-ups and outcomes', () => {
     expect(d2.sink.tasks.map((t) => t.sendAt)).toEqual([at('2026-03-10T09:00'), at('2026-03-12T09:00')])
     expect(d2.sink.outcomes.map((o) => [o.taskId, o.cycleTimeMs])).toEqual([[d2.sink.tasks[1].taskId, 86_400_000]])
     expect(d2.sink.outcomes.some((o) => o.taskId === first.taskId)).toBe(false)
+  })
+
+  it('tasks, outcomes and decided alerts are valid records of their Avro schemas (the Kafka wire format)', async () => {
+    const d = await quietUser(topology())
+    d.advanceTo(at('2026-03-12T00:00'))
+    await d.pipe(ev('u', 'LOGIN', '2026-03-12T10:00'))
+    const types = { task: loadAvroType('recall-task.avsc'), outcome: loadAvroType('outcome.avsc'), alert: loadAvroType('alert.avsc') }
+    expect(d.sink.tasks).toHaveLength(2)
+    expect(d.sink.outcomes).toHaveLength(1)
+    for (const t of d.sink.tasks) expect(types.task.isValid(t)).toBe(true)
+    for (const o of d.sink.outcomes) expect(types.outcome.isValid(o)).toBe(true)
+    for (const a of d.sink.alerts) expect(types.alert.isValid(a)).toBe(true)
+    // and they survive an Avro round trip unchanged
+    const t0 = d.sink.tasks[0]
+    expect(types.task.fromBuffer(types.task.toBuffer(t0))).toEqual(t0)
   })
 
   it('replaying the same events gives the same taskIds', async () => {
