@@ -1,4 +1,6 @@
-# Ebb — multi-stage image. Build: docker build -t ebb .   Run: docker run ebb replay --help
+# Ebb — multi-stage image. Build: docker build -t ebb .
+# Run:   docker run -v ebb-state:/var/lib/ebb -p 8080:8080 -v $PWD/ebb.yaml:/etc/ebb/ebb.yaml ebb
+# Demo:  docker run -p 8080:8080 ebb demo
 # Stage 1 compiles TypeScript with dev dependencies; stage 2 carries only runtime dependencies.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -11,17 +13,23 @@ COPY bin ./bin
 RUN npm ci && npm run build
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production EBB_STATE_DIR=/var/lib/ebb
+# The API listens on all interfaces inside the container (the CLI default is 127.0.0.1).
+ENV NODE_ENV=production EBB_STATE_DIR=/var/lib/ebb EBB_HTTP_HOST=0.0.0.0 EBB_HTTP_PORT=8080
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --ignore-scripts: the root `prepare` (tsc) is not needed, dist/ comes from the build stage.
+# --omit=dev: no TypeScript, vitest or linters at run time. --ignore-scripts: the root
+# `prepare` (tsc) is not needed, dist/ comes from the build stage; RocksDB loads its prebuild.
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY schemas ./schemas
 COPY topologies ./topologies
-RUN mkdir -p /var/lib/ebb && chown node:node /var/lib/ebb
-USER node
+RUN mkdir -p /var/lib/ebb /etc/ebb && chown 1000:1000 /var/lib/ebb
+# The image's `node` user, by number, so that runAsNonRoot policies can verify it.
+USER 1000:1000
 VOLUME ["/var/lib/ebb"]
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.EBB_HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/ebb.js"]
-CMD ["demo"]
+CMD ["run", "--config", "/etc/ebb/ebb.yaml"]

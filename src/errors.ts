@@ -35,7 +35,8 @@ export const Errors = Object.freeze({
   STATE_CORRUPT: def('EBB_STATE_CORRUPT', 1, false, 'the stored state of a user could not be decoded: %s. The state directory may come from another Ebb version; remove it to rebuild state.'),
   STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),
-  STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.')
+  STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.'),
+  HTTP_LISTEN: def('EBB_HTTP_LISTEN', 2, false, 'the HTTP API cannot listen on %s: %s. Pick another --port (or EBB_HTTP_PORT; 0 picks a free one).')
 } as const)
 
 export type ErrorName = keyof typeof Errors

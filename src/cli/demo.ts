@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { encodeAvroEvent } from '../events/avro.js'
+import { buildServer } from '../http/server.js'
+import { LocalEngineView } from '../http/engine-view.js'
+import { httpOptions, listen } from '../http/listen.js'
+import { RecentRecordsSink } from '../io/recent.js'
 import { MemorySink } from '../io/sinks.js'
+import { EbbMetrics } from '../metrics/metrics.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
 import { PartitionTask } from '../runtime/partition-task.js'
@@ -15,26 +20,42 @@ import { intOption, parseOptions } from './args.js'
 import { count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
-export const DEMO_HELP = `ebb demo [--users N] [--days D] [--seed S] [--state DIR]   (= npm start)
+export const DEMO_HELP = `ebb demo [--users N] [--days D] [--seed S] [--state DIR] [--port P] [--exit]   (= npm start)
   Embedded mode, no Kafka: simulates a population, encodes it as Avro into an in-process log,
   runs it through the engine with RocksDB state (a temporary directory unless --state), and
-  prints progress and a summary with an example alert of each rule.`
+  prints progress and a summary with an example alert of each rule. The HTTP API and /metrics
+  are served during the run and after it, until Ctrl-C.
+  --port P       HTTP port (default 8080, or EBB_HTTP_PORT; 0 picks a free one)
+  --host H       address to bind (default 127.0.0.1, or EBB_HTTP_HOST)
+  --token T      bearer token for /users and /alerts (or EBB_HTTP_TOKEN)
+  --exit         end after the summary instead of serving`
 
 const BATCH = 4096
 
 export async function demo (argv: string[]): Promise<number> {
   const o = parseOptions('demo', argv, {
-    users: { type: 'string' }, days: { type: 'string' }, seed: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean' }
+    users: { type: 'string' }, days: { type: 'string' }, seed: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean' },
+    port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, exit: { type: 'boolean' }
   })
   if (o.help === true) { process.stdout.write(DEMO_HELP + '\n'); return 0 }
   const users = intOption('demo', 'users', o.users, 5_000, 1, 10_000_000)
   const days = intOption('demo', 'days', o.days, 60, 1, 3650)
   const seed = intOption('demo', 'seed', o.seed, 7, 0, 2 ** 31 - 1)
+  const http = httpOptions(o.port, o.host, o.token, 'demo')
+  const serve = o.exit !== true
   const topology = loadTopology(topologyPath('default.yaml'))
   const stateDir = o.state ?? mkdtempSync(join(tmpdir(), 'ebb-demo-'))
   const store = await RocksStore.open(stateDir)
   const sink = new MemorySink()
-  const task = await PartitionTask.open({ topology, store, sink })
+  const recent = new RecentRecordsSink(sink)
+  const metricsSource: { task?: PartitionTask } = {}
+  const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] })
+  const task = await PartitionTask.open({ topology, store, sink: recent, observer: metrics.observer })
+  metricsSource.task = task
+  const view = new LocalEngineView(task, recent)
+  const app = serve ? await buildServer({ engine: view, metrics, token: http.token }) : undefined
+  const url = app === undefined ? undefined : await listen(app, http)
+  if (url !== undefined) process.stderr.write(`[demo] serving ${url}/docs and ${url}/metrics\n`)
   const sim = new Simulator({ users, days, seed, noise: true })
   process.stderr.write(`[demo] ${count(users)} simulated users over ${days} days, state in ${stateDir}\n`)
   const progress = new Progress('demo')
@@ -66,9 +87,10 @@ export async function demo (argv: string[]): Promise<number> {
     let stateBytes = 0
     let cached = 0
     for (const s of task.cache.values()) { stateBytes += encodeState(s).length; cached++ }
-    await store.close()
-    const diskBytes = await settledDirectoryBytes(stateDir)
-    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included)\n`)
+    // Settled size (WAL replayed) needs the store closed: only when the demo ends here.
+    if (!serve) await store.close()
+    const diskBytes = serve ? store.approximateSize() : await settledDirectoryBytes(stateDir)
+    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included${serve ? ', approximate while open' : ''})\n`)
     process.stdout.write('example alerts:\n')
     const seen = new Set<string>()
     for (const a of sink.alerts) {
@@ -84,8 +106,25 @@ export async function demo (argv: string[]): Promise<number> {
       process.stdout.write(`  ${t.channel} ${t.taskId} to ${t.userId} at ${new Date(t.sendAt).toISOString()} (${t.planId}, ${t.churnType}/${t.valueTier}): ${t.title === null ? '' : `"${t.title}" `}"${t.body}"\n`)
     }
     if (task.intervention !== null) process.stdout.write(kpiTable(task.intervention.kpis.report()))
+    if (app !== undefined && url !== undefined) {
+      const example = sink.alerts[0]?.userId ?? 'u000001'
+      const auth = http.token === undefined ? '' : ' -H "Authorization: Bearer $EBB_HTTP_TOKEN"'
+      process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try        curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
+      await untilSignal()
+      await app.close()
+      await store.close()
+    }
   } finally {
     if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
   }
   return 0
+}
+
+/** Resolves on the first SIGINT or SIGTERM (Ctrl-C, docker stop). */
+async function untilSignal (): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => { process.off('SIGINT', done); process.off('SIGTERM', done); resolve() }
+    process.once('SIGINT', done)
+    process.once('SIGTERM', done)
+  })
 }

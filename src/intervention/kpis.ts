@@ -92,6 +92,16 @@ export class RecallKpis {
   delivered (plan: string, channel: string, churnType: string): void { this.cell(this.attr, plan + SEP + channel + SEP + churnType).delivered++ }
   opened (plan: string, channel: string, churnType: string): void { this.cell(this.attr, plan + SEP + channel + SEP + churnType).opened++ }
 
+  /** Uplift cells: (plan, arm, counts); for metrics. */
+  forEachAssignment (cb: (plan: string, arm: string, c: KpiCounts) => void): void {
+    for (const [key, c] of this.itt) { const [plan, arm] = key.split(SEP); cb(plan, arm, c) }
+  }
+
+  /** Attribution cells: (plan, channel, churn type, counts); for metrics. */
+  forEachSent (cb: (plan: string, channel: string, churnType: string, c: KpiCounts) => void): void {
+    for (const [key, c] of this.attr) { const [plan, channel, churnType] = key.split(SEP); cb(plan, channel, churnType, c) }
+  }
+
   /** Sums cells by one part of their key, optionally filtered. */
   private rollup (m: Map<string, KpiCounts>, dim: number, keep: (parts: string[]) => boolean = () => true): Map<string, KpiCounts> {
     const out = new Map<string, KpiCounts>()

@@ -5,7 +5,10 @@ import type { DeadLetterReason } from '../errors.js'
 export class EngineStats {
   recordsIn = 0
   eventsApplied = 0
+  /** events applied, by type */
   readonly byType = new Float64Array(EVENT_TYPES.length)
+  /** decoded events that went to the dead letters (late, duplicate), by type */
+  readonly rejectedByType = new Float64Array(EVENT_TYPES.length)
   readonly deadLetters: Record<DeadLetterReason, number> = { undecodable: 0, invalid: 0, late: 0, duplicate: 0, processing: 0 }
   readonly alertsByRule = new Map<string, number>()
   usersCreated = 0

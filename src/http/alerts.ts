@@ -1,0 +1,39 @@
+import type { FastifyPluginAsync } from 'fastify'
+import { protectedRoute, type AuthHook } from './auth.js'
+import type { EngineView } from './engine-view.js'
+import { alertSchema, errorSchema } from './schemas.js'
+
+interface AlertsQuery { since?: string, rule?: string, limit?: number }
+
+/** Parses `since`: epoch millis or an ISO-8601 instant; NaN when neither. */
+export function parseInstant (v: string): number {
+  return /^\d+$/.test(v) ? Number(v) : Date.parse(v)
+}
+
+/** GET /alerts?since=&rule=&limit=: the most recent alerts this instance fired (bounded memory). */
+export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHook }> = async (app, { engine, auth }) => {
+  app.get<{ Querystring: AlertsQuery }>('/alerts', {
+    preHandler: auth,
+    schema: {
+      summary: 'Recent alerts, oldest first; at most the last 10,000 this instance fired',
+      security: protectedRoute.security,
+      querystring: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          since: { type: 'string', description: 'only alerts fired at or after this instant (epoch millis or ISO-8601)' },
+          rule: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$' },
+          limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 }
+        }
+      },
+      response: { 200: { type: 'object', properties: { alerts: { type: 'array', items: alertSchema }, truncated: { type: 'boolean' } } }, 400: errorSchema, 401: protectedRoute.unauthorized }
+    }
+  }, async (req, reply) => {
+    const since = req.query.since === undefined ? Number.NEGATIVE_INFINITY : parseInstant(req.query.since)
+    if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant` })
+    const rule = req.query.rule
+    const limit = req.query.limit ?? 100
+    const matching = engine.recent.alerts.toArray().filter((a) => a.firedAt >= since && (rule === undefined || a.rule === rule))
+    return { alerts: matching.slice(-limit), truncated: matching.length > limit }
+  })
+}

@@ -1,0 +1,35 @@
+import type { RecentRecordsSink } from '../io/recent.js'
+import type { Topology } from '../rules/topology.js'
+import type { PartitionTask } from '../runtime/partition-task.js'
+import type { UserState } from '../state/user-state.js'
+
+/**
+ * What the HTTP API sees of a running engine. The embedded demo holds every user in one
+ * partition task; Kafka mode (issue 4) holds some partitions and knows which instance holds
+ * the others, which is what `locate` answers.
+ */
+export interface EngineView {
+  readonly topology: Topology
+  readonly recent: RecentRecordsSink
+  /** ready: state restored and partitions assigned; else why not */
+  readiness (): { ready: boolean, reason: string }
+  /** the user's state when this instance holds their partition, else the owner's base URL */
+  locate (userId: string): { local: true, state: UserState | undefined, streamTime: number } | { local: false, owner: string }
+}
+
+/** One partition task in this process: the embedded demo (and tests). */
+export class LocalEngineView implements EngineView {
+  constructor (private readonly task: PartitionTask, readonly recent: RecentRecordsSink, private ready = true) {}
+
+  get topology (): Topology { return this.task.topology }
+
+  setReady (ready: boolean): void { this.ready = ready }
+
+  readiness (): { ready: boolean, reason: string } {
+    return this.ready ? { ready: true, reason: 'state open, partition assigned' } : { ready: false, reason: 'starting' }
+  }
+
+  locate (userId: string): { local: true, state: UserState | undefined, streamTime: number } {
+    return { local: true, state: this.task.cache.peekSync(userId), streamTime: this.task.watermark }
+  }
+}

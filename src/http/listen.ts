@@ -1,0 +1,25 @@
+import type { FastifyInstance } from 'fastify'
+import { EbbError, Errors } from '../errors.js'
+
+export interface HttpOptions { host: string, port: number, token: string | undefined }
+
+/** HTTP settings from options and the environment (SPEC §8: port 8080 by default; 0 picks a free one). */
+export function httpOptions (port: string | undefined, host: string | undefined, token: string | undefined, command: string): HttpOptions {
+  const p = port ?? process.env.EBB_HTTP_PORT ?? '8080'
+  const n = Number(p)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new EbbError(Errors.USAGE, `ebb ${command}: --port must be 0..65535, got "${p}"`)
+  const t = token ?? process.env.EBB_HTTP_TOKEN
+  return { host: host ?? process.env.EBB_HTTP_HOST ?? '127.0.0.1', port: n, token: t === '' ? undefined : t }
+}
+
+/** Starts listening; returns the base URL (with the port the OS picked when asked for 0). */
+export async function listen (app: FastifyInstance, o: HttpOptions): Promise<string> {
+  try {
+    await app.listen({ host: o.host, port: o.port })
+  } catch (err) {
+    throw new EbbError(Errors.HTTP_LISTEN, `${o.host}:${o.port}`, (err as Error).message)
+  }
+  const addr = app.server.address()
+  const port = typeof addr === 'object' && addr !== null ? addr.port : o.port
+  return `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
+}

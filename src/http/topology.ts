@@ -1,0 +1,60 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { EngineView } from './engine-view.js'
+
+const ruleSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    description: { type: 'string' },
+    enabled: { type: 'boolean' },
+    disabledReason: { type: 'string' },
+    when: { type: 'array', items: { type: 'object', properties: { signal: { type: 'string' }, op: { type: 'string' }, threshold: { type: 'number' } } } }
+  }
+} as const
+
+/** GET /topology: the rules, plans and model this instance runs (no user data). */
+export const topologyRoutes: FastifyPluginAsync<{ engine: EngineView }> = async (app, { engine }) => {
+  app.get('/topology', {
+    schema: {
+      summary: 'Rules, plans and model version of the running topology',
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            file: { type: 'string' },
+            defaultTimezone: { type: 'string' },
+            model: { type: ['string', 'null'] },
+            rules: { type: 'array', items: ruleSchema },
+            experiment: { type: ['object', 'null'], properties: { name: { type: 'string' }, holdoutShare: { type: 'number' } } },
+            plans: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  id: { type: 'string' },
+                  churnTypes: { type: 'array', items: { type: 'string' } },
+                  valueTiers: { type: 'array', items: { type: 'string' } },
+                  winback: { type: 'boolean' },
+                  hook: { type: 'object', properties: { kind: { type: 'string' }, tier: { type: 'integer' }, value: { type: 'string' } } },
+                  attributionWindowHours: { type: 'integer' },
+                  steps: { type: 'array', items: { type: 'object', properties: { afterHours: { type: 'integer' }, channels: { type: 'array', items: { type: 'string' } } } } }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }, async () => {
+    const t = engine.topology
+    const iv = t.intervention
+    return {
+      file: t.file,
+      defaultTimezone: t.defaultTimezone,
+      model: t.modelPath,
+      rules: t.rules.map((r) => ({ id: r.id, description: r.description, enabled: r.enabled, disabledReason: r.disabledReason, when: r.when.map((c) => ({ signal: c.signal.name, op: c.op, threshold: c.threshold })) })),
+      experiment: iv === null ? null : { name: iv.experiment, holdoutShare: iv.holdoutShare },
+      plans: iv === null ? [] : iv.plans.plans.map((p) => ({ id: p.id, churnTypes: p.churnTypes, valueTiers: p.valueTiers, winback: p.winback, hook: p.hook, attributionWindowHours: p.attributionWindowHours, steps: p.steps.map((s) => ({ afterHours: s.afterHours, channels: s.channels })) }))
+    }
+  })
+}

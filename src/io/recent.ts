@@ -1,0 +1,44 @@
+import type { AlertRecord, DeadLetterRecord, OutcomeRecord, RecallTaskRecord } from './records.js'
+import type { OutputSink } from './sinks.js'
+
+/** A bounded ring of the most recent records, oldest first when read. */
+export class Ring<T> {
+  private readonly items: T[] = []
+  private next = 0
+  constructor (readonly capacity: number) {}
+
+  push (x: T): void {
+    if (this.items.length < this.capacity) this.items.push(x)
+    else this.items[this.next] = x
+    this.next = (this.next + 1) % this.capacity
+  }
+
+  /** Oldest to newest. */
+  toArray (): T[] {
+    return this.items.length < this.capacity ? this.items.slice() : [...this.items.slice(this.next), ...this.items.slice(0, this.next)]
+  }
+
+  get size (): number { return this.items.length }
+}
+
+/**
+ * Tees an output sink and keeps the most recent alerts and tasks in memory, for the HTTP API
+ * (GET /alerts, a user's recent alerts and tasks). Bounded: older records are only in the
+ * outputs themselves (files or topics).
+ */
+export class RecentRecordsSink implements OutputSink {
+  readonly alerts: Ring<AlertRecord>
+  readonly tasks: Ring<RecallTaskRecord>
+
+  constructor (private readonly inner: OutputSink, capacity = 10_000) {
+    this.alerts = new Ring(capacity)
+    this.tasks = new Ring(capacity)
+  }
+
+  alert (a: AlertRecord): void { this.alerts.push(a); this.inner.alert(a) }
+  task (t: RecallTaskRecord): void { this.tasks.push(t); this.inner.task(t) }
+  outcome (o: OutcomeRecord): void { this.inner.outcome(o) }
+  deadLetter (d: DeadLetterRecord): void { this.inner.deadLetter(d) }
+  async flush (): Promise<void> { await this.inner.flush() }
+  async close (): Promise<void> { await this.inner.close() }
+}

@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { FastifyInstance } from 'fastify'
+import { buildServer } from '../../src/http/server.js'
+import { at } from '../helpers.js'
+import { engine } from './helpers.js'
+
+/** The HTTP API through fastify's inject(): no port is opened. */
+describe('HTTP API', () => {
+  let app: FastifyInstance
+  let open: FastifyInstance
+  let e: Awaited<ReturnType<typeof engine>>
+  beforeAll(async () => {
+    e = await engine()
+    await e.pipe({ userId: 'u1', type: 'LOGIN', local: '2026-03-02T09:00' }, { userId: 'u2', type: 'LOGIN', local: '2026-03-02T10:00' })
+    e.task.advanceTo(at('2026-03-10T00:00')) // both users' inactive_7d fire; each gets a task
+    app = await buildServer({ engine: e.view, metrics: e.metrics, token: 's3cret' })
+    open = await buildServer({ engine: e.view, metrics: e.metrics })
+  })
+  afterAll(async () => { await app.close(); await open.close() })
+  const auth = { authorization: 'Bearer s3cret' }
+
+  it('/healthz and /readyz answer; /readyz is 503 while the engine is not ready', async () => {
+    expect((await app.inject('/healthz')).json()).toEqual({ status: 'ok' })
+    expect((await app.inject('/readyz')).statusCode).toBe(200)
+    e.view.setReady(false)
+    const r = await app.inject('/readyz')
+    expect([r.statusCode, r.json().status]).toEqual([503, 'not ready'])
+    e.view.setReady(true)
+  })
+
+  it('GET /users/:id returns signals, the open episode with its reasons, consent, recent alerts and tasks', async () => {
+    const r = await app.inject({ url: '/users/u1', headers: auth })
+    expect(r.statusCode).toBe(200)
+    const u = r.json()
+    expect(u.signals.daysInactive).toBe(7)
+    expect(u.timezone).toBe('Asia/Shanghai')
+    expect(u.episode.rulesFired).toEqual(['inactive_7d'])
+    expect(u.reasons.map((x: { code: string }) => x.code)).toEqual(['DAYS_INACTIVE'])
+    expect(u.consent).toEqual({ PUSH: true, SMS: false, EMAIL: true, IN_APP: true })
+    expect(u.recentAlerts.map((a: { rule: string }) => a.rule)).toEqual(['inactive_7d'])
+    expect(u.tasks).toHaveLength(1)
+    expect(u.tasks[0].taskId === null ? u.tasks[0].holdout : u.tasks[0].taskId === u.recentAlerts[0].taskId).toBe(true)
+  })
+
+  it('a user this instance does not hold is 404; a bad or missing token is 401', async () => {
+    expect((await app.inject({ url: '/users/nobody', headers: auth })).statusCode).toBe(404)
+    expect((await app.inject({ url: '/users/u1' })).statusCode).toBe(401)
+    expect((await app.inject({ url: '/users/u1', headers: { authorization: 'Bearer wrong!' } })).statusCode).toBe(401)
+    expect((await app.inject({ url: '/alerts' })).statusCode).toBe(401)
+    // Without a configured token the routes are open; /topology and /metrics never need one.
+    expect((await open.inject('/users/u1')).statusCode).toBe(200)
+    expect((await app.inject('/topology')).statusCode).toBe(200)
+    expect((await app.inject('/metrics')).statusCode).toBe(200)
+  })
+
+  it('GET /alerts filters by since, rule and limit, and rejects a bad since', async () => {
+    const all = (await app.inject({ url: '/alerts', headers: auth })).json()
+    expect(all.alerts.map((a: { userId: string }) => a.userId).sort()).toEqual(['u1', 'u2'])
+    const one = (await app.inject({ url: '/alerts?rule=inactive_7d&limit=1', headers: auth })).json()
+    expect([one.alerts.length, one.truncated]).toEqual([1, true])
+    const later = (await app.inject({ url: `/alerts?since=${at('2026-03-10T00:00') + 1}`, headers: auth })).json()
+    expect(later.alerts).toEqual([])
+    const iso = (await app.inject({ url: '/alerts?since=2026-03-09T16:00:00Z', headers: auth })).json()
+    expect(iso.alerts).toHaveLength(2)
+    expect((await app.inject({ url: '/alerts?since=yesterday', headers: auth })).statusCode).toBe(400)
+    expect((await app.inject({ url: '/alerts?limit=0', headers: auth })).statusCode).toBe(400)
+    expect((await app.inject({ url: '/alerts?colour=red', headers: auth })).statusCode).toBe(400)
+  })
+
+  it('GET /topology lists rules, plans and the experiment', async () => {
+    const t = (await app.inject('/topology')).json()
+    expect(t.rules.map((r: { id: string }) => r.id)).toContain('inactive_7d')
+    expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').enabled).toBe(false)
+    expect(t.plans.length).toBeGreaterThanOrEqual(10)
+    expect(t.experiment).toEqual({ name: 'recall-2026', holdoutShare: 0.1 })
+  })
+
+  it('serves /metrics in the Prometheus text format with the engine\'s counters', async () => {
+    const r = await app.inject('/metrics')
+    expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)
+    expect(r.body).toMatch(/^ebb_events_processed_total\{type="LOGIN",outcome="applied"\} 2$/m)
+    expect(r.body).toMatch(/^ebb_alerts_total\{rule="inactive_7d"\} 2$/m)
+    expect(r.body).toMatch(/^ebb_records_total 2$/m)
+    expect(r.body).toMatch(/^ebb_timers_fired_total \d+$/m)
+    expect(r.body).not.toMatch(/u1|u2/) // no user ids in labels
+  })
+
+  it('describes every route in OpenAPI at /docs', async () => {
+    const doc = (await app.inject('/docs/json')).json()
+    expect(Object.keys(doc.paths).sort()).toEqual(['/alerts', '/healthz', '/metrics', '/readyz', '/topology', '/users/{id}'])
+    expect(doc.paths['/users/{id}'].get.security).toEqual([{ bearer: [] }])
+    expect((await app.inject('/docs/')).statusCode).toBe(200)
+  })
+
+  it('answers a request id, and takes the caller\'s', async () => {
+    const r = await app.inject({ url: '/healthz', headers: { 'x-request-id': 'trace-42' } })
+    expect(r.headers['x-request-id']).toBe('trace-42')
+    const generated = (await app.inject('/healthz')).headers['x-request-id']
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})
