@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { EbbError, Errors } from '../errors.js'
+import { log } from '../log.js'
 
 export interface HttpOptions { host: string, port: number, token: string | undefined }
 
@@ -18,6 +19,11 @@ export async function listen (app: FastifyInstance, o: HttpOptions): Promise<str
     await app.listen({ host: o.host, port: o.port })
   } catch (err) {
     throw new EbbError(Errors.HTTP_LISTEN, `${o.host}:${o.port}`, (err as Error).message)
+  }
+  // Open user data on a reachable address deserves a warning; on loopback (the demo) it is expected.
+  if (o.token === undefined) {
+    const loopback = o.host === '127.0.0.1' || o.host === '::1' || o.host === 'localhost'
+    log[loopback ? 'info' : 'warn']({ component: 'http', host: o.host }, 'no API token configured: /users and /alerts are open; set EBB_HTTP_TOKEN')
   }
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr !== null ? addr.port : o.port

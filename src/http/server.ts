@@ -46,7 +46,6 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   })
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' })
   const auth = bearerAuth(opts.token)
-  if (opts.token === undefined) log.warn({ component: 'http' }, 'no API token configured: /users and /alerts are open; set EBB_HTTP_TOKEN')
   await app.register(healthRoutes, { engine: opts.engine, metrics: opts.metrics })
   await app.register(usersRoutes, { engine: opts.engine, auth })
   await app.register(alertsRoutes, { engine: opts.engine, auth })
