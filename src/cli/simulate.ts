@@ -6,10 +6,12 @@ import { Simulator } from '../sim/simulator.js'
 import { intOption, parseOptions, requireOption } from './args.js'
 import { count, Progress, rate } from './progress.js'
 
-export const SIMULATE_HELP = `ebb simulate --users N --days D --out F [--labels F] [--seed S] [--start DATE] [--noise]
+export const SIMULATE_HELP = `ebb simulate --users N --days D (--out F | --kafka --config F) [--labels F] [--seed S] [--start DATE] [--noise]
   Writes a synthetic population as JSON Lines (ebb.UserEvent), time-ordered, and the ground
   truth per user (archetype, whether and when they churned) to --labels (default F.labels.jsonl).
-  --noise adds duplicate and late events, as real streams have.`
+  --noise adds duplicate and late events, as real streams have.
+  --kafka        produce the events as Avro (key = userId) to the input topic of the run
+                 configuration --config F (brokers and topics from it, and from EBB_BROKERS)`
 
 async function write (stream: WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await once(stream, 'drain')
@@ -18,13 +20,18 @@ async function write (stream: WriteStream, text: string): Promise<void> {
 export async function simulate (argv: string[]): Promise<number> {
   const o = parseOptions('simulate', argv, {
     users: { type: 'string' }, days: { type: 'string' }, out: { type: 'string' }, labels: { type: 'string' },
-    seed: { type: 'string' }, start: { type: 'string' }, noise: { type: 'boolean' }, kafka: { type: 'boolean' }, help: { type: 'boolean' }
+    seed: { type: 'string' }, start: { type: 'string' }, noise: { type: 'boolean' }, kafka: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }
   })
   if (o.help === true) { process.stdout.write(SIMULATE_HELP + '\n'); return 0 }
-  if (o.kafka === true) throw new EbbError(Errors.USAGE, 'ebb simulate: --kafka needs the Kafka mode, which is not built yet; use --out FILE')
   const users = intOption('simulate', 'users', o.users, 1000, 1, 50_000_000)
   const days = intOption('simulate', 'days', o.days, 60, 1, 3650)
   const seed = intOption('simulate', 'seed', o.seed, 1, 0, 2 ** 31 - 1)
+  if (o.start !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.start)) throw new EbbError(Errors.USAGE, `ebb simulate: --start must be a date like 2026-01-05, got "${o.start}"`)
+  if (o.kafka === true) {
+    const { produceSimulation } = await import('../kafka/produce.js')
+    const sim = new Simulator({ users, days, seed, start: o.start, noise: o.noise === true })
+    return await produceSimulation(sim, days, requireOption('simulate', 'config', o.config))
+  }
   const out = requireOption('simulate', 'out', o.out)
   if (o.start !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.start)) throw new EbbError(Errors.USAGE, `ebb simulate: --start must be a date like 2026-01-05, got "${o.start}"`)
   const labelsFile = o.labels ?? out.replace(/\.jsonl$/, '') + '.labels.jsonl'

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml'
-import { EbbError, Errors } from '../errors.js'
+import { EbbError, type ErrorDefinition, Errors } from '../errors.js'
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
@@ -15,12 +15,13 @@ export class YamlDoc {
 
   private readonly lines: LineCounter
 
-  constructor (text: string, readonly file: string) {
+  /** `error`: the registry entry problems are reported as (topology and plans, or run configuration) */
+  constructor (text: string, readonly file: string, private readonly error: ErrorDefinition = Errors.TOPOLOGY_INVALID) {
     this.lines = new LineCounter()
     const doc = parseDocument(text, { lineCounter: this.lines, uniqueKeys: true })
     if (doc.errors.length > 0) {
       const e = doc.errors[0]
-      throw new EbbError(Errors.TOPOLOGY_INVALID, `${file}:${e.linePos?.[0].line ?? 1}`, e.message.split('\n')[0])
+      throw new EbbError(error, `${file}:${e.linePos?.[0].line ?? 1}`, e.message.split('\n')[0])
     }
     this.root = doc.contents as Node | null
   }
@@ -31,7 +32,7 @@ export class YamlDoc {
 
   fail (node: Node | null | undefined, what: string): never {
     const line = this.line(node)
-    throw new EbbError(Errors.TOPOLOGY_INVALID, line !== undefined ? `${this.file}:${line}` : this.file, what)
+    throw new EbbError(this.error, line !== undefined ? `${this.file}:${line}` : this.file, what)
   }
 
   get (map: Node | null | undefined, key: string): Node | undefined {

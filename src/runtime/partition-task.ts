@@ -8,7 +8,7 @@ import { InterventionStage } from '../intervention/intervention-stage.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
-import type { KvStore } from '../state/kv-store.js'
+import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
 import { StateCache } from '../state/state-cache.js'
 import { eventIdHash, UserState } from '../state/user-state.js'
@@ -131,6 +131,8 @@ export class PartitionTask {
       let e: UserEvent | null = null
       let fail: EbbError | null = null
       try {
+        const rejected = batch.rejection === undefined ? null : batch.rejection(i)
+        if (rejected !== null) throw new EbbError(Errors.EVENT_UNDECODABLE, rejected)
         if (batch.format === 'json') {
           e = decodeJsonEvent(batch.value(i) as string)
         } else {
@@ -271,7 +273,7 @@ export class PartitionTask {
   private deadLetter (batch: RecordBatch, i: number, err: EbbError): void {
     const reason = err.deadLetter ?? 'processing'
     this.stats.deadLetters[reason]++
-    const v = batch.value(i)
+    const v = batch.raw === undefined ? batch.value(i) : batch.raw(i)
     this.sink.deadLetter({
       reason,
       code: err.code,
@@ -287,22 +289,36 @@ export class PartitionTask {
     await this.sink.flush()
     const batch = this.store.batch()
     try {
-      this.cache.drainDirty(batch)
-      this.timers.drain(batch)
-      const meta = Buffer.allocUnsafe(24)
-      meta.writeDoubleBE(this.maxTs, 0)
-      meta.writeDoubleBE(this.watermark, 8)
-      meta.writeDoubleBE(this.timers.seq, 16) // after drain: the next bucket number
-      batch.put(META_TIME, meta)
+      this.prepareCommit(batch)
       await batch.write()
     } catch (err) {
       batch.discard()
       throw new EbbError(Errors.STORE_IO, (err as Error).message)
     }
+    this.committed()
+    if (this.observer !== undefined) this.observer.commitSeconds((performance.now() - t0) / 1000)
+  }
+
+  /**
+   * The first half of a commit, for runners that make it durable another way (Kafka mode: the
+   * batch's operations also go to the changelog inside a transaction): every dirty state, the
+   * timer buckets and stream time, added to `batch`. Nothing is marked clean until committed().
+   */
+  prepareCommit (batch: StoreBatch): void {
+    this.cache.drainDirty(batch)
+    this.timers.drain(batch)
+    const meta = Buffer.allocUnsafe(24)
+    meta.writeDoubleBE(this.maxTs, 0)
+    meta.writeDoubleBE(this.watermark, 8)
+    meta.writeDoubleBE(this.timers.seq, 16) // after drain: the next bucket number
+    batch.put(META_TIME, meta)
+  }
+
+  /** The second half: the prepared batch is durable; dirty flags, timers and the cache move on. */
+  committed (): void {
     this.timers.committed()
     this.cache.afterFlush()
     this.stats.commits++
-    if (this.observer !== undefined) this.observer.commitSeconds((performance.now() - t0) / 1000)
   }
 
   /** Commits and closes the store. */

@@ -11,6 +11,10 @@ export interface RecordBatch {
   readonly format: 'json' | 'avro'
   value (i: number): string | Buffer
   source (i: number): DeadLetterSource
+  /** why record i cannot be decoded before it is tried (an unknown schema id, an empty value); null when it can */
+  rejection? (i: number): string | null
+  /** the record's bytes as received, for the dead letters, when value(i) is a part of them (framing removed) */
+  raw? (i: number): Buffer
 }
 
 /** Lines of a file (replay) or of an in-memory list (the test driver). */

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1 for Ebb's
+# integration tests and benchmarks, from Maven Central jars (no Docker).
+#
+#   scripts/kafka.sh start | stop | status | bootstrap
+#
+# KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
+# controller listens on KAFKA_PORT+1), KAFKA_DIR (default .cache/kafka). Jars are fetched once
+# with Maven into $KAFKA_DIR/<version>/libs; data and logs live in $KAFKA_DIR/run-<port>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VERSION=${KAFKA_VERSION:-3.9.1}
+PORT=${KAFKA_PORT:-19092}
+CPORT=$((PORT + 1))
+BASE=${KAFKA_DIR:-$ROOT/.cache/kafka}
+LIBS=$BASE/$VERSION/libs
+RUN=$BASE/run-$PORT
+PIDFILE=$RUN/kafka.pid
+log() { printf '[kafka] %s\n' "$*" >&2; }
+
+fetch() {
+  [ -f "$LIBS/.complete" ] && return
+  log "fetching Apache Kafka $VERSION jars from Maven Central into $LIBS"
+  mkdir -p "$LIBS"
+  local extra=()
+  if [[ $VERSION == 4.* ]]; then
+    # Kafka 4 logs through log4j2: swap the reload4j backend for log4j-slf4j2-impl.
+    extra=(-f "$ROOT/scripts/kafka/pom-4.xml")
+  else
+    extra=(-f "$ROOT/scripts/kafka/pom.xml")
+  fi
+  mvn -q -B "${extra[@]}" -Dkafka.version="$VERSION" dependency:copy-dependencies \
+    -DoutputDirectory="$LIBS" -DincludeScope=runtime >&2
+  touch "$LIBS/.complete"
+}
+
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+start() {
+  if running; then log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; echo "127.0.0.1:$PORT"; return; fi
+  command -v java >/dev/null || { log "java not found: install a JDK 17"; exit 1; }
+  fetch
+  rm -rf "$RUN"; mkdir -p "$RUN/data"
+  cat > "$RUN/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CPORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$RUN/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+min.insync.replicas=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.retention.ms=-1
+PROPS
+  cat > "$RUN/log4j.properties" <<L4J
+log4j.rootLogger=WARN, file
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$RUN/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+L4J
+  cat > "$RUN/log4j2.yaml" <<L4J2
+Configuration:
+  Appenders:
+    File: { name: file, fileName: "$RUN/server.log", PatternLayout: { pattern: "[%d] %p %m (%c)%n" } }
+  Loggers:
+    Root: { level: WARN, AppenderRef: [{ ref: file }] }
+    Logger: [{ name: kafka.server, level: INFO }]
+L4J2
+  local cp="$LIBS/*"
+  local logopts=(-Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml")
+  local id
+  id=$(java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+  java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" >"$RUN/format.log" 2>&1 \
+    || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
+  log "starting Kafka $VERSION (KRaft) on 127.0.0.1:$PORT"
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -cp "$cp" "${logopts[@]}" kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 240); do
+    if grep -qE "Kafka Server started|\[KafkaRaftServer nodeId=1\] Kafka Server started" "$RUN/server.log" 2>/dev/null; then
+      log "ready (pid $(cat "$PIDFILE"))"; echo "127.0.0.1:$PORT"; return
+    fi
+    if ! running; then log "Kafka exited; its log:"; tail -30 "$RUN/stdout.log" "$RUN/server.log" >&2 2>/dev/null; exit 1; fi
+    sleep 0.25
+  done
+  log "Kafka did not start within 60 s; see $RUN/server.log"; exit 1
+}
+
+stop() {
+  if ! running; then log "not running"; rm -f "$PIDFILE"; return; fi
+  local pid; pid=$(cat "$PIDFILE")
+  kill "$pid"
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$PIDFILE"
+  log "stopped"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 3; fi ;;
+  bootstrap) echo "127.0.0.1:$PORT" ;;
+  fetch) fetch ;;
+  *) echo "usage: $0 start|stop|status|bootstrap|fetch" >&2; exit 2 ;;
+esac

@@ -1,0 +1,71 @@
+import { existsSync } from 'node:fs'
+import { EbbError, Errors } from '../errors.js'
+import type { EngineView } from '../http/engine-view.js'
+import { listen } from '../http/listen.js'
+import { buildServer } from '../http/server.js'
+import { RecentRecordsSink } from '../io/recent.js'
+import { loadRunConfig } from '../kafka/config.js'
+import { KafkaRunner } from '../kafka/runner.js'
+import { KafkaSink } from '../kafka/wire.js'
+import { log } from '../log.js'
+import { EbbMetrics } from '../metrics/metrics.js'
+import { loadTopology } from '../rules/topology.js'
+import { parseOptions, requireOption } from './args.js'
+
+export const RUN_HELP = `ebb run --config F
+  Production mode on Kafka (SPEC §9): joins the consumer group <applicationId>, reads
+  ebb.UserEvent (Avro) from the input topic, keeps each partition's state in RocksDB with a
+  compacted changelog, and writes alerts, recall tasks, outcomes and dead letters as Avro, in one
+  transaction per commit interval with the consumer offsets (exactly-once). Serves the HTTP API.
+  Stops gracefully on SIGTERM / SIGINT. See README "Production mode" for the configuration.`
+
+export async function run (argv: string[]): Promise<number> {
+  const o = parseOptions('run', argv, { config: { type: 'string' }, help: { type: 'boolean' } })
+  if (o.help === true) { process.stdout.write(RUN_HELP + '\n'); return 0 }
+  const file = requireOption('run', 'config', o.config)
+  if (!existsSync(file)) throw new EbbError(Errors.INPUT_NOT_FOUND, file, 'no such file')
+  const config = loadRunConfig(file)
+  const topology = loadTopology(config.topologyFile)
+  const runner = new KafkaRunner(config, topology)
+  const metrics = new EbbMetrics({
+    partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
+    rebalances: () => runner.rebalances,
+    restore: () => runner.restore
+  })
+  runner.attachMetrics(metrics)
+  const view: EngineView = {
+    topology,
+    // Kafka mode keeps no in-memory alert ring yet: /alerts reads the alerts topic's consumers' job.
+    recent: new RecentRecordsSink(new KafkaSink(), 1),
+    readiness: () => runner.readiness(),
+    locate: (userId) => {
+      for (const p of runner.partitions.values()) {
+        const s = p.task.cache.peekSync(userId)
+        if (s !== undefined) return { local: true, state: s, streamTime: p.task.watermark }
+      }
+      return { local: true, state: undefined, streamTime: Number.NaN }
+    }
+  }
+  const app = await buildServer({ engine: view, metrics, token: config.http.token })
+  const url = await listen(app, config.http)
+  process.stderr.write(`[run] ${config.applicationId}/${config.instanceId}: ${config.topics.input} → ${config.topics.alerts}, ${config.topics.tasks}, ${config.topics.outcomes}, ${config.topics.deadLetters} (${config.processingGuarantee}); API ${url}\n`)
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => { resolve('SIGINT') })
+    process.once('SIGTERM', () => { resolve('SIGTERM') })
+  })
+  const failed = new Promise<string>((resolve) => {
+    const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
+    t.unref()
+  })
+  await runner.start()
+  const why = await Promise.race([stopped, failed])
+  log.info({ why }, 'stopping')
+  await runner.stop()
+  await app.close()
+  if (runner.failure !== undefined) {
+    process.stderr.write(`ebb run: ${runner.failure.message}\n`)
+    return 1
+  }
+  process.stderr.write(`[run] stopped (${why}): committed and closed\n`)
+  return 0
+}

@@ -1,0 +1,118 @@
+import { dirname, isAbsolute, resolve } from 'node:path'
+import type { Node } from 'yaml'
+import { readConfigText, YamlDoc } from '../config/yaml.js'
+import { Errors } from '../errors.js'
+import { topologyPath } from '../paths.js'
+
+/**
+ * `ebb run --config F` (SPEC §7, §9): a YAML (or JSON) file, then environment variables on top
+ * (EBB_BROKERS, EBB_APPLICATION_ID, EBB_STATE_DIR, EBB_TOPOLOGY, EBB_SASL_USERNAME,
+ * EBB_SASL_PASSWORD, EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN). A wrong value stops the
+ * start with `file:line: what is wrong` (exit 2).
+ */
+export interface RunConfig {
+  applicationId: string
+  /** stable per instance across restarts: the transactional id (fences a previous incarnation) */
+  instanceId: string
+  brokers: string[]
+  topics: { input: string, alerts: string, tasks: string, outcomes: string, deadLetters: string, createIfAbsent: boolean, partitions: number, replicationFactor: number }
+  topologyFile: string
+  stateDir: string
+  commitIntervalMs: number
+  cacheSize: number
+  processingGuarantee: 'exactly_once' | 'at_least_once'
+  /** a partition that received nothing for this long follows the other partitions' stream time */
+  idlePartitionTimeoutMs: number
+  /** schema ids accepted in Confluent-framed input without a registry (they must be ebb.UserEvent) */
+  knownSchemaIds: number[]
+  ssl: boolean
+  sasl: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512', username: string, password: string } | null
+  http: { port: number, host: string, token: string | undefined }
+}
+
+export const CHANGELOG_SUFFIX = '-user-state-changelog'
+
+export function changelogTopic (c: RunConfig): string { return c.applicationId + CHANGELOG_SUFFIX }
+
+export function loadRunConfig (file: string, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  return parseRunConfig(readConfigText(file), file, env)
+}
+
+export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
+  const root = y.root ?? undefined
+  const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'knownSchemaIds', 'ssl', 'sasl', 'http'])
+  const str = (key: string, envName: string, dflt?: string): string => {
+    const fromEnv = env[envName]
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv
+    const node = y.get(root, key)
+    if (node === undefined) { if (dflt === undefined) return fail(root, `${key}: missing (or set ${envName})`); return dflt }
+    const v = y.get(root, key)?.toJSON() as unknown
+    if (typeof v !== 'string' || v === '') return fail(node, `${key}: expected text`)
+    return v
+  }
+  const applicationId = str('applicationId', 'EBB_APPLICATION_ID', 'ebb')
+  if (!/^[A-Za-z0-9._-]{1,100}$/.test(applicationId)) fail(y.get(root, 'applicationId'), 'applicationId: letters, digits, . _ - only (it names the consumer group and the changelog topic)')
+  const brokersEnv = env.EBB_BROKERS
+  let brokers: string[]
+  if (brokersEnv !== undefined && brokersEnv !== '') brokers = brokersEnv.split(',').map((b) => b.trim())
+  else {
+    const node = y.get(root, 'brokers')
+    if (node === undefined) return fail(root, 'brokers: missing (a list of host:port, or set EBB_BROKERS)')
+    brokers = y.seq(node, 'brokers').map((b) => y.str(b, 'brokers'))
+  }
+  for (const b of brokers) if (!/^[^\s:]+:\d{1,5}$/.test(b)) fail(y.get(root, 'brokers'), `brokers: "${b}" is not host:port`)
+
+  const t = y.get(root, 'topics')
+  y.onlyKeys(t, 'topics', ['input', 'alerts', 'tasks', 'outcomes', 'deadLetters', 'createIfAbsent', 'partitions', 'replicationFactor'])
+  const topic = (key: string, dflt: string): string => {
+    const v = y.str(y.get(t, key), `topics.${key}`, dflt)
+    if (!/^[A-Za-z0-9._-]{1,249}$/.test(v)) fail(y.get(t, key), `topics.${key}: "${v}" is not a valid topic name`)
+    return v
+  }
+  const topics = {
+    input: topic('input', 'ebb.events'),
+    alerts: topic('alerts', 'ebb.alerts'),
+    tasks: topic('tasks', 'ebb.recall-tasks'),
+    outcomes: topic('outcomes', 'ebb.outcomes'),
+    deadLetters: topic('deadLetters', 'ebb.dlq'),
+    createIfAbsent: y.bool(y.get(t, 'createIfAbsent'), 'topics.createIfAbsent', true),
+    partitions: y.num(y.get(t, 'partitions'), 'topics.partitions', 4, 1, 10_000, true),
+    replicationFactor: y.num(y.get(t, 'replicationFactor'), 'topics.replicationFactor', 1, 1, 10, true)
+  }
+  const relative = (p: string): string => isAbsolute(p) ? p : resolve(dirname(resolve(file)), p)
+  const topologyRef = env.EBB_TOPOLOGY ?? (y.get(root, 'topology') === undefined ? undefined : y.str(y.get(root, 'topology'), 'topology'))
+  const stateDir = relative(str('stateDir', 'EBB_STATE_DIR', './ebb-state'))
+  const guarantee = y.str(y.get(root, 'processingGuarantee'), 'processingGuarantee', 'exactly_once')
+  if (guarantee !== 'exactly_once' && guarantee !== 'at_least_once') fail(y.get(root, 'processingGuarantee'), 'processingGuarantee: exactly_once or at_least_once')
+  const saslNode = y.get(root, 'sasl')
+  y.onlyKeys(saslNode, 'sasl', ['mechanism', 'username', 'password'])
+  const saslUser = env.EBB_SASL_USERNAME ?? (saslNode === undefined ? undefined : y.str(y.get(saslNode, 'username'), 'sasl.username'))
+  const mechanism = y.str(y.get(saslNode, 'mechanism'), 'sasl.mechanism', 'plain')
+  if (!['plain', 'scram-sha-256', 'scram-sha-512'].includes(mechanism)) fail(y.get(saslNode, 'mechanism'), 'sasl.mechanism: plain, scram-sha-256 or scram-sha-512')
+  const sasl = saslUser === undefined
+    ? null
+    : { mechanism: mechanism as 'plain', username: saslUser, password: env.EBB_SASL_PASSWORD ?? y.str(y.get(saslNode, 'password'), 'sasl.password (or EBB_SASL_PASSWORD)') }
+  const httpNode = y.get(root, 'http')
+  y.onlyKeys(httpNode, 'http', ['port', 'host', 'token'])
+  const port = Number(env.EBB_HTTP_PORT ?? y.num(y.get(httpNode, 'port'), 'http.port', 8080, 0, 65535, true))
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(httpNode, `http.port: EBB_HTTP_PORT "${env.EBB_HTTP_PORT ?? ''}" is not a port`)
+  const token = env.EBB_HTTP_TOKEN ?? (y.get(httpNode, 'token') === undefined ? undefined : y.str(y.get(httpNode, 'token'), 'http.token'))
+  return {
+    applicationId,
+    instanceId: str('instanceId', 'EBB_INSTANCE_ID', `${applicationId}-0`),
+    brokers,
+    topics,
+    topologyFile: topologyRef === undefined ? topologyPath('default.yaml') : relative(topologyRef),
+    stateDir,
+    commitIntervalMs: y.duration(y.get(root, 'commitInterval'), 'commitInterval', 1000),
+    cacheSize: y.num(y.get(root, 'cacheSize'), 'cacheSize', 200_000, 1, 50_000_000, true),
+    processingGuarantee: guarantee as RunConfig['processingGuarantee'],
+    idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
+    knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
+    ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),
+    sasl,
+    http: { port, host: env.EBB_HTTP_HOST ?? y.str(y.get(httpNode, 'host'), 'http.host', '127.0.0.1'), token: token === '' ? undefined : token }
+  }
+}

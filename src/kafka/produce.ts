@@ -1,0 +1,42 @@
+import { Kafka, Partitioners } from 'kafkajs'
+import { encodeAvroEvent } from '../events/avro.js'
+import { count, Progress, rate } from '../cli/progress.js'
+import type { Simulator } from '../sim/simulator.js'
+import { loadRunConfig } from './config.js'
+import { kafkaClientConfig } from './runner.js'
+
+/**
+ * `ebb simulate --kafka`: the simulated population as Avro ebb.UserEvent records, keyed by
+ * userId (Java-compatible murmur2 partitioning, so a user's events land on one partition, as
+ * any producer of the input topic must do), to the run configuration's input topic.
+ */
+export async function produceSimulation (sim: Simulator, days: number, configFile: string): Promise<number> {
+  const c = loadRunConfig(configFile)
+  const kafka = new Kafka(kafkaClientConfig(c, `${c.applicationId}-simulate`))
+  const admin = kafka.admin()
+  await admin.connect()
+  if (!(await admin.listTopics()).includes(c.topics.input)) {
+    await admin.createTopics({ topics: [{ topic: c.topics.input, numPartitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }], waitForLeaders: true })
+  }
+  await admin.disconnect()
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  const progress = new Progress('simulate')
+  let events = 0
+  let day = 0
+  try {
+    for (const batch of sim.days()) {
+      day++
+      for (let i = 0; i < batch.length; i += 10_000) {
+        const slice = batch.slice(i, i + 10_000)
+        await producer.send({ topic: c.topics.input, acks: -1, messages: slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
+      }
+      events += batch.length
+      progress.tick(() => `day ${day}/${days}, ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
+    }
+  } finally {
+    await producer.disconnect()
+  }
+  process.stdout.write(`simulate: ${count(events)} events produced to ${c.topics.input} on ${c.brokers.join(',')}\n`)
+  return 0
+}

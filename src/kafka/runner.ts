@@ -1,0 +1,397 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { type Admin, type Consumer, type EachBatchPayload, Kafka, type KafkaConfig, logLevel, type Producer, type TopicMessages } from 'kafkajs'
+import { EbbError, Errors } from '../errors.js'
+import { log } from '../log.js'
+import type { EbbMetrics } from '../metrics/metrics.js'
+import type { Topology } from '../rules/topology.js'
+import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js'
+import { metaKey } from '../state/keys.js'
+import { RocksStore } from '../state/rocks-store.js'
+import { changelogTopic, type RunConfig } from './config.js'
+import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
+
+const META_CHANGELOG = metaKey('changelog')
+const PIECE_BYTES = 512 * 1024
+
+/** One assigned input partition: its task, store and output buffer. */
+export interface AssignedPartition {
+  readonly partition: number
+  readonly task: PartitionTask
+  readonly store: RocksStore
+  readonly sink: KafkaSink
+  /** the last input offset processed and not yet committed, or null */
+  pendingOffset: string | null
+  /** wall clock of the last record (idle-partition detection) */
+  lastRecordAt: number
+}
+
+export function kafkaClientConfig (c: RunConfig, clientId: string): KafkaConfig {
+  return {
+    clientId,
+    brokers: c.brokers,
+    ssl: c.ssl,
+    ...(c.sasl === null ? {} : { sasl: c.sasl as KafkaConfig['sasl'] }),
+    logLevel: logLevel.WARN,
+    logCreator: () => ({ namespace, level, log: entry }) => {
+      const { message, ...extra } = entry
+      const fields = { component: 'kafkajs', namespace, ...extra }
+      // kafkajs retries what it logs as errors (coordinator loading, leader moves); Ebb logs
+      // its own failures itself, so the client's messages are warnings.
+      if (level <= logLevel.WARN) log.warn(fields, message)
+    }
+  }
+}
+
+/**
+ * Production mode (SPEC §9, issue 4): a consumer group member that runs one PartitionTask per
+ * assigned input partition, each with its own RocksDB directory and its own partition of the
+ * compacted changelog topic. Every commit interval, one Kafka transaction carries the outputs
+ * (alerts, tasks, outcomes, dead letters), the changelog records of the state changes, and the
+ * consumer offsets; only once it committed is the local store written, with the changelog
+ * position it now matches. A crash at any point therefore resumes from a consistent place:
+ * uncommitted work is redone from the committed offsets on state that never saw it, and a
+ * local store behind the changelog catches up from it when its partition is opened.
+ */
+export class KafkaRunner {
+  readonly partitions = new Map<number, AssignedPartition>()
+  private kafka: Kafka
+  private admin: Admin | undefined
+  private consumer: Consumer | undefined
+  private producer: Producer | undefined
+  private assigned: number[] = []
+  private restoring = false
+  private lastCommit = Date.now()
+  private commitChain: Promise<void> = Promise.resolve()
+  private ticker: NodeJS.Timeout | undefined
+  private stopping = false
+  private fatal: Error | undefined
+  rebalances = 0
+  readonly restore = new Map<number, { restored: number, remaining: number }>()
+  private readonly knownSchemaIds: Set<number>
+  private observer: EngineObserver | undefined
+  inputPartitions = 0
+
+  constructor (readonly config: RunConfig, readonly topology: Topology) {
+    this.kafka = new Kafka(kafkaClientConfig(config, config.instanceId))
+    this.knownSchemaIds = new Set(config.knownSchemaIds)
+  }
+
+  attachMetrics (m: EbbMetrics): void { this.observer = m.observer }
+
+  readiness (): { ready: boolean, reason: string } {
+    if (this.fatal !== undefined) return { ready: false, reason: `failed: ${this.fatal.message}` }
+    if (this.restoring) return { ready: false, reason: 'restoring state from the changelog' }
+    if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
+    return { ready: true, reason: `${this.assigned.length} partition(s) assigned` }
+  }
+
+  /** Creates the topics if asked, joins the group and starts consuming. */
+  async start (): Promise<void> {
+    const c = this.config
+    mkdirSync(c.stateDir, { recursive: true })
+    this.admin = this.kafka.admin()
+    await this.admin.connect()
+    await this.ensureTopics(this.admin)
+    const eos = c.processingGuarantee === 'exactly_once'
+    this.producer = this.kafka.producer(eos
+      ? { transactionalId: c.instanceId, idempotent: true, maxInFlightRequests: 1 }
+      : { idempotent: true, maxInFlightRequests: 1 })
+    await this.producer.connect()
+    this.consumer = this.kafka.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 30_000, heartbeatInterval: 3000 })
+    await this.consumer.connect()
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => { this.onAssignment(e.payload.memberAssignment[c.topics.input] ?? []) })
+    await this.consumer.subscribe({ topic: c.topics.input, fromBeginning: true })
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async (p) => { await this.onBatch(p) }
+    })
+    // Time-based commits and idle partitions are driven even when no batch arrives.
+    this.ticker = setInterval(() => { this.schedule(async () => { await this.commitIfDue(false) }) }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
+    log.info({ applicationId: c.applicationId, instanceId: c.instanceId, input: c.topics.input, guarantee: c.processingGuarantee }, 'ebb run started')
+  }
+
+  private async ensureTopics (admin: Admin): Promise<void> {
+    const c = this.config
+    const existing = new Set(await admin.listTopics())
+    const meta = existing.has(c.topics.input) ? await admin.fetchTopicMetadata({ topics: [c.topics.input] }) : undefined
+    let inputPartitions = meta?.topics[0]?.partitions.length ?? 0
+    const want: Array<{ topic: string, numPartitions: number, replicationFactor: number, configEntries?: Array<{ name: string, value: string }> }> = []
+    if (inputPartitions === 0) {
+      if (!c.topics.createIfAbsent) throw new EbbError(Errors.CONFIG_INVALID, 'topics.input', `topic ${c.topics.input} does not exist and topics.createIfAbsent is false`)
+      inputPartitions = c.topics.partitions
+      want.push({ topic: c.topics.input, numPartitions: inputPartitions, replicationFactor: c.topics.replicationFactor })
+    }
+    this.inputPartitions = inputPartitions
+    for (const t of [c.topics.alerts, c.topics.tasks, c.topics.outcomes, c.topics.deadLetters]) {
+      if (!existing.has(t) && c.topics.createIfAbsent) want.push({ topic: t, numPartitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
+    }
+    const cl = changelogTopic(c)
+    if (!existing.has(cl)) {
+      // State is partitioned like the input: changelog partition p holds input partition p's store.
+      want.push({ topic: cl, numPartitions: inputPartitions, replicationFactor: c.topics.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] })
+    } else {
+      const clMeta = await admin.fetchTopicMetadata({ topics: [cl] })
+      const n = clMeta.topics[0]?.partitions.length ?? 0
+      if (n !== inputPartitions) throw new EbbError(Errors.CONFIG_INVALID, 'topics', `the changelog ${cl} has ${n} partitions but ${c.topics.input} has ${inputPartitions}: state is partitioned like the input; recreate the changelog`)
+    }
+    if (want.length > 0) {
+      await admin.createTopics({ topics: want, waitForLeaders: true })
+      log.info({ topics: want.map((t) => t.topic) }, 'created topics')
+    }
+  }
+
+  /** A new assignment: partitions no longer ours are dropped without a commit (their new owner redoes them). */
+  private onAssignment (partitions: number[]): void {
+    this.rebalances++
+    this.assigned = [...partitions].sort((a, b) => a - b)
+    for (const [p, st] of this.partitions) {
+      if (partitions.includes(p)) continue
+      this.partitions.delete(p)
+      st.sink.discard()
+      void st.store.close().catch((err: unknown) => { log.error({ err, partition: p }, 'closing a revoked partition store failed') })
+    }
+    log.info({ partitions: this.assigned }, 'partitions assigned')
+  }
+
+  /**
+   * Runs `f` after everything scheduled before it: batches, commits and ticks never interleave
+   * (a commit must not drain state in the middle of a batch). A failure is fatal for the runner.
+   */
+  private async serial (f: () => Promise<void>): Promise<void> {
+    const run = this.commitChain.then(f)
+    this.commitChain = run.catch((err: unknown) => { this.fail(err as Error) })
+    await run
+  }
+
+  private schedule (f: () => Promise<void>): void { void this.serial(f).catch(() => {}) }
+
+  private async onBatch ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
+    if (this.fatal !== undefined || !isRunning() || isStale()) return
+    await this.serial(async () => {
+      if (!this.assigned.includes(batch.partition)) return
+      const st = await this.open(batch.partition)
+      if (batch.messages.length > 0) {
+        await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds))
+        st.pendingOffset = batch.lastOffset()
+        st.lastRecordAt = Date.now()
+        // The fetch position moves on; the group's committed offset moves only with the transaction.
+        resolveOffset(batch.lastOffset())
+      }
+      await this.commitIfDue(false)
+    })
+    await heartbeat()
+  }
+
+  /** Opens a partition's task, restoring its store from the changelog first when it is behind. */
+  private async open (partition: number): Promise<AssignedPartition> {
+    const have = this.partitions.get(partition)
+    if (have !== undefined) return have
+    const dir = join(this.config.stateDir, `${this.config.topics.input}-${partition}`)
+    const store = await RocksStore.open(dir)
+    await this.restorePartition(partition, store)
+    const sink = new KafkaSink()
+    const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
+    const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now() }
+    this.partitions.set(partition, st)
+    return st
+  }
+
+  /** Replays the changelog partition from the store's position to its end (read committed). */
+  private async restorePartition (partition: number, store: RocksStore): Promise<void> {
+    const admin = this.admin as Admin
+    const topic = changelogTopic(this.config)
+    const [meta] = await store.getMany([META_CHANGELOG])
+    const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
+    const offsets = await admin.fetchTopicOffsets(topic)
+    const end = BigInt(offsets.find((o) => o.partition === partition)?.high ?? '0')
+    if (from >= end) { this.restore.set(partition, { restored: this.restore.get(partition)?.restored ?? 0, remaining: 0 }); return }
+    this.restoring = true
+    const t0 = Date.now()
+    const progress = { restored: 0, remaining: Number(end - from) }
+    this.restore.set(partition, progress)
+    log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
+    const consumer = this.kafka.consumer({ groupId: `${this.config.applicationId}-restore-${this.config.instanceId}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20 })
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topic, fromBeginning: true })
+      let joined = false
+      let emptyFetches = 0
+      // Caught up at the last record before `end` (with exactly-once the last offset is the
+      // transaction's commit marker, which is not a record).
+      const last = this.config.processingGuarantee === 'exactly_once' ? end - 1n : end
+      await new Promise<void>((resolve, reject) => {
+        consumer.on(consumer.events.GROUP_JOIN, (e) => {
+          const mine = e.payload.memberAssignment[topic] ?? []
+          const others = mine.filter((p) => p !== partition)
+          if (others.length > 0) consumer.pause([{ topic, partitions: others }])
+          joined = true
+        })
+        // Aborted transactions at the tail hold no committed record: a few empty fetches after
+        // joining mean the end of committed data too.
+        consumer.on(consumer.events.FETCH, (e) => {
+          if (!joined) return
+          emptyFetches = e.payload.numberOfBatches === 0 ? emptyFetches + 1 : 0
+          if (emptyFetches >= 3) resolve()
+        })
+        consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: true,
+          eachBatch: async ({ batch }) => {
+            if (batch.partition !== partition) return
+            const b = store.batch()
+            for (const m of batch.messages) {
+              // Before the seek lands, the consumer may start at the beginning: older than the store.
+              if (m.key === null || BigInt(m.offset) < from) continue
+              if (m.value === null) b.del(m.key)
+              else b.put(m.key, m.value)
+              progress.restored++
+            }
+            await b.write()
+            const next = BigInt(batch.lastOffset()) + 1n
+            progress.remaining = Number(end > next ? end - next : 0n)
+            if (next >= last) resolve()
+          }
+        }).then(() => { consumer.seek({ topic, partition, offset: String(from) }) }).catch(reject)
+      })
+      // Transaction markers end a partition without a record: the store is at the end now.
+      const pos = Buffer.alloc(8)
+      pos.writeBigUInt64BE(end)
+      const b = store.batch()
+      b.put(META_CHANGELOG, pos)
+      await b.write()
+    } finally {
+      await consumer.disconnect().catch(() => {})
+      this.restoring = false
+    }
+    const secs = (Date.now() - t0) / 1000
+    log.info({ partition, records: progress.restored, seconds: secs, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')
+  }
+
+  /**
+   * Commits when the interval passed (or `force`): idle partitions first follow the others'
+   * stream time, so their timers fire; then one transaction; then the local stores.
+   */
+  private async commitIfDue (force: boolean): Promise<void> {
+    if (this.fatal !== undefined || this.producer === undefined) return
+    const now = Date.now()
+    if (!force && now - this.lastCommit < this.config.commitIntervalMs) return
+    this.lastCommit = now
+    this.advanceIdlePartitions(now)
+    const parts = [...this.partitions.values()]
+    const prepared = parts.map((st) => {
+      const b = new ChangelogBatch(st.store.batch())
+      st.task.prepareCommit(b)
+      return { st, b, out: st.sink.drain() }
+    })
+    const hasWork = prepared.some((x) => x.st.pendingOffset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
+    if (!hasWork) { for (const x of prepared) x.b.discard(); return }
+    const c = this.config
+    const cl = changelogTopic(c)
+    // Pieces of at most ~512 KB: a broker refuses a record batch above max.message.bytes (1 MB
+    // by default), and kafkajs sends one batch per partition and request.
+    const pieces: Array<{ topic: string, partition?: number, messages: Array<{ key: Buffer | null, value: Buffer | null, partition?: number }> }> = []
+    const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
+      let cur: Array<{ key: Buffer | null, value: Buffer | null, partition?: number }> = []
+      let bytes = 0
+      for (const m of list) {
+        const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
+        if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, messages: cur }); cur = []; bytes = 0 }
+        cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
+        bytes += size
+      }
+      if (cur.length > 0) pieces.push({ topic, partition, messages: cur })
+    }
+    addPieces(c.topics.alerts, prepared.flatMap((x) => x.out.alerts))
+    addPieces(c.topics.tasks, prepared.flatMap((x) => x.out.tasks))
+    addPieces(c.topics.outcomes, prepared.flatMap((x) => x.out.outcomes))
+    addPieces(c.topics.deadLetters, prepared.flatMap((x) => x.out.deadLetters))
+    for (const x of prepared) addPieces(cl, x.b.records, x.st.partition)
+    /** per changelog partition: the offset after the last record this commit wrote there */
+    const changelogEnd = new Map<number, bigint>()
+    const send = async (sendBatch: (b: { topicMessages: TopicMessages[], acks: number }) => Promise<Array<{ topicName: string, partition: number, baseOffset?: string }>>): Promise<void> => {
+      for (const piece of pieces) {
+        const meta = await sendBatch({ topicMessages: [{ topic: piece.topic, messages: piece.messages }], acks: -1 })
+        if (piece.partition === undefined) continue
+        const base = meta.find((m) => m.partition === piece.partition)?.baseOffset
+        if (base !== undefined) changelogEnd.set(piece.partition, BigInt(base) + BigInt(piece.messages.length))
+      }
+    }
+    const offsets = prepared.filter((x) => x.st.pendingOffset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.st.pendingOffset as string) + 1n).toString() }))
+    const t0 = performance.now()
+    try {
+      if (c.processingGuarantee === 'exactly_once') {
+        const txn = await this.producer.transaction()
+        try {
+          await send(async (b) => await txn.sendBatch(b))
+          if (offsets.length > 0) await txn.sendOffsets({ consumerGroupId: c.applicationId, topics: [{ topic: c.topics.input, partitions: offsets }] })
+          await txn.commit()
+        } catch (err) {
+          await txn.abort().catch(() => {})
+          throw err
+        }
+      } else {
+        // At least once: outputs first, then offsets. A crash between them repeats outputs;
+        // taskIds are deterministic, so the dispatcher deduplicates on them.
+        const producer = this.producer
+        await send(async (b) => await producer.sendBatch(b))
+        if (offsets.length > 0) await (this.consumer as Consumer).commitOffsets(offsets.map((o) => ({ topic: c.topics.input, ...o })))
+      }
+    } catch (err) {
+      for (const x of prepared) x.b.discard()
+      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${(err as Error).message}); Ebb stops, and a restart resumes from the last committed offsets`)
+    }
+    // Durable in Kafka: now the local stores, each with the changelog position it matches.
+    for (const x of prepared) {
+      const end = changelogEnd.get(x.st.partition)
+      if (end !== undefined) {
+        // The next changelog offset after ours: past the transaction's commit marker with exactly-once.
+        const pos = Buffer.alloc(8)
+        pos.writeBigUInt64BE(end + (c.processingGuarantee === 'exactly_once' ? 1n : 0n))
+        x.b.putLocal(META_CHANGELOG, pos)
+      }
+      await x.b.write()
+      x.st.task.committed()
+      x.st.pendingOffset = null
+    }
+    this.observer?.commitSeconds((performance.now() - t0) / 1000)
+  }
+
+  /**
+   * A partition that received nothing for idlePartitionTimeout follows the largest watermark of
+   * this instance's partitions (SPEC §2), so its users' local-midnight timers still fire.
+   */
+  private advanceIdlePartitions (now: number): void {
+    let wm = Number.NEGATIVE_INFINITY
+    for (const st of this.partitions.values()) if (st.task.watermark > wm) wm = st.task.watermark
+    if (!Number.isFinite(wm)) return
+    for (const st of this.partitions.values()) {
+      if (now - st.lastRecordAt >= this.config.idlePartitionTimeoutMs && st.task.watermark < wm) st.task.advanceTo(wm)
+    }
+  }
+
+  private fail (err: Error): void {
+    if (this.fatal !== undefined) return
+    this.fatal = err
+    log.error({ err: { message: err.message, code: (err as EbbError).code } }, 'ebb run failed')
+  }
+
+  /** Resolves when the runner failed (for the CLI to exit 1). */
+  get failure (): Error | undefined { return this.fatal }
+
+  /** Graceful stop: finish the batch, commit, close the stores, leave the group. */
+  async stop (): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    if (this.ticker !== undefined) clearInterval(this.ticker)
+    await this.consumer?.stop()
+    await this.commitChain
+    if (this.fatal === undefined) await this.commitIfDue(true).catch((err: unknown) => { this.fail(err as Error) })
+    for (const st of this.partitions.values()) await st.store.close()
+    this.partitions.clear()
+    await this.consumer?.disconnect()
+    await this.producer?.disconnect()
+    await this.admin?.disconnect()
+  }
+}

@@ -1,0 +1,112 @@
+import type avsc from 'avsc'
+import { CONFLUENT_MAGIC, loadAvroType } from '../events/avro.js'
+import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
+import type { OutputSink } from '../io/sinks.js'
+import type { RecordBatch } from '../runtime/record-batch.js'
+import type { StoreBatch } from '../state/kv-store.js'
+
+/** A message as kafkajs hands it over (only what Ebb reads). */
+export interface InputMessage { offset: string, value: Buffer | null }
+
+/**
+ * One fetched batch of an input partition, as the engine's RecordBatch. Values are raw Avro
+ * ebb.UserEvent bodies or Confluent-framed ones (magic byte 0, 4-byte schema id, body): a raw
+ * body never starts with 0, because its first field is a non-empty string whose zig-zag length
+ * is positive. Without a schema registry, only `knownSchemaIds` (the bundled schema) decode;
+ * another id, or an empty value, goes to the dead letters with what was wrong.
+ */
+export class KafkaBatch implements RecordBatch {
+  readonly format = 'avro' as const
+  constructor (private readonly messages: InputMessage[], readonly topic: string, readonly partition: number, private readonly knownSchemaIds: ReadonlySet<number>) {}
+  get length (): number { return this.messages.length }
+
+  value (i: number): Buffer {
+    const v = this.messages[i].value
+    if (v === null) return EMPTY
+    return v.length >= 5 && v[0] === CONFLUENT_MAGIC ? v.subarray(5) : v
+  }
+
+  raw (i: number): Buffer { return this.messages[i].value ?? EMPTY }
+
+  rejection (i: number): string | null {
+    const v = this.messages[i].value
+    if (v === null || v.length === 0) return 'empty value (a tombstone?): an event needs a body'
+    if (v[0] !== CONFLUENT_MAGIC) return null
+    if (v.length < 5) return 'Confluent framing cut short (under 5 bytes)'
+    const id = v.readUInt32BE(1)
+    if (!this.knownSchemaIds.has(id)) return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
+    return null
+  }
+
+  source (i: number): DeadLetterSource {
+    return { topic: this.topic, partition: this.partition, offset: this.messages[i].offset, file: null, line: null }
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+export interface OutputMessage { key: Buffer | null, value: Buffer | null }
+
+let types: { alert: avsc.Type, task: avsc.Type, outcome: avsc.Type, deadLetter: avsc.Type } | undefined
+function outputTypes (): NonNullable<typeof types> {
+  if (types === undefined) {
+    types = { alert: loadAvroType('alert.avsc'), task: loadAvroType('recall-task.avsc'), outcome: loadAvroType('outcome.avsc'), deadLetter: loadAvroType('dead-letter.avsc') }
+  }
+  return types
+}
+
+/**
+ * The engine's outputs as Avro records (raw bodies, schemas in schemas/), keyed by userId so a
+ * user's alerts, tasks and outcomes stay in order on one partition, buffered until the runner's
+ * next transaction sends them. Dead letters are keyed by the input record's key.
+ */
+export class KafkaSink implements OutputSink {
+  alerts: OutputMessage[] = []
+  tasks: OutputMessage[] = []
+  outcomes: OutputMessage[] = []
+  deadLetters: OutputMessage[] = []
+
+  alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: outputTypes().alert.toBuffer(a) }) }
+  task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: outputTypes().task.toBuffer(t) }) }
+  outcome (o: OutcomeRecord): void { this.outcomes.push({ key: Buffer.from(o.userId), value: outputTypes().outcome.toBuffer(o) }) }
+  deadLetter (d: DeadLetterRecord): void { this.deadLetters.push({ key: null, value: outputTypes().deadLetter.toBuffer(d) }) }
+
+  get size (): number { return this.alerts.length + this.tasks.length + this.outcomes.length + this.deadLetters.length }
+
+  /** Takes the buffered records (the transaction sends them). */
+  drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[] } {
+    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters }
+    this.alerts = []
+    this.tasks = []
+    this.outcomes = []
+    this.deadLetters = []
+    return out
+  }
+
+  /** Buffered records are dropped: the transaction that would have carried them was aborted. */
+  discard (): void { this.drain() }
+
+  async flush (): Promise<void> {}
+  async close (): Promise<void> {}
+}
+
+/** Decoders for tests and tools that read Ebb's output topics. */
+export function decodeOutput (kind: 'alert' | 'task' | 'outcome' | 'deadLetter', value: Buffer): unknown {
+  return outputTypes()[kind].fromBuffer(value)
+}
+
+/**
+ * A store batch that also records every operation for the changelog: the partition's store is
+ * rebuilt from its compacted changelog by replaying the same puts and deletes (key = the store
+ * key, value = its bytes, null = delete). Copies the bytes: callers pass scratch-buffer views.
+ */
+export class ChangelogBatch implements StoreBatch {
+  readonly records: OutputMessage[] = []
+  constructor (private readonly inner: StoreBatch) {}
+  put (key: Buffer, value: Buffer): void { this.inner.put(key, value); this.records.push({ key: Buffer.from(key), value: Buffer.from(value) }) }
+  del (key: Buffer): void { this.inner.del(key); this.records.push({ key: Buffer.from(key), value: null }) }
+  /** An operation for the local store only (the changelog position itself). */
+  putLocal (key: Buffer, value: Buffer): void { this.inner.put(key, value) }
+  async write (): Promise<void> { await this.inner.write() }
+  discard (): void { this.inner.discard(); this.records.length = 0 }
+}
