@@ -30,6 +30,7 @@ export async function run (argv: string[]): Promise<number> {
   const metrics = new EbbMetrics({
     partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
     rebalances: () => runner.rebalances,
+    consumerLag: () => runner.consumerLag(),
     restore: () => runner.restore
   })
   runner.attachMetrics(metrics)

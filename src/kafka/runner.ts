@@ -13,6 +13,8 @@ import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wir
 
 const META_CHANGELOG = metaKey('changelog')
 const PIECE_BYTES = 512 * 1024
+/** outputs plus dirty states held before a commit is forced, whatever the interval */
+const MAX_BUFFERED = 100_000
 
 /** One assigned input partition: its task, store and output buffer. */
 export interface AssignedPartition {
@@ -24,6 +26,8 @@ export interface AssignedPartition {
   pendingOffset: string | null
   /** wall clock of the last record (idle-partition detection) */
   lastRecordAt: number
+  /** records between the last one processed and the end of the partition, at the last fetch */
+  lag: number
 }
 
 export function kafkaClientConfig (c: RunConfig, clientId: string): KafkaConfig {
@@ -67,6 +71,11 @@ export class KafkaRunner {
   private stopping = false
   private fatal: Error | undefined
   rebalances = 0
+
+  /** Per assigned partition: records behind the end of the input (at the last fetch). */
+  consumerLag (): Map<number, number> {
+    return new Map([...this.partitions.values()].map((p) => [p.partition, p.lag]))
+  }
   readonly restore = new Map<number, { restored: number, remaining: number }>()
   private readonly knownSchemaIds: Set<number>
   private observer: EngineObserver | undefined
@@ -176,6 +185,7 @@ export class KafkaRunner {
         await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds))
         st.pendingOffset = batch.lastOffset()
         st.lastRecordAt = Date.now()
+        st.lag = Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.lastOffset()) - 1n))
         // The fetch position moves on; the group's committed offset moves only with the transaction.
         resolveOffset(batch.lastOffset())
       }
@@ -193,7 +203,7 @@ export class KafkaRunner {
     await this.restorePartition(partition, store)
     const sink = new KafkaSink()
     const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
-    const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now() }
+    const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
     this.partitions.set(partition, st)
     return st
   }
@@ -276,7 +286,10 @@ export class KafkaRunner {
   private async commitIfDue (force: boolean): Promise<void> {
     if (this.fatal !== undefined || this.producer === undefined) return
     const now = Date.now()
-    if (!force && now - this.lastCommit < this.config.commitIntervalMs) return
+    // Bounded memory: outputs wait in the sinks until the commit, so a large backlog commits early.
+    let buffered = 0
+    for (const st of this.partitions.values()) buffered += st.sink.size + st.task.cache.dirtyCount
+    if (!force && now - this.lastCommit < this.config.commitIntervalMs && buffered < MAX_BUFFERED) return
     this.lastCommit = now
     this.advanceIdlePartitions(now)
     const parts = [...this.partitions.values()]

@@ -29,6 +29,9 @@ export class StateCache {
 
   get size (): number { return this.map.size }
 
+  /** states changed since the last flush */
+  get dirtyCount (): number { return this.dirtyList.length }
+
   /** A cached state, bumped to most-recently-used at most once per epoch (one Map re-insert per user per batch). */
   get (userId: string): UserState | undefined {
     const s = this.map.get(userId)

@@ -4,7 +4,8 @@ import { Kafka, logLevel } from 'kafkajs'
 import { projectRoot } from '../../src/paths.js'
 
 const root = projectRoot()
-export const BROKER = '127.0.0.1:19092'
+/** KAFKA_VERSION and KAFKA_PORT pass through to scripts/kafka.sh (e.g. KAFKA_VERSION=4.1.1 KAFKA_PORT=29092 to test a 4.x broker). */
+export const BROKER = `127.0.0.1:${process.env.KAFKA_PORT ?? '19092'}`
 
 /** Starts the project's real Kafka (scripts/kafka.sh) unless it runs; returns whether this call started it. */
 export function startBroker (): boolean {
