@@ -65,6 +65,7 @@ export class KafkaRunner {
   private producer: Producer | undefined
   private assigned: number[] = []
   private restoring = false
+  private rebalancing = false
   private lastCommit = Date.now()
   private commitChain: Promise<void> = Promise.resolve()
   private ticker: NodeJS.Timeout | undefined
@@ -107,8 +108,9 @@ export class KafkaRunner {
       ? { transactionalId: c.instanceId, idempotent: true, maxInFlightRequests: 1 }
       : { idempotent: true, maxInFlightRequests: 1 })
     await this.producer.connect()
-    this.consumer = this.kafka.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 30_000, heartbeatInterval: 3000 })
+    this.consumer = this.kafka.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
     await this.consumer.connect()
+    this.consumer.on(this.consumer.events.REBALANCING, () => { this.onRebalancing() })
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => { this.onAssignment(e.payload.memberAssignment[c.topics.input] ?? []) })
     await this.consumer.subscribe({ topic: c.topics.input, fromBeginning: true })
     await this.consumer.run({
@@ -151,8 +153,31 @@ export class KafkaRunner {
     }
   }
 
+  /**
+   * The group rebalances: no commit until the new assignment, and every partition's uncommitted
+   * work is dropped (its store holds only committed state; the cache and buffered outputs go).
+   * Committing here instead would race the rejoin (kafkajs does not wait for this handler, and
+   * the new owner could read the offsets before the transaction lands); dropping is always safe:
+   * the next owner, this instance or another, redoes at most one commit interval from the
+   * committed offsets, and the transaction made the first attempt invisible.
+   */
+  private onRebalancing (): void {
+    this.rebalancing = true
+    this.schedule(async () => { await this.dropAll() })
+  }
+
+  private async dropAll (): Promise<void> {
+    const parts = [...this.partitions.values()]
+    this.partitions.clear()
+    for (const st of parts) {
+      st.sink.discard()
+      await st.store.close().catch((err: unknown) => { log.error({ err, partition: st.partition }, 'closing a partition store failed') })
+    }
+  }
+
   /** A new assignment: partitions no longer ours are dropped without a commit (their new owner redoes them). */
   private onAssignment (partitions: number[]): void {
+    this.rebalancing = false
     this.rebalances++
     this.assigned = [...partitions].sort((a, b) => a - b)
     for (const [p, st] of this.partitions) {
@@ -179,7 +204,7 @@ export class KafkaRunner {
   private async onBatch ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
     if (this.fatal !== undefined || !isRunning() || isStale()) return
     await this.serial(async () => {
-      if (!this.assigned.includes(batch.partition)) return
+      if (this.rebalancing || !this.assigned.includes(batch.partition)) return
       const st = await this.open(batch.partition)
       if (batch.messages.length > 0) {
         await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds))
@@ -284,7 +309,7 @@ export class KafkaRunner {
    * stream time, so their timers fire; then one transaction; then the local stores.
    */
   private async commitIfDue (force: boolean): Promise<void> {
-    if (this.fatal !== undefined || this.producer === undefined) return
+    if (this.fatal !== undefined || this.producer === undefined || this.rebalancing) return
     const now = Date.now()
     // Bounded memory: outputs wait in the sinks until the commit, so a large backlog commits early.
     let buffered = 0

@@ -24,9 +24,10 @@ afterAll(() => { if (started) stopBroker(); tmp.cleanup() })
 
 const uid = (): string => Math.random().toString(36).slice(2, 8)
 
-function config (app: string, input: string, partitions: number, stateDir: string): string {
-  const file = join(tmp.dir, `${app}.yaml`)
+function config (app: string, input: string, partitions: number, stateDir: string, instance = `${app}-0`): string {
+  const file = join(tmp.dir, `${instance}.yaml`)
   writeFileSync(file, `applicationId: ${app}
+instanceId: ${instance}
 brokers: [${BROKER}]
 topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${partitions} }
 stateDir: ${stateDir}
@@ -42,6 +43,26 @@ function startEbb (file: string): { child: ChildProcess, exited: Promise<number 
   let err = ''
   child.stderr?.on('data', (b: Buffer) => { err += b.toString() })
   return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })), stderr: () => err }
+}
+
+/** Input records the group has committed, over all partitions. */
+async function committedCount (group: string, topic: string): Promise<number> {
+  const admin = kafka().admin()
+  await admin.connect()
+  try {
+    const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] }).catch(() => [])
+    return (committed[0]?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+async function waitCommitted (group: string, topic: string, atLeast: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (await committedCount(group, topic) >= atLeast) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`group ${group} never committed ${atLeast} records`)
 }
 
 async function produce (topic: string, partitions: number, values: Array<{ key: string | null, value: Buffer }>): Promise<void> {
@@ -142,4 +163,40 @@ describe('ebb run on a real Kafka', () => {
     expect(new Set(tasks).size).toBe(tasks.length)
     expect(tasks.sort()).toEqual(kcatValues(`${ref}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId).sort())
   }, 300_000)
+
+  it('scales out and in: 2 instances, a 3rd joins mid-run, one stops; outputs equal a single instance\'s', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const sim = new Simulator({ users: 400, days: 40, seed: 9, noise: false })
+    const values: Array<{ key: string, value: Buffer }> = []
+    for (const day of sim.days()) for (const e of day) values.push({ key: e.userId, value: encodeAvroEvent(e) })
+    await produce(input, 4, values)
+
+    const ref = `${app}-ref`
+    const single = startEbb(config(ref, input, 4, join(tmp.dir, ref)))
+    await waitCaughtUp(ref, input)
+    single.child.kill('SIGTERM')
+    expect(await single.exited).toBe(0)
+
+    const a = startEbb(config(app, input, 4, join(tmp.dir, `${app}-a`), `${app}-a`))
+    const b = startEbb(config(app, input, 4, join(tmp.dir, `${app}-b`), `${app}-b`))
+    await waitCommitted(app, input, values.length / 4)
+    const c = startEbb(config(app, input, 4, join(tmp.dir, `${app}-c`), `${app}-c`))
+    await waitCommitted(app, input, values.length / 2)
+    a.child.kill('SIGTERM') // its partitions move to b and c, whose stores are restored from the changelog
+    expect(await a.exited).toBe(0)
+    await waitCaughtUp(app, input)
+    b.child.kill('SIGTERM')
+    c.child.kill('SIGTERM')
+    expect([await b.exited, await c.exited]).toEqual([0, 0])
+
+    const key = (x: Alert): string => `${x.alertId} ${x.firedAt} ${x.decision ?? ''} ${x.taskId ?? ''}`
+    const alerts = kcatValues(`${app}.alerts`).map((v) => decodeOutput('alert', v) as Alert)
+    const reference = kcatValues(`${ref}.alerts`).map((v) => decodeOutput('alert', v) as Alert)
+    expect(reference.length).toBeGreaterThan(50)
+    expect(new Set(alerts.map((x) => x.alertId)).size).toBe(alerts.length)
+    expect(alerts.map(key).sort()).toEqual(reference.map(key).sort())
+    const tasks = kcatValues(`${app}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId)
+    expect(tasks.sort()).toEqual(kcatValues(`${ref}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId).sort())
+  }, 400_000)
 })
