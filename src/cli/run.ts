@@ -1,12 +1,11 @@
 import { existsSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { EbbError, Errors } from '../errors.js'
 import type { EngineView } from '../http/engine-view.js'
 import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
-import { RecentRecordsSink } from '../io/recent.js'
 import { loadRunConfig } from '../kafka/config.js'
 import { KafkaRunner } from '../kafka/runner.js'
-import { KafkaSink } from '../kafka/wire.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
@@ -36,19 +35,23 @@ export async function run (argv: string[]): Promise<number> {
   runner.attachMetrics(metrics)
   const view: EngineView = {
     topology,
-    // Kafka mode keeps no in-memory alert ring yet: /alerts reads the alerts topic's consumers' job.
-    recent: new RecentRecordsSink(new KafkaSink(), 1),
+    recent: runner.recent,
     readiness: () => runner.readiness(),
-    locate: (userId) => {
-      for (const p of runner.partitions.values()) {
-        const s = p.task.cache.peekSync(userId)
-        if (s !== undefined) return { local: true, state: s, streamTime: p.task.watermark }
-      }
-      return { local: true, state: undefined, streamTime: Number.NaN }
+    locate: async (userId) => {
+      const partition = runner.owners.partitionOf(userId, runner.inputPartitions)
+      const held = runner.partitions.get(partition)
+      if (held !== undefined) return { local: true, state: held.task.cache.peekSync(userId), streamTime: held.task.watermark }
+      if (runner.holds(partition)) return { local: true, state: undefined, streamTime: Number.NaN } // assigned, not opened yet
+      const owner = await runner.owners.ownerOf(partition)
+      // Nobody holds it (a rebalance is under way): answer 404 here rather than send the caller in a loop.
+      return owner === undefined || owner === advertised ? { local: true, state: undefined, streamTime: Number.NaN } : { local: false, owner }
     }
   }
   const app = await buildServer({ engine: view, metrics, token: config.http.token })
   const url = await listen(app, config.http)
+  // The address other instances send callers to: EBB_ADVERTISED_URL, else the bound one
+  // (with the host name when bound to all interfaces).
+  const advertised = process.env.EBB_ADVERTISED_URL ?? url.replace('//0.0.0.0:', `//${hostname()}:`)
   process.stderr.write(`[run] ${config.applicationId}/${config.instanceId}: ${config.topics.input} → ${config.topics.alerts}, ${config.topics.tasks}, ${config.topics.outcomes}, ${config.topics.deadLetters} (${config.processingGuarantee}); API ${url}\n`)
   const stopped = new Promise<string>((resolve) => {
     process.once('SIGINT', () => { resolve('SIGINT') })
@@ -58,7 +61,7 @@ export async function run (argv: string[]): Promise<number> {
     const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
     t.unref()
   })
-  await runner.start()
+  await runner.start(advertised)
   const why = await Promise.race([stopped, failed])
   log.info({ why }, 'stopping')
   await runner.stop()

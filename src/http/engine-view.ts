@@ -8,13 +8,15 @@ import type { UserState } from '../state/user-state.js'
  * partition task; Kafka mode (issue 4) holds some partitions and knows which instance holds
  * the others, which is what `locate` answers.
  */
+export type UserLocation = { local: true, state: UserState | undefined, streamTime: number } | { local: false, owner: string }
+
 export interface EngineView {
   readonly topology: Topology
   readonly recent: RecentRecordsSink
   /** ready: state restored and partitions assigned; else why not */
   readiness (): { ready: boolean, reason: string }
   /** the user's state when this instance holds their partition, else the owner's base URL */
-  locate (userId: string): { local: true, state: UserState | undefined, streamTime: number } | { local: false, owner: string }
+  locate (userId: string): Promise<UserLocation>
 }
 
 /** One partition task in this process: the embedded demo (and tests). */
@@ -29,7 +31,7 @@ export class LocalEngineView implements EngineView {
     return this.ready ? { ready: true, reason: 'state open, partition assigned' } : { ready: false, reason: 'starting' }
   }
 
-  locate (userId: string): { local: true, state: UserState | undefined, streamTime: number } {
+  async locate (userId: string): Promise<UserLocation> {
     return { local: true, state: this.task.cache.peekSync(userId), streamTime: this.task.watermark }
   }
 }

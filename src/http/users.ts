@@ -64,7 +64,7 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
     }
   }, async (req, reply) => {
     const userId = req.params.id
-    const where = engine.locate(userId)
+    const where = await engine.locate(userId)
     if (!where.local) {
       const url = `${where.owner.replace(/\/$/, '')}/users/${encodeURIComponent(userId)}`
       return await reply.code(307).header('location', url).send({ owner: where.owner })

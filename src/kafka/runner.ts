@@ -6,9 +6,11 @@ import { log } from '../log.js'
 import type { EbbMetrics } from '../metrics/metrics.js'
 import type { Topology } from '../rules/topology.js'
 import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js'
+import { RecentRecordsSink } from '../io/recent.js'
 import { metaKey } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
 import { changelogTopic, type RunConfig } from './config.js'
+import { PartitionOwners } from './owners.js'
 import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
 
 const META_CHANGELOG = metaKey('changelog')
@@ -73,6 +75,9 @@ export class KafkaRunner {
   private fatal: Error | undefined
   rebalances = 0
 
+  /** Whether this instance is assigned `partition` now. */
+  holds (partition: number): boolean { return this.assigned.includes(partition) }
+
   /** Per assigned partition: records behind the end of the input (at the last fetch). */
   consumerLag (): Map<number, number> {
     return new Map([...this.partitions.values()].map((p) => [p.partition, p.lag]))
@@ -85,6 +90,7 @@ export class KafkaRunner {
   constructor (readonly config: RunConfig, readonly topology: Topology) {
     this.kafka = new Kafka(kafkaClientConfig(config, config.instanceId))
     this.knownSchemaIds = new Set(config.knownSchemaIds)
+    this.owners = new PartitionOwners(() => this.admin, config.applicationId, config.topics.input)
   }
 
   attachMetrics (m: EbbMetrics): void { this.observer = m.observer }
@@ -96,8 +102,13 @@ export class KafkaRunner {
     return { ready: true, reason: `${this.assigned.length} partition(s) assigned` }
   }
 
-  /** Creates the topics if asked, joins the group and starts consuming. */
-  async start (): Promise<void> {
+  /** The last committed alerts and tasks of this instance (GET /alerts, a user's recent alerts). */
+  readonly recent = new RecentRecordsSink(new KafkaSink(), 10_000)
+  /** Input partitions' owners, for the interactive query. */
+  readonly owners: PartitionOwners
+
+  /** Creates the topics if asked, joins the group and starts consuming. `apiUrl` is advertised to the group. */
+  async start (apiUrl?: string): Promise<void> {
     const c = this.config
     mkdirSync(c.stateDir, { recursive: true })
     this.admin = this.kafka.admin()
@@ -108,7 +119,9 @@ export class KafkaRunner {
       ? { transactionalId: c.instanceId, idempotent: true, maxInFlightRequests: 1 }
       : { idempotent: true, maxInFlightRequests: 1 })
     await this.producer.connect()
-    this.consumer = this.kafka.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
+    // The client id names this member's API in the group description (see owners.ts).
+    const group = apiUrl === undefined ? this.kafka : new Kafka(kafkaClientConfig(c, `${c.instanceId}@${apiUrl}`))
+    this.consumer = group.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
     await this.consumer.connect()
     this.consumer.on(this.consumer.events.REBALANCING, () => { this.onRebalancing() })
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => { this.onAssignment(e.payload.memberAssignment[c.topics.input] ?? []) })
@@ -392,6 +405,9 @@ export class KafkaRunner {
       await x.b.write()
       x.st.task.committed()
       x.st.pendingOffset = null
+      // Only committed alerts and tasks reach the API's recent view: an aborted one never existed.
+      for (const a of x.out.alertRecords) this.recent.alerts.push(a)
+      for (const t of x.out.taskRecords) this.recent.tasks.push(t)
     }
     this.observer?.commitSeconds((performance.now() - t0) / 1000)
   }

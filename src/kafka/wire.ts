@@ -65,17 +65,22 @@ export class KafkaSink implements OutputSink {
   tasks: OutputMessage[] = []
   outcomes: OutputMessage[] = []
   deadLetters: OutputMessage[] = []
+  /** the same alerts and tasks as records, for the API's recent view once they are committed */
+  alertRecords: AlertRecord[] = []
+  taskRecords: RecallTaskRecord[] = []
 
-  alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: outputTypes().alert.toBuffer(a) }) }
-  task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: outputTypes().task.toBuffer(t) }) }
+  alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: outputTypes().alert.toBuffer(a) }); this.alertRecords.push(a) }
+  task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: outputTypes().task.toBuffer(t) }); this.taskRecords.push(t) }
   outcome (o: OutcomeRecord): void { this.outcomes.push({ key: Buffer.from(o.userId), value: outputTypes().outcome.toBuffer(o) }) }
   deadLetter (d: DeadLetterRecord): void { this.deadLetters.push({ key: null, value: outputTypes().deadLetter.toBuffer(d) }) }
 
   get size (): number { return this.alerts.length + this.tasks.length + this.outcomes.length + this.deadLetters.length }
 
   /** Takes the buffered records (the transaction sends them). */
-  drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[] } {
-    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters }
+  drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[], alertRecords: AlertRecord[], taskRecords: RecallTaskRecord[] } {
+    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters, alertRecords: this.alertRecords, taskRecords: this.taskRecords }
+    this.alertRecords = []
+    this.taskRecords = []
     this.alerts = []
     this.tasks = []
     this.outcomes = []

@@ -199,4 +199,40 @@ describe('ebb run on a real Kafka', () => {
     const tasks = kcatValues(`${app}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId)
     expect(tasks.sort()).toEqual(kcatValues(`${ref}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId).sort())
   }, 400_000)
+
+  it('GET /users/:id on the instance that does not hold the user is a 307 to the one that does', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const users = Array.from({ length: 20 }, (_, i) => `user-${i}`)
+    await produce(input, 2, users.map((u, i) => ({ key: u, value: encodeAvroEvent({ eventId: `e${i}`, userId: u, type: 'LOGIN', ts: Date.parse('2026-03-02T09:00:00Z') + i, tz: 'UTC', targetId: null, durationMs: null, amount: null, channel: null, taskId: null }) })))
+    const a = startEbb(config(app, input, 2, join(tmp.dir, `${app}-a`), `${app}-a`))
+    const b = startEbb(config(app, input, 2, join(tmp.dir, `${app}-b`), `${app}-b`))
+    await waitCaughtUp(app, input)
+    const urlOf = (x: { stderr: () => string }): string => /API (http:\/\/127\.0\.0\.1:\d+)/.exec(x.stderr())?.[1] as string
+    const apis = [urlOf(a), urlOf(b)]
+    // Both instances hold a partition once the group is stable.
+    for (let i = 0; i < 100; i++) {
+      const ready = await Promise.all(apis.map(async (u) => (await fetch(`${u}/readyz`)).status))
+      if (ready.every((s) => s === 200)) break
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    let redirects = 0
+    for (const user of users.slice(0, 6)) {
+      const answers = await Promise.all(apis.map(async (u) => await fetch(`${u}/users/${user}`, { redirect: 'manual' })))
+      const codes = answers.map((r) => r.status).sort()
+      expect(codes).toEqual([200, 307])
+      const moved = answers.find((r) => r.status === 307) as Response
+      const owner = apis[answers.findIndex((r) => r.status === 200)]
+      expect(moved.headers.get('location')).toBe(`${owner}/users/${user}`)
+      const followed = await fetch(`${apis[answers.indexOf(moved)]}/users/${user}`) // fetch follows the 307
+      expect(((await followed.json()) as { userId: string }).userId).toBe(user)
+      redirects++
+    }
+    expect(redirects).toBe(6)
+    // /alerts serves what this instance committed (nothing here: a login alerts no rule).
+    expect(((await (await fetch(`${apis[0]}/alerts`)).json()) as { alerts: unknown[] }).alerts).toEqual([])
+    a.child.kill('SIGTERM')
+    b.child.kill('SIGTERM')
+    expect([await a.exited, await b.exited]).toEqual([0, 0])
+  }, 120_000)
 })
