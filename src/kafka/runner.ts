@@ -193,13 +193,21 @@ export class KafkaRunner {
     this.rebalancing = false
     this.rebalances++
     this.assigned = [...partitions].sort((a, b) => a - b)
-    for (const [p, st] of this.partitions) {
-      if (partitions.includes(p)) continue
-      this.partitions.delete(p)
-      st.sink.discard()
-      void st.store.close().catch((err: unknown) => { log.error({ err, partition: p }, 'closing a revoked partition store failed') })
-    }
+    // Revoked partitions close in the serial chain: a store must never close under a batch,
+    // a commit or a restore that is still using it (RocksDB would abort the process).
+    this.schedule(async () => {
+      for (const [p, st] of this.partitions) {
+        if (this.assigned.includes(p)) continue
+        this.partitions.delete(p)
+        st.sink.discard()
+        await st.store.close().catch((err: unknown) => { log.error({ err, partition: p }, 'closing a revoked partition store failed') })
+      }
+    })
     log.info({ partitions: this.assigned }, 'partitions assigned')
+    // Open (and restore) every assigned partition now, not at its next record: a quiet
+    // partition's timers must still fire, and its users must answer the API.
+    const assigned = this.assigned
+    this.schedule(async () => { for (const p of assigned) if (this.assigned.includes(p) && !this.rebalancing) await this.open(p) })
   }
 
   /**

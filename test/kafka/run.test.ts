@@ -188,7 +188,8 @@ describe('ebb run on a real Kafka', () => {
     await waitCaughtUp(app, input)
     b.child.kill('SIGTERM')
     c.child.kill('SIGTERM')
-    expect([await b.exited, await c.exited]).toEqual([0, 0])
+    const codes = [await b.exited, await c.exited]
+    expect(codes, `b: ${b.stderr().slice(-1500)}\nc: ${c.stderr().slice(-1500)}`).toEqual([0, 0])
 
     const key = (x: Alert): string => `${x.alertId} ${x.firedAt} ${x.decision ?? ''} ${x.taskId ?? ''}`
     const alerts = kcatValues(`${app}.alerts`).map((v) => decodeOutput('alert', v) as Alert)
