@@ -386,6 +386,7 @@ export class KafkaRunner {
           await send(async (b) => await txn.sendBatch(b))
           if (offsets.length > 0) await txn.sendOffsets({ consumerGroupId: c.applicationId, topics: [{ topic: c.topics.input, partitions: offsets }] })
           await txn.commit()
+          this.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
         } catch (err) {
           await txn.abort().catch(() => {})
           throw err

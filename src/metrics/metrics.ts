@@ -53,9 +53,16 @@ export class EbbMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [r]
     })
+    const txnHist = new Histogram({
+      name: 'ebb_transaction_duration_seconds',
+      help: 'Kafka mode: one commit transaction carrying outputs, changelog records and offsets, from begin to commit',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [r]
+    })
     this.observer = {
       eventSeconds: (s) => { eventHist.observe(s) },
-      commitSeconds: (s) => { commitHist.observe(s) }
+      commitSeconds: (s) => { commitHist.observe(s) },
+      transactionSeconds: (s) => { txnHist.observe(s) }
     }
 
     new Counter({

@@ -34,6 +34,8 @@ export interface LatencyRecorder { recordValue (ns: number): void }
 export interface EngineObserver {
   eventSeconds (s: number): void
   commitSeconds (s: number): void
+  /** Kafka mode: one commit transaction (outputs, changelog, offsets), from begin to commit */
+  transactionSeconds? (s: number): void
 }
 
 /** 1 in 64 events is timed for the observer: two clock reads per 64 events on the hot path. */

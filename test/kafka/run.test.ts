@@ -230,6 +230,12 @@ describe('ebb run on a real Kafka', () => {
       redirects++
     }
     expect(redirects).toBe(6)
+    // Kafka-mode metrics: per-partition consumer lag, transactions, assignment.
+    const metrics = await (await fetch(`${apis[0]}/metrics`)).text()
+    expect(metrics).toMatch(/^ebb_consumer_lag_records\{partition="[01]"\} 0$/m)
+    expect(metrics).toMatch(/^ebb_partitions_assigned 1$/m)
+    expect(Number(/^ebb_transaction_duration_seconds_count (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0)
+    expect(Number(/^ebb_rebalances_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0)
     // /alerts serves what this instance committed (nothing here: a login alerts no rule).
     expect(((await (await fetch(`${apis[0]}/alerts`)).json()) as { alerts: unknown[] }).alerts).toEqual([])
     a.child.kill('SIGTERM')
