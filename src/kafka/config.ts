@@ -23,8 +23,10 @@ export interface RunConfig {
   processingGuarantee: 'exactly_once' | 'at_least_once'
   /** a partition that received nothing for this long follows the other partitions' stream time */
   idlePartitionTimeoutMs: number
-  /** schema ids accepted in Confluent-framed input without a registry (they must be ebb.UserEvent) */
+  /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */
   knownSchemaIds: number[]
+  /** a Confluent-compatible schema registry for other ids (EBB_SCHEMA_REGISTRY_URL); null: none */
+  schemaRegistryUrl: string | null
   ssl: boolean
   sasl: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512', username: string, password: string } | null
   http: { port: number, host: string, token: string | undefined }
@@ -42,7 +44,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'knownSchemaIds', 'ssl', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -99,6 +101,9 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const port = Number(env.EBB_HTTP_PORT ?? y.num(y.get(httpNode, 'port'), 'http.port', 8080, 0, 65535, true))
   if (!Number.isInteger(port) || port < 0 || port > 65535) fail(httpNode, `http.port: EBB_HTTP_PORT "${env.EBB_HTTP_PORT ?? ''}" is not a port`)
   const token = env.EBB_HTTP_TOKEN ?? (y.get(httpNode, 'token') === undefined ? undefined : y.str(y.get(httpNode, 'token'), 'http.token'))
+  const registryNode = y.get(root, 'schemaRegistryUrl')
+  const registryUrl = env.EBB_SCHEMA_REGISTRY_URL ?? (registryNode === undefined ? null : y.str(registryNode, 'schemaRegistryUrl'))
+  if (registryUrl !== null && !/^https?:\/\/\S+$/.test(registryUrl)) fail(registryNode, `schemaRegistryUrl: "${registryUrl}" is not an http(s) URL`)
   return {
     applicationId,
     instanceId: str('instanceId', 'EBB_INSTANCE_ID', `${applicationId}-0`),
@@ -111,6 +116,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
+    schemaRegistryUrl: registryUrl,
     ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),
     sasl,
     http: { port, host: env.EBB_HTTP_HOST ?? y.str(y.get(httpNode, 'host'), 'http.host', '127.0.0.1'), token: token === '' ? undefined : token }

@@ -11,6 +11,7 @@ import { metaKey } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
 import { changelogTopic, type RunConfig } from './config.js'
 import { PartitionOwners } from './owners.js'
+import { SchemaRegistry } from './schema-registry.js'
 import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
 
 const META_CHANGELOG = metaKey('changelog')
@@ -84,12 +85,14 @@ export class KafkaRunner {
   }
   readonly restore = new Map<number, { restored: number, remaining: number }>()
   private readonly knownSchemaIds: Set<number>
+  private readonly registry: SchemaRegistry | undefined
   private observer: EngineObserver | undefined
   inputPartitions = 0
 
   constructor (readonly config: RunConfig, readonly topology: Topology) {
     this.kafka = new Kafka(kafkaClientConfig(config, config.instanceId))
     this.knownSchemaIds = new Set(config.knownSchemaIds)
+    this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl)
     this.owners = new PartitionOwners(() => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -228,7 +231,8 @@ export class KafkaRunner {
       if (this.rebalancing || !this.assigned.includes(batch.partition)) return
       const st = await this.open(batch.partition)
       if (batch.messages.length > 0) {
-        await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds))
+        if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.messages, this.knownSchemaIds))
+        await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
         st.pendingOffset = batch.lastOffset()
         st.lastRecordAt = Date.now()
         st.lag = Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.lastOffset()) - 1n))

@@ -4,6 +4,7 @@ import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, Re
 import type { OutputSink } from '../io/sinks.js'
 import type { RecordBatch } from '../runtime/record-batch.js'
 import type { StoreBatch } from '../state/kv-store.js'
+import type { SchemaRegistry } from './schema-registry.js'
 
 /** A message as kafkajs hands it over (only what Ebb reads). */
 export interface InputMessage { offset: string, value: Buffer | null }
@@ -17,12 +18,44 @@ export interface InputMessage { offset: string, value: Buffer | null }
  */
 export class KafkaBatch implements RecordBatch {
   readonly format = 'avro' as const
-  constructor (private readonly messages: InputMessage[], readonly topic: string, readonly partition: number, private readonly knownSchemaIds: ReadonlySet<number>) {}
+  /** bodies re-encoded from another writer schema (registry ids), by index */
+  private readonly translated = new Map<number, Buffer>()
+  private readonly problems = new Map<number, string>()
+
+  constructor (private readonly messages: InputMessage[], readonly topic: string, readonly partition: number, private readonly knownSchemaIds: ReadonlySet<number>, registry?: SchemaRegistry) {
+    if (registry === undefined) return
+    for (let i = 0; i < messages.length; i++) {
+      const v = messages[i].value
+      if (v === null || v.length < 5 || v[0] !== CONFLUENT_MAGIC) continue
+      const id = v.readUInt32BE(1)
+      if (knownSchemaIds.has(id)) continue
+      const problem = registry.problem(id)
+      if (problem !== null) { this.problems.set(i, problem); continue }
+      try {
+        this.translated.set(i, registry.reencode(id, v.subarray(5)))
+      } catch (err) {
+        this.problems.set(i, `schema id ${id}: ${(err as Error).message}`)
+      }
+    }
+  }
+
+  /** Schema ids in a fetched batch that neither the configuration nor the registry cache knows. */
+  static schemaIds (messages: InputMessage[], known: ReadonlySet<number>): Set<number> {
+    const ids = new Set<number>()
+    for (const m of messages) {
+      const v = m.value
+      if (v !== null && v.length >= 5 && v[0] === CONFLUENT_MAGIC && !known.has(v.readUInt32BE(1))) ids.add(v.readUInt32BE(1))
+    }
+    return ids
+  }
+
   get length (): number { return this.messages.length }
 
   value (i: number): Buffer {
     const v = this.messages[i].value
     if (v === null) return EMPTY
+    const t = this.translated.get(i)
+    if (t !== undefined) return t
     return v.length >= 5 && v[0] === CONFLUENT_MAGIC ? v.subarray(5) : v
   }
 
@@ -33,6 +66,9 @@ export class KafkaBatch implements RecordBatch {
     if (v === null || v.length === 0) return 'empty value (a tombstone?): an event needs a body'
     if (v[0] !== CONFLUENT_MAGIC) return null
     if (v.length < 5) return 'Confluent framing cut short (under 5 bytes)'
+    if (this.translated.has(i)) return null
+    const problem = this.problems.get(i)
+    if (problem !== undefined) return problem
     const id = v.readUInt32BE(1)
     if (!this.knownSchemaIds.has(id)) return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
     return null

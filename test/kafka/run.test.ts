@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createServer } from 'node:http'
+import avsc from 'avsc'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { decodeJsonEvent } from '../../src/events/jsonl.js'
@@ -278,5 +280,51 @@ describe('ebb run on a real Kafka', () => {
     second.child.kill('SIGTERM')
     expect(await second.exited).toBe(0)
     expect(tasks()).toEqual(expected)
+  }, 120_000)
+
+  it('reads Confluent-framed records of another schema version through a schema registry; unknown or incompatible ids go to the dead letters', async () => {
+    // A stand-in registry (the boundary is faked; the broker is not): id 42 is ebb.UserEvent with
+    // one more field, id 43 a schema that cannot be read as one, any other id is unknown.
+    const base = JSON.parse(readFileSync(join(root, 'schemas', 'user-event.avsc'), 'utf8')) as { fields: unknown[] }
+    const evolved = { ...base, fields: [...base.fields, { name: 'appVersion', type: 'string', default: '1.0' }] }
+    const other = { type: 'record', name: 'Other', fields: [{ name: 'n', type: 'int' }] }
+    const server = createServer((req, res) => {
+      const id = /\/schemas\/ids\/(\d+)$/.exec(req.url ?? '')?.[1]
+      const schema = id === '42' ? evolved : id === '43' ? other : undefined
+      res.writeHead(schema === undefined ? 404 : 200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(schema === undefined ? { error_code: 40403, message: 'Schema not found' } : { schema: JSON.stringify(schema) }))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => { resolve() }))
+    const registry = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    try {
+      const app = `it-${uid()}`
+      const input = `${app}.events`
+      const fixture = join(root, 'test', 'fixtures', 'replay-small.jsonl')
+      const events = readFileSync(fixture, 'utf8').split('\n').flatMap((l) => { try { return [decodeJsonEvent(l)] } catch { return [] } })
+      const writer = avsc.Type.forSchema(evolved as avsc.Schema)
+      const frame = (id: number, body: Buffer): Buffer => { const h = Buffer.alloc(5); h.writeUInt32BE(id, 1); return Buffer.concat([h, body]) }
+      await produce(input, 1, [
+        ...events.map((e) => ({ key: e.userId, value: frame(42, writer.toBuffer({ ...e, appVersion: '2.3.1' })) })),
+        { key: 'x', value: frame(43, Buffer.from([2])) },
+        { key: 'y', value: frame(44, encodeAvroEvent(events[0])) }
+      ])
+      const ebb = startEbb(config(app, input, 1, join(tmp.dir, app), `${app}-0`, `schemaRegistryUrl: ${registry}\n`))
+      await waitCaughtUp(app, input)
+      ebb.child.kill('SIGTERM')
+      expect(await ebb.exited).toBe(0)
+      const replayIn = join(tmp.dir, `${app}.jsonl`)
+      writeFileSync(replayIn, events.map(encodeJsonEvent).join('\n') + '\n')
+      const out = join(tmp.dir, `${app}-replay`)
+      expect(spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', replayIn, '--out', out]).status).toBe(0)
+      const expected = readFileSync(join(out, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Alert).alertId)
+      expect(kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)).toEqual(expected)
+      const dlq = kcatValues(`${app}.dlq`).map((v) => decodeOutput('deadLetter', v) as { reason: string, detail: string })
+      expect(dlq.filter((d) => d.reason === 'undecodable').map((d) => d.detail).sort()).toEqual([
+        expect.stringMatching(/^the record could not be decoded: schema id 43 cannot be read as ebb\.UserEvent/),
+        expect.stringMatching(/^the record could not be decoded: schema id 44 is not in the schema registry/)
+      ])
+    } finally {
+      server.close()
+    }
   }, 120_000)
 })
