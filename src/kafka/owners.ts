@@ -1,4 +1,4 @@
-import { type Admin, AssignerProtocol, Partitioners, type PartitionMetadata } from 'kafkajs'
+import type { AdminPort, KafkaClient } from './client.js'
 
 /**
  * Who holds which input partition, for the interactive query (GET /users/:id): each instance
@@ -7,17 +7,12 @@ import { type Admin, AssignerProtocol, Partitioners, type PartitionMetadata } fr
  */
 export class PartitionOwners {
   private cache: { at: number, owners: Map<number, string> } | undefined
-  private readonly partitioner = Partitioners.DefaultPartitioner()
-  private metadata: PartitionMetadata[] = []
 
-  constructor (private readonly admin: () => Admin | undefined, private readonly groupId: string, private readonly topic: string) {}
+  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort | undefined, private readonly groupId: string, private readonly topic: string) {}
 
   /** The input partition of a user: the producer's murmur2 partitioning of the key (Java-compatible). */
   partitionOf (userId: string, partitions: number): number {
-    if (this.metadata.length !== partitions) {
-      this.metadata = Array.from({ length: partitions }, (_, i) => ({ partitionErrorCode: 0, partitionId: i, leader: 1, replicas: [1], isr: [1] }))
-    }
-    return this.partitioner({ topic: this.topic, partitionMetadata: this.metadata, message: { key: userId, value: null } })
+    return this.client.partitionOf(this.topic, userId, partitions)
   }
 
   /** The API URL of the member holding `partition`, or undefined when none does (yet). */
@@ -27,12 +22,10 @@ export class PartitionOwners {
       const admin = this.admin()
       if (admin === undefined) return undefined
       const owners = new Map<number, string>()
-      const { groups } = await admin.describeGroups([this.groupId])
-      for (const m of groups[0]?.members ?? []) {
+      for (const m of await admin.groupAssignments(this.groupId, this.topic)) {
         const at = m.clientId.indexOf('@')
-        if (at < 0 || m.memberAssignment.length === 0) continue
-        const assignment = AssignerProtocol.MemberAssignment.decode(m.memberAssignment)
-        for (const p of assignment?.assignment[this.topic] ?? []) owners.set(p, m.clientId.slice(at + 1))
+        if (at < 0) continue
+        for (const p of m.partitions) owners.set(p, m.clientId.slice(at + 1))
       }
       this.cache = { at: now, owners }
     }

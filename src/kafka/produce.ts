@@ -1,9 +1,8 @@
-import { Kafka, Partitioners } from 'kafkajs'
 import { encodeAvroEvent } from '../events/avro.js'
 import { count, Progress, rate } from '../cli/progress.js'
 import type { Simulator } from '../sim/simulator.js'
 import { loadRunConfig } from './config.js'
-import { kafkaClientConfig } from './runner.js'
+import { KafkajsClient } from './kafkajs-client.js'
 
 /**
  * `ebb simulate --kafka`: the simulated population as Avro ebb.UserEvent records, keyed by
@@ -12,15 +11,13 @@ import { kafkaClientConfig } from './runner.js'
  */
 export async function produceSimulation (sim: Simulator, days: number, configFile: string): Promise<number> {
   const c = loadRunConfig(configFile)
-  const kafka = new Kafka(kafkaClientConfig(c, `${c.applicationId}-simulate`))
-  const admin = kafka.admin()
-  await admin.connect()
-  if (!(await admin.listTopics()).includes(c.topics.input)) {
-    await admin.createTopics({ topics: [{ topic: c.topics.input, numPartitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }], waitForLeaders: true })
+  const client = new KafkajsClient(c, `${c.applicationId}-simulate`)
+  const admin = await client.admin()
+  if (await admin.partitionCount(c.topics.input) === 0) {
+    await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])
   }
-  await admin.disconnect()
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true, maxInFlightRequests: 1 })
-  await producer.connect()
+  await admin.close()
+  const producer = await client.producer({})
   const progress = new Progress('simulate')
   let events = 0
   let day = 0
@@ -29,13 +26,13 @@ export async function produceSimulation (sim: Simulator, days: number, configFil
       day++
       for (let i = 0; i < batch.length; i += 10_000) {
         const slice = batch.slice(i, i + 10_000)
-        await producer.send({ topic: c.topics.input, acks: -1, messages: slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
+        await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
       }
       events += batch.length
       progress.tick(() => `day ${day}/${days}, ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
     }
   } finally {
-    await producer.disconnect()
+    await producer.close()
   }
   process.stdout.write(`simulate: ${count(events)} events produced to ${c.topics.input} on ${c.brokers.join(',')}\n`)
   return 0

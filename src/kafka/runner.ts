@@ -1,6 +1,5 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { type Admin, type Consumer, type EachBatchPayload, Kafka, type KafkaConfig, logLevel, type Producer, type TopicMessages } from 'kafkajs'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { EbbMetrics } from '../metrics/metrics.js'
@@ -9,7 +8,9 @@ import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js
 import { RecentRecordsSink } from '../io/recent.js'
 import { metaKey } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
+import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendResult, TopicSpec } from './client.js'
 import { changelogTopic, type RunConfig } from './config.js'
+import { KafkajsClient } from './kafkajs-client.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
 import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
@@ -33,23 +34,6 @@ export interface AssignedPartition {
   lag: number
 }
 
-export function kafkaClientConfig (c: RunConfig, clientId: string): KafkaConfig {
-  return {
-    clientId,
-    brokers: c.brokers,
-    ssl: c.ssl,
-    ...(c.sasl === null ? {} : { sasl: c.sasl as KafkaConfig['sasl'] }),
-    logLevel: logLevel.WARN,
-    logCreator: () => ({ namespace, level, log: entry }) => {
-      const { message, ...extra } = entry
-      const fields = { component: 'kafkajs', namespace, ...extra }
-      // kafkajs retries what it logs as errors (coordinator loading, leader moves); Ebb logs
-      // its own failures itself, so the client's messages are warnings.
-      if (level <= logLevel.WARN) log.warn(fields, message)
-    }
-  }
-}
-
 /**
  * Production mode (SPEC §9, issue 4): a consumer group member that runs one PartitionTask per
  * assigned input partition, each with its own RocksDB directory and its own partition of the
@@ -62,10 +46,10 @@ export function kafkaClientConfig (c: RunConfig, clientId: string): KafkaConfig 
  */
 export class KafkaRunner {
   readonly partitions = new Map<number, AssignedPartition>()
-  private kafka: Kafka
-  private admin: Admin | undefined
-  private consumer: Consumer | undefined
-  private producer: Producer | undefined
+  private readonly client: KafkaClient
+  private admin: AdminPort | undefined
+  private consumer: GroupConsumerPort | undefined
+  private producer: ProducerPort | undefined
   private assigned: number[] = []
   private restoring = false
   private rebalancing = false
@@ -89,11 +73,11 @@ export class KafkaRunner {
   private observer: EngineObserver | undefined
   inputPartitions = 0
 
-  constructor (readonly config: RunConfig, readonly topology: Topology) {
-    this.kafka = new Kafka(kafkaClientConfig(config, config.instanceId))
+  constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
+    this.client = client ?? new KafkajsClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl)
-    this.owners = new PartitionOwners(() => this.admin, config.applicationId, config.topics.input)
+    this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
   attachMetrics (m: EbbMetrics): void { this.observer = m.observer }
@@ -114,57 +98,44 @@ export class KafkaRunner {
   async start (apiUrl?: string): Promise<void> {
     const c = this.config
     mkdirSync(c.stateDir, { recursive: true })
-    this.admin = this.kafka.admin()
-    await this.admin.connect()
+    this.admin = await this.client.admin()
     await this.ensureTopics(this.admin)
     const eos = c.processingGuarantee === 'exactly_once'
-    this.producer = this.kafka.producer(eos
-      ? { transactionalId: c.instanceId, idempotent: true, maxInFlightRequests: 1 }
-      : { idempotent: true, maxInFlightRequests: 1 })
-    await this.producer.connect()
+    this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId } : {})
     // The client id names this member's API in the group description (see owners.ts).
-    const group = apiUrl === undefined ? this.kafka : new Kafka(kafkaClientConfig(c, `${c.instanceId}@${apiUrl}`))
-    this.consumer = group.consumer({ groupId: c.applicationId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
-    await this.consumer.connect()
-    this.consumer.on(this.consumer.events.REBALANCING, () => { this.onRebalancing() })
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => { this.onAssignment(e.payload.memberAssignment[c.topics.input] ?? []) })
-    await this.consumer.subscribe({ topic: c.topics.input, fromBeginning: true })
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch: async (p) => { await this.onBatch(p) }
-    })
+    this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}` })
+    this.consumer.onRebalancing(() => { this.onRebalancing() })
+    this.consumer.onAssigned((partitions) => { this.onAssignment(partitions) })
+    await this.consumer.start(async (batch, control) => { await this.onBatch(batch, control) })
     // Time-based commits and idle partitions are driven even when no batch arrives.
     this.ticker = setInterval(() => { this.schedule(async () => { await this.commitIfDue(false) }) }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
     log.info({ applicationId: c.applicationId, instanceId: c.instanceId, input: c.topics.input, guarantee: c.processingGuarantee }, 'ebb run started')
   }
 
-  private async ensureTopics (admin: Admin): Promise<void> {
+  private async ensureTopics (admin: AdminPort): Promise<void> {
     const c = this.config
-    const existing = new Set(await admin.listTopics())
-    const meta = existing.has(c.topics.input) ? await admin.fetchTopicMetadata({ topics: [c.topics.input] }) : undefined
-    let inputPartitions = meta?.topics[0]?.partitions.length ?? 0
-    const want: Array<{ topic: string, numPartitions: number, replicationFactor: number, configEntries?: Array<{ name: string, value: string }> }> = []
+    const existing = await admin.topics()
+    let inputPartitions = await admin.partitionCount(c.topics.input)
+    const want: TopicSpec[] = []
     if (inputPartitions === 0) {
       if (!c.topics.createIfAbsent) throw new EbbError(Errors.CONFIG_INVALID, 'topics.input', `topic ${c.topics.input} does not exist and topics.createIfAbsent is false`)
       inputPartitions = c.topics.partitions
-      want.push({ topic: c.topics.input, numPartitions: inputPartitions, replicationFactor: c.topics.replicationFactor })
+      want.push({ topic: c.topics.input, partitions: inputPartitions, replicationFactor: c.topics.replicationFactor })
     }
     this.inputPartitions = inputPartitions
     for (const t of [c.topics.alerts, c.topics.tasks, c.topics.outcomes, c.topics.deadLetters]) {
-      if (!existing.has(t) && c.topics.createIfAbsent) want.push({ topic: t, numPartitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
+      if (!existing.has(t) && c.topics.createIfAbsent) want.push({ topic: t, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
     }
     const cl = changelogTopic(c)
     if (!existing.has(cl)) {
       // State is partitioned like the input: changelog partition p holds input partition p's store.
-      want.push({ topic: cl, numPartitions: inputPartitions, replicationFactor: c.topics.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] })
+      want.push({ topic: cl, partitions: inputPartitions, replicationFactor: c.topics.replicationFactor, compact: true })
     } else {
-      const clMeta = await admin.fetchTopicMetadata({ topics: [cl] })
-      const n = clMeta.topics[0]?.partitions.length ?? 0
+      const n = await admin.partitionCount(cl)
       if (n !== inputPartitions) throw new EbbError(Errors.CONFIG_INVALID, 'topics', `the changelog ${cl} has ${n} partitions but ${c.topics.input} has ${inputPartitions}: state is partitioned like the input; recreate the changelog`)
     }
     if (want.length > 0) {
-      await admin.createTopics({ topics: want, waitForLeaders: true })
+      await admin.createTopics(want)
       log.info({ topics: want.map((t) => t.topic) }, 'created topics')
     }
   }
@@ -225,23 +196,23 @@ export class KafkaRunner {
 
   private schedule (f: () => Promise<void>): void { void this.serial(f).catch(() => {}) }
 
-  private async onBatch ({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
-    if (this.fatal !== undefined || !isRunning() || isStale()) return
+  private async onBatch (batch: FetchedBatch, control: BatchControl): Promise<void> {
+    if (this.fatal !== undefined || !control.active()) return
     await this.serial(async () => {
       if (this.rebalancing || !this.assigned.includes(batch.partition)) return
       const st = await this.open(batch.partition)
-      if (batch.messages.length > 0) {
-        if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.messages, this.knownSchemaIds))
-        await st.task.process(new KafkaBatch(batch.messages, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
-        st.pendingOffset = batch.lastOffset()
+      if (batch.records.length > 0) {
+        if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.records, this.knownSchemaIds))
+        await st.task.process(new KafkaBatch(batch.records, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
+        st.pendingOffset = batch.lastOffset
         st.lastRecordAt = Date.now()
-        st.lag = Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.lastOffset()) - 1n))
+        st.lag = Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.lastOffset) - 1n))
         // The fetch position moves on; the group's committed offset moves only with the transaction.
-        resolveOffset(batch.lastOffset())
+        control.resolve(batch.lastOffset)
       }
       await this.commitIfDue(false)
     })
-    await heartbeat()
+    await control.heartbeat()
   }
 
   /** Opens a partition's task, restoring its store from the changelog first when it is behind. */
@@ -260,69 +231,39 @@ export class KafkaRunner {
 
   /** Replays the changelog partition from the store's position to its end (read committed). */
   private async restorePartition (partition: number, store: RocksStore): Promise<void> {
-    const admin = this.admin as Admin
     const topic = changelogTopic(this.config)
     const [meta] = await store.getMany([META_CHANGELOG])
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
-    const offsets = await admin.fetchTopicOffsets(topic)
-    const end = BigInt(offsets.find((o) => o.partition === partition)?.high ?? '0')
+    const end = (await (this.admin as AdminPort).endOffsets(topic)).get(partition) ?? 0n
     if (from >= end) { this.restore.set(partition, { restored: this.restore.get(partition)?.restored ?? 0, remaining: 0 }); return }
     this.restoring = true
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }
     this.restore.set(partition, progress)
     log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
-    const consumer = this.kafka.consumer({ groupId: `${this.config.applicationId}-restore-${this.config.instanceId}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20 })
+    // The last record to expect: with exactly-once the last offset is the commit marker.
+    const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
     try {
-      await consumer.connect()
-      await consumer.subscribe({ topic, fromBeginning: true })
-      let joined = false
-      let emptyFetches = 0
-      // Caught up at the last record before `end` (with exactly-once the last offset is the
-      // transaction's commit marker, which is not a record).
-      const last = this.config.processingGuarantee === 'exactly_once' ? end - 1n : end
-      await new Promise<void>((resolve, reject) => {
-        consumer.on(consumer.events.GROUP_JOIN, (e) => {
-          const mine = e.payload.memberAssignment[topic] ?? []
-          const others = mine.filter((p) => p !== partition)
-          if (others.length > 0) consumer.pause([{ topic, partitions: others }])
-          joined = true
-        })
-        // Aborted transactions at the tail hold no committed record: a few empty fetches after
-        // joining mean the end of committed data too.
-        consumer.on(consumer.events.FETCH, (e) => {
-          if (!joined) return
-          emptyFetches = e.payload.numberOfBatches === 0 ? emptyFetches + 1 : 0
-          if (emptyFetches >= 3) resolve()
-        })
-        consumer.run({
-          autoCommit: false,
-          eachBatchAutoResolve: true,
-          eachBatch: async ({ batch }) => {
-            if (batch.partition !== partition) return
-            const b = store.batch()
-            for (const m of batch.messages) {
-              // Before the seek lands, the consumer may start at the beginning: older than the store.
-              if (m.key === null || BigInt(m.offset) < from) continue
-              if (m.value === null) b.del(m.key)
-              else b.put(m.key, m.value)
-              progress.restored++
-            }
-            await b.write()
-            const next = BigInt(batch.lastOffset()) + 1n
-            progress.remaining = Number(end > next ? end - next : 0n)
-            if (next >= last) resolve()
-          }
-        }).then(() => { consumer.seek({ topic, partition, offset: String(from) }) }).catch(reject)
+      await this.client.readPartition(topic, partition, from, last, async (records) => {
+        const b = store.batch()
+        let next = from
+        for (const m of records) {
+          next = BigInt(m.offset) + 1n
+          if (m.key === null) continue
+          if (m.value === null) b.del(m.key)
+          else b.put(m.key, m.value)
+          progress.restored++
+        }
+        await b.write()
+        progress.remaining = Number(end > next ? end - next : 0n)
       })
-      // Transaction markers end a partition without a record: the store is at the end now.
       const pos = Buffer.alloc(8)
       pos.writeBigUInt64BE(end)
       const b = store.batch()
       b.put(META_CHANGELOG, pos)
       await b.write()
+      progress.remaining = 0
     } finally {
-      await consumer.disconnect().catch(() => {})
       this.restoring = false
     }
     const secs = (Date.now() - t0) / 1000
@@ -353,18 +294,18 @@ export class KafkaRunner {
     const c = this.config
     const cl = changelogTopic(c)
     // Pieces of at most ~512 KB: a broker refuses a record batch above max.message.bytes (1 MB
-    // by default), and kafkajs sends one batch per partition and request.
-    const pieces: Array<{ topic: string, partition?: number, messages: Array<{ key: Buffer | null, value: Buffer | null, partition?: number }> }> = []
+    // by default), and clients send one batch per partition and request.
+    const pieces: Array<{ topic: string, partition?: number, records: OutRecord[] }> = []
     const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
-      let cur: Array<{ key: Buffer | null, value: Buffer | null, partition?: number }> = []
+      let cur: OutRecord[] = []
       let bytes = 0
       for (const m of list) {
         const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
-        if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, messages: cur }); cur = []; bytes = 0 }
+        if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, records: cur }); cur = []; bytes = 0 }
         cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
         bytes += size
       }
-      if (cur.length > 0) pieces.push({ topic, partition, messages: cur })
+      if (cur.length > 0) pieces.push({ topic, partition, records: cur })
     }
     addPieces(c.topics.alerts, prepared.flatMap((x) => x.out.alerts))
     addPieces(c.topics.tasks, prepared.flatMap((x) => x.out.tasks))
@@ -373,12 +314,12 @@ export class KafkaRunner {
     for (const x of prepared) addPieces(cl, x.b.records, x.st.partition)
     /** per changelog partition: the offset after the last record this commit wrote there */
     const changelogEnd = new Map<number, bigint>()
-    const send = async (sendBatch: (b: { topicMessages: TopicMessages[], acks: number }) => Promise<Array<{ topicName: string, partition: number, baseOffset?: string }>>): Promise<void> => {
+    const send = async (sender: (topic: string, records: OutRecord[]) => Promise<SendResult[]>): Promise<void> => {
       for (const piece of pieces) {
-        const meta = await sendBatch({ topicMessages: [{ topic: piece.topic, messages: piece.messages }], acks: -1 })
+        const sent = await sender(piece.topic, piece.records)
         if (piece.partition === undefined) continue
-        const base = meta.find((m) => m.partition === piece.partition)?.baseOffset
-        if (base !== undefined) changelogEnd.set(piece.partition, BigInt(base) + BigInt(piece.messages.length))
+        const base = sent.find((m) => m.partition === piece.partition)?.baseOffset
+        if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
       }
     }
     const offsets = prepared.filter((x) => x.st.pendingOffset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.st.pendingOffset as string) + 1n).toString() }))
@@ -387,8 +328,8 @@ export class KafkaRunner {
       if (c.processingGuarantee === 'exactly_once') {
         const txn = await this.producer.transaction()
         try {
-          await send(async (b) => await txn.sendBatch(b))
-          if (offsets.length > 0) await txn.sendOffsets({ consumerGroupId: c.applicationId, topics: [{ topic: c.topics.input, partitions: offsets }] })
+          await send(async (topic, records) => await txn.send(topic, records))
+          if (offsets.length > 0) await txn.sendOffsets(c.applicationId, c.topics.input, offsets)
           await txn.commit()
           this.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
         } catch (err) {
@@ -399,8 +340,8 @@ export class KafkaRunner {
         // At least once: outputs first, then offsets. A crash between them repeats outputs;
         // taskIds are deterministic, so the dispatcher deduplicates on them.
         const producer = this.producer
-        await send(async (b) => await producer.sendBatch(b))
-        if (offsets.length > 0) await (this.consumer as Consumer).commitOffsets(offsets.map((o) => ({ topic: c.topics.input, ...o })))
+        await send(async (topic, records) => await producer.send(topic, records))
+        if (offsets.length > 0) await (this.consumer as GroupConsumerPort).commitOffsets(c.topics.input, offsets)
       }
     } catch (err) {
       for (const x of prepared) x.b.discard()
@@ -457,8 +398,8 @@ export class KafkaRunner {
     if (this.fatal === undefined) await this.commitIfDue(true).catch((err: unknown) => { this.fail(err as Error) })
     for (const st of this.partitions.values()) await st.store.close()
     this.partitions.clear()
-    await this.consumer?.disconnect()
-    await this.producer?.disconnect()
-    await this.admin?.disconnect()
+    await this.consumer?.close()
+    await this.producer?.close()
+    await this.admin?.close()
   }
 }

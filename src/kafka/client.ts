@@ -1,0 +1,86 @@
+/**
+ * All of Ebb's Kafka I/O, as a few small ports. The runner, the simulator's producer and the
+ * owner lookup use only these; `kafkajs-client.ts` implements them with kafkajs (the client the
+ * product is specified with, in maintenance mode since 2023), so that a second client (e.g.
+ * @platformatic/kafka) is one more file, not a change to the runner.
+ */
+export interface InputRecord { offset: string, key: Buffer | null, value: Buffer | null }
+
+export interface FetchedBatch {
+  readonly topic: string
+  readonly partition: number
+  readonly records: InputRecord[]
+  /** offset of the last record in the batch */
+  readonly lastOffset: string
+  /** the partition's end offset when the batch was fetched */
+  readonly highWatermark: string
+}
+
+export interface BatchControl {
+  /** the consumer's fetch position moves past `offset` (the group's committed offset does not) */
+  resolve (offset: string): void
+  heartbeat (): Promise<void>
+  /** false once the batch is stale (a rebalance) or the consumer stops */
+  active (): boolean
+}
+
+export interface OutRecord { key: Buffer | string | null, value: Buffer | null, partition?: number }
+/** Where a send landed: per partition, the offset of its first record. */
+export interface SendResult { partition: number, baseOffset: bigint }
+export interface OffsetCommit { partition: number, offset: string }
+
+export interface TopicSpec { topic: string, partitions: number, replicationFactor: number, compact?: boolean }
+
+export interface AdminPort {
+  topics (): Promise<Set<string>>
+  /** 0 when the topic does not exist */
+  partitionCount (topic: string): Promise<number>
+  createTopics (specs: TopicSpec[]): Promise<void>
+  /** per partition, the end (high watermark) offset */
+  endOffsets (topic: string): Promise<Map<number, bigint>>
+  /** the group's members: client id and the partitions of `topic` each holds */
+  groupAssignments (groupId: string, topic: string): Promise<Array<{ clientId: string, partitions: number[] }>>
+  close (): Promise<void>
+}
+
+export interface TransactionPort {
+  send (topic: string, records: OutRecord[]): Promise<SendResult[]>
+  sendOffsets (groupId: string, topic: string, offsets: OffsetCommit[]): Promise<void>
+  commit (): Promise<void>
+  abort (): Promise<void>
+}
+
+export interface ProducerPort {
+  /** acks=all, idempotent; outside any transaction */
+  send (topic: string, records: OutRecord[]): Promise<SendResult[]>
+  /** needs the producer to have been created with a transactional id */
+  transaction (): Promise<TransactionPort>
+  close (): Promise<void>
+}
+
+export interface GroupConsumerPort {
+  /** the group starts rebalancing: this member's partitions are about to be revoked */
+  onRebalancing (cb: () => void): void
+  /** the partitions of the subscribed topic this member holds after a rebalance */
+  onAssigned (cb: (partitions: number[]) => void): void
+  /** consumes (read_committed), one batch at a time; resolves once consuming has started */
+  start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void>
+  commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void>
+  /** stops fetching after the batch in flight; the member stays in the group until close() */
+  stop (): Promise<void>
+  close (): Promise<void>
+}
+
+export interface KafkaClient {
+  admin (): Promise<AdminPort>
+  producer (opts: { transactionalId?: string }): Promise<ProducerPort>
+  /** a consumer group member on one topic; `clientId` is what the group description shows */
+  groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort>
+  /**
+   * Reads committed records of one partition from `from` until `last` (the offset of the last
+   * record to expect) or until no committed record remains, calling `apply` per fetched chunk.
+   */
+  readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>): Promise<void>
+  /** the partition a producer's default partitioner puts `key` in (murmur2, Java-compatible) */
+  partitionOf (topic: string, key: string, partitions: number): number
+}

@@ -1,0 +1,158 @@
+import { AssignerProtocol, Kafka, type KafkaConfig, logLevel, Partitioners, type PartitionMetadata, type Producer } from 'kafkajs'
+import { log } from '../log.js'
+import type { AdminPort, GroupConsumerPort, InputRecord, KafkaClient, OutRecord, ProducerPort, SendResult, TopicSpec, TransactionPort } from './client.js'
+import type { RunConfig } from './config.js'
+
+/** kafkajs client settings from the run configuration; its logs go to pino as warnings. */
+export function kafkajsConfig (c: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>, clientId: string): KafkaConfig {
+  return {
+    clientId,
+    brokers: c.brokers,
+    ssl: c.ssl,
+    ...(c.sasl === null ? {} : { sasl: c.sasl as KafkaConfig['sasl'] }),
+    logLevel: logLevel.WARN,
+    logCreator: () => ({ namespace, level, log: entry }) => {
+      const { message, ...extra } = entry
+      // kafkajs retries what it logs as errors (coordinator loading, leader moves); Ebb logs
+      // its own failures itself, so the client's messages are warnings.
+      if (level <= logLevel.WARN) log.warn({ component: 'kafkajs', namespace, ...extra }, message)
+    }
+  }
+}
+
+function results (meta: Array<{ partition: number, baseOffset?: string }>): SendResult[] {
+  return meta.filter((m) => m.baseOffset !== undefined).map((m) => ({ partition: m.partition, baseOffset: BigInt(m.baseOffset as string) }))
+}
+
+const toMessages = (records: OutRecord[]): Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number }> => records
+
+/** The KafkaClient ports on kafkajs 2.x. */
+export class KafkajsClient implements KafkaClient {
+  private readonly kafka: Kafka
+  private readonly partitioner = Partitioners.DefaultPartitioner()
+  private metadata: PartitionMetadata[] = []
+
+  constructor (private readonly config: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>, private readonly clientId: string) {
+    this.kafka = new Kafka(kafkajsConfig(config, clientId))
+  }
+
+  async admin (): Promise<AdminPort> {
+    const admin = this.kafka.admin()
+    await admin.connect()
+    return {
+      topics: async () => new Set(await admin.listTopics()),
+      partitionCount: async (topic) => {
+        if (!(await admin.listTopics()).includes(topic)) return 0
+        const meta = await admin.fetchTopicMetadata({ topics: [topic] })
+        return meta.topics[0]?.partitions.length ?? 0
+      },
+      createTopics: async (specs: TopicSpec[]) => {
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: specs.map((t) => ({ topic: t.topic, numPartitions: t.partitions, replicationFactor: t.replicationFactor, configEntries: t.compact === true ? [{ name: 'cleanup.policy', value: 'compact' }] : [] }))
+        })
+      },
+      endOffsets: async (topic) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)])),
+      groupAssignments: async (groupId, topic) => {
+        const { groups } = await admin.describeGroups([groupId])
+        return (groups[0]?.members ?? []).filter((m) => m.memberAssignment.length > 0).map((m) => ({
+          clientId: m.clientId,
+          partitions: AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment[topic] ?? []
+        }))
+      },
+      close: async () => { await admin.disconnect() }
+    }
+  }
+
+  async producer (opts: { transactionalId?: string }): Promise<ProducerPort> {
+    const producer: Producer = this.kafka.producer(opts.transactionalId === undefined
+      ? { idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }
+      : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner })
+    await producer.connect()
+    return {
+      send: async (topic, records) => results(await producer.send({ topic, acks: -1, messages: toMessages(records) })),
+      transaction: async (): Promise<TransactionPort> => {
+        const txn = await producer.transaction()
+        return {
+          send: async (topic, records) => results(await txn.send({ topic, acks: -1, messages: toMessages(records) })),
+          sendOffsets: async (groupId, topic, offsets) => { await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: offsets }] }) },
+          commit: async () => { await txn.commit() },
+          abort: async () => { await txn.abort() }
+        }
+      },
+      close: async () => { await producer.disconnect() }
+    }
+  }
+
+  async groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort> {
+    const kafka = opts.clientId === undefined ? this.kafka : new Kafka(kafkajsConfig(this.config, opts.clientId))
+    const consumer = kafka.consumer({ groupId: opts.groupId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
+    await consumer.connect()
+    await consumer.subscribe({ topic: opts.topic, fromBeginning: true })
+    return {
+      onRebalancing: (cb) => { consumer.on(consumer.events.REBALANCING, () => { cb() }) },
+      onAssigned: (cb) => { consumer.on(consumer.events.GROUP_JOIN, (e) => { cb(e.payload.memberAssignment[opts.topic] ?? []) }) },
+      start: async (eachBatch) => {
+        await consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+            await eachBatch(
+              { topic: batch.topic, partition: batch.partition, records: batch.messages as InputRecord[], lastOffset: batch.lastOffset(), highWatermark: batch.highWatermark },
+              { resolve: (offset) => { resolveOffset(offset) }, heartbeat: async () => { await heartbeat() }, active: () => isRunning() && !isStale() }
+            )
+          }
+        })
+      },
+      commitOffsets: async (topic, offsets) => { await consumer.commitOffsets(offsets.map((o) => ({ topic, ...o }))) },
+      stop: async () => { await consumer.stop() },
+      close: async () => { await consumer.disconnect() }
+    }
+  }
+
+  /**
+   * kafkajs has no manual assignment: a throwaway group member subscribes to the topic, pauses
+   * the partitions it does not want and seeks to `from`. Done at the record `last`, or after a
+   * few empty fetches (the tail holds only transaction markers or aborted records).
+   */
+  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>): Promise<void> {
+    const consumer = this.kafka.consumer({ groupId: `${this.clientId}-read-${topic}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20 })
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topic, fromBeginning: true })
+      let joined = false
+      let emptyFetches = 0
+      await new Promise<void>((resolve, reject) => {
+        consumer.on(consumer.events.GROUP_JOIN, (e) => {
+          const others = (e.payload.memberAssignment[topic] ?? []).filter((p) => p !== partition)
+          if (others.length > 0) consumer.pause([{ topic, partitions: others }])
+          joined = true
+        })
+        consumer.on(consumer.events.FETCH, (e) => {
+          if (!joined) return
+          emptyFetches = e.payload.numberOfBatches === 0 ? emptyFetches + 1 : 0
+          if (emptyFetches >= 3) resolve()
+        })
+        consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: true,
+          eachBatch: async ({ batch }) => {
+            if (batch.partition !== partition) return
+            // Before the seek lands, the member may start at the beginning: skip what precedes `from`.
+            await apply((batch.messages as InputRecord[]).filter((m) => BigInt(m.offset) >= from))
+            if (BigInt(batch.lastOffset()) >= last) resolve()
+          }
+        }).then(() => { consumer.seek({ topic, partition, offset: String(from) }) }).catch(reject)
+      })
+    } finally {
+      await consumer.disconnect().catch(() => {})
+    }
+  }
+
+  partitionOf (topic: string, key: string, partitions: number): number {
+    if (this.metadata.length !== partitions) {
+      this.metadata = Array.from({ length: partitions }, (_, i) => ({ partitionErrorCode: 0, partitionId: i, leader: 1, replicas: [1], isr: [1] }))
+    }
+    return this.partitioner({ topic, partitionMetadata: this.metadata, message: { key, value: null } })
+  }
+}
