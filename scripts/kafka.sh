@@ -2,7 +2,7 @@
 # A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1 for Ebb's
 # integration tests and benchmarks, from Maven Central jars (no Docker).
 #
-#   scripts/kafka.sh start | stop | status | bootstrap
+#   scripts/kafka.sh start | stop | status | bootstrap | console TOPIC
 #
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
 # controller listens on KAFKA_PORT+1), KAFKA_DIR (default .cache/kafka). Jars are fetched once
@@ -109,11 +109,23 @@ stop() {
   log "stopped"
 }
 
+console() {
+  # Kafka's own console consumer (read_committed): `scripts/kafka.sh console ebb.recall-tasks`.
+  local topic=${2:?usage: $0 console TOPIC}
+  fetch
+  local main=org.apache.kafka.tools.consumer.ConsoleConsumer
+  [[ $VERSION == 3.[0-6].* ]] && main=kafka.tools.ConsoleConsumer
+  java -cp "$LIBS/*" -Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml" \
+    "$main" --bootstrap-server "127.0.0.1:$PORT" --topic "$topic" --from-beginning \
+    --isolation-level read_committed --property print.key=true --property print.offset=true --property print.partition=true "${@:3}"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 3; fi ;;
   bootstrap) echo "127.0.0.1:$PORT" ;;
   fetch) fetch ;;
-  *) echo "usage: $0 start|stop|status|bootstrap|fetch" >&2; exit 2 ;;
+  console) console "$@" ;;
+  *) echo "usage: $0 start|stop|status|bootstrap|fetch|console TOPIC" >&2; exit 2 ;;
 esac
