@@ -21,6 +21,11 @@ export const RUN_HELP = `ebb run --config F
 export async function run (argv: string[]): Promise<number> {
   const o = parseOptions('run', argv, { config: { type: 'string' }, help: { type: 'boolean' } })
   if (o.help === true) { process.stdout.write(RUN_HELP + '\n'); return 0 }
+  // Signals are caught from the start: a SIGTERM while starting stops cleanly once started.
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => { resolve('SIGINT') })
+    process.once('SIGTERM', () => { resolve('SIGTERM') })
+  })
   const file = requireOption('run', 'config', o.config)
   if (!existsSync(file)) throw new EbbError(Errors.INPUT_NOT_FOUND, file, 'no such file')
   const config = loadRunConfig(file)
@@ -53,10 +58,6 @@ export async function run (argv: string[]): Promise<number> {
   // (with the host name when bound to all interfaces).
   const advertised = process.env.EBB_ADVERTISED_URL ?? url.replace('//0.0.0.0:', `//${hostname()}:`)
   process.stderr.write(`[run] ${config.applicationId}/${config.instanceId}: ${config.topics.input} → ${config.topics.alerts}, ${config.topics.tasks}, ${config.topics.outcomes}, ${config.topics.deadLetters} (${config.processingGuarantee}); API ${url}\n`)
-  const stopped = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => { resolve('SIGINT') })
-    process.once('SIGTERM', () => { resolve('SIGTERM') })
-  })
   const failed = new Promise<string>((resolve) => {
     const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
     t.unref()

@@ -85,7 +85,10 @@ export class KafkaRunner {
   readiness (): { ready: boolean, reason: string } {
     if (this.fatal !== undefined) return { ready: false, reason: `failed: ${this.fatal.message}` }
     if (this.restoring) return { ready: false, reason: 'restoring state from the changelog' }
+    if (this.rebalancing) return { ready: false, reason: 'the group is rebalancing' }
     if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
+    const opening = this.assigned.filter((p) => !this.partitions.has(p))
+    if (opening.length > 0) return { ready: false, reason: `opening partition(s) ${opening.join(', ')}` }
     return { ready: true, reason: `${this.assigned.length} partition(s) assigned` }
   }
 
@@ -181,7 +184,7 @@ export class KafkaRunner {
     // Open (and restore) every assigned partition now, not at its next record: a quiet
     // partition's timers must still fire, and its users must answer the API.
     const assigned = this.assigned
-    this.schedule(async () => { for (const p of assigned) if (this.assigned.includes(p) && !this.rebalancing) await this.open(p) })
+    this.schedule(async () => { for (const p of assigned) if (this.assigned.includes(p) && !this.rebalancing) await this.tryOpen(p) })
   }
 
   /**
@@ -200,7 +203,9 @@ export class KafkaRunner {
     if (this.fatal !== undefined || !control.active()) return
     await this.serial(async () => {
       if (this.rebalancing || !this.assigned.includes(batch.partition)) return
-      const st = await this.open(batch.partition)
+      // Not resolved: the client fetches the batch again, once the partition opens.
+      const st = await this.tryOpen(batch.partition)
+      if (st === undefined) return
       if (batch.records.length > 0) {
         if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.records, this.knownSchemaIds))
         await st.task.process(new KafkaBatch(batch.records, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
@@ -221,12 +226,32 @@ export class KafkaRunner {
     if (have !== undefined) return have
     const dir = join(this.config.stateDir, `${this.config.topics.input}-${partition}`)
     const store = await RocksStore.open(dir)
-    await this.restorePartition(partition, store)
-    const sink = new KafkaSink()
-    const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
-    const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
-    this.partitions.set(partition, st)
-    return st
+    try {
+      await this.restorePartition(partition, store)
+      const sink = new KafkaSink()
+      const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
+      const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
+      this.partitions.set(partition, st)
+      return st
+    } catch (err) {
+      // A restore cut short (a rebalance, a broker hiccup) must not leave the store locked.
+      await store.close().catch(() => {})
+      throw err
+    }
+  }
+
+  /**
+   * Opens a partition, or says why not: a failed open (the restore's Kafka reads during a
+   * rebalance) is not fatal; the partition is tried again at its next batch or assignment.
+   */
+  private async tryOpen (partition: number): Promise<AssignedPartition | undefined> {
+    try {
+      return await this.open(partition)
+    } catch (err) {
+      if ((err as EbbError).code === Errors.STATE_CORRUPT.code) throw err
+      log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
+      return undefined
+    }
   }
 
   /** Replays the changelog partition from the store's position to its end (read committed). */
