@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { decodeJsonEvent } from '../../src/events/jsonl.js'
 import { encodeJsonEvent } from '../../src/events/jsonl.js'
+import { KafkajsClient } from '../../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../../src/kafka/wire.js'
 import { projectRoot } from '../../src/paths.js'
 import { Simulator } from '../../src/sim/simulator.js'
@@ -325,5 +326,31 @@ describe('ebb run on a real Kafka', () => {
     } finally {
       server.close()
     }
+  }, 120_000)
+
+  it('a partition that goes quiet follows the others\' stream time after idlePartitionTimeout, so its timers fire', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const client = new KafkajsClient({ brokers: [BROKER], ssl: false, sasl: null }, 'ebb-test')
+    // Two users on different partitions: one logs in once, then nothing arrives on its partition;
+    // the other keeps logging in daily for two weeks on the other partition.
+    const users = Array.from({ length: 50 }, (_, i) => `q-${i}`)
+    const quiet = users.find((u) => client.partitionOf(input, u, 2) === 0) as string
+    const busy = users.find((u) => client.partitionOf(input, u, 2) === 1) as string
+    const login = (userId: string, iso: string, n: number): { key: string, value: Buffer } => ({ key: userId, value: encodeAvroEvent({ eventId: `${userId}-${n}`, userId, type: 'LOGIN', ts: Date.parse(iso), tz: 'UTC', targetId: null, durationMs: null, amount: null, channel: null, taskId: null }) })
+    const days = Array.from({ length: 14 }, (_, d) => login(busy, `2026-03-${String(2 + d).padStart(2, '0')}T09:00:00Z`, d))
+    await produce(input, 2, [login(quiet, '2026-03-02T09:00:00Z', 0), ...days])
+    const ebb = startEbb(config(app, input, 2, join(tmp.dir, app), `${app}-0`, 'idlePartitionTimeout: 1s\n'))
+    await waitCaughtUp(app, input)
+    const inactive = async (): Promise<Alert[]> => kcatValues(`${app}.alerts`).map((v) => decodeOutput('alert', v) as Alert).filter((a) => a.userId === quiet && a.rule === 'inactive_7d')
+    let found: Alert[] = []
+    for (let i = 0; i < 100 && found.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      found = await inactive()
+    }
+    ebb.child.kill('SIGTERM')
+    expect(await ebb.exited).toBe(0)
+    // 7 complete days after 2 March: the timer due at 10 March 00:00 UTC fired on the quiet partition.
+    expect(found.map((a) => a.firedAt)).toEqual([Date.parse('2026-03-10T00:00:00Z')])
   }, 120_000)
 })
