@@ -1,4 +1,4 @@
-import type { RecentRecordsSink } from '../io/recent.js'
+import type { RecentRecords } from '../io/recent.js'
 import type { Topology } from '../rules/topology.js'
 import type { PartitionTask } from '../runtime/partition-task.js'
 import type { UserState } from '../state/user-state.js'
@@ -12,7 +12,7 @@ export type UserLocation = { local: true, state: UserState | undefined, streamTi
 
 export interface EngineView {
   readonly topology: Topology
-  readonly recent: RecentRecordsSink
+  readonly recent: RecentRecords
   /** ready: state restored and partitions assigned; else why not */
   readiness (): { ready: boolean, reason: string }
   /** the user's state when this instance holds their partition, else the owner's base URL */
@@ -21,7 +21,7 @@ export interface EngineView {
 
 /** One partition task in this process: the embedded demo (and tests). */
 export class LocalEngineView implements EngineView {
-  constructor (private readonly task: PartitionTask, readonly recent: RecentRecordsSink, private ready = true) {}
+  constructor (private readonly task: PartitionTask, readonly recent: RecentRecords, private ready = true) {}
 
   get topology (): Topology { return this.task.topology }
 

@@ -1,8 +1,8 @@
 import { CHANNELS } from '../events/user-event.js'
 import type { AlertRecord } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
-import type { Condition, Rule } from '../rules/topology.js'
-import { signalValue } from '../signals/registry.js'
+import { conditionsHold } from '../rules/evaluator.js'
+import type { Rule } from '../rules/topology.js'
 import { activeHour, daysInactive, type SignalParams, valueTier } from '../signals/signals.js'
 import { NO_TASKS, TASK_CLOSED, TASK_DELIVERED, TASK_HOLDOUT, TASK_OPENED, TASK_RECALLED, TASK_RETURNED, type TaskEntry, type UserState } from '../state/user-state.js'
 import { CHURN_TYPES, type ChurnType, type InterventionConfig, MAX_CAP_DAYS, type Plan, render, VALUE_TIERS } from './config.js'
@@ -84,7 +84,7 @@ export class InterventionStage {
 
   /** Index into CHURN_TYPES: the first churn-type rule whose conditions all hold, else LOW_ACTIVITY. */
   classify (s: UserState, today: number): number {
-    for (const r of this.config.churnTypes) if (holdsAll(r.when, s, today, this.params)) return CHURN_TYPES.indexOf(r.type)
+    for (const r of this.config.churnTypes) if (conditionsHold(r.when, s, today, this.params)) return CHURN_TYPES.indexOf(r.type)
     return CHURN_TYPES.indexOf('LOW_ACTIVITY' satisfies ChurnType)
   }
 
@@ -278,15 +278,6 @@ export class InterventionStage {
   }
 }
 
-function holdsAll (when: readonly Condition[], s: UserState, today: number, p: SignalParams): boolean {
-  for (const c of when) {
-    const v = signalValue(c.signalId, s, today, p)
-    const ok = c.op === '>=' ? v >= c.threshold : c.op === '>' ? v > c.threshold : c.op === '<=' ? v <= c.threshold : v < c.threshold
-    if (!ok) return false
-  }
-  return true
-}
-
 /** A LOGIN at `ts` is inside the entry's attribution window [sendAt, sendAt + hours). */
 function inWindow (t: TaskEntry, ts: number): boolean {
   return ts >= t.sendAt && ts < t.sendAt + t.attributionHours * HOUR_MS
@@ -340,6 +331,3 @@ export function taskIdOf (userId: string, episodeTs: number, planId: string, ste
   const key = `${userId}\u0000${episodeTs}\u0000${planId}\u0000${step}`
   return 't' + hash32(key, 0x5bd1e995).toString(16).padStart(8, '0') + hash32(key, 0x27d4eb2f).toString(16).padStart(8, '0')
 }
-
-/** Exported for the invariant checker and tests. */
-export const interventionInternals = { fits, holdsAll }

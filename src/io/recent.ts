@@ -21,18 +21,25 @@ export class Ring<T> {
   get size (): number { return this.items.length }
 }
 
-/**
- * Tees an output sink and keeps the most recent alerts and tasks in memory, for the HTTP API
- * (GET /alerts, a user's recent alerts and tasks). Bounded: older records are only in the
- * outputs themselves (files or topics).
- */
-export class RecentRecordsSink implements OutputSink {
+/** The most recent alerts and tasks, for the HTTP API (GET /alerts, a user's recent alerts and tasks). */
+export class RecentRecords {
   readonly alerts: Ring<AlertRecord>
   readonly tasks: Ring<RecallTaskRecord>
 
-  constructor (private readonly inner: OutputSink, capacity = 10_000) {
+  constructor (capacity = 10_000) {
     this.alerts = new Ring(capacity)
     this.tasks = new Ring(capacity)
+  }
+}
+
+/**
+ * Tees an output sink into RecentRecords (the embedded demo). Bounded: older records are only in
+ * the outputs themselves (files or topics). Kafka mode fills RecentRecords after each commit
+ * instead, so that only committed records are shown.
+ */
+export class RecentRecordsSink extends RecentRecords implements OutputSink {
+  constructor (private readonly inner: OutputSink, capacity = 10_000) {
+    super(capacity)
   }
 
   alert (a: AlertRecord): void { this.alerts.push(a); this.inner.alert(a) }

@@ -5,7 +5,7 @@ import { log } from '../log.js'
 import type { EbbMetrics } from '../metrics/metrics.js'
 import type { Topology } from '../rules/topology.js'
 import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js'
-import { RecentRecordsSink } from '../io/recent.js'
+import { RecentRecords } from '../io/recent.js'
 import { metaKey } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendResult, TopicSpec } from './client.js'
@@ -93,7 +93,7 @@ export class KafkaRunner {
   }
 
   /** The last committed alerts and tasks of this instance (GET /alerts, a user's recent alerts). */
-  readonly recent = new RecentRecordsSink(new KafkaSink(), 10_000)
+  readonly recent = new RecentRecords(10_000)
   /** Input partitions' owners, for the interactive query. */
   readonly owners: PartitionOwners
 

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { EVENT_TYPES } from '../events/user-event.js'
+import type { KpiCounts } from '../intervention/kpis.js'
 import type { EngineObserver, PartitionTask } from '../runtime/partition-task.js'
 
 /**
@@ -141,46 +142,30 @@ export class EbbMetrics {
         for (const p of parts()) for (const [decision, n] of p.task.intervention?.kpis.decisions ?? []) setCounter(this, { decision }, n)
       }
     })
-    new Counter({
-      name: 'ebb_tasks_total',
-      help: 'Recall tasks emitted to the dispatch output (first steps and follow-ups), by plan and channel',
-      labelNames: ['plan', 'channel'],
-      registers: [r],
-      collect () {
-        this.reset()
-        for (const p of parts()) p.task.intervention?.kpis.forEachSent((plan, channel, _t, c) => { setCounter(this, { plan, channel }, c.assigned) })
-      }
-    })
-    new Counter({
-      name: 'ebb_outcomes_total',
-      help: 'Outcomes (recalls, last touch), by plan and channel',
-      labelNames: ['plan', 'channel'],
-      registers: [r],
-      collect () {
-        this.reset()
-        for (const p of parts()) p.task.intervention?.kpis.forEachSent((plan, channel, _t, c) => { setCounter(this, { plan, channel }, c.recalls) })
-      }
-    })
-    new Counter({
-      name: 'ebb_recall_assigned_total',
-      help: 'First-step tasks (TREATMENT) and holdout shadows (HOLDOUT): the denominators of recall rate and uplift',
-      labelNames: ['plan', 'arm'],
-      registers: [r],
-      collect () {
-        this.reset()
-        for (const p of parts()) p.task.intervention?.kpis.forEachAssignment((plan, arm, c) => { setCounter(this, { plan, arm }, c.assigned) })
-      }
-    })
-    new Counter({
-      name: 'ebb_recall_returned_total',
-      help: 'First-step tasks and holdout shadows whose user logged in within the attribution window',
-      labelNames: ['plan', 'arm'],
-      registers: [r],
-      collect () {
-        this.reset()
-        for (const p of parts()) p.task.intervention?.kpis.forEachAssignment((plan, arm, c) => { setCounter(this, { plan, arm }, c.recalls) })
-      }
-    })
+    /** A counter per (plan, channel) summed over partitions from the attribution cells. */
+    const sentCounter = (name: string, help: string, pick: (c: KpiCounts) => number): void => {
+      new Counter({
+        name, help, labelNames: ['plan', 'channel'], registers: [r],
+        collect () {
+          this.reset()
+          for (const p of parts()) p.task.intervention?.kpis.forEachSent((plan, channel, _t, c) => { setCounter(this, { plan, channel }, pick(c)) })
+        }
+      })
+    }
+    /** A counter per (plan, arm) summed over partitions from the uplift cells. */
+    const armCounter = (name: string, help: string, pick: (c: KpiCounts) => number): void => {
+      new Counter({
+        name, help, labelNames: ['plan', 'arm'], registers: [r],
+        collect () {
+          this.reset()
+          for (const p of parts()) p.task.intervention?.kpis.forEachAssignment((plan, arm, c) => { setCounter(this, { plan, arm }, pick(c)) })
+        }
+      })
+    }
+    sentCounter('ebb_tasks_total', 'Recall tasks emitted to the dispatch output (first steps and follow-ups), by plan and channel', (c) => c.assigned)
+    sentCounter('ebb_outcomes_total', 'Outcomes (recalls, last touch), by plan and channel', (c) => c.recalls)
+    armCounter('ebb_recall_assigned_total', 'First-step tasks (TREATMENT) and holdout shadows (HOLDOUT): the denominators of recall rate and uplift', (c) => c.assigned)
+    armCounter('ebb_recall_returned_total', 'First-step tasks and holdout shadows whose user logged in within the attribution window', (c) => c.recalls)
     new Gauge({
       name: 'ebb_recall_rate',
       help: 'Recall rate since start (returned ÷ assigned), by plan and arm; uplift = TREATMENT − HOLDOUT',

@@ -2,7 +2,7 @@ import type { InterventionStage } from '../intervention/intervention-stage.js'
 import type { AlertRecord, Reason } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
 import { signalValue } from '../signals/registry.js'
-import { responseTier, valueTier } from '../signals/signals.js'
+import { responseTier, type SignalParams, valueTier } from '../signals/signals.js'
 import type { UserState } from '../state/user-state.js'
 import type { Condition, Rule, Topology } from './topology.js'
 
@@ -32,7 +32,7 @@ export class RuleEvaluator {
       const rule = rules[i]
       const bit = 1 << rule.index
       if ((mask & bit) === 0) continue
-      if (this.holds(rule.when, s, today)) {
+      if (conditionsHold(rule.when, s, today, this.topology.params)) {
         if ((s.ruleCond & bit) !== 0) continue
         s.ruleCond |= bit
         if ((s.ruleFired & bit) === 0) this.fire(s, rule, today, at)
@@ -40,18 +40,6 @@ export class RuleEvaluator {
         s.ruleCond &= ~bit
       }
     }
-  }
-
-  private holds (when: readonly Condition[], s: UserState, today: number): boolean {
-    const p = this.topology.params
-    for (let i = 0; i < when.length; i++) {
-      const c = when[i]
-      const v = signalValue(c.signalId, s, today, p)
-      // NaN (an undefined signal) fails every comparison.
-      const ok = c.op === '>=' ? v >= c.threshold : c.op === '>' ? v > c.threshold : c.op === '<=' ? v <= c.threshold : v < c.threshold
-      if (!ok) return false
-    }
-    return true
   }
 
   /** A LOGIN after the episode opened closes it. */
@@ -88,6 +76,18 @@ export class RuleEvaluator {
     if (this.intervention !== null) this.intervention.decide(s, alert, rule, today, at)
     this.sink.alert(alert)
   }
+}
+
+/** Whether every condition holds for a user on local day `today` (rules and churn types). */
+export function conditionsHold (when: readonly Condition[], s: UserState, today: number, p: SignalParams): boolean {
+  for (let i = 0; i < when.length; i++) {
+    const c = when[i]
+    const v = signalValue(c.signalId, s, today, p)
+    // NaN (an undefined signal) fails every comparison.
+    const ok = c.op === '>=' ? v >= c.threshold : c.op === '>' ? v > c.threshold : c.op === '<=' ? v <= c.threshold : v < c.threshold
+    if (!ok) return false
+  }
+  return true
 }
 
 /** Deterministic: the user and the event time of the episode's first alert. */
