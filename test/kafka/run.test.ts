@@ -22,8 +22,14 @@ import { BROKER, kafka, kcatValues, startBroker, stopBroker, waitCaughtUp } from
 const root = projectRoot()
 const tmp = tempDir('ebb-kafka-')
 let started = false
+/** Every ebb process a test started: killed at the end even when a test failed half-way. */
+const children: ChildProcess[] = []
 beforeAll(() => { started = startBroker() }, 200_000)
-afterAll(() => { if (started) stopBroker(); tmp.cleanup() })
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  if (started) stopBroker()
+  tmp.cleanup()
+})
 
 const uid = (): string => Math.random().toString(36).slice(2, 8)
 
@@ -43,6 +49,7 @@ ${extra}`)
 
 function startEbb (file: string): { child: ChildProcess, exited: Promise<number | null>, stderr: () => string } {
   const child = spawn(process.execPath, [join(root, 'bin', 'ebb.js'), 'run', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'] })
+  children.push(child)
   let err = ''
   child.stderr?.on('data', (b: Buffer) => { err += b.toString() })
   return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })), stderr: () => err }

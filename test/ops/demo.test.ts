@@ -10,20 +10,25 @@ describe('ebb demo keeps serving', () => {
     let out = ''
     child.stdout.on('data', (b: Buffer) => { out += b.toString() })
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error(`no URL printed: ${out}`)) }, 60_000)
-      child.stdout.on('data', () => {
-        const m = /serving until Ctrl-C:\n\s+API docs\s+(http:\/\/127\.0\.0\.1:\d+)\/docs/.exec(out)
-        if (m !== null) { clearTimeout(timer); resolve(m[1]) }
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error(`no URL printed: ${out}`)) }, 60_000)
+        child.stdout.on('data', () => {
+          const m = /serving until Ctrl-C:\n\s+API docs\s+(http:\/\/127\.0\.0\.1:\d+)\/docs/.exec(out)
+          if (m !== null) { clearTimeout(timer); resolve(m[1]) }
+        })
       })
-    })
-    expect(out).toMatch(/metrics\s+http:\/\/127\.0\.0\.1:\d+\/metrics/)
-    const user = /curl -s (http:\S+\/users\/\S+)/.exec(out)?.[1] as string
-    expect((await fetch(`${url}/healthz`)).status).toBe(200)
-    const u = await (await fetch(user)).json() as { userId: string, signals: Record<string, unknown> }
-    expect(u.signals).toHaveProperty('daysInactive')
-    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^ebb_records_total \d+/m)
-    child.kill('SIGINT')
-    expect(await exited).toBe(0)
+      expect(out).toMatch(/metrics\s+http:\/\/127\.0\.0\.1:\d+\/metrics/)
+      const user = /curl -s (http:\S+\/users\/\S+)/.exec(out)?.[1] as string
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      const u = await (await fetch(user)).json() as { userId: string, signals: Record<string, unknown> }
+      expect(u.signals).toHaveProperty('daysInactive')
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^ebb_records_total \d+/m)
+      child.kill('SIGINT')
+      expect(await exited).toBe(0)
+    } finally {
+      // Stop what the test started, even when an assertion failed half-way.
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
   }, 90_000)
 })
