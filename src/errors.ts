@@ -36,6 +36,7 @@ export const Errors = Object.freeze({
   STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),
   STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.'),
+  MODEL_INVALID: def('EBB_MODEL_INVALID', 2, false, 'the churn model file %s %s. Point `model:` in the topology at a file written by `ebb train`.'),
   HTTP_LISTEN: def('EBB_HTTP_LISTEN', 2, false, 'the HTTP API cannot listen on %s: %s. Pick another --port (or EBB_HTTP_PORT; 0 picks a free one).')
 } as const)
 

@@ -11,18 +11,15 @@ Commands:
   ebb replay      deterministic file-to-file run (--in events.jsonl --out DIR)
   ebb check       verify a replay's recall tasks keep channel rules, consent, caps, quiet hours
   ebb simulate    write a synthetic population with ground-truth churn labels
+  ebb train       fit the churn model on labelled events (--in F --derive-labels --out model.json)
+  ebb eval        AUC, precision, recall, alert volume and lead time of the model against inactive_7d
   ebb bench       the benchmark suite (ebb bench core)
   ebb help [cmd]  this text, or a command's options
 
-Not built yet: ebb train / ebb eval (the churn model).
 Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
 
 ${REPLAY_HELP}`
 
-const PLANNED: Record<string, string> = {
-  train: 'the churn model is not built yet',
-  eval: 'the churn model is not built yet'
-}
 
 /** Runs one command; returns the exit code. Errors become one line that says what to fix. */
 export async function main (argv: string[]): Promise<number> {
@@ -34,6 +31,8 @@ export async function main (argv: string[]): Promise<number> {
       case 'check': return await (await import('./check.js')).check(rest)
       case 'simulate': return await (await import('./simulate.js')).simulate(rest)
       case 'demo': return await (await import('./demo.js')).demo(rest)
+      case 'train': return await (await import('./train.js')).train(rest)
+      case 'eval': return await (await import('./eval.js')).evaluate(rest)
       case 'bench': return await (await import('../../bench/run.js')).runBench(rest)
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(HELP + '\n')
@@ -42,10 +41,6 @@ export async function main (argv: string[]): Promise<number> {
         process.stdout.write('ebb 0.1.0\n')
         return 0
       default:
-        if (command in PLANNED) {
-          process.stderr.write(`ebb ${command}: ${PLANNED[command]}\n`)
-          return 2
-        }
         process.stderr.write(`ebb: unknown command "${command}". Run \`ebb help\` for the commands.\n`)
         return 2
     }

@@ -51,7 +51,7 @@ export const topologyRoutes: FastifyPluginAsync<{ engine: EngineView }> = async 
     return {
       file: t.file,
       defaultTimezone: t.defaultTimezone,
-      model: t.modelPath,
+      model: t.model === null ? null : t.model.version,
       rules: t.rules.map((r) => ({ id: r.id, description: r.description, enabled: r.enabled, disabledReason: r.disabledReason, when: r.when.map((c) => ({ signal: c.signal.name, op: c.op, threshold: c.threshold })) })),
       experiment: iv === null ? null : { name: iv.experiment, holdoutShare: iv.holdoutShare },
       plans: iv === null ? [] : iv.plans.plans.map((p) => ({ id: p.id, churnTypes: p.churnTypes, valueTiers: p.valueTiers, winback: p.winback, hook: p.hook, attributionWindowHours: p.attributionWindowHours, steps: p.steps.map((s) => ({ afterHours: s.afterHours, channels: s.channels })) }))

@@ -56,6 +56,9 @@ export class RuleEvaluator {
     const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
     const p = this.topology.params
     const reasons: Reason[] = rule.when.map((c) => reasonOf(c, signalValue(c.signalId, s, today, p)))
+    // A model alert explains its score: the features that raise it most (SPEC §4).
+    const model = this.topology.model
+    if (this.hasModelRule[rule.index] && model !== null) for (const r of model.reasons(s, today, at, p)) reasons.push(r)
     const alert: AlertRecord = {
       alertId: `${episodeId}:${rule.id}`,
       userId: s.userId,

@@ -6,6 +6,8 @@ import { SIGNALS_BY_NAME, type SignalDefinition, type SignalId } from '../signal
 import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
 import { COUNT_DAYS, DROP_WINDOW_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
 import { isKnownZone } from '../time/zones.js'
+import { type ChurnModel, loadModel } from '../model/model.js'
+import { isAbsolute, dirname, resolve } from 'node:path'
 
 export type Op = '>=' | '>' | '<=' | '<'
 const OPS: readonly Op[] = ['>=', '>', '<=', '<']
@@ -34,6 +36,8 @@ export interface Topology {
   readonly graceMs: number
   readonly params: SignalParams
   readonly modelPath: string | null
+  /** the churn model `model:` names (loaded and checked with the topology); scores churnScore */
+  readonly model: ChurnModel | null
   readonly rules: readonly Rule[]
   /** per event type: bit mask of enabled rules whose signals that event type can move */
   readonly rulesByEventType: Int32Array
@@ -120,7 +124,9 @@ export function parseTopology (text: string, file: string): Topology {
   if (params.response.mid > params.response.high) fail(get(resp, 'mid'), 'signals.responseRate.mid: above high')
 
   const modelNode = get(root, 'model')
-  const modelPath = modelNode !== undefined && isScalar(modelNode) && modelNode.value !== null ? String(modelNode.value) : null
+  const modelName = modelNode !== undefined && isScalar(modelNode) && modelNode.value !== null ? String(modelNode.value) : null
+  // Relative to the topology file, like the plan library.
+  const modelPath = modelName === null ? null : isAbsolute(modelName) ? modelName : resolve(dirname(file), modelName)
 
   /** One `{ signal, op, threshold }` condition (rules and churn types). */
   const condition = (cn: Node, where: string): Condition => {
@@ -175,5 +181,7 @@ export function parseTopology (text: string, file: string): Topology {
   }
   const interventionNode = get(root, 'intervention')
   const intervention = interventionNode === undefined ? null : parseIntervention(y, interventionNode, condition, modelPath !== null)
-  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention }
+  // Loaded last: a mistake in the topology itself is reported first.
+  const model = modelPath === null ? null : loadModel(modelPath)
+  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, model, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention }
 }

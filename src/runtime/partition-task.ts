@@ -5,6 +5,7 @@ import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { OutputSink } from '../io/sinks.js'
 import { InterventionStage } from '../intervention/intervention-stage.js'
+import type { ChurnModel } from '../model/model.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
@@ -26,6 +27,15 @@ export interface PartitionTaskOptions {
   /** benchmark hook: receives each event's decode + processing time in nanoseconds */
   latency?: LatencyRecorder
   observer?: EngineObserver
+  /** `ebb train` / `ebb eval`: sees every user at each local-midnight timer, and every accepted LOGIN */
+  snapshots?: SnapshotHook
+}
+
+/** Daily snapshots of users for training and evaluating the churn model (not used in production). */
+export interface SnapshotHook {
+  /** at a user's local-midnight timer, after the score and the rules of the new day */
+  daily (s: UserState, today: number, due: number): void
+  login (s: UserState, ts: number): void
 }
 
 export interface LatencyRecorder { recordValue (ns: number): void }
@@ -42,6 +52,9 @@ export interface EngineObserver {
 const SAMPLE_MASK = 63
 
 const META_TIME = metaKey('time')
+
+/** The model's NaN (no score yet) is stored and shown as null. */
+function scoreOrNull (v: number): number | null { return Number.isNaN(v) ? null : v }
 
 /**
  * One partition's processor (Kafka Streams' StreamTask): owns the partition's state store, its
@@ -71,6 +84,8 @@ export class PartitionTask {
   watermark: number
   private readonly latency: LatencyRecorder | undefined
   private readonly observer: EngineObserver | undefined
+  private readonly snapshots: SnapshotHook | undefined
+  private readonly model: ChurnModel | null
   private decodeNs = new Float64Array(0)
   private decoded: Array<UserEvent | null> = []
   /** the state of each record's user when the batch was decoded (one Map lookup per event) */
@@ -97,6 +112,8 @@ export class PartitionTask {
     this.watermark = watermark
     this.latency = opts.latency
     this.observer = opts.observer
+    this.snapshots = opts.snapshots
+    this.model = opts.topology.model
   }
 
   /** Opens the task on its store, resuming the stream time a previous run committed. */
@@ -219,7 +236,10 @@ export class PartitionTask {
     const zone = s.zone
     if (e.tz !== null) s.setZone(e.tz)
     applyEvent(s, e, type, s.zone.localDay(ts))
+    // Scored on every event (SPEC §3: signals are always current), before the rules read it.
+    if (this.model !== null) s.churnScore = scoreOrNull(this.model.score(s, s.headDay, ts, this.topology.params))
     if (type === EventType.LOGIN) {
+      if (this.snapshots !== undefined) this.snapshots.login(s, ts)
       if (this.intervention !== null) this.intervention.onLogin(s, ts)
       this.rules.closeEpisodeOnLogin(s, ts)
     } else if (e.taskId !== null && this.intervention !== null && (type === EventType.MESSAGE_DELIVERED || type === EventType.MESSAGE_OPENED)) {
@@ -256,8 +276,10 @@ export class PartitionTask {
     s.timerDue = 0
     let today = s.zone.localDay(due)
     if (today < s.headDay) today = s.headDay
+    if (this.model !== null) s.churnScore = scoreOrNull(this.model.score(s, today, due, this.topology.params))
     this.rules.evaluate(s, this.topology.timerRules, today, due)
     if (this.intervention !== null) this.intervention.onTimer(s, due)
+    if (this.snapshots !== undefined) this.snapshots.daily(s, today, due)
     if (today - s.headDay < this.topology.timerHorizonDays) this.armTimer(s, s.zone.startOfDay(today + 1))
   }
 

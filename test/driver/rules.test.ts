@@ -1,9 +1,10 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { topologyPath } from '../../src/paths.js'
 import { parseTopology } from '../../src/rules/topology.js'
 import { TopologyTestDriver, type DriverEvent } from '../../src/runtime/test-driver.js'
-import { at, defaultTopology } from '../helpers.js'
+import { at, defaultTopology, handModel, tempDir } from '../helpers.js'
 
 const SH = 'Asia/Shanghai'
 const ev = (userId: string, type: DriverEvent['type'], local: string, extra: Partial<DriverEvent> = {}): DriverEvent => ({ userId, type, ts: at(local), tz: SH, ...extra })
@@ -142,30 +143,31 @@ describe('consumption_drop', () => {
 })
 
 describe('model_risk', () => {
-  const withModel = readFileSync(topologyPath('default.yaml'), 'utf8').replace('model: null', 'model: test-model.json')
+  const withoutModel = readFileSync(topologyPath('default.yaml'), 'utf8').replace(/^model: .*$/m, 'model: null')
 
   it('is disabled, and says why, when the topology has no model', () => {
-    const rule = defaultTopology().rules.find((r) => r.id === 'model_risk')
+    const rule = parseTopology(withoutModel, topologyPath('default-no-model.yaml')).rules.find((r) => r.id === 'model_risk')
     expect(rule?.enabled).toBe(false)
     expect(rule?.disabledReason).toMatch(/model/)
   })
 
   it('fires when churnScore crosses the threshold, with the score; once per episode; re-arms', async () => {
-    const d = await TopologyTestDriver.create(parseTopology(withModel, topologyPath('default+model.yaml')))
-    await d.pipe(ev('m', 'LOGIN', '2026-03-01T09:00'))
-    const s = d.user('m')
-    if (s === undefined) throw new Error('no state')
-    // The scorer (the model issue) writes churnScore on the state; the rule reads it on every event.
-    s.churnScore = 0.82
-    await d.pipe(ev('m', 'VIEW', '2026-03-01T10:00'))
-    s.churnScore = 0.9
-    await d.pipe(ev('m', 'VIEW', '2026-03-01T11:00'))
-    expect(d.alertsOf('model_risk').map((a) => [a.firedAt, a.score])).toEqual([[at('2026-03-01T10:00'), 0.82]])
-    s.churnScore = 0.2
-    await d.pipe(ev('m', 'LOGIN', '2026-03-02T09:00'))
-    s.churnScore = 0.75
-    await d.pipe(ev('m', 'VIEW', '2026-03-02T10:00'))
-    expect(d.alertsOf('model_risk').map((a) => a.firedAt)).toEqual([at('2026-03-01T10:00'), at('2026-03-02T10:00')])
+    // score = σ(daysInactive − 4.5): ≥ 0.7 from six silent days on
+    const { dir, cleanup } = tempDir()
+    try {
+      writeFileSync(join(dir, 'm.json'), JSON.stringify(handModel(['daysInactive'], [0], [1], [1], -4.5)))
+      const d = await TopologyTestDriver.create(parseTopology(withoutModel.replace(/^model: null$/m, `model: ${join(dir, 'm.json')}`), topologyPath('default+model.yaml')))
+      await d.pipe(ev('m', 'LOGIN', '2026-03-02T09:00'))
+      d.advanceTo(at('2026-03-08T00:00')) // 5 silent days: σ(0.5) = 0.62
+      expect(d.alertsOf('model_risk')).toHaveLength(0)
+      d.advanceTo(at('2026-03-20T00:00')) // 6 days at 03-09 00:00, then higher: one alert
+      expect(d.alertsOf('model_risk').map((a) => [a.firedAt, a.score])).toEqual([[at('2026-03-09T00:00'), 1 / (1 + Math.exp(-1.5))]])
+      await d.pipe(ev('m', 'LOGIN', '2026-03-21T09:00')) // back: score falls, the episode closes
+      d.advanceTo(at('2026-03-28T00:00'))
+      expect(d.alertsOf('model_risk').map((a) => a.firedAt)).toEqual([at('2026-03-09T00:00'), at('2026-03-28T00:00')])
+    } finally {
+      cleanup()
+    }
   })
 })
 

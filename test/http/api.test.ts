@@ -70,7 +70,8 @@ describe('HTTP API', () => {
   it('GET /topology lists rules, plans and the experiment', async () => {
     const t = (await app.inject('/topology')).json()
     expect(t.rules.map((r: { id: string }) => r.id)).toContain('inactive_7d')
-    expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').enabled).toBe(false)
+    expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').enabled).toBe(true)
+    expect(t.model).toMatch(/^(logistic|gbt)-[0-9a-f]{12}$/)
     expect(t.plans.length).toBeGreaterThanOrEqual(10)
     expect(t.experiment).toEqual({ name: 'recall-2026', holdoutShare: 0.1 })
   })

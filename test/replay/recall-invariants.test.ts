@@ -26,6 +26,7 @@ function ebb (...args: string[]): { code: number | null, stdout: string, stderr:
 const topologyFile = join(tmp.dir, 'topology.yaml')
 writeFileSync(topologyFile, readFileSync(topologyPath('default.yaml'), 'utf8')
   .replace('plans: plans.yaml', `plans: ${topologyPath('plans.yaml')}`)
+  .replace(/^model: .*$/m, `model: ${topologyPath('churn-model.json')}`)
   .replace('consentByDefault: [PUSH, EMAIL, IN_APP]', 'consentByDefault: [PUSH, SMS, EMAIL, IN_APP]')
   .replace('PUSH: { max: 1, days: 1 }', 'PUSH: { max: 1, days: 7 }'))
 const events = join(tmp.dir, 'events.jsonl')
@@ -62,7 +63,7 @@ describe('recall tasks over a 10k-user simulation', () => {
     cpSync(out, broken, { recursive: true })
     const lines = readFileSync(join(broken, 'tasks.jsonl'), 'utf8').trim().split('\n')
     const t = JSON.parse(lines[0]) as { sendAt: number, taskId: string }
-    t.sendAt -= 9 * 3_600_000 // to the small hours: quiet hours, and before its alert
+    t.sendAt = Date.parse('2026-01-01T18:00:00Z') // 02:00 in Shanghai: quiet hours, and before its alert
     lines.push(lines[1]) // a task emitted twice
     lines[0] = JSON.stringify(t)
     writeFileSync(join(broken, 'tasks.jsonl'), lines.join('\n') + '\n')

@@ -54,7 +54,7 @@ describe('state round trip through RocksDB', () => {
 
     expect(clean.alerts.length).toBeGreaterThan(50)
     const rules = new Set(clean.alerts.map((x) => x.rule))
-    expect(rules).toEqual(new Set(['inactive_7d', 'unfollow_burst', 'consumption_drop', 'inactive_31d']))
+    expect(rules).toEqual(new Set(['inactive_7d', 'unfollow_burst', 'consumption_drop', 'inactive_31d', 'model_risk']))
     expect(clean.deadLetters.some((d) => d.reason === 'duplicate')).toBe(true)
     // Restarts never duplicate a task: the same taskIds, each once.
     expect(clean.tasks.length).toBeGreaterThan(20)

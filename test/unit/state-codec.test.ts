@@ -28,9 +28,10 @@ describe('the per-user state record', () => {
     expect(bytes.length).toBeLessThan(300)
     // The hand-written flush encoder writes exactly avsc's bytes for the same record.
     expect(bytes).toEqual(encodeStateWithAvsc(s))
+    const score = s.churnScore
     s.churnScore = 0.4375
     expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
-    s.churnScore = null
+    s.churnScore = score
     const back = decodeState('busy', bytes)
     expect(encodeState(back)).toEqual(bytes)
     for (const k of ['firstDay', 'lastEventTs', 'headDay', 'lastLoginTs', 'lastLoginDay', 'lastPurchaseDay', 'followCount', 'loginBits', 'recentPos', 'ruleCond', 'ruleFired', 'episodeOpenTs', 'timerDue', 'consentRevoked'] as const) {

@@ -1,0 +1,218 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
+import { count, Progress, rate } from '../cli/progress.js'
+import { EbbError, Errors } from '../errors.js'
+import { decodeJsonEvent } from '../events/jsonl.js'
+import { readLineBatches } from '../io/line-reader.js'
+import { MemorySink, type OutputSink } from '../io/sinks.js'
+import type { Topology } from '../rules/topology.js'
+import { PartitionTask, type SnapshotHook } from '../runtime/partition-task.js'
+import { LineBatch } from '../runtime/record-batch.js'
+import { daysInactive } from '../signals/signals.js'
+import { RocksStore } from '../state/rocks-store.js'
+import type { UserState } from '../state/user-state.js'
+import { computeFeatures, FEATURE_COUNT } from './features.js'
+
+export const DAY_MS = 86_400_000
+/** SPEC: churn at time t = no LOGIN in (t, t + 30 days]. */
+export const LABEL_HORIZON_DAYS = 30
+export const LABEL_HORIZON_MS = LABEL_HORIZON_DAYS * DAY_MS
+
+/**
+ * Daily snapshots of a replay: one row per user per local midnight (the user's daily timer), for
+ * users who have logged in and are fewer than 30 days away (past that the question is answered).
+ * Features (for training) and the engine's churnScore (for evaluation) at that instant.
+ * The features come from the engine's own state through computeFeatures: the same code that
+ * scores in production.
+ */
+export class DailySnapshots implements SnapshotHook {
+  n = 0
+  ts = new Float64Array(1 << 16)
+  user = new Int32Array(1 << 16)
+  score = new Float64Array(1 << 16)
+  inactive = new Float64Array(1 << 16)
+  X: Float64Array
+  /** users by index, and the index of each; logins per user (accepted LOGIN times) */
+  readonly users: string[] = []
+  readonly index = new Map<string, number>()
+  readonly logins: number[][] = []
+
+  constructor (private readonly topology: Topology, private readonly withFeatures: boolean, private readonly from = Number.NEGATIVE_INFINITY) {
+    this.X = new Float64Array(withFeatures ? (1 << 16) * FEATURE_COUNT : 0)
+  }
+
+  userIndex (userId: string): number {
+    let u = this.index.get(userId)
+    if (u === undefined) {
+      u = this.users.length
+      this.users.push(userId)
+      this.index.set(userId, u)
+      this.logins.push([])
+    }
+    return u
+  }
+
+  login (s: UserState, ts: number): void {
+    this.logins[this.userIndex(s.userId)].push(ts)
+  }
+
+  daily (s: UserState, today: number, due: number): void {
+    if (due < this.from) return
+    const di = daysInactive(s, today)
+    if (!(di < LABEL_HORIZON_DAYS)) return // never logged in (NaN), or gone for a month already
+    if (this.n === this.ts.length) this.grow()
+    const i = this.n++
+    this.ts[i] = due
+    this.user[i] = this.userIndex(s.userId)
+    this.score[i] = s.churnScore ?? Number.NaN
+    this.inactive[i] = di
+    if (this.withFeatures) computeFeatures(s, today, due, this.topology.params, this.X.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT))
+  }
+
+  private grow (): void {
+    const cap = this.ts.length * 2
+    const f64 = (a: Float64Array, c: number): Float64Array<ArrayBuffer> => { const b = new Float64Array(c); b.set(a); return b }
+    this.ts = f64(this.ts, cap)
+    this.score = f64(this.score, cap)
+    this.inactive = f64(this.inactive, cap)
+    const u = new Int32Array(cap); u.set(this.user); this.user = u
+    if (this.withFeatures) this.X = f64(this.X, cap * FEATURE_COUNT)
+  }
+
+  /** Logins sorted per user (the engine sees them in stream order, which may not be time order). */
+  sortLogins (): void { for (const l of this.logins) l.sort((a, b) => a - b) }
+}
+
+/** Where the churn truth comes from: the events themselves, or the simulator's label file. */
+export interface Labels {
+  readonly source: string
+  /** 1 when user u does not log in within (t, t + 30 d] */
+  label (u: number, t: number): 0 | 1
+  /** the churn points judged by `end`: user and the time of the last LOGIN before 30 silent days */
+  churnEvents (end: number): Array<{ u: number, at: number }>
+}
+
+/** Labels derived from the accepted LOGIN times: churn at t = no LOGIN in (t, t + 30 days]. */
+export function derivedLabels (snap: DailySnapshots): Labels {
+  snap.sortLogins()
+  const logins = snap.logins
+  return {
+    source: 'derived from LOGIN events (no LOGIN in the next 30 days)',
+    label (u, t) {
+      const l = logins[u]
+      // first login strictly after t
+      let lo = 0
+      let hi = l.length
+      while (lo < hi) { const mid = (lo + hi) >>> 1; if (l[mid] <= t) lo = mid + 1; else hi = mid }
+      return lo === l.length || l[lo] > t + LABEL_HORIZON_MS ? 1 : 0
+    },
+    churnEvents (end) {
+      const out: Array<{ u: number, at: number }> = []
+      for (let u = 0; u < logins.length; u++) {
+        const l = logins[u]
+        for (let i = 0; i < l.length; i++) {
+          const next = i + 1 < l.length ? l[i + 1] : Number.POSITIVE_INFINITY
+          if (next - l[i] > LABEL_HORIZON_MS && l[i] + LABEL_HORIZON_MS <= end) out.push({ u, at: l[i] })
+        }
+      }
+      return out
+    }
+  }
+}
+
+/**
+ * Labels from a label file (`ebb simulate` writes one: `{ userId, churned, churnAt }` per line):
+ * churn at t = the user churns and t is at or after churnAt (their last LOGIN).
+ */
+export function fileLabels (file: string, snap: DailySnapshots): Labels {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
+  }
+  const churnAt = new Map<number, number>()
+  let line = 0
+  for (const l of text.split('\n')) {
+    line++
+    if (l.trim() === '') continue
+    let rec: { userId?: unknown, churned?: unknown, churnAt?: unknown }
+    try { rec = JSON.parse(l) } catch { throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: not JSON`) }
+    if (typeof rec.userId !== 'string') throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: needs a userId`)
+    if (rec.churned === true) {
+      if (typeof rec.churnAt !== 'number') throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: a churned user needs churnAt (epoch ms of their last LOGIN)`)
+      churnAt.set(snap.userIndex(rec.userId), rec.churnAt)
+    }
+  }
+  return {
+    source: `label file ${basename(file)}`,
+    label (u, t) { const c = churnAt.get(u); return c !== undefined && t >= c ? 1 : 0 },
+    churnEvents (end) {
+      const out: Array<{ u: number, at: number }> = []
+      for (const [u, at] of churnAt) if (at + LABEL_HORIZON_MS <= end) out.push({ u, at })
+      return out
+    }
+  }
+}
+
+export interface ReplayResult {
+  snapshots: DailySnapshots
+  /** the first and last event time of the file */
+  start: number
+  end: number
+  users: number
+  events: number
+}
+
+/**
+ * Replays an event file through the engine (RocksDB state in a temporary directory) with a
+ * snapshot hook, then advances stream time to the last event so every due timer fires.
+ */
+export async function replayForModel (input: string, topology: Topology, opts: { label: string, withFeatures: boolean, sink?: OutputSink, from?: (start: number) => number }): Promise<ReplayResult> {
+  const stateDir = mkdtempSync(join(tmpdir(), `ebb-${opts.label}-`))
+  const sink = opts.sink ?? new DiscardSink()
+  const store = await RocksStore.open(stateDir)
+  let snap: DailySnapshots | null = null
+  let task: PartitionTask | null = null
+  const progress = new Progress(opts.label)
+  const file = basename(input)
+  let start = Number.NaN
+  try {
+    for await (const { lines, lineNumbers } of readLineBatches(input, 4096)) {
+      if (task === null || snap === null) {
+        start = firstTs(lines)
+        snap = new DailySnapshots(topology, opts.withFeatures, opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
+        task = await PartitionTask.open({ topology, store, sink, snapshots: snap })
+      }
+      await task.process(new LineBatch(lines, file, lineNumbers))
+      if (task.cache.size > 500_000) await task.commit()
+      const t = task
+      const sn = snap
+      progress.tick(() => `replay: ${count(t.stats.recordsIn)} events (${rate(t.stats.recordsIn, progress.elapsedMs)}), ${count(sn.n)} daily snapshots`)
+    }
+    if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
+    const end = task.maxTs
+    task.advanceTo(end)
+    await task.close()
+    return { snapshots: snap, start, end, users: task.stats.usersCreated, events: task.stats.eventsApplied }
+  } finally {
+    if (task === null) await store.close()
+    rmSync(stateDir, { recursive: true, force: true })
+  }
+}
+
+/** The time of the first decodable event (files are in time order; the start of the data). */
+function firstTs (lines: string[]): number {
+  for (const l of lines) {
+    try { return decodeJsonEvent(l).ts } catch { /* a broken line: the engine dead-letters it */ }
+  }
+  return Number.NaN
+}
+
+/** Keeps alerts only (eval reads them); tasks, outcomes and dead letters are counted, not kept. */
+class DiscardSink extends MemorySink {
+  override task (): void {}
+  override outcome (): void {}
+  override deadLetter (): void {}
+}
