@@ -6,7 +6,7 @@ import { epochDayOf, zoneClock } from '../time/zones.js'
  *
  * Archetypes (share of users, `Simulator.archetypeShares`) and what their days look like:
  *
- *   steady          45%  logs in on most days (each user has a base probability 0.6–0.95 and
+ *   steady          42%  logs in on most days (each user has a base probability 0.6–0.95 and
  *                        a weekend multiplier 0.75–1.2), 3–15 views a day, interactions on some
  *                        views, occasional posts, rare follows and unfollows, purchases for the
  *                        spenders; 8% of them take one short break of 3–6 days. Never churns.
@@ -19,10 +19,17 @@ import { epochDayOf, zoneClock } from '../time/zones.js'
  *                        unfollow 60–90% of the creators they follow, linger 3–10 days at a
  *                        quarter of their viewing, then leave: churns.
  *   abrupt_stop     10%  normal until a random day, then nothing at all, with no warning: churns.
- *   returner         7%  silent for 8–20 days from a random day, then back as before: does not
+ *   returner         6%  silent for 8–20 days from a random day, then back as before: does not
  *                        churn.
+ *   recalled         4%  silent for 6–14 days from a random day; on the last of them a push
+ *                        message arrives (MESSAGE_DELIVERED), they open it (MESSAGE_OPENED), log
+ *                        in and are back as before: a return after a recall. Does not churn.
  *   new_user         5%  joins after day 0 (first event on a random day in the first 70%);
  *                        55% stay, 45% fade out and leave after 3–21 days (those churn).
+ *
+ * Holidays: on the public holidays of the user's region (mainland China for Asia/Shanghai, Japan
+ * for Asia/Tokyo, a Western calendar for the rest; `HOLIDAYS`), every user's chance of being
+ * active is multiplied by their holiday factor (0.3–1.3: most are away, a few have more time).
  *
  * Every user skips days at random and has a preferred local hour (morning, noon, afternoon or
  * evening, 7:00–22:00; sessions start within ±1.5 h of it, a quarter of the active days have a
@@ -59,7 +66,7 @@ import { epochDayOf, zoneClock } from '../time/zones.js'
  * no Math.random, no clock). eventIds are `${userId}-${n}` with n the user's event counter in
  * base 36.
  */
-export type Archetype = 'steady' | 'weekender' | 'gradual_decline' | 'unfollow_burst' | 'abrupt_stop' | 'returner' | 'new_user'
+export type Archetype = 'steady' | 'weekender' | 'gradual_decline' | 'unfollow_burst' | 'abrupt_stop' | 'returner' | 'recalled' | 'new_user'
 
 export interface SimOptions {
   users: number
@@ -81,9 +88,9 @@ export interface SimLabel {
   lastLoginTs: number | null
 }
 
-const ARCHETYPES: readonly Archetype[] = ['steady', 'weekender', 'gradual_decline', 'unfollow_burst', 'abrupt_stop', 'returner', 'new_user']
+const ARCHETYPES: readonly Archetype[] = ['steady', 'weekender', 'gradual_decline', 'unfollow_burst', 'abrupt_stop', 'returner', 'new_user', 'recalled']
 const SHARES: Readonly<Record<Archetype, number>> = Object.freeze({
-  steady: 0.45, weekender: 0.10, gradual_decline: 0.15, unfollow_burst: 0.08, abrupt_stop: 0.10, returner: 0.07, new_user: 0.05
+  steady: 0.42, weekender: 0.10, gradual_decline: 0.15, unfollow_burst: 0.08, abrupt_stop: 0.10, returner: 0.06, new_user: 0.05, recalled: 0.04
 })
 const A_STEADY = 0
 const A_WEEKENDER = 1
@@ -92,9 +99,22 @@ const A_UNFOLLOW = 3
 const A_ABRUPT = 4
 const A_RETURNER = 5
 const A_NEW = 6
+const A_RECALLED = 7
+
+/** Public holidays (local dates) by region; zones map to a region in ZONE_REGION. */
+const HOLIDAYS: Readonly<Record<string, readonly string[]>> = {
+  CN: ['2026-01-01', '2026-01-02', '2026-01-03', '2026-02-15', '2026-02-16', '2026-02-17', '2026-02-18', '2026-02-19', '2026-02-20', '2026-02-21', '2026-02-22', '2026-02-23',
+    '2026-04-04', '2026-04-05', '2026-04-06', '2026-05-01', '2026-05-02', '2026-05-03', '2026-05-04', '2026-05-05', '2026-06-19', '2026-06-20', '2026-06-21',
+    '2026-09-25', '2026-09-26', '2026-09-27', '2026-10-01', '2026-10-02', '2026-10-03', '2026-10-04', '2026-10-05', '2026-10-06', '2026-10-07'],
+  JP: ['2026-01-01', '2026-01-02', '2026-01-03', '2026-01-12', '2026-02-11', '2026-02-23', '2026-03-20', '2026-04-29', '2026-05-03', '2026-05-04', '2026-05-05', '2026-05-06',
+    '2026-07-20', '2026-08-11', '2026-08-13', '2026-08-14', '2026-08-15', '2026-09-21', '2026-09-22', '2026-09-23', '2026-10-12', '2026-11-03', '2026-11-23', '2026-12-30', '2026-12-31'],
+  WEST: ['2026-01-01', '2026-04-03', '2026-04-05', '2026-04-06', '2026-05-25', '2026-07-04', '2026-08-31', '2026-09-07', '2026-11-26', '2026-11-27',
+    '2026-12-24', '2026-12-25', '2026-12-26', '2026-12-31']
+}
 
 const ZONES: readonly string[] = ['Asia/Shanghai', 'America/New_York', 'Europe/London', 'Europe/Berlin', 'Asia/Tokyo', 'America/Los_Angeles', 'Australia/Sydney']
 const ZONE_SHARES: readonly number[] = [0.55, 0.10, 0.08, 0.08, 0.07, 0.07, 0.05]
+const ZONE_REGION: readonly string[] = ['CN', 'WEST', 'WEST', 'WEST', 'JP', 'WEST', 'WEST']
 
 // Event type codes: indices into EVENT_TYPES.
 const LOGIN = 0
@@ -193,6 +213,12 @@ export class Simulator {
   private readonly buyMean: Float32Array
   private readonly pushRate: Float32Array
   private readonly openRate: Float32Array
+  /** the factor on the chance of an active day on a holiday of the user's region */
+  private readonly holMul: Float32Array
+  /** per zone: the holidays of its region, as local epoch days */
+  private readonly zoneHolidays: Array<Set<number>>
+  /** per zone: whether the local day being generated is a holiday there */
+  private readonly zoneHoliday: Uint8Array
   private readonly revokeDay: Int16Array
   /** the day something changes (decline, burst, stop, silence, join, steady break), NEVER for none */
   private readonly change: Int16Array
@@ -254,6 +280,9 @@ export class Simulator {
     this.buyMean = new Float32Array(n)
     this.pushRate = new Float32Array(n)
     this.openRate = new Float32Array(n)
+    this.holMul = new Float32Array(n)
+    this.zoneHolidays = ZONES.map((_z, i) => new Set(HOLIDAYS[ZONE_REGION[i]].map(epochDayOf)))
+    this.zoneHoliday = new Uint8Array(ZONES.length)
     this.revokeDay = new Int16Array(n)
     this.change = new Int16Array(n)
     this.span = new Int16Array(n)
@@ -290,6 +319,7 @@ export class Simulator {
       if (spend < 0.03) { this.buyRate[u] = 0.12 + r() * 0.15; this.buyMean[u] = 50 + r() * 100 } else if (spend < 0.18) { this.buyRate[u] = 0.03 + r() * 0.07; this.buyMean[u] = 5 + r() * 35 }
       if (r() < 0.4) { this.pushRate[u] = 0.15 + r() * 0.2; this.openRate[u] = r() * 0.5 }
       this.revokeDay[u] = r() < 0.03 ? int(0, Math.max(0, D - 1)) : NEVER
+      this.holMul[u] = r() < 0.15 ? 1 + r() * 0.3 : 0.3 + r() * 0.5
       this.creatorBase[u] = Math.floor(r() * CREATORS)
       this.follow0[u] = int(0, 8)
       this.change[u] = NEVER
@@ -315,6 +345,10 @@ export class Simulator {
           break
         case A_RETURNER:
           this.span[u] = int(8, 20)
+          this.change[u] = dayIn(Math.max(5, Math.floor(D * 0.15)), D - 3 - this.span[u])
+          break
+        case A_RECALLED:
+          this.span[u] = int(6, 14)
           this.change[u] = dayIn(Math.max(5, Math.floor(D * 0.15)), D - 3 - this.span[u])
           break
         case A_NEW:
@@ -379,6 +413,7 @@ export class Simulator {
       const mid = clock.startOfDay(day)
       this.zoneMid[z] = mid
       this.zoneLen[z] = clock.startOfDay(day + 1) - mid // 23 or 25 hours on DST days
+      this.zoneHoliday[z] = this.zoneHolidays[z].has(day) ? 1 : 0
     }
     this.curLocalDay = day
     for (let k = day - 1; k <= day + 1; k++) {
@@ -409,6 +444,7 @@ export class Simulator {
     let vl = 1
     let forced = false
     let unfollowsToday = 0
+    let recall = false
     switch (this.arch[u]) {
       case A_STEADY:
         if (c !== NEVER && d >= c && d < c + s) act = 0
@@ -442,6 +478,10 @@ export class Simulator {
       case A_RETURNER:
         if (d >= c && d < c + s) act = 0
         break
+      case A_RECALLED:
+        if (d >= c && d < c + s) act = 0
+        else if (d === c + s) { recall = true; forced = true }
+        break
       case A_NEW:
         if (d < c) return // not joined yet: no events at all
         if (d === c) forced = true
@@ -451,11 +491,12 @@ export class Simulator {
         }
         break
     }
+    if (this.zoneHoliday[this.zone[u]] === 1) act *= this.holMul[u]
     if (act > 0.97) act = 0.97
 
     // Push messages arrive whether or not the user is active; an opened one starts the session.
     let deliveredAt = -1
-    if (this.pushRate[u] > 0 && r() < this.pushRate[u]) {
+    if (recall || (this.pushRate[u] > 0 && r() < this.pushRate[u])) {
       deliveredAt = (9 + r() * 12) * HOUR_MS
       this.event(DELIVERED, deliveredAt, 0, 0)
     }
@@ -463,14 +504,14 @@ export class Simulator {
 
     // An active day: one or two sessions.
     let start: number
-    if (deliveredAt >= 0 && r() < this.openRate[u]) {
+    if (deliveredAt >= 0 && (recall || r() < this.openRate[u])) {
       const openedAt = deliveredAt + MIN_MS + r() * 30 * MIN_MS
       this.event(OPENED, openedAt, 0, 0)
       start = openedAt + 30_000
     } else {
       start = (this.hour[u] + (r() - 0.5) * 3) * HOUR_MS
     }
-    const sessions = r() < 0.25 ? 2 : 1
+    const sessions = r() < 0.25 && !recall ? 2 : 1 // the recall's session comes first that day
     let viewsLeft = Math.floor(this.views[u] * vl * (0.6 + 0.8 * r()) + r())
     let t = 0
     for (let i = 0; i < sessions; i++) {

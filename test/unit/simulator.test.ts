@@ -53,6 +53,42 @@ describe('the population simulator', () => {
       expect(['gradual_decline', 'unfollow_burst', 'abrupt_stop', 'new_user']).toContain(l.archetype)
       expect(l.churnAt).toBe(l.lastLoginTs)
     }
-    expect(labels.filter((l) => l.archetype === 'steady' || l.archetype === 'returner').every((l) => !l.churned)).toBe(true)
+    expect(labels.filter((l) => l.archetype === 'steady' || l.archetype === 'returner' || l.archetype === 'recalled').every((l) => !l.churned)).toBe(true)
+  })
+
+  it('has returners after a recall (a push, opened, then the login) and quieter public holidays', () => {
+    const r = run({ users: 3000, days: 70, seed: 9 })
+    const labels = new Map(r.sim.labels().map((l) => [l.userId, l]))
+    const byUser = new Map<string, Array<{ type: string, ts: number }>>()
+    for (const l of r.lines) {
+      const e = JSON.parse(l) as { userId: string, type: string, ts: number }
+      let list = byUser.get(e.userId)
+      if (list === undefined) { list = []; byUser.set(e.userId, list) }
+      list.push(e)
+    }
+    const recalled = [...labels.values()].filter((l) => l.archetype === 'recalled')
+    expect(recalled.length).toBeGreaterThan(60)
+    for (const l of recalled) {
+      const ev = byUser.get(l.userId) ?? []
+      const logins = ev.filter((e) => e.type === 'LOGIN').map((e) => e.ts)
+      // a silence of 6 days or more, ended by the recall: the push, opening it, the login
+      const ends = (back: number): string[] => ev.filter((e) => e.ts <= back && e.ts > back - 3_600_000).map((e) => e.type)
+      const recalls = logins.filter((t, i) => i > 0 && t - logins[i - 1] > 6 * 86_400_000 && ends(t).join() === 'MESSAGE_DELIVERED,MESSAGE_OPENED,LOGIN')
+      expect(recalls.length, l.userId).toBe(1)
+    }
+    // Spring Festival (2026-02-15..23) against the two weeks before, for users in Asia/Shanghai:
+    // the share of user-days with a login falls.
+    const cn = new Set([...labels.values()].filter((l) => l.tz === 'Asia/Shanghai' && l.archetype === 'steady').map((l) => l.userId))
+    const activeDays = (from: string, to: string): number => {
+      const a = Date.parse(from + 'T00:00:00+08:00')
+      const b = Date.parse(to + 'T00:00:00+08:00')
+      const seen = new Set<string>()
+      for (const [u, ev] of byUser) if (cn.has(u)) for (const e of ev) if (e.type === 'LOGIN' && e.ts >= a && e.ts < b) seen.add(u + ':' + Math.floor((e.ts - a) / 86_400_000))
+      return seen.size / cn.size / ((b - a) / 86_400_000)
+    }
+    const holiday = activeDays('2026-02-15', '2026-02-24')
+    const normal = activeDays('2026-02-01', '2026-02-15')
+    expect(holiday).toBeLessThan(normal * 0.8)
+    expect(normal).toBeGreaterThan(0.6)
   })
 })
