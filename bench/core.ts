@@ -78,7 +78,20 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
   const shifted = buildPopulation(o.users, n, 1, 7, BENCH_START + (o.days + 1) * 86_400_000)
   for (let i = 0; i < n; i += BATCH) await lat.process(new PackedBatch(shifted, i, Math.min(i + BATCH, n)))
 
-  // 4. Size: encoded state per user, and RocksDB's directory after close.
+  // 4. The churn model's share: scoring alone (features + model), over the cached users.
+  let modelNs = Number.NaN
+  const model = topology.model
+  if (model !== null) {
+    const states = [...task.cache.values()].filter((s) => s.lastLoginTs >= 0)
+    const rounds = Math.max(1, Math.ceil(200_000 / Math.max(1, states.length)))
+    let acc = 0
+    const m0 = performance.now()
+    for (let r = 0; r < rounds; r++) for (const s of states) acc += model.score(s, s.headDay, s.lastEventTs, topology.params)
+    modelNs = states.length === 0 ? Number.NaN : (performance.now() - m0) * 1e6 / (rounds * states.length)
+    log(`core: model ${model.version}: ${modelNs.toFixed(0)} ns a score (${acc > 0 ? 'ok' : '-'})`)
+  }
+
+  // 5. Size: encoded state per user, and RocksDB's directory after close.
   let stateBytes = 0
   let users = 0
   for (const s of task.cache.values()) { stateBytes += encodeState(s).length; users++ }
@@ -102,6 +115,8 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
     stateBytesPerUser: Math.round(stateBytes / Math.max(1, users)),
     diskBytesPerUser: Math.round(disk / Math.max(1, users)),
     rssMB: Math.round(rss / 1e6),
+    model: model === null ? 'none' : model.version,
+    modelScoreNs: Math.round(modelNs),
     alerts: task.stats.alertTotal,
     latencyPassDeadLetters: lat.stats.deadLetterTotal
   }

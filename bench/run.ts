@@ -5,8 +5,10 @@ import { intOption, parseOptionsAndPositionals } from '../src/cli/args.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
 import { benchCore } from './core.js'
+import { benchState } from './state.js'
+import { benchTimers } from './timers.js'
 
-const SUITES = ['core'] as const
+const SUITES = ['core', 'state', 'timers'] as const
 
 /**
  * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
@@ -18,21 +20,32 @@ export async function runBench (argv: string[]): Promise<number> {
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`
+  const dir = o.results ?? join(projectRoot(), 'bench', 'results')
+  const write = (suite: string, name: string, command: string, results: Record<string, number | string>): void => {
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite, quick, machine, date: new Date().toISOString(), command, results }, null, 2) + '\n')
+    process.stdout.write(`\n### ${suite} (${machine}${quick ? ', quick' : ''})\n\n| metric | value |\n|---|---|\n`)
+    for (const [k, v] of Object.entries(results)) process.stdout.write(`| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |\n`)
+  }
   for (const suite of suites.length > 0 ? suites : SUITES) {
+    if (suite === 'state') {
+      const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
+      const events = intOption('bench', 'events', o.events, quick ? 50_000 : 2_000_000, 1, 1_000_000_000)
+      write('state', quick ? 'state.quick' : 'state', `npm run bench -- state${quick ? ' --quick' : ''}`, await benchState({ users, events }, log))
+    }
+    if (suite === 'timers') {
+      const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
+      write('timers', quick ? 'timers.quick' : 'timers', `npm run bench -- timers${quick ? ' --quick' : ''}`, await benchTimers({ users }, log))
+    }
     if (suite === 'core') {
       const users = intOption('bench', 'users', o.users, quick ? 20_000 : 1_000_000, 1, 100_000_000)
       const events = intOption('bench', 'events', o.events, quick ? 200_000 : 10_000_000, 1, 1_000_000_000)
       const days = intOption('bench', 'days', o.days, 2, 1, 90)
       const r = await benchCore({ users, events, days, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
-      const result = { suite, quick, machine, date: new Date().toISOString(), command: `npm run bench -- core${quick ? ' --quick' : ''}`, results: r }
-      const dir = o.results ?? join(projectRoot(), 'bench', 'results')
-      mkdirSync(dir, { recursive: true })
       // The default full run is core.json; other sizes get their own file, so runs do not overwrite each other.
       const name = quick ? 'core.quick' : o.users === undefined && o.events === undefined && o.days === undefined ? 'core' : `core-${users}u-${events}e-${days}d`
       const command = `npm run bench -- core${quick ? ' --quick' : ''}${name.startsWith('core-') ? ` --users ${users} --events ${events} --days ${days}` : ''}`
-      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ ...result, command }, null, 2) + '\n')
-      process.stdout.write(`\n### core (${machine}${quick ? ', quick' : ''})\n\n| metric | value |\n|---|---|\n`)
-      for (const [k, v] of Object.entries(r)) process.stdout.write(`| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |\n`)
+      write('core', name, command, r)
     }
   }
   return 0
