@@ -171,7 +171,7 @@ export interface ReplayResult {
  */
 export async function replayForModel (input: string, topology: Topology, opts: { label: string, withFeatures: boolean, sink?: OutputSink, from?: (start: number) => number }): Promise<ReplayResult> {
   const stateDir = mkdtempSync(join(tmpdir(), `ebb-${opts.label}-`))
-  const sink = opts.sink ?? new DiscardSink()
+  const sink = opts.sink ?? new AlertsOnlySink()
   const store = await RocksStore.open(stateDir)
   let snap: DailySnapshots | null = null
   let task: PartitionTask | null = null
@@ -210,8 +210,8 @@ function firstTs (lines: string[]): number {
   return Number.NaN
 }
 
-/** Keeps alerts only (eval reads them); tasks, outcomes and dead letters are counted, not kept. */
-class DiscardSink extends MemorySink {
+/** Keeps the alerts (eval reads them), nothing else. */
+export class AlertsOnlySink extends MemorySink {
   override task (): void {}
   override outcome (): void {}
   override deadLetter (): void {}

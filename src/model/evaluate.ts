@@ -2,10 +2,9 @@ import { readFileSync } from 'node:fs'
 import { isMap, isSeq, parseDocument } from 'yaml'
 import { EbbError, Errors } from '../errors.js'
 import type { AlertRecord } from '../io/records.js'
-import { MemorySink } from '../io/sinks.js'
 import { MAX_RULES, parseTopology, type Topology } from '../rules/topology.js'
-import { DAY_MS, type DailySnapshots, type Labels, LABEL_HORIZON_MS, replayForModel, type ReplayResult } from './dataset.js'
-import { auc, calibration, type CalibrationBin, quartiles } from './metrics.js'
+import { AlertsOnlySink, DAY_MS, type DailySnapshots, type Labels, LABEL_HORIZON_MS, replayForModel, type ReplayResult } from './dataset.js'
+import { auc, calibration, type CalibrationBin, quartiles, roundTo } from './metrics.js'
 
 /**
  * `ebb eval`: replays a labelled event file through the engine with the model, and measures what
@@ -210,7 +209,7 @@ function measure (name: string, list: Array<{ u: number, at: number }>, labels: 
   }
 }
 
-const round = (x: number, digits = 4): number => Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x
+const round = (x: number, digits = 4): number => roundTo(x, digits)
 
 /** The report as Markdown: what README and a pull request show. */
 export function reportMarkdown (r: EvalReport): string {
@@ -252,11 +251,4 @@ export function reportMarkdown (r: EvalReport): string {
     ...r.ranking.calibration.map((b) => `| ${b.from.toFixed(1)}–${b.to.toFixed(1)} | ${b.count} | ${f(b.meanScore)} | ${f(b.churnRate)} |`),
     ''
   ].join('\n')
-}
-
-/** Keeps the alerts (eval reads them), nothing else. */
-class AlertsOnlySink extends MemorySink {
-  override task (): void {}
-  override outcome (): void {}
-  override deadLetter (): void {}
 }

@@ -65,3 +65,8 @@ export function quartiles (values: number[]): { p25: number, median: number, p75
   }
   return { p25: q(0.25), median: q(0.5), p75: q(0.75) }
 }
+
+/** x rounded to `digits` decimals (reports and model files); NaN and infinities as they are. */
+export function roundTo (x: number, digits: number): number {
+  return Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x
+}

@@ -2,7 +2,7 @@ import { FEATURE_COUNT, FEATURE_SET_VERSION, FEATURES } from './features.js'
 import { DAY_MS, type Labels, LABEL_HORIZON_DAYS, LABEL_HORIZON_MS, type ReplayResult } from './dataset.js'
 import { fitGbt } from './gbt.js'
 import { fitLogistic } from './logistic.js'
-import { auc, logLoss } from './metrics.js'
+import { auc, logLoss, roundTo } from './metrics.js'
 import { ChurnModel, MODEL_FORMAT, MODEL_VERSION, type ModelFile, type ModelMetrics, sealModel } from './model.js'
 
 export interface TrainOptions {
@@ -69,7 +69,7 @@ function metricsOf (model: ChurnModel, X: Float64Array, y: Uint8Array): ModelMet
   return { auc: round(auc(p, y)), logLoss: round(logLoss(p, y)), samples: n, positives }
 }
 
-const round = (x: number, digits = 6): number => Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x
+const round = (x: number, digits = 6): number => roundTo(x, digits)
 
 export type Algorithm = 'logistic' | 'gbt' | 'best'
 

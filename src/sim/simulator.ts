@@ -145,8 +145,8 @@ const MAX_USERS = 67_108_864 // 2^26
 /** within-minute sort key = ms into the minute · 2^32 + position in the minute */
 const POS_SPAN = 4_294_967_296
 
-/** mulberry32: small, fast and good enough for a simulation. */
-function mulberry32 (seed: number): () => number {
+/** mulberry32: small, fast and good enough for a simulation (and for tests' synthetic sets). */
+export function mulberry32 (seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0

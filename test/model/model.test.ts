@@ -10,27 +10,17 @@ import { ChurnModel, loadModel, type LogisticModelFile } from '../../src/model/m
 import { parseTopology } from '../../src/rules/topology.js'
 import { TopologyTestDriver, type DriverEvent } from '../../src/runtime/test-driver.js'
 import { DEFAULT_SIGNAL_PARAMS } from '../../src/signals/signals.js'
+import { mulberry32 } from '../../src/sim/simulator.js'
 import { at, handModel, tempDir } from '../helpers.js'
 
 const tmp = tempDir('ebb-model-')
 afterAll(() => { tmp.cleanup() })
 
-/** mulberry32, so the synthetic sets are the same on every run */
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 function gauss (r: () => number): number { return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) }
 
 describe('training', () => {
   it('logistic regression recovers the weights a synthetic set was drawn with', () => {
-    const r = rng(7)
+    const r = mulberry32(7)
     const n = 40_000
     const d = 3
     const X = new Float64Array(n * d)
@@ -61,7 +51,7 @@ describe('training', () => {
 
   it('gradient-boosted trees learn an interaction a linear model cannot', () => {
     // churn when silent long AND usually frequent (an AND of two features): trees split on both
-    const r = rng(3)
+    const r = mulberry32(3)
     const n = 20_000
     const X = new Float64Array(n * 2)
     const y = new Uint8Array(n)
