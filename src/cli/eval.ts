@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
-import { derivedLabels, fileLabels } from '../model/dataset.js'
+import { labelsOption } from '../model/dataset.js'
 import { evaluate as runEval, reportMarkdown } from '../model/evaluate.js'
 import { topologyPath } from '../paths.js'
 import { intOption, parseOptions, requireOption } from './args.js'
@@ -23,16 +23,15 @@ export async function evaluate (argv: string[]): Promise<number> {
   if (o.help === true) { process.stdout.write(EVAL_HELP + '\n'); return 0 }
   const input = requireOption('eval', 'in', o.in)
   const out = requireOption('eval', 'out', o.out)
-  if ((o.labels === undefined) === (o['derive-labels'] !== true)) throw new EbbError(Errors.USAGE, 'ebb eval: give exactly one of --labels F and --derive-labels')
+  const labels = labelsOption('eval', o.labels, o['derive-labels'])
   if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const warmupDays = intOption('eval', 'warmup', o.warmup, 28, 0, 3650)
-  const labelsFile = o.labels
   const report = await runEval({
     input: basename(input),
     inputPath: input,
     topologyFile: o.topology ?? topologyPath('default.yaml'),
     modelFile: o.model === undefined ? null : resolve(o.model),
-    labels: (snap) => labelsFile !== undefined ? fileLabels(labelsFile, snap) : derivedLabels(snap),
+    labels,
     warmupDays
   })
   try {

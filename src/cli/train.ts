@@ -1,7 +1,7 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
-import { DAY_MS, derivedLabels, fileLabels, replayForModel } from '../model/dataset.js'
+import { DAY_MS, labelsOption, replayForModel } from '../model/dataset.js'
 import { FEATURES } from '../model/features.js'
 import { type Algorithm, defaultSplit, trainModel } from '../model/train.js'
 import { topologyPath } from '../paths.js'
@@ -31,7 +31,7 @@ export async function train (argv: string[]): Promise<number> {
   if (o.help === true) { process.stdout.write(TRAIN_HELP + '\n'); return 0 }
   const input = requireOption('train', 'in', o.in)
   const out = requireOption('train', 'out', o.out)
-  if ((o.labels === undefined) === (o['derive-labels'] !== true)) throw new EbbError(Errors.USAGE, 'ebb train: give exactly one of --labels F and --derive-labels')
+  const labelsOf = labelsOption('train', o.labels, o['derive-labels'])
   if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const warmupDays = intOption('train', 'warmup', o.warmup, 0, 0, 3650)
   const l2 = o.l2 === undefined ? 1 : Number(o.l2)
@@ -42,7 +42,7 @@ export async function train (argv: string[]): Promise<number> {
   const topology = trainingTopology(loadTopology(o.topology ?? topologyPath('default.yaml')))
 
   const data = await replayForModel(input, topology, { label: 'train', withFeatures: true, from: (start) => start + warmupDays * DAY_MS })
-  const labels = o.labels !== undefined ? fileLabels(o.labels, data.snapshots) : derivedLabels(data.snapshots)
+  const labels = labelsOf(data.snapshots)
   const split = splitArg ?? defaultSplit(data)
   let model
   try {

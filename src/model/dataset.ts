@@ -156,6 +156,15 @@ export function fileLabels (file: string, snap: DailySnapshots): Labels {
   }
 }
 
+/**
+ * The labels of `ebb train` / `ebb eval`: exactly one of `--labels F` (the simulator's file) and
+ * `--derive-labels` (from the LOGIN events), else a usage error.
+ */
+export function labelsOption (command: string, file: string | undefined, derive: boolean | undefined): (snap: DailySnapshots) => Labels {
+  if ((file === undefined) === (derive !== true)) throw new EbbError(Errors.USAGE, `ebb ${command}: give exactly one of --labels F and --derive-labels`)
+  return (snap) => file !== undefined ? fileLabels(file, snap) : derivedLabels(snap)
+}
+
 export interface ReplayResult {
   snapshots: DailySnapshots
   /** the first and last event time of the file */

@@ -27,6 +27,8 @@ import { auc, calibration, type CalibrationBin, quartiles, roundTo } from './met
  */
 export const SWEEP = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 const SWEEP_PREFIX = 'eval_score_'
+/** the shadow rule of threshold θ, e.g. eval_score_0_35 */
+const sweepRuleId = (th: number): string => SWEEP_PREFIX + th.toFixed(2).replace('.', '_')
 
 export interface AlertSourceReport {
   name: string
@@ -75,7 +77,7 @@ export function evalTopology (topologyFile: string, modelFile: string | null): {
   const sweep = SWEEP.slice(0, Math.max(0, MAX_RULES - existing))
   if (isSeq(rules)) {
     for (const th of sweep) {
-      const rule = doc.createNode({ id: SWEEP_PREFIX + th.toFixed(2).replace('.', '_'), description: 'eval shadow rule', when: [{ signal: 'churnScore', op: '>=', threshold: th }] })
+      const rule = doc.createNode({ id: sweepRuleId(th), description: 'eval shadow rule', when: [{ signal: 'churnScore', op: '>=', threshold: th }] })
       rules.items.push(rule)
     }
   }
@@ -128,7 +130,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
   if (modelRule !== undefined) sources.push(source(modelRule.id, byRule.get(modelRule.id) ?? []))
   sources.push(source('inactive_7d', byRule.get('inactive_7d') ?? []))
   sources.push(source('topology (any rule)', whole))
-  const sweepReports = sweep.map((th) => ({ threshold: th, ...source(`churnScore ≥ ${th}`, byRule.get(SWEEP_PREFIX + th.toFixed(2).replace('.', '_')) ?? []) }))
+  const sweepReports = sweep.map((th) => ({ threshold: th, ...source(`churnScore ≥ ${th}`, byRule.get(sweepRuleId(th)) ?? []) }))
 
   // Ranking on the daily snapshots whose label is known.
   const rows: number[] = []

@@ -196,15 +196,3 @@ function compact (feat: Int32Array, thrBin: Int32Array, val: Float64Array, edges
   walk(0)
   return t
 }
-
-/** The log-odds of a feature vector (indexed by model input position). */
-export function gbtMargin (trees: readonly FlatTree[], baseScore: number, x: ArrayLike<number>): number {
-  let z = baseScore
-  for (let t = 0; t < trees.length; t++) {
-    const tr = trees[t]
-    let k = 0
-    while (tr.feature[k] >= 0) k = x[tr.feature[k]] <= tr.threshold[k] ? tr.left[k] : tr.right[k]
-    z += tr.value[k]
-  }
-  return z
-}
