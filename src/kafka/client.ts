@@ -38,6 +38,8 @@ export interface AdminPort {
   createTopics (specs: TopicSpec[]): Promise<void>
   /** per partition, the end (high watermark) offset */
   endOffsets (topic: string): Promise<Map<number, bigint>>
+  /** per partition of `topic`, the group's committed offset (null: none committed) */
+  committedOffsets (groupId: string, topic: string): Promise<Map<number, bigint | null>>
   /** the group's members: client id and the partitions of `topic` each holds */
   groupAssignments (groupId: string, topic: string): Promise<Array<{ clientId: string, partitions: number[] }>>
   close (): Promise<void>
@@ -66,7 +68,9 @@ export interface GroupConsumerPort {
   /** consumes (read_committed), one batch at a time; resolves once consuming has started */
   start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void>
   commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void>
-  /** stops fetching after the batch in flight; the member stays in the group until close() */
+  /** moves the fetch position of an assigned partition (the next batch starts at `offset`) */
+  seek (topic: string, partition: number, offset: bigint): void
+  /** stops fetching after the batch in flight and leaves the group (its partitions move on) */
   stop (): Promise<void>
   close (): Promise<void>
 }

@@ -53,6 +53,10 @@ export class KafkajsClient implements KafkaClient {
         })
       },
       endOffsets: async (topic) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)])),
+      committedOffsets: async (groupId, topic) => {
+        const [t] = await admin.fetchOffsets({ groupId, topics: [topic] })
+        return new Map((t?.partitions ?? []).map((o) => [o.partition, o.offset === '-1' ? null : BigInt(o.offset)]))
+      },
       groupAssignments: async (groupId, topic) => {
         const { groups } = await admin.describeGroups([groupId])
         return (groups[0]?.members ?? []).filter((m) => m.memberAssignment.length > 0).map((m) => ({
@@ -105,6 +109,7 @@ export class KafkajsClient implements KafkaClient {
         })
       },
       commitOffsets: async (topic, offsets) => { await consumer.commitOffsets(offsets.map((o) => ({ topic, ...o }))) },
+      seek: (topic, partition, offset) => { consumer.seek({ topic, partition, offset: offset.toString() }) },
       stop: async () => { await consumer.stop() },
       close: async () => { await consumer.disconnect() }
     }

@@ -16,6 +16,11 @@ import { SchemaRegistry } from './schema-registry.js'
 import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
 
 const META_CHANGELOG = metaKey('changelog')
+/** the next input offset the state has seen everything before (written with the offsets, in the same transaction) */
+const META_INPUT = metaKey('input-offset')
+/** how long an opening partition waits for a previous owner's last transaction to land */
+const CONSISTENT_RESTORE_ATTEMPTS = 50
+const CONSISTENT_RESTORE_WAIT_MS = 200
 const PIECE_BYTES = 512 * 1024
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
@@ -200,12 +205,12 @@ export class KafkaRunner {
   private schedule (f: () => Promise<void>): void { void this.serial(f).catch(() => {}) }
 
   private async onBatch (batch: FetchedBatch, control: BatchControl): Promise<void> {
-    if (this.fatal !== undefined || !control.active()) return
+    if (this.fatal !== undefined || this.stopping || !control.active()) return
     await this.serial(async () => {
-      if (this.rebalancing || !this.assigned.includes(batch.partition)) return
+      if (this.stopping || this.rebalancing || !this.assigned.includes(batch.partition) || !control.active()) return
       // Not resolved: the client fetches the batch again, once the partition opens.
       const st = await this.tryOpen(batch.partition)
-      if (st === undefined) return
+      if (st === undefined || !control.active()) return // stale: opening moved the fetch position
       if (batch.records.length > 0) {
         if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.records, this.knownSchemaIds))
         await st.task.process(new KafkaBatch(batch.records, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
@@ -227,11 +232,13 @@ export class KafkaRunner {
     const dir = join(this.config.stateDir, `${this.config.topics.input}-${partition}`)
     const store = await RocksStore.open(dir)
     try {
-      await this.restorePartition(partition, store)
+      const resumeAt = await this.restoreConsistent(partition, store)
       const sink = new KafkaSink()
       const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
       const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
       this.partitions.set(partition, st)
+      // Fetch exactly after what the state has seen (a batch fetched before this is stale).
+      if (resumeAt !== null) (this.consumer as GroupConsumerPort).seek(this.config.topics.input, partition, resumeAt)
       return st
     } catch (err) {
       // A restore cut short (a rebalance, a broker hiccup) must not leave the store locked.
@@ -251,6 +258,34 @@ export class KafkaRunner {
       if ((err as EbbError).code === Errors.STATE_CORRUPT.code) throw err
       log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
       return undefined
+    }
+  }
+
+  /**
+   * Restores the store and, with exactly-once, returns the input offset its state has seen once
+   * that agrees with the group's committed offset. Both are written by one transaction, so they
+   * disagree only while a previous owner's last transaction is still landing: one that was in
+   * flight when it lost the partition (kafkajs has no KIP-447 fencing, and no revocation hook that
+   * can hold the rebalance). Read between the two, such a transaction would leave the state
+   * without its records' effects while the fetch position skips them — a lost update. So the
+   * restore repeats until the two agree. A store written before the input offset was recorded
+   * (no key) falls back, after the wait, to the group's offset.
+   */
+  private async restoreConsistent (partition: number, store: RocksStore): Promise<bigint | null> {
+    const c = this.config
+    for (let attempt = 1; ; attempt++) {
+      await this.restorePartition(partition, store)
+      if (c.processingGuarantee !== 'exactly_once') return null
+      const [raw] = await store.getMany([META_INPUT])
+      const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
+      const committed = (await (this.admin as AdminPort).committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
+      if (seen === committed) return seen
+      if (attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
+        log.warn({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the state does not record the committed input offset; resuming at the group\'s offset')
+        return null
+      }
+      if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
+      await new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS))
     }
   }
 
@@ -312,6 +347,11 @@ export class KafkaRunner {
     const prepared = parts.map((st) => {
       const b = new ChangelogBatch(st.store.batch())
       st.task.prepareCommit(b)
+      if (st.pendingOffset !== null) {
+        const next = Buffer.alloc(8)
+        next.writeBigUInt64BE(BigInt(st.pendingOffset) + 1n)
+        b.put(META_INPUT, next)
+      }
       return { st, b, out: st.sink.drain() }
     })
     const hasWork = prepared.some((x) => x.st.pendingOffset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
@@ -413,14 +453,20 @@ export class KafkaRunner {
   /** Resolves when the runner failed (for the CLI to exit 1). */
   get failure (): Error | undefined { return this.fatal }
 
-  /** Graceful stop: finish the batch, commit, close the stores, leave the group. */
+  /**
+   * Graceful stop: finish the batch in flight, commit, then leave the group, then close the
+   * stores. The commit comes before leaving: once this member leaves, its partitions' new owners
+   * read the committed offsets and the changelog, and a commit landing after that would be
+   * redone by them or lost to their state.
+   */
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
     if (this.ticker !== undefined) clearInterval(this.ticker)
+    await this.commitChain // batches that arrive from now on are left unprocessed (onBatch)
+    if (this.fatal === undefined) await this.serial(async () => { await this.commitIfDue(true) }).catch((err: unknown) => { this.fail(err as Error) })
     await this.consumer?.stop()
     await this.commitChain
-    if (this.fatal === undefined) await this.commitIfDue(true).catch((err: unknown) => { this.fail(err as Error) })
     for (const st of this.partitions.values()) await st.store.close()
     this.partitions.clear()
     await this.consumer?.close()
