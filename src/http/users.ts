@@ -82,7 +82,9 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
       timezone: s.zone.id,
       asOf: new Date(at).toISOString(),
       signals: allSignals(s, today, t.params),
-      churnScore: s.churnScore,
+      // Scored on read at the partition's stream time: the stored score moves at local
+      // midnights (what model_risk sees), a reader wants it as of now.
+      churnScore: t.model === null ? null : t.model.scoreOrNull(s, today, at, t.params),
       reasons: episodeAlerts.flatMap((a) => a.reasons),
       episode: episodeId === null
         ? null

@@ -3,7 +3,7 @@ import { COUNT_DAYS, OFF_UNFOLLOW, OFF_VIEW, FOLLOW_DAYS, NEVER_DAY, type UserSt
 
 /**
  * The churn model's features: ONE definition, used by `ebb train` (daily snapshots of a replay)
- * and by the engine when it scores (every event and every local-midnight timer), so training and
+ * and by the engine when it scores (each user's local-midnight timer, and the API on read), so training and
  * scoring cannot drift apart.
  *
  * Every feature is a number for every user: an undefined signal (NaN) is replaced by the value
@@ -61,7 +61,7 @@ const HOUR_MS = 3_600_000
 
 /**
  * Writes every feature of a user, on local day `today` at instant `at`, into `out` (length
- * FEATURE_COUNT). No allocation: the engine calls this for every event when a model is loaded.
+ * FEATURE_COUNT). No allocation: the engine calls this at every user-midnight when a model is loaded.
  */
 export function computeFeatures (s: UserState, today: number, at: number, p: S.SignalParams, out: Float64Array): void {
   const age = S.accountAgeDays(s, today)

@@ -157,6 +157,12 @@ export class ChurnModel {
     return this.scoreFeatures(this.x)
   }
 
+  /** `score`, with "no score yet" as null (how state and the API hold it). */
+  scoreOrNull (s: UserState, today: number, at: number, p: SignalParams): number | null {
+    const v = this.score(s, today, at, p)
+    return Number.isNaN(v) ? null : v
+  }
+
   /** The probability for a full feature vector (indexed by FeatureId). */
   scoreFeatures (x: Float64Array): number {
     const ids = this.ids

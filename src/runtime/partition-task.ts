@@ -53,8 +53,6 @@ const SAMPLE_MASK = 63
 
 const META_TIME = metaKey('time')
 
-/** The model's NaN (no score yet) is stored and shown as null. */
-function scoreOrNull (v: number): number | null { return Number.isNaN(v) ? null : v }
 
 /**
  * One partition's processor (Kafka Streams' StreamTask): owns the partition's state store, its
@@ -236,8 +234,6 @@ export class PartitionTask {
     const zone = s.zone
     if (e.tz !== null) s.setZone(e.tz)
     applyEvent(s, e, type, s.zone.localDay(ts))
-    // Scored on every event (SPEC §3: signals are always current), before the rules read it.
-    if (this.model !== null) s.churnScore = scoreOrNull(this.model.score(s, s.headDay, ts, this.topology.params))
     if (type === EventType.LOGIN) {
       if (this.snapshots !== undefined) this.snapshots.login(s, ts)
       if (this.intervention !== null) this.intervention.onLogin(s, ts)
@@ -276,7 +272,10 @@ export class PartitionTask {
     s.timerDue = 0
     let today = s.zone.localDay(due)
     if (today < s.headDay) today = s.headDay
-    if (this.model !== null) s.churnScore = scoreOrNull(this.model.score(s, today, due, this.topology.params))
+    // The churn score is a daily quantity (README, "The churn model": when the score moves): the model is
+    // trained on the state at local midnights, and like the drops it moves at the user's
+    // midnight, not with every event. Readers that want it now (GET /users/:id) score on read.
+    if (this.model !== null) s.churnScore = this.model.scoreOrNull(s, today, due, this.topology.params)
     this.rules.evaluate(s, this.topology.timerRules, today, due)
     if (this.intervention !== null) this.intervention.onTimer(s, due)
     if (this.snapshots !== undefined) this.snapshots.daily(s, today, due)

@@ -1,4 +1,4 @@
-import { EVENT_TYPES, EventType } from '../events/user-event.js'
+import { EventType } from '../events/user-event.js'
 import type { UserState } from '../state/user-state.js'
 import * as S from './signals.js'
 
@@ -29,7 +29,6 @@ export interface SignalDefinition {
 
 const bit = (...types: EventType[]): number => types.reduce((m, t) => m | (1 << t), 0)
 const ENGAGEMENT = bit(EventType.LOGIN, EventType.FOLLOW, EventType.UNFOLLOW, EventType.VIEW, EventType.POST, EventType.INTERACT, EventType.PURCHASE)
-const ALL = (1 << EVENT_TYPES.length) - 1
 
 export const SIGNALS: readonly SignalDefinition[] = [
   { id: SignalId.daysInactive, name: 'daysInactive', code: 'DAYS_INACTIVE', affectedBy: bit(EventType.LOGIN), min: 1, max: 365, integer: true, needsModel: false, text: 'no login for {v} full days (alert at {t})' },
@@ -45,7 +44,7 @@ export const SIGNALS: readonly SignalDefinition[] = [
   { id: SignalId.responseRate, name: 'responseRate', code: 'RESPONSE_RATE', affectedBy: bit(EventType.MESSAGE_DELIVERED, EventType.MESSAGE_OPENED), min: 0, max: 1, integer: false, needsModel: false, text: 'opened {v%} of the messages delivered in 90 days (threshold {t%})' },
   { id: SignalId.accountAgeDays, name: 'accountAgeDays', code: 'ACCOUNT_AGE', affectedBy: 0, min: 0, max: 36500, integer: true, needsModel: false, text: 'account {v} days old (threshold {t})' },
   { id: SignalId.activeHour, name: 'activeHour', code: 'ACTIVE_HOUR', affectedBy: bit(EventType.LOGIN), min: 0, max: 23, integer: true, needsModel: false, text: 'usually logs in at {v}:00 (threshold {t})' },
-  { id: SignalId.churnScore, name: 'churnScore', code: 'CHURN_SCORE', affectedBy: ALL, min: 0, max: 1, integer: false, needsModel: true, text: 'churn model score {v} (alert at {t})' }
+  { id: SignalId.churnScore, name: 'churnScore', code: 'CHURN_SCORE', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: true, text: 'churn model score {v} (alert at {t})' }
 ]
 
 export const SIGNALS_BY_NAME: ReadonlyMap<string, SignalDefinition> = new Map(SIGNALS.map((s) => [s.name, s]))

@@ -2,6 +2,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { isEbbError } from '../../src/errors.js'
+import { LocalEngineView } from '../../src/http/engine-view.js'
+import { buildServer } from '../../src/http/server.js'
+import { RecentRecords } from '../../src/io/recent.js'
+import { EbbMetrics } from '../../src/metrics/metrics.js'
 import { computeFeatures, FEATURE_COUNT, FeatureId, FEATURES } from '../../src/model/features.js'
 import { fitGbt } from '../../src/model/gbt.js'
 import { fitLogistic } from '../../src/model/logistic.js'
@@ -130,11 +134,19 @@ describe('scoring in the engine', () => {
     return await TopologyTestDriver.create(t)
   }
 
-  it('churnScore equals the hand-computed probability, at events and at the local-midnight timer', async () => {
+  it('churnScore equals the hand-computed probability: stored at each local midnight, scored on read by the API', async () => {
     const d = await setup(0.99)
     await d.pipe(ev('u1', 'LOGIN', '2026-03-02T09:00'), ev('u1', 'LOGIN', '2026-03-03T09:00'))
-    // At the second login: daysInactive 0, loginDays7 2 → z = −1 + 0.8·(0−1)/2 − 0.5·(2−3)/2 = −1.15
-    expect(d.user('u1')?.churnScore).toBeCloseTo(1 / (1 + Math.exp(1.15)), 12)
+    // Stored: the score of Tuesday 00:00, the last midnight (daysInactive 0, loginDays7 1)
+    // → z = −1 + 0.8·(0−1)/2 − 0.5·(1−3)/2 = −0.9; an event does not move it.
+    expect(d.user('u1')?.churnScore).toBeCloseTo(1 / (1 + Math.exp(0.9)), 12)
+    // Read through the API: scored now, after the second login (daysInactive 0, loginDays7 2)
+    // → z = −1 + 0.8·(0−1)/2 − 0.5·(2−3)/2 = −1.15
+    const api = await buildServer({ engine: new LocalEngineView(d.task, new RecentRecords(10)), metrics: new EbbMetrics({ partitions: () => [] }) })
+    try {
+      const u = (await api.inject('/users/u1')).json()
+      expect(u.churnScore).toBeCloseTo(1 / (1 + Math.exp(1.15)), 12)
+    } finally { await api.close() }
     d.advanceTo(at('2026-03-07T00:00'))
     // Saturday 00:00: 3 complete days since Tuesday, 2 login days in the last 7
     // → z = −1 + 0.8·(3−1)/2 − 0.5·(2−3)/2 = 0.05

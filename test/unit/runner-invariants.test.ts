@@ -142,7 +142,9 @@ async function runner (broker: FakeBroker, name: string, records: InputRecord[])
   const client = broker.client(instance, { topic: INPUT, records })
   const r = new KafkaRunner(parseRunConfig(config(instance), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
   await r.start()
-  await new Promise((resolve) => setTimeout(resolve, 20)) // the assignment's open runs in the runner's serial chain
+  // The assignment's open (restore included) runs in the runner's serial chain: wait for it.
+  for (let i = 0; i < 1000 && !r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  if (!r.partitions.has(0)) throw new Error(`${instance}: partition 0 did not open`)
   return { r, consumer: client.consumer }
 }
 
@@ -168,7 +170,6 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
     // It lands between b's changelog read and b's read of the committed offsets: the worst moment.
     broker.onCommittedOffsets = () => { broker.release() }
     const b = await runner(broker, 'b', records)
-    await new Promise((resolve) => setTimeout(resolve, 500))
     expect(b.consumer.seeks).toEqual([5n])
     await b.consumer.fetch()
     await b.r.stop()
