@@ -4,18 +4,22 @@ import { join } from 'node:path'
 import { intOption, parseOptionsAndPositionals } from '../src/cli/args.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
+import { benchClients } from './clients.js'
 import { benchCore } from './core.js'
+import { benchE2e } from './e2e.js'
+import { benchPeer } from './peer.js'
+import { benchScaling } from './scaling.js'
 import { benchState } from './state.js'
 import { benchTimers } from './timers.js'
 
-const SUITES = ['core', 'state', 'timers'] as const
+const SUITES = ['core', 'state', 'timers', 'e2e', 'clients', 'peer', 'scaling'] as const
 
 /**
  * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' } })
+  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' } })
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
@@ -36,6 +40,27 @@ export async function runBench (argv: string[]): Promise<number> {
     if (suite === 'timers') {
       const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
       write('timers', quick ? 'timers.quick' : 'timers', `npm run bench -- timers${quick ? ' --quick' : ''}`, await benchTimers({ users }, log))
+    }
+    if (suite === 'e2e') {
+      const events = intOption('bench', 'events', o.events, quick ? 20_000 : 2_000_000, 1000, 1_000_000_000)
+      const partitions = intOption('bench', 'partitions', o.partitions, 2, 1, 64)
+      const seconds = intOption('bench', 'seconds', o.seconds, quick ? 2 : 20, 1, 3600)
+      const commitInterval = o['commit-interval'] ?? '100ms'
+      const name = quick ? 'e2e.quick' : 'e2e'
+      write('e2e', name, `npm run bench -- e2e${quick ? ' --quick' : ''}`, await benchE2e({ events, partitions, seconds, levels: [0.25, 0.5, 0.9], commitInterval }, log))
+    }
+    if (suite === 'clients') {
+      const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)
+      write('clients', quick ? 'clients.quick' : 'clients', `npm run bench -- clients${quick ? ' --quick' : ''}`, await benchClients({ events, partitions: 2 }, log))
+    }
+    if (suite === 'peer') {
+      const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)
+      write('peer', quick ? 'peer.quick' : 'peer', `npm run bench -- peer${quick ? ' --quick' : ''}`, await benchPeer({ events, partitions: 2 }, log))
+    }
+    if (suite === 'scaling') {
+      const users = quick ? [2_000, 10_000] : [10_000, 100_000, 1_000_000, 3_000_000]
+      const e2eEvents = intOption('bench', 'events', o.events, quick ? 5_000 : 1_000_000, 1000, 1_000_000_000)
+      write('scaling', quick ? 'scaling.quick' : 'scaling', `npm run bench -- scaling${quick ? ' --quick' : ''}`, await benchScaling({ users, instances: [1, 2], e2eEvents, partitions: 2 }, log))
     }
     if (suite === 'core') {
       const users = intOption('bench', 'users', o.users, quick ? 20_000 : 1_000_000, 1, 100_000_000)

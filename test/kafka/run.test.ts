@@ -361,3 +361,41 @@ describe('ebb run on a real Kafka', () => {
     expect(found.map((a) => a.firedAt)).toEqual([Date.parse('2026-03-10T00:00:00Z')])
   }, 120_000)
 })
+
+// The Kafka-backed benchmark suites in quick mode, on the broker this file started, so their
+// code cannot rot. They check what each suite reports (every event caught up, the ceilings and
+// the peer measured, tasks read back at each load level), never how fast this machine is.
+describe('npm run bench -- e2e clients peer scaling --quick', () => {
+  it('each suite runs against the real broker and reports what it measured', () => {
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'run.js'), 'e2e', 'clients', 'peer', 'scaling', '--quick', '--events', '5000', '--seconds', '1', '--results', tmp.dir], { encoding: 'utf8', timeout: 600_000 })
+    expect(r.status, r.stderr.slice(-3000)).toBe(0)
+    const read = (name: string): Record<string, number | string> => (JSON.parse(readFileSync(join(tmp.dir, `${name}.quick.json`), 'utf8')) as { results: Record<string, number | string> }).results
+    const e2e = read('e2e')
+    expect(e2e.events).toBe(5000)
+    expect(e2e.ebbEventsPerSec).toBeGreaterThan(0)
+    expect(e2e.consumerPerfTestMsgPerSec).toBeGreaterThan(0)
+    expect(e2e.producerPerfTestRecordsPerSec).toBeGreaterThan(0)
+    for (const level of ['at25pct', 'at50pct', 'at90pct']) {
+      // 20 trigger users per level; the 10% holdout gets no task, so most but not all arrive
+      const [got, of] = String(e2e[`${level}Tasks`]).split('/').map(Number)
+      expect(of).toBe(20)
+      expect(got).toBeGreaterThan(10)
+      expect(got).toBeLessThanOrEqual(20)
+      expect(e2e[`${level}P99ms`]).toBeGreaterThanOrEqual(e2e[`${level}P50ms`] as number)
+    }
+    const clients = read('clients')
+    expect(clients.kafkajsEventsPerSec).toBeGreaterThan(0)
+    expect(clients.platformaticEventsPerSec).toBeGreaterThan(0)
+    const peer = read('peer')
+    expect(peer.events).toBe(5000)
+    expect(peer.kafkaStreamsEventsPerSec).toBeGreaterThan(0)
+    expect(peer.ratioEbbToKafkaStreams).toBeCloseTo((peer.ebbEventsPerSec as number) / (peer.kafkaStreamsEventsPerSec as number), 1)
+    const scaling = read('scaling')
+    for (const users of [2000, 10000]) {
+      expect(scaling[`users${users}EventsPerSec`]).toBeGreaterThan(0)
+      expect(scaling[`users${users}StateBytesPerUser`]).toBeGreaterThan(20)
+    }
+    expect(scaling.instances1EventsPerSec).toBeGreaterThan(0)
+    expect(scaling.instances2EventsPerSec).toBeGreaterThan(0)
+  }, 620_000)
+})

@@ -1,0 +1,244 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Kafka, logLevel, type Producer } from 'kafkajs'
+import hdr from 'hdr-histogram-js'
+import { count, Progress, rate } from '../src/cli/progress.js'
+import { encodeAvroEvent } from '../src/events/avro.js'
+import type { UserEvent } from '../src/events/user-event.js'
+import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
+import { decodeOutput } from '../src/kafka/wire.js'
+import { Simulator } from '../src/sim/simulator.js'
+import { consumerPerfTest, ensureBroker, producerPerfTest, rssMB, startEbb, stopBroker } from './kafka-env.js'
+
+export interface E2eOptions {
+  /** events in the backlog the throughput phase catches up on */
+  events: number
+  partitions: number
+  /** seconds of paced load per latency level */
+  seconds: number
+  /** the latency levels, as shares of the measured maximum rate */
+  levels: number[]
+  commitInterval: string
+  /** Ebb instances in the group for the throughput phase (the scaling suite runs 1 and 2) */
+  instances?: number
+  /** the throughput phase only (no ceilings, no latency levels) */
+  throughputOnly?: boolean
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+const EVENT_NULLS = { targetId: null, durationMs: null, amount: null, channel: null, taskId: null }
+
+/**
+ * e2e: Ebb (`ebb run`, exactly-once) against the project's real broker, as a user runs it.
+ *
+ * 1. Throughput: N simulated events are produced to a fresh input topic; Ebb starts on it and
+ *    catches up; the rate is measured between its first and its last committed offset (startup
+ *    and the group join are left out). In the same run, kafka-consumer-perf-test reads the same
+ *    topic and kafka-producer-perf-test writes records of the same size: the ceilings.
+ * 2. Latency: a fresh topic and application; a paced producer sends live events (event time =
+ *    produce time) at 25%, 50% and 90% of the rate measured in 1. Among them, "trigger" users
+ *    who followed six creators nine days before unfollow three: the third UNFOLLOW fires
+ *    unfollow_burst, whose recall task is read back from the dispatch topic (read_committed):
+ *    latency = the task's arrival − the trigger event's produce time.
+ */
+export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promise<Record<string, number | string>> {
+  const broker = ensureBroker()
+  const dir = mkdtempSync(join(tmpdir(), 'ebb-bench-e2e-'))
+  const kafka = new Kafka({ ...kafkajsConfig({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench'), logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  await admin.connect()
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  const out: Record<string, number | string> = { partitions: o.partitions, guarantee: 'exactly_once', commitInterval: o.commitInterval }
+  try {
+    const run = `bench-e2e-${Date.now()}`
+    // ---- 1. throughput on a backlog ------------------------------------------------------
+    const input = `${run}.events`
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions }] })
+    const users = Math.max(100, Math.round(o.events / 7 / 14)) // the simulator makes ~7 events per user-day
+    const days = Math.max(1, Math.ceil(o.events / 7 / users))
+    const sim = new Simulator({ users, days, seed: 5 })
+    let produced = 0
+    let bytes = 0
+    const p0 = performance.now()
+    const progress = new Progress('bench e2e')
+    for (const day of sim.days()) {
+      for (let i = 0; i < day.length && produced < o.events; i += 5000) {
+        const slice = day.slice(i, Math.min(i + 5000, i + o.events - produced))
+        const messages = slice.map((e) => { const v = encodeAvroEvent(e); bytes += v.length; return { key: e.userId, value: v } })
+        await producer.send({ topic: input, acks: -1, messages })
+        produced += slice.length
+        progress.tick(() => `producing the backlog: ${count(produced)} of ${count(o.events)} (${rate(produced, performance.now() - p0)})`)
+      }
+      if (produced >= o.events) break
+    }
+    out.events = produced
+    out.avroBytesPerEvent = Math.round(bytes / produced)
+    out.kafkajsProduceEventsPerSec = Math.round(produced / ((performance.now() - p0) / 1000))
+    log(`e2e: ${count(produced)} events (${users.toLocaleString()} users) in ${input}`)
+
+    const app = `${run}-tput`
+    const config = (application: string, topic: string): string => `applicationId: ${application}
+instanceId: ${application}-0
+brokers: [${broker.bootstrap}]
+topics: { input: ${topic}, alerts: ${application}.alerts, tasks: ${application}.tasks, outcomes: ${application}.outcomes, deadLetters: ${application}.dlq, partitions: ${o.partitions} }
+stateDir: ${join(dir, application)}
+commitInterval: ${o.commitInterval}
+processingGuarantee: exactly_once
+knownSchemaIds: [7]
+http: { port: 0 }
+`
+    const committed = async (group: string, topic: string): Promise<number> => {
+      const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+      return (t?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+    }
+    const instances = o.instances ?? 1
+    const configFor = (i: number): string => config(app, input).replace(`instanceId: ${app}-0`, `instanceId: ${app}-${i}`).replace(`stateDir: ${join(dir, app)}`, `stateDir: ${join(dir, app, String(i))}`)
+    const ebbs = Array.from({ length: instances }, (_, i) => startEbb(configFor(i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
+    const ebb = ebbs[0]
+    let first = 0
+    let firstAt = 0
+    let last = 0
+    let lastAt = 0
+    let rss = 0
+    const t0 = performance.now()
+    for (;;) {
+      const c = await committed(app, input)
+      const now = performance.now()
+      if (c > 0 && first === 0) { first = c; firstAt = now }
+      if (c > last) { last = c; lastAt = now }
+      rss = Math.max(rss, ebbs.reduce((n, e) => n + rssMB(e.child.pid), 0))
+      progress.tick(() => `Ebb catching up: ${count(c)} of ${count(produced)} committed`)
+      if (c >= produced) break
+      if (ebbs.some((e) => e.child.exitCode !== null)) throw new Error(`an ebb run exited (${ebb.child.exitCode}); see ${join(dir, `${app}-*.log`)}`)
+      if (now - Math.max(lastAt, t0) > 120_000) throw new Error(`Ebb made no progress for 2 minutes at ${last} of ${produced}; see ${join(dir, `${app}.log`)}`)
+      await sleep(100)
+    }
+    for (const e of ebbs) e.child.kill('SIGTERM')
+    for (const e of ebbs) await e.exited
+    const ebbRate = first < produced && lastAt > firstAt ? (produced - first) / ((lastAt - firstAt) / 1000) : produced / ((lastAt - t0) / 1000)
+    out.ebbEventsPerSec = Math.round(ebbRate)
+    out.ebbStartToCaughtUpSec = Math.round((lastAt - t0) / 100) / 10
+    out.ebbRssMB = rss
+    out.instances = instances
+    out.input = input
+    log(`e2e: ${instances} Ebb instance(s) caught up at ${count(Math.round(ebbRate))} events/s (exactly-once)`)
+    if (o.throughputOnly === true) return out
+
+    const consumerCeiling = consumerPerfTest(broker.bootstrap, input, produced)
+    out.consumerPerfTestMsgPerSec = Math.round(consumerCeiling.msgPerSec)
+    out.consumerPerfTestFetchMsgPerSec = Math.round(consumerCeiling.fetchMsgPerSec)
+    out.ratioToConsumerPerfTest = Math.round(ebbRate / consumerCeiling.msgPerSec * 1000) / 1000
+    const perfTopic = `${run}.perf`
+    await admin.createTopics({ topics: [{ topic: perfTopic, numPartitions: o.partitions }] })
+    const producerCeiling = producerPerfTest(broker.bootstrap, perfTopic, produced, Number(out.avroBytesPerEvent))
+    out.producerPerfTestRecordsPerSec = Math.round(producerCeiling.recordsPerSec)
+    log(`e2e: ceilings: kafka-consumer-perf-test ${count(Math.round(consumerCeiling.msgPerSec))}/s, kafka-producer-perf-test ${count(Math.round(producerCeiling.recordsPerSec))}/s`)
+
+    // ---- 2. latency at shares of the maximum rate -----------------------------------------
+    const live = `${run}.live`
+    const lapp = `${run}-live`
+    await admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions }] })
+    const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
+    const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
+    // History nine days back: each trigger user follows six creators (the unfollow ratio's base).
+    const history: Array<{ key: string, value: Buffer }> = []
+    const before = Date.now() - 9 * 86_400_000
+    let seq = 0
+    o.levels.forEach((_, l) => {
+      for (const u of triggerUsers(l)) {
+        for (let c = 0; c < 6; c++) history.push({ key: u, value: encodeAvroEvent({ eventId: `h${++seq}`, userId: u, type: 'FOLLOW', ts: before + seq, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
+      }
+    })
+    for (let i = 0; i < history.length; i += 5000) await producer.send({ topic: live, acks: -1, messages: history.slice(i, i + 5000) })
+    const arrivals = new Map<string, number>()
+    const consumer = kafka.consumer({ groupId: `${lapp}-reader`, readUncommitted: false, maxWaitTimeInMs: 20 })
+    await consumer.connect()
+    await admin.createTopics({ topics: [{ topic: `${lapp}.tasks`, numPartitions: o.partitions }] })
+    await consumer.subscribe({ topic: `${lapp}.tasks`, fromBeginning: true })
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        const now = Date.now()
+        for (const m of batch.messages) {
+          if (m.value === null) continue
+          const t = decodeOutput('task', m.value) as { userId: string }
+          if (!arrivals.has(t.userId)) arrivals.set(t.userId, now)
+        }
+      }
+    })
+    const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
+    for (let i = 0; i < 600 && await committed(lapp, live) < history.length; i++) await sleep(100)
+    for (const [l, share] of o.levels.entries()) {
+      const target = Math.max(100, Math.round(ebbRate * share))
+      const r = await pacedLoad(producer, live, target, o.seconds, triggerUsers(l), l)
+      // Wait for the level's tasks (or give up after 10 s), then read the latencies.
+      for (let i = 0; i < 100 && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
+      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
+      let got = 0
+      for (const [u, at] of r.triggerAt) {
+        const arrived = arrivals.get(u)
+        if (arrived === undefined) continue
+        h.recordValue(Math.max(1, arrived - at))
+        got++
+      }
+      const name = `at${Math.round(share * 100)}pct`
+      out[`${name}TargetEventsPerSec`] = target
+      out[`${name}AchievedEventsPerSec`] = Math.round(r.sent / r.seconds)
+      out[`${name}Tasks`] = `${got}/${r.triggerAt.size}`
+      out[`${name}P50ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(50)
+      out[`${name}P99ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(99)
+      log(`e2e: ${Math.round(share * 100)}% load (${count(target)}/s target, ${count(Math.round(r.sent / r.seconds))}/s sent): event → task p50 ${String(out[`${name}P50ms`])} ms, p99 ${String(out[`${name}P99ms`])} ms over ${got} tasks`)
+      await sleep(1000)
+    }
+    ebbLive.child.kill('SIGTERM')
+    await ebbLive.exited
+    await consumer.disconnect()
+  } finally {
+    await producer.disconnect()
+    await admin.disconnect()
+    rmSync(dir, { recursive: true, force: true })
+    if (broker.started) stopBroker()
+  }
+  return out
+}
+
+/**
+ * Sends live events at `perSec` for `seconds`, in 10 ms slices: VIEWs and LOGINs of filler
+ * users, and for each trigger user three UNFOLLOWs in a row (the third fires unfollow_burst).
+ * Event time is the produce time, so the trigger's produce time is its `ts`.
+ */
+async function pacedLoad (producer: Producer, topic: string, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number> }> {
+  const triggerAt = new Map<string, number>()
+  const fillers = 20_000
+  const total = Math.round(perSec * seconds)
+  const triggerEvery = Math.max(1, Math.floor(total / (triggers.length * 3 + 1)))
+  let sent = 0
+  let seq = 0
+  let next = 0
+  const start = performance.now()
+  const inFlight: Array<Promise<unknown>> = []
+  while (sent < total) {
+    const due = Math.min(total, Math.round((performance.now() - start) / 1000 * perSec))
+    if (due <= sent) { await sleep(2); continue }
+    const messages: Array<{ key: string, value: Buffer }> = []
+    const ts = Date.now()
+    for (; sent < due; sent++) {
+      seq++
+      if (sent % triggerEvery === 0 && next < triggers.length * 3) {
+        const u = triggers[Math.floor(next / 3)]
+        const c = next % 3
+        messages.push({ key: u, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: u, type: 'UNFOLLOW', ts, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
+        if (c === 2) triggerAt.set(u, ts)
+        next++
+        continue
+      }
+      const f = `f${seq % fillers}`
+      messages.push({ key: f, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: f, type: seq % 10 === 0 ? 'LOGIN' : 'VIEW', ts, tz: 'UTC', ...EVENT_NULLS } satisfies UserEvent) })
+    }
+    inFlight.push(producer.send({ topic, acks: -1, messages }))
+    if (inFlight.length >= 8) await inFlight.shift()
+  }
+  await Promise.all(inFlight)
+  return { sent, seconds: (performance.now() - start) / 1000, triggerAt }
+}

@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { createWriteStream, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { projectRoot } from '../src/paths.js'
+
+/**
+ * The benchmark's Kafka environment: the project's own broker (scripts/kafka.sh: KRaft, single
+ * node, jars from Maven Central), Ebb as a child process (`ebb run`, exactly as a user runs it),
+ * and Kafka's own perf tools from the same jars.
+ */
+export const KAFKA_VERSION = process.env.KAFKA_VERSION ?? '3.9.1'
+
+/** Starts the broker unless one runs; returns its address and whether we started it. */
+export function ensureBroker (): { bootstrap: string, started: boolean } {
+  const script = join(projectRoot(), 'scripts', 'kafka.sh')
+  const status = spawnSync('bash', [script, 'status'], { encoding: 'utf8' })
+  const bootstrap = spawnSync('bash', [script, 'bootstrap'], { encoding: 'utf8' }).stdout.trim()
+  if (status.status === 0) return { bootstrap, started: false }
+  const r = spawnSync('bash', [script, 'start'], { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'inherit'] })
+  if (r.status !== 0) throw new Error('scripts/kafka.sh start failed (see above)')
+  return { bootstrap, started: true }
+}
+
+export function stopBroker (): void {
+  spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), 'stop'], { encoding: 'utf8', timeout: 60_000 })
+}
+
+function kafkaClasspath (): string {
+  const libs = join(projectRoot(), '.cache', 'kafka', KAFKA_VERSION, 'libs')
+  readdirSync(libs) // throws a clear ENOENT if the jars were never fetched
+  return join(libs, '*')
+}
+
+/** Runs one of Kafka's tools (a main class from the broker's jars) and returns its stdout. */
+export function kafkaTool (mainClass: string, args: string[], timeoutMs = 600_000): string {
+  const r = spawnSync('java', ['-Xmx1g', '-cp', kafkaClasspath(), '-Dlog4j.configuration=file:/dev/null', '-Dlog4j2.level=off', mainClass, ...args], { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 26 })
+  if (r.status !== 0) throw new Error(`${mainClass} failed (${r.status ?? r.signal}): ${r.stderr.slice(-2000)}`)
+  return r.stdout
+}
+
+/**
+ * kafka-consumer-perf-test on `topic`: messages per second over the whole run, and over the
+ * fetch time alone (without the group join).
+ */
+export function consumerPerfTest (bootstrap: string, topic: string, messages: number): { msgPerSec: number, fetchMsgPerSec: number } {
+  const out = kafkaTool('org.apache.kafka.tools.ConsumerPerformance', ['--bootstrap-server', bootstrap, '--topic', topic, '--messages', String(messages), '--group', `perf-${Date.now()}`, '--timeout', '60000'])
+  const lines = out.trim().split('\n')
+  const header = lines.findIndex((l) => l.includes('nMsg.sec'))
+  if (header < 0 || lines[header + 1] === undefined) throw new Error(`ConsumerPerformance printed no result: ${out.slice(-500)}`)
+  const names = lines[header].split(',').map((s) => s.trim())
+  const values = lines[header + 1].split(',').map((s) => s.trim())
+  const get = (n: string): number => Number(values[names.indexOf(n)])
+  return { msgPerSec: get('nMsg.sec'), fetchMsgPerSec: get('fetch.nMsg.sec') }
+}
+
+/** kafka-producer-perf-test into `topic` (acks=all, idempotent, like Ebb's producer): records per second. */
+export function producerPerfTest (bootstrap: string, topic: string, records: number, recordSize: number): { recordsPerSec: number, avgLatencyMs: number } {
+  const out = kafkaTool('org.apache.kafka.tools.ProducerPerformance', ['--topic', topic, '--num-records', String(records), '--record-size', String(recordSize), '--throughput', '-1', '--producer-props', `bootstrap.servers=${bootstrap}`, 'acks=all', 'linger.ms=5'])
+  const m = /(\d+) records sent, ([\d.]+) records\/sec .*?, ([\d.]+) ms avg latency/.exec(out)
+  if (m === null) throw new Error(`ProducerPerformance printed no summary: ${out.slice(-500)}`)
+  return { recordsPerSec: Number(m[2]), avgLatencyMs: Number(m[3]) }
+}
+
+/** `ebb run --config F` as a child process; its logs go to `logFile`. */
+export function startEbb (config: string, configFile: string, logFile: string): { child: ChildProcess, exited: Promise<number | null> } {
+  writeFileSync(configFile, config)
+  const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'warn' } })
+  child.stderr?.pipe(createWriteStream(logFile))
+  return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })) }
+}
+
+/** The child's resident set size in MB (Linux /proc), or 0. */
+export function rssMB (pid: number | undefined): number {
+  if (pid === undefined) return 0
+  const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' })
+  return Math.round(Number(r.stdout.trim() || 0) / 1024)
+}
