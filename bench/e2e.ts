@@ -51,6 +51,9 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
   await producer.connect()
   const out: Record<string, number | string> = { partitions: o.partitions, guarantee: 'exactly_once', commitInterval: o.commitInterval }
+  /** every Ebb started: stopped in `finally` whatever failed */
+  const started: Array<ReturnType<typeof startEbb>> = []
+  let keepLogs = false
   try {
     const run = `bench-e2e-${Date.now()}`
     // ---- 1. throughput on a backlog ------------------------------------------------------
@@ -96,6 +99,7 @@ http: { port: 0 }
     const instances = o.instances ?? 1
     const configFor = (i: number): string => config(app, input).replace(`instanceId: ${app}-0`, `instanceId: ${app}-${i}`).replace(`stateDir: ${join(dir, app)}`, `stateDir: ${join(dir, app, String(i))}`)
     const ebbs = Array.from({ length: instances }, (_, i) => startEbb(configFor(i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
+    started.push(...ebbs)
     const ebb = ebbs[0]
     let first = 0
     let firstAt = 0
@@ -168,6 +172,7 @@ http: { port: 0 }
       }
     })
     const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
+    started.push(ebbLive)
     for (let i = 0; i < 600 && await committed(lapp, live) < history.length; i++) await sleep(100)
     for (const [l, share] of o.levels.entries()) {
       const target = Math.max(100, Math.round(ebbRate * share))
@@ -194,10 +199,21 @@ http: { port: 0 }
     ebbLive.child.kill('SIGTERM')
     await ebbLive.exited
     await consumer.disconnect()
+  } catch (err) {
+    keepLogs = true
+    throw err
   } finally {
+    for (const e of started) {
+      if (e.child.exitCode !== null || e.child.signalCode !== null) continue
+      e.child.kill('SIGTERM')
+      const timer = setTimeout(() => { e.child.kill('SIGKILL') }, 30_000)
+      await e.exited
+      clearTimeout(timer)
+    }
     await producer.disconnect()
     await admin.disconnect()
-    rmSync(dir, { recursive: true, force: true })
+    if (keepLogs) log(`e2e: failed; Ebb's logs and state are kept in ${dir}`)
+    else rmSync(dir, { recursive: true, force: true })
     if (broker.started) stopBroker()
   }
   return out

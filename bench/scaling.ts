@@ -6,7 +6,8 @@ import { projectRoot } from '../src/paths.js'
 import { benchE2e } from './e2e.js'
 
 /**
- * scaling: how cost grows
+ * scaling: how cost grows (10M users does not fit this 24 GiB machine with the core harness, which
+ * holds all its events in memory: 1M users take ~4 GB; bench/README.md extrapolates)
  *  - with users: the core suite at each population size (10 events per user over two days), each
  *    in its own process so its RSS is its own: events/s, RSS, state and RocksDB bytes per user;
  *  - with instances: the e2e throughput phase (real broker, exactly-once) with 1 and then 2 Ebb
