@@ -234,9 +234,13 @@ async function pacedLoad (producer: Producer, topic: string, perSec: number, sec
   let next = 0
   const start = performance.now()
   const inFlight: Array<Promise<unknown>> = []
+  const progress = new Progress('bench e2e')
   while (sent < total) {
-    const due = Math.min(total, Math.round((performance.now() - start) / 1000 * perSec))
+    // At most 5,000 events a send: a generator that falls behind sends at its own top speed,
+    // never one giant request.
+    const due = Math.min(total, sent + 5000, Math.round((performance.now() - start) / 1000 * perSec))
     if (due <= sent) { await sleep(2); continue }
+    progress.tick(() => `paced load at ${count(perSec)}/s: ${count(sent)} of ${count(total)} sent (${rate(sent, performance.now() - start)})`)
     const messages: Array<{ key: string, value: Buffer }> = []
     const ts = Date.now()
     for (; sent < due; sent++) {

@@ -27,6 +27,9 @@ export interface BatchControl {
 export interface OutRecord { key: Buffer | string | null, value: Buffer | null, partition?: number }
 /** Where a send landed: per partition, the offset of its first record. */
 export interface SendResult { partition: number, baseOffset: bigint }
+/** Records for several topics sent in one request per broker; at most one piece per topic. */
+export interface SendPiece { topic: string, records: OutRecord[] }
+export interface BatchSendResult extends SendResult { topic: string }
 export interface OffsetCommit { partition: number, offset: string }
 
 export interface TopicSpec { topic: string, partitions: number, replicationFactor: number, compact?: boolean }
@@ -47,6 +50,7 @@ export interface AdminPort {
 
 export interface TransactionPort {
   send (topic: string, records: OutRecord[]): Promise<SendResult[]>
+  sendBatch (pieces: SendPiece[]): Promise<BatchSendResult[]>
   sendOffsets (groupId: string, topic: string, offsets: OffsetCommit[]): Promise<void>
   commit (): Promise<void>
   abort (): Promise<void>
@@ -55,6 +59,7 @@ export interface TransactionPort {
 export interface ProducerPort {
   /** acks=all, idempotent; outside any transaction */
   send (topic: string, records: OutRecord[]): Promise<SendResult[]>
+  sendBatch (pieces: SendPiece[]): Promise<BatchSendResult[]>
   /** needs the producer to have been created with a transactional id */
   transaction (): Promise<TransactionPort>
   close (): Promise<void>

@@ -1,6 +1,6 @@
 import { AssignerProtocol, Kafka, type KafkaConfig, logLevel, Partitioners, type PartitionMetadata, type Producer } from 'kafkajs'
 import { log } from '../log.js'
-import type { AdminPort, GroupConsumerPort, InputRecord, KafkaClient, OutRecord, ProducerPort, SendResult, TopicSpec, TransactionPort } from './client.js'
+import type { AdminPort, BatchSendResult, GroupConsumerPort, InputRecord, KafkaClient, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import type { RunConfig } from './config.js'
 
 /** kafkajs client settings from the run configuration; its logs go to pino as warnings. */
@@ -23,6 +23,12 @@ export function kafkajsConfig (c: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>, c
 function results (meta: Array<{ partition: number, baseOffset?: string }>): SendResult[] {
   return meta.filter((m) => m.baseOffset !== undefined).map((m) => ({ partition: m.partition, baseOffset: BigInt(m.baseOffset as string) }))
 }
+
+function batchResults (meta: Array<{ topicName: string, partition: number, baseOffset?: string }>): BatchSendResult[] {
+  return meta.filter((m) => m.baseOffset !== undefined).map((m) => ({ topic: m.topicName, partition: m.partition, baseOffset: BigInt(m.baseOffset as string) }))
+}
+
+const toTopicMessages = (pieces: SendPiece[]): Array<{ topic: string, messages: Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number }> }> => pieces.map((p) => ({ topic: p.topic, messages: p.records }))
 
 const toMessages = (records: OutRecord[]): Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number }> => records
 
@@ -75,10 +81,12 @@ export class KafkajsClient implements KafkaClient {
     await producer.connect()
     return {
       send: async (topic, records) => results(await producer.send({ topic, acks: -1, messages: toMessages(records) })),
+      sendBatch: async (pieces) => batchResults(await producer.sendBatch({ acks: -1, topicMessages: toTopicMessages(pieces) })),
       transaction: async (): Promise<TransactionPort> => {
         const txn = await producer.transaction()
         return {
           send: async (topic, records) => results(await txn.send({ topic, acks: -1, messages: toMessages(records) })),
+          sendBatch: async (pieces) => batchResults(await txn.sendBatch({ acks: -1, topicMessages: toTopicMessages(pieces) })),
           sendOffsets: async (groupId, topic, offsets) => { await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: offsets }] }) },
           commit: async () => { await txn.commit() },
           abort: async () => { await txn.abort() }

@@ -8,7 +8,7 @@ import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js
 import { RecentRecords } from '../io/recent.js'
 import { metaKey } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
-import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendResult, TopicSpec } from './client.js'
+import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendPiece, TopicSpec } from './client.js'
 import { changelogTopic, type RunConfig } from './config.js'
 import { KafkajsClient } from './kafkajs-client.js'
 import { PartitionOwners } from './owners.js'
@@ -379,12 +379,25 @@ export class KafkaRunner {
     for (const x of prepared) addPieces(cl, x.b.records, x.st.partition)
     /** per changelog partition: the offset after the last record this commit wrote there */
     const changelogEnd = new Map<number, bigint>()
-    const send = async (sender: (topic: string, records: OutRecord[]) => Promise<SendResult[]>): Promise<void> => {
-      for (const piece of pieces) {
-        const sent = await sender(piece.topic, piece.records)
-        if (piece.partition === undefined) continue
-        const base = sent.find((m) => m.partition === piece.partition)?.baseOffset
-        if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
+    // One request per round instead of one per piece (each a round trip, in a transaction also
+    // an AddPartitionsToTxn): a round holds at most one piece per topic, or per changelog
+    // partition, so no partition's record batch grows past a piece.
+    const rounds: Array<typeof pieces> = []
+    const seen = new Map<string, number>()
+    for (const piece of pieces) {
+      const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
+      const round = seen.get(key) ?? 0
+      seen.set(key, round + 1)
+      ;(rounds[round] ??= []).push(piece)
+    }
+    const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => {
+      for (const round of rounds) {
+        const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
+        for (const piece of round) {
+          if (piece.partition === undefined) continue
+          const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset
+          if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
+        }
       }
     }
     const offsets = prepared.filter((x) => x.st.pendingOffset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.st.pendingOffset as string) + 1n).toString() }))
@@ -393,7 +406,7 @@ export class KafkaRunner {
       if (c.processingGuarantee === 'exactly_once') {
         const txn = await this.producer.transaction()
         try {
-          await send(async (topic, records) => await txn.send(topic, records))
+          await send(async (round) => await txn.sendBatch(round))
           if (offsets.length > 0) await txn.sendOffsets(c.applicationId, c.topics.input, offsets)
           await txn.commit()
           this.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
@@ -405,7 +418,7 @@ export class KafkaRunner {
         // At least once: outputs first, then offsets. A crash between them repeats outputs;
         // taskIds are deterministic, so the dispatcher deduplicates on them.
         const producer = this.producer
-        await send(async (topic, records) => await producer.send(topic, records))
+        await send(async (round) => await producer.sendBatch(round))
         if (offsets.length > 0) await (this.consumer as GroupConsumerPort).commitOffsets(c.topics.input, offsets)
       }
     } catch (err) {

@@ -51,15 +51,18 @@ class FakeBroker {
     }
     const producer: ProducerPort = {
       send: async (topic, records) => [broker.append(topic, records[0]?.partition ?? 0, records)],
+      sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...broker.append(p.topic, p.records[0]?.partition ?? 0, p.records) })),
       transaction: async () => {
         const staged: Array<{ topic: string, records: OutRecord[] }> = []
         let offsets: OffsetCommit[] = []
+        const send = (topic: string, records: OutRecord[]): SendResult => {
+          staged.push({ topic, records })
+          // The base offset the records will have once committed (nothing else writes meanwhile here).
+          return { partition: 0, baseOffset: BigInt(broker.logs.get(`${topic}/0`)?.length ?? 0) + BigInt(staged.filter((s) => s.topic === topic).slice(0, -1).reduce((n, s) => n + s.records.length, 0)) }
+        }
         return {
-          send: async (topic, records) => {
-            staged.push({ topic, records })
-            // The base offset the records will have once committed (nothing else writes meanwhile here).
-            return [{ partition: 0, baseOffset: BigInt(broker.logs.get(`${topic}/0`)?.length ?? 0) + BigInt(staged.filter((s) => s.topic === topic).slice(0, -1).reduce((n, s) => n + s.records.length, 0)) }]
-          },
+          send: async (topic, records) => [send(topic, records)],
+          sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
           sendOffsets: async (_g, _t, o) => { offsets = o },
           commit: async () => {
             broker.calls.push(`${instance} txn.commit`)
