@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Kafka, logLevel, type Producer } from 'kafkajs'
@@ -6,7 +6,7 @@ import hdr from 'hdr-histogram-js'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
 import type { UserEvent } from '../src/events/user-event.js'
-import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
+import { KafkajsClient, kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { Simulator } from '../src/sim/simulator.js'
 import { consumerPerfTest, ensureBroker, producerPerfTest, rssMB, startEbb, stopBroker } from './kafka-env.js'
@@ -143,7 +143,9 @@ http: { port: 0 }
     // ---- 2. latency at shares of the maximum rate -----------------------------------------
     const live = `${run}.live`
     const lapp = `${run}-live`
-    await admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions }] })
+    // The broker stamps each record with its append time: the trigger's produce time, without
+    // the load generator's own queue (which shares the two cores with Ebb and the broker).
+    await admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }] })
     const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
     const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
     // History nine days back: each trigger user follows six creators (the unfollow ratio's base).
@@ -176,15 +178,18 @@ http: { port: 0 }
     for (let i = 0; i < 600 && await committed(lapp, live) < history.length; i++) await sleep(100)
     for (const [l, share] of o.levels.entries()) {
       const target = Math.max(100, Math.round(ebbRate * share))
-      const r = await pacedLoad(producer, live, target, o.seconds, triggerUsers(l), l)
+      const r = await pacedLoad(producer, live, o.partitions, target, o.seconds, triggerUsers(l), l)
       // Wait for the level's tasks (or give up after 10 s), then read the latencies.
       for (let i = 0; i < 100 && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
       const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
+      const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       let got = 0
       for (const [u, at] of r.triggerAt) {
         const arrived = arrivals.get(u)
-        if (arrived === undefined) continue
-        h.recordValue(Math.max(1, arrived - at))
+        const appended = r.triggerAppendedAt.get(u)
+        if (arrived === undefined || appended === undefined) continue
+        h.recordValue(Math.max(1, arrived - appended))
+        fromSend.recordValue(Math.max(1, arrived - at))
         got++
       }
       const name = `at${Math.round(share * 100)}pct`
@@ -193,8 +198,19 @@ http: { port: 0 }
       out[`${name}Tasks`] = `${got}/${r.triggerAt.size}`
       out[`${name}P50ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(50)
       out[`${name}P99ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(99)
+      out[`${name}FromSendCallP50ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(50)
+      out[`${name}FromSendCallP99ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(99)
       log(`e2e: ${Math.round(share * 100)}% load (${count(target)}/s target, ${count(Math.round(r.sent / r.seconds))}/s sent): event → task p50 ${String(out[`${name}P50ms`])} ms, p99 ${String(out[`${name}P99ms`])} ms over ${got} tasks`)
       await sleep(1000)
+    }
+    // Where the latency goes, from Ebb's own metrics: the transaction and the whole commit.
+    const api = /API (http:\/\/127\.0\.0\.1:\d+)/.exec(readFileSync(join(dir, `${lapp}.log`), 'utf8'))?.[1]
+    if (api !== undefined) {
+      const metrics = await (await fetch(`${api}/metrics`)).text()
+      const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN)
+      out.liveTransactions = value('ebb_transaction_duration_seconds_count')
+      out.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
+      out.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
     }
     ebbLive.child.kill('SIGTERM')
     await ebbLive.exited
@@ -224,8 +240,10 @@ http: { port: 0 }
  * users, and for each trigger user three UNFOLLOWs in a row (the third fires unfollow_burst).
  * Event time is the produce time, so the trigger's produce time is its `ts`.
  */
-async function pacedLoad (producer: Producer, topic: string, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number> }> {
+async function pacedLoad (producer: Producer, topic: string, partitions: number, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number>, triggerAppendedAt: Map<string, number> }> {
   const triggerAt = new Map<string, number>()
+  const triggerAppendedAt = new Map<string, number>()
+  const partitionOf = new KafkajsClient({ brokers: ['127.0.0.1:1'], ssl: false, sasl: null }, 'partitioner')
   const fillers = 20_000
   const total = Math.round(perSec * seconds)
   const triggerEvery = Math.max(1, Math.floor(total / (triggers.length * 3 + 1)))
@@ -242,6 +260,7 @@ async function pacedLoad (producer: Producer, topic: string, perSec: number, sec
     if (due <= sent) { await sleep(2); continue }
     progress.tick(() => `paced load at ${count(perSec)}/s: ${count(sent)} of ${count(total)} sent (${rate(sent, performance.now() - start)})`)
     const messages: Array<{ key: string, value: Buffer }> = []
+    const sliceTriggers: string[] = []
     const ts = Date.now()
     for (; sent < due; sent++) {
       seq++
@@ -249,16 +268,22 @@ async function pacedLoad (producer: Producer, topic: string, perSec: number, sec
         const u = triggers[Math.floor(next / 3)]
         const c = next % 3
         messages.push({ key: u, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: u, type: 'UNFOLLOW', ts, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
-        if (c === 2) triggerAt.set(u, ts)
+        if (c === 2) { triggerAt.set(u, ts); sliceTriggers.push(u) }
         next++
         continue
       }
       const f = `f${seq % fillers}`
       messages.push({ key: f, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: f, type: seq % 10 === 0 ? 'LOGIN' : 'VIEW', ts, tz: 'UTC', ...EVENT_NULLS } satisfies UserEvent) })
     }
-    inFlight.push(producer.send({ topic, acks: -1, messages }))
+    inFlight.push(producer.send({ topic, acks: -1, messages }).then((meta) => {
+      for (const u of sliceTriggers) {
+        const p = partitionOf.partitionOf(topic, u, partitions)
+        const appended = Number(meta.find((m) => m.partition === p)?.logAppendTime ?? -1)
+        if (appended > 0) triggerAppendedAt.set(u, appended)
+      }
+    }))
     if (inFlight.length >= 8) await inFlight.shift()
   }
   await Promise.all(inFlight)
-  return { sent, seconds: (performance.now() - start) / 1000, triggerAt }
+  return { sent, seconds: (performance.now() - start) / 1000, triggerAt, triggerAppendedAt }
 }
