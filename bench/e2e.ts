@@ -9,7 +9,7 @@ import type { UserEvent } from '../src/events/user-event.js'
 import { KafkajsClient, kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { Simulator } from '../src/sim/simulator.js'
-import { consumerPerfTest, ensureBroker, producerPerfTest, rssMB, startEbb, stopBroker } from './kafka-env.js'
+import { committedTotal, consumerPerfTest, ensureBroker, measureCatchUp, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
 export interface E2eOptions {
   /** events in the backlog the throughput phase catches up on */
@@ -92,39 +92,26 @@ processingGuarantee: exactly_once
 knownSchemaIds: [7]
 http: { port: 0 }
 `
-    const committed = async (group: string, topic: string): Promise<number> => {
-      const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] })
-      return (t?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
-    }
     const instances = o.instances ?? 1
     const configFor = (i: number): string => config(app, input).replace(`instanceId: ${app}-0`, `instanceId: ${app}-${i}`).replace(`stateDir: ${join(dir, app)}`, `stateDir: ${join(dir, app, String(i))}`)
     const ebbs = Array.from({ length: instances }, (_, i) => startEbb(configFor(i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
     started.push(...ebbs)
-    const ebb = ebbs[0]
-    let first = 0
-    let firstAt = 0
-    let last = 0
-    let lastAt = 0
-    let rss = 0
-    const t0 = performance.now()
-    for (;;) {
-      const c = await committed(app, input)
-      const now = performance.now()
-      if (c > 0 && first === 0) { first = c; firstAt = now }
-      if (c > last) { last = c; lastAt = now }
-      rss = Math.max(rss, ebbs.reduce((n, e) => n + rssMB(e.child.pid), 0))
-      progress.tick(() => `Ebb catching up: ${count(c)} of ${count(produced)} committed`)
-      if (c >= produced) break
-      if (ebbs.some((e) => e.child.exitCode !== null)) throw new Error(`an ebb run exited (${ebb.child.exitCode}); see ${join(dir, `${app}-*.log`)}`)
-      if (now - Math.max(lastAt, t0) > 120_000) throw new Error(`Ebb made no progress for 2 minutes at ${last} of ${produced}; see ${join(dir, `${app}.log`)}`)
-      await sleep(100)
-    }
+    const caught = await measureCatchUp({
+      admin,
+      group: app,
+      topic: input,
+      total: produced,
+      what: `${instances} Ebb instance(s)`,
+      pids: () => ebbs.map((e) => e.child.pid),
+      exited: () => ebbs.some((e) => e.child.exitCode !== null) ? `an ebb run exited; see ${join(dir, `${app}-*.log`)}` : null,
+      stallMs: 120_000
+    })
     for (const e of ebbs) e.child.kill('SIGTERM')
     for (const e of ebbs) await e.exited
-    const ebbRate = first < produced && lastAt > firstAt ? (produced - first) / ((lastAt - firstAt) / 1000) : produced / ((lastAt - t0) / 1000)
+    const ebbRate = caught.eventsPerSec
     out.ebbEventsPerSec = Math.round(ebbRate)
-    out.ebbStartToCaughtUpSec = Math.round((lastAt - t0) / 100) / 10
-    out.ebbRssMB = rss
+    out.ebbStartToCaughtUpSec = caught.startToCaughtUpSec
+    out.ebbRssMB = caught.rssMB
     out.instances = instances
     out.input = input
     log(`e2e: ${instances} Ebb instance(s) caught up at ${count(Math.round(ebbRate))} events/s (exactly-once)`)
@@ -175,7 +162,7 @@ http: { port: 0 }
     })
     const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
     started.push(ebbLive)
-    for (let i = 0; i < 600 && await committed(lapp, live) < history.length; i++) await sleep(100)
+    for (let i = 0; i < 600 && await committedTotal(admin, lapp, live) < history.length; i++) await sleep(100)
     for (const [l, share] of o.levels.entries()) {
       const target = Math.max(100, Math.round(ebbRate * share))
       const r = await pacedLoad(producer, live, o.partitions, target, o.seconds, triggerUsers(l), l)

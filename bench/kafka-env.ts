@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createWriteStream, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { Admin } from 'kafkajs'
+import { count, Progress } from '../src/cli/progress.js'
 import { projectRoot } from '../src/paths.js'
 
 /**
@@ -75,3 +77,51 @@ export function rssMB (pid: number | undefined): number {
   const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' })
   return Math.round(Number(r.stdout.trim() || 0) / 1024)
 }
+
+/**
+ * The sum of a group's committed offsets on `topic`. A broker that just started answers
+ * "not the coordinator" until its offsets topic is loaded: retriable errors are retried (10 s).
+ */
+export async function committedTotal (admin: Admin, group: string, topic: string): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+      return (t?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+    } catch (err) {
+      if (attempt >= 50 || (err as { retriable?: boolean }).retriable !== true) throw err
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+}
+
+/**
+ * Polls a group's committed offsets on `topic` until they reach `total` and returns the rate
+ * between the first and the last committed offset (process start and the group join left out),
+ * the time from the call to caught up, and the largest summed RSS of `pids`. Fails when
+ * `exited()` names a process that stopped, or when nothing is committed for `stallMs`.
+ */
+export async function measureCatchUp (o: { admin: Admin, group: string, topic: string, total: number, what: string, pids: () => Array<number | undefined>, exited: () => string | null, stallMs: number }): Promise<{ eventsPerSec: number, startToCaughtUpSec: number, rssMB: number }> {
+  const progress = new Progress('bench')
+  let first = 0
+  let firstAt = 0
+  let last = 0
+  let lastAt = 0
+  let rss = 0
+  const t0 = performance.now()
+  for (;;) {
+    const c = await committedTotal(o.admin, o.group, o.topic)
+    const now = performance.now()
+    if (c > 0 && first === 0) { first = c; firstAt = now }
+    if (c > last) { last = c; lastAt = now }
+    rss = Math.max(rss, o.pids().reduce<number>((n, pid) => n + rssMB(pid), 0))
+    progress.tick(() => `${o.what} catching up: ${count(c)} of ${count(o.total)} committed`)
+    if (c >= o.total) break
+    const gone = o.exited()
+    if (gone !== null) throw new Error(gone)
+    if (now - Math.max(lastAt, t0) > o.stallMs) throw new Error(`${o.what} committed nothing for ${o.stallMs / 1000} s, at ${last} of ${o.total}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  const eventsPerSec = first < o.total && lastAt > firstAt ? (o.total - first) / ((lastAt - firstAt) / 1000) : o.total / ((lastAt - t0) / 1000)
+  return { eventsPerSec, startToCaughtUpSec: Math.round((lastAt - t0) / 100) / 10, rssMB: rss }
+}
+

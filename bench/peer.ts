@@ -3,13 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Kafka, logLevel } from 'kafkajs'
-import { count, Progress } from '../src/cli/progress.js'
+import { count } from '../src/cli/progress.js'
 import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { projectRoot, schemaPath } from '../src/paths.js'
 import { benchE2e } from './e2e.js'
-import { ensureBroker, rssMB, stopBroker } from './kafka-env.js'
-
-const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+import { ensureBroker, measureCatchUp, stopBroker } from './kafka-env.js'
 
 /**
  * peer: Ebb against a minimal Kafka Streams application (bench/peers/kafka-streams, Java 17, built
@@ -36,26 +34,19 @@ export async function benchPeer (o: { events: number, partitions: number }, log:
     const app = `${input}-peer`
     await admin.createTopics({ topics: [{ topic: `${app}.alerts`, numPartitions: o.partitions }] })
     child = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, input, app, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
-    const progress = new Progress('bench peer')
-    let first = 0
-    let firstAt = 0
-    let lastAt = 0
-    let rss = 0
-    const t0 = performance.now()
-    for (;;) {
-      const [t] = await admin.fetchOffsets({ groupId: app, topics: [input] })
-      const c = (t?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
-      const now = performance.now()
-      if (c > 0 && first === 0) { first = c; firstAt = now }
-      if (c > 0) lastAt = now
-      rss = Math.max(rss, rssMB(child.pid))
-      progress.tick(() => `Kafka Streams catching up: ${count(c)} of ${count(produced)} committed`)
-      if (c >= produced) break
-      if (child.exitCode !== null) throw new Error(`the Kafka Streams peer exited (${child.exitCode})`)
-      if (now - t0 > 900_000) throw new Error('the Kafka Streams peer did not catch up in 15 minutes')
-      await sleep(100)
-    }
-    const peerRate = first < produced && lastAt > firstAt ? (produced - first) / ((lastAt - firstAt) / 1000) : produced / ((lastAt - t0) / 1000)
+    const java = child
+    const caught = await measureCatchUp({
+      admin,
+      group: app,
+      topic: input,
+      total: produced,
+      what: 'the Kafka Streams peer',
+      pids: () => [java.pid],
+      exited: () => java.exitCode !== null ? `the Kafka Streams peer exited (${java.exitCode})` : null,
+      stallMs: 120_000
+    })
+    const peerRate = caught.eventsPerSec
+    const rss = caught.rssMB
     const [alerts] = await admin.fetchTopicOffsets(`${app}.alerts`).then((ps) => [ps.reduce((n, p) => n + Number(p.high), 0)])
     log(`peer: Kafka Streams caught up at ${count(Math.round(peerRate))} events/s; Ebb at ${count(Number(ebb.ebbEventsPerSec))} events/s`)
     return {
