@@ -49,7 +49,6 @@ export interface AdminPort {
 }
 
 export interface TransactionPort {
-  send (topic: string, records: OutRecord[]): Promise<SendResult[]>
   sendBatch (pieces: SendPiece[]): Promise<BatchSendResult[]>
   sendOffsets (groupId: string, topic: string, offsets: OffsetCommit[]): Promise<void>
   commit (): Promise<void>

@@ -85,7 +85,6 @@ export class KafkajsClient implements KafkaClient {
       transaction: async (): Promise<TransactionPort> => {
         const txn = await producer.transaction()
         return {
-          send: async (topic, records) => results(await txn.send({ topic, acks: -1, messages: toMessages(records) })),
           sendBatch: async (pieces) => batchResults(await txn.sendBatch({ acks: -1, topicMessages: toTopicMessages(pieces) })),
           sendOffsets: async (groupId, topic, offsets) => { await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: offsets }] }) },
           commit: async () => { await txn.commit() },

@@ -476,7 +476,8 @@ export class KafkaRunner {
     if (this.stopping) return
     this.stopping = true
     if (this.ticker !== undefined) clearInterval(this.ticker)
-    await this.commitChain // batches that arrive from now on are left unprocessed (onBatch)
+    // Batches that arrive from now on are left unprocessed (onBatch); the last commit runs after
+    // the batch in flight, in the serial chain.
     if (this.fatal === undefined) await this.serial(async () => { await this.commitIfDue(true) }).catch((err: unknown) => { this.fail(err as Error) })
     await this.consumer?.stop()
     await this.commitChain

@@ -53,7 +53,6 @@ const SAMPLE_MASK = 63
 
 const META_TIME = metaKey('time')
 
-
 /**
  * One partition's processor (Kafka Streams' StreamTask): owns the partition's state store, its
  * write-back cache, its timers and its stream time. `process` takes a batch of raw records and
@@ -272,9 +271,9 @@ export class PartitionTask {
     s.timerDue = 0
     let today = s.zone.localDay(due)
     if (today < s.headDay) today = s.headDay
-    // The churn score is a daily quantity (README, "The churn model": when the score moves): the model is
-    // trained on the state at local midnights, and like the drops it moves at the user's
-    // midnight, not with every event. Readers that want it now (GET /users/:id) score on read.
+    // The churn score is a daily quantity (README, "The churn model"): the model is trained on
+    // states at local midnights, and like the drops the score moves at the user's midnight, not
+    // with every event. A reader that wants it now (GET /users/:id) scores on read.
     if (this.model !== null) s.churnScore = this.model.scoreOrNull(s, today, due, this.topology.params)
     this.rules.evaluate(s, this.topology.timerRules, today, due)
     if (this.intervention !== null) this.intervention.onTimer(s, due)

@@ -61,7 +61,6 @@ class FakeBroker {
           return { partition: 0, baseOffset: BigInt(broker.logs.get(`${topic}/0`)?.length ?? 0) + BigInt(staged.filter((s) => s.topic === topic).slice(0, -1).reduce((n, s) => n + s.records.length, 0)) }
         }
         return {
-          send: async (topic, records) => [send(topic, records)],
           sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
           sendOffsets: async (_g, _t, o) => { offsets = o },
           commit: async () => {
