@@ -2,8 +2,7 @@ import { type Batch, Kafka, logLevel } from 'kafkajs'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { decodeAvroEvent, encodeAvroEvent } from '../src/events/avro.js'
 import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
-import { Simulator } from '../src/sim/simulator.js'
-import { ensureBroker, stopBroker } from './kafka-env.js'
+import { ensureBroker, produceBacklog, stopBroker } from './kafka-env.js'
 
 /**
  * clients: the consume → produce loop of `ebb run` in at-least-once mode, with each client:
@@ -28,17 +27,7 @@ export async function benchClients (o: { events: number, partitions: number }, l
     await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions }] })
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
     await producer.connect()
-    const users = Math.max(100, Math.round(o.events / 7 / 7))
-    const sim = new Simulator({ users, days: 14, seed: 9 })
-    let produced = 0
-    for (const day of sim.days()) {
-      for (let i = 0; i < day.length && produced < o.events; i += 5000) {
-        const slice = day.slice(i, Math.min(i + 5000, i + o.events - produced))
-        await producer.send({ topic: input, acks: -1, messages: slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
-        produced += slice.length
-      }
-      if (produced >= o.events) break
-    }
+    const { produced } = await produceBacklog(producer, input, o.events, 7, 9, 'bench clients')
     await producer.disconnect()
     log(`clients: ${count(produced)} events in ${input}`)
     for (const client of ['kafkajs', 'platformatic'] as const) {

@@ -8,8 +8,7 @@ import { encodeAvroEvent } from '../src/events/avro.js'
 import type { UserEvent } from '../src/events/user-event.js'
 import { KafkajsClient, kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
-import { Simulator } from '../src/sim/simulator.js'
-import { committedTotal, consumerPerfTest, ensureBroker, measureCatchUp, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
+import { committedTotal, consumerPerfTest, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
 export interface E2eOptions {
   /** events in the backlog the throughput phase catches up on */
@@ -40,7 +39,8 @@ const EVENT_NULLS = { targetId: null, durationMs: null, amount: null, channel: n
  *    produce time) at 25%, 50% and 90% of the rate measured in 1. Among them, "trigger" users
  *    who followed six creators nine days before unfollow three: the third UNFOLLOW fires
  *    unfollow_burst, whose recall task is read back from the dispatch topic (read_committed):
- *    latency = the task's arrival − the trigger event's produce time.
+ *    latency = the task's arrival − the trigger's append time on the broker (its produce time;
+ *    also reported from the generator's send call, which includes the generator's own queue).
  */
 export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promise<Record<string, number | string>> {
   const broker = ensureBroker()
@@ -59,42 +59,26 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     // ---- 1. throughput on a backlog ------------------------------------------------------
     const input = `${run}.events`
     await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions }] })
-    const users = Math.max(100, Math.round(o.events / 7 / 14)) // the simulator makes ~7 events per user-day
-    const days = Math.max(1, Math.ceil(o.events / 7 / users))
-    const sim = new Simulator({ users, days, seed: 5 })
-    let produced = 0
-    let bytes = 0
-    const p0 = performance.now()
-    const progress = new Progress('bench e2e')
-    for (const day of sim.days()) {
-      for (let i = 0; i < day.length && produced < o.events; i += 5000) {
-        const slice = day.slice(i, Math.min(i + 5000, i + o.events - produced))
-        const messages = slice.map((e) => { const v = encodeAvroEvent(e); bytes += v.length; return { key: e.userId, value: v } })
-        await producer.send({ topic: input, acks: -1, messages })
-        produced += slice.length
-        progress.tick(() => `producing the backlog: ${count(produced)} of ${count(o.events)} (${rate(produced, performance.now() - p0)})`)
-      }
-      if (produced >= o.events) break
-    }
+    const backlog = await produceBacklog(producer, input, o.events, 14, 5, 'bench e2e')
+    const produced = backlog.produced
     out.events = produced
-    out.avroBytesPerEvent = Math.round(bytes / produced)
-    out.kafkajsProduceEventsPerSec = Math.round(produced / ((performance.now() - p0) / 1000))
-    log(`e2e: ${count(produced)} events (${users.toLocaleString()} users) in ${input}`)
+    out.avroBytesPerEvent = Math.round(backlog.bytes / produced)
+    out.kafkajsProduceEventsPerSec = Math.round(backlog.eventsPerSec)
+    log(`e2e: ${count(produced)} events (${backlog.users.toLocaleString()} users) in ${input}`)
 
     const app = `${run}-tput`
-    const config = (application: string, topic: string): string => `applicationId: ${application}
-instanceId: ${application}-0
+    const config = (application: string, topic: string, instance = 0): string => `applicationId: ${application}
+instanceId: ${application}-${instance}
 brokers: [${broker.bootstrap}]
 topics: { input: ${topic}, alerts: ${application}.alerts, tasks: ${application}.tasks, outcomes: ${application}.outcomes, deadLetters: ${application}.dlq, partitions: ${o.partitions} }
-stateDir: ${join(dir, application)}
+stateDir: ${join(dir, application, String(instance))}
 commitInterval: ${o.commitInterval}
 processingGuarantee: exactly_once
 knownSchemaIds: [7]
 http: { port: 0 }
 `
     const instances = o.instances ?? 1
-    const configFor = (i: number): string => config(app, input).replace(`instanceId: ${app}-0`, `instanceId: ${app}-${i}`).replace(`stateDir: ${join(dir, app)}`, `stateDir: ${join(dir, app, String(i))}`)
-    const ebbs = Array.from({ length: instances }, (_, i) => startEbb(configFor(i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
+    const ebbs = Array.from({ length: instances }, (_, i) => startEbb(config(app, input, i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
     started.push(...ebbs)
     const caught = await measureCatchUp({
       admin,
@@ -225,7 +209,8 @@ http: { port: 0 }
 /**
  * Sends live events at `perSec` for `seconds`, in 10 ms slices: VIEWs and LOGINs of filler
  * users, and for each trigger user three UNFOLLOWs in a row (the third fires unfollow_burst).
- * Event time is the produce time, so the trigger's produce time is its `ts`.
+ * Event time is the send call's time (`triggerAt`); the broker's append time of each trigger
+ * (the topic uses LogAppendTime) comes back with its send (`triggerAppendedAt`).
  */
 async function pacedLoad (producer: Producer, topic: string, partitions: number, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number>, triggerAppendedAt: Map<string, number> }> {
   const triggerAt = new Map<string, number>()

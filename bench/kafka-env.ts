@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createWriteStream, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Admin } from 'kafkajs'
-import { count, Progress } from '../src/cli/progress.js'
+import type { Admin, Producer } from 'kafkajs'
+import { count, Progress, rate } from '../src/cli/progress.js'
+import { encodeAvroEvent } from '../src/events/avro.js'
+import { Simulator } from '../src/sim/simulator.js'
 import { projectRoot } from '../src/paths.js'
 
 /**
@@ -123,5 +125,29 @@ export async function measureCatchUp (o: { admin: Admin, group: string, topic: s
   }
   const eventsPerSec = first < o.total && lastAt > firstAt ? (o.total - first) / ((lastAt - firstAt) / 1000) : o.total / ((lastAt - t0) / 1000)
   return { eventsPerSec, startToCaughtUpSec: Math.round((lastAt - t0) / 100) / 10, rssMB: rss }
+}
+
+/**
+ * Produces `events` simulated Avro events (key = userId) to `topic`, 5,000 a request: a backlog
+ * spread over `days` days of the simulator (~7 events per user-day), with progress lines.
+ */
+export async function produceBacklog (producer: Producer, topic: string, events: number, days: number, seed: number, label: string): Promise<{ produced: number, bytes: number, users: number, eventsPerSec: number }> {
+  const users = Math.max(100, Math.round(events / 7 / days))
+  const sim = new Simulator({ users, days: Math.max(1, Math.ceil(events / 7 / users)), seed })
+  const progress = new Progress(label)
+  const t0 = performance.now()
+  let produced = 0
+  let bytes = 0
+  for (const day of sim.days()) {
+    for (let i = 0; i < day.length && produced < events; i += 5000) {
+      const slice = day.slice(i, Math.min(i + 5000, i + events - produced))
+      const messages = slice.map((e) => { const v = encodeAvroEvent(e); bytes += v.length; return { key: e.userId, value: v } })
+      await producer.send({ topic, acks: -1, messages })
+      produced += slice.length
+      progress.tick(() => `producing the backlog: ${count(produced)} of ${count(events)} (${rate(produced, performance.now() - t0)})`)
+    }
+    if (produced >= events) break
+  }
+  return { produced, bytes, users, eventsPerSec: produced / ((performance.now() - t0) / 1000) }
 }
 
