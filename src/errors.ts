@@ -34,6 +34,7 @@ export const Errors = Object.freeze({
   EVENT_PROCESSING: def('EBB_EVENT_PROCESSING', 1, false, 'processing the event failed: %s. This is a bug in Ebb; please report it with the dead-letter record.', 'processing'),
   STATE_CORRUPT: def('EBB_STATE_CORRUPT', 1, false, 'the stored state of a user could not be decoded: %s. The state directory may come from another Ebb version; remove it to rebuild state.'),
   STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
+  RESTORE_STALLED: def('EBB_RESTORE_STALLED', 1, true, 'restoring %s partition %s read nothing for %s s (at offset %s of %s). The partition is opened again at its next assignment or batch; check the broker and that the changelog topic is readable.'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),
   STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.'),
   MODEL_INVALID: def('EBB_MODEL_INVALID', 2, false, 'the churn model file %s %s. Point `model:` in the topology at a file written by `ebb train`.'),

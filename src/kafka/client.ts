@@ -85,8 +85,9 @@ export interface KafkaClient {
   /** a consumer group member on one topic; `clientId` is what the group description shows */
   groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort>
   /**
-   * Reads committed records of one partition from `from` until `last` (the offset of the last
-   * record to expect) or until no committed record remains, calling `apply` per fetched chunk.
+   * Reads committed records of one partition from `from` through `last` (the offset of the last
+   * record to expect), calling `apply` per fetched chunk; fails (EBB_RESTORE_STALLED, retriable)
+   * when nothing arrives for a while instead of returning with records missing.
    */
   readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>): Promise<void>
   /** the partition a producer's default partitioner puts `key` in (murmur2, Java-compatible) */

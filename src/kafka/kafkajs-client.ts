@@ -1,6 +1,7 @@
 import { AssignerProtocol, Kafka, type KafkaConfig, logLevel, Partitioners, type PartitionMetadata, type Producer } from 'kafkajs'
 import { log } from '../log.js'
 import type { AdminPort, BatchSendResult, GroupConsumerPort, InputRecord, KafkaClient, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
+import { EbbError, Errors } from '../errors.js'
 import type { RunConfig } from './config.js'
 
 /** kafkajs client settings from the run configuration; its logs go to pino as warnings. */
@@ -127,23 +128,38 @@ export class KafkajsClient implements KafkaClient {
    * the partitions it does not want and seeks to `from`. Done at the record `last`, or after a
    * few empty fetches (the tail holds only transaction markers or aborted records).
    */
-  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>): Promise<void> {
-    const consumer = this.kafka.consumer({ groupId: `${this.clientId}-read-${topic}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20 })
+  /**
+   * Reads [from, end) of one partition, read_committed, where `end` is the offset after `last`.
+   * The end is known only from the batches' own offsets: kafkajs reports every fetched batch,
+   * including one left empty by filtering (control records, aborted transactions), through
+   * END_BATCH_PROCESS with its last offset, after `apply` has run for its records. (Its FETCH
+   * event's numberOfBatches is always 0 in kafkajs 2.2: a restore that waited for "empty fetches"
+   * stopped after three fetches, ~18k records.) No batch for `stallMs` is an error: the restore
+   * is retried, never cut short silently.
+   */
+  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, stallMs = 30_000): Promise<void> {
+    // 16 MB per fetch instead of kafkajs' 1 MB a partition: a restore reads one partition.
+    const consumer = this.kafka.consumer({ groupId: `${this.clientId}-read-${topic}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20, maxBytesPerPartition: 16 << 20 })
+    let watchdog: NodeJS.Timeout | undefined
     try {
       await consumer.connect()
       await consumer.subscribe({ topic, fromBeginning: true })
-      let joined = false
-      let emptyFetches = 0
       await new Promise<void>((resolve, reject) => {
+        let position = from
+        let lastProgress = Date.now()
+        watchdog = setInterval(() => {
+          if (Date.now() - lastProgress > stallMs) reject(new EbbError(Errors.RESTORE_STALLED, topic, partition, Math.round(stallMs / 1000), position, last + 1n))
+        }, Math.min(1000, stallMs))
         consumer.on(consumer.events.GROUP_JOIN, (e) => {
           const others = (e.payload.memberAssignment[topic] ?? []).filter((p) => p !== partition)
           if (others.length > 0) consumer.pause([{ topic, partitions: others }])
-          joined = true
         })
-        consumer.on(consumer.events.FETCH, (e) => {
-          if (!joined) return
-          emptyFetches = e.payload.numberOfBatches === 0 ? emptyFetches + 1 : 0
-          if (emptyFetches >= 3) resolve()
+        consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+          if (e.payload.topic !== topic || e.payload.partition !== partition) return
+          lastProgress = Date.now()
+          const end = BigInt(e.payload.lastOffset) + 1n
+          if (end > position) position = end
+          if (position > last) resolve()
         })
         consumer.run({
           autoCommit: false,
@@ -151,12 +167,17 @@ export class KafkajsClient implements KafkaClient {
           eachBatch: async ({ batch }) => {
             if (batch.partition !== partition) return
             // Before the seek lands, the member may start at the beginning: skip what precedes `from`.
-            await apply((batch.messages as InputRecord[]).filter((m) => BigInt(m.offset) >= from))
-            if (BigInt(batch.lastOffset()) >= last) resolve()
+            try {
+              await apply((batch.messages as InputRecord[]).filter((m) => BigInt(m.offset) >= from))
+            } catch (err) {
+              reject(err)
+              throw err
+            }
           }
         }).then(() => { consumer.seek({ topic, partition, offset: String(from) }) }).catch(reject)
       })
     } finally {
+      clearInterval(watchdog)
       await consumer.disconnect().catch(() => {})
     }
   }
