@@ -65,10 +65,10 @@ export function producerPerfTest (bootstrap: string, topic: string, records: num
   return { recordsPerSec: Number(m[2]), avgLatencyMs: Number(m[3]) }
 }
 
-/** `ebb run --config F` as a child process; its logs go to `logFile`. */
-export function startEbb (config: string, configFile: string, logFile: string): { child: ChildProcess, exited: Promise<number | null> } {
+/** `ebb run --config F` as a child process; its logs (at `level`) go to `logFile`. */
+export function startEbb (config: string, configFile: string, logFile: string, level = 'warn'): { child: ChildProcess, exited: Promise<number | null> } {
   writeFileSync(configFile, config)
-  const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'warn' } })
+  const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: level } })
   child.stderr?.pipe(createWriteStream(logFile))
   return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })) }
 }

@@ -42,7 +42,11 @@ const ZONES = ['Asia/Shanghai', 'America/New_York', 'Europe/Berlin']
 
 export const BENCH_START = Date.parse('2026-03-02T00:00:00Z')
 
-export function buildPopulation (users: number, events: number, days: number, seed = 42, start = BENCH_START): BenchPopulation {
+/**
+ * `idBase` offsets the event ids (chunks of one stream must not repeat ids: they would be
+ * duplicates); `seen`, when given, marks each user drawn.
+ */
+export function buildPopulation (users: number, events: number, days: number, seed = 42, start = BENCH_START, idBase = 0, seen?: Uint8Array): BenchPopulation {
   let x = seed >>> 0 || 1
   const rnd = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296 }
   const cumulative: number[] = []
@@ -54,12 +58,13 @@ export function buildPopulation (users: number, events: number, days: number, se
   let bytes = 0
   for (let i = 0; i < events; i++) {
     const u = Math.floor(rnd() * users)
+    if (seen !== undefined) seen[u] = 1
     const r = rnd()
     let t = 0
     while (t < MIX.length - 1 && r > cumulative[t]) t++
     const type = MIX[t][0]
     const e: UserEvent = {
-      eventId: `e${i.toString(36)}`,
+      eventId: `e${(idBase + i).toString(36)}`,
       userId: `user-${String(u).padStart(width, '0')}`,
       type,
       ts: start + Math.floor(i * span / events),

@@ -5,21 +5,22 @@ import { intOption, parseOptionsAndPositionals } from '../src/cli/args.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
 import { benchClients } from './clients.js'
-import { benchCore } from './core.js'
+import { benchCore, coreRunName } from './core.js'
 import { benchE2e } from './e2e.js'
 import { benchPeer } from './peer.js'
+import { benchRestore } from './restore.js'
 import { benchScaling } from './scaling.js'
 import { benchState } from './state.js'
 import { benchTimers } from './timers.js'
 
-const SUITES = ['core', 'state', 'timers', 'e2e', 'clients', 'peer', 'scaling'] as const
+const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'clients', 'peer', 'scaling'] as const
 
 /**
  * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' } })
+  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' }, cache: { type: 'string' }, chunk: { type: 'string' } })
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
@@ -36,6 +37,10 @@ export async function runBench (argv: string[]): Promise<number> {
       const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
       const events = intOption('bench', 'events', o.events, quick ? 50_000 : 2_000_000, 1, 1_000_000_000)
       write('state', quick ? 'state.quick' : 'state', `npm run bench -- state${quick ? ' --quick' : ''}`, await benchState({ users, events }, log))
+    }
+    if (suite === 'restore') {
+      const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
+      write('restore', quick ? 'restore.quick' : 'restore', `npm run bench -- restore${quick ? ' --quick' : ''}`, await benchRestore({ users }, log))
     }
     if (suite === 'timers') {
       const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
@@ -60,16 +65,22 @@ export async function runBench (argv: string[]): Promise<number> {
     if (suite === 'scaling') {
       const users = quick ? [2_000, 10_000] : [10_000, 100_000, 1_000_000]
       const e2eEvents = intOption('bench', 'events', o.events, quick ? 5_000 : 1_000_000, 1000, 1_000_000_000)
-      write('scaling', quick ? 'scaling.quick' : 'scaling', `npm run bench -- scaling${quick ? ' --quick' : ''}`, await benchScaling({ users, instances: [1, 2], e2eEvents, partitions: 2 }, log))
+      // 1M and 10M users at 2 events each, a cache of 1M users: the same events per user with the
+      // whole population cached and with 90% of it in RocksDB only.
+      const streamed = quick ? [{ users: 5_000, events: 10_000, cache: 1_000, chunk: 2_000 }] : [{ users: 1_000_000, events: 2_000_000, cache: 1_000_000, chunk: 1_000_000 }, { users: 10_000_000, events: 20_000_000, cache: 1_000_000, chunk: 1_000_000 }]
+      write('scaling', quick ? 'scaling.quick' : 'scaling', `npm run bench -- scaling${quick ? ' --quick' : ''}`, await benchScaling({ users, streamed, instances: [1, 2], e2eEvents, partitions: 2 }, log))
     }
     if (suite === 'core') {
       const users = intOption('bench', 'users', o.users, quick ? 20_000 : 1_000_000, 1, 100_000_000)
       const events = intOption('bench', 'events', o.events, quick ? 200_000 : 10_000_000, 1, 1_000_000_000)
       const days = intOption('bench', 'days', o.days, 2, 1, 90)
-      const r = await benchCore({ users, events, days, latencyEvents: quick ? 50_000 : 1_000_000 }, log)
+      const cache = o.cache === undefined ? undefined : intOption('bench', 'cache', o.cache, users * 2, 1, 100_000_000)
+      const chunk = o.chunk === undefined ? undefined : intOption('bench', 'chunk', o.chunk, events, 1000, 1_000_000_000)
+      const r = await benchCore({ users, events, days, latencyEvents: quick ? 50_000 : 1_000_000, cache, chunk }, log)
       // The default full run is core.json; other sizes get their own file, so runs do not overwrite each other.
-      const name = quick ? 'core.quick' : o.users === undefined && o.events === undefined && o.days === undefined ? 'core' : `core-${users}u-${events}e-${days}d`
-      const command = `npm run bench -- core${quick ? ' --quick' : ''}${name.startsWith('core-') ? ` --users ${users} --events ${events} --days ${days}` : ''}`
+      const custom = o.users !== undefined || o.events !== undefined || o.days !== undefined || cache !== undefined || chunk !== undefined
+      const name = quick ? 'core.quick' : !custom ? 'core' : coreRunName(users, events, days, cache)
+      const command = `npm run bench -- core${quick ? ' --quick' : ''}${name.startsWith('core-') ? ` --users ${users} --events ${events} --days ${days}${cache === undefined ? '' : ` --cache ${cache}`}${chunk === undefined ? '' : ` --chunk ${chunk}`}` : ''}`
       write('core', name, command, r)
     }
   }

@@ -167,8 +167,10 @@ export class KafkajsClient implements KafkaClient {
           eachBatch: async ({ batch }) => {
             if (batch.partition !== partition) return
             // Before the seek lands, the member may start at the beginning: skip what precedes `from`.
+            const records = batch.messages as InputRecord[]
+            const first = records.length === 0 ? from : BigInt(records[0].offset)
             try {
-              await apply((batch.messages as InputRecord[]).filter((m) => BigInt(m.offset) >= from))
+              await apply(first >= from ? records : records.filter((m) => BigInt(m.offset) >= from))
             } catch (err) {
               reject(err)
               throw err

@@ -303,17 +303,19 @@ export class KafkaRunner {
     log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
     // The last record to expect: with exactly-once the last offset is the commit marker.
     const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
+    let firstAt = 0
     try {
       await this.client.readPartition(topic, partition, from, last, async (records) => {
+        if (records.length === 0) return
+        if (firstAt === 0) firstAt = Date.now()
         const b = store.batch()
-        let next = from
         for (const m of records) {
-          next = BigInt(m.offset) + 1n
           if (m.key === null) continue
           if (m.value === null) b.del(m.key)
           else b.put(m.key, m.value)
           progress.restored++
         }
+        const next = BigInt(records[records.length - 1].offset) + 1n
         await b.write()
         progress.remaining = Number(end > next ? end - next : 0n)
       })
@@ -327,7 +329,8 @@ export class KafkaRunner {
       this.restoring = false
     }
     const secs = (Date.now() - t0) / 1000
-    log.info({ partition, records: progress.restored, seconds: secs, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')
+    const firstRecordSec = firstAt === 0 ? secs : (firstAt - t0) / 1000
+    log.info({ partition, records: progress.restored, seconds: secs, firstRecordSeconds: firstRecordSec, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')
   }
 
   /**

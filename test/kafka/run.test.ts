@@ -405,9 +405,9 @@ describe('the changelog reader (restore) on a real broker', () => {
 // The Kafka-backed benchmark suites in quick mode, on the broker this file started, so their
 // code cannot rot. They check what each suite reports (every event caught up, the ceilings and
 // the peer measured, tasks read back at each load level), never how fast this machine is.
-describe('npm run bench -- e2e clients peer scaling --quick', () => {
+describe('npm run bench -- e2e clients peer scaling restore --quick', () => {
   it('each suite runs against the real broker and reports what it measured', () => {
-    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'run.js'), 'e2e', 'clients', 'peer', 'scaling', '--quick', '--events', '5000', '--seconds', '1', '--results', tmp.dir], { encoding: 'utf8', timeout: 600_000 })
+    const r = spawnSync(process.execPath, [join(root, 'dist', 'bench', 'run.js'), 'e2e', 'clients', 'peer', 'scaling', 'restore', '--quick', '--events', '5000', '--seconds', '1', '--results', tmp.dir], { encoding: 'utf8', timeout: 600_000 })
     expect(r.status, r.stderr.slice(-3000)).toBe(0)
     const read = (name: string): Record<string, number | string> => (JSON.parse(readFileSync(join(tmp.dir, `${name}.quick.json`), 'utf8')) as { results: Record<string, number | string> }).results
     const e2e = read('e2e')
@@ -435,7 +435,16 @@ describe('npm run bench -- e2e clients peer scaling --quick', () => {
       expect(scaling[`users${users}EventsPerSec`]).toBeGreaterThan(0)
       expect(scaling[`users${users}StateBytesPerUser`]).toBeGreaterThan(20)
     }
+    // the streamed run: 5,000 users through a cache of 1,000, the input built 2,000 events at a time
+    expect(scaling.streamed5000users10000eventsEventsPerSec).toBeGreaterThan(0)
+    expect(scaling.streamed5000users10000eventsDiskBytesPerUser).toBeGreaterThan(20)
     expect(scaling.instances1EventsPerSec).toBeGreaterThan(0)
     expect(scaling.instances2EventsPerSec).toBeGreaterThan(0)
+    // ebb run restored every changelog record into its store, and says how fast
+    const restore = read('restore')
+    expect(restore.changelogRecords).toBeGreaterThan(4000)
+    expect(restore.restoredRecords).toBe(restore.changelogRecords)
+    expect(restore.recordsInRestoredStore).toBe(restore.changelogRecords)
+    expect(restore.restoreRecordsPerSec).toBeGreaterThan(0)
   }, 620_000)
 })

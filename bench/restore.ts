@@ -1,0 +1,153 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Kafka, logLevel } from 'kafkajs'
+import { count, Progress, rate } from '../src/cli/progress.js'
+import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
+import { CHANGELOG_SUFFIX } from '../src/kafka/config.js'
+import { topologyPath } from '../src/paths.js'
+import { loadTopology } from '../src/rules/topology.js'
+import { PartitionTask } from '../src/runtime/partition-task.js'
+import { RocksStore } from '../src/state/rocks-store.js'
+import { META_PREFIX } from '../src/state/keys.js'
+import { buildPopulation, PackedBatch } from './population.js'
+import { ensureBroker, rssMB, startEbb, stopBroker } from './kafka-env.js'
+import { CountingSink } from './timers.js'
+
+const BATCH = 4096
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * restore: a changelog restore through Kafka, as `ebb run` does it when a partition opens on an
+ * instance with no local state (a new machine, a lost disk, a partition moved by a rebalance).
+ *
+ * 1. `users` users get state from the engine (PartitionTask over RocksDB, 3 events a user), and
+ *    every record of that store (user states and timer buckets) is written to the changelog
+ *    topic with a transactional producer, as Ebb's commits write it.
+ * 2. `ebb run` starts on an empty state directory; its input partition opens and replays the
+ *    changelog (read_committed) into RocksDB. Measured from its own log line ("state restored":
+ *    the records, and the seconds from asking for the end offset — its reader's connect and
+ *    group join included — to the last RocksDB write) and, from outside,
+ *    the time from process start to the partition being ready.
+ */
+export async function benchRestore (o: { users: number }, log: (s: string) => void): Promise<Record<string, number | string>> {
+  const broker = ensureBroker()
+  const dir = mkdtempSync(join(tmpdir(), 'ebb-bench-restore-'))
+  const kafka = new Kafka({ ...kafkajsConfig({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench'), logLevel: logLevel.NOTHING })
+  const admin = kafka.admin()
+  await admin.connect()
+  let ebb: ReturnType<typeof startEbb> | undefined
+  let keepLogs = false
+  try {
+    // ---- 1. the state, from the engine -------------------------------------------------------
+    log(`restore: building the state of ${count(o.users)} users (3 events each) with the engine`)
+    const store = await RocksStore.open(join(dir, 'source'))
+    const task = await PartitionTask.open({ topology: loadTopology(topologyPath('default.yaml')), store, sink: new CountingSink(), cacheCapacity: o.users * 2 })
+    const pop = buildPopulation(o.users, o.users * 3, 2, 11)
+    for (let i = 0; i < pop.length; i += BATCH) await task.process(new PackedBatch(pop, i, Math.min(i + BATCH, pop.length)))
+    await task.commit()
+
+    const run = `bench-restore-${Date.now()}`
+    const app = `${run}-app`
+    const input = `${run}.events`
+    const changelog = app + CHANGELOG_SUFFIX
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: 1 }, { topic: changelog, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] })
+    const producer = kafka.producer({ transactionalId: `${run}-writer`, idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect()
+    const cursor = store.scanSync(Buffer.from([0]), Buffer.alloc(64, 0xff))
+    const progress = new Progress('bench restore')
+    let records = 0
+    let bytes = 0
+    const p0 = performance.now()
+    for (;;) {
+      // One transaction per 100k records, like a sequence of Ebb's commits.
+      const chunk = cursor.next(100_000).filter(([k]) => k[0] !== META_PREFIX)
+      if (chunk.length === 0) break
+      const txn = await producer.transaction()
+      // Requests of at most ~512 KB, as Ebb's commits send them (the broker refuses a record
+      // batch over max.message.bytes, 1 MB; a timer bucket alone can be ~14 KB).
+      let messages: Array<{ key: Buffer, value: Buffer }> = []
+      let size = 0
+      for (const [key, value] of chunk) {
+        messages.push({ key, value })
+        size += key.length + value.length + 16
+        bytes += key.length + value.length
+        if (size >= 512 * 1024) { await txn.send({ topic: changelog, acks: -1, messages }); messages = []; size = 0 }
+      }
+      if (messages.length > 0) await txn.send({ topic: changelog, acks: -1, messages })
+      await txn.commit()
+      records += chunk.length
+      progress.tick(() => `writing the changelog: ${count(records)} records (${rate(records, performance.now() - p0)})`)
+    }
+    cursor.close()
+    const writeRate = records / ((performance.now() - p0) / 1000)
+    await producer.disconnect()
+    await store.close()
+    log(`restore: ${count(records)} changelog records (${Math.round(bytes / records)} B each, key and value) in ${changelog}`)
+
+    // ---- 2. ebb run restores them ------------------------------------------------------------
+    const config = `applicationId: ${app}
+instanceId: ${app}-0
+brokers: [${broker.bootstrap}]
+topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: 1 }
+stateDir: ${join(dir, 'ebb')}
+processingGuarantee: exactly_once
+knownSchemaIds: [7]
+http: { port: 0 }
+`
+    const logFile = join(dir, 'ebb.log')
+    const s0 = performance.now()
+    ebb = startEbb(config, join(dir, 'ebb.yaml'), logFile, 'info')
+    let restored: { records: number, seconds: number, firstRecordSeconds: number } | undefined
+    let rss = 0
+    const wait = new Progress('bench restore')
+    while (restored === undefined) {
+      if (ebb.child.exitCode !== null) { keepLogs = true; throw new Error(`ebb run exited (${ebb.child.exitCode}); see ${logFile}`) }
+      if (performance.now() - s0 > 600_000) { keepLogs = true; throw new Error(`no restore within 10 minutes; see ${logFile}`) }
+      rss = Math.max(rss, rssMB(ebb.child.pid))
+      const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''
+      for (const line of text.split('\n')) {
+        if (!line.includes('"state restored"')) continue
+        const j = JSON.parse(line) as { records: number, seconds: number, firstRecordSeconds: number }
+        restored = { records: j.records, seconds: j.seconds, firstRecordSeconds: j.firstRecordSeconds }
+      }
+      wait.tick(() => `ebb run restoring ${count(records)} records`)
+      if (restored === undefined) await sleep(50)
+    }
+    const startToRestoredSec = (performance.now() - s0) / 1000
+    ebb.child.kill('SIGTERM')
+    await ebb.exited
+    // The restored store holds what was written: the same number of records, read back from RocksDB.
+    const check = await RocksStore.open(join(dir, 'ebb', `${input}-0`))
+    const back = check.scanSync(Buffer.from([0]), Buffer.alloc(64, 0xff))
+    let inStore = 0
+    for (;;) { const c = back.next(100_000); if (c.length === 0) break; for (const [k] of c) if (k[0] !== META_PREFIX) inStore++ }
+    back.close()
+    await check.close()
+    const perSec = restored.records / Math.max(restored.seconds, 1e-3)
+    log(`restore: ebb run restored ${count(restored.records)} records in ${restored.seconds.toFixed(2)} s (${count(Math.round(perSec))} records/s); ${startToRestoredSec.toFixed(1)} s from process start`)
+    return {
+      users: o.users,
+      changelogRecords: records,
+      changelogBytesPerRecord: Math.round(bytes / Math.max(1, records)),
+      kafkajsWriteRecordsPerSec: Math.round(writeRate),
+      restoredRecords: restored.records,
+      recordsInRestoredStore: inStore,
+      restoreSeconds: restored.seconds,
+      restoreRecordsPerSec: Math.round(perSec),
+      restoreFirstRecordSec: restored.firstRecordSeconds,
+      restoreRecordsPerSecAfterFirstRecord: Math.round(restored.records / Math.max(restored.seconds - restored.firstRecordSeconds, 1e-3)),
+      processStartToRestoredSec: Math.round(startToRestoredSec * 10) / 10,
+      ebbRssMB: rss
+    }
+  } catch (err) {
+    keepLogs = true
+    throw err
+  } finally {
+    if (ebb !== undefined && ebb.child.exitCode === null) { ebb.child.kill('SIGKILL'); await ebb.exited }
+    await admin.disconnect().catch(() => {})
+    if (keepLogs) log(`restore: logs kept in ${dir}`)
+    else rmSync(dir, { recursive: true, force: true })
+    if (broker.started) stopBroker()
+  }
+}
