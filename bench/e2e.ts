@@ -182,6 +182,12 @@ http: { port: 0 }
       out.liveTransactions = value('ebb_transaction_duration_seconds_count')
       out.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
       out.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
+      // …and inside the transaction, each producer request's mean round trip and count
+      for (const api of ['AddPartitionsToTxn', 'Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
+        const n = value(`ebb_kafka_request_duration_seconds_count\\{api="${api}"\\}`)
+        out[`live${api}Requests`] = n
+        out[`live${api}MeanMs`] = Math.round(value(`ebb_kafka_request_duration_seconds_sum\\{api="${api}"\\}`) / n * 10000) / 10
+      }
     }
     ebbLive.child.kill('SIGTERM')
     await ebbLive.exited

@@ -81,7 +81,8 @@ export interface GroupConsumerPort {
 
 export interface KafkaClient {
   admin (): Promise<AdminPort>
-  producer (opts: { transactionalId?: string }): Promise<ProducerPort>
+  /** `onRequest`: each request's round trip (API name, seconds), for the metrics. */
+  producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort>
   /** a consumer group member on one topic; `clientId` is what the group description shows */
   groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort>
   /**

@@ -75,10 +75,12 @@ export class KafkajsClient implements KafkaClient {
     }
   }
 
-  async producer (opts: { transactionalId?: string }): Promise<ProducerPort> {
+  async producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort> {
     const producer: Producer = this.kafka.producer(opts.transactionalId === undefined
       ? { idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }
       : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner })
+    const onRequest = opts.onRequest
+    if (onRequest !== undefined) producer.on(producer.events.REQUEST, (e) => { onRequest(e.payload.apiName, e.payload.duration / 1000) })
     await producer.connect()
     return {
       send: async (topic, records) => results(await producer.send({ topic, acks: -1, messages: toMessages(records) })),

@@ -109,7 +109,8 @@ export class KafkaRunner {
     this.admin = await this.client.admin()
     await this.ensureTopics(this.admin)
     const eos = c.processingGuarantee === 'exactly_once'
-    this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId } : {})
+    const onRequest = (api: string, seconds: number): void => { this.observer?.kafkaRequestSeconds?.(api, seconds) }
+    this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId, onRequest } : { onRequest })
     // The client id names this member's API in the group description (see owners.ts).
     this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}` })
     this.consumer.onRebalancing(() => { this.onRebalancing() })

@@ -60,10 +60,18 @@ export class EbbMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [r]
     })
+    const requestHist = new Histogram({
+      name: 'ebb_kafka_request_duration_seconds',
+      help: 'Kafka mode: round trip of one producer request, by API (Produce, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, ...): where a transaction spends its time',
+      labelNames: ['api'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [r]
+    })
     this.observer = {
       eventSeconds: (s) => { eventHist.observe(s) },
       commitSeconds: (s) => { commitHist.observe(s) },
-      transactionSeconds: (s) => { txnHist.observe(s) }
+      transactionSeconds: (s) => { txnHist.observe(s) },
+      kafkaRequestSeconds: (api, s) => { requestHist.observe({ api }, s) }
     }
 
     new Counter({

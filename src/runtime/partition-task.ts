@@ -46,6 +46,8 @@ export interface EngineObserver {
   commitSeconds (s: number): void
   /** Kafka mode: one commit transaction (outputs, changelog, offsets), from begin to commit */
   transactionSeconds? (s: number): void
+  /** Kafka mode: one producer request's round trip, by API (Produce, EndTxn, …) */
+  kafkaRequestSeconds? (api: string, s: number): void
 }
 
 /** 1 in 64 events is timed for the observer: two clock reads per 64 events on the hot path. */

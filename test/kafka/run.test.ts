@@ -244,7 +244,10 @@ describe('ebb run on a real Kafka', () => {
     }
     // Lag is known for a partition once a batch of it was fetched; transactions ran somewhere.
     expect(texts.join('\n')).toMatch(/^ebb_consumer_lag_records\{partition="[01]"\} 0$/m)
-    expect(texts.reduce((n, m) => n + Number(/^ebb_transaction_duration_seconds_count (\d+)$/m.exec(m)?.[1] ?? 0), 0)).toBeGreaterThan(0)
+    const transactions = texts.reduce((n, m) => n + Number(/^ebb_transaction_duration_seconds_count (\d+)$/m.exec(m)?.[1] ?? 0), 0)
+    expect(transactions).toBeGreaterThan(0)
+    // each transaction ends with an EndTxn request, timed with the others by API
+    expect(texts.reduce((n, m) => n + Number(/^ebb_kafka_request_duration_seconds_count\{api="EndTxn"\} (\d+)$/m.exec(m)?.[1] ?? 0), 0)).toBeGreaterThanOrEqual(transactions)
     // /alerts serves what this instance committed (nothing here: a login alerts no rule).
     expect(((await (await fetch(`${apis[0]}/alerts`)).json()) as { alerts: unknown[] }).alerts).toEqual([])
     a.child.kill('SIGTERM')
