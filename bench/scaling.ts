@@ -31,7 +31,10 @@ export async function benchScaling (o: { users: number[], streamed: StreamedRun[
     out[`${label}RssMB`] = res.rssMB
     out[`${label}StateBytesPerUser`] = res.stateBytesPerUser
     out[`${label}DiskBytesPerUser`] = res.diskBytesPerUser
-    if (cache !== undefined) out[`${label}CommitShare`] = res.commitShare
+    if (cache !== undefined) {
+      out[`${label}CommitShare`] = res.commitShare
+      out[`${label}EnginePassPeakRssMB`] = res.enginePassPeakRssMB
+    }
   }
   try {
     for (const users of o.users) {

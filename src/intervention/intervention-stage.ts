@@ -313,12 +313,7 @@ function fits (s: UserState, day: number, max: number, days: number, channel: nu
 function hash32 (text: string, seed: number): number {
   let h = (0x811c9dc5 ^ seed) >>> 0
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
+  return fmix32(h)
 }
 
 /** Deterministic experiment arm: a user's bucket depends only on their id and the experiment name. */
@@ -328,6 +323,32 @@ export function armOf (userId: string, experiment: string, holdoutShare: number)
 
 /** Deterministic task id: 't' + 64 bits of hash of (user, episode, plan, step), as 16 hex digits. */
 export function taskIdOf (userId: string, episodeTs: number, planId: string, step: number): string {
-  const key = `${userId}\u0000${episodeTs}\u0000${planId}\u0000${step}`
-  return 't' + hash32(key, 0x5bd1e995).toString(16).padStart(8, '0') + hash32(key, 0x27d4eb2f).toString(16).padStart(8, '0')
+  // hash32 of `${userId}\0${episodeTs}\0${planId}\0${step}` under two seeds, in one pass over
+  // the parts instead of two over a joined string (one per task emitted; same ids).
+  let a = (0x811c9dc5 ^ 0x5bd1e995) >>> 0
+  let b = (0x811c9dc5 ^ 0x27d4eb2f) >>> 0
+  const parts = taskIdParts
+  parts[0] = userId; parts[1] = String(episodeTs); parts[2] = planId; parts[3] = String(step)
+  for (let p = 0; p < 4; p++) {
+    const text = parts[p]
+    if (p > 0) { a = Math.imul(a, 0x01000193); b = Math.imul(b, 0x01000193) } // the \0 separator: h ^ 0 = h
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i)
+      a = Math.imul(a ^ c, 0x01000193)
+      b = Math.imul(b ^ c, 0x01000193)
+    }
+  }
+  return 't' + hex8(fmix32(a)) + hex8(fmix32(b))
 }
+const taskIdParts = ['', '', '', '']
+
+function fmix32 (h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+function hex8 (n: number): string { return n.toString(16).padStart(8, '0') }

@@ -67,30 +67,49 @@ export class RecallKpis {
     this.decisions.set(kind, (this.decisions.get(kind) ?? 0) + 1)
   }
 
-  private cell (m: Map<string, KpiCounts>, key: string): KpiCounts {
-    let c = m.get(key)
-    if (c === undefined) { c = zero(); m.set(key, c) }
+  /**
+   * The cells again, found by their parts in nested maps: each part is a short string whose hash
+   * V8 keeps, while a joined key is a new string to hash on every call (one per task emitted).
+   */
+  private readonly ittByParts = new Map<string, Map<string, KpiCounts>>()
+  private readonly attrByParts = new Map<string, Map<string, Map<string, KpiCounts>>>()
+
+  private ittCell (plan: string, arm: string): KpiCounts {
+    let byArm = this.ittByParts.get(plan)
+    if (byArm === undefined) { byArm = new Map(); this.ittByParts.set(plan, byArm) }
+    let c = byArm.get(arm)
+    if (c === undefined) { c = zero(); byArm.set(arm, c); this.itt.set(plan + SEP + arm, c) }
+    return c
+  }
+
+  private attrCell (plan: string, channel: string, churnType: string): KpiCounts {
+    let byChannel = this.attrByParts.get(plan)
+    if (byChannel === undefined) { byChannel = new Map(); this.attrByParts.set(plan, byChannel) }
+    let byType = byChannel.get(channel)
+    if (byType === undefined) { byType = new Map(); byChannel.set(channel, byType) }
+    let c = byType.get(churnType)
+    if (c === undefined) { c = zero(); byType.set(churnType, c); this.attr.set(plan + SEP + channel + SEP + churnType, c) }
     return c
   }
 
   /** A first-step task or holdout shadow (the uplift denominator). */
-  assigned (plan: string, arm: string): void { this.cell(this.itt, plan + SEP + arm).assigned++ }
+  assigned (plan: string, arm: string): void { this.ittCell(plan, arm).assigned++ }
   /** A LOGIN inside a first step's attribution window, whichever task takes the last touch. */
   returned (plan: string, arm: string, cycleMs: number): void {
-    const c = this.cell(this.itt, plan + SEP + arm)
+    const c = this.ittCell(plan, arm)
     c.recalls++
     c.cycleMsSum += cycleMs
   }
 
-  sent (plan: string, channel: string, churnType: string): void { this.cell(this.attr, plan + SEP + channel + SEP + churnType).assigned++ }
+  sent (plan: string, channel: string, churnType: string): void { this.attrCell(plan, channel, churnType).assigned++ }
   recalled (plan: string, channel: string, churnType: string, cycleMs: number): void {
-    const c = this.cell(this.attr, plan + SEP + channel + SEP + churnType)
+    const c = this.attrCell(plan, channel, churnType)
     c.recalls++
     c.cycleMsSum += cycleMs
   }
 
-  delivered (plan: string, channel: string, churnType: string): void { this.cell(this.attr, plan + SEP + channel + SEP + churnType).delivered++ }
-  opened (plan: string, channel: string, churnType: string): void { this.cell(this.attr, plan + SEP + channel + SEP + churnType).opened++ }
+  delivered (plan: string, channel: string, churnType: string): void { this.attrCell(plan, channel, churnType).delivered++ }
+  opened (plan: string, channel: string, churnType: string): void { this.attrCell(plan, channel, churnType).opened++ }
 
   /** Uplift cells: (plan, arm, counts); for metrics. */
   forEachAssignment (cb: (plan: string, arm: string, c: KpiCounts) => void): void {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
 import { MemoryStore } from '../../src/state/memory-store.js'
 import type { StoreBatch } from '../../src/state/kv-store.js'
+import { taskIdOf } from '../../src/intervention/intervention-stage.js'
 import { at, defaultTopology } from '../helpers.js'
 
 /**
@@ -101,5 +102,32 @@ describe('regressions', () => {
       expect.stringContaining('not a real calendar date')
     ])
     expect(d.user('u1')?.lastLoginTs).toBe(Date.parse('2024-02-29T10:00:00+08:00'))
+  })
+
+  it('task ids stay what they were: the one-pass taskIdOf equals the hash of the joined key it replaced', () => {
+    // The reference: the definition before the one-pass rewrite. Ids are dedup keys downstream,
+    // so an upgrade must not change the id of a task already sent.
+    const hash32 = (text: string, seed: number): number => {
+      let h = (0x811c9dc5 ^ seed) >>> 0
+      for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+      h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b); h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35); h ^= h >>> 16
+      return h >>> 0
+    }
+    const reference = (u: string, ts: number, plan: string, step: number): string => {
+      const key = `${u}\u0000${ts}\u0000${plan}\u0000${step}`
+      return 't' + hash32(key, 0x5bd1e995).toString(16).padStart(8, '0') + hash32(key, 0x27d4eb2f).toString(16).padStart(8, '0')
+    }
+    const users = ['u1', 'user-0000042', '', 'Ünïcødé-用户-😀', 'x'.repeat(300)]
+    let checked = 0
+    for (const u of users) {
+      for (const ts of [0, 1_772_409_600_000, 1_772_409_600_123]) {
+        for (const [plan, step] of [['gentle-nudge', 0], ['winback', 3], ['', 12]] as const) {
+          expect(taskIdOf(u, ts, plan, step)).toBe(reference(u, ts, plan, step))
+          checked++
+        }
+      }
+    }
+    expect(checked).toBe(45)
+    expect(taskIdOf('u1', 1, 'p', 0)).toMatch(/^t[0-9a-f]{16}$/)
   })
 })
