@@ -1,3 +1,5 @@
+// First: replaces a kafkajs module before kafkajs loads (see kafkajs-patches.ts).
+import './kafkajs-patches.js'
 import { AssignerProtocol, Kafka, type KafkaConfig, logLevel, Partitioners, type PartitionMetadata, type Producer } from 'kafkajs'
 import { log } from '../log.js'
 import type { AdminPort, BatchSendResult, GroupConsumerPort, InputRecord, KafkaClient, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
