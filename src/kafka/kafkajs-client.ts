@@ -128,15 +128,12 @@ export class KafkajsClient implements KafkaClient {
   }
 
   /**
-   * kafkajs has no manual assignment: a throwaway group member subscribes to the topic, pauses
-   * the partitions it does not want and seeks to `from`. Done at the record `last`, or after a
-   * few empty fetches (the tail holds only transaction markers or aborted records).
-   */
-  /**
    * Reads [from, end) of one partition, read_committed, where `end` is the offset after `last`.
-   * The end is known only from the batches' own offsets: kafkajs reports every fetched batch,
-   * including one left empty by filtering (control records, aborted transactions), through
-   * END_BATCH_PROCESS with its last offset, after `apply` has run for its records. (Its FETCH
+   * kafkajs has no manual assignment: a throwaway group member subscribes to the topic, pauses
+   * the partitions it does not want and seeks to `from`. The end is known only from the
+   * batches' own offsets: kafkajs reports every fetched batch, including one left empty by
+   * filtering (control records, aborted transactions), through END_BATCH_PROCESS with its last
+   * offset, after `apply` has run for its records. (Its FETCH
    * event's numberOfBatches is always 0 in kafkajs 2.2: a restore that waited for "empty fetches"
    * stopped after three fetches, ~18k records.) No batch for `stallMs` is an error: the restore
    * is retried, never cut short silently.
