@@ -8,7 +8,7 @@ import { encodeAvroEvent } from '../src/events/avro.js'
 import type { UserEvent } from '../src/events/user-event.js'
 import { KafkajsClient, kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
-import { committedTotal, consumerPerfTest, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
+import { committedTotal, consumerPerfTest, ebbRunConfig, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
 export interface E2eOptions {
   /** events in the backlog the throughput phase catches up on */
@@ -67,16 +67,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     log(`e2e: ${count(produced)} events (${backlog.users.toLocaleString()} users) in ${input}`)
 
     const app = `${run}-tput`
-    const config = (application: string, topic: string, instance = 0): string => `applicationId: ${application}
-instanceId: ${application}-${instance}
-brokers: [${broker.bootstrap}]
-topics: { input: ${topic}, alerts: ${application}.alerts, tasks: ${application}.tasks, outcomes: ${application}.outcomes, deadLetters: ${application}.dlq, partitions: ${o.partitions} }
-stateDir: ${join(dir, application, String(instance))}
-commitInterval: ${o.commitInterval}
-processingGuarantee: exactly_once
-knownSchemaIds: [7]
-http: { port: 0 }
-`
+    const config = (application: string, topic: string, instance = 0): string => ebbRunConfig({ app: application, instance, bootstrap: broker.bootstrap, input: topic, partitions: o.partitions, stateDir: dir, commitInterval: o.commitInterval })
     const instances = o.instances ?? 1
     const ebbs = Array.from({ length: instances }, (_, i) => startEbb(config(app, input, i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
     started.push(...ebbs)

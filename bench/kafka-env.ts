@@ -65,6 +65,23 @@ export function producerPerfTest (bootstrap: string, topic: string, records: num
   return { recordsPerSec: Number(m[2]), avgLatencyMs: Number(m[3]) }
 }
 
+/**
+ * The `ebb run` configuration the Kafka-backed suites use: application `app` on input `input`,
+ * its outputs named after it, exactly-once, the bundled schema for id 7, a free API port.
+ */
+export function ebbRunConfig (o: { app: string, instance?: number, bootstrap: string, input: string, partitions: number, stateDir: string, commitInterval?: string }): string {
+  const instance = o.instance ?? 0
+  return `applicationId: ${o.app}
+instanceId: ${o.app}-${instance}
+brokers: [${o.bootstrap}]
+topics: { input: ${o.input}, alerts: ${o.app}.alerts, tasks: ${o.app}.tasks, outcomes: ${o.app}.outcomes, deadLetters: ${o.app}.dlq, partitions: ${o.partitions} }
+stateDir: ${join(o.stateDir, o.app, String(instance))}
+${o.commitInterval === undefined ? '' : `commitInterval: ${o.commitInterval}\n`}processingGuarantee: exactly_once
+knownSchemaIds: [7]
+http: { port: 0 }
+`
+}
+
 /** `ebb run --config F` as a child process; its logs (at `level`) go to `logFile`. */
 export function startEbb (config: string, configFile: string, logFile: string, level = 'warn'): { child: ChildProcess, exited: Promise<number | null> } {
   writeFileSync(configFile, config)

@@ -11,10 +11,19 @@ import { PartitionTask } from '../src/runtime/partition-task.js'
 import { RocksStore } from '../src/state/rocks-store.js'
 import { META_PREFIX } from '../src/state/keys.js'
 import { buildPopulation, PackedBatch } from './population.js'
-import { ensureBroker, rssMB, startEbb, stopBroker } from './kafka-env.js'
+import { ebbRunConfig, ensureBroker, rssMB, startEbb, stopBroker } from './kafka-env.js'
 import { CountingSink } from './timers.js'
 
 const BATCH = 4096
+/** A store's user states and timer buckets (not its local metadata), `n` records at a time. */
+function * dataRecords (store: RocksStore, n: number): Generator<Array<[Buffer, Buffer]>> {
+  const cursor = store.scanSync(Buffer.from([0]), Buffer.alloc(64, 0xff))
+  try {
+    for (let c = cursor.next(n); c.length > 0; c = cursor.next(n)) yield c.filter(([k]) => k[0] !== META_PREFIX)
+  } finally {
+    cursor.close()
+  }
+}
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /**
@@ -54,15 +63,13 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
     await admin.createTopics({ topics: [{ topic: input, numPartitions: 1 }, { topic: changelog, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] })
     const producer = kafka.producer({ transactionalId: `${run}-writer`, idempotent: true, maxInFlightRequests: 1 })
     await producer.connect()
-    const cursor = store.scanSync(Buffer.from([0]), Buffer.alloc(64, 0xff))
     const progress = new Progress('bench restore')
     let records = 0
     let bytes = 0
     const p0 = performance.now()
-    for (;;) {
-      // One transaction per 100k records, like a sequence of Ebb's commits.
-      const chunk = cursor.next(100_000).filter(([k]) => k[0] !== META_PREFIX)
-      if (chunk.length === 0) break
+    // One transaction per 100k records, like a sequence of Ebb's commits.
+    for (const chunk of dataRecords(store, 100_000)) {
+      if (chunk.length === 0) continue
       const txn = await producer.transaction()
       // Requests of at most ~512 KB, as Ebb's commits send them (the broker refuses a record
       // batch over max.message.bytes, 1 MB; a timer bucket alone can be ~14 KB).
@@ -79,22 +86,14 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
       records += chunk.length
       progress.tick(() => `writing the changelog: ${count(records)} records (${rate(records, performance.now() - p0)})`)
     }
-    cursor.close()
     const writeRate = records / ((performance.now() - p0) / 1000)
     await producer.disconnect()
     await store.close()
     log(`restore: ${count(records)} changelog records (${Math.round(bytes / records)} B each, key and value) in ${changelog}`)
 
     // ---- 2. ebb run restores them ------------------------------------------------------------
-    const config = `applicationId: ${app}
-instanceId: ${app}-0
-brokers: [${broker.bootstrap}]
-topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: 1 }
-stateDir: ${join(dir, 'ebb')}
-processingGuarantee: exactly_once
-knownSchemaIds: [7]
-http: { port: 0 }
-`
+    const stateDir = join(dir, 'ebb')
+    const config = ebbRunConfig({ app, bootstrap: broker.bootstrap, input, partitions: 1, stateDir })
     const logFile = join(dir, 'ebb.log')
     const s0 = performance.now()
     ebb = startEbb(config, join(dir, 'ebb.yaml'), logFile, 'info')
@@ -118,11 +117,9 @@ http: { port: 0 }
     ebb.child.kill('SIGTERM')
     await ebb.exited
     // The restored store holds what was written: the same number of records, read back from RocksDB.
-    const check = await RocksStore.open(join(dir, 'ebb', `${input}-0`))
-    const back = check.scanSync(Buffer.from([0]), Buffer.alloc(64, 0xff))
+    const check = await RocksStore.open(join(stateDir, app, '0', `${input}-0`))
     let inStore = 0
-    for (;;) { const c = back.next(100_000); if (c.length === 0) break; for (const [k] of c) if (k[0] !== META_PREFIX) inStore++ }
-    back.close()
+    for (const c of dataRecords(check, 100_000)) inStore += c.length
     await check.close()
     const perSec = restored.records / Math.max(restored.seconds, 1e-3)
     log(`restore: ebb run restored ${count(restored.records)} records in ${restored.seconds.toFixed(2)} s (${count(Math.round(perSec))} records/s); ${startToRestoredSec.toFixed(1)} s from process start`)
