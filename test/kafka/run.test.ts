@@ -388,7 +388,14 @@ describe('the changelog reader (restore) on a real broker', () => {
       if (commit) { await txn.commit(); for (let i = 0; i < n; i++) committed.push(`${name}${i}`) } else await txn.abort()
     }
     await producer.disconnect()
-    const end = BigInt((await admin.fetchTopicOffsets(topic))[0].high)
+    // The end a restore sees is the last stable offset; the broker writes a transaction's marker
+    // after EndTxn returns, so wait for every record and all five markers (6,600 + 5) to be there.
+    let end = 0n
+    for (let i = 0; i < 100 && end < 6605n; i++) {
+      end = BigInt((await admin.fetchTopicOffsets(topic))[0].high)
+      if (end < 6605n) await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(end).toBe(6605n)
     await admin.disconnect()
     const client = new KafkajsClient({ brokers: [BROKER], ssl: false, sasl: null }, 'ebb-test')
     const read: string[] = []
