@@ -3,15 +3,19 @@ import { basename, join, resolve } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { labelsOption } from '../model/dataset.js'
 import { evaluate as runEval, reportMarkdown } from '../model/evaluate.js'
+import { evalPlots } from '../model/plots.js'
 import { topologyPath } from '../paths.js'
 import { intOption, parseOptions, requireOption } from './args.js'
 
 export const EVAL_HELP = `ebb eval --in events.jsonl (--labels F | --derive-labels) --out DIR [--topology T] [--model M]
-  Replays the events with the churn model and reports, for the model rule, inactive_7d alone and
-  the whole topology: precision, recall, alerts per 1k users per day and the lead time (days from
-  the last LOGIN to the first alert, median and quartiles); the model's AUC and calibration on
-  daily snapshots; and the model's lead time at inactive_7d's precision.
-  Writes DIR/eval.json and DIR/eval.md, and prints the Markdown.
+  Replays the events with the churn model learning from them as it would in production, and
+  reports, for the model rule, inactive_7d alone and the whole topology: precision per alert,
+  recall, alerts per 1k users per day and the lead time (days from the last LOGIN to the first
+  alert, median and quartiles); the model's AUC and calibration on the scored days; fixed score
+  thresholds (the precision–recall curve); and a yardstick of what the data allows (a simple
+  detector fitted and thresholded in hindsight on the same data).
+  Writes DIR/eval.json, DIR/eval.md and five pictures (precision-recall.svg, precision-lead.svg,
+  lead-time.svg, calibration.svg, score-histogram.svg), and prints the Markdown.
   --model M      the model file (default: the topology's \`model:\`)
   --warmup DAYS  daily snapshots of the first DAYS days are not ranked (default 28)`
 
@@ -38,6 +42,7 @@ export async function evaluate (argv: string[]): Promise<number> {
     mkdirSync(out, { recursive: true })
     writeFileSync(join(out, 'eval.json'), JSON.stringify(report, null, 2) + '\n')
     writeFileSync(join(out, 'eval.md'), reportMarkdown(report))
+    for (const [name, svg] of Object.entries(evalPlots(report))) writeFileSync(join(out, name), svg)
   } catch (err) {
     throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }

@@ -2,6 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { once } from 'node:events'
 import { EbbError, Errors } from '../errors.js'
 import { encodeJsonEvent } from '../events/jsonl.js'
+import { isPopulationKind, makePopulation, POPULATION_KINDS, type PopulationKind } from '../sim/populations.js'
 import { Simulator } from '../sim/simulator.js'
 import { intOption, parseOptions, requireOption } from './args.js'
 import { count, Progress, rate } from './progress.js'
@@ -9,7 +10,13 @@ import { count, Progress, rate } from './progress.js'
 export const SIMULATE_HELP = `ebb simulate --users N --days D (--out F | --kafka --config F) [--labels F] [--seed S] [--start DATE] [--noise]
   Writes a synthetic population as JSON Lines (ebb.UserEvent), time-ordered, and the ground
   truth per user (archetype, whether and when they churned) to --labels (default F.labels.jsonl).
-  --noise adds duplicate and late events, as real streams have.
+  --noise adds duplicate and late events, as real streams have (archetypes only).
+  --population K  the generator: ${POPULATION_KINDS.join(' | ')} (default archetypes;
+                  docs/populations.md describes each)
+  --churn-rate X  about this share of users churns inside the written days (0 < X < 1;
+                  every generator but archetypes, whose shares are fixed)
+  --prehistory D  the users' lives start up to D days before the first written day (default 60;
+                  every generator but archetypes, where everyone starts on day 0)
   --kafka        produce the events as Avro (key = userId) to the input topic of the run
                  configuration --config F (brokers and topics from it, and from EBB_BROKERS)`
 
@@ -20,7 +27,8 @@ async function write (stream: WriteStream, text: string): Promise<void> {
 export async function simulate (argv: string[]): Promise<number> {
   const o = parseOptions('simulate', argv, {
     users: { type: 'string' }, days: { type: 'string' }, out: { type: 'string' }, labels: { type: 'string' },
-    seed: { type: 'string' }, start: { type: 'string' }, noise: { type: 'boolean' }, kafka: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' }
+    seed: { type: 'string' }, start: { type: 'string' }, noise: { type: 'boolean' }, kafka: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' },
+    population: { type: 'string' }, 'churn-rate': { type: 'string' }, prehistory: { type: 'string' }
   })
   if (o.help === true) { process.stdout.write(SIMULATE_HELP + '\n'); return 0 }
   const users = intOption('simulate', 'users', o.users, 1000, 1, 50_000_000)
@@ -35,7 +43,16 @@ export async function simulate (argv: string[]): Promise<number> {
   const out = requireOption('simulate', 'out', o.out)
   if (o.start !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.start)) throw new EbbError(Errors.USAGE, `ebb simulate: --start must be a date like 2026-01-05, got "${o.start}"`)
   const labelsFile = o.labels ?? out.replace(/\.jsonl$/, '') + '.labels.jsonl'
-  const sim = new Simulator({ users, days, seed, start: o.start, noise: o.noise === true })
+  const kind = o.population ?? 'archetypes'
+  if (!isPopulationKind(kind)) throw new EbbError(Errors.USAGE, `ebb simulate: --population must be one of ${POPULATION_KINDS.join(', ')}, got "${kind}"`)
+  let churnRate: number | undefined
+  if (o['churn-rate'] !== undefined) {
+    churnRate = Number(o['churn-rate'])
+    if (!(churnRate > 0 && churnRate < 1)) throw new EbbError(Errors.USAGE, `ebb simulate: --churn-rate must be a number between 0 and 1, got "${o['churn-rate']}"`)
+  }
+  const prehistoryDays = o.prehistory === undefined ? undefined : intOption('simulate', 'prehistory', o.prehistory, 60, 0, 3650)
+  if (kind === 'archetypes' && (churnRate !== undefined || prehistoryDays !== undefined)) throw new EbbError(Errors.USAGE, 'ebb simulate: --churn-rate and --prehistory apply to the other generators; archetypes has fixed shares and starts everyone on day 0')
+  const sim = makePopulation(kind as PopulationKind, { users, days, seed, start: o.start, noise: o.noise === true, churnRate, prehistoryDays })
   const stream = createWriteStream(out)
   stream.on('error', () => {})
   const progress = new Progress('simulate')
@@ -57,7 +74,11 @@ export async function simulate (argv: string[]): Promise<number> {
   for (const l of sim.labels()) await write(labels, JSON.stringify(l) + '\n')
   labels.end()
   await once(labels, 'finish')
-  const shares = Object.entries(sim.archetypeShares).map(([k, v]) => `${k} ${(v * 100).toFixed(0)}%`).join(', ')
-  process.stdout.write(`simulate: ${count(events)} events for ${count(users)} users over ${days} days → ${out}\n  labels → ${labelsFile}\n  archetypes: ${shares}\n`)
+  const truth = sim.labels()
+  const kinds = new Map<string, number>()
+  let churned = 0
+  for (const l of truth) { kinds.set(l.archetype, (kinds.get(l.archetype) ?? 0) + 1); if (l.churned) churned++ }
+  const shares = [...kinds].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / truth.length * 100).toFixed(0)}%`).join(', ')
+  process.stdout.write(`simulate: ${count(events)} events for ${count(truth.length)} users (${kind}) over ${days} days → ${out}\n  labels → ${labelsFile}\n  ${shares}; churned ${(churned / Math.max(1, truth.length) * 100).toFixed(1)}%\n`)
   return 0
 }

@@ -1,76 +1,93 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
-import { DAY_MS, labelsOption, replayForModel } from '../model/dataset.js'
-import { FEATURES } from '../model/features.js'
-import { type Algorithm, defaultSplit, trainModel } from '../model/train.js'
+import { DAY_MS, derivedLabels, fileLabels, type Labels, replayForModel } from '../model/dataset.js'
+import { neutralModel } from '../model/model.js'
+import { FEATURES } from '../model/spell.js'
+import { type LabelledData, trainModel, TrainRefusal } from '../model/train.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology, type Topology } from '../rules/topology.js'
 import { instantOption, intOption, parseOptions, requireOption } from './args.js'
 
-export const TRAIN_HELP = `ebb train --in events.jsonl (--labels F | --derive-labels) --out model.json [options]
-  Fits the churn model (logistic regression, gradient-boosted trees) on daily snapshots of a
-  replay: each user at each local midnight, labelled churn when they do not log in within the
-  next 30 days. Training uses the snapshots whose 30-day label window ends before --split;
-  validation the ones after it (no leakage across time). Writes a sealed, versioned model file.
-  --labels F        the simulator's label file (churnAt per user)
-  --derive-labels   derive the labels from the LOGIN events of --in
+export const TRAIN_HELP = `ebb train --in events.jsonl [--in more.jsonl …] (--labels F … | --derive-labels) --out model.json [options]
+  Fits the prior of the churn model: the coefficients every partition starts from and then
+  refines on its own stream (docs/churn-model.md). Each input is replayed through the engine;
+  every scored day (a user at a local midnight of a silence) is a row, labelled churned when no
+  LOGIN follows within 30 days. Training uses rows whose label is known before the split, and
+  validation the rows after it; on a history too short for that, a fifth of the users validate.
+  Refuses (exit 2) to write a model from too few churned days or silences, and warns when the
+  churn rate of training and validation differ more than twofold.
+  --labels F        ground truth per input (the simulator's label file), in the order of --in
+  --derive-labels   derive the labels from the LOGIN events of each input
   --split ISO       start of validation (default: the last quarter of the labelled span)
-  --warmup DAYS     skip snapshots of the first DAYS days of data (default 0: young accounts
-                    are part of what the model must score)
+  --warmup DAYS     skip rows of each input's first DAYS days (default 0)
   --topology T      signal parameters come from it (default: topologies/default.yaml)
-  --l2 X            L2 penalty on the standardised weights (default 1)
-  --algorithm A     logistic | gbt | best (default: fit both, keep gradient-boosted trees only
-                    when their validation AUC beats logistic regression by ≥ 0.005)`
+  --l2 X            L2 penalty on the standardised coefficients (default 1)
+  Example:
+    ebb simulate --population habits --users 5000 --days 120 --out h.jsonl
+    ebb train --in h.jsonl --derive-labels --out model.json`
 
 export async function train (argv: string[]): Promise<number> {
   const o = parseOptions('train', argv, {
-    in: { type: 'string' }, out: { type: 'string' }, labels: { type: 'string' }, 'derive-labels': { type: 'boolean' },
-    split: { type: 'string' }, warmup: { type: 'string' }, topology: { type: 'string' }, l2: { type: 'string' }, algorithm: { type: 'string' }, help: { type: 'boolean' }
+    in: { type: 'string', multiple: true }, out: { type: 'string' }, labels: { type: 'string', multiple: true }, 'derive-labels': { type: 'boolean' },
+    split: { type: 'string' }, warmup: { type: 'string' }, topology: { type: 'string' }, l2: { type: 'string' }, help: { type: 'boolean' }
   })
   if (o.help === true) { process.stdout.write(TRAIN_HELP + '\n'); return 0 }
-  const input = requireOption('train', 'in', o.in)
+  const inputs = o.in ?? []
+  if (inputs.length === 0) throw new EbbError(Errors.USAGE, 'ebb train: --in is required')
   const out = requireOption('train', 'out', o.out)
-  const labelsOf = labelsOption('train', o.labels, o['derive-labels'])
-  if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  const labelFiles = o.labels ?? []
+  if ((labelFiles.length > 0) === (o['derive-labels'] === true)) throw new EbbError(Errors.USAGE, 'ebb train: give exactly one of --labels F and --derive-labels')
+  if (labelFiles.length > 0 && labelFiles.length !== inputs.length) throw new EbbError(Errors.USAGE, `ebb train: ${inputs.length} --in and ${labelFiles.length} --labels: give one label file per input, in the same order`)
+  for (const input of inputs) if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const warmupDays = intOption('train', 'warmup', o.warmup, 0, 0, 3650)
   const l2 = o.l2 === undefined ? 1 : Number(o.l2)
   if (!(l2 >= 0) || !Number.isFinite(l2)) throw new EbbError(Errors.USAGE, `ebb train: --l2 must be a number ≥ 0, got "${o.l2 ?? ''}"`)
-  const splitArg = instantOption('train', 'split', o.split)
-  const algorithm = (o.algorithm ?? 'best') as Algorithm
-  if (!['logistic', 'gbt', 'best'].includes(algorithm)) throw new EbbError(Errors.USAGE, `ebb train: --algorithm must be logistic, gbt or best, got "${algorithm}"`)
-  const topology = trainingTopology(loadTopology(o.topology ?? topologyPath('default.yaml')))
+  const split = instantOption('train', 'split', o.split) ?? null
+  const topology = trainingTopology(loadTopology(o.topology ?? topologyPath('default.yaml'), { loadModel: false }))
 
-  const data = await replayForModel(input, topology, { label: 'train', withFeatures: true, from: (start) => start + warmupDays * DAY_MS })
-  const labels = labelsOf(data.snapshots)
-  const split = splitArg ?? defaultSplit(data)
+  const sets: LabelledData[] = []
+  for (let k = 0; k < inputs.length; k++) {
+    const data = await replayForModel(inputs[k], topology, { label: 'train', from: (start) => start + warmupDays * DAY_MS })
+    const labels: Labels = labelFiles.length > 0 ? fileLabels(labelFiles[k], data.snapshots) : derivedLabels(data.snapshots)
+    sets.push({ data, labels })
+  }
   let model
   try {
-    model = trainModel(data, { algorithm, split, l2, input: basename(input), labels, onProgress: (l) => process.stderr.write(`[train] ${l}\n`) })
+    model = trainModel(sets, {
+      split,
+      l2,
+      input: inputs.map((i) => basename(i)).join(', '),
+      onProgress: (l) => process.stderr.write(`[train] ${l}\n`),
+      onWarning: (l) => process.stderr.write(`[train] WARNING: ${l}\n`)
+    })
   } catch (err) {
-    if (err instanceof RangeError) throw new EbbError(Errors.USAGE, `ebb train: ${err.message}; use more days of data, an earlier --split or a shorter --warmup`)
+    if (err instanceof TrainRefusal) throw new EbbError(Errors.USAGE, `ebb train: ${err.message}`)
     throw err
   }
   try {
-    writeFileSync(out, JSON.stringify(model) + '\n') // one line: a tree ensemble is thousands of numbers
+    writeFileSync(out, JSON.stringify(model, null, 1) + '\n')
   } catch (err) {
     throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }
   const m = model.metrics as Record<string, { auc: number, logLoss: number, samples: number, positives: number }>
   const lines = [
-    `train: ${model.kind} model → ${out} (sha256 ${model.sha256.slice(0, 12)})`,
-    `  data ${String(model.training.dataFrom)} … ${String(model.training.dataTo)}, split ${String(model.training.split)}`,
-    `  training   ${m.train.samples} snapshots, ${m.train.positives} churn: AUC ${m.train.auc.toFixed(4)}, log loss ${m.train.logLoss.toFixed(4)}`,
-    `  validation ${m.validation.samples} snapshots, ${m.validation.positives} churn: AUC ${Number(m.validation.auc).toFixed(4)}, log loss ${Number(m.validation.logLoss).toFixed(4)}`,
-    ...(model.kind === 'logistic'
-      ? ['  weights (per standard deviation):', ...FEATURES.map((f, i) => `    ${f.name.padEnd(18)} ${model.weights[i] >= 0 ? '+' : ''}${model.weights[i].toFixed(3)}`)]
-      : [`  ${model.trees.length} trees of depth ≤ ${String((model.training.gbt as { depth: number }).depth)}`])
+    `train: ${model.kind} prior → ${out} (sha256 ${model.sha256.slice(0, 12)})`,
+    `  split ${String(model.training.split)}`,
+    `  training   ${m.train.samples} scored days, ${m.train.positives} churned: AUC ${m.train.auc.toFixed(4)}, log loss ${m.train.logLoss.toFixed(4)}`,
+    `  validation ${m.validation.samples} scored days, ${m.validation.positives} churned: AUC ${Number(m.validation.auc).toFixed(4)}, log loss ${Number(m.validation.logLoss).toFixed(4)}`,
+    `  intercept ${model.prior.intercept.toFixed(3)}; weights (per standard deviation):`,
+    ...FEATURES.map((f, i) => `    ${f.name.padEnd(18)} ${model.prior.weights[i] >= 0 ? '+' : ''}${model.prior.weights[i].toFixed(3)}`),
+    `  prior threshold ${String(model.training.priorThreshold)}`
   ]
   process.stdout.write(lines.join('\n') + '\n')
   return 0
 }
 
-/** Features need the engine's state only: no model (nothing to score yet), no recall tasks. */
+/**
+ * Features need the engine's spells only: a neutral model (every score ½) makes the engine keep
+ * them, with no recall tasks. The rows do not depend on the model's coefficients.
+ */
 export function trainingTopology (t: Topology): Topology {
-  return { ...t, model: null, modelPath: null, intervention: null }
+  return { ...t, model: neutralModel(), modelPath: null, intervention: null }
 }

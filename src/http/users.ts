@@ -2,7 +2,8 @@ import type { FastifyPluginAsync } from 'fastify'
 import { CHANNELS } from '../events/user-event.js'
 import { taskIdOf } from '../intervention/intervention-stage.js'
 import { allSignals, todayOf } from '../signals/index.js'
-import { TASK_DELIVERED, TASK_HOLDOUT, TASK_OPENED, TASK_RECALLED } from '../state/user-state.js'
+import { TASK_DELIVERED, TASK_HOLDOUT, TASK_OPENED, TASK_RECALLED, type UserState } from '../state/user-state.js'
+import { type ChurnLearner, sigmoid } from '../model/learner.js'
 import { protectedRoute, type AuthHook } from './auth.js'
 import type { EngineView } from './engine-view.js'
 import { alertSchema, errorSchema, reasonSchema } from './schemas.js'
@@ -82,9 +83,9 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
       timezone: s.zone.id,
       asOf: new Date(at).toISOString(),
       signals: allSignals(s, today, t.params),
-      // Scored on read at the partition's stream time: the stored score moves at local
-      // midnights (what model_risk sees), a reader wants it as of now.
-      churnScore: t.model === null ? null : t.model.scoreOrNull(s, today, at, t.params),
+      // Scored on read at the partition's stream time, with what the partition has learned: the
+      // stored score moves at local midnights (what model_risk sees), a reader wants it as of now.
+      churnScore: scoreOnRead(s, today, where.learner ?? null),
       reasons: episodeAlerts.flatMap((a) => a.reasons),
       episode: episodeId === null
         ? null
@@ -107,3 +108,9 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
   })
 }
 
+
+/** The score of the user's silence as of `today`: null before their first LOGIN, on a day they logged in, or before their spell is frozen. */
+function scoreOnRead (s: UserState, today: number, learner: ChurnLearner | null): number | null {
+  if (learner === null || s.lastLoginTs < 0 || s.lastLoginDay >= today || s.spellDay !== s.lastLoginDay) return null
+  return Math.round(sigmoid(learner.z(s, today - s.lastLoginDay - 1)) * 1e6) / 1e6
+}

@@ -9,38 +9,39 @@ import { MemorySink, type OutputSink } from '../io/sinks.js'
 import type { Topology } from '../rules/topology.js'
 import { PartitionTask, type SnapshotHook } from '../runtime/partition-task.js'
 import { LineBatch } from '../runtime/record-batch.js'
-import { daysInactive } from '../signals/signals.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { UserState } from '../state/user-state.js'
-import { computeFeatures, FEATURE_COUNT } from './features.js'
+import { FEATURE_COUNT, QUESTION_DAYS, spellFeatures } from './spell.js'
 
 export const DAY_MS = 86_400_000
-/** SPEC: churn at time t = no LOGIN in (t, t + 30 days]. */
+/** Churn at time t = no LOGIN in (t, t + 30 days]. */
 export const LABEL_HORIZON_DAYS = 30
 export const LABEL_HORIZON_MS = LABEL_HORIZON_DAYS * DAY_MS
 
 /**
- * Daily snapshots of a replay: one row per user per local midnight (the user's daily timer), for
- * users who have logged in and are fewer than 30 days away (past that the question is answered).
- * Features (for training) and the engine's churnScore (for evaluation) at that instant.
- * The features come from the engine's own state through computeFeatures: the same code that
- * scores in production.
+ * The scored days of a replay: one row per user per local midnight at which the engine scored
+ * their silence (silent day d < 30 of a spell), with the spell's features of that day, the score
+ * the engine used then (with what it had learned by then), and the spell it belongs to (so that
+ * alerts can be emulated offline: a model alert is the first scored day of a spell over a
+ * threshold). The features come from the engine's own state through spellFeatures: the same code
+ * that scores in production.
  */
 export class DailySnapshots implements SnapshotHook {
   n = 0
   ts = new Float64Array(1 << 16)
   user = new Int32Array(1 << 16)
+  /** the spell: local day of the LOGIN it follows */
+  spell = new Int32Array(1 << 16)
   score = new Float64Array(1 << 16)
   inactive = new Float64Array(1 << 16)
-  X: Float64Array
+  X = new Float32Array((1 << 16) * FEATURE_COUNT)
   /** users by index, and the index of each; logins per user (accepted LOGIN times) */
   readonly users: string[] = []
   readonly index = new Map<string, number>()
   readonly logins: number[][] = []
+  private readonly x = new Float64Array(FEATURE_COUNT)
 
-  constructor (private readonly topology: Topology, private readonly withFeatures: boolean, private readonly from = Number.NEGATIVE_INFINITY) {
-    this.X = new Float64Array(withFeatures ? (1 << 16) * FEATURE_COUNT : 0)
-  }
+  constructor (private readonly from = Number.NEGATIVE_INFINITY) {}
 
   userIndex (userId: string): number {
     let u = this.index.get(userId)
@@ -58,39 +59,61 @@ export class DailySnapshots implements SnapshotHook {
   }
 
   daily (s: UserState, today: number, due: number): void {
-    if (due < this.from) return
-    const di = daysInactive(s, today)
-    if (!(di < LABEL_HORIZON_DAYS)) return // never logged in (NaN), or gone for a month already
+    if (due < this.from || s.lastLoginTs < 0 || s.spellDay !== s.lastLoginDay) return
+    const d = today - s.lastLoginDay - 1
+    // only the day the engine scored at this midnight
+    if (d < 0 || d >= QUESTION_DAYS || d !== s.spellScored - 1) return
     if (this.n === this.ts.length) this.grow()
     const i = this.n++
     this.ts[i] = due
     this.user[i] = this.userIndex(s.userId)
+    this.spell[i] = s.spellDay
     this.score[i] = s.churnScore ?? Number.NaN
-    this.inactive[i] = di
-    if (this.withFeatures) computeFeatures(s, today, due, this.topology.params, this.X.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT))
+    this.inactive[i] = d
+    spellFeatures(s, d, this.x)
+    for (let k = 0; k < FEATURE_COUNT; k++) this.X[i * FEATURE_COUNT + k] = this.x[k]
   }
+
+  /** Feature k of row i. */
+  feature (i: number, k: number): number { return this.X[i * FEATURE_COUNT + k] }
 
   private grow (): void {
     const cap = this.ts.length * 2
     const f64 = (a: Float64Array, c: number): Float64Array<ArrayBuffer> => { const b = new Float64Array(c); b.set(a); return b }
+    const i32 = (a: Int32Array, c: number): Int32Array<ArrayBuffer> => { const b = new Int32Array(c); b.set(a); return b }
     this.ts = f64(this.ts, cap)
     this.score = f64(this.score, cap)
     this.inactive = f64(this.inactive, cap)
-    const u = new Int32Array(cap); u.set(this.user); this.user = u
-    if (this.withFeatures) this.X = f64(this.X, cap * FEATURE_COUNT)
+    this.user = i32(this.user, cap)
+    this.spell = i32(this.spell, cap)
+    const X = new Float32Array(cap * FEATURE_COUNT); X.set(this.X); this.X = X
   }
 
   /** Logins sorted per user (the engine sees them in stream order, which may not be time order). */
   sortLogins (): void { for (const l of this.logins) l.sort((a, b) => a - b) }
+
+  /** Row indices grouped by spell (user, spell day), each in time order; the spells in order of their first row. */
+  spells (): Int32Array[] {
+    const by = new Map<string, number[]>()
+    for (let i = 0; i < this.n; i++) {
+      const key = `${this.user[i]}:${this.spell[i]}`
+      let l = by.get(key)
+      if (l === undefined) { l = []; by.set(key, l) }
+      l.push(i)
+    }
+    return [...by.values()].map((l) => Int32Array.from(l.sort((a, b) => this.ts[a] - this.ts[b])))
+  }
 }
 
 /** Where the churn truth comes from: the events themselves, or the simulator's label file. */
 export interface Labels {
   readonly source: string
+  /** ground truth (a label file): every alert and row can be judged, not only those with 30 days of data after them */
+  readonly truth: boolean
   /** 1 when user u does not log in within (t, t + 30 d] */
-  label (u: number, t: number): 0 | 1
+  label: (u: number, t: number) => 0 | 1
   /** the churn points judged by `end`: user and the time of the last LOGIN before 30 silent days */
-  churnEvents (end: number): Array<{ u: number, at: number }>
+  churnEvents: (end: number) => Array<{ u: number, at: number }>
 }
 
 /** Labels derived from the accepted LOGIN times: churn at t = no LOGIN in (t, t + 30 days]. */
@@ -99,6 +122,7 @@ export function derivedLabels (snap: DailySnapshots): Labels {
   const logins = snap.logins
   return {
     source: 'derived from LOGIN events (no LOGIN in the next 30 days)',
+    truth: false,
     label (u, t) {
       const l = logins[u]
       // first login strictly after t
@@ -123,7 +147,8 @@ export function derivedLabels (snap: DailySnapshots): Labels {
 
 /**
  * Labels from a label file (`ebb simulate` writes one: `{ userId, churned, churnAt }` per line):
- * churn at t = the user churns and t is at or after churnAt (their last LOGIN).
+ * churn at t = the user churns and t is at or after churnAt (their last LOGIN). The truth is
+ * known to the end of the data, so every alert can be judged.
  */
 export function fileLabels (file: string, snap: DailySnapshots): Labels {
   let text: string
@@ -147,8 +172,11 @@ export function fileLabels (file: string, snap: DailySnapshots): Labels {
   }
   return {
     source: `label file ${basename(file)}`,
+    truth: true,
     label (u, t) { const c = churnAt.get(u); return c !== undefined && t >= c ? 1 : 0 },
     churnEvents (end) {
+      // As with derived labels, a churn point counts once its 30 days are over by the end of the
+      // data: a churner whose last LOGIN is days before the end could not have been caught yet.
       const out: Array<{ u: number, at: number }> = []
       for (const [u, at] of churnAt) if (at + LABEL_HORIZON_MS <= end) out.push({ u, at })
       return out
@@ -172,13 +200,15 @@ export interface ReplayResult {
   end: number
   users: number
   events: number
+  /** what the partition learned by the end (null without a model) */
+  learned: ReturnType<NonNullable<PartitionTask['learner']>['summary']> | null
 }
 
 /**
  * Replays an event file through the engine (RocksDB state in a temporary directory) with a
  * snapshot hook, then advances stream time to the last event so every due timer fires.
  */
-export async function replayForModel (input: string, topology: Topology, opts: { label: string, withFeatures: boolean, sink?: OutputSink, from?: (start: number) => number }): Promise<ReplayResult> {
+export async function replayForModel (input: string, topology: Topology, opts: { label: string, sink?: OutputSink, from?: (start: number) => number }): Promise<ReplayResult> {
   const stateDir = mkdtempSync(join(tmpdir(), `ebb-${opts.label}-`))
   const sink = opts.sink ?? new AlertsOnlySink()
   const store = await RocksStore.open(stateDir)
@@ -191,20 +221,20 @@ export async function replayForModel (input: string, topology: Topology, opts: {
     for await (const { lines, lineNumbers } of readLineBatches(input, 4096)) {
       if (task === null || snap === null) {
         start = firstTs(lines)
-        snap = new DailySnapshots(topology, opts.withFeatures, opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
+        snap = new DailySnapshots(opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
         task = await PartitionTask.open({ topology, store, sink, snapshots: snap })
       }
       await task.process(new LineBatch(lines, file, lineNumbers))
       if (task.cache.size > 500_000) await task.commit()
       const t = task
       const sn = snap
-      progress.tick(() => `replay: ${count(t.stats.recordsIn)} events (${rate(t.stats.recordsIn, progress.elapsedMs)}), ${count(sn.n)} daily snapshots`)
+      progress.tick(() => `replay: ${count(t.stats.recordsIn)} events (${rate(t.stats.recordsIn, progress.elapsedMs)}), ${count(sn.n)} scored days`)
     }
     if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
     const end = task.maxTs
     task.advanceTo(end)
     await task.close()
-    return { snapshots: snap, start, end, users: task.stats.usersCreated, events: task.stats.eventsApplied }
+    return { snapshots: snap, start, end, users: task.stats.usersCreated, events: task.stats.eventsApplied, learned: task.learner === null ? null : task.learner.summary() }
   } finally {
     if (task === null) await store.close()
     rmSync(stateDir, { recursive: true, force: true })

@@ -4,28 +4,33 @@ import { EbbError, Errors } from '../errors.js'
 import type { AlertRecord } from '../io/records.js'
 import { MAX_RULES, parseTopology, type Topology } from '../rules/topology.js'
 import { AlertsOnlySink, DAY_MS, type DailySnapshots, type Labels, LABEL_HORIZON_MS, replayForModel, type ReplayResult } from './dataset.js'
+import { sigmoid, thresholdSpecText } from './learner.js'
+import { fitLogistic } from './logistic.js'
 import { auc, calibration, type CalibrationBin, quartiles, roundTo } from './metrics.js'
+import { FeatureId } from './spell.js'
 
 /**
- * `ebb eval`: replays a labelled event file through the engine with the model, and measures what
- * a growth team gets from each alert source — the model rule, `inactive_7d` alone, and the whole
- * topology:
+ * `ebb eval`: replays a labelled event file through the engine — the model learning from the
+ * stream as it would in production — and measures what a growth team gets from each alert
+ * source: the model rule, `inactive_7d` alone, and the whole topology:
  *
- *   precision   of the alerts whose 30 days are over by the end of the data, the share after
- *               which the user did not log in within 30 days (the label at the alert's time)
- *   recall      of the churn points (a LOGIN followed by 30 silent days, judged by the end of the
- *               data), the share with an alert in [churn point, churn point + 30 d]
- *   lead time   for those, days from the last LOGIN to the first such alert: median and quartiles
- *               (smaller is earlier)
+ *   precision   per alert: the share of alerts after which the user did not log in within 30
+ *               days (an alert on a stayer, or on a churner before their last LOGIN, is false)
+ *   recall      of the churn points (a LOGIN followed by 30 silent days), the share with an alert
+ *               in [churn point, churn point + 30 d]
+ *   lead time   for those, days from the last LOGIN to the first such alert (smaller is earlier)
  *   volume      alerts per 1,000 users per day
  *
- * The model's ranking is measured on the daily snapshots (each user at each local midnight,
- * fewer than 30 days away): AUC, and a calibration table. To compare the model with inactive_7d
- * at the same precision, the replay also runs shadow rules `churnScore ≥ θ` for a sweep of θ
- * (rules are independent of each other, so shadows change nothing else), and the report picks
- * the lowest θ whose precision reaches inactive_7d's.
+ * With derived labels an alert (or a churn point) counts only when its 30 days are over by the
+ * end of the data; with a ground-truth label file every one counts.
+ *
+ * Beside them: the model's ranking on the scored days (AUC against daysInactive alone, and a
+ * calibration table), a sweep of fixed score thresholds (shadow rules: the precision–recall
+ * curve), and a yardstick of what the data allows — the best simple detector tuned in hindsight
+ * on this same population: the user's silence surprise plus β × their activity decline, β and
+ * the threshold chosen knowing the answers, at inactive_7d's precision.
  */
-export const SWEEP = [0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+export const SWEEP = [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 const SWEEP_PREFIX = 'eval_score_'
 /** the shadow rule of threshold θ, e.g. eval_score_0_35 */
 const sweepRuleId = (th: number): string => SWEEP_PREFIX + th.toFixed(2).replace('.', '_')
@@ -33,7 +38,7 @@ const sweepRuleId = (th: number): string => SWEEP_PREFIX + th.toFixed(2).replace
 export interface AlertSourceReport {
   name: string
   alerts: number
-  /** alerts whose 30-day window ends by the end of the data */
+  /** alerts that can be judged (their 30 days are over by the end of the data, or ground truth) */
   judged: number
   truePositives: number
   precision: number
@@ -44,25 +49,48 @@ export interface AlertSourceReport {
   leadDays: { p25: number, median: number, p75: number }
 }
 
+export interface YardstickReport extends AlertSourceReport {
+  /** the probability threshold chosen in hindsight */
+  threshold: number
+  /** the hindsight fit's standardised weights: silenceSurprise, daysInactive, fullWeek, viewDrop, loginTrend */
+  weights: number[]
+}
+
 export interface EvalReport {
   input: string
   labels: string
-  model: { version: string, sha256: string, threshold: number | null }
+  model: { version: string, sha256: string, threshold: string | null, learned: ReplayResult['learned'] }
   data: { from: string, to: string, days: number, users: number, events: number }
   ranking: {
     snapshots: number
     positives: number
     auc: number
-    /** the same snapshots ranked by daysInactive alone: what the model adds over counting days */
+    /** the same scored days ranked by daysInactive alone: what the model adds over counting days */
     aucDaysInactive: number
-    /** snapshots of users fewer than 7 days away: before inactive_7d can say anything */
+    /** scored days of users fewer than 7 days away: before inactive_7d can say anything */
     aucEarly: number
     calibration: CalibrationBin[]
+    /** scores of the scored days, 20 bins of 0.05: [stayed, churned] counts */
+    histogram: Array<[number, number]>
   }
   sources: AlertSourceReport[]
   sweep: Array<AlertSourceReport & { threshold: number }>
-  /** the model at the precision of inactive_7d */
+  /** the model at the precision of inactive_7d, from the sweep */
   samePrecision: { targetPrecision: number, threshold: number | null, model: AlertSourceReport | null, medianLeadDaysEarlier: number }
+  yardstick: YardstickReport | null
+  /** lead times (days) of every caught churn point, sorted: model rule, inactive_7d, yardstick */
+  leads: { model: number[], rule: number[], yardstick: number[] }
+  verdict: Verdict
+}
+
+/** The targets a population is held to (README, "The churn model"). */
+export interface Verdict {
+  precisionWithin2Points: boolean
+  recallAtLeast90: boolean
+  notLaterThanRule: boolean
+  /** where the yardstick is ≥ 3 days earlier than the rule, whether the model is too (null otherwise) */
+  threeDaysEarlier: boolean | null
+  aucBeatsDaysInactive: boolean
 }
 
 /** The topology of an evaluation: the user's rules and model, no recall tasks, plus the shadow score rules. */
@@ -101,10 +129,12 @@ export interface EvalOptions {
 export async function evaluate (opts: EvalOptions): Promise<EvalReport> {
   const { topology, sweep } = evalTopology(opts.topologyFile, opts.modelFile)
   const sink = new AlertsOnlySink()
-  const data = await replayForModel(opts.inputPath, topology, { label: 'eval', withFeatures: false, sink, from: (start) => start + opts.warmupDays * DAY_MS })
+  const data = await replayForModel(opts.inputPath, topology, { label: 'eval', sink, from: (start) => start + opts.warmupDays * DAY_MS })
   const labels = opts.labels(data.snapshots)
   return report(opts.input, topology, sweep, data, labels, sink.alerts)
 }
+
+type Alert = { u: number, at: number }
 
 export function report (input: string, topology: Topology, sweep: number[], data: ReplayResult, labels: Labels, alerts: readonly AlertRecord[]): EvalReport {
   const snap = data.snapshots
@@ -113,10 +143,11 @@ export function report (input: string, topology: Topology, sweep: number[], data
   const days = (data.end - data.start) / DAY_MS
   const users = data.users
   const churn = labels.churnEvents(data.end)
+  const ctx: MeasureContext = { labels, churn, end: data.end, users, days }
 
   // Alerts by source: each rule, and the topology as a whole (every rule that is not a shadow).
-  const byRule = new Map<string, Array<{ u: number, at: number }>>()
-  const whole: Array<{ u: number, at: number }> = []
+  const byRule = new Map<string, Alert[]>()
+  const whole: Alert[] = []
   for (const a of alerts) {
     const u = snap.userIndex(a.userId)
     let list = byRule.get(a.rule)
@@ -124,21 +155,35 @@ export function report (input: string, topology: Topology, sweep: number[], data
     list.push({ u, at: a.firedAt })
     if (!a.rule.startsWith(SWEEP_PREFIX)) whole.push({ u, at: a.firedAt })
   }
-  const source = (name: string, list: Array<{ u: number, at: number }>): AlertSourceReport => measure(name, list, labels, churn, data.end, users, days)
   const modelRule = topology.rules.find((r) => !r.id.startsWith(SWEEP_PREFIX) && r.enabled && r.when.some((c) => c.signal.needsModel))
+  const modelAlerts = modelRule === undefined ? [] : byRule.get(modelRule.id) ?? []
+  const ruleAlerts = byRule.get('inactive_7d') ?? []
   const sources: AlertSourceReport[] = []
-  if (modelRule !== undefined) sources.push(source(modelRule.id, byRule.get(modelRule.id) ?? []))
-  sources.push(source('inactive_7d', byRule.get('inactive_7d') ?? []))
-  sources.push(source('topology (any rule)', whole))
-  const sweepReports = sweep.map((th) => ({ threshold: th, ...source(`churnScore ≥ ${th}`, byRule.get(sweepRuleId(th)) ?? []) }))
+  const leadsModel = leadsOf(modelAlerts, churn)
+  const leadsRule = leadsOf(ruleAlerts, churn)
+  if (modelRule !== undefined) sources.push(measure(modelRule.id, modelAlerts, ctx))
+  const inactive7 = measure('inactive_7d', ruleAlerts, ctx)
+  sources.push(inactive7)
+  sources.push(measure('topology (any rule)', whole, ctx))
+  // Once the partition has had labels to learn from (the first buckets mature after 32 days):
+  // the same two sources over the alerts and churn points after that.
+  const learnedFrom = data.start + (model.prior.learning.matureDays + 1) * DAY_MS
+  if (modelRule !== undefined && data.end - learnedFrom > 14 * DAY_MS) {
+    const later = { ...ctx, churn: churn.filter((c) => c.at >= learnedFrom) }
+    const after = (l: Alert[]): Alert[] => l.filter((a) => a.at >= learnedFrom)
+    sources.push(measure(`${modelRule.id}, after day ${model.prior.learning.matureDays + 1}`, after(modelAlerts), later))
+    sources.push(measure(`inactive_7d, after day ${model.prior.learning.matureDays + 1}`, after(ruleAlerts), later))
+  }
+  const sweepReports = sweep.map((th) => ({ threshold: th, ...measure(`churnScore ≥ ${th}`, byRule.get(sweepRuleId(th)) ?? [], ctx) }))
 
-  // Ranking on the daily snapshots whose label is known.
+  // Ranking on the scored days whose label is known.
   const rows: number[] = []
-  for (let i = 0; i < snap.n; i++) if (snap.ts[i] + LABEL_HORIZON_MS <= data.end && !Number.isNaN(snap.score[i])) rows.push(i)
+  for (let i = 0; i < snap.n; i++) if ((labels.truth || snap.ts[i] + LABEL_HORIZON_MS <= data.end) && !Number.isNaN(snap.score[i])) rows.push(i)
   const score = new Float64Array(rows.length)
   const inactive = new Float64Array(rows.length)
   const y = new Uint8Array(rows.length)
   const early: number[] = []
+  const histogram: Array<[number, number]> = Array.from({ length: 20 }, () => [0, 0])
   let positives = 0
   rows.forEach((i, k) => {
     score[k] = snap.score[i]
@@ -146,26 +191,33 @@ export function report (input: string, topology: Topology, sweep: number[], data
     y[k] = labels.label(snap.user[i], snap.ts[i])
     positives += y[k]
     if (snap.inactive[i] < 7) early.push(k)
+    histogram[Math.min(19, Math.floor(score[k] * 20))][y[k]]++
   })
   const earlyScore = Float64Array.from(early, (k) => score[k])
   const earlyY = Uint8Array.from(early, (k) => y[k])
 
-  const inactive7 = sources.find((s) => s.name === 'inactive_7d') as AlertSourceReport
   const target = inactive7.precision
   const match = sweepReports.find((s) => s.precision >= target && s.judged > 0) ?? null
+  const yard = yardstick(snap, ctx, target)
+  const modelReport = sources[0]
+  const aucModel = round(auc(score, y))
+  const aucDays = round(auc(inactive, y))
   const iso = (ms: number): string => new Date(ms).toISOString()
+  const autoIndex = modelRule?.when.find((c) => c.signal.needsModel)
+  const thresholdText = autoIndex === undefined ? null : autoIndex.auto >= 0 ? thresholdSpecText(topology.modelThresholds[autoIndex.auto].spec) : `fixed at ${autoIndex.threshold}`
   return {
     input,
     labels: labels.source,
-    model: { version: model.version, sha256: model.file.sha256, threshold: modelRule?.when.find((c) => c.signal.needsModel)?.threshold ?? null },
+    model: { version: model.version, sha256: model.file.sha256, threshold: thresholdText, learned: data.learned },
     data: { from: iso(data.start), to: iso(data.end), days: round(days, 2), users, events: data.events },
     ranking: {
       snapshots: rows.length,
       positives,
-      auc: round(auc(score, y)),
-      aucDaysInactive: round(auc(inactive, y)),
+      auc: aucModel,
+      aucDaysInactive: aucDays,
       aucEarly: round(auc(earlyScore, earlyY)),
-      calibration: calibration(score, y).map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) }))
+      calibration: calibration(score, y).map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) })),
+      histogram
     },
     sources,
     sweep: sweepReports,
@@ -174,20 +226,25 @@ export function report (input: string, topology: Topology, sweep: number[], data
       threshold: match?.threshold ?? null,
       model: match,
       medianLeadDaysEarlier: match === null ? Number.NaN : round(inactive7.leadDays.median - match.leadDays.median, 3)
+    },
+    yardstick: yard?.report ?? null,
+    leads: { model: leadsModel, rule: leadsRule, yardstick: yard?.leads ?? [] },
+    verdict: {
+      precisionWithin2Points: modelRule !== undefined && modelReport.precision >= target - 0.02,
+      recallAtLeast90: modelRule !== undefined && modelReport.recall >= 0.9,
+      notLaterThanRule: modelRule !== undefined && modelReport.leadDays.median <= inactive7.leadDays.median,
+      threeDaysEarlier: yard === null || !(yard.report.leadDays.median <= inactive7.leadDays.median - 3) ? null : modelReport.leadDays.median <= inactive7.leadDays.median - 3,
+      aucBeatsDaysInactive: aucModel > aucDays
     }
   }
 }
 
-function measure (name: string, list: Array<{ u: number, at: number }>, labels: Labels, churn: Array<{ u: number, at: number }>, end: number, users: number, days: number): AlertSourceReport {
-  let judged = 0
-  let tp = 0
+interface MeasureContext { labels: Labels, churn: Alert[], end: number, users: number, days: number }
+
+/** Lead times (days) of the churn points with an alert in [point, point + 30 d], sorted. */
+function leadsOf (list: readonly Alert[], churn: readonly Alert[]): number[] {
   const perUser = new Map<number, number[]>()
-  for (const a of list) {
-    if (a.at + LABEL_HORIZON_MS <= end) { judged++; tp += labels.label(a.u, a.at) }
-    let l = perUser.get(a.u)
-    if (l === undefined) { l = []; perUser.set(a.u, l) }
-    l.push(a.at)
-  }
+  for (const a of list) { let l = perUser.get(a.u); if (l === undefined) { l = []; perUser.set(a.u, l) } l.push(a.at) }
   for (const l of perUser.values()) l.sort((a, b) => a - b)
   const leads: number[] = []
   for (const c of churn) {
@@ -196,6 +253,16 @@ function measure (name: string, list: Array<{ u: number, at: number }>, labels: 
     const first = l.find((t) => t >= c.at && t <= c.at + LABEL_HORIZON_MS)
     if (first !== undefined) leads.push((first - c.at) / DAY_MS)
   }
+  return leads.sort((a, b) => a - b)
+}
+
+function measure (name: string, list: readonly Alert[], ctx: MeasureContext): AlertSourceReport {
+  let judged = 0
+  let tp = 0
+  for (const a of list) {
+    if (ctx.labels.truth || a.at + LABEL_HORIZON_MS <= ctx.end) { judged++; tp += ctx.labels.label(a.u, a.at) }
+  }
+  const leads = leadsOf(list, ctx.churn)
   const q = quartiles(leads)
   return {
     name,
@@ -203,12 +270,72 @@ function measure (name: string, list: Array<{ u: number, at: number }>, labels: 
     judged,
     truePositives: tp,
     precision: round(judged === 0 ? Number.NaN : tp / judged),
-    churnEvents: churn.length,
+    churnEvents: ctx.churn.length,
     caught: leads.length,
-    recall: round(churn.length === 0 ? Number.NaN : leads.length / churn.length),
-    alertsPer1kUsersPerDay: round(users === 0 || days <= 0 ? Number.NaN : list.length / users / days * 1000, 3),
+    recall: round(ctx.churn.length === 0 ? Number.NaN : leads.length / ctx.churn.length),
+    alertsPer1kUsersPerDay: round(ctx.users === 0 || ctx.days <= 0 ? Number.NaN : list.length / ctx.users / ctx.days * 1000, 3),
     leadDays: { p25: round(q.p25, 3), median: round(q.median, 3), p75: round(q.p75, 3) }
   }
+}
+
+/** The yardstick's inputs: silence (per-user surprise, days, a full week) and activity decline. */
+const YARD_FEATURES = [FeatureId.silenceSurprise, FeatureId.daysInactive, FeatureId.fullWeek, FeatureId.viewDrop, FeatureId.loginTrend]
+const YARD_THRESHOLDS = Array.from({ length: 161 }, (_, k) => -10 + k * 0.125)
+
+/**
+ * The yardstick of what the data allows: a logistic regression on the user's silence surprise,
+ * days of silence and activity decline, fitted in hindsight on this very population (its labels
+ * known); the first scored day of a silence over a threshold is an alert (as for the model rule),
+ * and the threshold is chosen in hindsight too: the earliest median lead among those at
+ * inactive_7d's precision or better with a recall of 90% or more (or, if none reaches that
+ * recall, the best recall).
+ */
+function yardstick (snap: DailySnapshots, ctx: MeasureContext, targetPrecision: number): { report: YardstickReport, leads: number[] } | null {
+  if (!Number.isFinite(targetPrecision)) return null
+  const d = YARD_FEATURES.length
+  const rows: number[] = []
+  for (let i = 0; i < snap.n; i++) if (ctx.labels.truth || snap.ts[i] + LABEL_HORIZON_MS <= ctx.end) rows.push(i)
+  const X = new Float64Array(rows.length * d)
+  const y = new Uint8Array(rows.length)
+  let pos = 0
+  rows.forEach((i, k) => {
+    YARD_FEATURES.forEach((f, j) => { X[k * d + j] = snap.feature(i, f) })
+    y[k] = ctx.labels.label(snap.user[i], snap.ts[i])
+    pos += y[k]
+  })
+  if (pos === 0 || pos === rows.length) return null
+  const fit = fitLogistic(X, y, rows.length, d, { l2: 1 })
+  const z = (i: number): number => {
+    let v = fit.intercept
+    YARD_FEATURES.forEach((f, j) => { v += fit.weights[j] * (snap.feature(i, f) - fit.mean[j]) / fit.std[j] })
+    return v
+  }
+  const lists: Alert[][] = YARD_THRESHOLDS.map(() => [])
+  for (const spell of snap.spells()) {
+    let prev = Number.NEGATIVE_INFINITY
+    for (const i of spell) {
+      const s = z(i)
+      if (s <= prev) continue
+      for (let k = 0; k < YARD_THRESHOLDS.length; k++) if (YARD_THRESHOLDS[k] > prev && YARD_THRESHOLDS[k] <= s) lists[k].push({ u: snap.user[i], at: snap.ts[i] })
+      prev = s
+    }
+  }
+  let best: { report: YardstickReport, leads: number[] } | null = null
+  const better = (a: YardstickReport, b: YardstickReport | undefined): boolean => {
+    if (b === undefined) return true
+    const okA = a.recall >= 0.9
+    const okB = b.recall >= 0.9
+    if (okA !== okB) return okA
+    if (!okA) return a.recall > b.recall
+    return a.leadDays.median < b.leadDays.median
+  }
+  lists.forEach((list, k) => {
+    const r = measure('yardstick', list, ctx)
+    if (!(r.precision >= targetPrecision) || r.caught === 0) return
+    const yr: YardstickReport = { ...r, threshold: round(sigmoid(YARD_THRESHOLDS[k])), weights: fit.weights.map((w) => round(w, 3)) }
+    if (better(yr, best?.report)) best = { report: yr, leads: leadsOf(list, ctx.churn) }
+  })
+  return best
 }
 
 const round = (x: number, digits = 4): number => roundTo(x, digits)
@@ -220,37 +347,45 @@ export function reportMarkdown (r: EvalReport): string {
   const row = (s: AlertSourceReport): string => `| ${s.name} | ${s.alerts} | ${pct(s.precision)} | ${pct(s.recall)} | ${f(s.alertsPer1kUsersPerDay, 2)} | ${f(s.leadDays.p25, 2)} | ${f(s.leadDays.median, 2)} | ${f(s.leadDays.p75, 2)} |`
   const head = '| alert source | alerts | precision | recall | alerts /1k users /day | lead p25 (days) | lead median | lead p75 |\n|---|---:|---:|---:|---:|---:|---:|---:|'
   const sp = r.samePrecision
+  const v = r.verdict
+  const mark = (b: boolean | null): string => b === null ? 'n/a' : b ? 'yes' : 'NO'
+  const learned = r.model.learned
   return [
     `# ebb eval — ${r.input}`,
     '',
-    `Model ${r.model.version} (rule threshold ${r.model.threshold ?? '—'}); labels: ${r.labels}.`,
-    `Data ${r.data.from} … ${r.data.to} (${r.data.days} days), ${r.data.users} users, ${r.data.events} events.`,
-    '',
-    '## Ranking (daily snapshots, 30-day churn)',
-    '',
-    `| snapshots | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away |\n|---:|---:|---:|---:|---:|\n| ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} |`,
+    `Model prior ${r.model.version}; model rule threshold ${r.model.threshold ?? '—'}; labels: ${r.labels}.`,
+    `Data ${r.data.from} … ${r.data.to} (${r.data.days} days of history), ${r.data.users} users, ${r.data.events} events.`,
+    learned === null ? '' : `Learned from the stream: ${learned.examples} labelled scored days (${learned.churnExamples} churned), ${learned.folds} daily updates; final threshold ${learned.thresholds.map((t) => t.toFixed(3)).join(', ')}.`,
     '',
     '## Alerts (lead time = days from the last LOGIN to the first alert; smaller is earlier)',
     '',
     head,
     ...r.sources.map(row),
+    ...(r.yardstick === null ? [] : [row({ ...r.yardstick, name: `yardstick: silence + decline, fitted and thresholded (${r.yardstick.threshold}) in hindsight` })]),
     '',
-    `At inactive_7d's precision (${pct(sp.targetPrecision)}) the model needs threshold ${sp.threshold ?? '— (no threshold reaches it)'}:`,
+    `Targets: precision within 2 points of inactive_7d ${mark(v.precisionWithin2Points)}; recall ≥ 90% ${mark(v.recallAtLeast90)}; median lead not later than inactive_7d ${mark(v.notLaterThanRule)}; ` +
+      `3 days earlier where the yardstick is ${mark(v.threeDaysEarlier)}; AUC above daysInactive's ${mark(v.aucBeatsDaysInactive)}.`,
     '',
-    head,
-    ...(sp.model === null ? [] : [row(sp.model)]),
+    '![precision and recall](precision-recall.svg) ![precision against lead time](precision-lead.svg) ![lead time](lead-time.svg)',
     '',
-    `Median lead time: ${f(sp.medianLeadDaysEarlier, 2)} days earlier than inactive_7d.`,
+    '## Ranking (scored days, 30-day churn)',
     '',
-    '## Threshold sweep',
+    `| scored days | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away |\n|---:|---:|---:|---:|---:|\n| ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} |`,
+    '',
+    `## Fixed thresholds on the score (shadow rules)`,
+    '',
+    `At inactive_7d's precision (${pct(sp.targetPrecision)}) a fixed threshold would be ${sp.threshold ?? '— (none reaches it)'}` +
+      (sp.model === null ? '.' : `: median lead ${f(sp.medianLeadDaysEarlier, 2)} days earlier than inactive_7d.`),
     '',
     head,
     ...r.sweep.map(row),
     '',
-    '## Calibration (daily snapshots)',
+    '## Calibration (scored days)',
     '',
-    '| score | snapshots | mean score | churn rate |\n|---|---:|---:|---:|',
+    '| score | scored days | mean score | churn rate |\n|---|---:|---:|---:|',
     ...r.ranking.calibration.map((b) => `| ${b.from.toFixed(1)}–${b.to.toFixed(1)} | ${b.count} | ${f(b.meanScore)} | ${f(b.churnRate)} |`),
+    '',
+    '![calibration](calibration.svg) ![score histogram](score-histogram.svg)',
     ''
   ].join('\n')
 }

@@ -2,57 +2,58 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { EbbError, Errors } from '../errors.js'
 import type { Reason } from '../io/records.js'
-import type { SignalParams } from '../signals/signals.js'
-import type { UserState } from '../state/user-state.js'
-import type { FlatTree } from './gbt.js'
-import { computeFeatures, FEATURE_COUNT, FEATURE_SET_VERSION, FEATURES, FEATURES_BY_NAME, featureDisplayValue, featureText, type FeatureDefinition } from './features.js'
+import type { LearningSettings } from './learner.js'
+import { FEATURE_COUNT, FEATURE_SET_VERSION, FeatureId, FEATURES } from './spell.js'
 
 /**
- * The churn model file (JSON, versioned) and the scorer the engine runs.
+ * The churn model file (JSON, versioned): the prior the stream refines (learner.ts).
  *
  *   {
- *     "format": "ebb.churn-model", "version": 1, "kind": "logistic",
- *     "featureSetVersion": 1, "features": [names…], "labelHorizonDays": 30,
- *     "standardization": { "mean": […], "std": […] }, "intercept": b, "weights": […],
- *     "training": { data file, time ranges, sample counts, command }, "metrics": { train, validation },
+ *     "format": "ebb.churn-model", "version": 2, "kind": "online-logistic",
+ *     "featureSetVersion": 2, "features": [names, in spell.ts order], "labelHorizonDays": 30,
+ *     "standardization": { "mean": […], "std": […] },
+ *     "prior": { "intercept": b, "weights": […], "thresholdLogit": θ, "loginRate": q },
+ *     "learning": { "priorStrength", "decayPerDay", "floor", "maxStep", "matureDays", "thresholdDecayPerDay" },
+ *     "training": { data, ranges, counts, command }, "metrics": { train, validation },
  *     "sha256": hash of everything else (canonical JSON, keys sorted)
  *   }
  *
- * score = sigmoid(b + Σ wᵢ·(xᵢ − meanᵢ)/stdᵢ). The hash makes a hand-edited file fail to load
- * (EBB_MODEL_INVALID) instead of scoring with weights nobody trained and evaluated.
+ * score = sigmoid(b + Σ wᵢ·(xᵢ − meanᵢ)/stdᵢ) with the coefficients the partition has learned,
+ * which start at the prior's. `thresholdLogit` is the threshold a relative one (alertsLike,
+ * precisionLike) uses before the stream has said enough; `loginRate` the population's login
+ * chance before the partition has measured its own. The hash makes a hand-edited file fail to
+ * load (EBB_MODEL_INVALID) instead of scoring with coefficients nobody trained and evaluated.
  */
 export const MODEL_FORMAT = 'ebb.churn-model'
-export const MODEL_VERSION = 1
+export const MODEL_VERSION = 2
+export const MODEL_KIND = 'online-logistic'
 
 export interface ModelMetrics { auc: number, logLoss: number, samples: number, positives: number }
 
-interface ModelFileBase {
+export interface ModelFile {
   format: typeof MODEL_FORMAT
   version: typeof MODEL_VERSION
+  kind: typeof MODEL_KIND
   featureSetVersion: number
   features: string[]
   labelHorizonDays: number
+  standardization: { mean: number[], std: number[] }
+  prior: { intercept: number, weights: number[], thresholdLogit: number, loginRate: number }
+  learning: LearningSettings
   training: Record<string, unknown>
   metrics: Record<string, ModelMetrics | Record<string, unknown>>
   sha256: string
 }
 
-export interface LogisticModelFile extends ModelFileBase {
-  kind: 'logistic'
-  standardization: { mean: number[], std: number[] }
-  intercept: number
-  weights: number[]
+/** The learning settings of a model trained today (`ebb train` writes them; docs/churn-model.md explains them). */
+export const DEFAULT_LEARNING: LearningSettings = {
+  priorStrength: 200,
+  decayPerDay: 0.98,
+  floor: 0.2,
+  maxStep: 2,
+  matureDays: 32,
+  thresholdDecayPerDay: 0.93
 }
-
-/** Gradient-boosted trees (gbt.ts): log-odds = baseScore + Σ leaf values; tree features index `features`. */
-export interface GbtModelFile extends ModelFileBase {
-  kind: 'gbt'
-  baseScore: number
-  trees: FlatTree[]
-}
-
-export type ModelFile = LogisticModelFile | GbtModelFile
-type Unsealed<T> = T extends unknown ? Omit<T, 'sha256'> : never
 
 /** JSON with object keys sorted at every level: the bytes the hash is taken over. */
 export function canonicalJson (v: unknown): string {
@@ -64,189 +65,87 @@ export function canonicalJson (v: unknown): string {
   return JSON.stringify(v)
 }
 
-export function modelHash (m: Unsealed<ModelFile> & { sha256?: string }): string {
+export function modelHash (m: Omit<ModelFile, 'sha256'> & { sha256?: string }): string {
   const { sha256: _ignored, ...rest } = m
   return createHash('sha256').update(canonicalJson(rest)).digest('hex')
 }
 
 /** Seals a model: sets its hash. */
-export function sealModel (m: Unsealed<ModelFile>): ModelFile {
-  return { ...m, sha256: modelHash(m) } as ModelFile
+export function sealModel (m: Omit<ModelFile, 'sha256'>): ModelFile {
+  return { ...m, sha256: modelHash(m) }
+}
+
+/** The prior as the engine uses it: coefficients with the intercept first, and the standardisation. */
+export interface ModelPrior {
+  mu: Float64Array
+  mean: Float64Array
+  invStd: Float64Array
+  thresholdLogit: number
+  loginRate: number
+  learning: LearningSettings
 }
 
 export class ChurnModel {
-  readonly file: ModelFile
-  readonly path: string
-  /** the FeatureId of each model input */
-  private readonly ids: Int32Array
-  // logistic
-  private readonly mean: Float64Array
-  private readonly invStd: Float64Array
-  private readonly w: Float64Array
-  private readonly b: number
-  // trees, all in one set of typed arrays (node k of tree t is at roots[t] + k): monomorphic,
-  // contiguous loads on the hot path instead of a walk through arrays of objects
-  private readonly trees: readonly FlatTree[]
-  private readonly roots: Int32Array
-  private readonly tFeature: Int32Array
-  private readonly tThreshold: Float64Array
-  private readonly tLeft: Int32Array
-  private readonly tRight: Int32Array
-  private readonly tValue: Float64Array
-  /** scratch: every feature of the user being scored, and the model's inputs in its order */
-  private readonly x = new Float64Array(FEATURE_COUNT)
-  private readonly input: Float64Array
-  private readonly contrib: Float64Array
+  readonly prior: ModelPrior
 
-  constructor (file: ModelFile, path = '(memory)') {
-    this.file = file
-    this.path = path
-    const k = file.features.length
-    this.ids = new Int32Array(k)
-    this.input = new Float64Array(k)
-    this.contrib = new Float64Array(k)
-    this.mean = new Float64Array(k)
-    this.invStd = new Float64Array(k)
-    this.w = new Float64Array(k)
-    for (let i = 0; i < k; i++) this.ids[i] = (FEATURES_BY_NAME.get(file.features[i]) as FeatureDefinition).id
-    if (file.kind === 'logistic') {
-      for (let i = 0; i < k; i++) {
-        this.mean[i] = file.standardization.mean[i]
-        this.invStd[i] = 1 / file.standardization.std[i]
-        this.w[i] = file.weights[i]
-      }
-      this.b = file.intercept
-      this.trees = []
-    } else {
-      this.b = file.baseScore
-      this.trees = file.trees
+  constructor (readonly file: ModelFile, readonly path = '(memory)') {
+    const f = file
+    this.prior = {
+      mu: Float64Array.from([f.prior.intercept, ...f.prior.weights]),
+      mean: Float64Array.from(f.standardization.mean),
+      invStd: Float64Array.from(f.standardization.std, (s) => 1 / s),
+      thresholdLogit: f.prior.thresholdLogit,
+      loginRate: f.prior.loginRate,
+      learning: { ...f.learning }
     }
-    let nodes = 0
-    for (const t of this.trees) nodes += t.feature.length
-    this.roots = new Int32Array(this.trees.length)
-    this.tFeature = new Int32Array(nodes)
-    this.tThreshold = new Float64Array(nodes)
-    this.tLeft = new Int32Array(nodes)
-    this.tRight = new Int32Array(nodes)
-    this.tValue = new Float64Array(nodes)
-    let at = 0
-    this.trees.forEach((t, ti) => {
-      this.roots[ti] = at
-      for (let k = 0; k < t.feature.length; k++) {
-        this.tFeature[at + k] = t.feature[k]
-        this.tThreshold[at + k] = t.threshold[k]
-        this.tLeft[at + k] = at + t.left[k]
-        this.tRight[at + k] = at + t.right[k]
-        this.tValue[at + k] = t.value[k]
-      }
-      at += t.feature.length
-    })
   }
 
   get kind (): ModelFile['kind'] { return this.file.kind }
+  /** `online-logistic-<sha256 prefix>`: the prior; what each partition learned is in GET /topology */
   get version (): string { return `${this.file.kind}-${this.file.sha256.slice(0, 12)}` }
+}
 
-  /**
-   * The churn probability of a user on local day `today` at instant `at`; NaN (no score) before
-   * their first LOGIN: "no LOGIN in the next 30 days" is a question about users who have logged
-   * in, and the model was trained on nothing else. No allocation.
-   */
-  score (s: UserState, today: number, at: number, p: SignalParams): number {
-    if (s.lastLoginTs < 0) return Number.NaN
-    computeFeatures(s, today, at, p, this.x)
-    return this.scoreFeatures(this.x)
+const pct = (x: number): string => `${Math.round(x * 100)}%`
+
+/** A feature in words, for a model alert's reasons ("no login for 4 full days"). */
+export function featureText (id: FeatureId, x: Float64Array, loginRate: number, longestGap: number): string {
+  const d = x[FeatureId.daysInactive]
+  switch (id) {
+    case FeatureId.silenceSurprise: return `${d} silent days are unusual for their rhythm (about 1 in ${Math.round(Math.min(1e6, Math.exp(x[id])))} when they are still around)`
+    case FeatureId.daysInactive: return `no login for ${d} full days`
+    case FeatureId.fullWeek: return 'a full week without a login'
+    case FeatureId.recentSurprise: return `silent for longer than their last week's rhythm suggests (1 in ${Math.round(Math.min(1e6, Math.exp(x[id])))})`
+    case FeatureId.loginRate: return `logged in on about ${pct(loginRate)} of days before this silence`
+    case FeatureId.beyondLongestGap: return `silent ${x[id]} days longer than their longest gap in the 4 weeks before (${longestGap} days)`
+    case FeatureId.loginTrend: return `login days in their last active week ${x[id] < 0 ? 'down' : 'up'} ${pct(Math.abs(1 - Math.exp(x[id])))} on the 3 weeks before`
+    case FeatureId.viewDrop: return `views in their last active week down ${pct(x[id])} on the weeks before`
+    case FeatureId.unfollowRatio: return `unfollowed ${pct(x[id])} of the creators they followed a week before`
+    case FeatureId.interactionDrop: return `interactions in their last active week down ${pct(x[id])} on the weeks before`
   }
+}
 
-  /** `score`, with "no score yet" as null (how state and the API hold it). */
-  scoreOrNull (s: UserState, today: number, at: number, p: SignalParams): number | null {
-    const v = this.score(s, today, at, p)
-    return Number.isNaN(v) ? null : v
-  }
-
-  /** The probability for a full feature vector (indexed by FeatureId). */
-  scoreFeatures (x: Float64Array): number {
-    const ids = this.ids
-    let z = this.b
-    if (this.trees.length === 0) {
-      for (let i = 0; i < ids.length; i++) z += this.w[i] * (x[ids[i]] - this.mean[i]) * this.invStd[i]
-    } else {
-      const input = this.input
-      for (let i = 0; i < ids.length; i++) input[i] = x[ids[i]]
-      const roots = this.roots
-      const feature = this.tFeature
-      const threshold = this.tThreshold
-      const left = this.tLeft
-      const right = this.tRight
-      const value = this.tValue
-      for (let t = 0; t < roots.length; t++) {
-        let k = roots[t]
-        let f = feature[k]
-        while (f >= 0) {
-          k = input[f] <= threshold[k] ? left[k] : right[k]
-          f = feature[k]
-        }
-        z += value[k]
-      }
+/**
+ * Reason codes of a score: the features that raise it most, each with its contribution to the
+ * logit and its share of all raising contributions, largest first. Runs only when a model alert
+ * fires or the API explains a user.
+ */
+export function modelReasons (contributions: Float64Array, x: Float64Array, loginRate: number, longestGap: number, top = 3): Reason[] {
+  const raising: Array<{ i: number, c: number }> = []
+  let positive = 0
+  for (let i = 0; i < contributions.length; i++) if (contributions[i] > 0) { raising.push({ i, c: contributions[i] }); positive += contributions[i] }
+  // Ties broken by feature order, so reasons are deterministic.
+  raising.sort((a, b) => b.c - a.c || a.i - b.i)
+  return raising.slice(0, top).map(({ i, c }) => {
+    const f = FEATURES[i]
+    return {
+      code: f.code,
+      signal: f.name,
+      value: Math.round(x[i] * 1e6) / 1e6,
+      op: 'contribution',
+      threshold: Math.round(c * 1e4) / 1e4,
+      text: `${featureText(f.id, x, loginRate, longestGap)} (${Math.round(100 * c / positive)}% of what raises the score)`
     }
-    return 1 / (1 + Math.exp(-z))
-  }
-
-  /**
-   * Each input's contribution to the log-odds: for logistic regression weight × standardised
-   * value; for trees the path-based attribution (Saabas): along each tree's path, the change in
-   * node value at a split is credited to the split's feature. Both sum to log-odds − base.
-   */
-  contributions (x: Float64Array): Float64Array {
-    const c = this.contrib
-    const ids = this.ids
-    if (this.trees.length === 0) {
-      for (let i = 0; i < ids.length; i++) c[i] = this.w[i] * (x[ids[i]] - this.mean[i]) * this.invStd[i]
-      return c
-    }
-    c.fill(0)
-    for (let i = 0; i < ids.length; i++) this.input[i] = x[ids[i]]
-    for (const tr of this.trees) {
-      let k = 0
-      while (tr.feature[k] >= 0) {
-        const f = tr.feature[k]
-        const next = this.input[f] <= tr.threshold[k] ? tr.left[k] : tr.right[k]
-        c[f] += tr.value[next] - tr.value[k]
-        k = next
-      }
-    }
-    return c
-  }
-
-  /**
-   * Reason codes of a score: the features that raise it most, each with its contribution to the
-   * log-odds and its share of all raising contributions, largest first. Runs only when a model
-   * alert fires.
-   */
-  reasons (s: UserState, today: number, at: number, p: SignalParams, top = 3): Reason[] {
-    computeFeatures(s, today, at, p, this.x)
-    return this.reasonsOf(this.x, top)
-  }
-
-  reasonsOf (x: Float64Array, top = 3): Reason[] {
-    const c = this.contributions(x)
-    const raising: Array<{ i: number, c: number }> = []
-    let positive = 0
-    for (let i = 0; i < c.length; i++) if (c[i] > 0) { raising.push({ i, c: c[i] }); positive += c[i] }
-    // Ties broken by feature order, so reasons are deterministic.
-    raising.sort((a, b) => b.c - a.c || a.i - b.i)
-    return raising.slice(0, top).map(({ i, c }) => {
-      const f = FEATURES[this.ids[i]]
-      const v = x[this.ids[i]]
-      return {
-        code: f.code,
-        signal: f.name,
-        value: Math.round(featureDisplayValue(f.id, v) * 1e6) / 1e6,
-        op: 'contribution',
-        threshold: Math.round(c * 1e4) / 1e4,
-        text: `${featureText(f, v)} (${Math.round(100 * c / positive)}% of what raises the score)`
-      }
-    })
-  }
+  })
 }
 
 /** Reads, checks and builds a model; every problem is EBB_MODEL_INVALID naming the file and what to do. */
@@ -269,47 +168,53 @@ export function loadModel (path: string): ChurnModel {
 export function validateModel (raw: unknown, path: string): ModelFile {
   const bad = (what: string): never => { throw new EbbError(Errors.MODEL_INVALID, path, what) }
   if (raw === null || typeof raw !== 'object') return bad('is not a JSON object')
-  const m = raw as Partial<Omit<LogisticModelFile, 'kind'> & Omit<GbtModelFile, 'kind'>> & { kind?: unknown }
+  const m = raw as Partial<ModelFile>
   if (m.format !== MODEL_FORMAT) bad(`"format" is ${JSON.stringify(m.format)}, expected "${MODEL_FORMAT}"`)
-  if (m.version !== MODEL_VERSION) bad(`model file version ${String(m.version)} is not supported (this Ebb reads version ${MODEL_VERSION})`)
-  if (m.kind !== 'logistic' && m.kind !== 'gbt') bad(`kind ${JSON.stringify(m.kind)} is not supported (known: logistic, gbt)`)
-  if (m.featureSetVersion !== FEATURE_SET_VERSION) bad(`it was trained on feature set ${String(m.featureSetVersion)}, this Ebb computes feature set ${FEATURE_SET_VERSION}`)
-  const f = m.features
-  if (!Array.isArray(f) || f.length === 0) return bad('"features" must be a non-empty list of feature names')
-  for (const name of f) if (!FEATURES_BY_NAME.has(name)) bad(`unknown feature "${String(name)}" (known: ${[...FEATURES_BY_NAME.keys()].join(', ')})`)
-  const k = f.length
-  const nums = (v: unknown, what: string, positive = false): number[] => {
-    if (!Array.isArray(v) || v.length !== k || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) return bad(`${what} must be ${k} finite numbers${positive ? ' above 0' : ''}`)
-    return v as number[]
+  if (m.version !== MODEL_VERSION) bad(`model file version ${String(m.version)} is not supported (this Ebb reads version ${MODEL_VERSION}: retrain it with \`ebb train\`)`)
+  if (m.kind !== MODEL_KIND) bad(`kind ${JSON.stringify(m.kind)} is not supported (known: ${MODEL_KIND})`)
+  if (m.featureSetVersion !== FEATURE_SET_VERSION) bad(`it was trained on feature set ${String(m.featureSetVersion)}, this Ebb computes feature set ${FEATURE_SET_VERSION}: retrain it with \`ebb train\``)
+  const names = FEATURES.map((f) => f.name)
+  if (!Array.isArray(m.features) || m.features.join(',') !== names.join(',')) bad(`"features" must be ${names.join(', ')} in that order`)
+  const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x)
+  const nums = (v: unknown, what: string, positive = false): void => {
+    if (!Array.isArray(v) || v.length !== FEATURE_COUNT || !v.every((x) => finite(x) && (!positive || x > 0))) bad(`${what} must be ${FEATURE_COUNT} finite numbers${positive ? ' above 0' : ''}`)
   }
-  const finite = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x)
-  if (m.kind === 'logistic') {
-    nums(m.weights, '"weights"')
-    nums(m.standardization?.mean, '"standardization.mean"')
-    nums(m.standardization?.std, '"standardization.std"', true)
-    if (!finite(m.intercept)) bad('"intercept" must be a finite number')
-  } else {
-    if (!finite(m.baseScore)) bad('"baseScore" must be a finite number')
-    if (!Array.isArray(m.trees) || m.trees.length === 0) return bad('"trees" must be a non-empty list')
-    m.trees.forEach((t, ti) => {
-      const len = Array.isArray(t?.feature) ? t.feature.length : 0
-      const ok = len > 0 && [t.threshold, t.left, t.right, t.value].every((a) => Array.isArray(a) && a.length === len)
-      if (!ok) bad(`tree ${ti}: feature, threshold, left, right and value must be lists of the same, non-zero length`)
-      for (let node = 0; node < len; node++) {
-        const f = t.feature[node]
-        if (!Number.isInteger(f) || f < -1 || f >= k) bad(`tree ${ti} node ${node}: feature must be −1 (leaf) or an index into "features"`)
-        if (!finite(t.value[node])) bad(`tree ${ti} node ${node}: value must be a finite number`)
-        if (f >= 0) {
-          if (!finite(t.threshold[node])) bad(`tree ${ti} node ${node}: threshold must be a finite number`)
-          // children after their parent: no cycles, every walk ends at a leaf
-          for (const c of [t.left[node], t.right[node]]) if (!Number.isInteger(c) || c <= node || c >= len) bad(`tree ${ti} node ${node}: children must be later nodes of the same tree`)
-        }
-      }
-    })
+  nums(m.standardization?.mean, '"standardization.mean"')
+  nums(m.standardization?.std, '"standardization.std"', true)
+  nums(m.prior?.weights, '"prior.weights"')
+  if (!finite(m.prior?.intercept)) bad('"prior.intercept" must be a finite number')
+  if (!finite(m.prior?.thresholdLogit)) bad('"prior.thresholdLogit" must be a finite number')
+  if (!(finite(m.prior?.loginRate) && m.prior.loginRate > 0 && m.prior.loginRate < 1)) bad('"prior.loginRate" must be a number in (0, 1)')
+  const l = m.learning
+  const inRange = (x: unknown, lo: number, hi: number): boolean => finite(x) && x >= lo && x <= hi
+  if (l === undefined || !inRange(l.priorStrength, 1e-6, 1e9) || !inRange(l.decayPerDay, 0.5, 1) || !inRange(l.floor, 0, 1) ||
+    !inRange(l.maxStep, 0.01, 100) || !inRange(l.matureDays, 31, 60) || !Number.isInteger(l.matureDays) || !inRange(l.thresholdDecayPerDay, 0.5, 1)) {
+    bad('"learning" must hold priorStrength > 0, decayPerDay and thresholdDecayPerDay in [0.5, 1], floor in [0, 1], maxStep > 0 and matureDays an integer in [31, 60]')
   }
-  if (m.labelHorizonDays !== 30) bad('"labelHorizonDays" must be 30 (SPEC: churn = no LOGIN in the next 30 days)')
+  if (m.labelHorizonDays !== 30) bad('"labelHorizonDays" must be 30 (churn = no LOGIN in the next 30 days)')
   if (typeof m.sha256 !== 'string') bad('"sha256" is missing: model files are written by `ebb train`')
   const want = modelHash(m as ModelFile)
   if (m.sha256 !== want) bad('its sha256 does not match its content: it was edited after `ebb train` wrote it. Retrain instead of editing weights by hand')
   return m as ModelFile
+}
+
+/**
+ * A model with every coefficient 0 (every score ½): what `ebb train` replays with, since the rows
+ * it collects (spell features and labels) do not depend on the coefficients.
+ */
+export function neutralModel (): ChurnModel {
+  const zeros = FEATURES.map(() => 0)
+  return new ChurnModel(sealModel({
+    format: MODEL_FORMAT,
+    version: MODEL_VERSION,
+    kind: MODEL_KIND,
+    featureSetVersion: FEATURE_SET_VERSION,
+    features: FEATURES.map((f) => f.name),
+    labelHorizonDays: 30,
+    standardization: { mean: zeros, std: FEATURES.map(() => 1) },
+    prior: { intercept: 0, weights: zeros, thresholdLogit: 0, loginRate: 0.5 },
+    learning: { ...DEFAULT_LEARNING },
+    training: { neutral: true },
+    metrics: {}
+  }), '(neutral)')
 }

@@ -1,150 +1,206 @@
-import { FEATURE_COUNT, FEATURE_SET_VERSION, FEATURES } from './features.js'
 import { DAY_MS, type Labels, LABEL_HORIZON_DAYS, LABEL_HORIZON_MS, type ReplayResult } from './dataset.js'
-import { fitGbt } from './gbt.js'
+import { alertsLikeTheta, countCrossings, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from './learner.js'
 import { fitLogistic } from './logistic.js'
 import { auc, logLoss, roundTo } from './metrics.js'
-import { ChurnModel, MODEL_FORMAT, MODEL_VERSION, type ModelFile, type ModelMetrics, sealModel } from './model.js'
+import { DEFAULT_LEARNING, MODEL_FORMAT, MODEL_KIND, MODEL_VERSION, type ModelFile, type ModelMetrics, sealModel } from './model.js'
+import { FEATURE_COUNT, FEATURE_SET_VERSION, FEATURES, FeatureId } from './spell.js'
 
+/**
+ * `ebb train`: fits the prior of the churn model (the coefficients every partition starts from,
+ * and refines on its own stream) on labelled scored days of one or more replays.
+ *
+ * It refuses to write a model that cannot mean anything — too few churned days or spells to
+ * fit (TrainRefusal, exit 2) — and warns when the base rates of training and validation differ
+ * widely (the model would be calibrated for the wrong population).
+ */
 export interface TrainOptions {
-  /** training labels must be known by this instant; validation starts here */
-  split: number
+  /** training labels must be known by this instant; validation starts here (time split) */
+  split: number | null
   l2: number
   /** recorded in the model file */
   input: string
-  labels: Labels
   onProgress?: (line: string) => void
+  onWarning?: (line: string) => void
 }
 
-export interface TimeSplit {
-  /** rows whose label window (t, t + 30 d] ends by the split: the only ones training sees */
-  train: Int32Array
-  /** rows at or after the split whose label is known by the end of the data */
-  validation: Int32Array
+/** A training set that cannot give a model worth shipping: the message says what to change. */
+export class TrainRefusal extends Error {}
+
+/** The least a fit needs, per class, in the training part. */
+export const MIN_CHURN_ROWS = 200
+export const MIN_CHURN_SPELLS = 30
+export const MIN_STAY_ROWS = 1000
+
+export interface LabelledData { data: ReplayResult, labels: Labels }
+
+interface Part { rows: number[], source: number[] }
+
+export interface Split {
+  kind: 'time' | 'users'
+  describe: string
+  train: Part
+  validation: Part
+}
+
+/** Rows whose label is known: ground truth, or 30 days of data after them. */
+function known (d: LabelledData, i: number): boolean {
+  return d.labels.truth || d.data.snapshots.ts[i] + LABEL_HORIZON_MS <= d.data.end
+}
+
+function stats (sets: readonly LabelledData[], part: Part): { rows: number, churnRows: number, churnSpells: number } {
+  let churnRows = 0
+  const spells = new Set<string>()
+  part.rows.forEach((i, k) => {
+    const d = sets[part.source[k]]
+    const s = d.data.snapshots
+    if (d.labels.label(s.user[i], s.ts[i]) === 1) { churnRows++; spells.add(`${part.source[k]}:${s.user[i]}:${s.spell[i]}`) }
+  })
+  return { rows: part.rows.length, churnRows, churnSpells: spells.size }
 }
 
 /**
- * The time split, with no leakage across it: a training row at t is labelled by the logins in
- * (t, t + 30 d], so it is used only when t + 30 d ≤ split; nothing training sees (features look
- * back, labels look at most to the split) comes from after the split. Validation rows start at
- * the split and need their own 30 days before the end of the data.
+ * The split: by time when the data is long enough (training rows end 30 days before `split`, no
+ * label of training looks past it; validation from `split`), else by user (a fifth of the users,
+ * by a hash of their id, validate): on a short history a time split leaves one side without churn.
  */
-export function timeSplit (data: ReplayResult, split: number): TimeSplit {
-  const s = data.snapshots
-  const train: number[] = []
-  const validation: number[] = []
-  for (let i = 0; i < s.n; i++) {
-    const t = s.ts[i]
-    if (t + LABEL_HORIZON_MS <= split) train.push(i)
-    else if (t >= split && t + LABEL_HORIZON_MS <= data.end) validation.push(i)
+export function chooseSplit (sets: readonly LabelledData[], split: number | null): Split {
+  const time = (at: number): Split => {
+    const train: Part = { rows: [], source: [] }
+    const validation: Part = { rows: [], source: [] }
+    sets.forEach((d, k) => {
+      const s = d.data.snapshots
+      for (let i = 0; i < s.n; i++) {
+        if (!known(d, i)) continue
+        const t = s.ts[i]
+        if (t + LABEL_HORIZON_MS <= at) { train.rows.push(i); train.source.push(k) } else if (t >= at) { validation.rows.push(i); validation.source.push(k) }
+      }
+    })
+    return { kind: 'time', describe: `by time at ${new Date(at).toISOString()}`, train, validation }
   }
-  return { train: Int32Array.from(train), validation: Int32Array.from(validation) }
+  if (split !== null) return time(split)
+  // The default time split keeps a quarter of the labelled span (at least 14 days) for validation.
+  const end = Math.min(...sets.map((d) => d.labels.truth ? d.data.end : d.data.end - LABEL_HORIZON_MS))
+  const start = Math.max(...sets.map((d) => d.data.start))
+  const at = end - Math.max(14 * DAY_MS, 0.25 * (end - start))
+  const byTime = time(at)
+  const tr = stats(sets, byTime.train)
+  const va = stats(sets, byTime.validation)
+  if (tr.churnRows >= MIN_CHURN_ROWS && tr.churnSpells >= MIN_CHURN_SPELLS && va.churnRows > 0 && va.rows - va.churnRows > 0) return byTime
+  const train: Part = { rows: [], source: [] }
+  const validation: Part = { rows: [], source: [] }
+  sets.forEach((d, k) => {
+    const s = d.data.snapshots
+    const fifth = s.users.map((id) => fnv(id) % 5 === 0)
+    for (let i = 0; i < s.n; i++) {
+      if (!known(d, i)) continue
+      const into = fifth[s.user[i]] ? validation : train
+      into.rows.push(i)
+      into.source.push(k)
+    }
+  })
+  return { kind: 'users', describe: 'by user (a fifth of the users validate: the history is too short for a time split to leave churn on both sides)', train, validation }
 }
 
-/** The default split: a quarter of the labelled span (at least 14 days) is kept for validation. */
-export function defaultSplit (data: ReplayResult): number {
-  const lastLabelled = data.end - LABEL_HORIZON_MS
-  return lastLabelled - Math.max(14 * DAY_MS, 0.25 * (lastLabelled - data.start))
+function fnv (s: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
+  return h >>> 0
 }
 
-function rowsOf (data: ReplayResult, rows: Int32Array, labels: Labels): { X: Float64Array, y: Uint8Array } {
-  const s = data.snapshots
-  const X = new Float64Array(rows.length * FEATURE_COUNT)
-  const y = new Uint8Array(rows.length)
-  for (let k = 0; k < rows.length; k++) {
-    const i = rows[k]
-    X.set(s.X.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT), k * FEATURE_COUNT)
-    y[k] = labels.label(s.user[i], s.ts[i])
-  }
+function matrix (sets: readonly LabelledData[], part: Part): { X: Float64Array, y: Uint8Array } {
+  const X = new Float64Array(part.rows.length * FEATURE_COUNT)
+  const y = new Uint8Array(part.rows.length)
+  part.rows.forEach((i, k) => {
+    const d = sets[part.source[k]]
+    const s = d.data.snapshots
+    for (let f = 0; f < FEATURE_COUNT; f++) X[k * FEATURE_COUNT + f] = s.X[i * FEATURE_COUNT + f]
+    y[k] = d.labels.label(s.user[i], s.ts[i])
+  })
   return { X, y }
-}
-
-function metricsOf (model: ChurnModel, X: Float64Array, y: Uint8Array): ModelMetrics {
-  const n = y.length
-  const p = new Float64Array(n)
-  let positives = 0
-  for (let i = 0; i < n; i++) {
-    p[i] = model.scoreFeatures(X.subarray(i * FEATURE_COUNT, (i + 1) * FEATURE_COUNT))
-    positives += y[i]
-  }
-  return { auc: round(auc(p, y)), logLoss: round(logLoss(p, y)), samples: n, positives }
 }
 
 const round = (x: number, digits = 6): number => roundTo(x, digits)
 
-export type Algorithm = 'logistic' | 'gbt' | 'best'
-
-/**
- * Fits on the rows before the split and measures on the rows after. `best` fits both kinds and
- * keeps the tree ensemble only when it beats logistic regression on validation AUC by at least
- * 0.005 (otherwise the simpler, cheaper model wins); both results are recorded in the file.
- */
-export function trainModel (data: ReplayResult, opts: TrainOptions & { algorithm: Algorithm }): ModelFile {
+export function trainModel (sets: readonly LabelledData[], opts: TrainOptions): ModelFile {
   const say = opts.onProgress ?? (() => {})
-  const split = timeSplit(data, opts.split)
-  if (split.train.length === 0) throw new RangeError('no training rows: the data before the split is shorter than the 30-day label window plus the warm-up')
-  const tr = rowsOf(data, split.train, opts.labels)
-  let pos = 0
-  for (let i = 0; i < tr.y.length; i++) pos += tr.y[i]
-  if (pos === 0 || pos === tr.y.length) throw new RangeError(`the training rows hold only one class (${pos} churned of ${tr.y.length}): nothing to learn`)
-  const va = rowsOf(data, split.validation, opts.labels)
-  say(`training on ${tr.y.length} daily snapshots (${pos} labelled churn), validating on ${va.y.length}, ${FEATURE_COUNT} features`)
+  const warn = opts.onWarning ?? (() => {})
+  const split = chooseSplit(sets, opts.split)
+  const tr = stats(sets, split.train)
+  const va = stats(sets, split.validation)
+  const refuse = (what: string): never => { throw new TrainRefusal(`${what}; the model would be noise. Give more users or more days of data (or --labels with the ground truth)`) }
+  if (tr.churnRows < MIN_CHURN_ROWS) refuse(`the training part holds ${tr.churnRows} churned scored days (at least ${MIN_CHURN_ROWS} are needed; split ${split.describe})`)
+  if (tr.churnSpells < MIN_CHURN_SPELLS) refuse(`the training part holds ${tr.churnSpells} silences that ended in churn (at least ${MIN_CHURN_SPELLS} are needed)`)
+  if (tr.rows - tr.churnRows < MIN_STAY_ROWS) refuse(`the training part holds ${tr.rows - tr.churnRows} scored days of users who stayed (at least ${MIN_STAY_ROWS} are needed)`)
+  const warnings: string[] = []
+  const rateTrain = tr.churnRows / tr.rows
+  const rateValidation = va.rows === 0 ? Number.NaN : va.churnRows / va.rows
+  if (va.rows === 0 || va.churnRows === 0) warnings.push(`the validation part holds ${va.rows} scored days and ${va.churnRows} churned ones: its metrics say nothing`)
+  else if (rateValidation / rateTrain > 2 || rateValidation / rateTrain < 0.5) warnings.push(`churn is ${(rateTrain * 100).toFixed(2)}% of the training days and ${(rateValidation * 100).toFixed(2)}% of the validation days: the population changed across the split, and the prior is calibrated for the training part (each partition re-learns it from its stream)`)
+  for (const w of warnings) warn(w)
+
+  const train = matrix(sets, split.train)
+  const validation = matrix(sets, split.validation)
+  say(`training on ${tr.rows} scored days (${tr.churnRows} churned, ${tr.churnSpells} silences that ended in churn), validating on ${va.rows} (${va.churnRows} churned); split ${split.describe}`)
+  const fit = fitLogistic(train.X, train.y, train.y.length, FEATURE_COUNT, {
+    l2: opts.l2,
+    onIteration: (it, loss) => { say(`Newton step ${it}, training log loss ${loss.toFixed(5)}`) }
+  })
+  const coef = (x: Float64Array, k: number): number => {
+    let z = fit.intercept
+    for (let f = 0; f < FEATURE_COUNT; f++) z += fit.weights[f] * (x[k * FEATURE_COUNT + f] - fit.mean[f]) / fit.std[f]
+    return z
+  }
+  const metricsOf = (part: { X: Float64Array, y: Uint8Array }): ModelMetrics => {
+    const n = part.y.length
+    const p = new Float64Array(n)
+    let positives = 0
+    for (let k = 0; k < n; k++) { p[k] = sigmoid(coef(part.X, k)); positives += part.y[k] }
+    return { auc: round(auc(p, part.y)), logLoss: round(logLoss(p, part.y)), samples: n, positives }
+  }
+
+  // The prior threshold: as many alerts as inactive_7d over all the scored days (no label needed).
+  const crossings = new Float64Array(THRESHOLD_GRID_SIZE)
+  const unused = new Float64Array(THRESHOLD_GRID_SIZE)
+  let week = 0
+  const x = new Float64Array(FEATURE_COUNT)
+  for (const d of sets) {
+    const s = d.data.snapshots
+    for (const spell of s.spells()) {
+      let prev = -2147483648
+      for (const i of spell) {
+        for (let f = 0; f < FEATURE_COUNT; f++) x[f] = s.X[i * FEATURE_COUNT + f]
+        const zQ = Math.round(coef(x, 0) * Z_SCALE)
+        countCrossings(prev, zQ, 0, crossings, unused)
+        if (zQ > prev) prev = zQ
+        if (x[FeatureId.daysInactive] === 7) week++
+      }
+    }
+  }
+  const thresholdLogit = alertsLikeTheta(crossings, week, 0)
+  const loginRates = sets.map((d) => d.data.learned?.populationLoginRate).filter((q): q is number => q !== undefined && Number.isFinite(q))
+  const loginRate = loginRates.length === 0 ? 0.5 : loginRates.reduce((a, b) => a + b, 0) / loginRates.length
   const iso = (ms: number): string => new Date(ms).toISOString()
-  const common = {
+  return sealModel({
     format: MODEL_FORMAT,
     version: MODEL_VERSION,
+    kind: MODEL_KIND,
     featureSetVersion: FEATURE_SET_VERSION,
     features: FEATURES.map((f) => f.name),
     labelHorizonDays: LABEL_HORIZON_DAYS,
+    standardization: { mean: fit.mean.map((v) => round(v, 9)), std: fit.std.map((v) => round(v, 9)) },
+    prior: { intercept: round(fit.intercept, 9), weights: fit.weights.map((v) => round(v, 9)), thresholdLogit, loginRate: round(loginRate, 9) },
+    learning: { ...DEFAULT_LEARNING },
     training: {
       input: opts.input,
-      labels: opts.labels.source,
-      dataFrom: iso(data.start),
-      dataTo: iso(data.end),
-      trainSnapshotsTo: iso(opts.split - LABEL_HORIZON_MS),
-      split: iso(opts.split),
-      validationTo: iso(data.end - LABEL_HORIZON_MS),
-      users: data.users,
-      events: data.events
-    } as Record<string, unknown>,
-    metrics: {} as ModelFile['metrics']
-  } as const
-  const measured = (m: ModelFile): ModelFile => {
-    const cm = new ChurnModel(m)
-    m.metrics.train = metricsOf(cm, tr.X, tr.y)
-    m.metrics.validation = va.y.length > 0 ? metricsOf(cm, va.X, va.y) : { auc: Number.NaN, logLoss: Number.NaN, samples: 0, positives: 0 }
-    return m
-  }
-  const candidates: ModelFile[] = []
-  if (opts.algorithm !== 'gbt') {
-    const fit = fitLogistic(tr.X, tr.y, tr.y.length, FEATURE_COUNT, {
+      labels: [...new Set(sets.map((d) => d.labels.source))].join('; '),
+      data: sets.map((d) => ({ from: iso(d.data.start), to: iso(d.data.end), users: d.data.users, events: d.data.events })),
+      split: split.describe,
       l2: opts.l2,
-      onIteration: (it, loss) => { say(`logistic: Newton step ${it}, training log loss ${loss.toFixed(5)}`) }
-    })
-    candidates.push(measured({
-      ...common,
-      kind: 'logistic',
-      standardization: { mean: fit.mean.map((x) => round(x, 9)), std: fit.std.map((x) => round(x, 9)) },
-      intercept: round(fit.intercept, 9),
-      weights: fit.weights.map((x) => round(x, 9)),
-      training: { ...common.training, l2: opts.l2, newtonSteps: fit.iterations },
-      metrics: {},
-      sha256: ''
-    }))
-  }
-  if (opts.algorithm !== 'logistic') {
-    const gbt = { rounds: 120, depth: 4, learningRate: 0.2, lambda: 1, minChildWeight: 5, bins: 64 }
-    const fit = fitGbt(tr.X, tr.y, tr.y.length, FEATURE_COUNT, { ...gbt, onRound: (r) => { if (r % 10 === 0) say(`gbt: ${r}/${gbt.rounds} trees`) } })
-    const trees = fit.trees.map((t) => ({ ...t, threshold: t.threshold.map((x) => round(x, 9)), value: t.value.map((x) => round(x, 9)) }))
-    candidates.push(measured({ ...common, kind: 'gbt', baseScore: round(fit.baseScore, 9), trees, training: { ...common.training, gbt }, metrics: {}, sha256: '' }))
-  }
-  const aucOf = (m: ModelFile): number => (m.metrics.validation as ModelMetrics).auc
-  let chosen = candidates[0]
-  if (candidates.length === 2) {
-    const [lr, trees] = candidates
-    chosen = aucOf(trees) >= aucOf(lr) + 0.005 ? trees : lr
-    chosen.metrics.comparison = { logisticValidationAuc: aucOf(lr), gbtValidationAuc: aucOf(trees), chosen: chosen.kind, rule: 'gbt when its validation AUC beats logistic by ≥ 0.005' }
-    say(`validation AUC: logistic ${aucOf(lr).toFixed(4)}, gbt ${aucOf(trees).toFixed(4)} → ${chosen.kind}`)
-  }
-  const { sha256: _unsealed, ...rest } = chosen
-  return sealModel(rest)
+      newtonSteps: fit.iterations,
+      priorThreshold: `as many alerts as inactive_7d on the training data: probability ${round(sigmoid(thresholdLogit), 4)}`,
+      warnings
+    },
+    // inside the hash: a file cannot claim other numbers than the ones it was trained with
+    metrics: { train: metricsOf(train), validation: validation.y.length > 0 ? metricsOf(validation) : { auc: Number.NaN, logLoss: Number.NaN, samples: 0, positives: 0 } }
+  })
 }

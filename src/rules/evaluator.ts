@@ -1,10 +1,20 @@
 import type { InterventionStage } from '../intervention/intervention-stage.js'
 import type { AlertRecord, Reason } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
+import { type ChurnLearner, thresholdSpecText } from '../model/learner.js'
+import { modelReasons } from '../model/model.js'
+import { MIN_EVIDENCE_DAYS, spellLoginRate, spellLongestGap } from '../model/spell.js'
 import { signalValue } from '../signals/registry.js'
-import { responseTier, type SignalParams, valueTier } from '../signals/signals.js'
+import { daysInactive, responseTier, type SignalParams, valueTier } from '../signals/signals.js'
 import type { UserState } from '../state/user-state.js'
 import type { Condition, Rule, Topology } from './topology.js'
+
+/** The thresholds a partition's learner chooses (Condition.auto indexes them). */
+export interface ThresholdSource {
+  threshold: (auto: number) => number
+  /** when the rule should alert like its reference for this user (warming up, or a user not known yet): the reference's daysInactive threshold; else NaN */
+  fallbackDays: (auto: number, s: UserState) => number
+}
 
 /**
  * Edge-triggered rules grouped into risk episodes (SPEC §4).
@@ -19,10 +29,17 @@ export class RuleEvaluator {
   private readonly hasModelRule: boolean[]
   readonly alertsByRule: Map<string, number>
 
-  constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>, private readonly intervention: InterventionStage | null = null) {
+  /** bit mask of the enabled rules on churnScore: a LOGIN resets their condition (a new question starts) */
+  readonly modelRules: number
+
+  constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>,
+    private readonly intervention: InterventionStage | null = null, private readonly learner: ChurnLearner | null = null) {
     this.rules = topology.rules.filter((r) => r.enabled)
     this.hasModelRule = topology.rules.map((r) => r.when.some((c) => c.signal.needsModel))
     this.alertsByRule = alertsByRule
+    let mask = 0
+    for (const r of this.rules) if (this.hasModelRule[r.index]) mask |= 1 << r.index
+    this.modelRules = mask
   }
 
   /** Evaluates the rules in `mask` for a user on local day `today`; `at` is the event time the evaluation stands for. */
@@ -32,7 +49,7 @@ export class RuleEvaluator {
       const rule = rules[i]
       const bit = 1 << rule.index
       if ((mask & bit) === 0) continue
-      if (conditionsHold(rule.when, s, today, this.topology.params)) {
+      if (conditionsHold(rule.when, s, today, this.topology.params, this.learner)) {
         if ((s.ruleCond & bit) !== 0) continue
         s.ruleCond |= bit
         if ((s.ruleFired & bit) === 0) this.fire(s, rule, today, at)
@@ -55,10 +72,39 @@ export class RuleEvaluator {
     s.ruleFired |= 1 << rule.index
     const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
     const p = this.topology.params
-    const reasons: Reason[] = rule.when.map((c) => reasonOf(c, signalValue(c.signalId, s, today, p)))
+    const learner = this.learner
+    const reasons: Reason[] = rule.when.map((c) => {
+      if (c.auto < 0 || learner === null) return reasonOf(c, signalValue(c.signalId, s, today, p))
+      const spec = this.topology.modelThresholds[c.auto].spec
+      const v = s.churnScore ?? Number.NaN
+      const fallback = learner.fallbackDays(c.auto, s)
+      if (!Number.isNaN(fallback)) {
+        const d = daysInactive(s, today)
+        const why = learner.warming(c.auto) ? `until that rule has alerted 20 times on this partition` : `for a user it has known for less than ${MIN_EVIDENCE_DAYS} days`
+        return {
+          code: 'DAYS_INACTIVE',
+          signal: 'daysInactive',
+          value: d,
+          op: '>=',
+          threshold: fallback,
+          text: `no login for ${d} full days: the churn model alerts like ${(spec as { rule: string }).rule} ${why} (then its threshold is ${thresholdSpecText(spec)})`
+        }
+      }
+      const t = learner.threshold(c.auto)
+      return {
+        code: c.signal.code,
+        signal: c.signal.name,
+        value: Math.round(v * 1e6) / 1e6,
+        op: c.op,
+        threshold: Math.round(t * 1e6) / 1e6,
+        text: `churn model: ${Math.round(v * 100)}% chance of no login within 30 days (alert at ${Math.round(t * 100)}%, ${thresholdSpecText(spec)})`
+      }
+    })
     // A model alert explains its score: the features that raise it most (SPEC §4).
-    const model = this.topology.model
-    if (this.hasModelRule[rule.index] && model !== null) for (const r of model.reasons(s, today, at, p)) reasons.push(r)
+    if (this.hasModelRule[rule.index] && learner !== null && s.churnScore !== null) {
+      const { contributions, features } = learner.explain(s, daysInactive(s, today))
+      for (const r of modelReasons(contributions, features, spellLoginRate(s), spellLongestGap(s))) reasons.push(r)
+    }
     const alert: AlertRecord = {
       alertId: `${episodeId}:${rule.id}`,
       userId: s.userId,
@@ -75,6 +121,8 @@ export class RuleEvaluator {
       taskId: null
     }
     this.alertsByRule.set(rule.id, (this.alertsByRule.get(rule.id) ?? 0) + 1)
+    // The reference of a relative model threshold: counted with the model's view of the user.
+    if (learner !== null && learner.isReference(rule.index)) learner.referenceAlert(rule.index, s.churnScore ?? Number.NaN)
     // The decision fields are filled before the alert leaves, so every alert says what was done.
     if (this.intervention !== null) this.intervention.decide(s, alert, rule, today, at)
     this.sink.alert(alert)
@@ -82,12 +130,19 @@ export class RuleEvaluator {
 }
 
 /** Whether every condition holds for a user on local day `today` (rules and churn types). */
-export function conditionsHold (when: readonly Condition[], s: UserState, today: number, p: SignalParams): boolean {
+export function conditionsHold (when: readonly Condition[], s: UserState, today: number, p: SignalParams, thresholds: ThresholdSource | null = null): boolean {
   for (let i = 0; i < when.length; i++) {
     const c = when[i]
-    const v = signalValue(c.signalId, s, today, p)
+    let v = signalValue(c.signalId, s, today, p)
+    let t = c.threshold
+    let op = c.op
+    if (c.auto >= 0 && thresholds !== null) {
+      const fallback = thresholds.fallbackDays(c.auto, s)
+      if (Number.isNaN(fallback)) t = thresholds.threshold(c.auto)
+      else { v = daysInactive(s, today); t = fallback; op = '>=' }
+    }
     // NaN (an undefined signal) fails every comparison.
-    const ok = c.op === '>=' ? v >= c.threshold : c.op === '>' ? v > c.threshold : c.op === '<=' ? v <= c.threshold : v < c.threshold
+    const ok = op === '>=' ? v >= t : op === '>' ? v > t : op === '<=' ? v <= t : v < t
     if (!ok) return false
   }
   return true

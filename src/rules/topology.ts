@@ -7,6 +7,7 @@ import { DEFAULT_SIGNAL_PARAMS, type SignalParams } from '../signals/signals.js'
 import { COUNT_DAYS, DROP_WINDOW_DAYS, FOLLOW_DAYS } from '../state/user-state.js'
 import { isKnownZone } from '../time/zones.js'
 import { type ChurnModel, loadModel } from '../model/model.js'
+import type { ThresholdSpec } from '../model/learner.js'
 import { isAbsolute, dirname, resolve } from 'node:path'
 
 export type Op = '>=' | '>' | '<=' | '<'
@@ -16,7 +17,19 @@ export interface Condition {
   readonly signal: SignalDefinition
   readonly signalId: SignalId
   readonly op: Op
+  /** the threshold; for a churnScore condition with a chosen threshold, its prior (the partition's learner moves it) */
   readonly threshold: number
+  /** index into Topology.modelThresholds when the threshold is chosen by the learner, else -1 */
+  readonly auto: number
+}
+
+/** A churnScore threshold that the partition's learner chooses (`threshold: { alertsLike: inactive_7d }`). */
+export interface ModelThreshold {
+  readonly spec: ThresholdSpec
+  /** the index of the reference rule (alertsLike, precisionLike), else -1 */
+  readonly refIndex: number
+  /** when the reference is `daysInactive >= c` alone: c (the model rule alerts with it while it warms up), else NaN */
+  readonly refDays: number
 }
 
 export interface Rule {
@@ -47,6 +60,8 @@ export interface Topology {
   readonly timerHorizonDays: number
   /** the recall-task stage (SPEC §5); null: alerts only */
   readonly intervention: InterventionConfig | null
+  /** churnScore thresholds chosen by each partition's learner (docs/churn-model.md) */
+  readonly modelThresholds: readonly ModelThreshold[]
 }
 
 export const MAX_RULES = 31
@@ -55,11 +70,16 @@ export const MAX_RULES = 31
  * Loads and validates a topology file. Every problem is reported as `file:line: what is wrong`
  * (EBB_TOPOLOGY_INVALID, exit 2), so a typo never turns into a rule that silently never fires.
  */
-export function loadTopology (file: string): Topology {
-  return parseTopology(readConfigText(file), file)
+export function loadTopology (file: string, opts: TopologyOptions = {}): Topology {
+  return parseTopology(readConfigText(file), file, opts)
 }
 
-export function parseTopology (text: string, file: string): Topology {
+export interface TopologyOptions {
+  /** false: do not read the model file (`ebb train`, which writes one, replays with a neutral model) */
+  loadModel?: boolean
+}
+
+export function parseTopology (text: string, file: string, opts: TopologyOptions = {}): Topology {
   const y = new YamlDoc(text, file)
   const root = y.root
   if (!isMap(root)) return y.fail(root, 'the topology must be a YAML mapping')
@@ -128,8 +148,9 @@ export function parseTopology (text: string, file: string): Topology {
   // Relative to the topology file, like the plan library.
   const modelPath = modelName === null ? null : isAbsolute(modelName) ? modelName : resolve(dirname(file), modelName)
 
+  const modelThresholds: Array<{ spec: ThresholdSpec, refIndex: number, refNode: Node | undefined }> = []
   /** One `{ signal, op, threshold }` condition (rules and churn types). */
-  const condition = (cn: Node, where: string): Condition => {
+  const condition = (cn: Node, where: string, allowAuto = false): Condition => {
     onlyKeys(cn, `${where}: condition`, ['signal', 'op', 'threshold'])
     const sNode = get(cn, 'signal')
     const name = sNode !== undefined && isScalar(sNode) ? String(sNode.value) : ''
@@ -138,8 +159,32 @@ export function parseTopology (text: string, file: string): Topology {
     const opNode = get(cn, 'op')
     const op = (opNode !== undefined && isScalar(opNode) ? String(opNode.value) : '') as Op
     if (!OPS.includes(op)) fail(opNode ?? cn, `${where}: op "${op}" must be one of ${OPS.join(' ')}`)
-    const threshold = num(get(cn, 'threshold') ?? fail(cn, `${where}: condition needs a threshold`), `${where}: threshold for ${name}`, 0, def.min, def.max, def.integer)
-    return { signal: def, signalId: def.id, op, threshold }
+    const tNode = get(cn, 'threshold') ?? fail(cn, `${where}: condition needs a threshold`)
+    if (isMap(tNode)) {
+      if (!def.needsModel) fail(tNode, `${where}: only a churnScore threshold can be chosen by the model (${name} needs a number)`)
+      if (!allowAuto) fail(tNode, `${where}: a chosen churnScore threshold is for rules; give a number here`)
+      if (op !== '>=' && op !== '>') fail(opNode, `${where}: a chosen churnScore threshold needs op ">=" or ">"`)
+      const spec = thresholdSpec(tNode, `${where}: threshold`)
+      modelThresholds.push({ spec, refIndex: -1, refNode: tNode })
+      return { signal: def, signalId: def.id, op, threshold: 0.5, auto: modelThresholds.length - 1 }
+    }
+    const threshold = num(tNode, `${where}: threshold for ${name}`, 0, def.min, def.max, def.integer)
+    return { signal: def, signalId: def.id, op, threshold, auto: -1 }
+  }
+  /** `{ alertsLike: R }`, `{ precisionLike: R }`, `{ precision: P }`, `{ alertsPer1kUsersPerDay: X }` or `{ probability: P }`. */
+  const thresholdSpec = (tNode: Node, where: string): ThresholdSpec => {
+    const kinds = ['alertsLike', 'precisionLike', 'precision', 'alertsPer1kUsersPerDay', 'probability']
+    onlyKeys(tNode, where, kinds)
+    const present = kinds.filter((k) => get(tNode, k) !== undefined)
+    if (present.length !== 1) fail(tNode, `${where}: give exactly one of ${kinds.join(', ')}`)
+    const kind = present[0]
+    const v = get(tNode, kind)
+    if (kind === 'alertsLike' || kind === 'precisionLike') {
+      const rule = v !== undefined && isScalar(v) ? String(v.value) : ''
+      return { kind, rule }
+    }
+    if (kind === 'alertsPer1kUsersPerDay') return { kind, value: num(v, `${where}.${kind}`, 1, 0.001, 1000) }
+    return { kind: kind as 'precision' | 'probability', value: num(v, `${where}.${kind}`, 0.5, 0.001, 0.999) }
   }
 
   const rulesNode = get(root, 'rules')
@@ -159,7 +204,7 @@ export function parseTopology (text: string, file: string): Topology {
     const descNode = get(node, 'description')
     const whenNode = get(node, 'when')
     if (!isSeq(whenNode) || whenNode.items.length === 0) return fail(whenNode ?? node, `rule ${id}: "when" must list at least one condition`)
-    const when: Condition[] = whenNode.items.map((c) => condition(c as Node, `rule ${id}`))
+    const when: Condition[] = whenNode.items.map((c) => condition(c as Node, `rule ${id}`, true))
     const needsModel = when.some((c) => c.signal.needsModel)
     const enabled = !needsModel || modelPath !== null
     rules.push({
@@ -168,6 +213,17 @@ export function parseTopology (text: string, file: string): Topology {
     })
   })
 
+  // A relative threshold names another rule, which must exist, run, and not depend on the model.
+  const resolvedThresholds: ModelThreshold[] = modelThresholds.map((t) => {
+    if (t.spec.kind !== 'alertsLike' && t.spec.kind !== 'precisionLike') return { spec: t.spec, refIndex: -1, refDays: Number.NaN }
+    const ref = rules.find((r) => r.id === (t.spec as { rule: string }).rule)
+    const where = `threshold: ${t.spec.kind}`
+    if (ref === undefined) return fail(t.refNode, `${where}: no rule "${t.spec.rule}" (rules: ${rules.map((r) => r.id).join(', ')})`)
+    if (ref.when.some((c) => c.signal.needsModel)) return fail(t.refNode, `${where}: rule ${ref.id} uses churnScore itself; name a rule that does not`)
+    const only = ref.when.length === 1 ? ref.when[0] : undefined
+    const refDays = only !== undefined && only.signal.name === 'daysInactive' && (only.op === '>=' || only.op === '>') ? only.threshold + (only.op === '>' ? 1 : 0) : Number.NaN
+    return { spec: t.spec, refIndex: ref.index, refDays }
+  })
   const rulesByEventType = new Int32Array(EVENT_TYPES.length)
   let timerRules = 0
   let horizon = COUNT_DAYS
@@ -182,6 +238,6 @@ export function parseTopology (text: string, file: string): Topology {
   const interventionNode = get(root, 'intervention')
   const intervention = interventionNode === undefined ? null : parseIntervention(y, interventionNode, condition, modelPath !== null)
   // Loaded last: a mistake in the topology itself is reported first.
-  const model = modelPath === null ? null : loadModel(modelPath)
-  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, model, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention }
+  const model = modelPath === null || opts.loadModel === false ? null : loadModel(modelPath)
+  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, model, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention, modelThresholds: resolvedThresholds }
 }

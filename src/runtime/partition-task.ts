@@ -5,14 +5,15 @@ import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { OutputSink } from '../io/sinks.js'
 import { InterventionStage } from '../intervention/intervention-stage.js'
-import type { ChurnModel } from '../model/model.js'
+import { ChurnLearner, sigmoid, Z_SCALE } from '../model/learner.js'
+import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, spellEvidenceDays } from '../model/spell.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
 import { StateCache } from '../state/state-cache.js'
-import { eventIdHash, UserState } from '../state/user-state.js'
+import { eventIdHash, NEVER_DAY, SPELL_MAX_NONE, UserState } from '../state/user-state.js'
 import { type ZoneClock, zoneClock } from '../time/zones.js'
 import { EngineStats } from './engine-stats.js'
 import type { RecordBatch } from './record-batch.js'
@@ -54,6 +55,7 @@ export interface EngineObserver {
 const SAMPLE_MASK = 63
 
 const META_TIME = metaKey('time')
+const DAY_MS = 86_400_000
 
 /**
  * One partition's processor (Kafka Streams' StreamTask): owns the partition's state store, its
@@ -84,7 +86,8 @@ export class PartitionTask {
   private readonly latency: LatencyRecorder | undefined
   private readonly observer: EngineObserver | undefined
   private readonly snapshots: SnapshotHook | undefined
-  private readonly model: ChurnModel | null
+  /** what this partition learns about its population (null when the topology has no model) */
+  readonly learner: ChurnLearner | null
   private decodeNs = new Float64Array(0)
   private decoded: Array<UserEvent | null> = []
   /** the state of each record's user when the batch was decoded (one Map lookup per event) */
@@ -105,14 +108,15 @@ export class PartitionTask {
     this.timers = new TimerService(opts.store, watermark, timerSeq)
     const iv = opts.topology.intervention
     this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink)
-    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention)
+    const model = opts.topology.model
+    this.learner = model === null ? null : new ChurnLearner(model, opts.topology.modelThresholds)
+    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention, this.learner)
     this.defaultZone = zoneClock(opts.topology.defaultTimezone)
     this.maxTs = maxTs
     this.watermark = watermark
     this.latency = opts.latency
     this.observer = opts.observer
     this.snapshots = opts.snapshots
-    this.model = opts.topology.model
   }
 
   /** Opens the task on its store, resuming the stream time a previous run committed. */
@@ -126,7 +130,9 @@ export class PartitionTask {
       watermark = meta.readDoubleBE(8)
       timerSeq = meta.readDoubleBE(16)
     }
-    return new PartitionTask(opts, maxTs, watermark, timerSeq)
+    const task = new PartitionTask(opts, maxTs, watermark, timerSeq)
+    if (task.learner !== null) await task.learner.load(opts.store)
+    return task
   }
 
   /** Runs a batch of raw records through the engine. */
@@ -234,7 +240,10 @@ export class PartitionTask {
     this.cache.markDirty(s)
     const zone = s.zone
     if (e.tz !== null) s.setZone(e.tz)
-    applyEvent(s, e, type, s.zone.localDay(ts))
+    const day = s.zone.localDay(ts)
+    // A LOGIN on a later day than the silence the model is watching answers its question.
+    if (type === EventType.LOGIN && this.learner !== null && s.spellDay !== NEVER_DAY && day > s.spellDay) this.endSpell(s, ts)
+    applyEvent(s, e, type, day)
     if (type === EventType.LOGIN) {
       if (this.snapshots !== undefined) this.snapshots.login(s, ts)
       if (this.intervention !== null) this.intervention.onLogin(s, ts)
@@ -258,7 +267,72 @@ export class PartitionTask {
 
   private advanceWatermark (wm: number): void {
     this.watermark = wm
+    const learner = this.learner
+    if (learner !== null) {
+      // The learner moves on at each UTC midnight of stream time, between the timers due
+      // before it and those due after: a fixed point in event time, whatever the batches.
+      const day = Math.floor(wm / DAY_MS)
+      if (Number.isNaN(learner.day)) learner.roll(day)
+      while (learner.day < day) {
+        const boundary = (learner.day + 1) * DAY_MS
+        if (boundary - 1 >= this.timers.nextDue) this.timers.fire(boundary - 1, this.timerOwner)
+        learner.roll(learner.day + 1)
+      }
+    }
     if (wm >= this.timers.nextDue) this.timers.fire(wm, this.timerOwner)
+  }
+
+  /**
+   * The model's daily question for a user at their local midnight (starting local day `today`): will they
+   * log in within 30 days? A new silence freezes its spell record; each of its first 30 days is
+   * scored; and each scored day 30 days old with no LOGIN since gets its label, churned.
+   */
+  private scoreSpell (s: UserState, today: number, learner: ChurnLearner): void {
+    if (s.lastLoginTs < 0 || s.lastLoginDay >= today) return // never logged in, or already today
+    const d = today - s.lastLoginDay - 1
+    if (s.spellDay !== s.lastLoginDay) {
+      learner.freeze(s, this.topology.params)
+      s.spellFirst = d
+      s.spellScored = d
+      s.spellResolved = d
+      s.spellMax = SPELL_MAX_NONE
+    }
+    const learns = spellEvidenceDays(s) >= MIN_EVIDENCE_DAYS
+    while (s.spellResolved < s.spellScored && s.spellResolved + QUESTION_DAYS <= d) {
+      const k = s.spellResolved
+      if (learns) learner.label(s, k, s.zone.startOfDay(s.spellDay + 1 + k), 1)
+      s.spellResolved = k + 1
+    }
+    if (d < QUESTION_DAYS && d >= s.spellScored) {
+      const z = learner.z(s, d)
+      const zQ = Math.round(z * Z_SCALE)
+      const p = sigmoid(z)
+      s.churnScore = p
+      learner.scoredDay(s.spellMax, zQ, p)
+      if (zQ > s.spellMax) s.spellMax = zQ
+      s.spellScored = d + 1
+    }
+  }
+
+  /**
+   * A LOGIN (at `ts`) ends the user's silence: every scored day of it still waiting for its label
+   * was followed by a LOGIN within 30 days — stayed. (Days scored after `ts`, known only because
+   * the LOGIN arrived late, are dropped: they asked a question this LOGIN had already answered.)
+   * The model's rules start over: the next silence is a new question.
+   */
+  private endSpell (s: UserState, ts: number): void {
+    const learner = this.learner as ChurnLearner
+    if (spellEvidenceDays(s) >= MIN_EVIDENCE_DAYS) {
+      for (let k = s.spellResolved; k < s.spellScored; k++) {
+        const at = s.zone.startOfDay(s.spellDay + 1 + k)
+        if (at < ts) learner.label(s, k, at, 0)
+      }
+    }
+    clearSpell(s)
+    s.spellFirst = s.spellScored = s.spellResolved = 0
+    s.spellMax = SPELL_MAX_NONE
+    s.churnScore = null
+    s.ruleCond &= ~this.rules.modelRules
   }
 
   /**
@@ -273,14 +347,17 @@ export class PartitionTask {
     s.timerDue = 0
     let today = s.zone.localDay(due)
     if (today < s.headDay) today = s.headDay
-    // The churn score is a daily quantity (README, "The churn model"): the model is trained on
-    // states at local midnights, and like the drops the score moves at the user's midnight, not
-    // with every event. A reader that wants it now (GET /users/:id) scores on read.
-    if (this.model !== null) s.churnScore = this.model.scoreOrNull(s, today, due, this.topology.params)
+    // The churn score is a daily quantity (docs/churn-model.md): the score of silent day d of the
+    // user's spell, at their local midnight, before the rules of the new day.
+    const learner = this.learner
+    if (learner !== null) this.scoreSpell(s, today, learner)
     this.rules.evaluate(s, this.topology.timerRules, today, due)
     if (this.intervention !== null) this.intervention.onTimer(s, due)
     if (this.snapshots !== undefined) this.snapshots.daily(s, today, due)
-    if (today - s.headDay < this.topology.timerHorizonDays) this.armTimer(s, s.zone.startOfDay(today + 1))
+    // Watched while within the topology's horizon of their last activity, and while a scored
+    // day of their silence still waits for its label (up to 30 days after it).
+    const waiting = learner !== null && s.spellDay !== NEVER_DAY && s.spellResolved < s.spellScored
+    if (today - s.headDay < this.topology.timerHorizonDays || waiting) this.armTimer(s, s.zone.startOfDay(today + 1))
   }
 
   /**
@@ -331,6 +408,7 @@ export class PartitionTask {
   prepareCommit (batch: StoreBatch): void {
     this.cache.drainDirty(batch)
     this.timers.drain(batch)
+    if (this.learner !== null) this.learner.drain(batch)
     const meta = Buffer.allocUnsafe(24)
     meta.writeDoubleBE(this.maxTs, 0)
     meta.writeDoubleBE(this.watermark, 8)
@@ -340,6 +418,7 @@ export class PartitionTask {
 
   /** The second half: the prepared batch is durable; dirty flags, timers and the cache move on. */
   committed (): void {
+    if (this.learner !== null) this.learner.committed()
     this.timers.committed()
     this.cache.afterFlush()
     this.stats.commits++

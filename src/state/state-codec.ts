@@ -3,7 +3,7 @@ import { loadAvroType } from '../events/avro.js'
 import { EbbError, Errors } from '../errors.js'
 import { isKnownZone, zoneClock } from '../time/zones.js'
 import { AvroWriter } from './avro-writer.js'
-import { COUNTS_LENGTH, OFF_ACTIVE, OFF_RECENT, RECENT_IDS, STATE_VERSION, type TaskEntry, UserState } from './user-state.js'
+import { COUNTS_LENGTH, NEVER_DAY, OFF_ACTIVE, OFF_RECENT, OFF_SPELL, RECENT_IDS, SPELL_WORDS, STATE_VERSION, type TaskEntry, UserState } from './user-state.js'
 
 /** The stored form of UserState: ebb.UserState in Avro (schemas/user-state.avsc). */
 interface StoredState {
@@ -31,12 +31,50 @@ interface StoredState {
   consentRevoked: number
   consentGranted: number
   tasks: TaskEntry[]
+  spellDay: number
+  spellFirst: number
+  spellScored: number
+  spellResolved: number
+  spellMax: number
+  spell: Buffer
 }
 
 let type: avsc.Type | undefined
 function stateType (): avsc.Type {
   if (type === undefined) type = loadAvroType('user-state.avsc')
   return type
+}
+
+/**
+ * States written by an earlier layout are read through Avro schema resolution from that layout's
+ * schema (schemas/history/): fields added since take their defaults. The version is the record's
+ * first field, an int in every layout, so it is read before the schema is chosen.
+ */
+const olderTypes = new Map<number, avsc.Type>()
+function readerFor (v: number): avsc.Type {
+  if (v === STATE_VERSION) return stateType()
+  let t = olderTypes.get(v)
+  if (t === undefined) {
+    if (v !== 2) throw new Error(`layout version ${v}, this Ebb reads versions 2 and ${STATE_VERSION}`)
+    const writer = loadAvroType(`history/user-state-v${v}.avsc`)
+    const resolver = stateType().createResolver(writer)
+    t = { fromBuffer: (b: Buffer) => stateType().fromBuffer(b, resolver, true) } as unknown as avsc.Type
+    olderTypes.set(v, t)
+  }
+  return t
+}
+
+/** The zig-zag varint at the start of a record: the layout version. */
+function layoutVersion (buf: Buffer): number {
+  let n = 0
+  let shift = 0
+  for (let i = 0; i < 5 && i < buf.length; i++) {
+    const b = buf[i]
+    n |= (b & 0x7f) << shift
+    if ((b & 0x80) === 0) return (n >>> 1) ^ -(n & 1)
+    shift += 7
+  }
+  return -1
 }
 
 /**
@@ -174,6 +212,14 @@ function writeState (s: UserState): void {
   w.long(s.consentRevoked)
   w.long(s.consentGranted)
   writeTasks(w, s.tasks)
+  w.ensure(FIXED_FIELDS_CAPACITY)
+  w.long(s.spellDay)
+  w.long(s.spellFirst)
+  w.long(s.spellScored)
+  w.long(s.spellResolved)
+  w.long(s.spellMax)
+  if (s.spellDay === NEVER_DAY) w.long(0)
+  else w.u16AsBytes(s.words, OFF_SPELL, SPELL_WORDS)
 }
 
 function writeTasks (w: AvroWriter, tasks: TaskEntry[]): void {
@@ -231,7 +277,13 @@ export function encodeStateWithAvsc (s: UserState): Buffer {
     churnScore: s.churnScore,
     consentRevoked: s.consentRevoked,
     consentGranted: s.consentGranted,
-    tasks: s.tasks.map((t) => ({ ...t }))
+    tasks: s.tasks.map((t) => ({ ...t })),
+    spellDay: s.spellDay,
+    spellFirst: s.spellFirst,
+    spellScored: s.spellScored,
+    spellResolved: s.spellResolved,
+    spellMax: s.spellMax,
+    spell: s.spellDay === NEVER_DAY ? Buffer.alloc(0) : wordsLE(s.words, OFF_SPELL, SPELL_WORDS)
   }
   return stateType().toBuffer(stored)
 }
@@ -239,8 +291,7 @@ export function encodeStateWithAvsc (s: UserState): Buffer {
 export function decodeState (userId: string, buf: Buffer): UserState {
   let d: StoredState
   try {
-    d = stateType().fromBuffer(buf) as StoredState
-    if (d.v !== STATE_VERSION) throw new Error(`layout version ${d.v}, this Ebb reads ${STATE_VERSION}`)
+    d = readerFor(layoutVersion(buf)).fromBuffer(buf) as StoredState
     if (!isKnownZone(d.tz)) throw new Error(`unknown zone ${d.tz}`)
   } catch (err) {
     throw new EbbError(Errors.STATE_CORRUPT, (err as Error).message)
@@ -269,6 +320,15 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   s.churnScore = d.churnScore
   s.consentRevoked = d.consentRevoked
   s.consentGranted = d.consentGranted
+  s.spellDay = d.spellDay
+  s.spellFirst = d.spellFirst
+  s.spellScored = d.spellScored
+  s.spellResolved = d.spellResolved
+  s.spellMax = d.spellMax
+  if (d.spell.length > 0) {
+    if (d.spell.length !== 2 * SPELL_WORDS) throw new EbbError(Errors.STATE_CORRUPT, `spell holds ${d.spell.length} bytes`)
+    for (let i = 0; i < SPELL_WORDS; i++) s.words[OFF_SPELL + i] = d.spell.readUInt16LE(i * 2)
+  }
   if (d.tasks.length > 0) s.tasks = d.tasks.map((t) => ({ episodeTs: t.episodeTs, planId: t.planId, step: t.step, rule: t.rule, channel: t.channel, flags: t.flags, sendAt: t.sendAt, attributionHours: t.attributionHours, churnType: t.churnType }))
   return s
 }

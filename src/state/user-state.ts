@@ -29,14 +29,20 @@ export const OFF_HOUR = OFF_UNFOLLOW + FOLLOW_DAYS
 export const COUNTS_LENGTH = OFF_HOUR + 24
 export const OFF_ACTIVE = COUNTS_LENGTH
 export const OFF_RECENT = OFF_ACTIVE + 6
-export const WORDS = OFF_RECENT + 16
+/** the churn model's spell record: 15 int16 words (src/model/spell.ts) */
+export const OFF_SPELL = OFF_RECENT + 16
+export const SPELL_WORDS = 15
+export const WORDS = OFF_SPELL + SPELL_WORDS
 export const LOGIN_RING = 32
 export const ACTIVE_RING = 96
 export const LONG_WINDOW_DAYS = 90
 export const RECENT_IDS = 8
 export const NEVER_DAY = -2147483648
-/** 2: recall-task entries and explicit consent grants (issue 3) */
-export const STATE_VERSION = 2
+/**
+ * 2: recall-task entries and explicit consent grants. 3: the churn model's spell (a silence since
+ * the last LOGIN: its frozen record, which of its days were scored and which have their label).
+ */
+export const STATE_VERSION = 3
 
 export class UserState {
   readonly userId: string
@@ -60,6 +66,17 @@ export class UserState {
   episodeOpenTs = 0
   timerDue = 0
   churnScore: number | null = null
+  /**
+   * The churn model's current spell: the local day of the LOGIN it follows (NEVER_DAY: none), the
+   * silent days scored so far [spellFirst, spellScored), how many of them already have their
+   * label "churned" (30 silent days after them: [spellFirst, spellResolved)), and the highest
+   * score logit of the spell ×256 (rounded, so a stored state compares exactly as a cached one).
+   */
+  spellDay = NEVER_DAY
+  spellFirst = 0
+  spellScored = 0
+  spellResolved = 0
+  spellMax = SPELL_MAX_NONE
   /** bit per channel (PUSH, SMS, EMAIL, IN_APP): consent revoked and not granted again */
   consentRevoked = 0
   /** bit per channel: consent granted and not revoked since (opt-in channels need it) */
@@ -203,6 +220,9 @@ export interface TaskEntry {
   /** CHURN_TYPES index */
   churnType: number
 }
+
+/** spellMax before any score in the spell */
+export const SPELL_MAX_NONE = -2147483648
 
 export const TASK_HOLDOUT = 1
 export const TASK_DELIVERED = 2

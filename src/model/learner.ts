@@ -1,0 +1,560 @@
+import { EbbError, Errors } from '../errors.js'
+import type { KvStore, StoreBatch } from '../state/kv-store.js'
+import { metaKey } from '../state/keys.js'
+import { NEVER_DAY, type UserState } from '../state/user-state.js'
+import type { ChurnModel } from './model.js'
+import { FEATURE_COUNT, freezeSpell, MIN_EVIDENCE_DAYS, spellEvidenceDays, spellFeatures } from './spell.js'
+import type { SignalParams } from '../signals/signals.js'
+
+/**
+ * What one partition learns from its own stream (docs/churn-model.md, "Learning from the stream").
+ *
+ * The model is a logistic regression on the spell features (spell.ts). The shipped model file is
+ * the prior: a Gaussian N(μ₀, Λ₀⁻¹) on the coefficients. Every scored day of every user gets its
+ * label from the stream — a LOGIN within 30 days (stayed), or 30 silent days (churned) — and its
+ * gradient and curvature go into a bucket of the day it was scored. A bucket is folded into the
+ * model once it is 32 days old, when every day in it has its label whichever way it went: labels
+ * that arrive early (stays, at the next LOGIN) wait for the late ones (churn, after 30 days), so
+ * the model never sees a sample biased toward stayers. At each UTC midnight of stream time the
+ * matured buckets take one Newton step on the posterior (Laplace approximation, old evidence
+ * decaying by `decayPerDay`), so the model follows a population that changes, and starts from the
+ * prior when it knows nothing.
+ *
+ * The alert threshold is chosen the same way, per partition and per day, from what the operator
+ * asked for in the topology (ThresholdSpec): a fixed probability, a precision, an alert budget,
+ * or "as many alerts as rule R" (the default: as many as inactive_7d, to the users most at risk).
+ * For that, each scored day counts the thresholds its score crosses for the first time in the
+ * spell (a model alert at that threshold), with the predicted probability, over recent days.
+ *
+ * Everything here runs inside the partition's synchronous loop, at points fixed by event time
+ * (LOGIN events, midnight timers, UTC midnights of the watermark): a replay learns the same
+ * numbers whatever its batch sizes and commit points, and the state is in the partition's store
+ * (and so its changelog): a restart or a restore continues exactly.
+ */
+export type ThresholdSpec =
+  | { kind: 'probability', value: number }
+  | { kind: 'precision', value: number }
+  | { kind: 'alertsPer1kUsersPerDay', value: number }
+  | { kind: 'alertsLike', rule: string }
+  | { kind: 'precisionLike', rule: string }
+
+/** How a spec reads in an alert's reason and in GET /topology. */
+export function thresholdSpecText (t: ThresholdSpec): string {
+  switch (t.kind) {
+    case 'probability': return `fixed at ${t.value}`
+    case 'precision': return `set for a precision of ${Math.round(t.value * 100)}%`
+    case 'alertsPer1kUsersPerDay': return `set for ${t.value} alerts per 1,000 users a day`
+    case 'alertsLike': return `set to send as many alerts as ${t.rule}`
+    case 'precisionLike': return `set to be as precise as ${t.rule}`
+  }
+}
+
+/** Score thresholds the controller chooses among: logits GRID_MIN, GRID_MIN + 1/8, …, GRID_MAX. */
+const GRID_MIN = -8
+const GRID_STEP = 0.125
+const GRID = 129
+/** z quantum of spellMax and of the grid comparisons */
+export const Z_SCALE = 256
+const GRID_MIN_Q = GRID_MIN * Z_SCALE
+const GRID_STEP_Q = GRID_STEP * Z_SCALE
+/** reference alerts (decayed) below which a relative threshold keeps the prior's */
+const MIN_REFERENCE = 20
+/** first crossings (decayed) below which a grid threshold's precision is not trusted */
+const MIN_CROSSINGS = 5
+const DAY_MS = 86_400_000
+
+export interface LearningSettings {
+  /** Λ₀ = priorStrength · I on the standardised coefficients: the prior weighs like this many samples of unit curvature */
+  priorStrength: number
+  /** evidence kept per day (Λ ← decay · Λ) */
+  decayPerDay: number
+  /** the curvature never decays below this share of the prior's */
+  floor: number
+  /** largest Newton step (Euclidean, standardised units) */
+  maxStep: number
+  /** a bucket of scored days is folded when it is this many days old (≥ 31: every label known) */
+  matureDays: number
+  /** the threshold statistics keep this much per day */
+  thresholdDecayPerDay: number
+}
+
+/**
+ * A day's labelled days: gradient g and curvature h (upper triangle) of their log-likelihood at the
+ * coefficients in force when each label arrived, and k = Σ h_i μ_i. A stay's label arrives at the
+ * LOGIN, up to 30 days before the bucket is folded, when the coefficients have moved since: the
+ * fold uses each day's quadratic approximation around its own coefficients, whose gradient at
+ * today's μ is g + k − h μ, so a late fold is not a stale gradient.
+ */
+interface Bucket { g: Float64Array, h: Float64Array, k: Float64Array, n: number, y: number }
+
+/**
+ * One learned threshold. A relative one (alertsLike, precisionLike) is `warm` once its reference
+ * rule has alerted MIN_REFERENCE times on the partition; until then — the first week or so of a
+ * deployment, when no user has a rhythm Ebb knows and the reference has nothing to compare with —
+ * the model rule alerts exactly when the reference would (its daysInactive threshold, `refDays`),
+ * so a new deployment is never worse than the rule it is measured against.
+ */
+interface Controller { spec: ThresholdSpec, refIndex: number, refDays: number, ref: number, refP: number, theta: number, warm: boolean }
+
+/** Logistic function and its inverse, the only place they are written. */
+export function sigmoid (z: number): number { return 1 / (1 + Math.exp(-z)) }
+export function logit (p: number): number { return Math.log(p / (1 - p)) }
+
+const CORE_KEY = metaKey('learner')
+const bucketKey = (day: number): Buffer => metaKey(`learner-b${day}`)
+const CORE_VERSION = 1
+
+export class ChurnLearner {
+  readonly m: number
+  readonly mu: Float64Array
+  readonly lam: Float64Array
+  private readonly x = new Float64Array(FEATURE_COUNT)
+  private readonly xs: Float64Array
+  /** UTC epoch-day of the last midnight rolled, NaN before the first */
+  day = Number.NaN
+  private readonly buckets = new Map<number, Bucket>()
+  private readonly dirtyBuckets = new Set<number>()
+  private readonly foldedBuckets: number[] = []
+  /** first crossings per grid threshold, and the sum of their probabilities; scored days (decayed) */
+  readonly crossings = new Float64Array(GRID)
+  readonly crossingP = new Float64Array(GRID)
+  scored = 0
+  readonly controllers: Controller[]
+  /** the population's login chance per day: a decayed mean over spell starts (spell.ts shrinks toward it) */
+  q0Sum: number
+  q0Weight: number
+  /** lifetime counters (GET /topology, metrics, eval) */
+  examples = 0
+  churnExamples = 0
+  folds = 0
+  private dirty = false
+
+  constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number }>) {
+    const prior = model.prior
+    this.m = FEATURE_COUNT + 1
+    this.mu = Float64Array.from(prior.mu)
+    this.lam = new Float64Array(this.m * this.m)
+    for (let i = 0; i < this.m; i++) this.lam[i * this.m + i] = prior.learning.priorStrength
+    this.xs = new Float64Array(this.m)
+    this.controllers = specs.map(({ spec, refIndex, refDays }) => ({ spec, refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0 }))
+    this.q0Sum = prior.loginRate
+    this.q0Weight = 1
+  }
+
+  /** The population's login chance (the shrinkage target of every user's rhythm). */
+  get q0 (): number { return this.q0Sum / this.q0Weight }
+
+  /** Freezes a user's new spell record, and folds their login share into the population's. */
+  freeze (s: UserState, p: SignalParams): void {
+    const { rawRate } = freezeSpell(s, this.q0, p)
+    if (!Number.isNaN(rawRate)) { this.q0Sum += rawRate; this.q0Weight += 1; this.dirty = true }
+  }
+
+  /** Standardised inputs (with the intercept first) of silent day d of the user's spell, in xs. */
+  private inputs (s: UserState, d: number): Float64Array {
+    spellFeatures(s, d, this.x)
+    const xs = this.xs
+    const mean = this.model.prior.mean
+    const inv = this.model.prior.invStd
+    xs[0] = 1
+    for (let i = 0; i < FEATURE_COUNT; i++) xs[i + 1] = (this.x[i] - mean[i]) * inv[i]
+    return xs
+  }
+
+  /** The score logit of silent day d of the user's spell, with today's coefficients. */
+  z (s: UserState, d: number): number {
+    const xs = this.inputs(s, d)
+    let z = 0
+    for (let i = 0; i < this.m; i++) z += this.mu[i] * xs[i]
+    return z
+  }
+
+  /** Each input's share of the logit (coefficient × standardised value), intercept excluded; and the raw features. */
+  explain (s: UserState, d: number): { contributions: Float64Array, features: Float64Array } {
+    const xs = this.inputs(s, d)
+    const c = new Float64Array(FEATURE_COUNT)
+    for (let i = 0; i < FEATURE_COUNT; i++) c[i] = this.mu[i + 1] * xs[i + 1]
+    return { contributions: c, features: Float64Array.from(this.x) }
+  }
+
+  /**
+   * A scored day: counts the thresholds its score crosses for the first time in the spell (those
+   * a model alert would fire at), with its probability. `prevQ` and `zQ` are z × Z_SCALE, rounded.
+   */
+  scoredDay (prevQ: number, zQ: number, p: number): void {
+    this.scored++
+    this.dirty = true
+    countCrossings(prevQ, zQ, p, this.crossings, this.crossingP)
+  }
+
+  /** An alert of rule `ruleIndex` (a reference of a relative threshold), with the model's probability for that user then. */
+  referenceAlert (ruleIndex: number, p: number): void {
+    for (const c of this.controllers) {
+      if (c.refIndex !== ruleIndex) continue
+      c.ref++
+      if (!Number.isNaN(p)) c.refP += p
+      if (c.ref >= MIN_REFERENCE) c.warm = true
+      this.dirty = true
+    }
+  }
+
+  /** Whether any threshold counts alerts of this rule. */
+  isReference (ruleIndex: number): boolean {
+    for (const c of this.controllers) if (c.refIndex === ruleIndex) return true
+    return false
+  }
+
+  /**
+   * A labelled day: silent day d of the user's spell, scored at instant `scoredAt`, churned (y = 1)
+   * or not. Its gradient and curvature wait in the bucket of its UTC day until that matures.
+   */
+  label (s: UserState, d: number, scoredAt: number, y: 0 | 1): void {
+    const xs = this.inputs(s, d)
+    let z = 0
+    for (let i = 0; i < this.m; i++) z += this.mu[i] * xs[i]
+    const p = sigmoid(z)
+    const day = Math.floor(scoredAt / DAY_MS)
+    let b = this.buckets.get(day)
+    if (b === undefined) {
+      b = { g: new Float64Array(this.m), h: new Float64Array(this.m * this.m), k: new Float64Array(this.m), n: 0, y: 0 }
+      this.buckets.set(day, b)
+    }
+    const r = y - p
+    const w = p * (1 - p)
+    const m = this.m
+    const wz = w * z
+    for (let i = 0; i < m; i++) {
+      b.g[i] += r * xs[i]
+      b.k[i] += wz * xs[i]
+      const wi = w * xs[i]
+      for (let k = i; k < m; k++) b.h[i * m + k] += wi * xs[k]
+    }
+    b.n++
+    b.y += y
+    this.dirtyBuckets.add(day)
+    this.examples++
+    this.churnExamples += y
+    this.dirty = true
+  }
+
+  /**
+   * Stream time passed UTC midnight `toDay` × 1 day: every midnight since the last one folds the
+   * buckets that matured, decays old evidence and the threshold statistics, and re-chooses the
+   * thresholds.
+   */
+  roll (toDay: number): void {
+    if (Number.isNaN(this.day)) { this.day = toDay; this.dirty = true; return }
+    while (this.day < toDay) {
+      this.day++
+      this.fold(this.day - this.model.prior.learning.matureDays)
+      this.decay()
+      this.choose()
+    }
+    this.dirty = true
+  }
+
+  /** Folds every bucket scored on or before `upTo`: one Newton step on the posterior. */
+  private fold (upTo: number): void {
+    const m = this.m
+    const G = new Float64Array(m)
+    const H = new Float64Array(m * m)
+    const K = new Float64Array(m)
+    let n = 0
+    const days = [...this.buckets.keys()].filter((d) => d <= upTo).sort((a, b) => a - b)
+    for (const d of days) {
+      const b = this.buckets.get(d) as Bucket
+      for (let i = 0; i < m; i++) { G[i] += b.g[i]; K[i] += b.k[i] }
+      for (let i = 0; i < m * m; i++) H[i] += b.h[i]
+      n += b.n
+      this.buckets.delete(d)
+      this.dirtyBuckets.delete(d)
+      this.foldedBuckets.push(d)
+    }
+    const lam = this.lam
+    if (n > 0) {
+      // H holds the upper triangle: mirror it, then A = Λ + H.
+      for (let i = 0; i < m; i++) for (let k = i + 1; k < m; k++) H[k * m + i] = H[i * m + k]
+      const A = new Float64Array(m * m)
+      for (let i = 0; i < m * m; i++) A[i] = lam[i] + H[i]
+      // The data's gradient at today's μ: g + k − H μ (see Bucket).
+      const grad = new Float64Array(m)
+      for (let i = 0; i < m; i++) {
+        let hmu = 0
+        for (let j = 0; j < m; j++) hmu += H[i * m + j] * this.mu[j]
+        grad[i] = G[i] + K[i] - hmu
+      }
+      const step = solve(A, grad, m)
+      let norm = 0
+      for (let i = 0; i < m; i++) norm += step[i] * step[i]
+      norm = Math.sqrt(norm)
+      const max = this.model.prior.learning.maxStep
+      const scale = norm > max ? max / norm : 1
+      for (let i = 0; i < m; i++) this.mu[i] += scale * step[i]
+      lam.set(A)
+      this.folds++
+    }
+  }
+
+  private decay (): void {
+    const { decayPerDay, floor, priorStrength, thresholdDecayPerDay } = this.model.prior.learning
+    const m = this.m
+    const minDiag = floor * priorStrength
+    for (let i = 0; i < m * m; i++) this.lam[i] *= decayPerDay
+    for (let i = 0; i < m; i++) if (this.lam[i * m + i] < minDiag) this.lam[i * m + i] = minDiag
+    for (let j = 0; j < GRID; j++) { this.crossings[j] *= thresholdDecayPerDay; this.crossingP[j] *= thresholdDecayPerDay }
+    this.scored *= thresholdDecayPerDay
+    for (const c of this.controllers) { c.ref *= thresholdDecayPerDay; c.refP *= thresholdDecayPerDay }
+  }
+
+  /** Re-chooses every threshold from the recent statistics (the prior's until there are enough). */
+  private choose (): void {
+    for (const c of this.controllers) c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored)
+    if (process.env.EBB_DEBUG_LEARNER !== undefined) {
+      const c = this.controllers[0]
+      const j = Math.round((c.theta - GRID_MIN) / GRID_STEP)
+      process.stderr.write(`day ${this.day} theta ${c.theta.toFixed(2)} ref ${c.ref.toFixed(1)} cross@θ ${this.crossings[j]?.toFixed(1)} cross@θ-1 ${this.crossings[j - 1]?.toFixed(1)} scored ${this.scored.toFixed(0)} mu ${Array.from(this.mu).map((v) => v.toFixed(2)).join(' ')}\n`)
+    }
+  }
+
+  /** The probability threshold of controller k today (above every score while a relative one with no daysInactive reference warms up). */
+  threshold (k: number): number {
+    const c = this.controllers[k]
+    return c.warm || !Number.isNaN(c.refDays) ? sigmoid(c.theta) : Number.POSITIVE_INFINITY
+  }
+
+  /**
+   * When the model rule should alert like its reference for this user: while controller k warms
+   * up, and for a user whose spell rests on less than MIN_EVIDENCE_DAYS of their life (a user
+   * Ebb does not know yet) — the reference's daysInactive threshold; else NaN (use the score).
+   */
+  fallbackDays (k: number, s: UserState): number {
+    const c = this.controllers[k]
+    if (!c.warm) return c.refDays
+    if (!Number.isNaN(c.refDays) && s.spellDay !== NEVER_DAY && spellEvidenceDays(s) < MIN_EVIDENCE_DAYS) return c.refDays
+    return Number.NaN
+  }
+
+  /** Whether controller k is still warming up (its reference has not alerted enough yet). */
+  warming (k: number): boolean { return !this.controllers[k].warm }
+  thetaOf (k: number): number { return this.controllers[k].theta }
+
+  /** Writes what changed since the last commit into the store batch. */
+  drain (batch: StoreBatch): void {
+    for (const d of this.foldedBuckets) batch.del(bucketKey(d))
+    for (const d of this.dirtyBuckets) batch.put(bucketKey(d), encodeBucket(this.buckets.get(d) as Bucket, d, this.m))
+    if (this.dirty || this.foldedBuckets.length > 0 || this.dirtyBuckets.size > 0) batch.put(CORE_KEY, this.encodeCore())
+  }
+
+  committed (): void {
+    this.foldedBuckets.length = 0
+    this.dirtyBuckets.clear()
+    this.dirty = false
+  }
+
+  /** Loads what a previous run committed; a learner of another prior (a new model file) starts over. */
+  async load (store: KvStore): Promise<void> {
+    const [core] = await store.getMany([CORE_KEY])
+    if (core === undefined) return
+    const days = this.decodeCore(core)
+    if (days === null) return
+    const values = await store.getMany(days.map(bucketKey))
+    values.forEach((v, i) => {
+      if (v === undefined) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket of day ${days[i]} is missing`)
+      this.buckets.set(days[i], decodeBucket(v, this.m))
+    })
+  }
+
+  private encodeCore (): Buffer {
+    const m = this.m
+    const days = [...this.buckets.keys()].sort((a, b) => a - b)
+    const n = 12 + m + m * m + 2 * GRID + 5 * this.controllers.length + days.length
+    const f = new Float64Array(n)
+    let o = 0
+    f[o++] = CORE_VERSION
+    f[o++] = m
+    f[o++] = GRID
+    f[o++] = this.controllers.length
+    f[o++] = days.length
+    f[o++] = this.day
+    f[o++] = this.scored
+    f[o++] = this.q0Sum
+    f[o++] = this.q0Weight
+    f[o++] = this.examples
+    f[o++] = this.churnExamples
+    f[o++] = this.folds
+    f.set(this.mu, o); o += m
+    f.set(this.lam, o); o += m * m
+    f.set(this.crossings, o); o += GRID
+    f.set(this.crossingP, o); o += GRID
+    for (const c of this.controllers) { f[o++] = c.refIndex; f[o++] = c.ref; f[o++] = c.refP; f[o++] = c.theta; f[o++] = c.warm ? 1 : 0 }
+    for (const d of days) f[o++] = d
+    const hash = Buffer.from(this.model.file.sha256, 'hex')
+    return Buffer.concat([hash, Buffer.from(f.buffer, f.byteOffset, f.byteLength)])
+  }
+
+  /** Returns the bucket days to load, or null when the stored learner belongs to another model. */
+  private decodeCore (buf: Buffer): number[] | null {
+    const hash = buf.subarray(0, 32).toString('hex')
+    if (hash !== this.model.file.sha256) return null
+    const body = buf.subarray(32)
+    const f = new Float64Array(body.length / 8)
+    for (let i = 0; i < f.length; i++) f[i] = body.readDoubleLE(i * 8)
+    let o = 0
+    const bad = (what: string): never => { throw new EbbError(Errors.STATE_CORRUPT, `the churn model's learned state: ${what}`) }
+    if (f[o++] !== CORE_VERSION) bad(`version ${f[0]}`)
+    const m = f[o++]
+    const grid = f[o++]
+    const nc = f[o++]
+    const nd = f[o++]
+    if (m !== this.m || grid !== GRID) bad(`holds ${m} coefficients and ${grid} thresholds, this Ebb ${this.m} and ${GRID}`)
+    if (f.length !== 12 + m + m * m + 2 * GRID + 5 * nc + nd) bad(`${f.length} numbers`)
+    this.day = f[o++]
+    this.scored = f[o++]
+    this.q0Sum = f[o++]
+    this.q0Weight = f[o++]
+    this.examples = f[o++]
+    this.churnExamples = f[o++]
+    this.folds = f[o++]
+    this.mu.set(f.subarray(o, o + m)); o += m
+    this.lam.set(f.subarray(o, o + m * m)); o += m * m
+    this.crossings.set(f.subarray(o, o + GRID)); o += GRID
+    this.crossingP.set(f.subarray(o, o + GRID)); o += GRID
+    // Thresholds of the same reference rule continue; a changed topology starts the others over.
+    const stored: Array<{ refIndex: number, ref: number, refP: number, theta: number, warm: boolean }> = []
+    for (let k = 0; k < nc; k++) { stored.push({ refIndex: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1 }); o += 5 }
+    this.controllers.forEach((c, k) => {
+      const s = stored[k]
+      if (s !== undefined && s.refIndex === c.refIndex) { c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm }
+    })
+    const days: number[] = []
+    for (let k = 0; k < nd; k++) days.push(f[o++])
+    return days
+  }
+
+  /** What GET /topology and the metrics show. */
+  summary (): { coefficients: number[], day: number, examples: number, churnExamples: number, folds: number, populationLoginRate: number, thresholds: number[], warm: boolean[] } {
+    return {
+      coefficients: Array.from(this.mu),
+      day: this.day,
+      examples: this.examples,
+      churnExamples: this.churnExamples,
+      folds: this.folds,
+      populationLoginRate: this.q0,
+      thresholds: this.controllers.map((c) => sigmoid(c.theta)),
+      warm: this.controllers.map((c) => c.warm)
+    }
+  }
+}
+
+/** Adds one to every grid threshold in (prevQ, zQ] (scores × Z_SCALE): the thresholds a score crosses for the first time. */
+export function countCrossings (prevQ: number, zQ: number, p: number, crossings: Float64Array, crossingP: Float64Array): void {
+  if (zQ <= prevQ) return
+  let j = prevQ < GRID_MIN_Q ? 0 : Math.floor((prevQ - GRID_MIN_Q) / GRID_STEP_Q) + 1
+  for (; j < GRID; j++) {
+    const g = GRID_MIN_Q + j * GRID_STEP_Q
+    if (g > zQ) break
+    crossings[j]++
+    crossingP[j] += p
+  }
+}
+
+/** The number of grid thresholds (for arrays of first-crossing counts). */
+export const THRESHOLD_GRID_SIZE = GRID
+
+/** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
+export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true }
+  return chooseTheta(c, crossings, new Float64Array(GRID), 0)
+}
+
+function initialTheta (spec: ThresholdSpec, prior: number): number {
+  if (spec.kind === 'probability') return logit(spec.value)
+  if (spec.kind === 'precision') return logit(spec.value)
+  return prior
+}
+
+/** The grid threshold for a controller, from the first-crossing statistics. */
+export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: Float64Array, scored: number): number {
+  const g = (j: number): number => GRID_MIN + j * GRID_STEP
+  const spec = c.spec
+  switch (spec.kind) {
+    case 'probability': return logit(spec.value)
+    case 'alertsLike': {
+      // The lowest threshold whose first crossings are no more than the reference's alerts.
+      if (c.ref < MIN_REFERENCE) return c.theta
+      let j = GRID - 1
+      while (j > 0 && crossings[j - 1] <= c.ref) j--
+      return g(j)
+    }
+    case 'alertsPer1kUsersPerDay': {
+      if (scored < 1000) return c.theta
+      const max = spec.value / 1000 * scored
+      let j = GRID - 1
+      while (j > 0 && crossings[j - 1] <= max) j--
+      return g(j)
+    }
+    case 'precision':
+    case 'precisionLike': {
+      let target = spec.kind === 'precision' ? spec.value : Number.NaN
+      if (spec.kind === 'precisionLike') {
+        if (c.ref < MIN_REFERENCE) return c.theta
+        target = c.refP / c.ref
+      }
+      // The lowest threshold whose first crossings predict at least the target, scanning down
+      // from the top while thresholds keep it (thin statistics do not stop the scan).
+      let j = GRID - 1
+      while (j > 0) {
+        const k = j - 1
+        if (crossings[k] >= MIN_CROSSINGS && crossingP[k] / crossings[k] < target) break
+        j--
+      }
+      return g(j)
+    }
+  }
+}
+
+/** Solves A x = b (A m×m, copied) by Gaussian elimination with partial pivoting. */
+export function solve (Ain: Float64Array, b: Float64Array, m: number): Float64Array {
+  const A = Float64Array.from(Ain)
+  const x = Float64Array.from(b)
+  for (let c = 0; c < m; c++) {
+    let piv = c
+    for (let r = c + 1; r < m; r++) if (Math.abs(A[r * m + c]) > Math.abs(A[piv * m + c])) piv = r
+    if (piv !== c) {
+      for (let k = 0; k < m; k++) { const t = A[c * m + k]; A[c * m + k] = A[piv * m + k]; A[piv * m + k] = t }
+      const t = x[c]; x[c] = x[piv]; x[piv] = t
+    }
+    const v = A[c * m + c]
+    if (Math.abs(v) < 1e-12) continue
+    for (let r = c + 1; r < m; r++) {
+      const f = A[r * m + c] / v
+      if (f === 0) continue
+      for (let k = c; k < m; k++) A[r * m + k] -= f * A[c * m + k]
+      x[r] -= f * x[c]
+    }
+  }
+  for (let c = m - 1; c >= 0; c--) {
+    let s = x[c]
+    for (let k = c + 1; k < m; k++) s -= A[c * m + k] * x[k]
+    x[c] = Math.abs(A[c * m + c]) < 1e-12 ? 0 : s / A[c * m + c]
+  }
+  return x
+}
+
+function encodeBucket (b: Bucket, day: number, m: number): Buffer {
+  const f = new Float64Array(3 + 2 * m + m * m)
+  f[0] = day
+  f[1] = b.n
+  f[2] = b.y
+  f.set(b.g, 3)
+  f.set(b.k, 3 + m)
+  f.set(b.h, 3 + 2 * m)
+  return Buffer.from(f.buffer, f.byteOffset, f.byteLength)
+}
+
+function decodeBucket (buf: Buffer, m: number): Bucket {
+  if (buf.length !== 8 * (3 + 2 * m + m * m)) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket holds ${buf.length} bytes`)
+  const f = new Float64Array(buf.length / 8)
+  for (let i = 0; i < f.length; i++) f[i] = buf.readDoubleLE(i * 8)
+  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m) }
+}
