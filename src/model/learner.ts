@@ -70,7 +70,7 @@ export interface LearningSettings {
   decayPerDay: number
   /** the curvature never decays below this share of the prior's */
   floor: number
-  /** largest Newton step (Euclidean, standardised units) */
+  /** largest Newton step (Euclidean, standardised units); 0 freezes the prior (tests, A/B comparisons) */
   maxStep: number
   /** a bucket of scored days is folded when it is this many days old (≥ 31: every label known) */
   matureDays: number
@@ -271,7 +271,7 @@ export class ChurnLearner {
       this.foldedBuckets.push(d)
     }
     const lam = this.lam
-    if (n > 0) {
+    if (n > 0 && this.model.prior.learning.maxStep > 0) {
       // H holds the upper triangle: mirror it, then A = Λ + H.
       for (let i = 0; i < m; i++) for (let k = i + 1; k < m; k++) H[k * m + i] = H[i * m + k]
       const A = new Float64Array(m * m)
@@ -309,11 +309,6 @@ export class ChurnLearner {
   /** Re-chooses every threshold from the recent statistics (the prior's until there are enough). */
   private choose (): void {
     for (const c of this.controllers) c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored)
-    if (process.env.EBB_DEBUG_LEARNER !== undefined) {
-      const c = this.controllers[0]
-      const j = Math.round((c.theta - GRID_MIN) / GRID_STEP)
-      process.stderr.write(`day ${this.day} theta ${c.theta.toFixed(2)} ref ${c.ref.toFixed(1)} cross@θ ${this.crossings[j]?.toFixed(1)} cross@θ-1 ${this.crossings[j - 1]?.toFixed(1)} scored ${this.scored.toFixed(0)} mu ${Array.from(this.mu).map((v) => v.toFixed(2)).join(' ')}\n`)
-    }
   }
 
   /** The probability threshold of controller k today (above every score while a relative one with no daysInactive reference warms up). */

@@ -188,8 +188,8 @@ export function validateModel (raw: unknown, path: string): ModelFile {
   const l = m.learning
   const inRange = (x: unknown, lo: number, hi: number): boolean => finite(x) && x >= lo && x <= hi
   if (l === undefined || !inRange(l.priorStrength, 1e-6, 1e9) || !inRange(l.decayPerDay, 0.5, 1) || !inRange(l.floor, 0, 1) ||
-    !inRange(l.maxStep, 0.01, 100) || !inRange(l.matureDays, 31, 60) || !Number.isInteger(l.matureDays) || !inRange(l.thresholdDecayPerDay, 0.5, 1)) {
-    bad('"learning" must hold priorStrength > 0, decayPerDay and thresholdDecayPerDay in [0.5, 1], floor in [0, 1], maxStep > 0 and matureDays an integer in [31, 60]')
+    !inRange(l.maxStep, 0, 100) || !inRange(l.matureDays, 31, 60) || !Number.isInteger(l.matureDays) || !inRange(l.thresholdDecayPerDay, 0.5, 1)) {
+    bad('"learning" must hold priorStrength > 0, decayPerDay and thresholdDecayPerDay in [0.5, 1], floor in [0, 1], maxStep ≥ 0 (0: never learn) and matureDays an integer in [31, 60]')
   }
   if (m.labelHorizonDays !== 30) bad('"labelHorizonDays" must be 30 (churn = no LOGIN in the next 30 days)')
   if (typeof m.sha256 !== 'string') bad('"sha256" is missing: model files are written by `ebb train`')

@@ -67,20 +67,18 @@ export class RuleEvaluator {
     }
   }
 
-  private fire (s: UserState, rule: Rule, today: number, at: number): void {
-    if (s.episodeOpenTs === 0) s.episodeOpenTs = at
-    s.ruleFired |= 1 << rule.index
-    const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
-    const p = this.topology.params
+  /** The reason of a churnScore condition: the probability in words, the threshold and how it was chosen (or that the rule alerts like its reference for now). */
+  private modelReason (c: Condition, s: UserState, today: number): Reason {
     const learner = this.learner
-    const reasons: Reason[] = rule.when.map((c) => {
-      if (c.auto < 0 || learner === null) return reasonOf(c, signalValue(c.signalId, s, today, p))
+    const v = s.churnScore ?? Number.NaN
+    let t = c.threshold
+    let how = `fixed at ${c.threshold}`
+    if (c.auto >= 0 && learner !== null) {
       const spec = this.topology.modelThresholds[c.auto].spec
-      const v = s.churnScore ?? Number.NaN
       const fallback = learner.fallbackDays(c.auto, s)
       if (!Number.isNaN(fallback)) {
         const d = daysInactive(s, today)
-        const why = learner.warming(c.auto) ? `until that rule has alerted 20 times on this partition` : `for a user it has known for less than ${MIN_EVIDENCE_DAYS} days`
+        const why = learner.warming(c.auto) ? 'until that rule has alerted 20 times on this partition' : `for a user it has known for less than ${MIN_EVIDENCE_DAYS} days`
         return {
           code: 'DAYS_INACTIVE',
           signal: 'daysInactive',
@@ -90,17 +88,27 @@ export class RuleEvaluator {
           text: `no login for ${d} full days: the churn model alerts like ${(spec as { rule: string }).rule} ${why} (then its threshold is ${thresholdSpecText(spec)})`
         }
       }
-      const t = learner.threshold(c.auto)
-      return {
-        code: c.signal.code,
-        signal: c.signal.name,
-        value: Math.round(v * 1e6) / 1e6,
-        op: c.op,
-        threshold: Math.round(t * 1e6) / 1e6,
-        text: `churn model: ${Math.round(v * 100)}% chance of no login within 30 days (alert at ${Math.round(t * 100)}%, ${thresholdSpecText(spec)})`
-      }
-    })
+      t = learner.threshold(c.auto)
+      how = thresholdSpecText(spec)
+    }
+    return {
+      code: c.signal.code,
+      signal: c.signal.name,
+      value: Math.round(v * 1e6) / 1e6,
+      op: c.op,
+      threshold: Math.round(t * 1e6) / 1e6,
+      text: `churn model: ${Math.round(v * 100)}% chance of no login within 30 days (alert at ${Math.round(t * 100)}%, ${how})`
+    }
+  }
+
+  private fire (s: UserState, rule: Rule, today: number, at: number): void {
+    if (s.episodeOpenTs === 0) s.episodeOpenTs = at
+    s.ruleFired |= 1 << rule.index
+    const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
+    const p = this.topology.params
+    const reasons: Reason[] = rule.when.map((c) => c.signal.needsModel ? this.modelReason(c, s, today) : reasonOf(c, signalValue(c.signalId, s, today, p)))
     // A model alert explains its score: the features that raise it most (SPEC §4).
+    const learner = this.learner
     if (this.hasModelRule[rule.index] && learner !== null && s.churnScore !== null) {
       const { contributions, features } = learner.explain(s, daysInactive(s, today))
       for (const r of modelReasons(contributions, features, spellLoginRate(s), spellLongestGap(s))) reasons.push(r)

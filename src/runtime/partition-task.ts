@@ -5,6 +5,7 @@ import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { OutputSink } from '../io/sinks.js'
 import { InterventionStage } from '../intervention/intervention-stage.js'
+import type { RecallKpis } from '../intervention/kpis.js'
 import { ChurnLearner, sigmoid, Z_SCALE } from '../model/learner.js'
 import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, spellEvidenceDays } from '../model/spell.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
@@ -30,6 +31,8 @@ export interface PartitionTaskOptions {
   observer?: EngineObserver
   /** `ebb train` / `ebb eval`: sees every user at each local-midnight timer, and every accepted LOGIN */
   snapshots?: SnapshotHook
+  /** recall KPIs to count into (shared by the partitions of one replay); a new one by default */
+  kpis?: RecallKpis
 }
 
 /** Daily snapshots of users for training and evaluating the churn model (not used in production). */
@@ -107,7 +110,7 @@ export class PartitionTask {
     this.cache = new StateCache(opts.store, opts.cacheCapacity ?? 200_000)
     this.timers = new TimerService(opts.store, watermark, timerSeq)
     const iv = opts.topology.intervention
-    this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink)
+    this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink, opts.kpis)
     const model = opts.topology.model
     this.learner = model === null ? null : new ChurnLearner(model, opts.topology.modelThresholds)
     this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention, this.learner)

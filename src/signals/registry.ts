@@ -44,7 +44,7 @@ export const SIGNALS: readonly SignalDefinition[] = [
   { id: SignalId.responseRate, name: 'responseRate', code: 'RESPONSE_RATE', affectedBy: bit(EventType.MESSAGE_DELIVERED, EventType.MESSAGE_OPENED), min: 0, max: 1, integer: false, needsModel: false, text: 'opened {v%} of the messages delivered in 90 days (threshold {t%})' },
   { id: SignalId.accountAgeDays, name: 'accountAgeDays', code: 'ACCOUNT_AGE', affectedBy: 0, min: 0, max: 36500, integer: true, needsModel: false, text: 'account {v} days old (threshold {t})' },
   { id: SignalId.activeHour, name: 'activeHour', code: 'ACTIVE_HOUR', affectedBy: bit(EventType.LOGIN), min: 0, max: 23, integer: true, needsModel: false, text: 'usually logs in at {v}:00 (threshold {t})' },
-  { id: SignalId.churnScore, name: 'churnScore', code: 'CHURN_SCORE', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: true, text: 'churn model score {v} (alert at {t})' }
+  { id: SignalId.churnScore, name: 'churnScore', code: 'CHURN_SCORE', affectedBy: 0, min: 0, max: 1, integer: false, needsModel: true, text: 'churn model: {v%} chance of no login within 30 days (alert at {t%})' }
 ]
 
 export const SIGNALS_BY_NAME: ReadonlyMap<string, SignalDefinition> = new Map(SIGNALS.map((s) => [s.name, s]))

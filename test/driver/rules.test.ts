@@ -151,12 +151,13 @@ describe('model_risk', () => {
     expect(rule?.disabledReason).toMatch(/model/)
   })
 
-  it('fires when churnScore crosses the threshold, with the score; once per episode; re-arms', async () => {
+  it('fires when churnScore crosses a fixed threshold, with the score; once per silence; re-arms after a login', async () => {
     // score = σ(daysInactive − 4.5): ≥ 0.7 from six silent days on
     const { dir, cleanup } = tempDir()
     try {
-      writeFileSync(join(dir, 'm.json'), JSON.stringify(handModel(['daysInactive'], [0], [1], [1], -4.5)))
-      const d = await TopologyTestDriver.create(parseTopology(withoutModel.replace(/^model: null$/m, `model: ${join(dir, 'm.json')}`), topologyPath('default+model.yaml')))
+      writeFileSync(join(dir, 'm.json'), JSON.stringify(handModel({ daysInactive: 1 }, -4.5)))
+      const fixed = withoutModel.replace(/threshold: \{ alertsLike: inactive_7d \}/, 'threshold: 0.7')
+      const d = await TopologyTestDriver.create(parseTopology(fixed.replace(/^model: null$/m, `model: ${join(dir, 'm.json')}`), topologyPath('default+model.yaml')))
       await d.pipe(ev('m', 'LOGIN', '2026-03-02T09:00'))
       d.advanceTo(at('2026-03-08T00:00')) // 5 silent days: σ(0.5) = 0.62
       expect(d.alertsOf('model_risk')).toHaveLength(0)
@@ -182,11 +183,13 @@ describe('risk episodes', () => {
     await d.pipe(...[0, 1, 2].map((i) => ev('e', 'UNFOLLOW', `2026-03-01T10:0${i}`)))
     d.advanceTo(at('2026-03-08T00:00'))
     const alerts = d.alerts.filter((a) => a.userId === 'e')
-    expect(alerts.map((a) => a.rule).sort()).toEqual(['consumption_drop', 'inactive_7d', 'unfollow_burst'])
+    // model_risk too: on a partition whose inactive_7d has not alerted 20 times yet, the model
+    // rule alerts as inactive_7d does (docs/churn-model.md, "Threshold").
+    expect(alerts.map((a) => a.rule).sort()).toEqual(['consumption_drop', 'inactive_7d', 'model_risk', 'unfollow_burst'])
     expect(new Set(alerts.map((a) => a.episodeId)).size).toBe(1)
     expect(alerts[0].episodeId).toBe(`e:${at('2026-03-01T10:02')}`) // opened by the first alert
     expect(alerts.map((a) => [a.rule, a.firedAt])).toEqual([
-      ['unfollow_burst', at('2026-03-01T10:02')], ['consumption_drop', at('2026-03-06T00:00')], ['inactive_7d', at('2026-03-08T00:00')]
+      ['unfollow_burst', at('2026-03-01T10:02')], ['consumption_drop', at('2026-03-06T00:00')], ['inactive_7d', at('2026-03-08T00:00')], ['model_risk', at('2026-03-08T00:00')]
     ])
   })
 })

@@ -10,6 +10,7 @@ import { encodeJsonEvent } from '../../src/events/jsonl.js'
 import { KafkajsClient } from '../../src/kafka/kafkajs-client.js'
 import { decodeOutput } from '../../src/kafka/wire.js'
 import { projectRoot } from '../../src/paths.js'
+import { makePopulation } from '../../src/sim/populations.js'
 import { Simulator } from '../../src/sim/simulator.js'
 import { tempDir } from '../helpers.js'
 import { BROKER, kafka, kcatValues, startBroker, stopBroker, waitCaughtUp } from './broker.js'
@@ -145,6 +146,41 @@ describe('ebb run on a real Kafka', () => {
     expect(dlq.find((d) => d.detail.includes('schema id 9'))?.raw).toBe(unknownId.toString('base64'))
     expect(dlq.every((d) => d.source.topic === input)).toBe(true)
   }, 180_000)
+
+  it('learns per partition: one instance, two instances and `ebb replay --partitions 2` give the same alerts and scores', async () => {
+    const app = `learn-${uid()}`
+    const input = `${app}.events`
+    // 60 days of faders: the model has labelled days to learn from (and a threshold of its own)
+    // from day ~46, while the stream still has two weeks to run.
+    const pop = makePopulation('fades', { users: 500, days: 60, seed: 31, churnRate: 0.4 })
+    const events = [...pop.days()].flat()
+    await produce(input, 2, events.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+    const replayIn = join(tmp.dir, `${app}.jsonl`)
+    writeFileSync(replayIn, events.map(encodeJsonEvent).join('\n') + '\n')
+    const out = join(tmp.dir, `${app}-replay`)
+    const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', replayIn, '--out', out, '--partitions', '2'], { encoding: 'utf8' })
+    expect(r.status, r.stderr).toBe(0)
+    const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { model: Array<{ dailyUpdates: number }> }
+    expect(summary.model.map((m) => m.dailyUpdates > 5)).toEqual([true, true]) // both partitions learned
+
+    const one = `${app}-one`
+    await referenceRun(one, input, 2)
+    const two = `${app}-two`
+    const a = startEbb(config(two, input, 2, join(tmp.dir, `${two}-a`), `${two}-a`))
+    const b = startEbb(config(two, input, 2, join(tmp.dir, `${two}-b`), `${two}-b`))
+    await waitCaughtUp(two, input)
+    a.child.kill('SIGTERM')
+    b.child.kill('SIGTERM')
+    expect([await a.exited, await b.exited]).toEqual([0, 0])
+
+    const key = (x: Alert & { score: number | null }): string => `${x.alertId} ${x.firedAt} ${x.score ?? ''}`
+    const expected = readFileSync(join(out, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => key(JSON.parse(l) as Alert & { score: number | null })).sort()
+    expect(expected.filter((k) => k.includes(':model_risk ')).length).toBeGreaterThan(20)
+    for (const group of [one, two]) {
+      const got = kcatValues(`${group}.alerts`).map((v) => key(decodeOutput('alert', v) as Alert & { score: number | null })).sort()
+      expect(got).toEqual(expected)
+    }
+  }, 300_000)
 
   it('killed mid-stream and restarted on an empty state directory, it restores from the changelog and emits no duplicate', async () => {
     const app = `it-${uid()}`

@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.js'
@@ -6,10 +7,12 @@ import { trainingTopology } from '../../src/cli/train.js'
 import { encodeJsonEvent } from '../../src/events/jsonl.js'
 import { derivedLabels, LABEL_HORIZON_MS, replayForModel } from '../../src/model/dataset.js'
 import type { EvalReport } from '../../src/model/evaluate.js'
-import { loadModel, type LogisticModelFile } from '../../src/model/model.js'
-import { timeSplit, trainModel } from '../../src/model/train.js'
-import { Simulator } from '../../src/sim/simulator.js'
-import { defaultTopology, handModel, tempDir } from '../helpers.js'
+import { loadModel } from '../../src/model/model.js'
+import { chooseSplit, trainModel } from '../../src/model/train.js'
+import { topologyPath } from '../../src/paths.js'
+import { loadTopology } from '../../src/rules/topology.js'
+import { makePopulation, type PopulationKind } from '../../src/sim/populations.js'
+import { handModel, tempDir } from '../helpers.js'
 
 const DAY = 86_400_000
 const tmp = tempDir('ebb-eval-')
@@ -49,9 +52,10 @@ describe('ebb eval on a hand-made fixture', () => {
 
   beforeAll(async () => {
     writeFileSync(join(tmp.dir, 'fixture.jsonl'), lines.join('\n') + '\n')
-    // score = σ(daysInactive − 4.5): ≥ 0.7 from 6 silent days, ≥ 0.2 from 4
-    writeFileSync(join(tmp.dir, 'di.json'), JSON.stringify(handModel(['daysInactive'], [0], [1], [1], -4.5)))
-    const r = await quiet(['eval', '--in', join(tmp.dir, 'fixture.jsonl'), '--derive-labels', '--model', join(tmp.dir, 'di.json'), '--warmup', '0', '--out', join(tmp.dir, 'eval')])
+    // score = σ(daysInactive − 4.5): ≥ 0.7 from 6 silent days, ≥ 0.02 from 1; a fixed threshold of 0.7
+    writeFileSync(join(tmp.dir, 'di.json'), JSON.stringify(handModel({ daysInactive: 1 }, -4.5)))
+    writeFileSync(join(tmp.dir, 'fixed.yaml'), readFileSync(topologyPath('default.yaml'), 'utf8').replace('threshold: { alertsLike: inactive_7d }', 'threshold: 0.7'))
+    const r = await quiet(['eval', '--in', join(tmp.dir, 'fixture.jsonl'), '--derive-labels', '--model', join(tmp.dir, 'di.json'), '--topology', join(tmp.dir, 'fixed.yaml'), '--warmup', '0', '--out', join(tmp.dir, 'eval')])
     expect(r.code).toBe(0)
     report = JSON.parse(readFileSync(join(tmp.dir, 'eval', 'eval.json'), 'utf8')) as EvalReport
     markdown = readFileSync(join(tmp.dir, 'eval', 'eval.md'), 'utf8')
@@ -67,13 +71,14 @@ describe('ebb eval on a hand-made fixture', () => {
     expect(s?.alertsPer1kUsersPerDay).toBeCloseTo(2 / 4 / 79 * 1000, 3)
   })
 
-  it('gives the model rule (threshold 0.7: six silent days) its lead, and at inactive_7d precision the sweep finds 0.2 (four days)', () => {
+  it('gives the model rule (threshold 0.7: six silent days) its lead, and at inactive_7d precision the sweep finds 0.02 (one day)', () => {
     const m = report.sources.find((x) => x.name === 'model_risk')
     expect(m).toMatchObject({ alerts: 2, precision: 0.5, recall: 1 })
     expect(m?.leadDays.median).toBeCloseTo(6 + 14 / 24, 3)
-    expect(report.samePrecision.threshold).toBe(0.2)
-    expect(report.samePrecision.model?.leadDays.median).toBeCloseTo(4 + 14 / 24, 3)
-    expect(report.samePrecision.medianLeadDaysEarlier).toBeCloseTo(3, 3)
+    // every threshold alerts c and d once each (precision ½, like the rule): the lowest wins
+    expect(report.samePrecision.threshold).toBe(0.02)
+    expect(report.samePrecision.model?.leadDays.median).toBeCloseTo(1 + 14 / 24, 3)
+    expect(report.samePrecision.medianLeadDaysEarlier).toBeCloseTo(6, 3)
   })
 
   it('ranks the daily snapshots with the known AUC', () => {
@@ -85,49 +90,103 @@ describe('ebb eval on a hand-made fixture', () => {
     expect(report.ranking.auc).toBeCloseTo(1722 / 1860, 4)
     expect(report.ranking.aucDaysInactive).toBeCloseTo(1722 / 1860, 4)
     expect(markdown).toContain('| inactive_7d | 2 | 50.0% | 100.0% |')
-    expect(markdown).toMatch(/Median lead time: 3\.00 days earlier than inactive_7d/)
+    expect(markdown).toMatch(/a fixed threshold would be 0\.02: median lead 6\.00 days earlier than inactive_7d/)
+  })
+
+  it('writes the pictures, and they render (rsvg-convert, librsvg: the SVG a browser would show)', () => {
+    for (const name of ['precision-recall', 'precision-lead', 'lead-time', 'calibration', 'score-histogram']) {
+      const svg = join(tmp.dir, 'eval', `${name}.svg`)
+      expect(readFileSync(svg, 'utf8')).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" width="720" height="460"/)
+      const png = join(tmp.dir, `${name}.png`)
+      const r = spawnSync('rsvg-convert', [svg, '-o', png], { encoding: 'utf8' })
+      expect(r.status, r.stderr).toBe(0)
+      const b = readFileSync(png)
+      expect(b.subarray(1, 4).toString()).toBe('PNG')
+      expect([b.readUInt32BE(16), b.readUInt32BE(20)]).toEqual([720, 460]) // IHDR width, height
+    }
+    expect(markdown).toContain('![lead time](lead-time.svg)')
+    // the lead-time plot draws the model, inactive_7d and the yardstick from their leads
+    const lead = readFileSync(join(tmp.dir, 'eval', 'lead-time.svg'), 'utf8')
+    expect(lead.match(/<polyline /g)?.length).toBe(3)
+    expect(report.yardstick).not.toBeNull()
+    expect(report.leads.rule).toEqual([7 + 14 / 24].map((x) => expect.closeTo(x, 6)))
   })
 })
 
-describe('ebb train', () => {
-  const events = join(tmp.dir, 'sim.jsonl')
-  beforeAll(() => {
-    const sim = new Simulator({ users: 400, days: 140, seed: 21 })
-    const out: string[] = []
-    for (const day of sim.days()) for (const e of day) out.push(encodeJsonEvent(e))
-    writeFileSync(events, out.join('\n') + '\n')
-  })
+/** A generated population as a JSON Lines file (and its ground truth). */
+function population (kind: PopulationKind, users: number, days: number, seed: number, churnRate?: number): { events: string, labels: string } {
+  const pop = makePopulation(kind, { users, days, seed, churnRate })
+  const lines: string[] = []
+  for (const day of pop.days()) for (const e of day) lines.push(encodeJsonEvent(e))
+  const events = join(tmp.dir, `${kind}-${users}-${days}-${seed}.jsonl`)
+  writeFileSync(events, lines.join('\n') + '\n')
+  const labels = events.replace(/\.jsonl$/, '.labels.jsonl')
+  writeFileSync(labels, pop.labels().map((l) => JSON.stringify(l)).join('\n') + '\n')
+  return { events, labels }
+}
 
-  it('writes a sealed model that loads, with its training window, split and validation metrics', async () => {
+describe('ebb train', () => {
+  let fades: { events: string, labels: string }
+  beforeAll(() => { fades = population('fades', 1500, 100, 21, 0.3) })
+
+  it('writes a sealed prior that loads, with its split, validation metrics and prior threshold', async () => {
     const file = join(tmp.dir, 'trained.json')
-    const r = await quiet(['train', '--in', events, '--derive-labels', '--out', file, '--algorithm', 'logistic', '--split', '2026-04-15T00:00:00Z'])
-    expect(r.code).toBe(0)
-    expect(r.out).toMatch(/\[train\] .*replay|logistic: Newton step 1/)
+    const r = await quiet(['train', '--in', fades.events, '--derive-labels', '--out', file])
+    expect(r.code, r.out).toBe(0)
+    expect(r.out).toMatch(/Newton step 1/)
     const m = loadModel(file)
-    expect(m.kind).toBe('logistic')
-    const t = m.file.training
-    expect(t.split).toBe('2026-04-15T00:00:00.000Z')
-    expect(Date.parse(String(t.trainSnapshotsTo)) + LABEL_HORIZON_MS).toBe(Date.parse(String(t.split)))
-    expect((m.file.metrics.validation as { auc: number }).auc).toBeGreaterThan(0.8)
+    expect(m.kind).toBe('online-logistic')
+    expect(String(m.file.training.split)).toMatch(/^by time at 20\d\d-/)
+    expect((m.file.metrics.validation as { auc: number }).auc).toBeGreaterThan(0.85)
+    expect(m.file.prior.thresholdLogit).toBeGreaterThan(-8)
+    // the silence of a user who usually logs in is what the prior learned to fear most
+    expect(m.file.prior.weights[0] + m.file.prior.weights[1]).toBeGreaterThan(0.5)
   }, 60_000)
 
-  it('has no leakage across the split: rewriting every event after it leaves the fit unchanged', async () => {
-    const topology = trainingTopology(defaultTopology())
-    const data = await replayForModel(events, topology, { label: 'test', withFeatures: true })
-    const split = data.start + 90 * DAY
-    for (const i of timeSplit(data, split).train) expect(data.snapshots.ts[i] + LABEL_HORIZON_MS).toBeLessThanOrEqual(split)
-    const fit = (d: typeof data): LogisticModelFile => trainModel(d, { algorithm: 'logistic', split, l2: 1, input: 'x', labels: derivedLabels(d.snapshots) }) as LogisticModelFile
-    const before = fit(data)
+  it('refuses, with exit 2 and what to do, to fit a handful of churned days', async () => {
+    const tiny = population('habits', 150, 45, 4, 0.1)
+    const r = await quiet(['train', '--in', tiny.events, '--derive-labels', '--out', join(tmp.dir, 'tiny.json')])
+    expect(r.code).toBe(2)
+    expect(r.out).toMatch(/ebb train: the training part holds \d+ churned scored days \(at least 200 are needed.*Give more users or more days of data/)
+    expect(existsSync(join(tmp.dir, 'tiny.json'))).toBe(false)
+  }, 60_000)
+
+  it('on a history too short for a time split, validates on a fifth of the users instead', async () => {
+    const short = population('fades', 2500, 40, 8, 0.4)
+    const file = join(tmp.dir, 'short.json')
+    const r = await quiet(['train', '--in', short.events, '--labels', short.labels, '--out', file])
+    expect(r.code, r.out).toBe(0)
+    const m = loadModel(file)
+    expect(String(m.file.training.split)).toMatch(/^by user/)
+    expect((m.file.metrics.validation as { positives: number }).positives).toBeGreaterThan(50)
+  }, 60_000)
+
+  it('warns loudly when churn is much commoner on one side of the split', async () => {
+    // archetypes: nobody leaves in the first quarter of the simulated days, many later
+    const arch = population('archetypes', 1500, 120, 9)
+    const r = await quiet(['train', '--in', arch.events, '--derive-labels', '--out', join(tmp.dir, 'arch.json')])
+    expect(r.code, r.out).toBe(0)
+    expect(r.out).toMatch(/\[train\] WARNING: churn is [\d.]+% of the training days and [\d.]+% of the validation days/)
+    expect((loadModel(join(tmp.dir, 'arch.json')).file.training.warnings as string[]).length).toBe(1)
+  }, 60_000)
+
+  it('has no leakage across a time split: rewriting every LOGIN after it leaves the fit unchanged', async () => {
+    const topology = trainingTopology(loadTopology(topologyPath('default.yaml'), { loadModel: false }))
+    const data = await replayForModel(fades.events, topology, { label: 'test' })
+    const split = data.start + 65 * DAY
+    const sets = [{ data, labels: derivedLabels(data.snapshots) }]
+    for (const i of chooseSplit(sets, split).train.rows) expect(data.snapshots.ts[i] + LABEL_HORIZON_MS).toBeLessThanOrEqual(split)
+    const before = trainModel(sets, { split, l2: 1, input: 'x' })
 
     // The future after the split changes completely: nobody logs in again. A training row whose
     // label window reached past the split would now be labelled churn, and the weights would move.
-    const cut = readFileSync(events, 'utf8').split('\n').filter((l) => l !== '' && !(l.includes('"LOGIN"') && (JSON.parse(l) as { ts: number }).ts > split))
+    const cut = readFileSync(fades.events, 'utf8').split('\n').filter((l) => l !== '' && !(l.includes('"LOGIN"') && (JSON.parse(l) as { ts: number }).ts > split))
     const cutFile = join(tmp.dir, 'cut.jsonl')
     writeFileSync(cutFile, cut.join('\n') + '\n')
-    const data2 = await replayForModel(cutFile, topology, { label: 'test', withFeatures: true })
-    const after = fit(data2)
-    expect(after.weights).toEqual(before.weights)
-    expect(after.intercept).toBe(before.intercept)
+    const data2 = await replayForModel(cutFile, topology, { label: 'test' })
+    const after = trainModel([{ data: data2, labels: derivedLabels(data2.snapshots) }], { split, l2: 1, input: 'x' })
+    expect(after.prior.weights).toEqual(before.prior.weights)
+    expect(after.prior.intercept).toBe(before.prior.intercept)
     // …while the validation rows (after the split) did see the change.
     expect(after.metrics.validation).not.toEqual(before.metrics.validation)
   }, 60_000)

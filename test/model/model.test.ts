@@ -6,14 +6,13 @@ import { LocalEngineView } from '../../src/http/engine-view.js'
 import { buildServer } from '../../src/http/server.js'
 import { RecentRecords } from '../../src/io/recent.js'
 import { EbbMetrics } from '../../src/metrics/metrics.js'
-import { computeFeatures, FEATURE_COUNT, FeatureId, FEATURES } from '../../src/model/features.js'
-import { fitGbt } from '../../src/model/gbt.js'
+import { alertsLikeTheta, chooseTheta, countCrossings, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
 import { fitLogistic } from '../../src/model/logistic.js'
 import { auc, calibration, quartiles } from '../../src/model/metrics.js'
-import { ChurnModel, loadModel, type LogisticModelFile } from '../../src/model/model.js'
+import { loadModel, type ModelFile } from '../../src/model/model.js'
+import { FEATURE_COUNT, FeatureId, FEATURES, spellFeatures } from '../../src/model/spell.js'
 import { parseTopology } from '../../src/rules/topology.js'
 import { TopologyTestDriver, type DriverEvent } from '../../src/runtime/test-driver.js'
-import { DEFAULT_SIGNAL_PARAMS } from '../../src/signals/signals.js'
 import { mulberry32 } from '../../src/sim/simulator.js'
 import { at, handModel, tempDir } from '../helpers.js'
 
@@ -22,7 +21,7 @@ afterAll(() => { tmp.cleanup() })
 
 function gauss (r: () => number): number { return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) }
 
-describe('training', () => {
+describe('fitting and measuring', () => {
   it('logistic regression recovers the weights a synthetic set was drawn with', () => {
     const r = mulberry32(7)
     const n = 40_000
@@ -53,33 +52,6 @@ describe('training', () => {
     expect(Math.abs(fit.intercept - b)).toBeLessThan(0.06)
   })
 
-  it('gradient-boosted trees learn an interaction a linear model cannot', () => {
-    // churn when silent long AND usually frequent (an AND of two features): trees split on both
-    const r = mulberry32(3)
-    const n = 20_000
-    const X = new Float64Array(n * 2)
-    const y = new Uint8Array(n)
-    for (let i = 0; i < n; i++) {
-      const a = r()
-      const b = r()
-      X[i * 2] = a
-      X[i * 2 + 1] = b
-      y[i] = (a > 0.5) !== (b > 0.5) ? (r() < 0.9 ? 1 : 0) : (r() < 0.1 ? 1 : 0)
-    }
-    const trees = fitGbt(X, y, n, 2, { rounds: 30, depth: 2 })
-    const lr = fitLogistic(X, y, n, 2)
-    const pTrees = new Float64Array(n)
-    const pLr = new Float64Array(n)
-    for (let i = 0; i < n; i++) {
-      let z = trees.baseScore
-      for (const t of trees.trees) { let k = 0; while (t.feature[k] >= 0) k = X[i * 2 + t.feature[k]] <= t.threshold[k] ? t.left[k] : t.right[k]; z += t.value[k] }
-      pTrees[i] = z
-      pLr[i] = lr.intercept + lr.weights[0] * (X[i * 2] - lr.mean[0]) / lr.std[0] + lr.weights[1] * (X[i * 2 + 1] - lr.mean[1]) / lr.std[1]
-    }
-    expect(auc(pTrees, y)).toBeGreaterThan(0.85)
-    expect(auc(pLr, y)).toBeLessThan(0.6)
-  })
-
   it('AUC counts ties as half, calibration bins and quartiles are what they say', () => {
     expect(auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])).toBe(0.75)
     expect(auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1])).toBe(0.5)
@@ -92,93 +64,217 @@ describe('training', () => {
 })
 
 describe('the model file', () => {
-  it('round-trips: written, loaded and scored, it gives the same probabilities; an edited weight is refused', () => {
-    const m = handModel(['daysInactive', 'loginDays7'], [1, 3], [2, 2], [0.8, -0.5], -1)
+  it('round-trips; an edited weight, another feature list or an old version is refused with what to do', () => {
+    const m = handModel({ daysInactive: 0.8, silenceSurprise: 0.3 }, -1)
     const file = join(tmp.dir, 'hand.json')
     writeFileSync(file, JSON.stringify(m, null, 2))
-    const loaded = loadModel(file)
-    expect(loaded.file).toEqual(m)
-    const x = new Float64Array(FEATURE_COUNT)
-    x[FeatureId.daysInactive] = 3
-    x[FeatureId.loginDays7] = 2
-    expect(loaded.scoreFeatures(x)).toBe(new ChurnModel(m).scoreFeatures(x))
-
-    const edited = JSON.parse(readFileSync(file, 'utf8')) as LogisticModelFile
-    edited.weights[0] = 5
-    writeFileSync(file, JSON.stringify(edited))
-    const err = ((): unknown => { try { loadModel(file); return null } catch (e) { return e } })()
-    expect(isEbbError(err) && err.code).toBe('EBB_MODEL_INVALID')
-    expect((err as Error).message).toMatch(/edited after `ebb train`/)
-
-    writeFileSync(file, JSON.stringify(handModel(['daysInactive', 'moonPhase'], [0, 0], [1, 1], [1, 1], 0)))
-    expect(() => loadModel(file)).toThrow(/unknown feature "moonPhase"/)
+    expect(loadModel(file).file).toEqual(m)
+    const refused = (edit: (f: Record<string, unknown>) => void): string => {
+      const f = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+      edit(f)
+      writeFileSync(join(tmp.dir, 'edited.json'), JSON.stringify(f))
+      try { loadModel(join(tmp.dir, 'edited.json')); return '' } catch (err) { return isEbbError(err) ? `${err.code}: ${err.message}` : String(err) }
+    }
+    expect(refused((f) => { (f.prior as { weights: number[] }).weights[0] = 5 })).toMatch(/EBB_MODEL_INVALID: .*edited after `ebb train`/)
+    expect(refused((f) => { (f.features as string[])[0] = 'moonPhase' })).toMatch(/"features" must be silenceSurprise, daysInactive/)
+    expect(refused((f) => { f.version = 1 })).toMatch(/version 1 is not supported .*retrain it with `ebb train`/)
+    expect(refused((f) => { (f.learning as { matureDays: number }).matureDays = 10 })).toMatch(/matureDays an integer in \[31, 60\]/)
   })
 
-  it('a topology names its model relative to itself, and a broken one stops the load with EBB_MODEL_INVALID', () => {
-    writeFileSync(join(tmp.dir, 'm.json'), JSON.stringify(handModel(['daysInactive'], [0], [1], [1], 0)))
+  it('a topology names its model relative to itself; a broken one, or a chosen threshold that cannot work, stops the load with file:line', () => {
+    writeFileSync(join(tmp.dir, 'm.json'), JSON.stringify(handModel({ daysInactive: 1 }, 0)))
     const t = parseTopology('version: 1\nmodel: m.json\nrules:\n  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: 0.5 }]\n', join(tmp.dir, 'topo.yaml'))
-    expect(t.model?.kind).toBe('logistic')
+    expect(t.model?.kind).toBe('online-logistic')
     expect(t.rules[0].enabled).toBe(true)
     writeFileSync(join(tmp.dir, 'bad.json'), '{"format":"ebb.churn-model","version":9}')
-    expect(() => parseTopology('version: 1\nmodel: bad.json\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n', join(tmp.dir, 'topo.yaml')))
-      .toThrow(/version 9 is not supported/)
+    expect(() => parseTopology('version: 1\nmodel: bad.json\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n', join(tmp.dir, 'topo.yaml'))).toThrow(/version 9 is not supported/)
+    const bad = (threshold: string, extra = ''): string => {
+      try {
+        parseTopology(`version: 1\nmodel: m.json\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n${extra}  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: ${threshold} }]\n`, join(tmp.dir, 'topo.yaml'))
+        return ''
+      } catch (err) { return (err as Error).message }
+    }
+    expect(bad('{ alertsLike: nope }')).toMatch(/topo\.yaml:7: .*no rule "nope" \(rules: week, risk\)/)
+    expect(bad('{ alertsLike: other }', '  - id: other\n    when: [{ signal: churnScore, op: ">=", threshold: 0.9 }]\n')).toMatch(/rule other uses churnScore itself/)
+    expect(bad('{ alertsLike: week, precision: 0.5 }')).toMatch(/give exactly one of alertsLike, precisionLike, precision, alertsPer1kUsersPerDay, probability/)
+    expect(bad('{ precision: 1.5 }')).toMatch(/precision/)
+    expect(() => parseTopology('version: 1\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: { alertsLike: a } }]\n', join(tmp.dir, 'topo.yaml'))).toThrow(/only a churnScore threshold can be chosen/)
+    const ok = parseTopology(`version: 1\nmodel: m.json\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: { alertsLike: week } }]\n`, join(tmp.dir, 'topo.yaml'))
+    expect(ok.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'week' }, refIndex: 0, refDays: 7 }])
+  })
+})
+
+const SH = 'Asia/Shanghai'
+const ev = (userId: string, type: DriverEvent['type'], local: string): DriverEvent => ({ userId, type, ts: at(local), tz: SH })
+/** Daily logins at 09:00 from 2026-03-02 (a Monday) for `days` days. */
+const dailyLogins = (userId: string, days: number): DriverEvent[] => Array.from({ length: days }, (_, k) => ev(userId, 'LOGIN', `2026-03-${String(2 + k).padStart(2, '0')}T09:00`))
+
+async function driverWith (model: ModelFile, threshold: string): Promise<TopologyTestDriver> {
+  const file = join(tmp.dir, `m-${Math.random().toString(36).slice(2)}.json`)
+  writeFileSync(file, JSON.stringify(model))
+  return await TopologyTestDriver.create(parseTopology(`version: 1\nmodel: ${file}\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n  - id: model_risk\n    when: [{ signal: churnScore, op: ">=", threshold: ${threshold} }]\n`, join(tmp.dir, 'topo.yaml')))
+}
+
+describe('the spell record and its features', () => {
+  // u logs in every day 03-02 … 03-15 (two full weeks), then nothing. Frozen at 03-16 00:00:
+  // 14 days seen, 14 logins; the population's chance is the prior's 0.5 (weight 1).
+  //   q  = (14 + 2·0.5) / (14 + 2) = 0.9375               (the user's, shrunk to the population)
+  //   q_w = (2 + 3·q) / (2 + 3) = 0.9625 for every weekday (each seen twice, shrunk to q)
+  //   q7 = min(0.97, (7 + 3·q) / (7 + 3)) = 0.97           (the last week's)
+  const q = 15 / 16
+  const qw = (2 + 3 * q) / 5
+  const quant = (v: number, scale: number): number => Math.round(v * scale) / scale
+  const perDay = quant(-Math.log(1 - qw), 8192)
+  const recent = quant(-Math.log(1 - 0.97), 8192)
+
+  it('are the documented functions of the frozen rhythm and the silent days', async () => {
+    const d = await driverWith(handModel({}, 0), '0.99')
+    await d.pipe(...dailyLogins('u', 14))
+    d.advanceTo(at('2026-03-18T00:00')) // Wednesday: 2 complete silent days (Mon, Tue)
+    const s = d.user('u')
+    if (s === undefined) throw new Error('no state')
+    expect(s.spellDay).toBe(s.lastLoginDay)
+    const x = new Float64Array(FEATURE_COUNT)
+    spellFeatures(s, 2, x)
+    expect(x[FeatureId.silenceSurprise]).toBeCloseTo(2 * perDay, 10)
+    expect(x[FeatureId.daysInactive]).toBe(2)
+    expect(x[FeatureId.fullWeek]).toBe(0)
+    expect(x[FeatureId.recentSurprise]).toBeCloseTo(2 * recent, 10)
+    expect(x[FeatureId.loginRate]).toBeCloseTo(quant(Math.log(q), 4096), 10)
+    expect(x[FeatureId.beyondLongestGap]).toBe(2) // never a gap before: 2 silent days beyond 0
+    expect(x[FeatureId.loginTrend]).toBe(0) // the last week as busy as the one before
+    expect(x[FeatureId.viewDrop]).toBe(0) // no views at all: no baseline
+    spellFeatures(s, 9, x)
+    expect(x[FeatureId.fullWeek]).toBe(1)
+    expect(x[FeatureId.silenceSurprise]).toBeCloseTo(9 * perDay, 10)
+    spellFeatures(s, 45, x) // capped at the 30 days of the question
+    expect(x[FeatureId.daysInactive]).toBe(30)
+  })
+
+  it('are finite for every user, including one seen once', async () => {
+    const d = await driverWith(handModel({}, 0), '0.99')
+    await d.pipe(ev('once', 'LOGIN', '2026-03-02T09:00'))
+    d.advanceTo(at('2026-03-04T00:00'))
+    const s = d.user('once')
+    if (s === undefined) throw new Error('no state')
+    const x = new Float64Array(FEATURE_COUNT).fill(Number.NaN)
+    spellFeatures(s, 1, x)
+    expect(FEATURES.filter((f) => !Number.isFinite(x[f.id])).map((f) => f.name)).toEqual([])
+  })
+
+  it('a weekly user is not surprising on the days they never come', async () => {
+    // w comes on Saturdays only (03-07, 03-14, 03-21, 03-28); silent days Sun … Fri cost little, a Saturday much
+    const d = await driverWith(handModel({}, 0), '0.99')
+    await d.pipe(...['07', '14', '21', '28'].map((k) => ev('w', 'LOGIN', `2026-03-${k}T10:00`)))
+    d.advanceTo(at('2026-04-06T00:00'))
+    const s = d.user('w')
+    if (s === undefined) throw new Error('no state')
+    const x = new Float64Array(FEATURE_COUNT)
+    spellFeatures(s, 6, x) // Sun … Fri
+    const sixWeekdays = x[FeatureId.silenceSurprise]
+    spellFeatures(s, 7, x) // … and the Saturday
+    expect(x[FeatureId.silenceSurprise] - sixWeekdays).toBeGreaterThan(3 * sixWeekdays / 6)
   })
 })
 
 describe('scoring in the engine', () => {
-  const SH = 'Asia/Shanghai'
-  const ev = (userId: string, type: DriverEvent['type'], local: string): DriverEvent => ({ userId, type, ts: at(local), tz: SH })
-  const setup = async (threshold: number): Promise<TopologyTestDriver> => {
-    writeFileSync(join(tmp.dir, 'score.json'), JSON.stringify(handModel(['daysInactive', 'loginDays7'], [1, 3], [2, 2], [0.8, -0.5], -1)))
-    const t = parseTopology(`version: 1\nmodel: score.json\nrules:\n  - id: model_risk\n    when: [{ signal: churnScore, op: ">=", threshold: ${threshold} }]\n`, join(tmp.dir, 'topo.yaml'))
-    return await TopologyTestDriver.create(t)
-  }
+  // score = σ(−5 + 0.5·silenceSurprise + 0.2·daysInactive)
+  const model = handModel({ silenceSurprise: 0.5, daysInactive: 0.2 }, -5)
 
-  it('churnScore equals the hand-computed probability: stored at each local midnight, scored on read by the API', async () => {
-    const d = await setup(0.99)
-    await d.pipe(ev('u1', 'LOGIN', '2026-03-02T09:00'), ev('u1', 'LOGIN', '2026-03-03T09:00'))
-    // Stored: the score of Tuesday 00:00, the last midnight (daysInactive 0, loginDays7 1)
-    // → z = −1 + 0.8·(0−1)/2 − 0.5·(1−3)/2 = −0.9; an event does not move it.
-    expect(d.user('u1')?.churnScore).toBeCloseTo(1 / (1 + Math.exp(0.9)), 12)
-    // Read through the API: scored now, after the second login (daysInactive 0, loginDays7 2)
-    // → z = −1 + 0.8·(0−1)/2 − 0.5·(2−3)/2 = −1.15
+  it('churnScore is the hand-computed probability of each silent day, at each local midnight, and on read by the API', async () => {
+    const d = await driverWith(model, '0.99')
+    await d.pipe(...dailyLogins('u1', 14))
+    const x = new Float64Array(FEATURE_COUNT)
+    d.advanceTo(at('2026-03-16T00:00')) // 0 silent days
+    const s = d.user('u1')
+    if (s === undefined) throw new Error('no state')
+    expect(s.churnScore).toBeCloseTo(sigmoid(-5), 12)
+    d.advanceTo(at('2026-03-19T00:00')) // Thursday: 3 silent days
+    spellFeatures(s, 3, x)
+    expect(s.churnScore).toBeCloseTo(sigmoid(-5 + 0.5 * x[FeatureId.silenceSurprise] + 0.2 * 3), 12)
     const api = await buildServer({ engine: new LocalEngineView(d.task, new RecentRecords(10)), metrics: new EbbMetrics({ partitions: () => [] }) })
     try {
-      const u = (await api.inject('/users/u1')).json()
-      expect(u.churnScore).toBeCloseTo(1 / (1 + Math.exp(1.15)), 12)
+      expect((await api.inject('/users/u1')).json().churnScore).toBeCloseTo(sigmoid(-5 + 0.5 * x[FeatureId.silenceSurprise] + 0.6), 6)
     } finally { await api.close() }
+  })
+
+  it('a user who never logged in has no score, and a LOGIN answers the question: the score is gone until the next silence', async () => {
+    const d = await driverWith(model, '0.99')
+    await d.pipe(ev('v', 'VIEW', '2026-03-02T09:00'))
+    d.advanceTo(at('2026-03-04T00:00'))
+    expect(d.user('v')?.churnScore).toBeNull()
+    await d.pipe(...dailyLogins('u', 3))
     d.advanceTo(at('2026-03-07T00:00'))
-    // Saturday 00:00: 3 complete days since Tuesday, 2 login days in the last 7
-    // → z = −1 + 0.8·(3−1)/2 − 0.5·(2−3)/2 = 0.05
-    expect(d.user('u1')?.churnScore).toBeCloseTo(1 / (1 + Math.exp(-0.05)), 12)
+    expect(d.user('u')?.churnScore).not.toBeNull()
+    await d.pipe(ev('u', 'LOGIN', '2026-03-07T09:00'))
+    expect(d.user('u')?.churnScore).toBeNull()
+    expect(d.user('u')?.spellDay).toBe(-2147483648)
   })
 
-  it('a user who never logged in has no score', async () => {
-    const d = await setup(0.99)
-    await d.pipe(ev('u2', 'VIEW', '2026-03-02T09:00'))
-    expect(d.user('u2')?.churnScore).toBeNull()
-  })
-
-  it('a model alert carries the score and its top features, largest contribution first', async () => {
-    const d = await setup(0.5)
-    await d.pipe(ev('u3', 'LOGIN', '2026-03-02T09:00'), ev('u3', 'LOGIN', '2026-03-03T09:00'))
-    d.advanceTo(at('2026-03-07T00:00'))
-    const [a] = d.alertsOf('model_risk')
-    expect(a.firedAt).toBe(at('2026-03-07T00:00'))
-    expect(a.score).toBeCloseTo(1 / (1 + Math.exp(-0.05)), 12)
-    expect(a.reasons.map((r) => r.code)).toEqual(['CHURN_SCORE', 'DAYS_INACTIVE', 'LOGIN_DAYS_7'])
-    // contributions 0.8·(3−1)/2 = 0.8 and −0.5·(2−3)/2 = 0.25: 76% and 24% of what raises it
-    expect(a.reasons[1]).toEqual({ code: 'DAYS_INACTIVE', signal: 'daysInactive', value: 3, op: 'contribution', threshold: 0.8, text: 'no login for 3 full days (76% of what raises the score)' })
-    expect(a.reasons[2]).toMatchObject({ signal: 'loginDays7', value: 2, threshold: 0.25, text: 'logged in on 2 of the last 7 days (24% of what raises the score)' })
-  })
-
-  it('every feature is finite for every state, including a brand-new user', async () => {
-    const d = await TopologyTestDriver.create(parseTopology('version: 1\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n', 'x.yaml'))
-    await d.pipe(ev('u4', 'VIEW', '2026-03-02T09:00'))
-    const s = d.user('u4')
+  it('a model alert fires on the first silent day over a fixed threshold, once per silence, with the score and its top features in words', async () => {
+    const d = await driverWith(model, '0.5')
+    await d.pipe(...dailyLogins('u3', 14))
+    d.advanceTo(at('2026-03-25T00:00'))
+    const x = new Float64Array(FEATURE_COUNT)
+    const s = d.user('u3')
     if (s === undefined) throw new Error('no state')
-    const x = new Float64Array(FEATURE_COUNT).fill(Number.NaN)
-    computeFeatures(s, s.headDay, at('2026-03-02T09:00'), DEFAULT_SIGNAL_PARAMS, x)
-    expect(FEATURES.filter((f) => !Number.isFinite(x[f.id])).map((f) => f.name)).toEqual([])
+    // first day with −5 + 0.5·S(d) + 0.2·d ≥ 0
+    let first = 0
+    for (; first < 30; first++) { spellFeatures(s, first, x); if (-5 + 0.5 * x[FeatureId.silenceSurprise] + 0.2 * first >= 0) break }
+    const alerts = d.alertsOf('model_risk')
+    expect(alerts.map((a) => a.firedAt)).toEqual([at(`2026-03-${String(16 + first).padStart(2, '0')}T00:00`)])
+    const [a] = alerts
+    expect(a.reasons[0]).toMatchObject({ code: 'CHURN_SCORE', op: '>=', threshold: 0.5 })
+    expect(a.reasons[0].text).toMatch(/^churn model: \d+% chance of no login within 30 days \(alert at 50%, fixed at 0\.5\)$/)
+    spellFeatures(s, first, x)
+    const cS = 0.5 * x[FeatureId.silenceSurprise]
+    const cD = 0.2 * first
+    expect(a.reasons.slice(1).map((r) => r.code)).toEqual(['UNUSUAL_SILENCE', 'DAYS_INACTIVE'])
+    expect(a.reasons[1].text).toMatch(new RegExp(`^${first} silent days are unusual for their rhythm .*\\(${Math.round(100 * cS / (cS + cD))}% of what raises the score\\)$`))
+    expect(a.reasons[2].text).toBe(`no login for ${first} full days (${Math.round(100 * cD / (cS + cD))}% of what raises the score)`)
+  })
+})
+
+describe('the threshold controller', () => {
+  const grid = (j: number): number => -8 + j * 0.125
+  it('as many alerts as the reference: the lowest grid threshold whose first crossings are no more than its alerts', () => {
+    const crossings = new Float64Array(THRESHOLD_GRID_SIZE)
+    const none = new Float64Array(THRESHOLD_GRID_SIZE)
+    // 100 spells whose scores climb to logits 0, 0.1, …, 9.9 (one crossing per grid step below each)
+    for (let k = 0; k < 100; k++) countCrossings(-2147483648, Math.round(k * 0.1 * Z_SCALE), 0, crossings, none)
+    // a reference of 40 alerts: the 40 highest spells reach 6.0 (logit ≥ 6.0 ↔ k ≥ 60)
+    const theta = alertsLikeTheta(crossings, 40, 0)
+    const reached = (t: number): number => { let n = 0; for (let k = 0; k < 100; k++) if (k * 0.1 >= t - 1e-9) n++; return n }
+    expect(reached(theta)).toBeLessThanOrEqual(40)
+    expect(reached(theta - 0.125)).toBeGreaterThan(40)
+    expect(theta).toBe(grid(Math.round((theta + 8) / 0.125)))
+  })
+
+  it('a precision target takes the lowest threshold whose crossings predict at least it; a budget counts alerts per scored user', () => {
+    const crossings = new Float64Array(THRESHOLD_GRID_SIZE)
+    const p = new Float64Array(THRESHOLD_GRID_SIZE)
+    // every grid threshold crossed 10 times, with the probability of its logit
+    for (let j = 0; j < THRESHOLD_GRID_SIZE; j++) { crossings[j] = 10; p[j] = 10 * sigmoid(grid(j)) }
+    const c = { spec: { kind: 'precision' as const, value: 0.6 }, refIndex: -1, refDays: Number.NaN, ref: 0, refP: 0, theta: 0, warm: true }
+    expect(chooseTheta(c, crossings, p, 0)).toBe(grid(Math.ceil((logit(0.6) + 8) / 0.125)))
+    const b = { ...c, spec: { kind: 'alertsPer1kUsersPerDay' as const, value: 5 } }
+    // 10 000 scored user-days and 5/1000 of them: at most 50 alerts; thresholds from j = 124 cross 5 × 10
+    for (let j = 0; j < THRESHOLD_GRID_SIZE; j++) crossings[j] = 10 * Math.max(0, THRESHOLD_GRID_SIZE - j)
+    expect(chooseTheta(b, crossings, p, 10_000)).toBe(grid(THRESHOLD_GRID_SIZE - 5))
+  })
+
+  it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {
+    const d = await driverWith(handModel({ daysInactive: 1 }, -50), '{ alertsLike: week }') // a score that never crosses
+    // 25 users known for two weeks reach 7 silent days at the same midnight (03-23 00:00), fired
+    // in userId order, week before model_risk for each: the model rule alerts with the first 19;
+    // week's 20th alert warms it up, and from that user on its own (unreachable) threshold holds.
+    const all = Array.from({ length: 25 }, (_, u) => dailyLogins(`u${10 + u}`, 14)).flat()
+    await d.pipe(...all.sort((a, b) => (a.ts as number) - (b.ts as number)))
+    d.advanceTo(at('2026-03-24T00:00'))
+    expect(d.alertsOf('week')).toHaveLength(25)
+    const risk = d.alertsOf('model_risk')
+    expect(risk.map((a) => a.userId)).toEqual(Array.from({ length: 19 }, (_, k) => `u${10 + k}`))
+    expect(risk.every((a) => a.reasons[0].code === 'DAYS_INACTIVE' && /alerts like week until that rule has alerted 20 times/.test(a.reasons[0].text))).toBe(true)
+    expect(d.task.learner?.warming(0)).toBe(false)
   })
 })

@@ -57,12 +57,15 @@ describe('ebb replay on a hand-written fixture', () => {
 
   it('gives the alerts SPEC §3–§4 predict, at the times they predict', () => {
     const all = readFileSync(join(out1, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { userId: string, rule: string, firedAt: number, episodeId: string, score: number | null, reasons: Array<{ code: string, value: number, op: string }> })
-    // The shipped model's alerts depend on its training; what a model alert must carry is checked
-    // here, its timing in test/model. The signal rules fire exactly when SPEC §3–§4 say.
+    // On a stream this small inactive_7d never alerts the 20 times the model needs before it
+    // chooses its own threshold (docs/churn-model.md): model_risk alerts as inactive_7d does,
+    // and says so; its reasons still explain the score. The learned threshold is tested in test/model.
     const model = all.filter((a) => a.rule === 'model_risk')
+    const week = all.filter((a) => a.rule === 'inactive_7d')
+    expect(model.map((a) => [a.userId, a.firedAt])).toEqual(week.map((a) => [a.userId, a.firedAt]))
     for (const a of model) {
-      expect(a.score).toBeGreaterThanOrEqual(0.7)
-      expect(a.reasons[0].code).toBe('CHURN_SCORE')
+      expect(a.score).toBeGreaterThan(0)
+      expect(a.reasons[0].code).toBe('DAYS_INACTIVE')
       expect(a.reasons.slice(1).every((r) => r.op === 'contribution')).toBe(true)
     }
     const alerts = all.filter((a) => a.rule !== 'model_risk')

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
 import { decodeState, encodeState, encodeStateWithAvsc } from '../../src/state/state-codec.js'
 import { EbbError } from '../../src/errors.js'
+import { loadAvroType } from '../../src/events/avro.js'
+
+const stateType = (): ReturnType<typeof loadAvroType> => loadAvroType('user-state.avsc')
 import { at, defaultTopology } from '../helpers.js'
 
 describe('the per-user state record', () => {
@@ -57,6 +60,31 @@ describe('the per-user state record', () => {
     s.timerDue = 4_102_444_800_000
     expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
     expect(decodeState('x', encodeState(s)).words[5]).toBe(65535)
+  })
+
+  it('keeps the churn model\'s spell record, and reads a state of layout 2 (before it) with no spell', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    for (let day = 1; day <= 20; day++) await d.pipe({ userId: 'quiet', type: 'LOGIN', ts: at(`2026-02-${String(day).padStart(2, '0')}T08:00`), tz: 'Asia/Shanghai' })
+    d.advanceTo(at('2026-02-25T00:00')) // the midnights of 02-21 … 02-25 scored: silent days 0 … 4
+    const s = d.user('quiet')
+    if (s === undefined) throw new Error('no state')
+    expect([s.spellDay, s.spellFirst, s.spellScored, s.spellResolved]).toEqual([s.lastLoginDay, 0, 5, 0])
+    expect(s.spellMax).toBeGreaterThan(-2147483648)
+    const bytes = encodeState(s)
+    expect(bytes).toEqual(encodeStateWithAvsc(s))
+    const back = decodeState('quiet', bytes)
+    for (const k of ['spellDay', 'spellFirst', 'spellScored', 'spellResolved', 'spellMax'] as const) expect(back[k]).toBe(s[k])
+    expect([...back.words]).toEqual([...s.words])
+    // A layout-2 record (written by the Ebb before the churn model learned) reads through schema
+    // resolution: the new fields take their defaults, everything else is kept.
+    const v2 = loadAvroType('history/user-state-v2.avsc')
+    const old = stateType().fromBuffer(bytes) as Record<string, unknown>
+    const legacy = v2.toBuffer({ ...old, v: 2 })
+    const read = decodeState('quiet', legacy)
+    expect(read.spellDay).toBe(-2147483648)
+    expect(read.lastLoginDay).toBe(s.lastLoginDay)
+    expect(read.loginBits).toBe(s.loginBits)
+    expect(() => decodeState('x', Buffer.concat([Buffer.from([2 * 9]), legacy.subarray(1)]))).toThrow(/layout version 9, this Ebb reads versions 2 and 3/)
   })
 
   it('refuses bytes it cannot read with EBB_STATE_CORRUPT', () => {
