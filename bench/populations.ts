@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { encodeJsonEvent } from '../src/events/jsonl.js'
@@ -62,8 +62,16 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
   const results: PopulationResult[] = []
   for (const spec of specs) {
     const started = performance.now()
-    const pop = makePopulation(spec.kind, { users: spec.users, days: spec.days, seed: spec.seed, churnRate: spec.churnRate })
     const work = join(dir, spec.name)
+    // A finished population is not measured again (the full suite takes an hour on 2 cores): its
+    // eval.json is reused when the spec it was made from is the same.
+    const done = join(work, 'spec.json')
+    if (existsSync(done) && readFileSync(done, 'utf8') === JSON.stringify(spec) && existsSync(join(work, 'eval.json'))) {
+      results.push({ spec, report: JSON.parse(readFileSync(join(work, 'eval.json'), 'utf8')) as EvalReport })
+      log(`populations: ${spec.name}: measured before (${done}); reusing it`)
+      continue
+    }
+    const pop = makePopulation(spec.kind, { users: spec.users, days: spec.days, seed: spec.seed, churnRate: spec.churnRate })
     mkdirSync(work, { recursive: true })
     const events = join(work, 'events.jsonl')
     const labels = join(work, 'labels.jsonl')
@@ -74,6 +82,7 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
     const report = await evaluate({ input: spec.name, inputPath: events, topologyFile: topologyPath('default.yaml'), modelFile: null, labels: (snap) => fileLabels(labels, snap), warmupDays: 0 })
     writeFileSync(join(work, 'eval.json'), JSON.stringify(report, null, 2) + '\n')
     for (const [name, svg] of Object.entries(evalPlots(report))) writeFileSync(join(work, name), svg)
+    writeFileSync(done, JSON.stringify(spec))
     const m = report.sources[0]
     const r = report.sources.find((s) => s.name === 'inactive_7d')
     log(`populations: ${spec.name} in ${((performance.now() - started) / 1000).toFixed(0)} s: model precision ${pct(m.precision)} lead ${m.leadDays.median} vs inactive_7d ${pct(r?.precision ?? Number.NaN)} lead ${r?.leadDays.median ?? '—'}`)
