@@ -63,7 +63,7 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
   for (const spec of specs) {
     const started = performance.now()
     const work = join(dir, spec.name)
-    // A finished population is not measured again (the full suite takes an hour on 2 cores): its
+    // A finished population is not measured again (an interrupted run resumes where it stopped): its
     // eval.json is reused when the spec it was made from is the same.
     const done = join(work, 'spec.json')
     if (existsSync(done) && readFileSync(done, 'utf8') === JSON.stringify(spec) && existsSync(join(work, 'eval.json'))) {
