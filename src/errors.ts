@@ -4,7 +4,9 @@
  * command, and a message that tells the user what to fix. docs/errors.md lists the same codes;
  * test/unit/errors.test.ts keeps the two in step.
  */
-export type DeadLetterReason = 'undecodable' | 'invalid' | 'late' | 'duplicate' | 'processing'
+/** Why a record went to the dead letters: the one list (schemas/dead-letter.avsc, metrics and docs follow it). */
+export const DEAD_LETTER_REASONS = ['undecodable', 'invalid', 'late', 'duplicate', 'processing', 'too_large', 'future', 'erased'] as const
+export type DeadLetterReason = typeof DEAD_LETTER_REASONS[number]
 
 export interface ErrorDefinition {
   readonly code: string
@@ -31,12 +33,16 @@ export const Errors = Object.freeze({
   EVENT_INVALID: def('EBB_EVENT_INVALID', 1, false, 'the event breaks the contract (SPEC §1): %s', 'invalid'),
   EVENT_LATE: def('EBB_EVENT_LATE', 1, false, 'the event time %s is older than the watermark minus the grace period (%s); raise time.grace in the topology if such late data is expected', 'late'),
   EVENT_DUPLICATE: def('EBB_EVENT_DUPLICATE', 1, false, 'eventId was already seen for this user', 'duplicate'),
+  EVENT_TOO_LARGE: def('EBB_EVENT_TOO_LARGE', 1, false, 'the record is %s bytes, above the %s-byte limit: no event is that large (a concatenated or binary input?). Its first bytes, length and SHA-256 are kept; raise `ebb replay --max-line-bytes` if such lines are real', 'too_large'),
+  EVENT_FUTURE: def('EBB_EVENT_FUTURE', 1, false, 'the event time %s is too far ahead of %s (the limit is %s in the topology): a clock or unit error would move stream time and make every later event late. Fix the producer\'s clock or units, or raise that limit if events really arrive this far ahead', 'future'),
+  EVENT_ERASED: def('EBB_EVENT_ERASED', 1, false, 'this event, dated %s, is from before the user\'s ERASE (%s): it is not used to rebuild them', 'erased'),
   EVENT_PROCESSING: def('EBB_EVENT_PROCESSING', 1, false, 'processing the event failed: %s. This is a bug in Ebb; please report it with the dead-letter record.', 'processing'),
   STATE_CORRUPT: def('EBB_STATE_CORRUPT', 1, false, 'the stored state of a user could not be decoded: %s. The state directory may come from another Ebb version; remove it to rebuild state.'),
   STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
   RESTORE_STALLED: def('EBB_RESTORE_STALLED', 1, true, 'restoring %s partition %s read nothing for %s s (at offset %s of %s). The partition is opened again at its next assignment or batch; check the broker and that the changelog topic is readable.'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),
   STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.'),
+  RULES_INCOMPATIBLE: def('EBB_RULES_INCOMPATIBLE', 2, false, 'the state in %s cannot take this topology: %s. %s.'),
   MODEL_INVALID: def('EBB_MODEL_INVALID', 2, false, 'the churn model file %s %s. Point `model:` in the topology at a file written by `ebb train`.'),
   HTTP_LISTEN: def('EBB_HTTP_LISTEN', 2, false, 'the HTTP API cannot listen on %s: %s. Pick another --port (or EBB_HTTP_PORT; 0 picks a free one).')
 } as const)

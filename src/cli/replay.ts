@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
-import { readLineBatches } from '../io/line-reader.js'
+import { DEFAULT_MAX_LINE_BYTES, readLineBatches } from '../io/line-reader.js'
 import { kpiTable, RecallKpis } from '../intervention/kpis.js'
 import { partitionOfKey } from '../io/partitioner.js'
 import { JsonlDirectorySink } from '../io/sinks.js'
@@ -28,12 +28,14 @@ export const REPLAY_HELP = `ebb replay --in events.jsonl --out DIR [--topology T
   --cache N      users held in memory between commits (default 200000)
   --partitions N split users into N partitions as a Kafka producer does (murmur2 of the userId),
                  each with its own stream time, state and churn-model learning: the same
-                 outputs as \`ebb run\` on an N-partition input topic (default 1)`
+                 outputs as \`ebb run\` on an N-partition input topic (default 1)
+  --max-line-bytes N  a longer line is a dead letter (too_large) and is never read into
+                 memory whole (default 1048576)`
 
 export async function replay (argv: string[]): Promise<number> {
   const o = parseOptions('replay', argv, {
     in: { type: 'string' }, out: { type: 'string' }, topology: { type: 'string' }, until: { type: 'string' },
-    state: { type: 'string' }, cache: { type: 'string' }, batch: { type: 'string' }, partitions: { type: 'string' }, help: { type: 'boolean' }
+    state: { type: 'string' }, cache: { type: 'string' }, batch: { type: 'string' }, partitions: { type: 'string' }, 'max-line-bytes': { type: 'string' }, help: { type: 'boolean' }
   })
   if (o.help === true) { process.stdout.write(REPLAY_HELP + '\n'); return 0 }
   const input = requireOption('replay', 'in', o.in)
@@ -42,6 +44,7 @@ export async function replay (argv: string[]): Promise<number> {
   const cacheCapacity = intOption('replay', 'cache', o.cache, 200_000, 1, 50_000_000)
   const batchSize = intOption('replay', 'batch', o.batch, 4096, 1, 1_000_000)
   const partitions = intOption('replay', 'partitions', o.partitions, 1, 1, 1024)
+  const maxLineBytes = intOption('replay', 'max-line-bytes', o['max-line-bytes'], DEFAULT_MAX_LINE_BYTES, 64, 256 * 1024 * 1024)
   if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
@@ -70,8 +73,10 @@ export async function replay (argv: string[]): Promise<number> {
   const records = (): number => tasks.reduce((n, t) => n + t.stats.recordsIn, 0)
   try {
     let sinceCommit = 0
-    for await (const { lines, lineNumbers } of readLineBatches(input, batchSize)) {
-      if (partitions === 1) await tasks[0].process(new LineBatch(lines, file, lineNumbers))
+    for await (const { lines, lineNumbers, rejected, blank } of readLineBatches(input, batchSize, maxLineBytes)) {
+      tasks[0].stats.blankLines += blank
+      const batch = new LineBatch(lines, file, lineNumbers, rejected)
+      if (partitions === 1) await tasks[0].process(batch)
       else {
         // Runs of consecutive records of one partition, in file order: each partition sees its
         // records in order, and the outputs come out in file order whatever the batch size.
@@ -80,7 +85,7 @@ export async function replay (argv: string[]): Promise<number> {
         for (let i = 1; i <= lines.length; i++) {
           const next = i < lines.length ? partitionOfLine(lines[i], partitions) : -1
           if (next === part) continue
-          await tasks[part].process(new LineBatch(lines.slice(from, i), file, lineNumbers.slice(from, i)))
+          await tasks[part].process(batch.slice(from, i))
           from = i
           part = next
         }

@@ -46,7 +46,7 @@ export async function run (argv: string[]): Promise<number> {
     locate: async (userId) => {
       const partition = runner.owners.partitionOf(userId, runner.inputPartitions)
       const held = runner.partitions.get(partition)
-      if (held !== undefined) return { local: true, state: held.task.cache.peekSync(userId), streamTime: held.task.watermark, learner: held.task.learner }
+      if (held !== undefined) return { local: true, state: held.task.cache.peekSync(userId), streamTime: held.task.watermark, learner: held.task.learner, ruleSlots: held.task.ruleSlots }
       if (runner.holds(partition)) return { local: true, state: undefined, streamTime: Number.NaN } // assigned, not opened yet
       const owner = await runner.owners.ownerOf(partition)
       // Nobody holds it (a rebalance is under way): answer 404 here rather than send the caller in a loop.

@@ -5,10 +5,17 @@ import { count, rate } from './progress.js'
 export interface Summary {
   counts: {
     records: number
+    /** whitespace-only input lines (files): lines = records + blankLines */
+    blankLines: number
     eventsApplied: number
     eventsByType: Record<string, number>
     usersCreated: number
     usersErased: number
+    /**
+     * events dated too far ahead of stream time that wait for the next event to confirm their time
+     * (at most one per partition; kept in the state, docs/time.md)
+     */
+    eventsWaiting: number
     alertsByRule: Record<string, number>
     disabledRules: Record<string, string>
     deadLettersByReason: Record<string, number>
@@ -51,10 +58,12 @@ export function summaryOf (taskOrTasks: PartitionTask | readonly PartitionTask[]
   return {
     counts: {
       records: sum((t) => t.stats.recordsIn),
+      blankLines: sum((t) => t.stats.blankLines),
       eventsApplied: sum((t) => t.stats.eventsApplied),
       eventsByType,
       usersCreated: sum((t) => t.stats.usersCreated),
       usersErased: sum((t) => t.stats.usersErased),
+      eventsWaiting: sum((t) => t.heldEventTime === null ? 0 : 1),
       alertsByRule,
       disabledRules,
       deadLettersByReason,
@@ -70,8 +79,9 @@ export function summaryOf (taskOrTasks: PartitionTask | readonly PartitionTask[]
 export function printSummary (label: string, summary: Summary, out: NodeJS.WritableStream): void {
   const c = summary.counts
   const lines = [
-    `${label}: ${count(c.records)} records in ${(summary.elapsedMs / 1000).toFixed(1)} s (${rate(c.records, summary.elapsedMs)}), ${count(c.eventsApplied)} events applied, ${count(c.usersCreated)} users`,
+    `${label}: ${count(c.records)} records${c.blankLines > 0 ? ` (and ${count(c.blankLines)} blank lines)` : ''} in ${(summary.elapsedMs / 1000).toFixed(1)} s (${rate(c.records, summary.elapsedMs)}), ${count(c.eventsApplied)} events applied, ${count(c.usersCreated)} users`,
     `stream time: ${c.streamTime ?? '-'}   timers fired: ${count(c.timersFired)}`,
+    ...(c.eventsWaiting === 0 ? [] : [`${c.eventsWaiting} event(s) dated more than time.future.maxStep ahead of stream time wait for the next event to confirm their time (kept in the state)`]),
     'alerts by rule:',
     ...Object.entries(c.alertsByRule).map(([k, v]) => `  ${k.padEnd(20)} ${String(v).padStart(9)}`),
     ...Object.entries(c.disabledRules).map(([k, v]) => `  ${k.padEnd(20)} ${'disabled'.padStart(9)}  (${v})`),

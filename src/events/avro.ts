@@ -1,4 +1,5 @@
 import avsc from 'avsc'
+import { isUtf8 } from 'node:buffer'
 import { readFileSync } from 'node:fs'
 import { schemaPath } from '../paths.js'
 import type { UserEvent } from './user-event.js'
@@ -24,7 +25,26 @@ export const CONFLUENT_MAGIC = 0
  */
 export function decodeAvroEvent (buf: Buffer): UserEvent {
   // fromBuffer throws 'truncated buffer' / 'trailing data' itself, and allocates less than decode().
-  return (userEventType ?? userEventAvroType()).fromBuffer(buf) as UserEvent
+  const e = (userEventType ?? userEventAvroType()).fromBuffer(buf) as UserEvent
+  // avsc decodes invalid UTF-8 to U+FFFD, which would make `probe-\xff` and `probe-\xfe` one user.
+  // A replacement character is rare: only then are the string fields' bytes checked.
+  if (e.eventId.includes('\uFFFD') || e.userId.includes('\uFFFD') || e.tz?.includes('\uFFFD') === true || e.targetId?.includes('\uFFFD') === true || e.taskId?.includes('\uFFFD') === true) {
+    const bad = invalidUtf8Field(buf)
+    if (bad !== null) throw new Error(`${bad}: not valid UTF-8 (the exact bytes are in raw)`)
+  }
+  return e
+}
+
+let bytesType: avsc.Type | undefined
+/** The first string field whose bytes are not UTF-8, read with the same schema's strings as bytes (the same wire format). */
+function invalidUtf8Field (buf: Buffer): string | null {
+  if (bytesType === undefined) {
+    const schema = JSON.parse(readFileSync(schemaPath('user-event.avsc'), 'utf8'), (_k, v: unknown) => v === 'string' ? 'bytes' : v) as avsc.Schema
+    bytesType = avsc.Type.forSchema(schema)
+  }
+  const r = bytesType.fromBuffer(buf) as Record<string, unknown>
+  for (const [k, v] of Object.entries(r)) if (Buffer.isBuffer(v) && !isUtf8(v)) return k
+  return null
 }
 
 export function encodeAvroEvent (e: UserEvent): Buffer {

@@ -15,8 +15,9 @@ export const MAX_ID_LENGTH = 256
 
 /** Returns what is wrong with a decoded-but-unchecked JSON object, or null when it is a valid event. */
 export function validateEventObject (o: Record<string, unknown>): string | null {
-  if (typeof o.eventId !== 'string' || o.eventId.length === 0) return 'eventId: missing or not a non-empty string'
   if (typeof o.userId !== 'string' || o.userId.length === 0) return 'userId: missing or not a non-empty string'
+  if (o.type === 'ERASE') return eraseRequest(o)
+  if (typeof o.eventId !== 'string' || o.eventId.length === 0) return 'eventId: missing or not a non-empty string'
   const idp = idProblem(o.eventId, o.userId)
   if (idp !== null) return idp
   if (typeof o.type !== 'string') return 'type: missing'
@@ -37,6 +38,25 @@ export function validateEventObject (o: Record<string, unknown>): string | null 
   }
   if ((o.ts as number) < MIN_TS || (o.ts as number) > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'
   return validateOptionalFields(o)
+}
+
+/**
+ * An ERASE needs only its userId: a right-to-be-forgotten request is honoured whatever else it
+ * carries. Its ts, when it is a valid instant, says from when on the user's older events are
+ * refused (`erased`); otherwise the ts is NaN and stream time stands in for it. Other fields are
+ * ignored (cleared).
+ */
+function eraseRequest (o: Record<string, unknown>): string | null {
+  const userId = o.userId as string
+  if (userId.length > MAX_ID_LENGTH) return `userId: at most ${MAX_ID_LENGTH} characters`
+  if (!userId.isWellFormed()) return 'userId: not well-formed Unicode (lone surrogate)'
+  if (typeof o.eventId !== 'string' || o.eventId.length > MAX_ID_LENGTH || !o.eventId.isWellFormed()) o.eventId = ''
+  let ts = Number.NaN
+  if (typeof o.ts === 'number' && Number.isInteger(o.ts)) ts = o.ts
+  else if (typeof o.ts === 'string' && ISO_INSTANT.test(o.ts)) ts = Date.parse(o.ts)
+  o.ts = ts >= MIN_TS && ts <= MAX_TS ? ts : Number.NaN
+  o.tz = o.targetId = o.durationMs = o.amount = o.channel = o.taskId = null
+  return null
 }
 
 function isCalendarInstant (m: RegExpExecArray): boolean {
@@ -63,7 +83,8 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
     if (typeof o.tz !== 'string' || !isKnownZone(o.tz)) return `tz: "${String(o.tz).slice(0, 40)}" is not an IANA time zone`
   }
   if (o.targetId !== undefined && o.targetId !== null && typeof o.targetId !== 'string') return 'targetId: must be a string'
-  if (o.durationMs !== undefined && o.durationMs !== null && (!Number.isInteger(o.durationMs) || (o.durationMs as number) < 0)) return 'durationMs: must be a non-negative integer'
+  // an Avro int: a JSON record must be writable to Kafka as the same record
+  if (o.durationMs !== undefined && o.durationMs !== null && (!Number.isInteger(o.durationMs) || (o.durationMs as number) < 0 || (o.durationMs as number) > 2147483647)) return 'durationMs: must be an integer in 0..2147483647 (an Avro int)'
   if (o.amount !== undefined && o.amount !== null && (typeof o.amount !== 'number' || !Number.isFinite(o.amount))) return 'amount: must be a finite number'
   if (o.channel !== undefined && o.channel !== null && (typeof o.channel !== 'string' || !CHANNEL_SET.has(o.channel))) return `channel: must be one of ${CHANNELS.join(', ')}`
   if (o.taskId !== undefined && o.taskId !== null && typeof o.taskId !== 'string') return 'taskId: must be a string'
@@ -75,8 +96,9 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
 
 /** Semantic checks for a record that arrived as Avro (the schema already fixed the types). */
 export function validateDecodedEvent (e: UserEvent): string | null {
-  if (e.eventId.length === 0) return 'eventId: empty'
   if (e.userId.length === 0) return 'userId: empty'
+  if (e.type === 'ERASE') return eraseRequest(e as unknown as Record<string, unknown>)
+  if (e.eventId.length === 0) return 'eventId: empty'
   const idp = idProblem(e.eventId, e.userId)
   if (idp !== null) return idp
   if (e.ts < MIN_TS || e.ts > MAX_TS) return 'ts: outside 2000..2100 (seconds or microseconds instead of millis?)'

@@ -3,13 +3,14 @@ import type { Topology } from '../rules/topology.js'
 import type { PartitionTask } from '../runtime/partition-task.js'
 import type { UserState } from '../state/user-state.js'
 import type { ChurnLearner } from '../model/learner.js'
+import type { RuleSlots } from '../rules/slots.js'
 
 /**
  * What the HTTP API sees of a running engine. The embedded demo holds every user in one
  * partition task; Kafka mode (issue 4) holds some partitions and knows which instance holds
  * the others, which is what `locate` answers.
  */
-export type UserLocation = { local: true, state: UserState | undefined, streamTime: number, learner?: ChurnLearner | null } | { local: false, owner: string }
+export type UserLocation = { local: true, state: UserState | undefined, streamTime: number, learner?: ChurnLearner | null, ruleSlots?: RuleSlots } | { local: false, owner: string }
 
 export interface EngineView {
   readonly topology: Topology
@@ -39,6 +40,6 @@ export class LocalEngineView implements EngineView {
   }
 
   async locate (userId: string): Promise<UserLocation> {
-    return { local: true, state: this.task.cache.peekSync(userId), streamTime: this.task.watermark, learner: this.task.learner }
+    return { local: true, state: this.task.cache.peekSync(userId), streamTime: this.task.watermark, learner: this.task.learner, ruleSlots: this.task.ruleSlots }
   }
 }

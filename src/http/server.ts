@@ -18,6 +18,8 @@ export interface ServerOptions {
   token?: string
 }
 
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
 /**
  * The HTTP API (SPEC §8) as a fastify instance, one plugin per concern. Every route has JSON
  * schemas (validation in, fast serialisation out) that also make the OpenAPI document at /docs.
@@ -31,8 +33,15 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
         res: (res: { statusCode: number }) => ({ statusCode: res.statusCode })
       }
     }) as FastifyBaseLogger,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // The caller's x-request-id when it is a plain token of at most 128 characters (it is logged),
+    // else a new UUID.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const h = req.headers['x-request-id']
+      return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID()
+    },
+    // user ids are up to 256 characters, each up to 12 once percent-encoded
+    routerOptions: { maxParamLength: 4096 },
     // An unknown query parameter is a 400 that names it, not silently dropped.
     ajv: { customOptions: { removeAdditional: false } }
   })

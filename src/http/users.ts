@@ -89,7 +89,7 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
       reasons: episodeAlerts.flatMap((a) => a.reasons),
       episode: episodeId === null
         ? null
-        : { episodeId, openedAt: new Date(s.episodeOpenTs).toISOString(), rulesFired: t.rules.filter((r) => (s.ruleFired & (1 << r.index)) !== 0).map((r) => r.id) },
+        : { episodeId, openedAt: new Date(s.episodeOpenTs).toISOString(), rulesFired: t.rules.filter((r) => (s.ruleFired & (where.ruleSlots?.bit(r.index) ?? (1 << r.index))) !== 0).map((r) => r.id) },
       consent: Object.fromEntries(CHANNELS.map((c, i) => [c, (s.consentGranted & (1 << i)) !== 0 || ((s.consentRevoked & (1 << i)) === 0 && (t.intervention?.consentByDefault[i] ?? true))])),
       recentAlerts,
       tasks: s.tasks.map((e) => ({

@@ -7,6 +7,7 @@ import { activeHour, daysInactive, type SignalParams, valueTier } from '../signa
 import { NO_TASKS, TASK_CLOSED, TASK_DELIVERED, TASK_HOLDOUT, TASK_OPENED, TASK_RECALLED, TASK_RETURNED, type TaskEntry, type UserState } from '../state/user-state.js'
 import { CHURN_TYPES, type ChurnType, type InterventionConfig, MAX_CAP_DAYS, type Plan, render, VALUE_TIERS } from './config.js'
 import { RecallKpis } from './kpis.js'
+import type { RuleSlots } from '../rules/slots.js'
 
 const HOUR_MS = 3_600_000
 const DAY_MS = 86_400_000
@@ -36,8 +37,13 @@ export class InterventionStage {
   private readonly plansById: Map<string, Plan>
   private readonly channelVars = { link: '', days: '', hook: '' }
 
-  constructor (readonly config: InterventionConfig, private readonly rules: readonly Rule[], private readonly params: SignalParams, private readonly sink: OutputSink, kpis: RecallKpis = new RecallKpis()) {
+  /** rule ids by the slot a task entry records (rules/slots.ts): a reordered topology still names the right rule */
+  private readonly ruleIds: readonly string[]
+
+  constructor (readonly config: InterventionConfig, rules: readonly Rule[], private readonly params: SignalParams, private readonly sink: OutputSink,
+    kpis: RecallKpis = new RecallKpis(), private readonly slots: RuleSlots | null = null) {
     this.kpis = kpis
+    this.ruleIds = slots === null ? rules.map((r) => r.id) : slots.ids
     this.plansById = new Map(config.plans.plans.map((p) => [p.id, p]))
   }
 
@@ -69,7 +75,7 @@ export class InterventionStage {
     const slot = this.chooseSlot(s, channels.map((c) => CHANNELS.indexOf(c)), at, windowEnd)
     if (slot === null) return this.decided(alert, 'CAPPED')
     const entry: TaskEntry = {
-      episodeTs, planId: plan.id, step: 0, rule: rule.index, channel: slot.channel, flags: arm === 'HOLDOUT' ? TASK_HOLDOUT : 0,
+      episodeTs, planId: plan.id, step: 0, rule: this.slots === null ? rule.index : this.slots.slotOf[rule.index], channel: slot.channel, flags: arm === 'HOLDOUT' ? TASK_HOLDOUT : 0,
       sendAt: slot.sendAt, attributionHours: plan.attributionWindowHours, churnType: typeIndex
     }
     addEntry(s, entry)
@@ -254,7 +260,7 @@ export class InterventionStage {
       const entry: TaskEntry = { ...prev, step: next.step, channel: slot.channel, flags: 0, sendAt: slot.sendAt }
       addEntry(s, entry)
       const episodeId = `${s.userId}:${prev.episodeTs}`
-      const ruleId = this.rules[prev.rule]?.id ?? 'unknown'
+      const ruleId = this.ruleIds[prev.rule] ?? 'unknown'
       const today = s.zone.localDay(due)
       this.emit(s, entry, plan, `${episodeId}:${ruleId}`, episodeId, valueTier(s, today, this.params), daysInactive(s, today))
       this.kpis.followUps++

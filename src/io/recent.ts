@@ -19,6 +19,14 @@ export class Ring<T> {
   }
 
   get size (): number { return this.items.length }
+
+  /** Drops every item `drop` says (an ERASE: nothing the API serves may hold the user). */
+  removeWhere (drop: (x: T) => boolean): void {
+    const kept = this.toArray().filter((x) => !drop(x))
+    this.items.length = 0
+    for (const x of kept) this.items.push(x)
+    this.next = this.items.length % this.capacity
+  }
 }
 
 /** The most recent alerts and tasks, for the HTTP API (GET /alerts, a user's recent alerts and tasks). */
@@ -29,6 +37,12 @@ export class RecentRecords {
   constructor (capacity = 10_000) {
     this.alerts = new Ring(capacity)
     this.tasks = new Ring(capacity)
+  }
+
+  /** An erased user's alerts and tasks leave the API's view. */
+  forget (userId: string): void {
+    this.alerts.removeWhere((a) => a.userId === userId)
+    this.tasks.removeWhere((t) => t.userId === userId)
   }
 }
 
@@ -46,6 +60,7 @@ export class RecentRecordsSink extends RecentRecords implements OutputSink {
   task (t: RecallTaskRecord): void { this.tasks.push(t); this.inner.task(t) }
   outcome (o: OutcomeRecord): void { this.inner.outcome(o) }
   deadLetter (d: DeadLetterRecord): void { this.inner.deadLetter(d) }
+  erased (userId: string): void { this.forget(userId); this.inner.erased?.(userId) }
   async flush (): Promise<void> { await this.inner.flush() }
   async close (): Promise<void> { await this.inner.close() }
 }

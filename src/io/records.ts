@@ -68,6 +68,11 @@ export interface DeadLetterRecord {
   reason: DeadLetterReason
   code: string
   detail: string
+  /** the input bytes, base64: all of them, or the first ones when rawSha256 is set */
   raw: string
   source: DeadLetterSource
+  /** the input's length in bytes */
+  rawBytes: number
+  /** set when raw is only a prefix: the SHA-256 (hex) of the whole input */
+  rawSha256: string | null
 }

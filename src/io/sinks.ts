@@ -14,6 +14,8 @@ export interface OutputSink {
   task (t: RecallTaskRecord): void
   outcome (o: OutcomeRecord): void
   deadLetter (d: DeadLetterRecord): void
+  /** an ERASE was applied: views of recent records drop the user (outputs already written stay) */
+  erased? (userId: string): void
   flush (): Promise<void>
   close (): Promise<void>
 }
@@ -84,7 +86,9 @@ export function deadLetterJson (d: DeadLetterRecord): string {
     code: d.code,
     detail: d.detail,
     raw: d.raw,
-    source: { topic: s.topic, partition: s.partition, offset: s.offset, file: s.file, line: s.line }
+    source: { topic: s.topic, partition: s.partition, offset: s.offset, file: s.file, line: s.line },
+    rawBytes: d.rawBytes,
+    rawSha256: d.rawSha256
   })
 }
 

@@ -4,7 +4,8 @@
  * product is specified with, in maintenance mode since 2023), so that a second client (e.g.
  * @platformatic/kafka) is one more file, not a change to the runner.
  */
-export interface InputRecord { offset: string, key: Buffer | null, value: Buffer | null }
+/** `timestamp`: the record's timestamp in ms, as a decimal string (as kafkajs gives it) */
+export interface InputRecord { offset: string, key: Buffer | null, value: Buffer | null, timestamp?: string }
 
 export interface FetchedBatch {
   readonly topic: string
@@ -24,7 +25,8 @@ export interface BatchControl {
   active (): boolean
 }
 
-export interface OutRecord { key: Buffer | string | null, value: Buffer | null, partition?: number }
+/** `timestamp`: CreateTime in ms (default: now) */
+export interface OutRecord { key: Buffer | string | null, value: Buffer | null, partition?: number, timestamp?: number }
 /** Where a send landed: per partition, the offset of its first record. */
 export interface SendResult { partition: number, baseOffset: bigint }
 /** Records for several topics sent in one request per broker; at most one piece per topic. */

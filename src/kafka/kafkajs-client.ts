@@ -33,7 +33,8 @@ function batchResults (meta: Array<{ topicName: string, partition: number, baseO
 
 const toTopicMessages = (pieces: SendPiece[]): Array<{ topic: string, messages: Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number }> }> => pieces.map((p) => ({ topic: p.topic, messages: p.records }))
 
-const toMessages = (records: OutRecord[]): Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number }> => records
+const toMessages = (records: OutRecord[]): Array<{ key: Buffer | string | null, value: Buffer | null, partition?: number, timestamp?: string }> =>
+  records.map((r) => r.timestamp === undefined ? r as { key: Buffer | string | null, value: Buffer | null, partition?: number } : { key: r.key, value: r.value, partition: r.partition, timestamp: String(r.timestamp) })
 
 /** The KafkaClient ports on kafkajs 2.x. */
 export class KafkajsClient implements KafkaClient {

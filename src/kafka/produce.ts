@@ -7,7 +7,10 @@ import { KafkajsClient } from './kafkajs-client.js'
 /**
  * `ebb simulate --kafka`: the simulated population as Avro ebb.UserEvent records, keyed by
  * userId (Java-compatible murmur2 partitioning, so a user's events land on one partition, as
- * any producer of the input topic must do), to the run configuration's input topic.
+ * any producer of the input topic must do), to the run configuration's input topic. A record's
+ * timestamp is the time it is produced, or its event time when a simulation runs ahead of the
+ * clock (Ebb refuses events dated more than time.future.maxAheadOfRecord after their record; a
+ * timestamp in the past would let the topic's retention delete the record).
  */
 export async function produceSimulation (sim: Simulator, days: number, configFile: string): Promise<number> {
   const c = loadRunConfig(configFile)
@@ -26,7 +29,8 @@ export async function produceSimulation (sim: Simulator, days: number, configFil
       day++
       for (let i = 0; i < batch.length; i += 10_000) {
         const slice = batch.slice(i, i + 10_000)
-        await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+        const now = Date.now()
+        await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e), timestamp: Math.max(now, e.ts) })))
       }
       events += batch.length
       progress.tick(() => `day ${day}/${days}, ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)

@@ -6,7 +6,7 @@ import type { EbbMetrics } from '../metrics/metrics.js'
 import type { Topology } from '../rules/topology.js'
 import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js'
 import { RecentRecords } from '../io/recent.js'
-import { metaKey } from '../state/keys.js'
+import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendPiece, TopicSpec } from './client.js'
 import { changelogTopic, type RunConfig } from './config.js'
@@ -305,6 +305,8 @@ export class KafkaRunner {
     // The last record to expect: with exactly-once the last offset is the commit marker.
     const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
     let firstAt = 0
+    /** state tombstones (ERASEs) restored: the store is rewritten after, so no file keeps the erased */
+    let erased = 0
     try {
       await this.client.readPartition(topic, partition, from, last, async (records) => {
         if (records.length === 0) return
@@ -312,8 +314,10 @@ export class KafkaRunner {
         const b = store.batch()
         for (const m of records) {
           if (m.key === null) continue
-          if (m.value === null) b.del(m.key)
-          else b.put(m.key, m.value)
+          if (m.value === null) {
+            b.del(m.key)
+            if (m.key[0] === STATE_PREFIX) erased++
+          } else b.put(m.key, m.value)
           progress.restored++
         }
         const next = BigInt(records[records.length - 1].offset) + 1n
@@ -325,6 +329,7 @@ export class KafkaRunner {
       const b = store.batch()
       b.put(META_CHANGELOG, pos)
       await b.write()
+      if (erased > 0) await store.purgeDeleted?.()
       progress.remaining = 0
     } finally {
       this.restoring = false
@@ -444,6 +449,9 @@ export class KafkaRunner {
       // Only committed alerts and tasks reach the API's recent view: an aborted one never existed.
       for (const a of x.out.alertRecords) this.recent.alerts.push(a)
       for (const t of x.out.taskRecords) this.recent.tasks.push(t)
+      for (const u of x.out.erasedUsers) this.recent.forget(u)
+      // An ERASE leaves no file holding the user: the store rewrites itself (O(store); rare).
+      await x.st.task.purgeErased()
     }
     this.observer?.commitSeconds((performance.now() - t0) / 1000)
   }

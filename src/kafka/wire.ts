@@ -7,7 +7,7 @@ import type { StoreBatch } from '../state/kv-store.js'
 import type { SchemaRegistry } from './schema-registry.js'
 
 /** A message as kafkajs hands it over (only what Ebb reads). */
-export interface InputMessage { offset: string, value: Buffer | null }
+export interface InputMessage { offset: string, value: Buffer | null, timestamp?: string }
 
 /**
  * One fetched batch of an input partition, as the engine's RecordBatch. Values are raw Avro
@@ -21,6 +21,8 @@ export class KafkaBatch implements RecordBatch {
   /** bodies re-encoded from another writer schema (registry ids), by index */
   private readonly translated = new Map<number, Buffer>()
   private readonly problems = new Map<number, string>()
+  /** wall clock at the fetch: bounds event time with the record timestamps (docs/time.md) */
+  private readonly fetchedAt = Date.now()
 
   constructor (private readonly messages: InputMessage[], readonly topic: string, readonly partition: number, private readonly knownSchemaIds: ReadonlySet<number>, registry?: SchemaRegistry) {
     if (registry === undefined) return
@@ -60,6 +62,16 @@ export class KafkaBatch implements RecordBatch {
   }
 
   raw (i: number): Buffer { return this.messages[i].value ?? EMPTY }
+
+  /**
+   * The record's broker timestamp, never later than the wall clock when the batch was fetched:
+   * a producer whose clock runs ahead stamps its records ahead too, and the clock catches that.
+   */
+  recordTime (i: number): number {
+    const t = this.messages[i].timestamp
+    const ts = t === undefined ? Number.NaN : Number(t)
+    return Number.isFinite(ts) && ts < this.fetchedAt ? ts : this.fetchedAt
+  }
 
   rejection (i: number): string | null {
     const v = this.messages[i].value
@@ -104,17 +116,21 @@ export class KafkaSink implements OutputSink {
   /** the same alerts and tasks as records, for the API's recent view once they are committed */
   alertRecords: AlertRecord[] = []
   taskRecords: RecallTaskRecord[] = []
+  /** users erased in this transaction: the API's recent view drops them once it commits */
+  erasedUsers: string[] = []
 
   alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: outputTypes().alert.toBuffer(a) }); this.alertRecords.push(a) }
   task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: outputTypes().task.toBuffer(t) }); this.taskRecords.push(t) }
   outcome (o: OutcomeRecord): void { this.outcomes.push({ key: Buffer.from(o.userId), value: outputTypes().outcome.toBuffer(o) }) }
   deadLetter (d: DeadLetterRecord): void { this.deadLetters.push({ key: null, value: outputTypes().deadLetter.toBuffer(d) }) }
+  erased (userId: string): void { this.erasedUsers.push(userId) }
 
   get size (): number { return this.alerts.length + this.tasks.length + this.outcomes.length + this.deadLetters.length }
 
   /** Takes the buffered records (the transaction sends them). */
-  drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[], alertRecords: AlertRecord[], taskRecords: RecallTaskRecord[] } {
-    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters, alertRecords: this.alertRecords, taskRecords: this.taskRecords }
+  drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[], alertRecords: AlertRecord[], taskRecords: RecallTaskRecord[], erasedUsers: string[] } {
+    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters, alertRecords: this.alertRecords, taskRecords: this.taskRecords, erasedUsers: this.erasedUsers }
+    this.erasedUsers = []
     this.alertRecords = []
     this.taskRecords = []
     this.alerts = []

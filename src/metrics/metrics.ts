@@ -1,3 +1,4 @@
+import { DEAD_LETTER_REASONS } from '../errors.js'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { EVENT_TYPES } from '../events/user-event.js'
 import type { KpiCounts } from '../intervention/kpis.js'
@@ -102,7 +103,7 @@ export class EbbMetrics {
       registers: [r],
       collect () {
         this.reset()
-        for (const reason of ['undecodable', 'invalid', 'late', 'duplicate', 'processing'] as const) {
+        for (const reason of DEAD_LETTER_REASONS) {
           setCounter(this, { reason }, sum((t) => t.stats.deadLetters[reason]))
         }
       }

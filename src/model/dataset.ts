@@ -218,13 +218,13 @@ export async function replayForModel (input: string, topology: Topology, opts: {
   const file = basename(input)
   let start = Number.NaN
   try {
-    for await (const { lines, lineNumbers } of readLineBatches(input, 4096)) {
+    for await (const { lines, lineNumbers, rejected } of readLineBatches(input, 4096)) {
       if (task === null || snap === null) {
         start = firstTs(lines)
         snap = new DailySnapshots(opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
         task = await PartitionTask.open({ topology, store, sink, snapshots: snap })
       }
-      await task.process(new LineBatch(lines, file, lineNumbers))
+      await task.process(new LineBatch(lines, file, lineNumbers, rejected))
       if (task.cache.size > 500_000) await task.commit()
       const t = task
       const sn = snap

@@ -94,7 +94,17 @@ interface Bucket { g: Float64Array, h: Float64Array, k: Float64Array, n: number,
  * the model rule alerts exactly when the reference would (its daysInactive threshold, `refDays`),
  * so a new deployment is never worse than the rule it is measured against.
  */
-interface Controller { spec: ThresholdSpec, refIndex: number, refDays: number, ref: number, refP: number, theta: number, warm: boolean }
+interface Controller {
+  spec: ThresholdSpec
+  /** the reference rule's index in the topology (to count its alerts) and its slot (what is stored: stable when rules are reordered) */
+  refIndex: number
+  refSlot: number
+  refDays: number
+  ref: number
+  refP: number
+  theta: number
+  warm: boolean
+}
 
 /** Logistic function and its inverse, the only place they are written. */
 export function sigmoid (z: number): number { return 1 / (1 + Math.exp(-z)) }
@@ -129,14 +139,14 @@ export class ChurnLearner {
   folds = 0
   private dirty = false
 
-  constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number }>) {
+  constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number, refSlot?: number }>) {
     const prior = model.prior
     this.m = FEATURE_COUNT + 1
     this.mu = Float64Array.from(prior.mu)
     this.lam = new Float64Array(this.m * this.m)
     for (let i = 0; i < this.m; i++) this.lam[i * this.m + i] = prior.learning.priorStrength
     this.xs = new Float64Array(this.m)
-    this.controllers = specs.map(({ spec, refIndex, refDays }) => ({ spec, refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0 }))
+    this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({ spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0 }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
   }
@@ -381,7 +391,7 @@ export class ChurnLearner {
     f.set(this.lam, o); o += m * m
     f.set(this.crossings, o); o += GRID
     f.set(this.crossingP, o); o += GRID
-    for (const c of this.controllers) { f[o++] = c.refIndex; f[o++] = c.ref; f[o++] = c.refP; f[o++] = c.theta; f[o++] = c.warm ? 1 : 0 }
+    for (const c of this.controllers) { f[o++] = c.refSlot; f[o++] = c.ref; f[o++] = c.refP; f[o++] = c.theta; f[o++] = c.warm ? 1 : 0 }
     for (const d of days) f[o++] = d
     const hash = Buffer.from(this.model.file.sha256, 'hex')
     return Buffer.concat([hash, Buffer.from(f.buffer, f.byteOffset, f.byteLength)])
@@ -415,11 +425,11 @@ export class ChurnLearner {
     this.crossings.set(f.subarray(o, o + GRID)); o += GRID
     this.crossingP.set(f.subarray(o, o + GRID)); o += GRID
     // Thresholds of the same reference rule continue; a changed topology starts the others over.
-    const stored: Array<{ refIndex: number, ref: number, refP: number, theta: number, warm: boolean }> = []
-    for (let k = 0; k < nc; k++) { stored.push({ refIndex: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1 }); o += 5 }
+    const stored: Array<{ refSlot: number, ref: number, refP: number, theta: number, warm: boolean }> = []
+    for (let k = 0; k < nc; k++) { stored.push({ refSlot: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1 }); o += 5 }
     this.controllers.forEach((c, k) => {
       const s = stored[k]
-      if (s !== undefined && s.refIndex === c.refIndex) { c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm }
+      if (s !== undefined && s.refSlot === c.refSlot) { c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm }
     })
     const days: number[] = []
     for (let k = 0; k < nd; k++) days.push(f[o++])
@@ -458,7 +468,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 

@@ -7,6 +7,7 @@ import { MIN_EVIDENCE_DAYS, spellLoginRate, spellLongestGap } from '../model/spe
 import { signalValue } from '../signals/registry.js'
 import { daysInactive, responseTier, type SignalParams, valueTier } from '../signals/signals.js'
 import type { UserState } from '../state/user-state.js'
+import { RuleSlots } from './slots.js'
 import type { Condition, Rule, Topology } from './topology.js'
 
 /** The thresholds a partition's learner chooses (Condition.auto indexes them). */
@@ -33,22 +34,27 @@ export class RuleEvaluator {
   readonly modelRules: number
 
   constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>,
-    private readonly intervention: InterventionStage | null = null, private readonly learner: ChurnLearner | null = null) {
+    private readonly intervention: InterventionStage | null = null, private readonly learner: ChurnLearner | null = null,
+    private readonly slots: RuleSlots = RuleSlots.ofTopology(topology)) {
     this.rules = topology.rules.filter((r) => r.enabled)
     this.hasModelRule = topology.rules.map((r) => r.when.some((c) => c.signal.needsModel))
     this.alertsByRule = alertsByRule
     let mask = 0
-    for (const r of this.rules) if (this.hasModelRule[r.index]) mask |= 1 << r.index
+    for (const r of this.rules) if (this.hasModelRule[r.index]) mask |= slots.bit(r.index)
     this.modelRules = mask
   }
 
-  /** Evaluates the rules in `mask` for a user on local day `today`; `at` is the event time the evaluation stands for. */
+  /**
+   * Evaluates the rules in `mask` (bits by rule.index) for a user on local day `today`; `at` is
+   * the event time the evaluation stands for. The user's rule bits are the rules' slots (slots.ts).
+   */
   evaluate (s: UserState, mask: number, today: number, at: number): void {
     const rules = this.rules
+    const slotOf = this.slots.slotOf
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]
-      const bit = 1 << rule.index
-      if ((mask & bit) === 0) continue
+      if ((mask & (1 << rule.index)) === 0) continue
+      const bit = 1 << slotOf[rule.index]
       if (conditionsHold(rule.when, s, today, this.topology.params, this.learner)) {
         if ((s.ruleCond & bit) !== 0) continue
         s.ruleCond |= bit
@@ -103,7 +109,7 @@ export class RuleEvaluator {
 
   private fire (s: UserState, rule: Rule, today: number, at: number): void {
     if (s.episodeOpenTs === 0) s.episodeOpenTs = at
-    s.ruleFired |= 1 << rule.index
+    s.ruleFired |= this.slots.bit(rule.index)
     const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
     const p = this.topology.params
     const reasons: Reason[] = rule.when.map((c) => c.signal.needsModel ? this.modelReason(c, s, today) : reasonOf(c, signalValue(c.signalId, s, today, p)))

@@ -47,7 +47,20 @@ export interface Topology {
   readonly defaultTimezone: string
   readonly allowedLatenessMs: number
   readonly graceMs: number
+  /**
+   * Bounded event time (docs/time.md): an event dated more than this after stream time does not
+   * move it by itself; it waits for the partition's next event to confirm it (or goes to the
+   * dead letters as `future`).
+   */
+  readonly maxStepMs: number
+  /** Kafka: an event dated more than this after its record's broker timestamp is `future` (Infinity: off) */
+  readonly maxAheadOfRecordMs: number
   readonly params: SignalParams
+  /**
+   * The rule ids in the file's order. Rules run in id order (`rules`); state written before a
+   * store kept its rule map indexed the rules in file order (src/rules/slots.ts reads it so).
+   */
+  readonly ruleIdsInFileOrder: readonly string[]
   readonly modelPath: string | null
   /** the churn model `model:` names (loaded and checked with the topology); scores churnScore */
   readonly model: ChurnModel | null
@@ -98,9 +111,15 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
   if (!isKnownZone(defaultTimezone)) fail(tzNode, `defaultTimezone: "${defaultTimezone}" is not an IANA time zone`)
 
   const time = get(root, 'time')
-  onlyKeys(time, 'time', ['allowedLateness', 'grace'])
+  onlyKeys(time, 'time', ['allowedLateness', 'grace', 'future'])
   const allowedLatenessMs = duration(get(time, 'allowedLateness'), 'time.allowedLateness', 5 * 60_000)
   const graceMs = duration(get(time, 'grace'), 'time.grace', 86_400_000)
+  const future = get(time, 'future')
+  onlyKeys(future, 'time.future', ['maxStep', 'maxAheadOfRecord'])
+  const maxStepMs = duration(get(future, 'maxStep'), 'time.future.maxStep', 86_400_000)
+  if (maxStepMs < 1000) fail(get(future, 'maxStep'), 'time.future.maxStep: at least 1s')
+  const aheadNode = get(future, 'maxAheadOfRecord')
+  const maxAheadOfRecordMs = aheadNode !== undefined && isScalar(aheadNode) && aheadNode.value === 'off' ? Number.POSITIVE_INFINITY : duration(aheadNode, 'time.future.maxAheadOfRecord', 3_600_000)
   if (allowedLatenessMs > 7 * 86_400_000) fail(get(time, 'allowedLateness'), 'time.allowedLateness: at most 7d')
   if (graceMs > 30 * 86_400_000) fail(get(time, 'grace'), 'time.grace: at most 30d (state windows are 35 days)')
 
@@ -213,6 +232,13 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
     })
   })
 
+  // Rules run in id order, not file order: rules that fire at the same instant emit their alerts
+  // (and the first of an episode takes the recall task) the same way however the file is
+  // arranged, so reordering the rules of a topology changes no output (docs/rules.md).
+  const ruleIdsInFileOrder = rules.map((r) => r.id)
+  rules.sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+  rules.forEach((r, i) => { (r as { index: number }).index = i })
+
   // A relative threshold names another rule, which must exist, run, and not depend on the model.
   const resolvedThresholds: ModelThreshold[] = modelThresholds.map((t) => {
     if (t.spec.kind !== 'alertsLike' && t.spec.kind !== 'precisionLike') return { spec: t.spec, refIndex: -1, refDays: Number.NaN }
@@ -239,5 +265,5 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
   const intervention = interventionNode === undefined ? null : parseIntervention(y, interventionNode, condition, modelPath !== null)
   // Loaded last: a mistake in the topology itself is reported first.
   const model = modelPath === null || opts.loadModel === false ? null : loadModel(modelPath)
-  return { file, defaultTimezone, allowedLatenessMs, graceMs, params, modelPath, model, rules, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention, modelThresholds: resolvedThresholds }
+  return { file, defaultTimezone, allowedLatenessMs, graceMs, maxStepMs, maxAheadOfRecordMs, params, modelPath, model, rules, ruleIdsInFileOrder, rulesByEventType, timerRules, timerHorizonDays: horizon, intervention, modelThresholds: resolvedThresholds }
 }

@@ -1,5 +1,5 @@
 import { EVENT_TYPES } from '../events/user-event.js'
-import type { DeadLetterReason } from '../errors.js'
+import { DEAD_LETTER_REASONS, type DeadLetterReason } from '../errors.js'
 
 /** Counters of one partition task; the CLI summary and (later) Prometheus read them. */
 export class EngineStats {
@@ -9,7 +9,9 @@ export class EngineStats {
   readonly byType = new Float64Array(EVENT_TYPES.length)
   /** decoded events that went to the dead letters (late, duplicate), by type */
   readonly rejectedByType = new Float64Array(EVENT_TYPES.length)
-  readonly deadLetters: Record<DeadLetterReason, number> = { undecodable: 0, invalid: 0, late: 0, duplicate: 0, processing: 0 }
+  readonly deadLetters = Object.fromEntries(DEAD_LETTER_REASONS.map((r) => [r, 0])) as Record<DeadLetterReason, number>
+  /** whitespace-only input lines (files): not records, but every line is accounted for */
+  blankLines = 0
   readonly alertsByRule = new Map<string, number>()
   usersCreated = 0
   usersErased = 0

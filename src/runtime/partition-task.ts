@@ -1,14 +1,18 @@
+import { createHash } from 'node:crypto'
 import { decodeAvroEvent } from '../events/avro.js'
+import { DEAD_LETTER_PREFIX } from '../io/line-reader.js'
 import { decodeJsonEvent } from '../events/jsonl.js'
 import { EventType, eventTypeIndex, type UserEvent } from '../events/user-event.js'
 import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
+import type { DeadLetterSource } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
 import { InterventionStage } from '../intervention/intervention-stage.js'
 import type { RecallKpis } from '../intervention/kpis.js'
 import { ChurnLearner, sigmoid, Z_SCALE } from '../model/learner.js'
 import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, spellEvidenceDays } from '../model/spell.js'
 import { RuleEvaluator } from '../rules/evaluator.js'
+import { RuleSlots } from '../rules/slots.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
@@ -33,6 +37,10 @@ export interface PartitionTaskOptions {
   snapshots?: SnapshotHook
   /** recall KPIs to count into (shared by the partitions of one replay); a new one by default */
   kpis?: RecallKpis
+  /** how errors name the store (its directory) */
+  stateName?: string
+  /** the largest raw record a dead letter carries whole (default 512 KiB: a Kafka message holds 1 MB) */
+  maxDeadLetterBytes?: number
 }
 
 /** Daily snapshots of users for training and evaluating the churn model (not used in production). */
@@ -58,6 +66,12 @@ export interface EngineObserver {
 const SAMPLE_MASK = 63
 
 const META_TIME = metaKey('time')
+/** the event waiting for the next one to confirm its time (bounded event time) */
+const META_HELD = metaKey('held')
+/** hashed ids of recently erased users, with the time of their ERASE */
+const META_ERASED = metaKey('erased')
+/** Base64 makes 4 bytes of 3, and a dead letter has other fields: 512 KiB of raw fit a 1 MB message. */
+export const DEFAULT_MAX_DEAD_LETTER_BYTES = 512 * 1024
 const DAY_MS = 86_400_000
 
 /**
@@ -89,6 +103,7 @@ export class PartitionTask {
   private readonly latency: LatencyRecorder | undefined
   private readonly observer: EngineObserver | undefined
   private readonly snapshots: SnapshotHook | undefined
+  private readonly maxDeadLetterBytes: number
   /** what this partition learns about its population (null when the topology has no model) */
   readonly learner: ChurnLearner | null
   private decodeNs = new Float64Array(0)
@@ -103,23 +118,43 @@ export class PartitionTask {
     prefetch: (userIds) => { this.cache.loadMissingSync(userIds) }
   }
 
-  private constructor (opts: PartitionTaskOptions, maxTs: number, watermark: number, timerSeq: number) {
+  /** which bit of a user's rule state each rule owns (kept by rule id across topology changes) */
+  readonly ruleSlots: RuleSlots
+  /**
+   * An event dated more than `time.future.maxStep` after stream time: it waits here, not applied,
+   * until the partition's next event says whether the stream really moved on (docs/time.md).
+   */
+  private held: HeldEvent | null = null
+  private heldStored = false
+  /**
+   * Erased users (by a 64-bit hash of the id, never the id) → the time of their ERASE: an event
+   * of theirs dated before it that arrives later is refused (`erased`). Entries leave once stream
+   * time is past them by more than the grace, when such an event would be `late` anyway.
+   */
+  private readonly erasedAt = new Map<string, number>()
+  private erasedDirty = false
+  /** users erased since the store last dropped erased data from its files */
+  erasuresToPurge = 0
+
+  private constructor (opts: PartitionTaskOptions, maxTs: number, watermark: number, timerSeq: number, slots: RuleSlots) {
+    this.ruleSlots = slots
     this.topology = opts.topology
     this.store = opts.store
     this.sink = opts.sink
     this.cache = new StateCache(opts.store, opts.cacheCapacity ?? 200_000)
     this.timers = new TimerService(opts.store, watermark, timerSeq)
     const iv = opts.topology.intervention
-    this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink, opts.kpis)
+    this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink, opts.kpis, slots)
     const model = opts.topology.model
-    this.learner = model === null ? null : new ChurnLearner(model, opts.topology.modelThresholds)
-    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention, this.learner)
+    this.learner = model === null ? null : new ChurnLearner(model, opts.topology.modelThresholds.map((t) => ({ ...t, refSlot: t.refIndex < 0 ? -1 : slots.slotOf[t.refIndex] })))
+    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention, this.learner, slots)
     this.defaultZone = zoneClock(opts.topology.defaultTimezone)
     this.maxTs = maxTs
     this.watermark = watermark
     this.latency = opts.latency
     this.observer = opts.observer
     this.snapshots = opts.snapshots
+    this.maxDeadLetterBytes = opts.maxDeadLetterBytes ?? DEFAULT_MAX_DEAD_LETTER_BYTES
   }
 
   /** Opens the task on its store, resuming the stream time a previous run committed. */
@@ -133,8 +168,14 @@ export class PartitionTask {
       watermark = meta.readDoubleBE(8)
       timerSeq = meta.readDoubleBE(16)
     }
-    const task = new PartitionTask(opts, maxTs, watermark, timerSeq)
+    const slots = await RuleSlots.load(opts.store, opts.topology, opts.stateName ?? 'the partition\'s state store')
+    const task = new PartitionTask(opts, maxTs, watermark, timerSeq, slots)
     if (task.learner !== null) await task.learner.load(opts.store)
+    const [held, erased] = await opts.store.getMany([META_HELD, META_ERASED])
+    if (held !== undefined) { task.held = HeldEvent.decode(held); task.heldStored = true }
+    if (erased !== undefined) {
+      for (let o = 0; o + 16 <= erased.length; o += 16) task.erasedAt.set(erased.toString('hex', o, o + 8), erased.readDoubleBE(o + 8))
+    }
     return task
   }
 
@@ -159,7 +200,7 @@ export class PartitionTask {
       let fail: EbbError | null = null
       try {
         const rejected = batch.rejection === undefined ? null : batch.rejection(i)
-        if (rejected !== null) throw new EbbError(Errors.EVENT_UNDECODABLE, rejected)
+        if (rejected !== null) throw typeof rejected === 'string' ? new EbbError(Errors.EVENT_UNDECODABLE, rejected) : rejected
         if (batch.format === 'json') {
           e = decodeJsonEvent(batch.value(i) as string)
         } else {
@@ -187,6 +228,24 @@ export class PartitionTask {
         this.deadLetter(batch, i, failures[i] as EbbError)
         continue
       }
+      // Bounded event time: an event from the future never moves stream time (docs/time.md).
+      if (e.type !== 'ERASE') {
+        if (batch.recordTime !== undefined && e.ts > batch.recordTime(i) + this.topology.maxAheadOfRecordMs) {
+          this.deadLetter(batch, i, new EbbError(Errors.EVENT_FUTURE, new Date(e.ts).toISOString(), `its Kafka record's timestamp ${new Date(batch.recordTime(i)).toISOString()}`, 'time.future.maxAheadOfRecord'))
+          decoded[i] = null
+          states[i] = undefined
+          continue
+        }
+        // Only an event of the stream's present says anything about the held one: an older one
+        // (out of order beyond the allowed lateness) neither confirms nor refutes it.
+        if (this.held !== null && e.ts >= this.maxTs - this.topology.allowedLatenessMs) this.resolveHeld(e.ts)
+        if (e.ts > this.maxTs + this.topology.maxStepMs && this.maxTs !== Number.NEGATIVE_INFINITY) {
+          this.held = HeldEvent.of(e, batch, i)
+          decoded[i] = null
+          states[i] = undefined
+          continue
+        }
+      }
       const t0 = latency !== undefined ? performance.now() : 0
       const sampled = observer !== undefined && (this.stats.recordsIn & SAMPLE_MASK) === 0
       const t1 = sampled ? performance.now() : 0
@@ -207,23 +266,25 @@ export class PartitionTask {
 
   private processEvent (e: UserEvent, batch: RecordBatch, i: number, known: UserState | undefined): void {
     const ts = e.ts
+    const type = eventTypeIndex(e.type) as EventType
+    // The state seen at decode time, unless the user was erased since (or was not cached then).
+    let s = known !== undefined && !known.erased ? known : this.cache.getOrLoadSync(e.userId)
+    if (type === EventType.ERASE) {
+      this.erase(e, s)
+      return
+    }
     if (ts > this.maxTs) {
       this.maxTs = ts
       const wm = ts - this.topology.allowedLatenessMs
       if (wm > this.watermark) this.advanceWatermark(wm)
     }
-    const type = eventTypeIndex(e.type) as EventType
-    // The state seen at decode time, unless the user was erased since (or was not cached then).
-    let s = known !== undefined && !known.erased ? known : this.cache.getOrLoadSync(e.userId)
-    if (type === EventType.ERASE) {
-      // Right to be forgotten: honoured however late the request arrives (it is not a
-      // behaviour signal, so lateness does not apply). The user's timer entry becomes stale:
-      // with no state, its current due is 0.
-      if (s !== undefined) this.cache.erase(s.userId)
-      this.stats.usersErased++
-      this.stats.byType[type]++
-      this.stats.eventsApplied++
-      return
+    if (this.erasedAt.size > 0) {
+      const at = this.erasedAt.get(userIdHash(e.userId))
+      if (at !== undefined && ts < at) {
+        this.stats.rejectedByType[type]++
+        this.deadLetter(batch, i, new EbbError(Errors.EVENT_ERASED, new Date(ts).toISOString(), new Date(at).toISOString()))
+        return
+      }
     }
     if (ts < this.watermark - this.topology.graceMs) {
       this.stats.rejectedByType[type]++
@@ -235,7 +296,8 @@ export class PartitionTask {
       this.cache.put(s)
       this.stats.usersCreated++
     }
-    if (s.seen(eventIdHash(e.eventId))) {
+    eventIdHash.of(e.eventId)
+    if (s.seen(eventIdHash.h1, eventIdHash.h2)) {
       this.stats.rejectedByType[type]++
       this.deadLetter(batch, i, new EbbError(Errors.EVENT_DUPLICATE))
       return
@@ -262,6 +324,70 @@ export class PartitionTask {
     this.stats.byType[type]++
     this.stats.eventsApplied++
   }
+
+  /**
+   * Right to be forgotten: honoured however late the request arrives and whatever it carries
+   * besides its userId (it is not a behaviour signal: it neither moves stream time nor is late).
+   * The state goes (a tombstone in the store and the changelog), the timers forget the id, the
+   * API's recent records drop it, and the store rewrites its files at the commit so that no
+   * file holds the user (docs/privacy.md). A small marker (a hash of the id and a time) refuses
+   * the user's events dated before the ERASE that arrive after it.
+   */
+  private erase (e: UserEvent, s: UserState | undefined): void {
+    const present = this.maxTs
+    let at = Number.isFinite(e.ts) && !(e.ts > present + this.topology.maxStepMs) ? Math.max(e.ts, present) : present
+    if (!Number.isFinite(at)) at = Number.NaN
+    if (!Number.isNaN(at)) {
+      const key = userIdHash(e.userId)
+      const prev = this.erasedAt.get(key)
+      if (prev === undefined || at > prev) { this.erasedAt.set(key, at); this.erasedDirty = true }
+    }
+    if (s !== undefined) {
+      this.cache.erase(s.userId)
+      this.timers.forget(s.userId)
+      this.erasuresToPurge++
+    }
+    if (this.held !== null && this.held.event.userId === e.userId) {
+      // the waiting event is the erased user's: it is refused, not applied after the ERASE
+      const h = this.held
+      this.held = null
+      this.stats.rejectedByType[eventTypeIndex(h.event.type)]++
+      this.deadLetter(h, 0, new EbbError(Errors.EVENT_ERASED, new Date(h.event.ts).toISOString(), 'the ERASE that followed it'))
+    }
+    this.sink.erased?.(e.userId)
+    this.stats.usersErased++
+    this.stats.byType[EventType.ERASE]++
+    this.stats.eventsApplied++
+  }
+
+  /**
+   * The held event meets the partition's next event (dated `nextTs`): if that one is not much
+   * older (within maxStep of it), the stream did move on and the held event is applied; if it
+   * is, the held event was from the future and goes to the dead letters (`future`).
+   */
+  private resolveHeld (nextTs: number): void {
+    const h = this.held as HeldEvent
+    this.held = null
+    if (nextTs >= h.event.ts - this.topology.maxStepMs) this.applyHeld(h)
+    else this.refuseHeld(h, `the next event is dated ${new Date(nextTs).toISOString()}`)
+  }
+
+  private applyHeld (h: HeldEvent): void {
+    try {
+      this.processEvent(h.event, h, 0, undefined)
+    } catch (err) {
+      if (isEbbError(err) && (err.code === Errors.STORE_IO.code || err.code === Errors.STATE_CORRUPT.code)) throw err
+      this.deadLetter(h, 0, new EbbError(Errors.EVENT_PROCESSING, (err as Error).message))
+    }
+  }
+
+  private refuseHeld (h: HeldEvent, why: string): void {
+    this.stats.rejectedByType[eventTypeIndex(h.event.type)]++
+    this.deadLetter(h, 0, new EbbError(Errors.EVENT_FUTURE, new Date(h.event.ts).toISOString(), `stream time ${Number.isFinite(this.maxTs) ? new Date(this.maxTs).toISOString() : '(none)'} (${why})`, 'time.future.maxStep'))
+  }
+
+  /** The event waiting for confirmation of its time, if any (its time, for the summary and tests). */
+  get heldEventTime (): number | null { return this.held === null ? null : this.held.event.ts }
 
   private armTimer (s: UserState, due: number): void {
     this.timers.set(s.userId, due)
@@ -368,22 +494,41 @@ export class PartitionTask {
    * timer due by then.
    */
   advanceTo (streamTime: number): void {
+    // An explicit present (replay --until, another partition's time) confirms a held event within maxStep of it.
+    if (this.held !== null && this.held.event.ts <= streamTime + this.topology.maxStepMs) {
+      const h = this.held
+      this.held = null
+      this.applyHeld(h)
+    }
     if (streamTime <= this.watermark) return
     const maxTs = streamTime + this.topology.allowedLatenessMs
     if (maxTs > this.maxTs) this.maxTs = maxTs
     this.advanceWatermark(streamTime)
   }
 
+  /**
+   * A record to the dead letters, with its bytes. Nothing about one record may stop a partition:
+   * bytes beyond `maxDeadLetterBytes` (what the output can carry: a Kafka message has a size
+   * limit) are cut to their first DEAD_LETTER_PREFIX, with the whole length and its SHA-256.
+   */
   private deadLetter (batch: RecordBatch, i: number, err: EbbError): void {
     const reason = err.deadLetter ?? 'processing'
     this.stats.deadLetters[reason]++
     const v = batch.raw === undefined ? batch.value(i) : batch.raw(i)
+    let raw = typeof v === 'string' ? Buffer.from(v, 'utf8') : v
+    let whole = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
+    if (whole === undefined && raw.length > this.maxDeadLetterBytes) {
+      whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
+      raw = raw.subarray(0, Math.min(DEAD_LETTER_PREFIX, this.maxDeadLetterBytes))
+    }
     this.sink.deadLetter({
       reason,
       code: err.code,
       detail: err.message,
-      raw: (typeof v === 'string' ? Buffer.from(v, 'utf8') : v).toString('base64'),
-      source: batch.source(i)
+      raw: raw.toString('base64'),
+      source: batch.source(i),
+      rawBytes: whole?.bytes ?? raw.length,
+      rawSha256: whole?.sha256 ?? null
     })
   }
 
@@ -400,6 +545,7 @@ export class PartitionTask {
       throw new EbbError(Errors.STORE_IO, (err as Error).message)
     }
     this.committed()
+    await this.purgeErased()
     if (this.observer !== undefined) this.observer.commitSeconds((performance.now() - t0) / 1000)
   }
 
@@ -412,6 +558,9 @@ export class PartitionTask {
     this.cache.drainDirty(batch)
     this.timers.drain(batch)
     if (this.learner !== null) this.learner.drain(batch)
+    this.ruleSlots.drain(batch)
+    if (this.held !== null) { batch.put(META_HELD, this.held.encode()); this.heldStored = true } else if (this.heldStored) { batch.del(META_HELD); this.heldStored = false }
+    if (this.erasedDirty || this.erasedAt.size > 0) this.drainErased(batch)
     const meta = Buffer.allocUnsafe(24)
     meta.writeDoubleBE(this.maxTs, 0)
     meta.writeDoubleBE(this.watermark, 8)
@@ -419,9 +568,35 @@ export class PartitionTask {
     batch.put(META_TIME, meta)
   }
 
+  /** Erase markers older than stream time − grace are dropped: such events are `late` anyway. */
+  private drainErased (batch: StoreBatch): void {
+    const horizon = this.watermark - this.topology.graceMs
+    for (const [k, at] of this.erasedAt) if (at < horizon) { this.erasedAt.delete(k); this.erasedDirty = true }
+    if (!this.erasedDirty) return
+    if (this.erasedAt.size === 0) batch.del(META_ERASED)
+    else {
+      const b = Buffer.allocUnsafe(16 * this.erasedAt.size)
+      let o = 0
+      for (const [k, at] of this.erasedAt) { b.write(k, o, 8, 'hex'); b.writeDoubleBE(at, o + 8); o += 16 }
+      batch.put(META_ERASED, b)
+    }
+    this.erasedDirty = false
+  }
+
+  /**
+   * After a commit that erased users: the store rewrites its files without them (RocksDB keeps
+   * deleted values in its log and tables until a compaction reaches them). O(store size).
+   */
+  async purgeErased (): Promise<void> {
+    if (this.erasuresToPurge === 0) return
+    await this.store.purgeDeleted?.()
+    this.erasuresToPurge = 0
+  }
+
   /** The second half: the prepared batch is durable; dirty flags, timers and the cache move on. */
   committed (): void {
     if (this.learner !== null) this.learner.committed()
+    this.ruleSlots.committed()
     this.timers.committed()
     this.cache.afterFlush()
     this.stats.commits++
@@ -442,3 +617,53 @@ export class PartitionTask {
   }
 }
 
+
+/** A 64-bit hash of a user id, as 16 hex digits (erase markers: the id itself is not kept). */
+function userIdHash (userId: string): string {
+  eventIdHash.of(userId)
+  return (eventIdHash.h1 >>> 0).toString(16).padStart(8, '0') + (eventIdHash.h2 >>> 0).toString(16).padStart(8, '0')
+}
+
+/**
+ * The event that waits for its time to be confirmed, as a one-record batch (so that it reaches
+ * the dead letters with its own bytes and source, whenever it is resolved). Persisted with the
+ * task's metadata, so a restart or a restore resumes the wait.
+ */
+class HeldEvent implements RecordBatch {
+  readonly length = 1
+  private constructor (readonly event: UserEvent, readonly format: 'json' | 'avro', private readonly body: string | Buffer, private readonly bytes: Buffer, private readonly where: DeadLetterSource) {}
+
+  static of (e: UserEvent, batch: RecordBatch, i: number): HeldEvent {
+    const v = batch.value(i)
+    const body = typeof v === 'string' ? v : Buffer.from(v)
+    const raw = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
+    return new HeldEvent(e, batch.format, body, raw, batch.source(i))
+  }
+
+  value (): string | Buffer { return this.body }
+  raw (): Buffer { return this.bytes }
+  source (): DeadLetterSource { return this.where }
+
+  /** format (1 B), source as JSON (length 4 B, UTF-8), the raw record, the decodable body */
+  encode (): Buffer {
+    const where = Buffer.from(JSON.stringify(this.where), 'utf8')
+    const body = typeof this.body === 'string' ? Buffer.from(this.body, 'utf8') : this.body
+    const head = Buffer.allocUnsafe(9)
+    head[0] = this.format === 'json' ? 0 : 1
+    head.writeUInt32BE(where.length, 1)
+    head.writeUInt32BE(this.bytes.length, 5)
+    return Buffer.concat([head, where, this.bytes, body])
+  }
+
+  static decode (b: Buffer): HeldEvent {
+    const format = b[0] === 0 ? 'json' : 'avro'
+    const wl = b.readUInt32BE(1)
+    const rl = b.readUInt32BE(5)
+    const where = JSON.parse(b.toString('utf8', 9, 9 + wl)) as DeadLetterSource
+    const raw = Buffer.from(b.subarray(9 + wl, 9 + wl + rl))
+    const bodyBytes = Buffer.from(b.subarray(9 + wl + rl))
+    const body = format === 'json' ? bodyBytes.toString('utf8') : bodyBytes
+    const e = format === 'json' ? decodeJsonEvent(body as string) : decodeAvroEvent(body as Buffer)
+    return new HeldEvent(e, format, body, raw, where)
+  }
+}

@@ -1,3 +1,5 @@
+import { EbbError, Errors } from '../errors.js'
+import type { RejectedLine } from '../io/line-reader.js'
 import type { DeadLetterSource } from '../io/records.js'
 
 /**
@@ -11,19 +13,57 @@ export interface RecordBatch {
   readonly format: 'json' | 'avro'
   value (i: number): string | Buffer
   source (i: number): DeadLetterSource
-  /** why record i cannot be decoded before it is tried (an unknown schema id, an empty value); null when it can */
-  rejection? (i: number): string | null
+  /**
+   * Why record i cannot be decoded before it is tried, or null when it can: a string is an
+   * undecodable record (an unknown schema id, an empty value), an EbbError says its own reason
+   * (a line too large).
+   */
+  rejection? (i: number): string | EbbError | null
   /** the record's bytes as received, for the dead letters, when value(i) is a part of them (framing removed) */
   raw? (i: number): Buffer
+  /** when raw(i) is only the first bytes of the record: its whole length and SHA-256 */
+  rawWhole? (i: number): { bytes: number, sha256: string } | undefined
+  /** Kafka: the record's timestamp (CreateTime or LogAppendTime), ms; NaN when unknown */
+  recordTime? (i: number): number
 }
 
 /** Lines of a file (replay) or of an in-memory list (the test driver). */
 export class LineBatch implements RecordBatch {
   readonly format = 'json' as const
-  /** `lines` as read; `lineNumbers` their 1-based numbers in the file, or the number of the first when they are consecutive */
-  constructor (readonly lines: string[], readonly file: string, readonly lineNumbers: number[] | number) {}
+  private readonly rejected: Map<number, RejectedLine> | undefined
+  /**
+   * `lines` as read; `lineNumbers` their 1-based numbers in the file, or the number of the first
+   * when they are consecutive; `rejected` the lines the reader refused (too large, not UTF-8),
+   * by their index in `lines`.
+   */
+  constructor (readonly lines: string[], readonly file: string, readonly lineNumbers: number[] | number, rejected?: readonly RejectedLine[]) {
+    this.rejected = rejected === undefined || rejected.length === 0 ? undefined : new Map(rejected.map((r) => [r.index, r]))
+  }
+
   get length (): number { return this.lines.length }
   value (i: number): string { return this.lines[i] }
+  rejection (i: number): string | EbbError | null {
+    const r = this.rejected?.get(i)
+    if (r === undefined) return null
+    return r.reason === 'too_large' ? new EbbError(Errors.EVENT_TOO_LARGE, r.bytes, r.limit) : 'the line is not valid UTF-8 (its exact bytes are in raw)'
+  }
+
+  raw (i: number): Buffer {
+    const r = this.rejected?.get(i)
+    return r === undefined ? Buffer.from(this.lines[i], 'utf8') : r.raw
+  }
+
+  rawWhole (i: number): { bytes: number, sha256: string } | undefined {
+    const r = this.rejected?.get(i)
+    return r === undefined || r.reason !== 'too_large' ? undefined : { bytes: r.bytes, sha256: r.sha256 }
+  }
+
+  /** The sub-batch of records [from, to) (replay --partitions). */
+  slice (from: number, to: number): LineBatch {
+    const numbers = typeof this.lineNumbers === 'number' ? this.lineNumbers + from : this.lineNumbers.slice(from, to)
+    const rejected = this.rejected === undefined ? undefined : [...this.rejected.values()].filter((r) => r.index >= from && r.index < to).map((r) => ({ ...r, index: r.index - from }))
+    return new LineBatch(this.lines.slice(from, to), this.file, numbers, rejected)
+  }
   source (i: number): DeadLetterSource {
     const line = typeof this.lineNumbers === 'number' ? this.lineNumbers + i : this.lineNumbers[i]
     return { topic: null, partition: null, offset: null, file: this.file, line }

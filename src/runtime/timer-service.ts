@@ -52,6 +52,8 @@ export class TimerService {
   /** next bucket sequence number; persisted with the task's metadata */
   seq: number
   fired = 0
+  /** users erased since the last commit (and not armed again since): drain removes their ids */
+  private forgotten = new Set<string>()
 
   /** `seq`: the next bucket number, as persisted by the last commit (keys must never repeat). */
   constructor (private readonly store: KvStore, firedUntil: number, seq: number) {
@@ -71,6 +73,7 @@ export class TimerService {
   /** Arms a user's timer for `due` (the owner records it as the user's current due). */
   set (userId: string, due: number): void {
     if (due === 0) return // cancelling is the owner's: its current due becomes 0
+    if (this.forgotten.size > 0) this.forgotten.delete(userId) // a new user of the same id
     const into = due <= this.firingUntil ? this.rearmed : this.pending
     const list = into.get(due)
     if (list === undefined) into.set(due, [userId])
@@ -141,9 +144,16 @@ export class TimerService {
     }
   }
 
+  /**
+   * An ERASE: the user's id leaves the timers at the next commit, from the pending lists and from
+   * every stored bucket not yet fired (lazy deletion would keep it until the bucket fires).
+   */
+  forget (userId: string): void { this.forgotten.add(userId) }
+
   /** Writes the commit's timers as buckets and deletes the fired ones, in the commit's batch. */
   drain (batch: StoreBatch): void {
     for (const key of this.firedBuckets) batch.del(key)
+    if (this.forgotten.size > 0) this.purgeForgotten(batch)
     for (const [due, list] of this.pending) {
       sortUnique(list)
       for (let i = 0; i < list.length; i += BUCKET) batch.put(timerBucketKey(due, this.seq++), encodeBucket(list, i, Math.min(i + BUCKET, list.length)))
@@ -158,9 +168,38 @@ export class TimerService {
    * retry writes the buckets under new sequence numbers; the discarded batch wrote nothing).
    */
   committed (): void {
+    this.forgotten.clear()
     this.firedBuckets = []
     this.pending = new Map()
     this.pendingMin = Number.POSITIVE_INFINITY
+  }
+
+  /**
+   * Rewrites every unfired bucket that holds an erased id (O(live timers): ERASEs are rare, and
+   * the commit that applies them rewrites the store anyway), and filters the pending lists.
+   */
+  private purgeForgotten (batch: StoreBatch): void {
+    const gone = this.forgotten
+    for (const [due, list] of this.pending) {
+      const kept = list.filter((u) => !gone.has(u))
+      if (kept.length === 0) this.pending.delete(due)
+      else this.pending.set(due, kept)
+    }
+    const cursor = this.store.scanSync(timerBucketKey(this.firedUntil + 1, 0), timerBucketKey(Number.MAX_SAFE_INTEGER, 0xffffffff))
+    try {
+      for (let rows = cursor.next(256); rows.length > 0; rows = cursor.next(256)) {
+        for (const [key, value] of rows) {
+          const ids: string[] = []
+          decodeBucket(value, ids)
+          const kept = ids.filter((u) => !gone.has(u))
+          if (kept.length === ids.length) continue
+          if (kept.length === 0) batch.del(key)
+          else batch.put(key, encodeBucket(kept, 0, kept.length))
+        }
+      }
+    } finally {
+      cursor.close()
+    }
   }
 
   /** Timers armed since the last commit (their user ids are held until it). */

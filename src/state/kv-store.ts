@@ -35,5 +35,10 @@ export interface KvStore {
   scanSync (gte: Buffer, lte: Buffer): KeyCursor
   /** bytes on disk (approximate), for the benchmark and metrics */
   approximateSize (): number
+  /**
+   * Makes deleted values leave the files (an ERASE): RocksDB keeps them in its write-ahead log
+   * and tables until a compaction reaches them. Absent for stores with no files.
+   */
+  purgeDeleted? (): Promise<void>
   close (): Promise<void>
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import { EbbError, Errors } from '../errors.js'
@@ -17,12 +17,36 @@ const NO_OPTIONS = {}
 
 /** Bytes of the files in a (closed) store directory: SST files, WAL, manifest, options. */
 export function directoryBytes (dir: string): number {
+  const active = activeDir(dir)
   let n = 0
-  for (const f of readdirSync(dir)) {
-    const st = statSync(join(dir, f))
+  for (const f of readdirSync(active)) {
+    const st = statSync(join(active, f))
     if (st.isFile()) n += st.size
   }
   return n
+}
+
+/**
+ * Where a store's RocksDB files are: the store directory itself, until an ERASE made the store
+ * rewrite them into a generation subdirectory (`gen-<n>`), named by the `STORE` file. Writing
+ * that file (write, then rename) is the instant a rewrite takes effect: a crash before it keeps
+ * the old files, a crash after it leaves only old files to delete at the next open.
+ */
+const POINTER = 'STORE'
+const ROCKS_FILE = /^(\d+\.(sst|log|blob|dbtmp)|MANIFEST-\d+|CURRENT|IDENTITY|LOCK|OPTIONS-\d+(\.dbtmp)?|LOG(\.old\.\d+)?)$/
+
+function activeDir (dir: string): string {
+  const p = join(dir, POINTER)
+  return existsSync(p) ? join(dir, readFileSync(p, 'utf8').trim()) : dir
+}
+
+/** Removes what an interrupted or finished rewrite left: other generations, and the top-level files once a generation is active. */
+function tidy (dir: string): void {
+  const active = existsSync(join(dir, POINTER)) ? readFileSync(join(dir, POINTER), 'utf8').trim() : null
+  for (const f of readdirSync(dir)) {
+    if (/^gen-\d+$/.test(f) && f !== active) rmSync(join(dir, f), { recursive: true, force: true })
+    else if (active !== null && ROCKS_FILE.test(f)) rmSync(join(dir, f), { force: true })
+  }
 }
 
 /**
@@ -37,7 +61,7 @@ export async function settledDirectoryBytes (dir: string): Promise<number> {
 }
 
 export class RocksStore implements KvStore {
-  private constructor (private readonly db: RocksLevel<Buffer, Buffer>, readonly dir: string) {}
+  private constructor (private db: RocksLevel<Buffer, Buffer>, readonly dir: string) {}
 
   static async open (dir: string): Promise<RocksStore> {
     try {
@@ -45,15 +69,57 @@ export class RocksStore implements KvStore {
     } catch (err) {
       throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, dir, (err as Error).message)
     }
-    const db = new RocksLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    const db = await openDb(activeDir(dir), dir)
     try {
-      await db.open({ infoLogLevel: 'error' } as object)
+      tidy(dir)
     } catch (err) {
-      const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message
-      if (/lock/i.test(cause)) throw new EbbError(Errors.STATE_LOCKED, dir, cause)
-      throw new EbbError(Errors.STORE_IO, `opening ${dir}: ${cause}`)
+      await db.close()
+      throw new EbbError(Errors.STORE_IO, `tidying ${dir}: ${(err as Error).message}`)
     }
     return new RocksStore(db, dir)
+  }
+
+  /**
+   * Copies every live key into a new generation and drops the old files: deleted values (an
+   * erased user's state, their tombstones, old values in the write-ahead log) are in no file
+   * afterwards. The binding has no compactRange; a copy is O(live data) and ERASEs are rare.
+   */
+  async purgeDeleted (): Promise<void> {
+    const from = activeDir(this.dir)
+    const current = from === this.dir ? 0 : Number(from.slice(from.lastIndexOf('gen-') + 4))
+    const name = `gen-${current + 1}`
+    const to = join(this.dir, name)
+    rmSync(to, { recursive: true, force: true })
+    try {
+      const fresh = await openDb(to, this.dir)
+      try {
+        const it = this.db.iterator({ keys: true, values: true }) as unknown as SyncIterator
+        try {
+          for (;;) {
+            const { rows, finished } = it._nextvSync(4096, {})
+            if (rows.length > 0) {
+              const raw = fresh.batch() as unknown as RawBatch
+              for (let i = 0; i < rows.length; i += 2) raw._put(rows[i] as Buffer, rows[i + 1] as Buffer, NO_OPTIONS)
+              raw._writeSync(NO_OPTIONS)
+              raw._closeSync()
+            }
+            if (finished) break
+          }
+        } finally {
+          it._closeSync()
+        }
+      } finally {
+        await fresh.close()
+      }
+      await this.db.close()
+      writeFileSync(join(this.dir, POINTER + '.tmp'), name)
+      renameSync(join(this.dir, POINTER + '.tmp'), join(this.dir, POINTER))
+      tidy(this.dir)
+      this.db = await openDb(to, this.dir)
+    } catch (err) {
+      if (err instanceof EbbError) throw err
+      throw new EbbError(Errors.STORE_IO, `rewriting ${this.dir} without erased users: ${(err as Error).message}`)
+    }
   }
 
   async getMany (keys: Buffer[]): Promise<Array<Buffer | undefined>> {
@@ -115,4 +181,16 @@ export class RocksStore implements KvStore {
   }
 
   async close (): Promise<void> { await this.db.close() }
+}
+
+async function openDb (path: string, dir: string): Promise<RocksLevel<Buffer, Buffer>> {
+  const db = new RocksLevel<Buffer, Buffer>(path, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+  try {
+    await db.open({ infoLogLevel: 'error' } as object)
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message
+    if (/lock/i.test(cause)) throw new EbbError(Errors.STATE_LOCKED, dir, cause)
+    throw new EbbError(Errors.STORE_IO, `opening ${dir}: ${cause}`)
+  }
+  return db
 }

@@ -3,7 +3,7 @@ import { loadAvroType } from '../events/avro.js'
 import { EbbError, Errors } from '../errors.js'
 import { isKnownZone, zoneClock } from '../time/zones.js'
 import { AvroWriter } from './avro-writer.js'
-import { COUNTS_LENGTH, NEVER_DAY, OFF_ACTIVE, OFF_RECENT, OFF_SPELL, RECENT_IDS, SPELL_WORDS, STATE_VERSION, type TaskEntry, UserState } from './user-state.js'
+import { COUNTS_LENGTH, NEVER_DAY, OFF_ACTIVE, OFF_RECENT, OFF_SPELL, RECENT_ID_WORDS, RECENT_IDS, SPELL_WORDS, STATE_VERSION, type TaskEntry, UserState } from './user-state.js'
 
 /** The stored form of UserState: ebb.UserState in Avro (schemas/user-state.avsc). */
 interface StoredState {
@@ -201,7 +201,7 @@ function writeState (s: UserState): void {
   writeTuples(w, s.purchases, 2, s.headDay)
   writeTuples(w, s.messages, 3, s.headDay)
   w.ensure(FIXED_FIELDS_CAPACITY)
-  w.u16AsBytes(s.words, OFF_RECENT, 2 * RECENT_IDS)
+  w.u16AsBytes(s.words, OFF_RECENT, RECENT_ID_WORDS * RECENT_IDS)
   w.long(s.recentPos)
   w.long(s.ruleCond)
   w.long(s.ruleFired)
@@ -268,7 +268,7 @@ export function encodeStateWithAvsc (s: UserState): Buffer {
     counts: packCounts(s.words),
     purchases: relativeDays(s.purchases, 2, s.headDay),
     messages: relativeDays(s.messages, 3, s.headDay),
-    recentIds: wordsLE(s.words, OFF_RECENT, 2 * RECENT_IDS),
+    recentIds: wordsLE(s.words, OFF_RECENT, RECENT_ID_WORDS * RECENT_IDS),
     recentPos: s.recentPos,
     ruleCond: s.ruleCond,
     ruleFired: s.ruleFired,
@@ -310,9 +310,14 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   unpackCounts(d.counts, s.words)
   if (d.purchases.length > 0) s.purchases = absoluteDays(d.purchases, 2, d.headDay)
   if (d.messages.length > 0) s.messages = absoluteDays(d.messages, 3, d.headDay)
-  if (d.recentIds.length !== 4 * RECENT_IDS) throw new EbbError(Errors.STATE_CORRUPT, `recentIds holds ${d.recentIds.length} bytes`)
-  for (let i = 0; i < 2 * RECENT_IDS; i++) s.words[OFF_RECENT + i] = d.recentIds.readUInt16LE(i * 2)
-  s.recentPos = d.recentPos
+  if (d.recentIds.length === 2 * RECENT_ID_WORDS * RECENT_IDS) {
+    for (let i = 0; i < RECENT_ID_WORDS * RECENT_IDS; i++) s.words[OFF_RECENT + i] = d.recentIds.readUInt16LE(i * 2)
+  } else if (d.v === 2 && d.recentIds.length === 4 * RECENT_IDS) {
+    // layout 2 kept 32-bit hashes: they cannot become 64-bit ones; the ring starts empty (a
+    // duplicate of one of the user's last 8 events, delivered across the upgrade, passes)
+    s.recentPos = 0
+  } else throw new EbbError(Errors.STATE_CORRUPT, `recentIds holds ${d.recentIds.length} bytes`)
+  if (d.recentIds.length === 2 * RECENT_ID_WORDS * RECENT_IDS) s.recentPos = d.recentPos
   s.ruleCond = d.ruleCond
   s.ruleFired = d.ruleFired
   s.episodeOpenTs = d.episodeOpenTs

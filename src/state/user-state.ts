@@ -29,8 +29,10 @@ export const OFF_HOUR = OFF_UNFOLLOW + FOLLOW_DAYS
 export const COUNTS_LENGTH = OFF_HOUR + 24
 export const OFF_ACTIVE = COUNTS_LENGTH
 export const OFF_RECENT = OFF_ACTIVE + 6
+/** words per remembered eventId: a 64-bit hash */
+export const RECENT_ID_WORDS = 4
 /** the churn model's spell record: 15 int16 words (src/model/spell.ts) */
-export const OFF_SPELL = OFF_RECENT + 16
+export const OFF_SPELL = OFF_RECENT + RECENT_ID_WORDS * 8
 export const SPELL_WORDS = 15
 export const WORDS = OFF_SPELL + SPELL_WORDS
 export const LOGIN_RING = 32
@@ -181,15 +183,19 @@ export class UserState {
     else m.splice(at, 0, day, delivered, opened)
   }
 
-  /** Remembers an eventId hash; returns true when it was already among the recent ones. */
-  seen (hash: number): boolean {
+  /** Remembers an eventId's 64-bit hash (two 32-bit halves); returns true when it was already among the recent ones. */
+  seen (h1: number, h2: number): boolean {
     const w = this.words
-    const lo = hash & 0xffff
-    const hi = hash >>> 16
-    for (let i = OFF_RECENT; i < OFF_RECENT + 2 * RECENT_IDS; i += 2) if (w[i] === lo && w[i + 1] === hi) return true
-    const at = OFF_RECENT + 2 * this.recentPos
-    w[at] = lo
-    w[at + 1] = hi
+    const a = h1 & 0xffff
+    const b = h1 >>> 16
+    const c = h2 & 0xffff
+    const d = h2 >>> 16
+    for (let i = OFF_RECENT; i < OFF_RECENT + RECENT_ID_WORDS * RECENT_IDS; i += RECENT_ID_WORDS) if (w[i] === a && w[i + 1] === b && w[i + 2] === c && w[i + 3] === d) return true
+    const at = OFF_RECENT + RECENT_ID_WORDS * this.recentPos
+    w[at] = a
+    w[at + 1] = b
+    w[at + 2] = c
+    w[at + 3] = d
     this.recentPos = (this.recentPos + 1) % RECENT_IDS
     return false
   }
@@ -269,12 +275,31 @@ function pruneTuples (list: number[], width: number, oldest: number): number[] {
 }
 
 /**
- * 32-bit FNV-1a of an eventId, never 0 (0 marks an empty slot). Duplicate detection keeps the
- * last RECENT_IDS hashes per user: a false duplicate needs a 32-bit collision among 8 ids of one
- * user (about 2e-9 per event); a true duplicate older than 8 events of the same user passes.
+ * A 64-bit hash of an eventId as two independent 32-bit halves: FNV-1a, and a multiply–rotate
+ * hash with murmur3's finaliser. Duplicate detection keeps the last RECENT_IDS hashes per user;
+ * a false duplicate needs both halves to collide among 8 ids of one user (two ids built to
+ * collide under FNV-1a alone, as a hostile corpus has, are told apart). A true duplicate older
+ * than 8 events of the same user passes. The first half is never 0 (0 marks an empty slot).
+ * Written to `eventIdHash.h1` / `.h2`: no allocation per event.
  */
-export function eventIdHash (id: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
-  return h === 0 ? 1 : h
+export const eventIdHash = {
+  h1: 0,
+  h2: 0,
+  of (id: string): void {
+    let a = 0x811c9dc5
+    let b = 0x9e3779b9
+    for (let i = 0; i < id.length; i++) {
+      const c = id.charCodeAt(i)
+      a = Math.imul(a ^ c, 0x01000193)
+      b = Math.imul((b ^ c) << 13 | (b ^ c) >>> 19, 0x5bd1e995) + 0x6b43a9b5 | 0
+    }
+    b ^= id.length
+    b ^= b >>> 16
+    b = Math.imul(b, 0x85ebca6b)
+    b ^= b >>> 13
+    b = Math.imul(b, 0xc2b2ae35)
+    b ^= b >>> 16
+    this.h1 = a === 0 ? 1 : a
+    this.h2 = b
+  }
 }

@@ -103,10 +103,14 @@ export function zoneClock (id: string): ZoneClock {
   return c
 }
 
+let regions: Set<string> | undefined
+
 export function isKnownZone (id: string): boolean {
   if (clocks.has(id)) return true
-  // Region ids only ("Europe/Paris", "UTC"): a fixed offset like "+08:00" would silently ignore DST.
-  if (unknown.has(id) || id.length === 0 || id.length > 64 || !/^[A-Za-z]/.test(id)) return false
+  // IANA region ids only ("Europe/Paris", "UTC", "Etc/GMT+5"): a fixed offset ("+08:00", "Z",
+  // "UTC+05:30") would silently ignore DST, and js-joda accepts those as ids too.
+  if (regions === undefined) regions = new Set(ZoneId.getAvailableZoneIds())
+  if (unknown.has(id) || id.length === 0 || id.length > 64 || !regions.has(id)) return false
   try {
     const z = ZoneId.of(id)
     if (z.id() !== id && id !== 'UTC') { unknown.add(id); return false }

@@ -208,6 +208,8 @@ describe('follow-ups and outcomes', () => {
     const d2 = await quietUser(topology())
     const first = d2.sink.tasks[0]
     await d2.pipe(ev('u', 'LOGIN', '2026-03-13T09:00')) // exactly 72 h after: outside [sendAt, sendAt + 72 h)
+    // More than time.future.maxStep after stream time, the LOGIN waits for the stream to confirm it.
+    d2.advanceTo(at('2026-03-13T08:55'))
     // Only the follow-up (sent 12 March 09:00, whose window holds the LOGIN) is recalled.
     expect(d2.sink.tasks.map((t) => t.sendAt)).toEqual([at('2026-03-10T09:00'), at('2026-03-12T09:00')])
     expect(d2.sink.outcomes.map((o) => [o.taskId, o.cycleTimeMs])).toEqual([[d2.sink.tasks[1].taskId, 86_400_000]])

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildServer } from '../../src/http/server.js'
+import { LineBatch } from '../../src/runtime/record-batch.js'
 import { at } from '../helpers.js'
 import { engine } from './helpers.js'
 
@@ -104,5 +105,31 @@ describe('HTTP API', () => {
     expect(r.headers['x-request-id']).toBe('trace-42')
     const generated = (await app.inject('/healthz')).headers['x-request-id']
     expect(generated).toMatch(/^[0-9a-f-]{36}$/)
+    // an unbounded or odd caller id is not taken (it would be logged as is)
+    for (const bad of ['x'.repeat(10_000), 'a b', 'evil\u0007']) {
+      const r2 = await app.inject({ url: '/healthz', headers: { 'x-request-id': bad } })
+      expect(r2.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+    }
+  })
+
+  it('serves user ids up to the contract\'s 256 characters, after the auth check', async () => {
+    const long = 'L'.repeat(256)
+    expect((await app.inject({ url: `/users/${long}` })).statusCode).toBe(401)
+    const r = await app.inject({ url: `/users/${long}`, headers: auth })
+    expect(r.statusCode).toBe(404)
+    await e.pipe({ userId: long, type: 'LOGIN', local: '2026-03-09T09:00' })
+    const found = await app.inject({ url: `/users/${long}`, headers: auth })
+    expect([found.statusCode, found.json().userId]).toEqual([200, long])
+  })
+
+  it('after an ERASE (a userId is all it needs) serves nothing of the user: no state, no recent alerts or tasks', async () => {
+    expect((await app.inject({ url: '/alerts', headers: auth })).json().alerts.some((a: { userId: string }) => a.userId === 'u2')).toBe(true)
+    await e.task.process(new LineBatch(['{"userId":"u2","type":"ERASE","tz":"Not/AZone","ts":"garbage"}'], 'http-test', 1))
+    expect(e.task.stats.usersErased).toBe(1)
+    expect((await app.inject({ url: '/users/u2', headers: auth })).statusCode).toBe(404)
+    const alerts = (await app.inject({ url: '/alerts', headers: auth })).json().alerts as Array<{ userId: string }>
+    expect(alerts.length).toBeGreaterThan(0)
+    expect(alerts.some((a) => a.userId === 'u2')).toBe(false)
+    expect(e.recent.tasks.toArray().some((t) => t.userId === 'u2')).toBe(false)
   })
 })

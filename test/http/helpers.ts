@@ -10,7 +10,7 @@ import { MemoryStore } from '../../src/state/memory-store.js'
 import { at, defaultTopology } from '../helpers.js'
 
 /** A real engine (in-memory store) with the metrics and view the HTTP API serves. */
-export async function engine (): Promise<{ task: PartitionTask, view: LocalEngineView, metrics: EbbMetrics, pipe: (...e: Array<Partial<UserEvent> & Pick<UserEvent, 'userId' | 'type'> & { local: string }>) => Promise<void> }> {
+export async function engine (): Promise<{ task: PartitionTask, view: LocalEngineView, metrics: EbbMetrics, recent: RecentRecordsSink, pipe: (...e: Array<Partial<UserEvent> & Pick<UserEvent, 'userId' | 'type'> & { local: string }>) => Promise<void> }> {
   const recent = new RecentRecordsSink(new MemorySink())
   const holder: { task?: PartitionTask } = {}
   const metrics = new EbbMetrics({ partitions: () => holder.task === undefined ? [] : [{ partition: 0, task: holder.task }] })
@@ -20,6 +20,7 @@ export async function engine (): Promise<{ task: PartitionTask, view: LocalEngin
   return {
     task,
     metrics,
+    recent,
     view: new LocalEngineView(task, recent),
     pipe: async (...events) => {
       const lines = events.map(({ local, ...e }) => encodeJsonEvent({ eventId: `h-${++seq}`, tz: 'Asia/Shanghai', targetId: null, durationMs: null, amount: null, channel: null, taskId: null, ...e, ts: at(local) } as UserEvent))

@@ -94,13 +94,13 @@ describe('the model file', () => {
         return ''
       } catch (err) { return (err as Error).message }
     }
-    expect(bad('{ alertsLike: nope }')).toMatch(/topo\.yaml:7: .*no rule "nope" \(rules: week, risk\)/)
+    expect(bad('{ alertsLike: nope }')).toMatch(/topo\.yaml:7: .*no rule "nope" \(rules: risk, week\)/)
     expect(bad('{ alertsLike: other }', '  - id: other\n    when: [{ signal: churnScore, op: ">=", threshold: 0.9 }]\n')).toMatch(/rule other uses churnScore itself/)
     expect(bad('{ alertsLike: week, precision: 0.5 }')).toMatch(/give exactly one of alertsLike, precisionLike, precision, alertsPer1kUsersPerDay, probability/)
     expect(bad('{ precision: 1.5 }')).toMatch(/precision/)
     expect(() => parseTopology('version: 1\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: { alertsLike: a } }]\n', join(tmp.dir, 'topo.yaml'))).toThrow(/only a churnScore threshold can be chosen/)
     const ok = parseTopology(`version: 1\nmodel: m.json\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: { alertsLike: week } }]\n`, join(tmp.dir, 'topo.yaml'))
-    expect(ok.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'week' }, refIndex: 0, refDays: 7 }])
+    expect(ok.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'week' }, refIndex: 1, refDays: 7 }]) // rules in id order: risk, week
   })
 })
 
@@ -255,7 +255,7 @@ describe('the threshold controller', () => {
     const p = new Float64Array(THRESHOLD_GRID_SIZE)
     // every grid threshold crossed 10 times, with the probability of its logit
     for (let j = 0; j < THRESHOLD_GRID_SIZE; j++) { crossings[j] = 10; p[j] = 10 * sigmoid(grid(j)) }
-    const c = { spec: { kind: 'precision' as const, value: 0.6 }, refIndex: -1, refDays: Number.NaN, ref: 0, refP: 0, theta: 0, warm: true }
+    const c = { spec: { kind: 'precision' as const, value: 0.6 }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref: 0, refP: 0, theta: 0, warm: true }
     expect(chooseTheta(c, crossings, p, 0)).toBe(grid(Math.ceil((logit(0.6) + 8) / 0.125)))
     const b = { ...c, spec: { kind: 'alertsPer1kUsersPerDay' as const, value: 5 } }
     // 10 000 scored user-days and 5/1000 of them: at most 50 alerts; thresholds from j = 124 cross 5 × 10
@@ -266,14 +266,15 @@ describe('the threshold controller', () => {
   it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {
     const d = await driverWith(handModel({ daysInactive: 1 }, -50), '{ alertsLike: week }') // a score that never crosses
     // 25 users known for two weeks reach 7 silent days at the same midnight (03-23 00:00), fired
-    // in userId order, week before model_risk for each: the model rule alerts with the first 19;
-    // week's 20th alert warms it up, and from that user on its own (unreachable) threshold holds.
+    // in userId order, rules in id order (model_risk before week) for each: the model rule alerts
+    // with the first 20; week's 20th alert warms it up, and from the next user on its own
+    // (unreachable) threshold holds.
     const all = Array.from({ length: 25 }, (_, u) => dailyLogins(`u${10 + u}`, 14)).flat()
     await d.pipe(...all.sort((a, b) => (a.ts as number) - (b.ts as number)))
     d.advanceTo(at('2026-03-24T00:00'))
     expect(d.alertsOf('week')).toHaveLength(25)
     const risk = d.alertsOf('model_risk')
-    expect(risk.map((a) => a.userId)).toEqual(Array.from({ length: 19 }, (_, k) => `u${10 + k}`))
+    expect(risk.map((a) => a.userId)).toEqual(Array.from({ length: 20 }, (_, k) => `u${10 + k}`))
     expect(risk.every((a) => a.reasons[0].code === 'DAYS_INACTIVE' && /alerts like week until that rule has alerted 20 times/.test(a.reasons[0].text))).toBe(true)
     expect(d.task.learner?.warming(0)).toBe(false)
   })

@@ -20,15 +20,18 @@ function problem (text: string): EbbError {
 describe('topology loading', () => {
   it('loads the default topology: the four rules of SPEC §4 with their thresholds, and the win-back hand-off', () => {
     const t = parseTopology(DEFAULT, topologyPath('default.yaml'))
+    // in id order, whatever the order of the file
     expect(t.rules.map((r) => [r.id, r.when[0].signal.name, r.when[0].op, r.when[0].auto < 0 ? r.when[0].threshold : 'chosen'])).toEqual([
-      ['inactive_7d', 'daysInactive', '>=', 7],
-      ['unfollow_burst', 'unfollowRatio7d', '>=', 0.5],
       ['consumption_drop', 'consumptionDrop', '>=', 0.6],
       ['inactive_31d', 'daysInactive', '>=', 31],
-      ['model_risk', 'churnScore', '>=', 'chosen']
+      ['inactive_7d', 'daysInactive', '>=', 7],
+      ['model_risk', 'churnScore', '>=', 'chosen'],
+      ['unfollow_burst', 'unfollowRatio7d', '>=', 0.5]
     ])
     // model_risk's threshold: as many alerts as inactive_7d, each partition choosing from its stream
-    expect(t.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'inactive_7d' }, refIndex: 0, refDays: 7 }])
+    expect(t.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'inactive_7d' }, refIndex: 2, refDays: 7 }])
+    expect(t.maxStepMs).toBe(86_400_000)
+    expect(t.maxAheadOfRecordMs).toBe(3_600_000)
     expect(t.allowedLatenessMs).toBe(5 * 60_000)
     expect(t.graceMs).toBe(86_400_000)
     expect(t.params.minFollowBase).toBe(4)

@@ -1,0 +1,207 @@
+import { createHash } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { EbbError } from '../../src/errors.js'
+import { encodeAvroEvent } from '../../src/events/avro.js'
+import type { UserEvent } from '../../src/events/user-event.js'
+import { MemorySink } from '../../src/io/sinks.js'
+import { RuleSlots } from '../../src/rules/slots.js'
+import { MAX_RULES, parseTopology } from '../../src/rules/topology.js'
+import { PartitionTask } from '../../src/runtime/partition-task.js'
+import { AvroBatch, LineBatch } from '../../src/runtime/record-batch.js'
+import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
+import { MemoryStore } from '../../src/state/memory-store.js'
+import { COUNT_DAYS, eventIdHash, OFF_VIEW, type UserState } from '../../src/state/user-state.js'
+import { at, defaultTopology } from '../helpers.js'
+
+const SH = 'Asia/Shanghai'
+
+/** VIEW events counted on the user's current local day (the daily ring). */
+const viewsToday = (s: UserState | undefined): number => s === undefined ? -1 : s.words[OFF_VIEW + (s.headDay % COUNT_DAYS)]
+
+function event (userId: string, type: UserEvent['type'], local: string, extra: Partial<UserEvent> = {}): UserEvent {
+  return { eventId: `${userId}-${type}-${local}`, userId, type, ts: at(local), tz: SH, targetId: null, durationMs: null, amount: null, channel: null, taskId: null, ...extra }
+}
+
+/** Avro records as a Kafka source hands them over, with the broker timestamp of each record. */
+class TimedAvroBatch extends AvroBatch {
+  constructor (values: Buffer[], private readonly times: number[]) { super(values, 'ebb.events', 0, 100n) }
+  recordTime (i: number): number { return this.times[i] }
+}
+
+/** Every byte the store holds, keys and values, as one latin1 string to search. */
+function storeBytes (store: MemoryStore): string {
+  const c = store.scanSync(Buffer.alloc(0), Buffer.alloc(64, 0xff))
+  let all = ''
+  for (let rows = c.next(1000); rows.length > 0; rows = c.next(1000)) for (const [k, v] of rows) all += k.toString('latin1') + '\u0000' + v.toString('latin1') + '\u0000'
+  c.close()
+  return all
+}
+
+describe('bounded event time on Kafka: the record timestamp', () => {
+  it('sends an event dated far ahead of its broker timestamp to the dead letters as future, and stream time stays', async () => {
+    const sink = new MemorySink()
+    const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
+    const now = at('2026-03-02T10:00')
+    const good = event('a', 'LOGIN', '2026-03-02T10:00')
+    const ahead = event('b', 'LOGIN', '2026-03-02T13:00') // 3 h after its record was written (limit 1 h)
+    const within = event('c', 'LOGIN', '2026-03-02T10:40') // 40 min: allowed
+    await task.process(new TimedAvroBatch([encodeAvroEvent(good), encodeAvroEvent(ahead), encodeAvroEvent(within)], [now, now, now]))
+    expect(sink.deadLetters.map((d) => [d.reason, d.code, d.source.offset])).toEqual([['future', 'EBB_EVENT_FUTURE', '101']])
+    expect(task.userState('b')).toBeUndefined()
+    expect(task.userState('c')?.lastLoginTs).toBe(within.ts)
+    // An event of the present after it is not late: stream time did not move to 13:00.
+    await task.process(new TimedAvroBatch([encodeAvroEvent(event('d', 'LOGIN', '2026-03-02T10:05'))], [now + 300_000]))
+    expect(sink.deadLetters).toHaveLength(1)
+    expect(task.userState('d')).toBeDefined()
+  })
+
+  it('takes records without a timestamp on event time alone', async () => {
+    const sink = new MemorySink()
+    const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
+    await task.process(new TimedAvroBatch([encodeAvroEvent(event('a', 'LOGIN', '2026-03-02T10:00'))], [Number.NaN]))
+    expect(sink.deadLetters).toEqual([])
+    expect(task.userState('a')).toBeDefined()
+  })
+})
+
+describe('ERASE reaches the timer buckets', () => {
+  it('after an ERASE and a commit no stored byte holds the user id, and their timers never fire', async () => {
+    const store = new MemoryStore()
+    const d = await TopologyTestDriver.create(defaultTopology(), store)
+    const victim = 'victim-7f3a9c'
+    await d.pipe(
+      { userId: victim, type: 'LOGIN', ts: at('2026-03-02T09:00'), tz: SH },
+      { userId: 'control-41d2', type: 'LOGIN', ts: at('2026-03-02T09:00'), tz: SH }
+    )
+    await d.commit()
+    expect(storeBytes(store)).toContain(victim) // the state key and the timer bucket both name them
+    await d.pipe({ userId: victim, type: 'ERASE', ts: at('2026-03-02T12:00') })
+    await d.commit()
+    const bytes = storeBytes(store)
+    expect(bytes).not.toContain(victim)
+    expect(bytes).toContain('control-41d2')
+    d.advanceTo(at('2026-03-12T00:00'))
+    expect(d.alertsOf('inactive_7d').map((a) => a.userId)).toEqual(['control-41d2'])
+    await d.commit()
+    expect(storeBytes(store)).not.toContain(victim)
+  })
+
+  it('keeps a user who comes back after their ERASE (a new LOGIN dated after it)', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'u', type: 'LOGIN', ts: at('2026-03-02T09:00'), tz: SH })
+    await d.pipe({ userId: 'u', type: 'ERASE', ts: at('2026-03-02T10:00') })
+    await d.commit()
+    await d.pipe(
+      { userId: 'u', type: 'LOGIN', ts: at('2026-03-02T09:30'), tz: SH, eventId: 'retry' }, // a producer retry from before the ERASE
+      { userId: 'u', type: 'LOGIN', ts: at('2026-03-02T11:00'), tz: SH }
+    )
+    expect(d.deadLetters.map((x) => [x.reason, x.code])).toEqual([['erased', 'EBB_EVENT_ERASED']])
+    expect(d.user('u')?.lastLoginTs).toBe(at('2026-03-02T11:00'))
+    d.advanceTo(at('2026-03-10T00:00'))
+    expect(d.alertsOf('inactive_7d').map((a) => a.userId)).toEqual(['u'])
+  })
+})
+
+describe('eventId hashes', () => {
+  it('tells apart two eventIds whose 32-bit FNV-1a hashes collide', async () => {
+    // A birthday search over FNV-1a alone (the hash of earlier versions) finds a colliding pair.
+    const seen = new Map<number, string>()
+    let pair: [string, string] | null = null
+    for (let i = 0; pair === null; i++) {
+      const id = `e${i.toString(36)}`
+      eventIdHash.of(id)
+      const other = seen.get(eventIdHash.h1)
+      if (other !== undefined) pair = [other, id]
+      else seen.set(eventIdHash.h1, id)
+    }
+    eventIdHash.of(pair[0]); const a = [eventIdHash.h1, eventIdHash.h2]
+    eventIdHash.of(pair[1]); const b = [eventIdHash.h1, eventIdHash.h2]
+    expect(a[0]).toBe(b[0])
+    expect(a[1]).not.toBe(b[1])
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe(
+      { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:00'), tz: SH, eventId: pair[0], targetId: 'c1', durationMs: 1000 },
+      { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:01'), tz: SH, eventId: pair[1], targetId: 'c1', durationMs: 1000 },
+      { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:02'), tz: SH, eventId: pair[1], targetId: 'c1', durationMs: 1000 } // a true duplicate
+    )
+    expect(d.deadLetters.map((x) => x.reason)).toEqual(['duplicate'])
+    expect(viewsToday(d.user('u'))).toBe(2)
+  })
+})
+
+describe('field limits', () => {
+  it.each([
+    ['Z', 'tz'], ['UTC+05:30', 'tz'], ['+08:00', 'tz'], ['EST5EDT ', 'tz']
+  ])('refuses the zone %j: only IANA zone ids', async (tz, field) => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'u', type: 'LOGIN', ts: at('2026-03-02T09:00'), tz })
+    expect(d.deadLetters).toHaveLength(1)
+    expect(d.deadLetters[0].reason).toBe('invalid')
+    expect(d.deadLetters[0].detail).toContain(field)
+    expect(d.user('u')).toBeUndefined()
+  })
+
+  it('refuses a durationMs that the Avro int cannot carry, and takes the largest one that fits', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe(
+      { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:00'), tz: SH, targetId: 'c', durationMs: 2 ** 31 },
+      { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:01'), tz: SH, targetId: 'c', durationMs: 2 ** 31 - 1 }
+    )
+    expect(d.deadLetters.map((x) => [x.reason, x.source.line])).toEqual([['invalid', 1]])
+    expect(d.deadLetters[0].detail).toContain('durationMs')
+    expect(viewsToday(d.user('u'))).toBe(1)
+  })
+})
+
+describe('dead letters that fit their output', () => {
+  it('keeps the first bytes, the length and the SHA-256 of a record larger than the output allows', async () => {
+    const sink = new MemorySink()
+    const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink, maxDeadLetterBytes: 1000 })
+    const big = '{"eventId":"x","userId":"' + 'A'.repeat(5000) + '", broken'
+    const small = '{"broken'
+    await task.process(new LineBatch([big, small], 'in.jsonl', 7))
+    expect(sink.deadLetters).toHaveLength(2)
+    const [d1, d2] = sink.deadLetters
+    expect(d1.reason).toBe('undecodable')
+    expect(d1.rawBytes).toBe(Buffer.byteLength(big))
+    expect(Buffer.from(d1.raw, 'base64').toString('utf8')).toBe(big.slice(0, 1000))
+    expect(d1.rawSha256).toBe(createHash('sha256').update(big).digest('hex'))
+    expect(d1.source.line).toBe(7)
+    // A record that fits is kept whole, with no hash.
+    expect(Buffer.from(d2.raw, 'base64').toString('utf8')).toBe(small)
+    expect(d2.rawBytes).toBe(small.length)
+    expect(d2.rawSha256).toBeNull()
+  })
+})
+
+describe('rule state by id', () => {
+  const rulesYaml = (ids: string[]): string => 'version: 1\ndefaultTimezone: UTC\nmodel: null\nrules:\n' + ids.map((id, k) => `  - id: ${id}\n    when:\n      - { signal: daysInactive, op: ">=", threshold: ${k + 1} }\n`).join('')
+
+  it('reads a store written before the rule map with the file order that indexed it then, and keeps it from then on', async () => {
+    const store = new MemoryStore()
+    const first = parseTopology(rulesYaml(['zeta', 'alpha']), 'old.yaml')
+    expect(first.rules.map((r) => r.id)).toEqual(['alpha', 'zeta']) // run in id order
+    const slots = await RuleSlots.load(store, first, 'state')
+    expect(slots.bit(first.rules.findIndex((r) => r.id === 'zeta'))).toBe(1) // file position 0
+    expect(slots.bit(first.rules.findIndex((r) => r.id === 'alpha'))).toBe(2)
+    const b = store.batch(); slots.drain(b); await b.write(); slots.committed()
+    // The same rules, another file order: the stored map wins.
+    const later = parseTopology(rulesYaml(['alpha', 'zeta', 'new']), 'new.yaml')
+    const again = await RuleSlots.load(store, later, 'state')
+    expect(again.bit(later.rules.findIndex((r) => r.id === 'zeta'))).toBe(1)
+    expect(again.bit(later.rules.findIndex((r) => r.id === 'alpha'))).toBe(2)
+    expect(again.bit(later.rules.findIndex((r) => r.id === 'new'))).toBe(4)
+  })
+
+  it('refuses, with what to do, a topology whose new rule finds no free bit', async () => {
+    const store = new MemoryStore()
+    const full = Array.from({ length: MAX_RULES }, (_, k) => `r${String(k).padStart(2, '0')}`)
+    const slots = await RuleSlots.load(store, parseTopology(rulesYaml(full), 'full.yaml'), 'state')
+    const b = store.batch(); slots.drain(b); await b.write()
+    const err = await RuleSlots.load(store, parseTopology(rulesYaml([...full.slice(1), 'extra']), 'more.yaml'), 'the-state-dir').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(EbbError)
+    expect((err as EbbError).code).toBe('EBB_RULES_INCOMPATIBLE')
+    expect((err as EbbError).message).toContain('the-state-dir')
+    expect((err as EbbError).message).toContain('extra')
+  })
+})
