@@ -239,7 +239,9 @@ export class PartitionTask {
         // Only an event of the stream's present says anything about the held one: an older one
         // (out of order beyond the allowed lateness) neither confirms nor refutes it.
         if (this.held !== null && e.ts >= this.maxTs - this.topology.allowedLatenessMs) this.resolveHeld(e.ts)
-        if (e.ts > this.maxTs + this.topology.maxStepMs && this.maxTs !== Number.NEGATIVE_INFINITY) {
+        // The partition's first event has no present to be compared with: it waits for the
+        // second to confirm it like a jump does (docs/time.md, "The first event").
+        if (this.maxTs === Number.NEGATIVE_INFINITY ? this.held === null : e.ts > this.maxTs + this.topology.maxStepMs) {
           this.held = HeldEvent.of(e, batch, i)
           decoded[i] = null
           states[i] = undefined
@@ -330,7 +332,7 @@ export class PartitionTask {
    * besides its userId (it is not a behaviour signal: it neither moves stream time nor is late).
    * The state goes (a tombstone in the store and the changelog), the timers forget the id, the
    * API's recent records drop it, and the store rewrites its files at the commit so that no
-   * file holds the user (docs/privacy.md). A small marker (a hash of the id and a time) refuses
+   * file holds the user (docs/erase.md). A small marker (a hash of the id and a time) refuses
    * the user's events dated before the ERASE that arrive after it.
    */
   private erase (e: UserEvent, s: UserState | undefined): void {

@@ -52,6 +52,16 @@ export class TopologyTestDriver {
     await this.task.process(new LineBatch(lines, 'driver', 1))
   }
 
+  /**
+   * Confirms the event that waits for its time to be confirmed (a partition's first event, or a
+   * jump beyond time.future.maxStep: docs/time.md) as the next event of the present would: it is
+   * applied and stream time moves to it. Nothing happens when no event waits.
+   */
+  settle (): void {
+    const t = this.task.heldEventTime
+    if (t !== null) this.task.advanceTo(t - this.task.topology.allowedLatenessMs)
+  }
+
   /** Advances stream time (the watermark) to an instant, firing due timers. */
   advanceTo (t: number | string): void {
     this.task.advanceTo(typeof t === 'string' ? Date.parse(t) : t)

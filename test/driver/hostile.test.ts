@@ -58,9 +58,39 @@ describe('bounded event time on Kafka: the record timestamp', () => {
   it('takes records without a timestamp on event time alone', async () => {
     const sink = new MemorySink()
     const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
-    await task.process(new TimedAvroBatch([encodeAvroEvent(event('a', 'LOGIN', '2026-03-02T10:00'))], [Number.NaN]))
+    await task.process(new TimedAvroBatch([encodeAvroEvent(event('a', 'LOGIN', '2026-03-02T10:00')), encodeAvroEvent(event('b', 'LOGIN', '2026-03-02T10:01'))], [Number.NaN, Number.NaN]))
     expect(sink.deadLetters).toEqual([])
     expect(task.userState('a')).toBeDefined()
+  })
+})
+
+describe('bounded event time: the first event of a partition', () => {
+  it.each([
+    ['2099', '2099-01-01T00:00'],
+    ['a year ahead', '2027-03-02T09:00'],
+    ['three days ahead', '2026-03-05T09:00']
+  ])('refuses a first event dated %s as future, and the stream after it loses nothing', async (_, local) => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'bad', type: 'LOGIN', ts: at(local), tz: SH })
+    expect(d.task.heldEventTime).toBe(at(local)) // waits: nothing to compare it with yet
+    const users = ['a', 'b', 'c', 'd']
+    await d.pipe(...users.map((u, k) => ({ userId: u, type: 'LOGIN' as const, ts: at(`2026-03-02T09:0${k}`), tz: SH })))
+    expect(d.deadLetters.map((x) => [x.reason, x.source.line])).toEqual([['future', 1]])
+    expect(d.user('bad')).toBeUndefined()
+    d.advanceTo(at('2026-03-10T00:00'))
+    expect(d.alertsOf('inactive_7d').map((x) => x.userId).sort()).toEqual(users)
+    expect(d.deadLetters).toHaveLength(1)
+  })
+
+  it('applies a first event that the second one confirms, before it', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipe({ userId: 'a', type: 'LOGIN', ts: at('2026-03-02T09:00'), tz: SH })
+    expect(d.user('a')).toBeUndefined()
+    await d.pipe({ userId: 'b', type: 'LOGIN', ts: at('2026-03-02T08:30'), tz: SH }) // 30 min earlier: within the step
+    expect(d.deadLetters).toEqual([])
+    expect(d.user('a')?.lastLoginTs).toBe(at('2026-03-02T09:00'))
+    expect(d.user('b')?.lastLoginTs).toBe(at('2026-03-02T08:30'))
+    expect(d.task.heldEventTime).toBeNull()
   })
 })
 
@@ -147,6 +177,7 @@ describe('field limits', () => {
       { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:00'), tz: SH, targetId: 'c', durationMs: 2 ** 31 },
       { userId: 'u', type: 'VIEW', ts: at('2026-03-02T09:01'), tz: SH, targetId: 'c', durationMs: 2 ** 31 - 1 }
     )
+    d.settle()
     expect(d.deadLetters.map((x) => [x.reason, x.source.line])).toEqual([['invalid', 1]])
     expect(d.deadLetters[0].detail).toContain('durationMs')
     expect(viewsToday(d.user('u'))).toBe(1)

@@ -77,6 +77,7 @@ function pastSend (local: string, channel: number): TaskEntry {
 async function quietUser (t: Topology, userId = 'u', extra: DriverEvent[] = [], seed: TaskEntry[] = []): Promise<TopologyTestDriver> {
   const d = await TopologyTestDriver.create(t)
   await d.pipe(ev(userId, 'LOGIN', '2026-03-02T09:00'), ...extra)
+  d.settle()
   const s = d.user(userId)
   if (s === undefined) throw new Error('no state')
   if (seed.length > 0) s.tasks = seed

@@ -7,9 +7,15 @@ import { at, defaultTopology } from '../helpers.js'
 const SH = 'Asia/Shanghai'
 const NY = 'America/New_York'
 
-// Signal tests pipe one user's sparse history: no stream of other users confirms a jump of days,
-// so time.future.maxStep is out of the way here (bounded event time has its own tests).
-async function driver (): Promise<TopologyTestDriver> { return await TopologyTestDriver.create({ ...defaultTopology(), maxStepMs: 400 * 86_400_000 }) }
+// Signal tests pipe one user's sparse history: no stream of other users confirms the first event
+// or a jump of days, so bounded event time is out of the way here (it has its own tests): a large
+// time.future.maxStep, and each pipe settled as the next event of the present would.
+async function driver (): Promise<TopologyTestDriver> {
+  const d = await TopologyTestDriver.create({ ...defaultTopology(), maxStepMs: 400 * 86_400_000 })
+  const pipe = d.pipe.bind(d)
+  d.pipe = async (...events) => { await pipe(...events); d.settle() }
+  return d
+}
 
 describe('daysInactive (complete local days since the last login day)', () => {
   it('counts calendar days across midnight, not 24-hour periods (SPEC §3 example)', async () => {

@@ -51,6 +51,7 @@ describe('the per-user state record', () => {
   it('writes avsc\'s bytes for fresh, sparse and extreme states', async () => {
     const d = await TopologyTestDriver.create(defaultTopology())
     await d.pipe({ userId: 'új-用户-😀', type: 'VIEW', ts: at('2026-03-01T10:00'), tz: 'America/Los_Angeles' })
+    d.settle()
     const s = d.user('új-用户-😀')
     if (s === undefined) throw new Error('no state')
     expect(encodeState(s)).toEqual(encodeStateWithAvsc(s))
