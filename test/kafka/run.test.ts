@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:http'
@@ -145,6 +146,58 @@ describe('ebb run on a real Kafka', () => {
     expect(dlq.map((d) => d.reason).sort()).toEqual([...replayed, 'late', 'undecodable', 'undecodable'].sort())
     expect(dlq.find((d) => d.detail.includes('schema id 9'))?.raw).toBe(unknownId.toString('base64'))
     expect(dlq.every((d) => d.source.topic === input)).toBe(true)
+  }, 180_000)
+
+  it('hostile records cost nothing valid: an 850 KB undecodable record, a 2099 event, invalid UTF-8 and a 2099 ERASE neither stop the partition nor move its time', async () => {
+    const app = `hostile-${uid()}`
+    const input = `${app}.events`
+    const sim = new Simulator({ users: 150, days: 30, seed: 77, noise: false })
+    const events = [...sim.days()].flat()
+    const half = Math.floor(events.length / 2)
+    const victim = events[10].userId
+    const erase = { ...events[10], eventId: 'erase-1', type: 'ERASE' as const, ts: Date.parse('2099-01-01T00:00:00Z'), targetId: null, durationMs: null, amount: null, channel: null, taskId: null }
+    const future = { ...events[half], eventId: 'from-2099', ts: Date.parse('2099-06-01T00:00:00Z') }
+    // Invalid UTF-8 inside an Avro string: the user id 'probe-Au' with its 'A' made 0xff.
+    const bad = encodeAvroEvent({ ...events[half], eventId: 'bad-utf8', userId: 'probe-Au' })
+    bad[bad.indexOf(Buffer.from('probe-Au')) + 6] = 0xff
+    const big = Buffer.alloc(850_000, 0x41)
+    big.write('{"not":"avro"', 0)
+    const admin = kafka().admin()
+    await admin.connect()
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true })
+    await admin.disconnect()
+    const p = kafka().producer()
+    await p.connect()
+    const send = async (values: Array<{ key: string | null, value: Buffer }>): Promise<void> => { for (let i = 0; i < values.length; i += 2000) await p.send({ topic: input, acks: -1, messages: values.slice(i, i + 2000) }) }
+    await send(events.slice(0, half).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+    await send([{ key: 'big', value: big }]) // alone: a batch holding it and others would pass the broker's 1 MB
+    await send([{ key: future.userId, value: encodeAvroEvent(future) }, { key: 'probe', value: bad }, { key: victim, value: encodeAvroEvent(erase) }])
+    await send(events.slice(half).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+    await p.disconnect()
+
+    const ebb = startEbb(config(app, input, 1, join(tmp.dir, app)))
+    await waitCaughtUp(app, input)
+    ebb.child.kill('SIGTERM')
+    expect(await ebb.exited).toBe(0)
+
+    // The valid events and the ERASE through `ebb replay`: the same alerts, none lost to the 2099 dates.
+    const replayIn = join(tmp.dir, `${app}.jsonl`)
+    writeFileSync(replayIn, [...events.slice(0, half), erase, ...events.slice(half)].map(encodeJsonEvent).join('\n') + '\n')
+    const out = join(tmp.dir, `${app}-replay`)
+    expect(spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', replayIn, '--out', out]).status).toBe(0)
+    const expected = readFileSync(join(out, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Alert)
+    const alerts = kcatValues(`${app}.alerts`).map((v) => decodeOutput('alert', v) as Alert)
+    expect(alerts.length).toBeGreaterThan(20)
+    expect(alerts.map((a) => [a.alertId, a.firedAt, a.decision, a.taskId])).toEqual(expected.map((a) => [a.alertId, a.firedAt, a.decision, a.taskId]))
+    expect(alerts.some((a) => a.userId === victim && a.firedAt > Date.parse('2099-01-01'))).toBe(false)
+    const dlq = kcatValues(`${app}.dlq`).map((v) => decodeOutput('deadLetter', v) as { reason: string, detail: string, raw: string, rawBytes: number, rawSha256: string | null, source: { offset: string } })
+    const replayed = readFileSync(join(out, 'dlq.jsonl'), 'utf8').trim().split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { reason: string }).reason)
+    expect(dlq.map((d) => d.reason).sort()).toEqual([...replayed, 'future', 'undecodable', 'undecodable'].sort())
+    const tooBig = dlq.find((d) => d.rawBytes === big.length)
+    expect(tooBig?.rawSha256).toBe(createHash('sha256').update(big).digest('hex'))
+    expect(Buffer.from(tooBig?.raw ?? '', 'base64')).toEqual(big.subarray(0, 4096))
+    expect(dlq.find((d) => d.detail.includes('2099-06-01'))?.reason).toBe('future')
+    expect(Buffer.from(dlq.find((d) => d.rawBytes === bad.length && d.reason === 'undecodable')?.raw ?? '', 'base64')).toEqual(bad)
   }, 180_000)
 
   it('learns per partition: one instance, two instances and `ebb replay --partitions 2` give the same alerts and scores', async () => {
