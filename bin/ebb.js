@@ -1,4 +1,9 @@
 #!/usr/bin/env node
 // The `ebb` command. Runs the compiled CLI (built by `npm ci` through the `prepare` script).
 import { main } from '../dist/src/cli/main.js'
-main(process.argv.slice(2)).then((code) => { process.exitCode = code })
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code
+  // Whatever a command left open (a client socket, a timer of a library) gets a moment to close;
+  // then the process exits: a command that returned must never linger with nothing to stop it.
+  setTimeout(() => { process.exit(code) }, 3000).unref()
+})

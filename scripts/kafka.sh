@@ -3,6 +3,7 @@
 # integration tests and benchmarks, from Maven Central jars (no Docker).
 #
 #   scripts/kafka.sh start | stop | status | bootstrap | console TOPIC
+#   scripts/kafka.sh kill | resume    (SIGKILL the broker; start it again on the data it had: chaos tests)
 #
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
 # controller listens on KAFKA_PORT+1), KAFKA_DIR (default .cache/kafka). Jars are fetched once
@@ -38,9 +39,16 @@ fetch() {
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 start() {
+  local keep=${1:-}
   if running; then log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; echo "127.0.0.1:$PORT"; return; fi
   command -v java >/dev/null || { log "java not found: install a JDK 17"; exit 1; }
   fetch
+  if [ "$keep" = keep ] && [ -f "$RUN/server.properties" ]; then
+    log "resuming Kafka $VERSION on its data in $RUN"
+    : > "$RUN/server.log"
+    launch
+    return
+  fi
   rm -rf "$RUN"; mkdir -p "$RUN/data"
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller
@@ -87,6 +95,12 @@ L4J2
   java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" >"$RUN/format.log" 2>&1 \
     || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
   log "starting Kafka $VERSION (KRaft) on 127.0.0.1:$PORT"
+  launch
+}
+
+launch() {
+  local cp="$LIBS/*"
+  local logopts=(-Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml")
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -cp "$cp" "${logopts[@]}" kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 240); do
@@ -109,6 +123,15 @@ stop() {
   log "stopped"
 }
 
+kill9() {
+  if ! running; then log "not running"; return; fi
+  local pid; pid=$(cat "$PIDFILE")
+  kill -9 "$pid"
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  rm -f "$PIDFILE"
+  log "killed (-9) pid $pid; its data stays in $RUN (scripts/kafka.sh resume)"
+}
+
 console() {
   # Kafka's own console consumer (read_committed): `scripts/kafka.sh console ebb.recall-tasks`.
   local topic=${2:?usage: $0 console TOPIC}
@@ -123,6 +146,8 @@ console() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  kill) kill9 ;;
+  resume) start keep ;;
   status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 3; fi ;;
   bootstrap) echo "127.0.0.1:$PORT" ;;
   fetch) fetch ;;

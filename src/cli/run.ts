@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { EbbError, Errors } from '../errors.js'
+import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { EngineView } from '../http/engine-view.js'
 import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
@@ -12,7 +12,7 @@ import { loadTopology } from '../rules/topology.js'
 import { parseOptions, requireOption } from './args.js'
 
 export const RUN_HELP = `ebb run --config F
-  Production mode on Kafka (SPEC §9): joins the consumer group <applicationId>, reads
+  Production mode on Kafka (README, "Production mode on Kafka"): joins the consumer group <applicationId>, reads
   ebb.UserEvent (Avro) from the input topic, keeps each partition's state in RocksDB with a
   compacted changelog, and writes alerts, recall tasks, outcomes and dead letters as Avro, in one
   transaction per commit interval with the consumer offsets (exactly-once). Serves the HTTP API.
@@ -30,14 +30,14 @@ export async function run (argv: string[]): Promise<number> {
   if (!existsSync(file)) throw new EbbError(Errors.INPUT_NOT_FOUND, file, 'no such file')
   const config = loadRunConfig(file)
   const topology = loadTopology(config.topologyFile)
-  const runner = new KafkaRunner(config, topology)
+  // One runner per attempt to reach the brokers; the API and metrics read whichever is current.
+  let runner = new KafkaRunner(config, topology)
   const metrics = new EbbMetrics({
     partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
     rebalances: () => runner.rebalances,
     consumerLag: () => runner.consumerLag(),
     restore: () => runner.restore
   })
-  runner.attachMetrics(metrics)
   const view: EngineView = {
     topology,
     recent: runner.recent,
@@ -59,19 +59,73 @@ export async function run (argv: string[]): Promise<number> {
   // (with the host name when bound to all interfaces).
   const advertised = process.env.EBB_ADVERTISED_URL ?? url.replace('//0.0.0.0:', `//${hostname()}:`)
   process.stderr.write(`[run] ${config.applicationId}/${config.instanceId}: ${config.topics.input} → ${config.topics.alerts}, ${config.topics.tasks}, ${config.topics.outcomes}, ${config.topics.deadLetters} (${config.processingGuarantee}); API ${url}\n`)
+  // Reaching the brokers: a broker that is down at start (or restarting with this instance) is
+  // waited for, up to startupTimeout, with the API up and /readyz saying why it is not ready.
+  // A configuration the brokers refuse (a missing topic, partitions that do not match) is not.
+  const deadline = Date.now() + config.startupTimeoutMs
+  let interrupted: string | undefined
+  void stopped.then((why) => { interrupted = why })
+  for (let attempt = 1; ; attempt++) {
+    runner.attachMetrics(metrics)
+    runner.waiting ??= 'connecting to the brokers'
+    try {
+      await runner.start(advertised)
+      runner.waiting = undefined
+      break
+    } catch (err) {
+      await withDeadline(runner.stop(), STOP_DEADLINE_MS)
+      const fatal = isEbbError(err) && !err.retriable
+      if (fatal || interrupted !== undefined || Date.now() >= deadline) {
+        await withDeadline(app.close(), 5000)
+        if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) before the brokers could be reached\n`); return 0 }
+        if (fatal) throw err
+        throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.startupTimeoutMs / 1000), (err as Error).message)
+      }
+      const wait = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5))
+      const waiting = `the brokers cannot be reached (attempt ${attempt}: ${(err as Error).message}); retrying until ${new Date(deadline).toISOString()}`
+      runner.waiting = waiting
+      log.warn({ attempt, retryInSeconds: wait / 1000, err: (err as Error).message }, 'the brokers cannot be reached; retrying')
+      process.stderr.write(`[run] the brokers (${config.brokers.join(', ')}) cannot be reached: ${(err as Error).message}; retrying in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
+      await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])
+      runner = new KafkaRunner(config, topology)
+      runner.waiting = waiting
+    }
+  }
   const failed = new Promise<string>((resolve) => {
     const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
     t.unref()
   })
-  await runner.start(advertised)
   const why = await Promise.race([stopped, failed])
   log.info({ why }, 'stopping')
-  await runner.stop()
-  await app.close()
+  // A second SIGTERM / SIGINT while stopping exits at once; a stop that hangs (a broker that went
+  // away mid-commit) is cut off: a process that gave up must exit, or nothing restarts it.
+  const now = (): void => { process.stderr.write('[run] stopping at once (second signal)\n'); process.exit(runner.failure === undefined ? 130 : 1) }
+  process.once('SIGINT', now)
+  process.once('SIGTERM', now)
+  const clean = await withDeadline(runner.stop(), STOP_DEADLINE_MS)
+  await withDeadline(app.close(), 5000)
   if (runner.failure !== undefined) {
     process.stderr.write(`ebb run: ${runner.failure.message}\n`)
     return 1
   }
+  if (!clean) {
+    process.stderr.write(`[run] stopped (${why}), but closing the Kafka clients took longer than ${STOP_DEADLINE_MS / 1000} s: the last commit may not have landed; a restart resumes from the last committed offsets\n`)
+    return 1
+  }
   process.stderr.write(`[run] stopped (${why}): committed and closed\n`)
   return 0
+}
+
+/** How long a stop may take (the last commit, leaving the group, closing the stores) before the process exits anyway. */
+const STOP_DEADLINE_MS = 20_000
+
+/** Whether `p` settled within `ms` (a rejection counts as settled; it is logged). */
+async function withDeadline (p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms) })
+  try {
+    return await Promise.race([p.then(() => true, (err: unknown) => { log.warn({ err: (err as Error).message }, 'stopping failed'); return true }), late])
+  } finally {
+    clearTimeout(timer)
+  }
 }

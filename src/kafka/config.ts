@@ -5,7 +5,7 @@ import { Errors } from '../errors.js'
 import { topologyPath } from '../paths.js'
 
 /**
- * `ebb run --config F` (SPEC §7, §9): a YAML (or JSON) file, then environment variables on top
+ * `ebb run --config F` (README, "Production mode on Kafka"): a YAML (or JSON) file, then environment variables on top
  * (EBB_BROKERS, EBB_APPLICATION_ID, EBB_STATE_DIR, EBB_TOPOLOGY, EBB_SASL_USERNAME,
  * EBB_SASL_PASSWORD, EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN). A wrong value stops the
  * start with `file:line: what is wrong` (exit 2).
@@ -23,6 +23,11 @@ export interface RunConfig {
   processingGuarantee: 'exactly_once' | 'at_least_once'
   /** a partition that received nothing for this long follows the other partitions' stream time */
   idlePartitionTimeoutMs: number
+  /**
+   * how long `ebb run` keeps trying to reach the brokers at start (and after a restart) before it
+   * exits 1; Kafka Streams' task.timeout.ms plays this part (5 minutes by default there too)
+   */
+  startupTimeoutMs: number
   /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */
   knownSchemaIds: number[]
   /** a Confluent-compatible schema registry for other ids (EBB_SCHEMA_REGISTRY_URL); null: none */
@@ -44,7 +49,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'startupTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -115,6 +120,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     cacheSize: y.num(y.get(root, 'cacheSize'), 'cacheSize', 200_000, 1, 50_000_000, true),
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
+    startupTimeoutMs: y.duration(y.get(root, 'startupTimeout'), 'startupTimeout', 300_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
     ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),

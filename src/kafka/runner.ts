@@ -40,7 +40,7 @@ export interface AssignedPartition {
 }
 
 /**
- * Production mode (SPEC §9, issue 4): a consumer group member that runs one PartitionTask per
+ * Production mode (README, "Production mode on Kafka"): a consumer group member that runs one PartitionTask per
  * assigned input partition, each with its own RocksDB directory and its own partition of the
  * compacted changelog topic. Every commit interval, one Kafka transaction carries the outputs
  * (alerts, tasks, outcomes, dead letters), the changelog records of the state changes, and the
@@ -87,8 +87,12 @@ export class KafkaRunner {
 
   attachMetrics (m: EbbMetrics): void { this.observer = m.observer }
 
+  /** set by `ebb run` while it retries to reach the brokers: why this instance is not ready */
+  waiting: string | undefined
+
   readiness (): { ready: boolean, reason: string } {
     if (this.fatal !== undefined) return { ready: false, reason: `failed: ${this.fatal.message}` }
+    if (this.waiting !== undefined) return { ready: false, reason: this.waiting }
     if (this.restoring) return { ready: false, reason: 'restoring state from the changelog' }
     if (this.rebalancing) return { ready: false, reason: 'the group is rebalancing' }
     if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
@@ -458,7 +462,7 @@ export class KafkaRunner {
 
   /**
    * A partition that received nothing for idlePartitionTimeout follows the largest watermark of
-   * this instance's partitions (SPEC §2), so its users' local-midnight timers still fire.
+   * this instance's partitions (docs/time.md), so its users' local-midnight timers still fire.
    */
   private advanceIdlePartitions (now: number): void {
     let wm = Number.NEGATIVE_INFINITY

@@ -1,0 +1,335 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { type Admin, Kafka, logLevel } from 'kafkajs'
+import { intOption, parseOptions } from '../src/cli/args.js'
+import { encodeAvroEvent } from '../src/events/avro.js'
+import { encodeJsonEvent } from '../src/events/jsonl.js'
+import type { UserEvent } from '../src/events/user-event.js'
+import { decodeOutput } from '../src/kafka/wire.js'
+import { projectRoot } from '../src/paths.js'
+import { Simulator } from '../src/sim/simulator.js'
+
+/**
+ * The chaos suite (`npm run chaos`): a 3-instance group on a broker of its own, instances killed
+ * with SIGKILL (some restarted on an empty state directory, so they restore from the changelog)
+ * and the broker itself killed (-9) and brought back on its data, while the group works through
+ * the input. At the end the alerts, tasks and outcomes read back with kcat (read_committed) are
+ * compared with `ebb replay --partitions N` of the same events: every record must be there
+ * once, and equal.
+ *
+ * The harness is also the supervisor: an instance that exits (killed, or giving up after a
+ * broker outage) is started again after a second, as systemd or Kubernetes would. The input is
+ * produced in chunks, one fault while each chunk is being processed; broker kills fall at a third
+ * and two thirds of the instance kills.
+ */
+export interface ChaosOptions {
+  events: number
+  partitions: number
+  instances: number
+  instanceKills: number
+  brokerKills: number
+  /** share of instance kills restarted on an empty state directory */
+  wipeShare: number
+  /** how long the broker stays down */
+  brokerDownMs: number
+  seed: number
+  /** the suite's own broker (scripts/kafka.sh with KAFKA_PORT): other tests keep theirs */
+  port: number
+  work?: string
+}
+
+export interface ChaosResult {
+  events: number
+  partitions: number
+  instances: number
+  instanceKills: number
+  instanceKillsOnEmptyState: number
+  brokerKills: number
+  restarts: number
+  /** the fewest input records produced and not yet committed when a fault struck (> 0: every fault hit work in flight) */
+  inFlightAtFaultMin: number
+  exitCodes: Record<string, number>
+  seconds: number
+  expected: { alerts: number, tasks: number, outcomes: number }
+  missing: { alerts: number, tasks: number, outcomes: number }
+  duplicated: { alerts: number, tasks: number, outcomes: number }
+  different: { alerts: number, tasks: number, outcomes: number }
+  unexpected: { alerts: number, tasks: number, outcomes: number }
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/** A small deterministic generator for the fault schedule. */
+function rng (seed: number): () => number {
+  let s = seed >>> 0
+  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 }
+}
+
+function kafkaSh (port: number, ...args: string[]): void {
+  const r = spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, KAFKA_PORT: String(port) } })
+  if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
+}
+
+/** Every committed value of a topic, read by kcat (librdkafka, read_committed). */
+function kcat (bootstrap: string, topic: string): Buffer[] {
+  const r = spawnSync('kcat', ['-C', '-b', bootstrap, '-t', topic, '-e', '-q', '-X', 'isolation.level=read_committed', '-f', '%R%s'], { timeout: 300_000, maxBuffer: 1 << 30 })
+  if (r.status !== 0) throw new Error(`kcat failed: ${r.stderr.toString()}`)
+  const out: Buffer[] = []
+  for (let i = 0; i < r.stdout.length;) {
+    const n = r.stdout.readUInt32BE(i)
+    out.push(r.stdout.subarray(i + 4, i + 4 + n))
+    i += 4 + n
+  }
+  return out
+}
+
+/** JSON with keys sorted: records compared by content whatever the field order of their source. */
+function canonical (x: unknown): string {
+  if (x === null || typeof x !== 'object') return JSON.stringify(x)
+  if (Array.isArray(x)) return `[${x.map(canonical).join(',')}]`
+  return `{${Object.keys(x).sort().map((k) => `${JSON.stringify(k)}:${canonical((x as Record<string, unknown>)[k])}`).join(',')}}`
+}
+
+/** Missing, duplicated, different and unexpected records of `got` against `want`, by key. */
+function compare (want: unknown[], got: unknown[], key: (x: Record<string, unknown>) => string): { missing: number, duplicated: number, different: number, unexpected: number, examples: string[] } {
+  const expected = new Map(want.map((w) => [key(w as Record<string, unknown>), canonical(w)]))
+  const seen = new Map<string, number>()
+  let different = 0
+  let unexpected = 0
+  const examples: string[] = []
+  for (const g of got) {
+    const k = key(g as Record<string, unknown>)
+    seen.set(k, (seen.get(k) ?? 0) + 1)
+    const w = expected.get(k)
+    if (w === undefined) { unexpected++; if (examples.length < 3) examples.push(`unexpected ${k}`) } else if (w !== canonical(g)) { different++; if (examples.length < 3) examples.push(`different ${k}: ${canonical(g)} vs ${w}`) }
+  }
+  let missing = 0
+  for (const k of expected.keys()) if (!seen.has(k)) { missing++; if (examples.length < 3) examples.push(`missing ${k}`) }
+  let duplicated = 0
+  for (const n of seen.values()) if (n > 1) duplicated += n - 1
+  return { missing, duplicated, different, unexpected, examples }
+}
+
+async function committedTotal (kafka: Kafka, group: string, topic: string): Promise<number | null> {
+  let admin: Admin | undefined
+  try {
+    admin = kafka.admin()
+    await admin.connect()
+    const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+    return (committed[0]?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+  } catch {
+    return null // the broker is down or loading: ask again later
+  } finally {
+    await admin?.disconnect().catch(() => {})
+  }
+}
+
+export async function runChaos (o: ChaosOptions, log: (s: string) => void): Promise<ChaosResult & { examples: string[] }> {
+  const t0 = Date.now()
+  const work = o.work ?? join(tmpdir(), `ebb-chaos-${process.pid}-${Date.now()}`)
+  mkdirSync(work, { recursive: true })
+  const bootstrap = `127.0.0.1:${o.port}`
+  log(`chaos: a broker of its own on ${bootstrap}`)
+  kafkaSh(o.port, 'stop')
+  kafkaSh(o.port, 'start')
+  const kafka = new Kafka({ clientId: 'ebb-chaos', brokers: [bootstrap], logLevel: logLevel.NOTHING })
+  const procs: Array<{ child: ChildProcess, exited: Promise<number | null> } | undefined> = []
+  let supervising = true
+  try {
+    // ---- the input, and what a replay of it gives --------------------------------------------
+    const users = Math.max(200, Math.round(o.events / 60 / 3))
+    const sim = new Simulator({ users, days: 60, seed: o.seed, noise: false })
+    const events: UserEvent[] = []
+    for (const day of sim.days()) { for (const e of day) events.push(e); if (events.length >= o.events) break }
+    events.length = Math.min(events.length, o.events)
+    const app = `chaos-${o.seed}-${Date.now().toString(36)}`
+    const input = `${app}.events`
+    const admin = kafka.admin()
+    await admin.connect()
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions, replicationFactor: 1 }], waitForLeaders: true })
+    await admin.disconnect()
+    const file = join(work, 'events.jsonl')
+    writeFileSync(file, events.map(encodeJsonEvent).join('\n') + '\n')
+    const ref = join(work, 'replay')
+    log(`chaos: ${events.length.toLocaleString()} events of ${users.toLocaleString()} users in ${input} (${o.partitions} partitions); replaying them for reference`)
+    const r = spawnSync(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'replay', '--in', file, '--out', ref, '--partitions', String(o.partitions)], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] })
+    if (r.status !== 0) throw new Error(`ebb replay failed: ${r.stderr}`)
+    const jsonl = (name: string): unknown[] => readFileSync(join(ref, name), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as unknown)
+
+    // ---- the group, supervised ------------------------------------------------------------
+    const exitCodes: Record<string, number> = {}
+    let restarts = 0
+    const stateDir = (i: number): string => join(work, 'state', String(i))
+    const start = (i: number): void => {
+      const cfg = join(work, `instance-${i}.yaml`)
+      writeFileSync(cfg, `applicationId: ${app}
+instanceId: ${app}-${i}
+brokers: [${bootstrap}]
+topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${o.partitions} }
+stateDir: ${stateDir(i)}
+commitInterval: 200ms
+# the comparison is with a replay, which has no wall clock: no partition follows another's time
+idlePartitionTimeout: 1h
+startupTimeout: 5m
+http: { port: 0 }
+`)
+      const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'warn' } })
+      child.stderr?.pipe(createWriteStream(join(work, `instance-${i}.log`), { flags: 'a' }))
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => {
+        const k = code === null ? String(signal) : String(code)
+        exitCodes[k] = (exitCodes[k] ?? 0) + 1
+        resolve(code)
+        // The supervisor: whatever ended it, the instance comes back (unless the run is over, or
+        // the harness is restarting it itself after a kill).
+        if (supervising && procs[i]?.child === child && !killing.has(i)) {
+          restarts++
+          setTimeout(() => { if (supervising && procs[i]?.child === child) start(i) }, 1000)
+        }
+      }))
+      procs[i] = { child, exited }
+    }
+    const killing = new Set<number>()
+    for (let i = 0; i < o.instances; i++) start(i)
+
+    // ---- the input in chunks, a fault while each is in flight ---------------------------------
+    // Each chunk is produced, then (within 0.3 s, while the group works on it) one fault is
+    // injected, then the group must commit it all before the next chunk: every fault lands
+    // mid-stream, with work in flight, whatever the speed of the machine.
+    const random = rng(o.seed)
+    const total = events.length
+    const faults: Array<'instance' | 'broker'> = Array.from({ length: o.instanceKills }, () => 'instance' as const)
+    for (let k = 0; k < o.brokerKills; k++) faults.splice(Math.round(o.instanceKills * (k + 1) / (o.brokerKills + 1)) + k, 0, 'broker')
+    const chunks = faults.length + 1
+    let instanceKills = 0
+    let wiped = 0
+    let brokerKills = 0
+    let produced = 0
+    let done = 0
+    let lastLog = 0
+    /** records produced but not yet committed when each fault struck */
+    const inFlight: number[] = []
+    for (let j = 0; j < chunks; j++) {
+      const chunk = events.slice(Math.round(total * j / chunks), Math.round(total * (j + 1) / chunks))
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+      await producer.connect()
+      for (let i = 0; i < chunk.length; i += 5000) await producer.send({ topic: input, acks: -1, messages: chunk.slice(i, i + 5000).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
+      await producer.disconnect()
+      produced += chunk.length
+      const fault = faults[j]
+      if (fault !== undefined) {
+        await sleep(Math.floor(random() * 300))
+        const c = await committedTotal(kafka, app, input)
+        inFlight.push(produced - (c ?? done))
+        if (fault === 'broker') {
+          log(`chaos: killing the broker (-9) with ${(produced - (c ?? done)).toLocaleString()} records in flight; back in ${o.brokerDownMs / 1000} s`)
+          kafkaSh(o.port, 'kill')
+          await sleep(o.brokerDownMs)
+          kafkaSh(o.port, 'resume')
+          brokerKills++
+        } else {
+          const i = Math.floor(random() * o.instances)
+          const p = procs[i]
+          const wipe = random() < o.wipeShare
+          if (p !== undefined) {
+            killing.add(i)
+            p.child.kill('SIGKILL')
+            await p.exited
+            if (wipe) { rmSync(stateDir(i), { recursive: true, force: true }); wiped++ }
+            killing.delete(i)
+            start(i)
+          }
+          instanceKills++
+        }
+      }
+      let lastProgress = Date.now()
+      while (done < produced) {
+        const c = await committedTotal(kafka, app, input)
+        if (c !== null && c > done) { done = c; lastProgress = Date.now() }
+        if (Date.now() - lastLog > 5000) { lastLog = Date.now(); log(`chaos: ${done.toLocaleString()} / ${total.toLocaleString()} committed (${(100 * done / total).toFixed(0)}%), ${instanceKills}/${o.instanceKills} instance kills (${wiped} on empty state), ${brokerKills}/${o.brokerKills} broker kills, ${restarts} restarts, ${((Date.now() - t0) / 1000).toFixed(0)} s`) }
+        if (Date.now() - lastProgress > 300_000) throw new Error(`no progress for 5 minutes at ${done} of ${produced} committed; logs in ${work}`)
+        if (done < produced) await sleep(250)
+      }
+    }
+    // Settled: everything committed; the instances stop as an operator would stop them.
+    supervising = false
+    for (const p of procs) p?.child.kill('SIGTERM')
+    await Promise.all(procs.map(async (p) => await p?.exited))
+    log(`chaos: all ${total.toLocaleString()} events committed after ${((Date.now() - t0) / 1000).toFixed(0)} s; reading the outputs with kcat`)
+
+    // ---- what the consumers read ------------------------------------------------------------
+    const alerts = compare(jsonl('alerts.jsonl'), kcat(bootstrap, `${app}.alerts`).map((v) => decodeOutput('alert', v)), (x) => String(x.alertId))
+    const tasks = compare(jsonl('tasks.jsonl'), kcat(bootstrap, `${app}.tasks`).map((v) => decodeOutput('task', v)), (x) => String(x.taskId))
+    const outcomes = compare(jsonl('outcomes.jsonl'), kcat(bootstrap, `${app}.outcomes`).map((v) => decodeOutput('outcome', v)), (x) => `${String(x.taskId)}@${String(x.recalledAt)}`)
+    const pick = (k: 'missing' | 'duplicated' | 'different' | 'unexpected'): { alerts: number, tasks: number, outcomes: number } => ({ alerts: alerts[k], tasks: tasks[k], outcomes: outcomes[k] })
+    const result = {
+      events: total,
+      partitions: o.partitions,
+      instances: o.instances,
+      instanceKills,
+      instanceKillsOnEmptyState: wiped,
+      brokerKills,
+      restarts,
+      inFlightAtFaultMin: inFlight.length === 0 ? 0 : Math.min(...inFlight),
+      exitCodes,
+      seconds: Math.round((Date.now() - t0) / 1000),
+      expected: { alerts: jsonl('alerts.jsonl').length, tasks: jsonl('tasks.jsonl').length, outcomes: jsonl('outcomes.jsonl').length },
+      missing: pick('missing'),
+      duplicated: pick('duplicated'),
+      different: pick('different'),
+      unexpected: pick('unexpected'),
+      examples: [...alerts.examples, ...tasks.examples, ...outcomes.examples]
+    }
+    if (o.work === undefined && result.examples.length === 0) rmSync(work, { recursive: true, force: true })
+    return result
+  } finally {
+    supervising = false
+    for (const p of procs) if (p !== undefined && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
+    kafkaSh(o.port, 'stop')
+  }
+}
+
+const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--partitions N]
+  A 3-instance group on a broker of its own (port 29192), SIGKILLs of instances (half restarted
+  on an empty state directory) and of the broker, then the outputs read back by kcat compared
+  with a replay: 0 missing, 0 duplicated, 0 different, or exit 1. Results: bench/results/chaos.json.
+  Defaults: 1,000,000 events, 6 partitions, 20 instance kills, 2 broker kills (--quick: 60,000
+  events, 3 partitions, 4 instance kills, 1 broker kill).`
+
+async function main (argv: string[]): Promise<number> {
+  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, partitions: { type: 'string' }, help: { type: 'boolean' } })
+  if (o.help === true) { process.stdout.write(CHAOS_HELP + '\n'); return 0 }
+  const quick = o.quick === true
+  const opts: ChaosOptions = {
+    events: intOption('chaos', 'events', o.events, quick ? 60_000 : 1_000_000, 1000, 100_000_000),
+    partitions: intOption('chaos', 'partitions', o.partitions, quick ? 3 : 6, 1, 64),
+    instances: 3,
+    instanceKills: intOption('chaos', 'kills', o.kills, quick ? 4 : 20, 0, 1000),
+    brokerKills: intOption('chaos', 'broker-kills', o['broker-kills'], quick ? 1 : 2, 0, 100),
+    wipeShare: 0.5,
+    brokerDownMs: 20_000,
+    seed: 42,
+    port: 29192
+  }
+  const result = await runChaos(opts, (s) => { process.stderr.write(s + '\n') })
+  const ok = (['missing', 'duplicated', 'different', 'unexpected'] as const).every((k) => Object.values(result[k]).every((n) => n === 0))
+  const machine = `${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim() ?? '?'}, Node ${process.version}`
+  const file = join(projectRoot(), 'bench', 'results', quick ? 'chaos.quick.json' : 'chaos.json')
+  writeFileSync(file, JSON.stringify({ suite: 'chaos', quick, machine, date: new Date().toISOString(), command: `npm run chaos${argv.length > 0 ? ' -- ' + argv.join(' ') : ''}`, ok, results: result }, null, 2) + '\n')
+  process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills (each fault with at least ${result.inFlightAtFaultMin} records in flight), ${result.restarts} restarts by the supervisor, ${result.seconds} s
+  expected   alerts ${result.expected.alerts}, tasks ${result.expected.tasks}, outcomes ${result.expected.outcomes}
+  missing    ${JSON.stringify(result.missing)}
+  duplicated ${JSON.stringify(result.duplicated)}
+  different  ${JSON.stringify(result.different)}
+  unexpected ${JSON.stringify(result.unexpected)}
+  exits      ${JSON.stringify(result.exitCodes)}
+${result.examples.map((e) => '  e.g. ' + e).join('\n')}
+  written to ${file}\n`)
+  return ok ? 0 : 1
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => { process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`); process.exitCode = 1 })
+}

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest'
+import { runChaos } from '../../bench/chaos.js'
+
+/**
+ * The short version of `npm run chaos`: a 3-instance group on a broker of its own (another port
+ * than the other Kafka tests', which it would otherwise kill), 4 instance SIGKILLs (half of them
+ * restarted on an empty state directory) and a broker SIGKILL, each while a chunk of the input
+ * is in flight; kcat's read_committed view of the outputs must equal a replay.
+ */
+describe('chaos (short)', () => {
+  it('kills instances and the broker mid-stream: every alert, task and outcome once, and equal to a replay', async () => {
+    const r = await runChaos({ events: 40_000, partitions: 3, instances: 3, instanceKills: 4, brokerKills: 1, wipeShare: 0.5, brokerDownMs: 15_000, seed: 7, port: 29292 }, () => {})
+    expect(r.examples).toEqual([])
+    expect(r.instanceKills).toBe(4)
+    expect(r.brokerKills).toBe(1)
+    expect(r.inFlightAtFaultMin).toBeGreaterThan(0)
+    expect(r.expected.alerts).toBeGreaterThan(20)
+    expect(r.expected.tasks).toBeGreaterThan(5)
+    for (const k of ['missing', 'duplicated', 'different', 'unexpected'] as const) expect(r[k]).toEqual({ alerts: 0, tasks: 0, outcomes: 0 })
+  }, 600_000)
+})
