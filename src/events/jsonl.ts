@@ -3,7 +3,7 @@ import type { UserEvent } from './user-event.js'
 import { toUserEvent, validateEventObject } from './validate.js'
 
 /**
- * One JSON Lines record → UserEvent (SPEC §1: the same record as the Avro one, times as epoch
+ * One JSON Lines record → UserEvent (README, "The event contract": the same record as the Avro one, times as epoch
  * millis or ISO-8601 instants). Throws EbbError EVENT_UNDECODABLE for text that is not a JSON
  * object and EVENT_INVALID for an object that breaks the contract; unknown fields are ignored
  * so producers can add fields before Ebb reads them (Avro's reader-schema rule).

@@ -1,5 +1,5 @@
 /**
- * The UserEvent record (SPEC §1) as the engine sees it, whether it came from Avro or JSON Lines.
+ * The UserEvent record (README, "The event contract") as the engine sees it, whether it came from Avro or JSON Lines.
  * Types are small integers inside the engine so that hot-path dispatch is a switch on an int.
  */
 export const EVENT_TYPES = [

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 export type AuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<void>
 
 /**
- * Bearer-token check for routes that reveal user data (SPEC §8). Without a configured token
+ * Bearer-token check for routes that reveal user data (README, "HTTP API"). Without a configured token
  * every request passes; with one, a missing or wrong token is 401 (compared in constant time).
  */
 export function bearerAuth (token: string | undefined): AuthHook {

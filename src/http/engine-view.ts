@@ -7,7 +7,7 @@ import type { RuleSlots } from '../rules/slots.js'
 
 /**
  * What the HTTP API sees of a running engine. The embedded demo holds every user in one
- * partition task; Kafka mode (issue 4) holds some partitions and knows which instance holds
+ * partition task; Kafka mode holds some partitions and knows which instance holds
  * the others, which is what `locate` answers.
  */
 export type UserLocation = { local: true, state: UserState | undefined, streamTime: number, learner?: ChurnLearner | null, ruleSlots?: RuleSlots } | { local: false, owner: string }

@@ -4,7 +4,7 @@ import { log } from '../log.js'
 
 export interface HttpOptions { host: string, port: number, token: string | undefined }
 
-/** HTTP settings from options and the environment (SPEC §8: port 8080 by default; 0 picks a free one). */
+/** HTTP settings from options and the environment (README, "HTTP API": port 8080 by default; 0 picks a free one). */
 export function httpOptions (port: string | undefined, host: string | undefined, token: string | undefined, command: string): HttpOptions {
   const p = port ?? process.env.EBB_HTTP_PORT ?? '8080'
   const n = Number(p)

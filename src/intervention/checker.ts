@@ -8,7 +8,7 @@ import { zoneClock } from '../time/zones.js'
 import { LIMITS, textLength } from './config.js'
 
 /**
- * An independent check of a replay's recall tasks against the rules they must keep (issue 3):
+ * An independent check of a replay's recall tasks against the rules they must keep:
  * channel rules, consent, quiet hours, frequency caps, the golden window, one task per
  * (episode, plan step), no task for the holdout, and outcomes inside their attribution window.
  *
@@ -92,7 +92,7 @@ export async function checkReplay (eventsFile: string, outDir: string, topology:
     if (plan === undefined) { bad('known plan', t.taskId, `plan ${t.planId} is not in the library`); continue }
     if ((perEpisodePlan.get(k) ?? 0) > plan.steps.length) bad('one task per (user, episode, plan step)', t.taskId, `more tasks for ${t.planId} in ${t.episodeId} than it has steps`)
     if (t.arm !== 'TREATMENT') bad('holdout gets no task', t.taskId, `arm ${t.arm}`)
-    // Channel rules (SPEC §5).
+    // Channel rules (README, "From alert to recall task").
     const body = textLength(t.body)
     if (t.channel === 'SMS' && (t.title !== null || body > LIMITS.smsBody || t.link === null || !t.body.includes(t.link))) bad('SMS: no title, ≤ 70 characters, carries the link', t.taskId, `title ${JSON.stringify(t.title)}, ${body} characters`)
     if (t.channel === 'PUSH' && (t.title === null || textLength(t.title) > LIMITS.pushTitle || body > LIMITS.pushBody)) bad('push: title ≤ 20, body ≤ 50', t.taskId, `${textLength(t.title ?? '')} / ${body} characters`)

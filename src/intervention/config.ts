@@ -6,7 +6,7 @@ import { CHANNELS, type ChannelName as Channel } from '../events/user-event.js'
 import type { Condition } from '../rules/topology.js'
 import { epochDayOf } from '../time/zones.js'
 
-/** The six churn segments of SPEC §5, in the order their index is stored in the state. */
+/** The six churn segments of the recall stage (README, "Churn types"), in the order their index is stored in the state. */
 export const CHURN_TYPES = ['CONTENT_FATIGUE', 'SOCIAL_DISCONNECT', 'FUNCTION_SUBSTITUTION', 'HIGH_VALUE', 'NEW_USER', 'LOW_ACTIVITY'] as const
 export type ChurnType = typeof CHURN_TYPES[number]
 export const VALUE_TIERS = ['HIGH', 'MID', 'LOW'] as const
@@ -22,7 +22,7 @@ const DAYS_WORST = '999'
 /** taskId: 't' + 16 hex digits (see taskIdOf) */
 export const TASK_ID_LENGTH = 17
 
-/** Channel rules (SPEC §5), in code points: SMS and push limits are what the handset shows. */
+/** Channel rules (README, "From alert to recall task"), in code points: SMS and push limits are what the handset shows. */
 export const LIMITS = { smsBody: 70, smsKeywordWithin: 10, pushTitle: 20, pushBody: 50 } as const
 
 export interface Template {
@@ -141,7 +141,7 @@ export function parseIntervention (y: YamlDoc, node: Node, condition: (n: Node, 
       days: y.num(y.get(c, 'days') ?? y.fail(c, `intervention.caps.${key}: needs days`), `intervention.caps.${key}.days`, 0, 1, MAX_CAP_DAYS, true)
     }
   }
-  // SPEC §5 defaults: SMS ≤ 2 per 7 days, push ≤ 1 per day, all channels ≤ 3 per 7 days.
+  // The contract's defaults: SMS ≤ 2 per 7 days, push ≤ 1 per day, all channels ≤ 3 per 7 days.
   const channelCaps = CHANNELS.map((ch) => cap(ch, ch === 'SMS' ? { max: 2, days: 7 } : ch === 'PUSH' ? { max: 1, days: 1 } : null))
   const allCap = cap('all', { max: 3, days: 7 })
 
@@ -299,7 +299,7 @@ function parseTemplate (y: YamlDoc, tn: Node, where: string, ch: Channel, vars: 
   const widest = textLength(render(body, vars))
   let title: string | null = null
   if (ch === 'SMS') {
-    // SPEC §5: no title, ≤ 70 characters with the link, the key words in the first 10.
+    // Channel rule: no title, ≤ 70 characters with the link, the key words in the first 10.
     if (!body.includes('{link}')) y.fail(bodyNode, `${where}: an SMS body must carry {link}`)
     if (widest > LIMITS.smsBody) y.fail(bodyNode, `${where}: SMS body renders to ${widest} characters with the link; at most ${LIMITS.smsBody}`)
     const kwNode = y.get(tn, 'keyword')

@@ -15,7 +15,7 @@ const DAY_MS = 86_400_000
 type Decision = NonNullable<AlertRecord['decision']>
 
 /**
- * The intervention stage (SPEC §5): from an alert to at most one recall task per
+ * The intervention stage (README, "From alert to recall task"): from an alert to at most one recall task per
  * (user, episode, plan step), and from a LOGIN to the outcome of the task that brought the user
  * back. Runs inside the partition task's synchronous loop; every decision is a function of the
  * user's state and the event time, so replays and restarts decide the same.

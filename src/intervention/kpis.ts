@@ -1,5 +1,5 @@
 /**
- * Running recall KPIs (SPEC §5, issue 3): tasks, recalls and recall rate per plan, channel,
+ * Running recall KPIs (README, "From alert to recall task"): tasks, recalls and recall rate per plan, channel,
  * churn type and arm, and the uplift of treatment over holdout.
  *
  * Uplift compares the first-step task of an episode across arms: a treatment user gets the

@@ -1,7 +1,7 @@
 import type { ResponseTier, ValueTier } from '../signals/signals.js'
 import type { DeadLetterReason } from '../errors.js'
 
-/** Output records, field for field the Avro schemas in schemas/ (SPEC §6). Times are epoch millis. */
+/** Output records, field for field the Avro schemas in schemas/ (schemas/ and README). Times are epoch millis. */
 export interface Reason {
   code: string
   signal: string

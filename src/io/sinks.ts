@@ -5,8 +5,8 @@ import type { AlertRecord, DeadLetterRecord, OutcomeRecord, RecallTaskRecord } f
 
 /**
  * Where the engine's outputs go. The engine calls the record methods synchronously from its
- * hot loop (they only buffer); `flush` is awaited at commit points. File, in-process and (with
- * the Kafka issue) Kafka sinks implement the same interface, so the core never changes for them.
+ * hot loop (they only buffer); `flush` is awaited at commit points. File, in-process and Kafka
+ * sinks implement the same interface, so the core never changes for them.
  */
 export interface OutputSink {
   alert (a: AlertRecord): void

@@ -18,7 +18,7 @@ export interface ThresholdSource {
 }
 
 /**
- * Edge-triggered rules grouped into risk episodes (SPEC §4).
+ * Edge-triggered rules grouped into risk episodes (docs/rules.md).
  *
  * Per user, two bit sets: ruleCond (the condition was true at the last evaluation) and
  * ruleFired (the rule fired in the open episode). A rule fires when its condition turns true
@@ -113,7 +113,7 @@ export class RuleEvaluator {
     const episodeId = episodeIdOf(s.userId, s.episodeOpenTs)
     const p = this.topology.params
     const reasons: Reason[] = rule.when.map((c) => c.signal.needsModel ? this.modelReason(c, s, today) : reasonOf(c, signalValue(c.signalId, s, today, p)))
-    // A model alert explains its score: the features that raise it most (SPEC §4).
+    // A model alert explains its score: the features that raise it most (docs/rules.md).
     const learner = this.learner
     if (this.hasModelRule[rule.index] && learner !== null && s.churnScore !== null) {
       const { contributions, features } = learner.explain(s, daysInactive(s, today))

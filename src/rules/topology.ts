@@ -71,7 +71,7 @@ export interface Topology {
   readonly timerRules: number
   /** a user is watched by daily timers until this many days after their last activity */
   readonly timerHorizonDays: number
-  /** the recall-task stage (SPEC §5); null: alerts only */
+  /** the recall-task stage (README, "From alert to recall task"); null: alerts only */
   readonly intervention: InterventionConfig | null
   /** churnScore thresholds chosen by each partition's learner (docs/churn-model.md) */
   readonly modelThresholds: readonly ModelThreshold[]

@@ -4,7 +4,7 @@ import {
 } from '../state/user-state.js'
 
 /**
- * Signal math (SPEC §3): pure functions of a user's state and "today" (a local epoch-day).
+ * Signal math (README, "Time, signals and rules"): pure functions of a user's state and "today" (a local epoch-day).
  * No I/O, no allocation. An undefined signal is NaN, and every comparison with NaN is false, so
  * a rule over an undefined signal never fires.
  */

@@ -3,7 +3,7 @@ import { type ZoneClock, zoneClock } from '../time/zones.js'
 /**
  * Per-user state: everything the signals need, in a few hundred bytes.
  *
- * Windows are rings indexed by local epoch-day (SPEC §3): slot (day mod N) holds day `day` for
+ * Windows are rings indexed by local epoch-day (README, "Time, signals and rules"): slot (day mod N) holds day `day` for
  * the N days up to `headDay`, the newest day written. Moving headDay forward clears the slots of
  * the days skipped, so an update is O(1) amortised and the state never grows with time.
  *

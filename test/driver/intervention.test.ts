@@ -10,7 +10,7 @@ import { TASK_CLOSED, type TaskEntry } from '../../src/state/user-state.js'
 import { at, tempDir } from '../helpers.js'
 
 /**
- * Every decision path of SPEC §5 through the real engine (test driver), with explicit event
+ * Every decision path of the recall stage (README, "From alert to recall task") through the real engine (test driver), with explicit event
  * times. The user logs in on Monday 2 March 2026 at 09:00 Shanghai time (so their activeHour is
  * 9) and then goes quiet: inactive_7d fires at the local midnight starting Tuesday 10 March, in
  * quiet hours.

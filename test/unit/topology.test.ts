@@ -18,7 +18,7 @@ function problem (text: string): EbbError {
 }
 
 describe('topology loading', () => {
-  it('loads the default topology: the four rules of SPEC §4 with their thresholds, and the win-back hand-off', () => {
+  it('loads the default topology: the four rules of the contract with their thresholds, and the win-back hand-off', () => {
     const t = parseTopology(DEFAULT, topologyPath('default.yaml'))
     // in id order, whatever the order of the file
     expect(t.rules.map((r) => [r.id, r.when[0].signal.name, r.when[0].op, r.when[0].auto < 0 ? r.when[0].threshold : 'chosen'])).toEqual([
