@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
-import { intOption, parseOptionsAndPositionals } from '../src/cli/args.js'
+import { intOption } from '../src/cli/args.js'
+import { commandHelp, COMMANDS, parseCommandWithPositionals } from '../src/cli/commands.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
 import { benchClients } from './clients.js'
@@ -21,7 +22,8 @@ const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'clients', 'peer', 
  * Markdown table. Benchmarks report numbers; they never fail because the machine is slow.
  */
 export async function runBench (argv: string[]): Promise<number> {
-  const { values: o, positionals: suites } = parseOptionsAndPositionals('bench', argv, { quick: { type: 'boolean' }, work: { type: 'string' }, users: { type: 'string' }, events: { type: 'string' }, days: { type: 'string' }, results: { type: 'string' }, partitions: { type: 'string' }, seconds: { type: 'string' }, 'commit-interval': { type: 'string' }, cache: { type: 'string' }, chunk: { type: 'string' } })
+  const { values: o, positionals: suites } = parseCommandWithPositionals(COMMANDS.bench, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.bench)); return 0 }
   for (const s of suites) if (!(SUITES as readonly string[]).includes(s)) throw new EbbError(Errors.USAGE, `ebb bench: unknown suite "${s}" (suites: ${SUITES.join(', ')})`)
   const quick = o.quick === true
   const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`) }

@@ -24,7 +24,7 @@ function def (code: string, exitCode: 1 | 2, retriable: boolean, message: string
 }
 
 export const Errors = Object.freeze({
-  USAGE: def('EBB_USAGE', 2, false, '%s. Run `ebb help` for the commands and their options.'),
+  USAGE: def('EBB_USAGE', 2, false, '%s'),
   CONFIG_INVALID: def('EBB_CONFIG_INVALID', 2, false, 'configuration %s: %s'),
   TOPOLOGY_INVALID: def('EBB_TOPOLOGY_INVALID', 2, false, '%s: %s'),
   INPUT_NOT_FOUND: def('EBB_INPUT_NOT_FOUND', 2, false, 'cannot read %s: %s. Check the path.'),

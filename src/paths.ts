@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -22,3 +22,11 @@ export function projectRoot (): string {
 
 export function schemaPath (name: string): string { return join(projectRoot(), 'schemas', name) }
 export function topologyPath (name: string): string { return join(projectRoot(), 'topologies', name) }
+
+let version: string | undefined
+
+/** The version in package.json: `ebb --version`, ebb_build_info, the OpenAPI document. */
+export function packageVersion (): string {
+  version ??= (JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version
+  return version
+}

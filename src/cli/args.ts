@@ -12,16 +12,6 @@ export function parseOptions<T extends Options> (command: string, argv: string[]
   }
 }
 
-/** The same, for commands that also take positional arguments (bench suites). */
-export function parseOptionsAndPositionals<T extends Options> (command: string, argv: string[], options: T): { values: ReturnType<typeof parseArgs<{ options: T, strict: true, allowPositionals: true }>>['values'], positionals: string[] } {
-  try {
-    const r = parseArgs({ args: argv, options, strict: true, allowPositionals: true })
-    return { values: r.values, positionals: r.positionals }
-  } catch (err) {
-    throw new EbbError(Errors.USAGE, `ebb ${command}: ${(err as Error).message.split('\n')[0]}`)
-  }
-}
-
 export function requireOption (command: string, name: string, value: string | undefined): string {
   if (value === undefined || value === '') throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} is required`)
   return value

@@ -1,21 +1,15 @@
 import { existsSync } from 'node:fs'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { EbbError, Errors } from '../errors.js'
 import { checkReplay } from '../intervention/checker.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
-import { parseOptions, requireOption } from './args.js'
+import { requireOption } from './args.js'
 
-export const CHECK_HELP = `ebb check --in events.jsonl --out DIR [--topology T]
-  Checks a replay's recall tasks against the rules they must keep: channel rules, consent,
-  quiet hours, frequency caps, the golden window, one task per (episode, plan step), no task
-  for the holdout, outcomes inside their attribution window. Exit 1 when any is broken.
-  --in F         the events the replay read
-  --out DIR      the replay's output directory (tasks.jsonl, alerts.jsonl, outcomes.jsonl)
-  --topology T   the topology the replay ran (default: topologies/default.yaml)`
 
 export async function check (argv: string[]): Promise<number> {
-  const o = parseOptions('check', argv, { in: { type: 'string' }, out: { type: 'string' }, topology: { type: 'string' }, help: { type: 'boolean' } })
-  if (o.help === true) { process.stdout.write(CHECK_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.check, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.check)); return 0 }
   const input = requireOption('check', 'in', o.in)
   const out = requireOption('check', 'out', o.out)
   if (!existsSync(input)) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')

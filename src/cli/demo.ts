@@ -1,4 +1,5 @@
 import { kpiTable } from '../intervention/kpis.js'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,28 +17,16 @@ import { AvroBatch } from '../runtime/record-batch.js'
 import { Simulator } from '../sim/simulator.js'
 import { RocksStore, settledDirectoryBytes } from '../state/rocks-store.js'
 import { encodeState } from '../state/state-codec.js'
-import { intOption, parseOptions } from './args.js'
+import { intOption } from './args.js'
 import { count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
-export const DEMO_HELP = `ebb demo [--users N] [--days D] [--seed S] [--state DIR] [--port P] [--exit]   (= npm start)
-  Embedded mode, no Kafka: simulates a population, encodes it as Avro into an in-process log,
-  runs it through the engine with RocksDB state (a temporary directory unless --state), and
-  prints progress and a summary with an example alert of each rule. The HTTP API and /metrics
-  are served during the run and after it, until Ctrl-C.
-  --port P       HTTP port (default 8080, or EBB_HTTP_PORT; 0 picks a free one)
-  --host H       address to bind (default 127.0.0.1, or EBB_HTTP_HOST)
-  --token T      bearer token for /users and /alerts (or EBB_HTTP_TOKEN)
-  --exit         end after the summary instead of serving`
 
 const BATCH = 4096
 
 export async function demo (argv: string[]): Promise<number> {
-  const o = parseOptions('demo', argv, {
-    users: { type: 'string' }, days: { type: 'string' }, seed: { type: 'string' }, state: { type: 'string' }, help: { type: 'boolean' },
-    port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, exit: { type: 'boolean' }
-  })
-  if (o.help === true) { process.stdout.write(DEMO_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.demo, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.demo)); return 0 }
   const users = intOption('demo', 'users', o.users, 5_000, 1, 10_000_000)
   const days = intOption('demo', 'days', o.days, 60, 1, 3650)
   const seed = intOption('demo', 'seed', o.seed, 7, 0, 2 ** 31 - 1)
@@ -49,7 +38,7 @@ export async function demo (argv: string[]): Promise<number> {
   const sink = new MemorySink()
   const recent = new RecentRecordsSink(sink)
   const metricsSource: { task?: PartitionTask } = {}
-  const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] })
+  const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] }, { topology })
   const task = await PartitionTask.open({ topology, store, sink: recent, observer: metrics.observer })
   metricsSource.task = task
   const view = new LocalEngineView(task, recent)

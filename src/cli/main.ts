@@ -1,25 +1,6 @@
 import { isEbbError } from '../errors.js'
 import { log } from '../log.js'
-import { REPLAY_HELP } from './replay.js'
-
-const HELP = `ebb — real-time churn early-warning engine
-
-Commands:
-  ebb demo        embedded mode, no Kafka: simulate a population, run it through the engine
-                  with RocksDB state, print progress and a summary (= npm start)
-  ebb run         production mode on Kafka (--config F)
-  ebb replay      deterministic file-to-file run (--in events.jsonl --out DIR)
-  ebb check       verify a replay's recall tasks keep channel rules, consent, caps, quiet hours
-  ebb simulate    write a synthetic population with ground-truth churn labels
-  ebb train       fit the churn model on labelled events (--in F --derive-labels --out model.json)
-  ebb eval        AUC, precision, recall, alert volume and lead time of the model against inactive_7d
-  ebb bench       the benchmark suite (ebb bench core)
-  ebb help [cmd]  this text, or a command's options
-
-Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure.
-
-${REPLAY_HELP}`
-
+import { commandHelp, COMMANDS, generalHelp, version } from './commands.js'
 
 /** Runs one command; returns the exit code. Errors become one line that says what to fix. */
 export async function main (argv: string[]): Promise<number> {
@@ -34,20 +15,33 @@ export async function main (argv: string[]): Promise<number> {
       case 'train': return await (await import('./train.js')).train(rest)
       case 'eval': return await (await import('./eval.js')).evaluate(rest)
       case 'bench': return await (await import('../../bench/run.js')).runBench(rest)
-      case undefined: case 'help': case '--help': case '-h':
-        process.stdout.write(HELP + '\n')
-        return command === undefined ? 2 : 0
+      case 'help': case '--help': case '-h': {
+        const topic = rest[0]
+        if (topic === undefined) { process.stdout.write(generalHelp()); return 0 }
+        if (!Object.hasOwn(COMMANDS, topic)) {
+          process.stderr.write(`ebb help: unknown command "${topic}" (commands: ${Object.keys(COMMANDS).join(', ')})\n`)
+          return 2
+        }
+        process.stdout.write(commandHelp(COMMANDS[topic as keyof typeof COMMANDS]))
+        return 0
+      }
+      case undefined:
+        process.stderr.write(generalHelp())
+        return 2
       case '--version': case 'version':
-        process.stdout.write('ebb 0.1.0\n')
+        process.stdout.write(`ebb ${version()}\n`)
         return 0
       default:
-        process.stderr.write(`ebb: unknown command "${command}". Run \`ebb help\` for the commands.\n`)
+        process.stderr.write(`ebb: unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(', ')}). \`ebb help\` says what each does.\n`)
         return 2
     }
   } catch (err) {
     if (isEbbError(err)) {
       if (err.exitCode === 1) log.error({ code: err.code, retriable: err.retriable, command }, err.message)
-      process.stderr.write(`ebb ${command ?? ''}: ${err.message} [${err.code}]\n`)
+      // One prefix: messages written for a command may name it already.
+      let message = err.message.startsWith(`ebb ${command ?? ''}: `) ? err.message.slice(`ebb ${command ?? ''}: `.length) : err.message
+      if (err.code === 'EBB_USAGE' && !message.includes('--help') && command !== undefined && Object.hasOwn(COMMANDS, command)) message += `. \`ebb ${command} --help\` lists its options`
+      process.stderr.write(`ebb ${command ?? ''}: ${message} [${err.code}]\n`)
       return err.exitCode
     }
     log.error({ err, command }, 'unexpected failure')

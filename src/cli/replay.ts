@@ -1,7 +1,9 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
+import { decodeJsonEvent } from '../events/jsonl.js'
 import { DEFAULT_MAX_LINE_BYTES, readLineBatches } from '../io/line-reader.js'
 import { kpiTable, RecallKpis } from '../intervention/kpis.js'
 import { partitionOfKey } from '../io/partitioner.js'
@@ -12,32 +14,14 @@ import { log } from '../log.js'
 import { PartitionTask } from '../runtime/partition-task.js'
 import { LineBatch } from '../runtime/record-batch.js'
 import { RocksStore } from '../state/rocks-store.js'
-import { instantOption, intOption, parseOptions, requireOption } from './args.js'
+import { instantOption, intOption, requireOption } from './args.js'
 import { count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
-export const REPLAY_HELP = `ebb replay --in events.jsonl --out DIR [--topology T] [--until ISO] [--state DIR] [--partitions N]
-  Deterministic file-to-file run: the same input gives byte-identical outputs, whatever the
-  batch size and commit points.
-  --in F         JSON Lines of ebb.UserEvent (SPEC §1)
-  --out DIR      writes alerts.jsonl, tasks.jsonl, outcomes.jsonl, dlq.jsonl, summary.json and
-                 kpis.json (recall rates per plan, channel, churn type and arm; uplift) (created if absent)
-  --topology T   rules file (default: topologies/default.yaml)
-  --until ISO    advance stream time to this instant at the end, so due timers fire
-  --state DIR    keep RocksDB state here (default: a temporary directory, removed after)
-  --cache N      users held in memory between commits (default 200000)
-  --partitions N split users into N partitions as a Kafka producer does (murmur2 of the userId),
-                 each with its own stream time, state and churn-model learning: the same
-                 outputs as \`ebb run\` on an N-partition input topic (default 1)
-  --max-line-bytes N  a longer line is a dead letter (too_large) and is never read into
-                 memory whole (default 1048576)`
 
 export async function replay (argv: string[]): Promise<number> {
-  const o = parseOptions('replay', argv, {
-    in: { type: 'string' }, out: { type: 'string' }, topology: { type: 'string' }, until: { type: 'string' },
-    state: { type: 'string' }, cache: { type: 'string' }, batch: { type: 'string' }, partitions: { type: 'string' }, 'max-line-bytes': { type: 'string' }, help: { type: 'boolean' }
-  })
-  if (o.help === true) { process.stdout.write(REPLAY_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.replay, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.replay)); return 0 }
   const input = requireOption('replay', 'in', o.in)
   const out = requireOption('replay', 'out', o.out)
   const until = instantOption('replay', 'until', o.until)
@@ -45,7 +29,10 @@ export async function replay (argv: string[]): Promise<number> {
   const batchSize = intOption('replay', 'batch', o.batch, 4096, 1, 1_000_000)
   const partitions = intOption('replay', 'partitions', o.partitions, 1, 1, 1024)
   const maxLineBytes = intOption('replay', 'max-line-bytes', o['max-line-bytes'], DEFAULT_MAX_LINE_BYTES, 64, 256 * 1024 * 1024)
+  const maxDeadShare = shareOption(o['max-dead-letter-share'])
   if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  const head = firstBytes(input, 4)
+  if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'it is gzip-compressed: decompress it first (gunzip -k, or zcat F > F.jsonl)')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
   try {
@@ -66,6 +53,16 @@ export async function replay (argv: string[]): Promise<number> {
   } catch (err) {
     for (const t of tasks) await t.stateStore.close()
     throw err
+  }
+  // A state already past this input would make its events late (or count them twice): say so
+  // before writing a single dead letter, unless the caller means it.
+  const stored = Math.max(...tasks.map((t) => t.watermark))
+  if (o.state !== undefined && Number.isFinite(stored) && o['accept-late'] !== true) {
+    const first = await firstEventTime(input)
+    if (first !== null && first < stored - topology.graceMs) {
+      for (const t of tasks) await t.stateStore.close()
+      throw new EbbError(Errors.USAGE, `ebb replay: the state in ${o.state} is at stream time ${new Date(stored).toISOString()}, and ${basename(input)} starts at ${new Date(first).toISOString()}: its events before ${new Date(stored - topology.graceMs).toISOString()} would all be late (dead letters), and the others counted twice if this state saw them. Replay into an empty --state, feed only events after ${new Date(stored).toISOString()}, or pass --accept-late`)
+    }
   }
   const progress = new Progress('replay')
   log.info({ input, out, stateDir, cacheCapacity, partitions }, 'replay started')
@@ -115,7 +112,55 @@ export async function replay (argv: string[]): Promise<number> {
     writeFileSync(join(out, 'kpis.json'), JSON.stringify(report, null, 2) + '\n')
     process.stdout.write(kpiTable(report))
   }
+  const c = summary.counts
+  const dead = Object.values(c.deadLettersByReason).reduce((a, b) => a + b, 0)
+  if (c.records > 0 && dead / c.records > maxDeadShare) {
+    const [reason, n] = Object.entries(c.deadLettersByReason).sort((a, b) => b[1] - a[1])[0]
+    process.stderr.write(`ebb replay: ${count(dead)} of ${count(c.records)} records were dead letters (${count(n)} ${reason}, in ${join(out, 'dlq.jsonl')}): ${DEAD_HINTS[reason] ?? 'see the detail of the first ones'}. Exit 1 above a share of ${maxDeadShare} (--max-dead-letter-share)\n`)
+    return 1
+  }
   return 0
+}
+
+/** What a mostly-dead input usually means, by its most frequent reason. */
+const DEAD_HINTS: Record<string, string> = {
+  undecodable: 'is the file JSON Lines of ebb.UserEvent (one object per line), not compressed, CSV or Avro?',
+  invalid: 'the records are JSON but break the event contract; the detail of each names the field',
+  late: 'the events are older than stream time minus the grace period: is the input out of order, or is --state already past it?',
+  duplicate: 'the same eventIds again: was this input replayed onto the same --state before?',
+  future: 'events dated far ahead of the others: a clock or unit error (seconds for milliseconds?)',
+  too_large: 'lines longer than --max-line-bytes: is the file binary, or without line breaks?',
+  erased: 'events of users erased after them',
+  processing: 'Ebb failed on them: please report it with a dead letter'
+}
+
+function shareOption (v: string | undefined): number {
+  if (v === undefined) return 0.5
+  const x = Number(v)
+  if (!Number.isFinite(x) || x < 0 || x > 1) throw new EbbError(Errors.USAGE, `ebb replay: --max-dead-letter-share must be a number in 0..1, got "${v}"`)
+  return x
+}
+
+function firstBytes (file: string, n: number): Buffer {
+  const fd = openSync(file, 'r')
+  try {
+    const b = Buffer.alloc(n)
+    const got = readSync(fd, b, 0, n, 0)
+    return b.subarray(0, got)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** The time of the first decodable event of a file (its first 4096 lines), or null. */
+async function firstEventTime (file: string): Promise<number | null> {
+  for await (const { lines } of readLineBatches(file, 4096)) {
+    for (const l of lines) {
+      try { return decodeJsonEvent(l).ts } catch {}
+    }
+    return null
+  }
+  return null
 }
 
 /** The partition of a JSON line's userId; a line without one (it will be a dead letter) goes to partition 0. */

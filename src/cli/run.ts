@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { hostname } from 'node:os'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { EngineView } from '../http/engine-view.js'
@@ -9,18 +10,12 @@ import { KafkaRunner } from '../kafka/runner.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
-import { parseOptions, requireOption } from './args.js'
+import { requireOption } from './args.js'
 
-export const RUN_HELP = `ebb run --config F
-  Production mode on Kafka (README, "Production mode on Kafka"): joins the consumer group <applicationId>, reads
-  ebb.UserEvent (Avro) from the input topic, keeps each partition's state in RocksDB with a
-  compacted changelog, and writes alerts, recall tasks, outcomes and dead letters as Avro, in one
-  transaction per commit interval with the consumer offsets (exactly-once). Serves the HTTP API.
-  Stops gracefully on SIGTERM / SIGINT. See README "Production mode" for the configuration.`
 
 export async function run (argv: string[]): Promise<number> {
-  const o = parseOptions('run', argv, { config: { type: 'string' }, help: { type: 'boolean' } })
-  if (o.help === true) { process.stdout.write(RUN_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.run, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.run)); return 0 }
   // Signals are caught from the start: a SIGTERM while starting stops cleanly once started.
   const stopped = new Promise<string>((resolve) => {
     process.once('SIGINT', () => { resolve('SIGINT') })
@@ -37,7 +32,7 @@ export async function run (argv: string[]): Promise<number> {
     rebalances: () => runner.rebalances,
     consumerLag: () => runner.consumerLag(),
     restore: () => runner.restore
-  })
+  }, { topology })
   const view: EngineView = {
     topology,
     recent: runner.recent,

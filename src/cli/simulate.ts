@@ -1,36 +1,21 @@
 import { createWriteStream, type WriteStream } from 'node:fs'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { once } from 'node:events'
 import { EbbError, Errors } from '../errors.js'
 import { encodeJsonEvent } from '../events/jsonl.js'
 import { isPopulationKind, makePopulation, POPULATION_KINDS, type PopulationKind } from '../sim/populations.js'
 import { Simulator } from '../sim/simulator.js'
-import { intOption, parseOptions, requireOption } from './args.js'
+import { intOption, requireOption } from './args.js'
 import { count, Progress, rate } from './progress.js'
 
-export const SIMULATE_HELP = `ebb simulate --users N --days D (--out F | --kafka --config F) [--labels F] [--seed S] [--start DATE] [--noise]
-  Writes a synthetic population as JSON Lines (ebb.UserEvent), time-ordered, and the ground
-  truth per user (archetype, whether and when they churned) to --labels (default F.labels.jsonl).
-  --noise adds duplicate and late events, as real streams have (archetypes only).
-  --population K  the generator: ${POPULATION_KINDS.join(' | ')} (default archetypes;
-                  docs/populations.md describes each)
-  --churn-rate X  about this share of users churns inside the written days (0 < X < 1;
-                  every generator but archetypes, whose shares are fixed)
-  --prehistory D  the users' lives start up to D days before the first written day (default 60;
-                  every generator but archetypes, where everyone starts on day 0)
-  --kafka        produce the events as Avro (key = userId) to the input topic of the run
-                 configuration --config F (brokers and topics from it, and from EBB_BROKERS)`
 
 async function write (stream: WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await once(stream, 'drain')
 }
 
 export async function simulate (argv: string[]): Promise<number> {
-  const o = parseOptions('simulate', argv, {
-    users: { type: 'string' }, days: { type: 'string' }, out: { type: 'string' }, labels: { type: 'string' },
-    seed: { type: 'string' }, start: { type: 'string' }, noise: { type: 'boolean' }, kafka: { type: 'boolean' }, config: { type: 'string' }, help: { type: 'boolean' },
-    population: { type: 'string' }, 'churn-rate': { type: 'string' }, prehistory: { type: 'string' }
-  })
-  if (o.help === true) { process.stdout.write(SIMULATE_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.simulate, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.simulate)); return 0 }
   const users = intOption('simulate', 'users', o.users, 1000, 1, 50_000_000)
   const days = intOption('simulate', 'days', o.days, 60, 1, 3650)
   const seed = intOption('simulate', 'seed', o.seed, 1, 0, 2 ** 31 - 1)

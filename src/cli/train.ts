@@ -1,4 +1,5 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { basename } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { DAY_MS, derivedLabels, fileLabels, type Labels, replayForModel } from '../model/dataset.js'
@@ -7,32 +8,12 @@ import { FEATURES } from '../model/spell.js'
 import { type LabelledData, trainModel, TrainRefusal } from '../model/train.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology, type Topology } from '../rules/topology.js'
-import { instantOption, intOption, parseOptions, requireOption } from './args.js'
+import { instantOption, intOption, requireOption } from './args.js'
 
-export const TRAIN_HELP = `ebb train --in events.jsonl [--in more.jsonl …] (--labels F … | --derive-labels) --out model.json [options]
-  Fits the prior of the churn model: the coefficients every partition starts from and then
-  refines on its own stream (docs/churn-model.md). Each input is replayed through the engine;
-  every scored day (a user at a local midnight of a silence) is a row, labelled churned when no
-  LOGIN follows within 30 days. Training uses rows whose label is known before the split, and
-  validation the rows after it; on a history too short for that, a fifth of the users validate.
-  Refuses (exit 2) to write a model from too few churned days or silences, and warns when the
-  churn rate of training and validation differ more than twofold.
-  --labels F        ground truth per input (the simulator's label file), in the order of --in
-  --derive-labels   derive the labels from the LOGIN events of each input
-  --split ISO       start of validation (default: the last quarter of the labelled span)
-  --warmup DAYS     skip rows of each input's first DAYS days (default 0)
-  --topology T      signal parameters come from it (default: topologies/default.yaml)
-  --l2 X            L2 penalty on the standardised coefficients (default 1)
-  Example:
-    ebb simulate --population habits --users 5000 --days 120 --out h.jsonl
-    ebb train --in h.jsonl --derive-labels --out model.json`
 
 export async function train (argv: string[]): Promise<number> {
-  const o = parseOptions('train', argv, {
-    in: { type: 'string', multiple: true }, out: { type: 'string' }, labels: { type: 'string', multiple: true }, 'derive-labels': { type: 'boolean' },
-    split: { type: 'string' }, warmup: { type: 'string' }, topology: { type: 'string' }, l2: { type: 'string' }, help: { type: 'boolean' }
-  })
-  if (o.help === true) { process.stdout.write(TRAIN_HELP + '\n'); return 0 }
+  const o = parseCommand(COMMANDS.train, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.train)); return 0 }
   const inputs = o.in ?? []
   if (inputs.length === 0) throw new EbbError(Errors.USAGE, 'ebb train: --in is required')
   const out = requireOption('train', 'out', o.out)

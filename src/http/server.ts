@@ -1,3 +1,4 @@
+import { packageVersion } from '../paths.js'
 import { randomUUID } from 'node:crypto'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
@@ -21,7 +22,7 @@ export interface ServerOptions {
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
- * The HTTP API (SPEC §8) as a fastify instance, one plugin per concern. Every route has JSON
+ * The HTTP API (README, "HTTP API") as a fastify instance, one plugin per concern. Every route has JSON
  * schemas (validation in, fast serialisation out) that also make the OpenAPI document at /docs.
  * Request logs carry the route pattern and a request id, never the URL (it holds user ids).
  */
@@ -49,7 +50,7 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   app.addHook('onSend', async (req, reply) => { reply.header('x-request-id', req.id) })
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: 'Ebb', description: 'Real-time churn early-warning engine: health, metrics, users, alerts, topology (SPEC §8).', version: '0.1.0' },
+      info: { title: 'Ebb', description: 'Real-time churn early-warning engine: health, metrics, users, alerts, topology (README, "HTTP API").', version: packageVersion() },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } }
     }
   })

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { projectRoot } from '../../src/paths.js'
@@ -55,7 +56,7 @@ describe('ebb replay on a hand-written fixture', () => {
     expect(run1.stdout).toMatch(/recall within the first task's window: treatment/)
   })
 
-  it('gives the alerts SPEC §3–§4 predict, at the times they predict', () => {
+  it('gives the alerts the README and docs/rules.md predict, at the times they predict', () => {
     const all = readFileSync(join(out1, 'alerts.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { userId: string, rule: string, firedAt: number, episodeId: string, score: number | null, reasons: Array<{ code: string, value: number, op: string }> })
     // On a stream this small inactive_7d never alerts the 20 times the model needs before it
     // chooses its own threshold (docs/churn-model.md): model_risk alerts as inactive_7d does,
@@ -157,5 +158,36 @@ describe('ebb replay: bad usage and configuration exit 2 with a message that say
     const r = ebb('frobnicate')
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/unknown command/)
+  })
+})
+
+describe('ebb replay: inputs that were not what was meant are refused or fail, saying what happened', () => {
+  it('a gzip-compressed input: exit 2 before reading it', () => {
+    const gz = join(tmp.dir, 'events.jsonl.gz')
+    writeFileSync(gz, gzipSync(readFileSync(FIXTURE)))
+    const r = ebb('replay', '--in', gz, '--out', join(tmp.dir, 'gz'))
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/gzip-compressed: decompress it first/)
+  })
+
+  it('a CSV file: every record a dead letter, exit 1 with the count and a hint; --max-dead-letter-share 1 accepts it', () => {
+    const csv = join(tmp.dir, 'events.csv')
+    writeFileSync(csv, 'eventId,userId,type,ts\ne1,u1,LOGIN,2026-03-02T09:00:00Z\ne2,u1,VIEW,2026-03-02T09:05:00Z\n')
+    const r = ebb('replay', '--in', csv, '--out', join(tmp.dir, 'csv'))
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/3 of 3 records were dead letters \(3 undecodable, in .*dlq\.jsonl\): is the file JSON Lines/)
+    expect(readFileSync(join(tmp.dir, 'csv', 'dlq.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3)
+    expect(ebb('replay', '--in', csv, '--out', join(tmp.dir, 'csv1'), '--max-dead-letter-share', '1').code).toBe(0)
+  })
+
+  it('a --state already past the input: exit 2 before any dead letter; --accept-late goes on (and fails on the late share)', () => {
+    const state = join(tmp.dir, 'past-state')
+    expect(ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past1'), '--state', state, '--until', UNTIL).code).toBe(0)
+    const again = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past2'), '--state', state)
+    expect(again.code).toBe(2)
+    expect(again.stderr).toMatch(/the state in .*past-state is at stream time 2026-03-11T1\d:\d\d:00\.000Z, and replay-small\.jsonl starts at .*would all be late.*--accept-late/)
+    const forced = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past3'), '--state', state, '--accept-late')
+    expect(forced.code).toBe(1)
+    expect(forced.stderr).toMatch(/records were dead letters \(\d+ late,.*is --state already past it\?/)
   })
 })
