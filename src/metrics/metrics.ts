@@ -1,4 +1,6 @@
 import { DEAD_LETTER_REASONS } from '../errors.js'
+import { packageVersion } from '../paths.js'
+import type { Topology } from '../rules/topology.js'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { EVENT_TYPES } from '../events/user-event.js'
 import type { KpiCounts } from '../intervention/kpis.js'
@@ -18,7 +20,7 @@ export interface PartitionView {
   readonly task: PartitionTask
 }
 
-/** What the metrics read; the embedded demo has one partition, Kafka mode (issue 4) several. */
+/** What the metrics read; the embedded demo has one partition, Kafka mode several. */
 export interface MetricsSource {
   partitions (): Iterable<PartitionView>
   /** Kafka mode: per partition, records between the committed offset and the end of the log */
@@ -29,13 +31,33 @@ export interface MetricsSource {
   restore? (): Map<number, { restored: number, remaining: number }>
 }
 
+/** The default metrics renamed (see the constructor), with how each is counted. */
+const ACTIVE_GAUGES: ReadonlyArray<readonly [string, () => number]> = [
+  ['nodejs_active_handles', () => (process as unknown as { _getActiveHandles: () => unknown[] })._getActiveHandles().length],
+  ['nodejs_active_requests', () => (process as unknown as { _getActiveRequests: () => unknown[] })._getActiveRequests().length],
+  ['nodejs_active_resources', () => process.getActiveResourcesInfo().length]
+]
+
 export class EbbMetrics {
   readonly registry = new Registry()
   readonly observer: EngineObserver
 
-  constructor (source: MetricsSource) {
+  constructor (source: MetricsSource, build: { topology: Topology } | undefined = undefined) {
     const r = this.registry
     collectDefaultMetrics({ register: r })
+    // prom-client's three nodejs_active_*_total gauges break the convention that _total names a
+    // counter (promtool flags them): the same values under names without the suffix.
+    for (const [name, count] of ACTIVE_GAUGES) {
+      r.removeSingleMetric(`${name}_total`)
+      new Gauge({ name, help: `Number of active ${name.slice('nodejs_active_'.length)} (prom-client's ${name}_total, renamed: it is a gauge)`, registers: [r], collect () { this.set(count()) } })
+    }
+    const model = build?.topology.model ?? null
+    new Gauge({
+      name: 'ebb_build_info',
+      help: 'Always 1: the Ebb version, the churn model prior (kind-sha256 prefix, or none) and the Node version, as labels',
+      labelNames: ['version', 'model', 'node'],
+      registers: [r]
+    }).set({ version: packageVersion(), model: model === null ? 'none' : model.version, node: process.version }, 1)
     const parts = (): PartitionView[] => [...source.partitions()]
     /** Sets a counter to the engine's running total (counters only grow: the engine's do too). */
     const setCounter = (c: Counter<string>, labels: Record<string, string>, v: number): void => {
@@ -247,7 +269,7 @@ export class EbbMetrics {
       registers: [r],
       collect () { this.set(parts().length) }
     })
-    // Kafka mode (issue 4) reports these through the source; in embedded mode they stay empty or 0.
+    // Kafka mode reports these through the source; in embedded mode they stay empty or 0.
     new Gauge({
       name: 'ebb_consumer_lag_records',
       help: 'Records between the committed offset and the end of the input partition',
