@@ -31,13 +31,6 @@ export interface MetricsSource {
   restore? (): Map<number, { restored: number, remaining: number }>
 }
 
-/** The default metrics renamed (see the constructor), with how each is counted. */
-const ACTIVE_GAUGES: ReadonlyArray<readonly [string, () => number]> = [
-  ['nodejs_active_handles', () => (process as unknown as { _getActiveHandles: () => unknown[] })._getActiveHandles().length],
-  ['nodejs_active_requests', () => (process as unknown as { _getActiveRequests: () => unknown[] })._getActiveRequests().length],
-  ['nodejs_active_resources', () => process.getActiveResourcesInfo().length]
-]
-
 export class EbbMetrics {
   readonly registry = new Registry()
   readonly observer: EngineObserver
@@ -45,12 +38,10 @@ export class EbbMetrics {
   constructor (source: MetricsSource, build: { topology: Topology } | undefined = undefined) {
     const r = this.registry
     collectDefaultMetrics({ register: r })
-    // prom-client's three nodejs_active_*_total gauges break the convention that _total names a
-    // counter (promtool flags them): the same values under names without the suffix.
-    for (const [name, count] of ACTIVE_GAUGES) {
-      r.removeSingleMetric(`${name}_total`)
-      new Gauge({ name, help: `Number of active ${name.slice('nodejs_active_'.length)} (prom-client's ${name}_total, renamed: it is a gauge)`, registers: [r], collect () { this.set(count()) } })
-    }
+    // prom-client exports each of nodejs_active_{handles,requests,resources} twice: as a gauge
+    // of that name and again as a gauge named *_total, which breaks the convention that _total
+    // names a counter (promtool flags it). The gauges without the suffix stay.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(name)
     const model = build?.topology.model ?? null
     new Gauge({
       name: 'ebb_build_info',
