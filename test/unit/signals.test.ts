@@ -18,7 +18,7 @@ async function driver (): Promise<TopologyTestDriver> {
 }
 
 describe('daysInactive (complete local days since the last login day)', () => {
-  it('counts calendar days across midnight, not 24-hour periods (the contract's example)', async () => {
+  it('counts calendar days across midnight, not 24-hour periods (the example of the contract)', async () => {
     const d = await driver()
     await d.pipe({ userId: 'a', type: 'LOGIN', ts: at('2026-03-02T23:00'), tz: SH }) // Monday 23:00
     expect(d.signals('a', at('2026-03-02T23:59')).daysInactive).toBe(0)
