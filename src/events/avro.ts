@@ -21,7 +21,8 @@ export const CONFLUENT_MAGIC = 0
 /**
  * Decodes a raw Avro UserEvent body (no framing). Throws on truncated or malformed input;
  * callers route that to the dead-letter output. Avro enums cannot hold an unknown type, so a
- * decoded record needs only the semantic checks of validateEvent.
+ * decoded record needs only the semantic checks of validateDecodedEvent (and its strings the
+ * UTF-8 check, since avsc would replace invalid bytes).
  */
 export function decodeAvroEvent (buf: Buffer): UserEvent {
   // fromBuffer throws 'truncated buffer' / 'trailing data' itself, and allocates less than decode().

@@ -1,3 +1,4 @@
+import { fmix32, fnv1a32, FNV_OFFSET, FNV_PRIME } from '../state/hash.js'
 import { CHANNELS } from '../events/user-event.js'
 import type { AlertRecord } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
@@ -319,9 +320,7 @@ function fits (s: UserState, day: number, max: number, days: number, channel: nu
 
 /** 32-bit FNV-1a over UTF-16 code units, then murmur3's finaliser so that every bit mixes. */
 function hash32 (text: string, seed: number): number {
-  let h = (0x811c9dc5 ^ seed) >>> 0
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
-  return fmix32(h)
+  return fmix32(fnv1a32(text, (FNV_OFFSET ^ seed) >>> 0))
 }
 
 /** Deterministic experiment arm: a user's bucket depends only on their id and the experiment name. */
@@ -333,30 +332,21 @@ export function armOf (userId: string, experiment: string, holdoutShare: number)
 export function taskIdOf (userId: string, episodeTs: number, planId: string, step: number): string {
   // hash32 of `${userId}\0${episodeTs}\0${planId}\0${step}` under two seeds, in one pass over
   // the parts instead of two over a joined string (one per task emitted; same ids).
-  let a = (0x811c9dc5 ^ 0x5bd1e995) >>> 0
-  let b = (0x811c9dc5 ^ 0x27d4eb2f) >>> 0
+  let a = (FNV_OFFSET ^ 0x5bd1e995) >>> 0
+  let b = (FNV_OFFSET ^ 0x27d4eb2f) >>> 0
   const parts = taskIdParts
   parts[0] = userId; parts[1] = String(episodeTs); parts[2] = planId; parts[3] = String(step)
   for (let p = 0; p < 4; p++) {
     const text = parts[p]
-    if (p > 0) { a = Math.imul(a, 0x01000193); b = Math.imul(b, 0x01000193) } // the \0 separator: h ^ 0 = h
+    if (p > 0) { a = Math.imul(a, FNV_PRIME); b = Math.imul(b, FNV_PRIME) } // the \0 separator: h ^ 0 = h
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i)
-      a = Math.imul(a ^ c, 0x01000193)
-      b = Math.imul(b ^ c, 0x01000193)
+      a = Math.imul(a ^ c, FNV_PRIME)
+      b = Math.imul(b ^ c, FNV_PRIME)
     }
   }
   return 't' + hex8(fmix32(a)) + hex8(fmix32(b))
 }
 const taskIdParts = ['', '', '', '']
-
-function fmix32 (h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
 
 function hex8 (n: number): string { return n.toString(16).padStart(8, '0') }

@@ -106,7 +106,8 @@ function outputTypes (): NonNullable<typeof types> {
 /**
  * The engine's outputs as Avro records (raw bodies, schemas in schemas/), keyed by userId so a
  * user's alerts, tasks and outcomes stay in order on one partition, buffered until the runner's
- * next transaction sends them. Dead letters are keyed by the input record's key.
+ * next transaction sends them. Dead letters have no key (spread over the topic's partitions): the
+ * input record's position is in the value.
  */
 export class KafkaSink implements OutputSink {
   alerts: OutputMessage[] = []

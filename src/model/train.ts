@@ -1,3 +1,4 @@
+import { fnv1a32 } from '../state/hash.js'
 import { DAY_MS, type Labels, LABEL_HORIZON_DAYS, LABEL_HORIZON_MS, type ReplayResult } from './dataset.js'
 import { alertsLikeTheta, countCrossings, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from './learner.js'
 import { fitLogistic } from './logistic.js'
@@ -90,7 +91,7 @@ export function chooseSplit (sets: readonly LabelledData[], split: number | null
   const validation: Part = { rows: [], source: [] }
   sets.forEach((d, k) => {
     const s = d.data.snapshots
-    const fifth = s.users.map((id) => fnv(id) % 5 === 0)
+    const fifth = s.users.map((id) => fnv1a32(id) % 5 === 0)
     for (let i = 0; i < s.n; i++) {
       if (!known(d, i)) continue
       const into = fifth[s.user[i]] ? validation : train
@@ -101,11 +102,6 @@ export function chooseSplit (sets: readonly LabelledData[], split: number | null
   return { kind: 'users', describe: 'by user (a fifth of the users validate: the history is too short for a time split to leave churn on both sides)', train, validation }
 }
 
-function fnv (s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
-  return h >>> 0
-}
 
 function matrix (sets: readonly LabelledData[], part: Part): { X: Float64Array, y: Uint8Array } {
   const X = new Float64Array(part.rows.length * FEATURE_COUNT)

@@ -1,7 +1,7 @@
 import { EVENT_TYPES } from '../events/user-event.js'
 import { DEAD_LETTER_REASONS, type DeadLetterReason } from '../errors.js'
 
-/** Counters of one partition task; the CLI summary and (later) Prometheus read them. */
+/** Counters of one partition task; the CLI summary and Prometheus (at scrape time) read them. */
 export class EngineStats {
   recordsIn = 0
   eventsApplied = 0

@@ -70,7 +70,7 @@ export class LineBatch implements RecordBatch {
   }
 }
 
-/** Raw Avro bodies with Kafka-style positions (the benchmark, the embedded log, the Kafka source). */
+/** Raw Avro bodies with Kafka-style positions (the benchmark, the embedded log; Kafka's own batches are KafkaBatch). */
 export class AvroBatch implements RecordBatch {
   readonly format = 'avro' as const
   constructor (readonly values: Buffer[], readonly topic: string, readonly partition: number, readonly firstOffset: bigint) {}

@@ -3,7 +3,9 @@
  *   's' ‖ userId            → ebb.UserState (Avro)
  *   't' ‖ dueMs (8 B, BE)   ‖ seq (4 B, BE) → a bucket of user ids whose timer is due then
  *                          (the timer index: byte order = due-time order; see timer-service.ts)
- *   'm' ‖ name              → task metadata (watermark)
+ *   'm' ‖ name              → task metadata: stream time ('time'), the waiting future event ('held'),
+ *                             erased users ('erased'), the rule-id map ('rules'), the churn learner
+ *                             ('learner'); Kafka mode: input offset and changelog position
  */
 export const STATE_PREFIX = 0x73 // 's'
 export const TIMER_PREFIX = 0x74 // 't'

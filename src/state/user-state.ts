@@ -1,3 +1,4 @@
+import { fmix32, FNV_OFFSET, FNV_PRIME } from './hash.js'
 import { type ZoneClock, zoneClock } from '../time/zones.js'
 
 /**
@@ -286,20 +287,14 @@ export const eventIdHash = {
   h1: 0,
   h2: 0,
   of (id: string): void {
-    let a = 0x811c9dc5
+    let a = FNV_OFFSET
     let b = 0x9e3779b9
     for (let i = 0; i < id.length; i++) {
       const c = id.charCodeAt(i)
-      a = Math.imul(a ^ c, 0x01000193)
+      a = Math.imul(a ^ c, FNV_PRIME)
       b = Math.imul((b ^ c) << 13 | (b ^ c) >>> 19, 0x5bd1e995) + 0x6b43a9b5 | 0
     }
-    b ^= id.length
-    b ^= b >>> 16
-    b = Math.imul(b, 0x85ebca6b)
-    b ^= b >>> 13
-    b = Math.imul(b, 0xc2b2ae35)
-    b ^= b >>> 16
     this.h1 = a === 0 ? 1 : a
-    this.h2 = b
+    this.h2 = fmix32(b ^ id.length)
   }
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { EbbError, Errors } from '../../src/errors.js'
+import { DEAD_LETTER_REASONS, EbbError, Errors } from '../../src/errors.js'
 import { projectRoot } from '../../src/paths.js'
 
 describe('the error registry', () => {
@@ -24,5 +24,12 @@ describe('the error registry', () => {
     expect(e.message).toBe('x.yaml:3: unknown signal "foo"')
     expect(e.code).toBe('EBB_TOPOLOGY_INVALID')
     expect(e.exitCode).toBe(2)
+  })
+
+  it('lists the dead-letter reasons once: the registry\'s reasons, the Avro enum and the error codes agree', () => {
+    const schema = JSON.parse(readFileSync(join(projectRoot(), 'schemas', 'dead-letter.avsc'), 'utf8')) as { fields: Array<{ name: string, type: { symbols?: string[] } }> }
+    expect(schema.fields.find((f) => f.name === 'reason')?.type.symbols).toEqual([...DEAD_LETTER_REASONS])
+    const used = new Set(Object.values(Errors).flatMap((d) => d.deadLetter === undefined ? [] : [d.deadLetter]))
+    expect([...used].sort()).toEqual([...DEAD_LETTER_REASONS].sort())
   })
 })
