@@ -18,7 +18,7 @@ import { Simulator } from '../sim/simulator.js'
 import { RocksStore, settledDirectoryBytes } from '../state/rocks-store.js'
 import { encodeState } from '../state/state-codec.js'
 import { intOption } from './args.js'
-import { count, Progress, rate } from './progress.js'
+import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
 
@@ -66,7 +66,7 @@ export async function demo (argv: string[]): Promise<number> {
       }
       await task.commit()
       engineMs += performance.now() - t0
-      progress.tick(() => `day ${day}/${days}: ${count(task.stats.recordsIn)} events (${rate(task.stats.recordsIn, engineMs)} in the engine), alerts ${count(task.stats.alertTotal)}, dead letters ${count(task.stats.deadLetterTotal)}`)
+      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}): ${count(task.stats.recordsIn)} events (${rate(task.stats.recordsIn, engineMs)} in the engine), alerts ${count(task.stats.alertTotal)}, dead letters ${count(task.stats.deadLetterTotal)}`)
     }
     // Stream time to the last event: timers held back by the allowed lateness fire now.
     task.advanceTo(lastTs + 1)
@@ -98,7 +98,9 @@ export async function demo (argv: string[]): Promise<number> {
     if (app !== undefined && url !== undefined) {
       const example = sink.alerts[0]?.userId ?? 'u000001'
       const auth = http.token === undefined ? '' : ' -H "Authorization: Bearer $EBB_HTTP_TOKEN"'
-      process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try        curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
+      // With --token the variable the hint uses is not set in the caller's shell: the hint sets it.
+      const setToken = http.token !== undefined && process.env.EBB_HTTP_TOKEN !== http.token ? `             export EBB_HTTP_TOKEN='${http.token.replace(/'/g, "'\\''")}'\n` : ''
+      process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try\n${setToken}             curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
       await untilSignal()
       await app.close()
       await store.close()

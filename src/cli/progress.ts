@@ -26,3 +26,13 @@ export function rate (n: number, ms: number): string {
 export function count (n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n)
 }
+
+/** How far along, when the total is known: "42%, 1m 10s left" (the rate so far, extrapolated). */
+export function along (done: number, total: number, elapsedMs: number): string {
+  if (!(total > 0)) return ''
+  const f = Math.min(1, Math.max(0, done / total))
+  if (f <= 0) return '0%'
+  const left = elapsedMs * (1 - f) / f / 1000
+  const eta = left >= 3600 ? `${Math.floor(left / 3600)}h ${Math.round((left % 3600) / 60)}m` : left >= 60 ? `${Math.floor(left / 60)}m ${Math.round(left % 60)}s` : `${Math.round(left)}s`
+  return `${(f * 100).toFixed(0)}%, ${eta} left`
+}

@@ -15,7 +15,7 @@ import { PartitionTask } from '../runtime/partition-task.js'
 import { LineBatch } from '../runtime/record-batch.js'
 import { RocksStore } from '../state/rocks-store.js'
 import { instantOption, intOption, requireOption } from './args.js'
-import { count, Progress, rate } from './progress.js'
+import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
 
@@ -70,7 +70,10 @@ export async function replay (argv: string[]): Promise<number> {
   const records = (): number => tasks.reduce((n, t) => n + t.stats.recordsIn, 0)
   try {
     let sinceCommit = 0
-    for await (const { lines, lineNumbers, rejected, blank } of readLineBatches(input, batchSize, maxLineBytes)) {
+    const fileBytes = statSync(input).size
+    let bytesDone = 0
+    for await (const { lines, lineNumbers, rejected, blank, bytesRead } of readLineBatches(input, batchSize, maxLineBytes)) {
+      bytesDone = bytesRead
       tasks[0].stats.blankLines += blank
       const batch = new LineBatch(lines, file, lineNumbers, rejected)
       if (partitions === 1) await tasks[0].process(batch)
@@ -92,7 +95,7 @@ export async function replay (argv: string[]): Promise<number> {
         for (const t of tasks) await t.commit()
         sinceCommit = 0
       }
-      progress.tick(() => `${count(records())} records, ${rate(records(), progress.elapsedMs)}, alerts ${count(tasks.reduce((n, t) => n + t.stats.alertTotal, 0))}, dead letters ${count(tasks.reduce((n, t) => n + t.stats.deadLetterTotal, 0))}`)
+      progress.tick(() => `${along(bytesDone, fileBytes, progress.elapsedMs)}: ${count(records())} records, ${rate(records(), progress.elapsedMs)}, alerts ${count(tasks.reduce((n, t) => n + t.stats.alertTotal, 0))}, dead letters ${count(tasks.reduce((n, t) => n + t.stats.deadLetterTotal, 0))}`)
     }
     for (const t of tasks) {
       if (until !== undefined) t.advanceTo(until)

@@ -11,6 +11,7 @@ import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
 import { requireOption } from './args.js'
+import { count, rate } from './progress.js'
 
 
 export async function run (argv: string[]): Promise<number> {
@@ -86,11 +87,13 @@ export async function run (argv: string[]): Promise<number> {
       runner.waiting = waiting
     }
   }
+  const status = statusLines(() => runner)
   const failed = new Promise<string>((resolve) => {
     const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
     t.unref()
   })
   const why = await Promise.race([stopped, failed])
+  clearInterval(status)
   log.info({ why }, 'stopping')
   // A second SIGTERM / SIGINT while stopping exits at once; a stop that hangs (a broker that went
   // away mid-commit) is cut off: a process that gave up must exit, or nothing restarts it.
@@ -123,4 +126,40 @@ async function withDeadline (p: Promise<unknown>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * Every 30 s, a line in words on stderr (the JSON logs are for machines): the partitions held,
+ * restore progress, lag, throughput and outputs since the last line; and "caught up" the first
+ * time the lag reaches 0.
+ */
+function statusLines (current: () => KafkaRunner, everyMs = 30_000): NodeJS.Timeout {
+  let last = { at: performance.now(), records: 0, alerts: 0 }
+  let caughtUp = false
+  const t = setInterval(() => {
+    const runner = current()
+    const parts = [...runner.partitions.values()]
+    const now = { at: performance.now(), records: 0, alerts: 0 }
+    for (const p of parts) {
+      now.records += p.task.stats.recordsIn
+      now.alerts += p.task.stats.alertTotal
+    }
+    const restoring = [...runner.restore.entries()].filter(([, r]) => r.remaining > 0)
+    const lag = [...runner.consumerLag().values()].reduce((a, b) => a + b, 0)
+    const secs = (now.at - last.at) / 1000
+    const ready = runner.readiness()
+    const words = [
+      `partitions ${runner.partitions.size === 0 ? 'none' : [...runner.partitions.keys()].sort((a, b) => a - b).join(',')}`,
+      ...restoring.map(([p, r]) => `restoring ${p}: ${Math.round(100 * r.restored / Math.max(1, r.restored + r.remaining))}% (${count(r.remaining)} records to go)`),
+      `lag ${count(lag)} records`,
+      `${rate(Math.max(0, now.records - last.records), secs * 1000)} over the last ${Math.round(secs)} s`,
+      `alerts +${Math.max(0, now.alerts - last.alerts)}`,
+      ready.ready ? 'ready' : `not ready: ${ready.reason}`
+    ]
+    process.stderr.write(`[run] ${words.join('; ')}\n`)
+    if (!caughtUp && ready.ready && lag === 0 && parts.length > 0) { caughtUp = true; process.stderr.write('[run] caught up with the input\n') }
+    last = now
+  }, everyMs)
+  t.unref()
+  return t
 }

@@ -6,7 +6,7 @@ import { encodeJsonEvent } from '../events/jsonl.js'
 import { isPopulationKind, makePopulation, POPULATION_KINDS, type PopulationKind } from '../sim/populations.js'
 import { Simulator } from '../sim/simulator.js'
 import { intOption, requireOption } from './args.js'
-import { count, Progress, rate } from './progress.js'
+import { along, count, Progress, rate } from './progress.js'
 
 
 async function write (stream: WriteStream, text: string): Promise<void> {
@@ -48,7 +48,7 @@ export async function simulate (argv: string[]): Promise<number> {
       day++
       if (batch.length > 0) await write(stream, batch.map(encodeJsonEvent).join('\n') + '\n')
       events += batch.length
-      progress.tick(() => `day ${day}/${days}, ${count(events)} events (${rate(events, progress.elapsedMs)})`)
+      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events (${rate(events, progress.elapsedMs)})`)
     }
     stream.end()
     await once(stream, 'finish')

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline'
 import { CHANNELS } from '../events/user-event.js'
 import type { AlertRecord, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
 import type { Topology } from '../rules/topology.js'
-import { zoneClock } from '../time/zones.js'
+import { ZoneClock, zoneClock } from '../time/zones.js'
 import { LIMITS, textLength } from './config.js'
 
 /**
@@ -126,7 +126,7 @@ export async function checkReplay (eventsFile: string, outDir: string, topology:
       for (let i = 0; i < days_.length; i++) {
         let n = 0
         for (let j = i; j < days_.length && days_[j] < days_[i] + days; j++) n++
-        if (n > max) { bad(`cap ${name} ≤ ${max} per ${days} days`, userId, `${n} sends from local day ${days_[i]}`); return }
+        if (n > max) { bad(`cap ${name} ≤ ${max} per ${days} days`, userId, `${n} sends in the ${days} local days from ${ZoneClock.isoDate(days_[i])}`); return }
       }
     }
     iv.channelCaps.forEach((c, ch) => { if (c !== null) capCheck(c.max, c.days, ch, CHANNELS[ch]) })

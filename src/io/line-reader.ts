@@ -23,6 +23,8 @@ export interface LineBatchData {
   rejected: RejectedLine[]
   /** whitespace-only lines skipped since the previous batch (not records, but counted) */
   blank: number
+  /** bytes of the file read so far (up to the end of the chunk this batch ends in): progress */
+  bytesRead: number
 }
 
 /** Default longest line (bytes): far beyond any real event, far below what a string can hold. */
@@ -44,6 +46,7 @@ export async function * readLineBatches (file: string, batchSize: number, maxLin
   let numbers: number[] = []
   let rejected: RejectedLine[] = []
   let blank = 0
+  let bytesRead = 0
   let lineNo = 0
   // the line being read: its pieces while it is short enough, else a prefix and a running hash
   let parts: Buffer[] = []
@@ -101,6 +104,7 @@ export async function * readLineBatches (file: string, batchSize: number, maxLin
 
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
+      bytesRead += chunk.length
       let start = 0
       for (;;) {
         const nl = chunk.indexOf(0x0a, start)
@@ -108,7 +112,7 @@ export async function * readLineBatches (file: string, batchSize: number, maxLin
         finish(chunk.subarray(start, nl))
         start = nl + 1
         if (lines.length >= batchSize) {
-          yield { lines, lineNumbers: numbers, rejected, blank }
+          yield { lines, lineNumbers: numbers, rejected, blank, bytesRead }
           lines = []
           numbers = []
           rejected = []
@@ -121,5 +125,5 @@ export async function * readLineBatches (file: string, batchSize: number, maxLin
     throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
   }
   if (partBytes > 0 || hash !== null) finish(Buffer.alloc(0))
-  if (lines.length > 0 || blank > 0) yield { lines, lineNumbers: numbers, rejected, blank }
+  if (lines.length > 0 || blank > 0) yield { lines, lineNumbers: numbers, rejected, blank, bytesRead }
 }

@@ -1,5 +1,5 @@
 import { encodeAvroEvent } from '../events/avro.js'
-import { count, Progress, rate } from '../cli/progress.js'
+import { along, count, Progress, rate } from '../cli/progress.js'
 import type { Simulator } from '../sim/simulator.js'
 import { loadRunConfig } from './config.js'
 import { KafkajsClient } from './kafkajs-client.js'
@@ -33,7 +33,7 @@ export async function produceSimulation (sim: Simulator, days: number, configFil
         await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e), timestamp: Math.max(now, e.ts) })))
       }
       events += batch.length
-      progress.tick(() => `day ${day}/${days}, ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
+      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
     }
   } finally {
     await producer.close()

@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { count, Progress, rate } from '../cli/progress.js'
+import { along, count, Progress, rate } from '../cli/progress.js'
 import { EbbError, Errors } from '../errors.js'
 import { decodeJsonEvent } from '../events/jsonl.js'
 import { readLineBatches } from '../io/line-reader.js'
@@ -218,7 +218,8 @@ export async function replayForModel (input: string, topology: Topology, opts: {
   const file = basename(input)
   let start = Number.NaN
   try {
-    for await (const { lines, lineNumbers, rejected } of readLineBatches(input, 4096)) {
+    const fileBytes = statSync(input).size
+    for await (const { lines, lineNumbers, rejected, bytesRead } of readLineBatches(input, 4096)) {
       if (task === null || snap === null) {
         start = firstTs(lines)
         snap = new DailySnapshots(opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
@@ -228,7 +229,7 @@ export async function replayForModel (input: string, topology: Topology, opts: {
       if (task.cache.size > 500_000) await task.commit()
       const t = task
       const sn = snap
-      progress.tick(() => `replay: ${count(t.stats.recordsIn)} events (${rate(t.stats.recordsIn, progress.elapsedMs)}), ${count(sn.n)} scored days`)
+      progress.tick(() => `replay ${along(bytesRead, fileBytes, progress.elapsedMs)}: ${count(t.stats.recordsIn)} events (${rate(t.stats.recordsIn, progress.elapsedMs)}), ${count(sn.n)} scored days`)
     }
     if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
     const end = task.maxTs
