@@ -32,6 +32,7 @@ export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHo
     const since = req.query.since === undefined ? Number.NEGATIVE_INFINITY : parseInstant(req.query.since)
     if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant` })
     const rule = req.query.rule
+    if (rule !== undefined && !engine.topology.rules.some((r) => r.id === rule)) return await reply.code(400).send({ error: 'bad_request', message: `rule: "${rule}" is not a rule of this topology (its rules: ${engine.topology.rules.map((r) => r.id).join(', ')})` })
     const limit = req.query.limit ?? 100
     const matching = engine.recent.alerts.toArray().filter((a) => a.firedAt >= since && (rule === undefined || a.rule === rule))
     return { alerts: matching.slice(-limit), truncated: matching.length > limit }

@@ -1,9 +1,9 @@
-import { packageVersion } from '../paths.js'
 import { randomUUID } from 'node:crypto'
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import { log } from '../log.js'
+import { packageVersion } from '../paths.js'
 import type { EbbMetrics } from '../metrics/metrics.js'
 import { alertsRoutes } from './alerts.js'
 import { bearerAuth } from './auth.js'
@@ -26,6 +26,8 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
  * schemas (validation in, fast serialisation out) that also make the OpenAPI document at /docs.
  * Request logs carry the route pattern and a request id, never the URL (it holds user ids).
  */
+const ERROR_CODES: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 414: 'uri_too_long', 415: 'unsupported_media_type', 429: 'too_many_requests', 503: 'unavailable' }
+
 export async function buildServer (opts: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }, {
@@ -46,6 +48,24 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     // An unknown query parameter is a 400 that names it, not silently dropped.
     ajv: { customOptions: { removeAdditional: false } }
   })
+  // One error shape everywhere: { error: snake_case code, message: what to fix }. Validation
+  // errors name the parameter (an unknown query parameter included); no message echoes the URL,
+  // which may hold a user id.
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+    if (err.validation !== undefined && err.validation.length > 0) {
+      const v = err.validation[0]
+      const unknown = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty
+      const where = err.validationContext ?? 'request'
+      const message = unknown !== undefined
+        ? `unknown ${where === 'querystring' ? 'query parameter' : where + ' field'} "${unknown}"`
+        : `${where}${v.instancePath === '' ? '' : ' ' + v.instancePath.slice(1).replace(/\//g, '.')}: ${v.message ?? 'is not valid'}`
+      return await reply.code(400).send({ error: 'bad_request', message })
+    }
+    const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+    if (status >= 500) req.log.error({ err: { message: err.message, code: err.code } }, 'request failed')
+    return await reply.code(status).send({ error: ERROR_CODES[status] ?? (status < 500 ? 'bad_request' : 'internal_error'), message: status < 500 ? err.message : 'the request failed inside Ebb; the log has the details (x-request-id)' })
+  })
+  app.setNotFoundHandler(async (_req, reply) => await reply.code(404).send({ error: 'not_found', message: 'no such route: GET /healthz, /readyz, /metrics, /users/:id, /alerts, /topology, /docs' }))
   // The request id goes back to the caller, so a client's report can be found in the logs.
   app.addHook('onSend', async (req, reply) => { reply.header('x-request-id', req.id) })
   await app.register(fastifySwagger, {

@@ -13,13 +13,13 @@ const userSchema = {
   properties: {
     userId: { type: 'string' },
     timezone: { type: 'string' },
-    asOf: { type: 'string', description: 'the stream time the signals are computed at' },
+    asOf: { type: 'integer', description: 'the stream time the signals are computed at (epoch millis, like every time of the API and of the output records)' },
     signals: { type: 'object', additionalProperties: { type: ['number', 'string', 'null'] } },
     churnScore: { type: ['number', 'null'] },
     reasons: { type: 'array', items: reasonSchema, description: 'the reasons of the open episode\'s alerts' },
     episode: {
       type: ['object', 'null'],
-      properties: { episodeId: { type: 'string' }, openedAt: { type: 'string' }, rulesFired: { type: 'array', items: { type: 'string' } } }
+      properties: { episodeId: { type: 'string' }, openedAt: { type: 'integer' }, rulesFired: { type: 'array', items: { type: 'string' } } }
     },
     consent: { type: 'object', additionalProperties: { type: 'boolean' } },
     recentAlerts: { type: 'array', items: alertSchema },
@@ -33,7 +33,7 @@ const userSchema = {
           planId: { type: 'string' },
           step: { type: 'integer' },
           channel: { type: 'string' },
-          sendAt: { type: 'string' },
+          sendAt: { type: 'integer' },
           holdout: { type: 'boolean' },
           delivered: { type: 'boolean' },
           opened: { type: 'boolean' },
@@ -81,7 +81,7 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
     return {
       userId,
       timezone: s.zone.id,
-      asOf: new Date(at).toISOString(),
+      asOf: at,
       signals: allSignals(s, today, t.params),
       // Scored on read at the partition's stream time, with what the partition has learned: the
       // stored score moves at local midnights (what model_risk sees), a reader wants it as of now.
@@ -89,7 +89,7 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
       reasons: episodeAlerts.flatMap((a) => a.reasons),
       episode: episodeId === null
         ? null
-        : { episodeId, openedAt: new Date(s.episodeOpenTs).toISOString(), rulesFired: t.rules.filter((r) => (s.ruleFired & (where.ruleSlots?.bit(r.index) ?? (1 << r.index))) !== 0).map((r) => r.id) },
+        : { episodeId, openedAt: s.episodeOpenTs, rulesFired: t.rules.filter((r) => (s.ruleFired & (where.ruleSlots?.bit(r.index) ?? (1 << r.index))) !== 0).map((r) => r.id) },
       consent: Object.fromEntries(CHANNELS.map((c, i) => [c, (s.consentGranted & (1 << i)) !== 0 || ((s.consentRevoked & (1 << i)) === 0 && (t.intervention?.consentByDefault[i] ?? true))])),
       recentAlerts,
       tasks: s.tasks.map((e) => ({
@@ -98,7 +98,7 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
         planId: e.planId,
         step: e.step,
         channel: CHANNELS[e.channel],
-        sendAt: new Date(e.sendAt).toISOString(),
+        sendAt: e.sendAt,
         holdout: (e.flags & TASK_HOLDOUT) !== 0,
         delivered: (e.flags & TASK_DELIVERED) !== 0,
         opened: (e.flags & TASK_OPENED) !== 0,

@@ -69,6 +69,31 @@ describe('HTTP API', () => {
     expect((await app.inject({ url: '/alerts?colour=red', headers: auth })).statusCode).toBe(400)
   })
 
+  it('answers every error in one shape that names what is wrong, never echoing the URL', async () => {
+    const cases: Array<[string, number, string, RegExp]> = [
+      ['/alerts?colour=red', 400, 'bad_request', /^unknown query parameter "colour"$/],
+      ['/alerts?limit=0', 400, 'bad_request', /^querystring limit: must be >= 1$/],
+      ['/alerts?since=yesterday', 400, 'bad_request', /since: "yesterday" is neither/],
+      ['/alerts?rule=nope', 400, 'bad_request', /^rule: "nope" is not a rule of this topology \(its rules: consumption_drop, inactive_31d, inactive_7d, model_risk, unfollow_burst\)$/],
+      ['/users/nobody', 404, 'not_found', /no state for this user/],
+      ['/no/such/route/u-secret-42', 404, 'not_found', /^no such route/]
+    ]
+    for (const [url, status, error, message] of cases) {
+      const r = await app.inject({ url, headers: auth })
+      expect([url, r.statusCode, Object.keys(r.json()).sort(), r.json().error]).toEqual([url, status, ['error', 'message'], error])
+      expect(r.json().message).toMatch(message)
+      expect(r.body).not.toContain('u-secret-42')
+    }
+  })
+
+  it('gives every time of a user as epoch millis, like the output records', async () => {
+    const u = (await app.inject({ url: '/users/u1', headers: auth })).json()
+    expect(u.asOf).toBe(at('2026-03-10T00:00'))
+    expect(u.episode.openedAt).toBe(at('2026-03-10T00:00'))
+    expect(typeof u.tasks[0].sendAt).toBe('number')
+    expect(u.recentAlerts[0].firedAt).toBe(u.episode.openedAt)
+  })
+
   it('GET /topology lists rules, plans and the experiment', async () => {
     const t = (await app.inject('/topology')).json()
     expect(t.rules.map((r: { id: string }) => r.id)).toContain('inactive_7d')
