@@ -39,6 +39,7 @@ export const Errors = Object.freeze({
   EVENT_PROCESSING: def('EBB_EVENT_PROCESSING', 1, false, 'processing the event failed: %s. This is a bug in Ebb; please report it with the dead-letter record.', 'processing'),
   STATE_CORRUPT: def('EBB_STATE_CORRUPT', 1, false, 'the stored state of a user could not be decoded: %s. The state directory may come from another Ebb version; remove it to rebuild state.'),
   STORE_IO: def('EBB_STORE_IO', 1, true, 'the state store failed: %s. Check the disk under the state directory (space, permissions).'),
+  KAFKA_CONSUMER_FAILED: def('EBB_KAFKA_CONSUMER_FAILED', 1, true, 'the Kafka consumer stopped and does not restart (%s); Ebb exits, and a restart resumes from the last committed offsets'),
   KAFKA_UNREACHABLE: def('EBB_KAFKA_UNREACHABLE', 1, true, 'the brokers %s could not be reached for %s s (startupTimeout): %s. Check that they run and that this host can reach them (address, port, TLS/SASL settings); a restart tries again'),
   RESTORE_STALLED: def('EBB_RESTORE_STALLED', 1, true, 'restoring %s partition %s read nothing for %s s (at offset %s of %s). The partition is opened again at its next assignment or batch; check the broker and that the changelog topic is readable.'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),

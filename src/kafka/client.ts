@@ -71,6 +71,12 @@ export interface GroupConsumerPort {
   onRebalancing (cb: () => void): void
   /** the partitions of the subscribed topic this member holds after a rebalance */
   onAssigned (cb: (partitions: number[]) => void): void
+  /**
+   * The client's consumer failed (a broker outage outlasting its retries). `restarting`: it
+   * restarts by itself and rejoins, fetching from the group's committed offsets, not from where
+   * it was; otherwise it has stopped for good.
+   */
+  onCrash (cb: (restarting: boolean, error: Error) => void): void
   /** consumes (read_committed), one batch at a time; resolves once consuming has started */
   start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void>
   commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void>

@@ -109,6 +109,7 @@ export class KafkajsClient implements KafkaClient {
     return {
       onRebalancing: (cb) => { consumer.on(consumer.events.REBALANCING, () => { cb() }) },
       onAssigned: (cb) => { consumer.on(consumer.events.GROUP_JOIN, (e) => { cb(e.payload.memberAssignment[opts.topic] ?? []) }) },
+      onCrash: (cb) => { consumer.on(consumer.events.CRASH, (e) => { cb(e.payload.restart, e.payload.error) }) },
       start: async (eachBatch) => {
         await consumer.run({
           autoCommit: false,

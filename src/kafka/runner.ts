@@ -119,6 +119,14 @@ export class KafkaRunner {
     this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}` })
     this.consumer.onRebalancing(() => { this.onRebalancing() })
     this.consumer.onAssigned((partitions) => { this.onAssignment(partitions) })
+    // A consumer that restarts by itself fetches from the committed offsets again: the work done
+    // since the last commit must go, exactly as at a rebalance, or it would be applied twice.
+    this.consumer.onCrash((restarting, err) => {
+      if (this.stopping) return
+      log.warn({ restarting, err: err.message }, 'the Kafka consumer failed')
+      if (restarting) this.onRebalancing()
+      else this.fail(new EbbError(Errors.KAFKA_CONSUMER_FAILED, err.message))
+    })
     await this.consumer.start(async (batch, control) => { await this.onBatch(batch, control) })
     // Time-based commits and idle partitions are driven even when no batch arrives.
     this.ticker = setInterval(() => { this.schedule(async () => { await this.commitIfDue(false) }) }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))

@@ -97,11 +97,20 @@ class FakeBroker {
 class FakeConsumer implements GroupConsumerPort {
   private eachBatch: ((batch: FetchedBatch, control: BatchControl) => Promise<void>) | undefined
   private assigned: ((p: number[]) => void) | undefined
+  private crashed: ((restarting: boolean, error: Error) => void) | undefined
   readonly seeks: bigint[] = []
   position = 0n
   constructor (private readonly broker: FakeBroker, private readonly instance: string, private readonly input: { topic: string, records: InputRecord[] }) {}
   onRebalancing (): void {}
   onAssigned (cb: (p: number[]) => void): void { this.assigned = cb }
+  onCrash (cb: (restarting: boolean, error: Error) => void): void { this.crashed = cb }
+
+  /** What kafkajs does when its consumer fails and restarts: rejoin, fetching from the committed offsets. */
+  crashAndRestart (): void {
+    this.crashed?.(true, new Error('Connection error: connect ECONNREFUSED'))
+    this.position = this.broker.committed.get(0) ?? 0n
+    this.assigned?.([0])
+  }
   async start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void> {
     this.eachBatch = eachBatch
     this.position = this.broker.committed.get(0) ?? 0n // what a member reads when it is assigned the partition
@@ -178,6 +187,24 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
     expect(broker.committed.get(0)).toBe(8n)
     // b's state holds all eight events: the five a committed and the three b processed.
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
+  })
+})
+
+describe('KafkaRunner when the client\'s consumer restarts by itself', () => {
+  it('drops the work since the last commit, so the records fetched again are applied once', async () => {
+    const broker = new FakeBroker()
+    const records = views(20) // more than the 8 recent eventIds a user keeps: a repeat would not be caught as duplicate
+    const a = await runner(broker, 'a', records.slice(0, 12))
+    await a.consumer.fetch() // 12 records applied, not committed (commitInterval 1h)
+    a.consumer.crashAndRestart()
+    for (let i = 0; i < 1000 && !a.r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(a.r.partitions.has(0)).toBe(true) // reopened from its store, after the drop
+    ;(a.consumer as unknown as { input: { records: InputRecord[] } }).input.records = records
+    await a.consumer.fetch() // all 20, from the committed offset (none yet)
+    await a.r.stop()
+    expect(broker.committed.get(0)).toBe(20n)
+    expect(await reopen(broker, records)).toEqual({ views7: 19, logins: 1 })
+    expect(broker.logs.get('inv.dlq/0') ?? []).toEqual([])
   })
 })
 
