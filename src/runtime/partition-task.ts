@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto'
-import { decodeAvroEvent } from '../events/avro.js'
+import { decodeRecord } from '../events/decode.js'
 import { DEAD_LETTER_PREFIX } from '../io/line-reader.js'
-import { decodeJsonEvent } from '../events/jsonl.js'
 import { EventType, eventTypeIndex, type UserEvent } from '../events/user-event.js'
-import { validateDecodedEvent } from '../events/validate.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
 import type { DeadLetterSource } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
@@ -201,13 +199,7 @@ export class PartitionTask {
       try {
         const rejected = batch.rejection === undefined ? null : batch.rejection(i)
         if (rejected !== null) throw typeof rejected === 'string' ? new EbbError(Errors.EVENT_UNDECODABLE, rejected) : rejected
-        if (batch.format === 'json') {
-          e = decodeJsonEvent(batch.value(i) as string)
-        } else {
-          e = decodeAvroEvent(batch.value(i) as Buffer)
-          const problem = validateDecodedEvent(e)
-          if (problem !== null) { fail = new EbbError(Errors.EVENT_INVALID, problem); e = null }
-        }
+        e = decodeRecord(batch.format, batch.value(i))
       } catch (err) {
         fail = isEbbError(err) ? err : new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message)
       }
@@ -665,7 +657,6 @@ class HeldEvent implements RecordBatch {
     const raw = Buffer.from(b.subarray(9 + wl, 9 + wl + rl))
     const bodyBytes = Buffer.from(b.subarray(9 + wl + rl))
     const body = format === 'json' ? bodyBytes.toString('utf8') : bodyBytes
-    const e = format === 'json' ? decodeJsonEvent(body as string) : decodeAvroEvent(body as Buffer)
-    return new HeldEvent(e, format, body, raw, where)
+    return new HeldEvent(decodeRecord(format, body), format, body, raw, where)
   }
 }
