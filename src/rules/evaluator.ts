@@ -1,21 +1,16 @@
-import type { InterventionStage } from '../intervention/intervention-stage.js'
 import type { AlertRecord, Reason } from '../io/records.js'
-import type { OutputSink } from '../io/sinks.js'
 import { type ChurnLearner, thresholdSpecText } from '../model/learner.js'
 import { modelReasons } from '../model/model.js'
 import { MIN_EVIDENCE_DAYS, spellLoginRate, spellLongestGap } from '../model/spell.js'
 import { signalValue } from '../signals/registry.js'
-import { daysInactive, responseTier, type SignalParams, valueTier } from '../signals/signals.js'
+import { daysInactive, responseTier, valueTier } from '../signals/signals.js'
 import type { UserState } from '../state/user-state.js'
+import { conditionsHold } from './conditions.js'
 import { RuleSlots } from './slots.js'
 import type { Condition, Rule, Topology } from './topology.js'
 
-/** The thresholds a partition's learner chooses (Condition.auto indexes them). */
-export interface ThresholdSource {
-  threshold: (auto: number) => number
-  /** when the rule should alert like its reference for this user (warming up, or a user not known yet): the reference's daysInactive threshold; else NaN */
-  fallbackDays: (auto: number, s: UserState) => number
-}
+/** Where a fired alert goes next (the partition task runs the stages after the rules). */
+export type AlertHandler = (s: UserState, alert: AlertRecord, rule: Rule, today: number, at: number) => void
 
 /**
  * Edge-triggered rules grouped into risk episodes (docs/rules.md).
@@ -33,9 +28,12 @@ export class RuleEvaluator {
   /** bit mask of the enabled rules on churnScore: a LOGIN resets their condition (a new question starts) */
   readonly modelRules: number
 
-  constructor (private readonly topology: Topology, private readonly sink: OutputSink, alertsByRule: Map<string, number>,
-    private readonly intervention: InterventionStage | null = null, private readonly learner: ChurnLearner | null = null,
-    private readonly slots: RuleSlots = RuleSlots.ofTopology(topology)) {
+  /**
+   * `emit` receives each alert as it fires, with the user and the instant: the partition task
+   * hands it to the next stages in order (the recall stage decides, then the sink writes it).
+   */
+  constructor (private readonly topology: Topology, private readonly emit: AlertHandler, alertsByRule: Map<string, number>,
+    private readonly learner: ChurnLearner | null = null, private readonly slots: RuleSlots = RuleSlots.ofTopology(topology)) {
     this.rules = topology.rules.filter((r) => r.enabled)
     this.hasModelRule = topology.rules.map((r) => r.when.some((c) => c.signal.needsModel))
     this.alertsByRule = alertsByRule
@@ -137,29 +135,8 @@ export class RuleEvaluator {
     this.alertsByRule.set(rule.id, (this.alertsByRule.get(rule.id) ?? 0) + 1)
     // The reference of a relative model threshold: counted with the model's view of the user.
     if (learner !== null && learner.isReference(rule.index)) learner.referenceAlert(rule.index, s.churnScore ?? Number.NaN)
-    // The decision fields are filled before the alert leaves, so every alert says what was done.
-    if (this.intervention !== null) this.intervention.decide(s, alert, rule, today, at)
-    this.sink.alert(alert)
+    this.emit(s, alert, rule, today, at)
   }
-}
-
-/** Whether every condition holds for a user on local day `today` (rules and churn types). */
-export function conditionsHold (when: readonly Condition[], s: UserState, today: number, p: SignalParams, thresholds: ThresholdSource | null = null): boolean {
-  for (let i = 0; i < when.length; i++) {
-    const c = when[i]
-    let v = signalValue(c.signalId, s, today, p)
-    let t = c.threshold
-    let op = c.op
-    if (c.auto >= 0 && thresholds !== null) {
-      const fallback = thresholds.fallbackDays(c.auto, s)
-      if (Number.isNaN(fallback)) t = thresholds.threshold(c.auto)
-      else { v = daysInactive(s, today); t = fallback; op = '>=' }
-    }
-    // NaN (an undefined signal) fails every comparison.
-    const ok = op === '>=' ? v >= t : op === '>' ? v > t : op === '<=' ? v <= t : v < t
-    if (!ok) return false
-  }
-  return true
 }
 
 /** Deterministic: the user and the event time of the episode's first alert. */

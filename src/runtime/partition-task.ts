@@ -9,7 +9,7 @@ import { InterventionStage } from '../intervention/intervention-stage.js'
 import type { RecallKpis } from '../intervention/kpis.js'
 import { ChurnLearner, sigmoid, Z_SCALE } from '../model/learner.js'
 import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, spellEvidenceDays } from '../model/spell.js'
-import { RuleEvaluator } from '../rules/evaluator.js'
+import { type AlertHandler, RuleEvaluator } from '../rules/evaluator.js'
 import { RuleSlots } from '../rules/slots.js'
 import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
@@ -145,7 +145,14 @@ export class PartitionTask {
     this.intervention = iv === null ? null : new InterventionStage(iv, opts.topology.rules, opts.topology.params, opts.sink, opts.kpis, slots)
     const model = opts.topology.model
     this.learner = model === null ? null : new ChurnLearner(model, opts.topology.modelThresholds.map((t) => ({ ...t, refSlot: t.refIndex < 0 ? -1 : slots.slotOf[t.refIndex] })))
-    this.rules = new RuleEvaluator(opts.topology, opts.sink, this.stats.alertsByRule, this.intervention, this.learner, slots)
+    // The stages after the rules, in order: the recall stage fills the alert's decision (and
+    // emits its task), then the alert leaves, so every alert says what was done about it.
+    const intervention = this.intervention
+    const sink = opts.sink
+    const afterRules: AlertHandler = intervention === null
+      ? (_s, alert) => { sink.alert(alert) }
+      : (s, alert, rule, today, at) => { intervention.decide(s, alert, rule, today, at); sink.alert(alert) }
+    this.rules = new RuleEvaluator(opts.topology, afterRules, this.stats.alertsByRule, this.learner, slots)
     this.defaultZone = zoneClock(opts.topology.defaultTimezone)
     this.maxTs = maxTs
     this.watermark = watermark

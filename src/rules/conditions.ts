@@ -1,0 +1,35 @@
+import { signalValue } from '../signals/registry.js'
+import { daysInactive, type SignalParams } from '../signals/signals.js'
+import type { UserState } from '../state/user-state.js'
+import type { Condition } from './topology.js'
+
+/**
+ * Conditions on signals, the leaf both stages read: the rules (src/rules/evaluator.ts) and the
+ * churn types of the recall stage (src/intervention/). It knows signals, nothing of either stage.
+ */
+
+/** The thresholds a partition's learner chooses (Condition.auto indexes them). */
+export interface ThresholdSource {
+  threshold: (auto: number) => number
+  /** when the rule should alert like its reference for this user (warming up, or a user not known yet): the reference's daysInactive threshold; else NaN */
+  fallbackDays: (auto: number, s: UserState) => number
+}
+
+/** Whether every condition holds for a user on local day `today` (rules and churn types). */
+export function conditionsHold (when: readonly Condition[], s: UserState, today: number, p: SignalParams, thresholds: ThresholdSource | null = null): boolean {
+  for (let i = 0; i < when.length; i++) {
+    const c = when[i]
+    let v = signalValue(c.signalId, s, today, p)
+    let t = c.threshold
+    let op = c.op
+    if (c.auto >= 0 && thresholds !== null) {
+      const fallback = thresholds.fallbackDays(c.auto, s)
+      if (Number.isNaN(fallback)) t = thresholds.threshold(c.auto)
+      else { v = daysInactive(s, today); t = fallback; op = '>=' }
+    }
+    // NaN (an undefined signal) fails every comparison.
+    const ok = op === '>=' ? v >= t : op === '>' ? v > t : op === '<=' ? v <= t : v < t
+    if (!ok) return false
+  }
+  return true
+}
