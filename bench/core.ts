@@ -59,7 +59,7 @@ export async function benchCore (o: CoreOptions, log: (s: string) => void): Prom
   const all = first.all
   const off = first.offsets
   for (let i = 0; i < Math.min(first.length, 200_000); i++) sink += decodeAvroEvent(all.subarray(off[i], off[i + 1])).ts & 1 // warm-up
-  let t0 = performance.now()
+  const t0 = performance.now()
   for (let i = 0; i < first.length; i++) sink += decodeAvroEvent(all.subarray(off[i], off[i + 1])).ts & 1
   const decodeMs = performance.now() - t0
   const decodeRate = first.length / (decodeMs / 1000)

@@ -33,7 +33,7 @@ export async function train (argv: string[]): Promise<number> {
     const labels: Labels = labelFiles.length > 0 ? fileLabels(labelFiles[k], data.snapshots) : derivedLabels(data.snapshots)
     sets.push({ data, labels })
   }
-  let model
+  let model: ReturnType<typeof trainModel>
   try {
     model = trainModel(sets, {
       split,

@@ -64,24 +64,25 @@ export class InterventionStage {
     const existing = findEntry(s, episodeTs, plan.id, 0)
     if (existing !== undefined) {
       // The holdout arm stays HOLDOUT for every alert of the episode; treatment names its task.
-      if ((existing.flags & TASK_HOLDOUT) !== 0) return this.decided(alert, 'HOLDOUT')
+      if ((existing.flags & TASK_HOLDOUT) !== 0) { this.decided(alert, 'HOLDOUT'); return }
       alert.taskId = taskIdOf(s.userId, episodeTs, plan.id, 0)
-      return this.decided(alert, 'ALREADY_TASKED')
+      this.decided(alert, 'ALREADY_TASKED')
+      return
     }
     const step = plan.steps[0]
     const channels = step.channels.filter((ch) => this.consented(s, CHANNELS.indexOf(ch)))
-    if (channels.length === 0) return this.decided(alert, 'NO_CONSENT')
+    if (channels.length === 0) { this.decided(alert, 'NO_CONSENT'); return }
     const open = s.zone.localDay(episodeTs)
     const windowEnd = winback ? at + plan.expiresAfterMs : episodeTs + (cfg.holidays.has(open) ? cfg.holidayWindowMs : cfg.goldenWindowMs)
     const slot = this.chooseSlot(s, channels.map((c) => CHANNELS.indexOf(c)), at, windowEnd)
-    if (slot === null) return this.decided(alert, 'CAPPED')
+    if (slot === null) { this.decided(alert, 'CAPPED'); return }
     const entry: TaskEntry = {
       episodeTs, planId: plan.id, step: 0, rule: this.slots === null ? rule.index : this.slots.slotOf[rule.index], channel: slot.channel, flags: arm === 'HOLDOUT' ? TASK_HOLDOUT : 0,
       sendAt: slot.sendAt, attributionHours: plan.attributionWindowHours, churnType: typeIndex
     }
     addEntry(s, entry)
     this.kpis.assigned(plan.id, arm)
-    if (arm === 'HOLDOUT') return this.decided(alert, 'HOLDOUT')
+    if (arm === 'HOLDOUT') { this.decided(alert, 'HOLDOUT'); return }
     alert.taskId = this.emit(s, entry, plan, alert.alertId, alert.episodeId, alert.valueTier, inactive)
     this.decided(alert, slot.deferred ? 'DEFERRED' : winback ? 'WINBACK' : 'TASK')
   }

@@ -409,7 +409,9 @@ export class KafkaRunner {
       const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
       const round = seen.get(key) ?? 0
       seen.set(key, round + 1)
-      ;(rounds[round] ??= []).push(piece)
+      const list = rounds[round] ?? []
+      rounds[round] = list
+      list.push(piece)
     }
     const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => {
       for (const round of rounds) {

@@ -134,7 +134,7 @@ export class RuleEvaluator {
     }
     this.alertsByRule.set(rule.id, (this.alertsByRule.get(rule.id) ?? 0) + 1)
     // The reference of a relative model threshold: counted with the model's view of the user.
-    if (learner !== null && learner.isReference(rule.index)) learner.referenceAlert(rule.index, s.churnScore ?? Number.NaN)
+    if (learner?.isReference(rule.index) === true) learner.referenceAlert(rule.index, s.churnScore ?? Number.NaN)
     this.emit(s, alert, rule, today, at)
   }
 }

@@ -213,7 +213,7 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
   const ids = new Set<string>()
   rulesNode.items.forEach((item, index) => {
     const node = item as Node
-    if (!isMap(node)) return fail(node, 'rules: each rule is a mapping with id and when')
+    if (!isMap(node)) fail(node, 'rules: each rule is a mapping with id and when')
     onlyKeys(node, 'rule', ['id', 'description', 'when'])
     const idNode = get(node, 'id')
     const id = idNode !== undefined && isScalar(idNode) ? String(idNode.value) : ''
@@ -222,7 +222,7 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
     ids.add(id)
     const descNode = get(node, 'description')
     const whenNode = get(node, 'when')
-    if (!isSeq(whenNode) || whenNode.items.length === 0) return fail(whenNode ?? node, `rule ${id}: "when" must list at least one condition`)
+    if (!isSeq(whenNode) || whenNode.items.length === 0) throw fail(whenNode ?? node, `rule ${id}: "when" must list at least one condition`)
     const when: Condition[] = whenNode.items.map((c) => condition(c as Node, `rule ${id}`, true))
     const needsModel = when.some((c) => c.signal.needsModel)
     const enabled = !needsModel || modelPath !== null

@@ -75,7 +75,7 @@ export class Rng {
   exp (mean: number): number { return -mean * Math.log(1 - this.next()) }
   /** Gamma(shape, 1), Marsaglia–Tsang. */
   gamma (shape: number): number {
-    if (shape < 1) return this.gamma(shape + 1) * Math.pow(this.next(), 1 / shape)
+    if (shape < 1) return this.gamma(shape + 1) * this.next() ** (1 / shape)
     const d = shape - 1 / 3
     const c = 1 / Math.sqrt(9 * d)
     for (;;) {

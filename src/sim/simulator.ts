@@ -259,8 +259,10 @@ export class Simulator {
   constructor (opts: SimOptions) {
     if (!Number.isInteger(opts.users) || opts.users < 0 || opts.users > MAX_USERS) throw new RangeError(`Simulator: users must be an integer 0..${MAX_USERS}, got ${opts.users}`)
     if (!Number.isInteger(opts.days) || opts.days < 0 || opts.days > 30_000) throw new RangeError(`Simulator: days must be an integer 0..30000, got ${opts.days}`)
-    const n = this.n = opts.users
-    const D = this.dayCount = opts.days
+    this.n = opts.users
+    this.dayCount = opts.days
+    const n = this.n
+    const D = this.dayCount
     this.noise = opts.noise === true
     this.firstDay = epochDayOf(opts.start ?? '2026-01-05')
     this.rnd = mulberry32(Math.imul((opts.seed | 0) ^ 0x5eed, 2654435761) + 1)

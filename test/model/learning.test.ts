@@ -36,7 +36,7 @@ beforeAll(() => {
   writeFileSync(join(tmp.dir, 'backwards.json'), JSON.stringify(handModel({ silenceSurprise: -1, daysInactive: -0.2 }, -3, { learn: true })))
   writeFileSync(topology, readFileSync(topologyPath('default.yaml'), 'utf8')
     .replace(/^model: .*$/m, `model: ${join(tmp.dir, 'backwards.json')}`)
-    .replace(/^  plans: plans\.yaml/m, `  plans: ${topologyPath('plans.yaml')}`))
+    .replace(/^ {2}plans: plans\.yaml/m, `  plans: ${topologyPath('plans.yaml')}`))
 })
 
 describe('the churn model learns the stream', () => {
@@ -80,7 +80,7 @@ describe('the churn model learns the stream', () => {
 
   it('with --partitions 2, each partition learns its own users, as an input topic of two partitions would, deterministically', () => {
     const a = replay(join(tmp.dir, 'p2a'), '--partitions', '2')
-    const b = replay(join(tmp.dir, 'p2b'), '--partitions', '2', '--batch', '613')
+    replay(join(tmp.dir, 'p2b'), '--partitions', '2', '--batch', '613')
     expect(a.summary.model.map((m) => m.partition)).toEqual([0, 1])
     expect(a.summary.model[0].coefficients).not.toEqual(a.summary.model[1].coefficients)
     for (const f of ['alerts.jsonl', 'tasks.jsonl', 'summary.json']) expect(file(join(tmp.dir, 'p2b'), f)).toBe(file(join(tmp.dir, 'p2a'), f))

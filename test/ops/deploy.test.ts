@@ -26,7 +26,7 @@ describe('Grafana dashboard (deploy/grafana/ebb.json)', () => {
     for (const p of dash.panels) {
       expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24)
       if (p.type === 'row') continue
-      expect(p.datasource).toEqual({ type: 'prometheus', uid: '${DS_PROMETHEUS}' })
+      expect(p.datasource).toEqual({ type: 'prometheus', uid: '$' + '{DS_PROMETHEUS}' }) // Grafana's import placeholder, not a template
       expect(p.targets?.length).toBeGreaterThan(0)
     }
     // What the issue asks to see.

@@ -47,7 +47,7 @@ describe('plan library', () => {
     const lib = parsePlanLibrary(SHIPPED, 'plans.yaml')
     expect(lib.regular).toHaveLength(CHURN_TYPES.length * VALUE_TIERS.length)
     expect(lib.regular.every((p) => p !== undefined && !p.winback)).toBe(true)
-    expect(lib.winback.every((p) => p !== undefined && p.winback)).toBe(true)
+    expect(lib.winback.every((p) => p?.winback === true)).toBe(true)
     for (const p of lib.plans) for (const s of p.steps) expect([...s.templates.keys()].sort()).toEqual(['en', 'zh'])
     // The default topology loads it, with churn-type rules for the five non-default types.
     const iv = defaultTopology().intervention

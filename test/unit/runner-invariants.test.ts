@@ -38,40 +38,39 @@ class FakeBroker {
   release (): void { const h = this.held; this.held = []; for (const f of h) f() }
 
   client (instance: string, input: { topic: string, records: InputRecord[] }): KafkaClient & { consumer: FakeConsumer } {
-    const broker = this
-    const consumer = new FakeConsumer(broker, instance, input)
+    const consumer = new FakeConsumer(this, instance, input)
     const admin: AdminPort = {
-      topics: async () => new Set([...broker.logs.keys()].map((k) => k.split('/')[0])),
-      partitionCount: async (topic) => topic === input.topic ? 1 : (broker.logs.has(`${topic}/0`) ? 1 : 0),
-      createTopics: async (specs: TopicSpec[]) => { for (const s of specs) if (!broker.logs.has(`${s.topic}/0`)) broker.logs.set(`${s.topic}/0`, []) },
-      endOffsets: async (topic) => new Map([[0, BigInt(broker.logs.get(`${topic}/0`)?.length ?? 0)]]),
-      committedOffsets: async () => { broker.onCommittedOffsets(); return new Map([[0, broker.committed.get(0) ?? null]]) },
+      topics: async () => new Set([...this.logs.keys()].map((k) => k.split('/')[0])),
+      partitionCount: async (topic) => topic === input.topic ? 1 : (this.logs.has(`${topic}/0`) ? 1 : 0),
+      createTopics: async (specs: TopicSpec[]) => { for (const s of specs) if (!this.logs.has(`${s.topic}/0`)) this.logs.set(`${s.topic}/0`, []) },
+      endOffsets: async (topic) => new Map([[0, BigInt(this.logs.get(`${topic}/0`)?.length ?? 0)]]),
+      committedOffsets: async () => { this.onCommittedOffsets(); return new Map([[0, this.committed.get(0) ?? null]]) },
       groupAssignments: async () => [],
       close: async () => {}
     }
     const producer: ProducerPort = {
-      send: async (topic, records) => [broker.append(topic, records[0]?.partition ?? 0, records)],
-      sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...broker.append(p.topic, p.records[0]?.partition ?? 0, p.records) })),
+      send: async (topic, records) => [this.append(topic, records[0]?.partition ?? 0, records)],
+      sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...this.append(p.topic, p.records[0]?.partition ?? 0, p.records) })),
       transaction: async () => {
         const staged: Array<{ topic: string, records: OutRecord[] }> = []
         let offsets: OffsetCommit[] = []
         const send = (topic: string, records: OutRecord[]): SendResult => {
           staged.push({ topic, records })
           // The base offset the records will have once committed (nothing else writes meanwhile here).
-          return { partition: 0, baseOffset: BigInt(broker.logs.get(`${topic}/0`)?.length ?? 0) + BigInt(staged.filter((s) => s.topic === topic).slice(0, -1).reduce((n, s) => n + s.records.length, 0)) }
+          return { partition: 0, baseOffset: BigInt(this.logs.get(`${topic}/0`)?.length ?? 0) + BigInt(staged.filter((s) => s.topic === topic).slice(0, -1).reduce((n, s) => n + s.records.length, 0)) }
         }
         return {
           sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
           sendOffsets: async (_g, _t, o) => { offsets = o },
           commit: async () => {
-            broker.calls.push(`${instance} txn.commit`)
+            this.calls.push(`${instance} txn.commit`)
             const land = (): void => {
-              for (const s of staged) broker.append(s.topic, 0, s.records)
+              for (const s of staged) this.append(s.topic, 0, s.records)
               // the commit marker: one offset per partition written, never returned to a reader
-              for (const topic of new Set(staged.map((s) => s.topic))) broker.append(topic, 0, [{ key: null, value: null }])
-              for (const o of offsets) broker.committed.set(o.partition, BigInt(o.offset))
+              for (const topic of new Set(staged.map((s) => s.topic))) this.append(topic, 0, [{ key: null, value: null }])
+              for (const o of offsets) this.committed.set(o.partition, BigInt(o.offset))
             }
-            if (broker.hold) { broker.hold = false; broker.held.push(land); return }
+            if (this.hold) { this.hold = false; this.held.push(land); return }
             land()
           },
           abort: async () => {}
@@ -85,7 +84,7 @@ class FakeBroker {
       producer: async () => producer,
       groupConsumer: async () => consumer,
       readPartition: async (topic, partition, from, last, apply) => {
-        const log = broker.logs.get(`${topic}/${partition}`) ?? []
+        const log = this.logs.get(`${topic}/${partition}`) ?? []
         const records = log.filter((r) => BigInt(r.offset) >= from && BigInt(r.offset) <= last)
         if (records.length > 0) await apply(records)
       },
