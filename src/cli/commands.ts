@@ -55,7 +55,7 @@ simulated time.`,
       ...HTTP_OPTIONS,
       exit: { type: 'boolean', help: 'end after the summary instead of serving' }
     },
-    environment: [['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'as --port, --host, --token'], ['EBB_LOG_LEVEL', 'pino level of the JSON logs on stderr (default info)']],
+    environment: [['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'as --port, --host, --token'], ['EBB_LOG_LEVEL', 'pino level of the JSON logs on stderr (default warn)']],
     examples: ['ebb demo', 'ebb demo --users 20000 --days 90 --exit']
   },
   run: {
@@ -80,7 +80,7 @@ stops gracefully on SIGTERM / SIGINT. The configuration file: README, "Productio
       ['EBB_SASL_PASSWORD', 'the SASL password (never in the file)'],
       ['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'http.port, http.host, the bearer token'],
       ['EBB_ADVERTISED_URL', 'the API address other instances send callers to (307)'],
-      ['EBB_LOG_LEVEL', 'pino level of the JSON logs on stderr (default info)']
+      ['EBB_LOG_LEVEL', 'pino level of the JSON logs on stderr (default warn)']
     ],
     examples: ['ebb run --config deploy/ebb.local.yaml', 'EBB_INSTANCE_ID=churn-1 ebb run --config /etc/ebb/ebb.yaml']
   },
