@@ -38,7 +38,7 @@ export async function demo (argv: string[]): Promise<number> {
   const sink = new MemorySink()
   const recent = new RecentRecordsSink(sink)
   const metricsSource: { task?: PartitionTask } = {}
-  const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] }, { topology })
+  const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] }, { topology, simulated: true })
   const task = await PartitionTask.open({ topology, store, sink: recent, observer: metrics.observer })
   metricsSource.task = task
   const view = new LocalEngineView(task, recent)
@@ -47,6 +47,7 @@ export async function demo (argv: string[]): Promise<number> {
   if (url !== undefined) process.stderr.write(`[demo] serving ${url}/docs and ${url}/metrics\n`)
   const sim = new Simulator({ users, days, seed, noise: true })
   process.stderr.write(`[demo] ${count(users)} simulated users over ${days} days, state in ${stateDir}\n`)
+  process.stderr.write('[demo] the simulator injects noise as real streams have (repeated and late events): expect dead letters; event times are simulated, months behind the clock\n')
   const progress = new Progress('demo')
   let offset = 0n
   let engineMs = 0

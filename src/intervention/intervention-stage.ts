@@ -70,11 +70,12 @@ export class InterventionStage {
       return
     }
     const step = plan.steps[0]
-    const channels = step.channels.filter((ch) => this.consented(s, CHANNELS.indexOf(ch)))
+    // Channel indexes once: the plan's channels in order, those the user consents to.
+    const channels = step.channels.map((c) => CHANNELS.indexOf(c)).filter((ch) => this.consented(s, ch))
     if (channels.length === 0) { this.decided(alert, 'NO_CONSENT'); return }
     const open = s.zone.localDay(episodeTs)
     const windowEnd = winback ? at + plan.expiresAfterMs : episodeTs + (cfg.holidays.has(open) ? cfg.holidayWindowMs : cfg.goldenWindowMs)
-    const slot = this.chooseSlot(s, channels.map((c) => CHANNELS.indexOf(c)), at, windowEnd)
+    const slot = this.chooseSlot(s, channels, at, windowEnd)
     if (slot === null) { this.decided(alert, 'CAPPED'); return }
     const entry: TaskEntry = {
       episodeTs, planId: plan.id, step: 0, rule: this.slots === null ? rule.index : this.slots.slotOf[rule.index], channel: slot.channel, flags: arm === 'HOLDOUT' ? TASK_HOLDOUT : 0,

@@ -28,6 +28,12 @@ export interface RunConfig {
    * exits 1; Kafka Streams' task.timeout.ms plays this part (5 minutes by default there too)
    */
   startupTimeoutMs: number
+  /**
+   * how long opening a partition waits for its restored state to reach the group's committed
+   * offset (a dead producer's open transaction can hide the changelog's tail) before it fails,
+   * retriably; it is then tried again
+   */
+  restoreConsistencyTimeoutMs: number
   /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */
   knownSchemaIds: number[]
   /** a Confluent-compatible schema registry for other ids (EBB_SCHEMA_REGISTRY_URL); null: none */
@@ -49,7 +55,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'startupTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -121,6 +127,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
     startupTimeoutMs: y.duration(y.get(root, 'startupTimeout'), 'startupTimeout', 300_000),
+    restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 120_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
     ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),

@@ -81,7 +81,10 @@ export class KafkajsClient implements KafkaClient {
   async producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort> {
     const producer: Producer = this.kafka.producer(opts.transactionalId === undefined
       ? { idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }
-      : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner })
+      // 10 s as Kafka Streams sets for exactly-once (kafkajs: 60 s): a transaction left open by
+      // an instance that died is aborted by the broker that soon, so what follows it on the
+      // changelog becomes readable to a restore (read_committed stops at the first open one).
+      : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 10_000, createPartitioner: Partitioners.DefaultPartitioner })
     const onRequest = opts.onRequest
     if (onRequest !== undefined) producer.on(producer.events.REQUEST, (e) => { onRequest(e.payload.apiName, e.payload.duration / 1000) })
     await producer.connect()

@@ -21,6 +21,8 @@ const META_INPUT = metaKey('input-offset')
 /** how long an opening partition waits for a previous owner's last transaction to land */
 const CONSISTENT_RESTORE_ATTEMPTS = 50
 const CONSISTENT_RESTORE_WAIT_MS = 200
+/** how often an assigned partition that failed to open is tried again without a record arriving */
+const OPEN_RETRY_MS = 5000
 const PIECE_BYTES = 512 * 1024
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
@@ -129,7 +131,10 @@ export class KafkaRunner {
     })
     await this.consumer.start(async (batch, control) => { await this.onBatch(batch, control) })
     // Time-based commits and idle partitions are driven even when no batch arrives.
-    this.ticker = setInterval(() => { this.schedule(async () => { await this.commitIfDue(false) }) }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
+    this.ticker = setInterval(() => {
+      this.schedule(async () => { await this.commitIfDue(false) })
+      this.retryUnopened()
+    }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
     log.info({ applicationId: c.applicationId, instanceId: c.instanceId, input: c.topics.input, guarantee: c.processingGuarantee }, 'ebb run started')
   }
 
@@ -238,6 +243,21 @@ export class KafkaRunner {
     await control.heartbeat()
   }
 
+  private lastOpenRetry = 0
+
+  /**
+   * An assigned partition whose open failed (a restore cut short, a state behind the committed
+   * offset) is tried again every few seconds, not only when a record arrives: a quiet partition
+   * must still open, so that its timers fire and its users answer the API.
+   */
+  private retryUnopened (): void {
+    if (this.rebalancing || this.stopping || this.fatal !== undefined || Date.now() - this.lastOpenRetry < OPEN_RETRY_MS) return
+    const missing = this.assigned.filter((p) => !this.partitions.has(p))
+    if (missing.length === 0) return
+    this.lastOpenRetry = Date.now()
+    this.schedule(async () => { for (const p of missing) if (this.assigned.includes(p) && !this.rebalancing) await this.tryOpen(p) })
+  }
+
   /** Opens a partition's task, restoring its store from the changelog first when it is behind. */
   private async open (partition: number): Promise<AssignedPartition> {
     const have = this.partitions.get(partition)
@@ -281,11 +301,18 @@ export class KafkaRunner {
    * flight when it lost the partition (kafkajs has no KIP-447 fencing, and no revocation hook that
    * can hold the rebalance). Read between the two, such a transaction would leave the state
    * without its records' effects while the fetch position skips them — a lost update. So the
-   * restore repeats until the two agree. A store written before the input offset was recorded
-   * (no key) falls back, after the wait, to the group's offset.
+   * restore repeats until the two agree. The tail can stay hidden longer: a transaction left open
+   * on the changelog by a producer that died holds back what read_committed may see (the last
+   * stable offset) until the broker aborts it (the transaction timeout). Resuming at the group's
+   * offset then would lose the hidden records' effects for good (a chaos run did: 4,800 records of
+   * a partition's state), so it is never done for a store that records its input offset: after
+   * `restoreConsistencyTimeout` the open fails, retriably, and the partition is tried again at its
+   * next batch or assignment. Only a store written before the input offset was recorded (no key)
+   * falls back, after the wait, to the group's offset.
    */
   private async restoreConsistent (partition: number, store: RocksStore): Promise<bigint | null> {
     const c = this.config
+    const deadline = Date.now() + c.restoreConsistencyTimeoutMs
     for (let attempt = 1; ; attempt++) {
       await this.restorePartition(partition, store)
       if (c.processingGuarantee !== 'exactly_once') return null
@@ -293,10 +320,11 @@ export class KafkaRunner {
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
       const committed = (await (this.admin as AdminPort).committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
       if (seen === committed) return seen
-      if (attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
-        log.warn({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the state does not record the committed input offset; resuming at the group\'s offset')
+      if (seen === null && attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
+        log.warn({ partition, committedAt: String(committed) }, 'the state (written by an older version) does not record its input offset; resuming at the group\'s offset')
         return null
       }
+      if (seen !== null && Date.now() >= deadline) throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
       await new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS))
     }

@@ -35,7 +35,7 @@ export class EbbMetrics {
   readonly registry = new Registry()
   readonly observer: EngineObserver
 
-  constructor (source: MetricsSource, build: { topology: Topology } | undefined = undefined) {
+  constructor (source: MetricsSource, build: { topology: Topology, simulated?: boolean } | undefined = undefined) {
     const r = this.registry
     collectDefaultMetrics({ register: r })
     // prom-client exports each of nodejs_active_{handles,requests,resources} twice: as a gauge
@@ -123,7 +123,9 @@ export class EbbMetrics {
     })
     new Gauge({
       name: 'ebb_event_time_lag_seconds',
-      help: 'Wall clock minus the partition\'s watermark (stream time)',
+      help: build?.simulated === true
+        ? 'Wall clock minus the partition\'s watermark (stream time). In the demo the events are simulated and dated months back: this is simulated time, not a delay'
+        : 'Wall clock minus the partition\'s watermark (stream time)',
       labelNames: ['partition'],
       registers: [r],
       collect () {

@@ -24,6 +24,11 @@ class FakeBroker {
   /** set: the next transaction commit waits until release() */
   hold = false
   private held: Array<() => void> = []
+  /**
+   * Per topic: the offset of a transaction left open there by a producer that died. A
+   * read_committed reader, and the end offset it is given, stop before it (the last stable offset).
+   */
+  readonly openTransactionAt = new Map<string, number>()
   /** called on every committedOffsets() before it answers */
   onCommittedOffsets: () => void = () => {}
 
@@ -43,7 +48,7 @@ class FakeBroker {
       topics: async () => new Set([...this.logs.keys()].map((k) => k.split('/')[0])),
       partitionCount: async (topic) => topic === input.topic ? 1 : (this.logs.has(`${topic}/0`) ? 1 : 0),
       createTopics: async (specs: TopicSpec[]) => { for (const s of specs) if (!this.logs.has(`${s.topic}/0`)) this.logs.set(`${s.topic}/0`, []) },
-      endOffsets: async (topic) => new Map([[0, BigInt(this.logs.get(`${topic}/0`)?.length ?? 0)]]),
+      endOffsets: async (topic) => new Map([[0, BigInt(Math.min(this.logs.get(`${topic}/0`)?.length ?? 0, this.openTransactionAt.get(topic) ?? Number.POSITIVE_INFINITY))]]),
       committedOffsets: async () => { this.onCommittedOffsets(); return new Map([[0, this.committed.get(0) ?? null]]) },
       groupAssignments: async () => [],
       close: async () => {}
@@ -85,7 +90,8 @@ class FakeBroker {
       groupConsumer: async () => consumer,
       readPartition: async (topic, partition, from, last, apply) => {
         const log = this.logs.get(`${topic}/${partition}`) ?? []
-        const records = log.filter((r) => BigInt(r.offset) >= from && BigInt(r.offset) <= last)
+        const lso = this.openTransactionAt.get(topic) ?? Number.POSITIVE_INFINITY
+        const records = log.filter((r) => BigInt(r.offset) >= from && BigInt(r.offset) <= last && Number(r.offset) < lso)
         if (records.length > 0) await apply(records)
       },
       partitionOf: () => 0
@@ -134,8 +140,8 @@ class FakeConsumer implements GroupConsumerPort {
 }
 
 const INPUT = 'inv.events'
-function config (instance: string): string {
-  return `applicationId: inv\ninstanceId: ${instance}\nbrokers: [127.0.0.1:1]\ntopics: { input: ${INPUT}, alerts: inv.alerts, tasks: inv.tasks, outcomes: inv.outcomes, deadLetters: inv.dlq, partitions: 1 }\nstateDir: ${join(tmp.dir, instance)}\ncommitInterval: 1h\nknownSchemaIds: [7]\nhttp: { port: 0 }\n`
+function config (instance: string, extra = ''): string {
+  return `${extra}applicationId: inv\ninstanceId: ${instance}\nbrokers: [127.0.0.1:1]\ntopics: { input: ${INPUT}, alerts: inv.alerts, tasks: inv.tasks, outcomes: inv.outcomes, deadLetters: inv.dlq, partitions: 1 }\nstateDir: ${join(tmp.dir, instance)}\ncommitInterval: 1h\nknownSchemaIds: [7]\nhttp: { port: 0 }\n`
 }
 
 function views (n: number): InputRecord[] {
@@ -187,6 +193,40 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
     // b's state holds all eight events: the five a committed and the three b processed.
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
   })
+})
+
+describe('KafkaRunner restoring behind a changelog tail hidden by a dead producer\'s open transaction', () => {
+  it('never opens the partition on a state that misses records: it fails the open (retriably) and opens once the tail is readable', async () => {
+    const broker = new FakeBroker()
+    const records = views(8)
+    const a = await runner(broker, 'a', records.slice(0, 5))
+    await a.consumer.fetch()
+    await a.r.stop() // offsets 5 committed, with the state's changelog records
+    const changelog = 'inv-user-state-changelog'
+    // A producer that died left a transaction open at the changelog's end: what b commits after it is hidden.
+    broker.openTransactionAt.set(changelog, broker.logs.get(`${changelog}/0`)?.length ?? 0)
+    const b = await runner(broker, 'b', records)
+    await b.consumer.fetch()
+    await b.r.stop()
+    expect(broker.committed.get(0)).toBe(8n)
+    // c restores on an empty state directory: it can read the state of offset 5 only.
+    const instance = `c${++run}`
+    const client = broker.client(instance, { topic: INPUT, records })
+    const c = new KafkaRunner(parseRunConfig(config(instance, 'restoreConsistencyTimeout: 600ms\n'), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+    await c.start()
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(c.partitions.has(0)).toBe(false) // not opened at the group's offset 8 on a state of 5
+    expect(client.consumer.seeks).toEqual([])
+    expect(c.failure).toBeUndefined() // not fatal: tried again
+    expect(c.readiness().ready).toBe(false)
+    broker.openTransactionAt.delete(changelog) // the broker aborts the dead transaction
+    // Nothing new arrives on the partition: the runner tries it again by itself.
+    for (let i = 0; i < 100 && !c.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(c.partitions.has(0)).toBe(true)
+    expect(client.consumer.seeks).toEqual([8n])
+    await c.stop()
+    expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
+  }, 30_000)
 })
 
 describe('KafkaRunner when the client\'s consumer restarts by itself', () => {
