@@ -28,7 +28,7 @@ describe('run configuration', () => {
   })
 
   it('rejects mistakes with the file and line (exit 2)', () => {
-    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, idlePartitionTimeout, startupTimeout, knownSchemaIds, schemaRegistryUrl, ssl, sasl, http)')
+    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, idlePartitionTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, ssl, sasl, http)')
     expect(error(BASE.replace('kafka-2:9092', 'kafka-2'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2" is not host:port/)
     expect(error(BASE + 'processingGuarantee: twice\n')).toMatch(/ebb\.yaml:6: processingGuarantee: exactly_once or at_least_once/)
     expect(error(BASE.replace('commitInterval: 2s', 'commitInterval: soon'))).toMatch(/ebb\.yaml:5: commitInterval: "soon" is not a duration/)
