@@ -32,7 +32,7 @@ export class StateCache {
   /** states changed since the last flush */
   get dirtyCount (): number { return this.dirtyList.length }
 
-  /** A cached state, bumped to most-recently-used at most once per epoch (one Map re-insert per user per batch). */
+  /** A cached state, bumped to most-recently-used at most once per epoch (one Map re-insert per user between two flushes). */
   get (userId: string): UserState | undefined {
     const s = this.map.get(userId)
     if (s !== undefined) {

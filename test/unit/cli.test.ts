@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { COMMANDS, parseCommand } from '../../src/cli/commands.js'
+import { cliReference, recordsReference } from '../../src/cli/reference.js'
 import { projectRoot } from '../../src/paths.js'
 
 const root = projectRoot()
@@ -52,5 +53,12 @@ describe('the CLI: one table for the parser and the help', () => {
   it('the version is the package\'s', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
     expect(ebb('--version').stdout).toBe(`ebb ${pkg.version}\n`)
+  })
+
+  it('docs/cli.md and docs/records.md are what the command table and the schemas say (`npm run docs` writes them)', () => {
+    expect(readFileSync(join(root, 'docs', 'cli.md'), 'utf8')).toBe(cliReference())
+    const records = readFileSync(join(root, 'docs', 'records.md'), 'utf8')
+    expect(records).toBe(recordsReference())
+    for (const field of ['`eventId`', '`sendAt`', '`rawSha256`', '`reasons`', '`recalledAt`']) expect(records).toContain(field)
   })
 })
