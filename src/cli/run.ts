@@ -13,7 +13,6 @@ import { loadTopology } from '../rules/topology.js'
 import { requireOption } from './args.js'
 import { count, rate } from './progress.js'
 
-
 export async function run (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.run, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.run)); return 0 }
@@ -36,7 +35,7 @@ export async function run (argv: string[]): Promise<number> {
   }, { topology })
   const view: EngineView = {
     topology,
-    recent: runner.recent,
+    get recent () { return runner.recent },
     readiness: () => runner.readiness(),
     learners: () => [...runner.partitions.values()].flatMap((p) => p.task.learner === null ? [] : [{ partition: p.partition, learner: p.task.learner }]),
     locate: async (userId) => {
