@@ -41,7 +41,8 @@ export async function replay (argv: string[]): Promise<number> {
     throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }
   const stateDir = o.state ?? mkdtempSync(join(tmpdir(), 'ebb-replay-'))
-  const sink = await JsonlDirectorySink.open(out)
+  // The output files are truncated only once the replay is sure to run (the checks below).
+  const sink = JsonlDirectorySink.unopened(out)
   // One state directory per partition (the directory itself with one partition, as before).
   const kpis = new RecallKpis()
   const tasks: PartitionTask[] = []
@@ -63,6 +64,12 @@ export async function replay (argv: string[]): Promise<number> {
       for (const t of tasks) await t.stateStore.close()
       throw new EbbError(Errors.USAGE, `ebb replay: the state in ${o.state} is at stream time ${new Date(stored).toISOString()}, and ${basename(input)} starts at ${new Date(first).toISOString()}: its events before ${new Date(stored - topology.graceMs).toISOString()} would all be late (dead letters), and the others counted twice if this state saw them. Replay into an empty --state, feed only events after ${new Date(stored).toISOString()}, or pass --accept-late`)
     }
+  }
+  try {
+    await sink.openFiles()
+  } catch (err) {
+    for (const t of tasks) await t.stateStore.close()
+    throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }
   const progress = new Progress('replay')
   log.info({ input, out, stateDir, cacheCapacity, partitions }, 'replay started')

@@ -140,10 +140,15 @@ export class JsonlDirectorySink implements OutputSink {
   }
 
   static async open (dir: string): Promise<JsonlDirectorySink> {
-    const s = new JsonlDirectorySink(dir)
-    for (const f of s.files) await f.open()
+    const s = JsonlDirectorySink.unopened(dir)
+    await s.openFiles()
     return s
   }
+
+  /** A sink whose files are opened (and truncated) only by openFiles(): replay checks its input first. */
+  static unopened (dir: string): JsonlDirectorySink { return new JsonlDirectorySink(dir) }
+
+  async openFiles (): Promise<void> { for (const f of this.files) await f.open() }
 
   alert (a: AlertRecord): void { this.alerts.push(alertJson(a)) }
   task (t: RecallTaskRecord): void { this.tasks.push(taskJson(t)) }

@@ -183,8 +183,10 @@ describe('ebb replay: inputs that were not what was meant are refused or fail, s
   it('a --state already past the input: exit 2 before any dead letter; --accept-late goes on (and fails on the late share)', () => {
     const state = join(tmp.dir, 'past-state')
     expect(ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past1'), '--state', state, '--until', UNTIL).code).toBe(0)
-    const again = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past2'), '--state', state)
+    const before = readFileSync(join(tmp.dir, 'past1', 'alerts.jsonl'))
+    const again = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past1'), '--state', state)
     expect(again.code).toBe(2)
+    expect(readFileSync(join(tmp.dir, 'past1', 'alerts.jsonl'))).toEqual(before) // the refused run truncated nothing
     expect(again.stderr).toMatch(/the state in .*past-state is at stream time 2026-03-11T1\d:\d\d:00\.000Z, and replay-small\.jsonl starts at .*would all be late.*--accept-late/)
     const forced = ebb('replay', '--in', FIXTURE, '--out', join(tmp.dir, 'past3'), '--state', state, '--accept-late')
     expect(forced.code).toBe(1)
