@@ -13,7 +13,7 @@ describe('chaos (short)', () => {
     expect(r.examples).toEqual([])
     expect(r.instanceKills).toBe(4)
     expect(r.brokerKills).toBe(1)
-    expect(r.inFlightAtFaultMin).toBeGreaterThan(0)
+    expect(r.faultsWithWorkInFlight).toBeGreaterThan(0) // faults struck work in flight (a fast group may have caught up for some)
     expect(r.expected.alerts).toBeGreaterThan(20)
     expect(r.expected.tasks).toBeGreaterThan(5)
     for (const k of ['missing', 'duplicated', 'different', 'unexpected'] as const) expect(r[k]).toEqual({ alerts: 0, tasks: 0, outcomes: 0 })
