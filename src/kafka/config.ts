@@ -30,8 +30,9 @@ export interface RunConfig {
   startupTimeoutMs: number
   /**
    * how long opening a partition waits for its restored state to reach the group's committed
-   * offset (a dead producer's open transaction can hide the changelog's tail) before it fails,
-   * retriably; it is then tried again
+   * offset (a dead producer's open transaction can hide the changelog's tail; the broker aborts it
+   * after the 10 s transaction timeout) before it fails, retriably; it is then tried again. Short:
+   * the restore runs in the runner's serial chain, so the instance's other partitions wait
    */
   restoreConsistencyTimeoutMs: number
   /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */
@@ -127,7 +128,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
     startupTimeoutMs: y.duration(y.get(root, 'startupTimeout'), 'startupTimeout', 300_000),
-    restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 120_000),
+    restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 15_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
     ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),
