@@ -6,7 +6,6 @@ import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
 import { requireOption } from './args.js'
 
-
 export async function check (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.check, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.check)); return 0 }

@@ -21,7 +21,6 @@ import { intOption } from './args.js'
 import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
-
 const BATCH = 4096
 
 export async function demo (argv: string[]): Promise<number> {

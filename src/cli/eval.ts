@@ -8,7 +8,6 @@ import { evalPlots } from '../model/plots.js'
 import { topologyPath } from '../paths.js'
 import { intOption, requireOption } from './args.js'
 
-
 export async function evaluate (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.eval, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.eval)); return 0 }

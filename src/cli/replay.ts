@@ -18,7 +18,6 @@ import { instantOption, intOption, requireOption } from './args.js'
 import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 
-
 export async function replay (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.replay, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.replay)); return 0 }
@@ -30,7 +29,8 @@ export async function replay (argv: string[]): Promise<number> {
   const partitions = intOption('replay', 'partitions', o.partitions, 1, 1, 1024)
   const maxLineBytes = intOption('replay', 'max-line-bytes', o['max-line-bytes'], DEFAULT_MAX_LINE_BYTES, 64, 256 * 1024 * 1024)
   const maxDeadShare = shareOption(o['max-dead-letter-share'])
-  if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  const inputStat = existsSync(input) ? statSync(input) : null
+  if (inputStat === null || !inputStat.isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
   const head = firstBytes(input, 4)
   if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'it is gzip-compressed: decompress it first (gunzip -k, or zcat F > F.jsonl)')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
@@ -46,13 +46,14 @@ export async function replay (argv: string[]): Promise<number> {
   // One state directory per partition (the directory itself with one partition, as before).
   const kpis = new RecallKpis()
   const tasks: PartitionTask[] = []
+  const closeStores = async (): Promise<void> => { for (const t of tasks) await t.stateStore.close() }
   try {
     for (let p = 0; p < partitions; p++) {
       const store = await RocksStore.open(partitions === 1 ? stateDir : join(stateDir, `partition-${p}`))
       tasks.push(await PartitionTask.open({ topology, store, sink, cacheCapacity, kpis }))
     }
   } catch (err) {
-    for (const t of tasks) await t.stateStore.close()
+    await closeStores()
     throw err
   }
   // A state already past this input would make its events late (or count them twice): say so
@@ -61,14 +62,14 @@ export async function replay (argv: string[]): Promise<number> {
   if (o.state !== undefined && Number.isFinite(stored) && o['accept-late'] !== true) {
     const first = await firstEventTime(input)
     if (first !== null && first < stored - topology.graceMs) {
-      for (const t of tasks) await t.stateStore.close()
+      await closeStores()
       throw new EbbError(Errors.USAGE, `ebb replay: the state in ${o.state} is at stream time ${new Date(stored).toISOString()}, and ${basename(input)} starts at ${new Date(first).toISOString()}: its events before ${new Date(stored - topology.graceMs).toISOString()} would all be late (dead letters), and the others counted twice if this state saw them. Replay into an empty --state, feed only events after ${new Date(stored).toISOString()}, or pass --accept-late`)
     }
   }
   try {
     await sink.openFiles()
   } catch (err) {
-    for (const t of tasks) await t.stateStore.close()
+    await closeStores()
     throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }
   const progress = new Progress('replay')
@@ -77,7 +78,6 @@ export async function replay (argv: string[]): Promise<number> {
   const records = (): number => tasks.reduce((n, t) => n + t.stats.recordsIn, 0)
   try {
     let sinceCommit = 0
-    const fileBytes = statSync(input).size
     let bytesDone = 0
     for await (const { lines, lineNumbers, rejected, blank, bytesRead } of readLineBatches(input, batchSize, maxLineBytes)) {
       bytesDone = bytesRead
@@ -102,7 +102,7 @@ export async function replay (argv: string[]): Promise<number> {
         for (const t of tasks) await t.commit()
         sinceCommit = 0
       }
-      progress.tick(() => `${along(bytesDone, fileBytes, progress.elapsedMs)}: ${count(records())} records, ${rate(records(), progress.elapsedMs)}, alerts ${count(tasks.reduce((n, t) => n + t.stats.alertTotal, 0))}, dead letters ${count(tasks.reduce((n, t) => n + t.stats.deadLetterTotal, 0))}`)
+      progress.tick(() => `${along(bytesDone, inputStat.size, progress.elapsedMs)}: ${count(records())} records, ${rate(records(), progress.elapsedMs)}, alerts ${count(tasks.reduce((n, t) => n + t.stats.alertTotal, 0))}, dead letters ${count(tasks.reduce((n, t) => n + t.stats.deadLetterTotal, 0))}`)
     }
     for (const t of tasks) {
       if (until !== undefined) t.advanceTo(until)

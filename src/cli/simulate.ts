@@ -8,7 +8,6 @@ import { Simulator } from '../sim/simulator.js'
 import { intOption, requireOption } from './args.js'
 import { along, count, Progress, rate } from './progress.js'
 
-
 async function write (stream: WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await once(stream, 'drain')
 }

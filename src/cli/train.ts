@@ -10,7 +10,6 @@ import { topologyPath } from '../paths.js'
 import { loadTopology, type Topology } from '../rules/topology.js'
 import { instantOption, intOption, requireOption } from './args.js'
 
-
 export async function train (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.train, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.train)); return 0 }

@@ -336,9 +336,8 @@ export class PartitionTask {
    */
   private erase (e: UserEvent, s: UserState | undefined): void {
     const present = this.maxTs
-    let at = Number.isFinite(e.ts) && !(e.ts > present + this.topology.maxStepMs) ? Math.max(e.ts, present) : present
-    if (!Number.isFinite(at)) at = Number.NaN
-    if (!Number.isNaN(at)) {
+    const at = Number.isFinite(e.ts) && !(e.ts > present + this.topology.maxStepMs) ? Math.max(e.ts, present) : present
+    if (Number.isFinite(at)) {
       const key = userIdHash(e.userId)
       const prev = this.erasedAt.get(key)
       if (prev === undefined || at > prev) { this.erasedAt.set(key, at); this.erasedDirty = true }
@@ -617,7 +616,6 @@ export class PartitionTask {
     return this.cache.getOrLoadSync(userId)
   }
 }
-
 
 /** A 64-bit hash of a user id, as 16 hex digits (erase markers: the id itself is not kept). */
 function userIdHash (userId: string): string {

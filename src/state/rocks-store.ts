@@ -35,14 +35,20 @@ export function directoryBytes (dir: string): number {
 const POINTER = 'STORE'
 const ROCKS_FILE = /^(\d+\.(sst|log|blob|dbtmp)|MANIFEST-\d+|CURRENT|IDENTITY|LOCK|OPTIONS-\d+(\.dbtmp)?|LOG(\.old\.\d+)?)$/
 
-function activeDir (dir: string): string {
+/** The generation subdirectory the `STORE` file names, or null while the files are at the top. */
+function generation (dir: string): string | null {
   const p = join(dir, POINTER)
-  return existsSync(p) ? join(dir, readFileSync(p, 'utf8').trim()) : dir
+  return existsSync(p) ? readFileSync(p, 'utf8').trim() : null
+}
+
+function activeDir (dir: string): string {
+  const gen = generation(dir)
+  return gen === null ? dir : join(dir, gen)
 }
 
 /** Removes what an interrupted or finished rewrite left: other generations, and the top-level files once a generation is active. */
 function tidy (dir: string): void {
-  const active = existsSync(join(dir, POINTER)) ? readFileSync(join(dir, POINTER), 'utf8').trim() : null
+  const active = generation(dir)
   for (const f of readdirSync(dir)) {
     if (/^gen-\d+$/.test(f) && f !== active) rmSync(join(dir, f), { recursive: true, force: true })
     else if (active !== null && ROCKS_FILE.test(f)) rmSync(join(dir, f), { force: true })
@@ -85,30 +91,21 @@ export class RocksStore implements KvStore {
    * afterwards. The binding has no compactRange; a copy is O(live data) and ERASEs are rare.
    */
   async purgeDeleted (): Promise<void> {
-    const from = activeDir(this.dir)
-    const current = from === this.dir ? 0 : Number(from.slice(from.lastIndexOf('gen-') + 4))
-    const name = `gen-${current + 1}`
+    const gen = generation(this.dir)
+    const name = `gen-${gen === null ? 1 : Number(gen.slice('gen-'.length)) + 1}`
     const to = join(this.dir, name)
     rmSync(to, { recursive: true, force: true })
     try {
-      const fresh = await openDb(to, this.dir)
+      const fresh = new RocksStore(await openDb(to, this.dir), to)
+      const all = this.cursor({})
       try {
-        const it = this.db.iterator({ keys: true, values: true }) as unknown as SyncIterator
-        try {
-          for (;;) {
-            const { rows, finished } = it._nextvSync(4096, {})
-            if (rows.length > 0) {
-              const raw = fresh.batch() as unknown as RawBatch
-              for (let i = 0; i < rows.length; i += 2) raw._put(rows[i] as Buffer, rows[i + 1] as Buffer, NO_OPTIONS)
-              raw._writeSync(NO_OPTIONS)
-              raw._closeSync()
-            }
-            if (finished) break
-          }
-        } finally {
-          it._closeSync()
+        for (let rows = all.next(4096); rows.length > 0; rows = all.next(4096)) {
+          const b = fresh.batch()
+          for (const [k, v] of rows) b.put(k, v)
+          await b.write()
         }
       } finally {
+        all.close()
         await fresh.close()
       }
       await this.db.close()
@@ -132,8 +129,11 @@ export class RocksStore implements KvStore {
     return (this.db as unknown as SyncDb)._getManySync(keys, {})
   }
 
-  scanSync (gte: Buffer, lte: Buffer): KeyCursor {
-    const it = this.db.iterator({ gte, lte, keys: true, values: true }) as unknown as SyncIterator
+  scanSync (gte: Buffer, lte: Buffer): KeyCursor { return this.cursor({ gte, lte }) }
+
+  /** Key–value rows in key order, within `range` (all of them with no bounds). */
+  private cursor (range: { gte?: Buffer, lte?: Buffer }): KeyCursor {
+    const it = this.db.iterator({ ...range, keys: true, values: true }) as unknown as SyncIterator
     let done = false
     return {
       next (n: number): Array<[Buffer, Buffer]> {
@@ -171,7 +171,6 @@ export class RocksStore implements KvStore {
       discard: close
     }
   }
-
 
   /** SST files plus memtables; an open store's memtable arena makes this large until a flush. */
   approximateSize (): number {

@@ -312,12 +312,12 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   if (d.messages.length > 0) s.messages = absoluteDays(d.messages, 3, d.headDay)
   if (d.recentIds.length === 2 * RECENT_ID_WORDS * RECENT_IDS) {
     for (let i = 0; i < RECENT_ID_WORDS * RECENT_IDS; i++) s.words[OFF_RECENT + i] = d.recentIds.readUInt16LE(i * 2)
+    s.recentPos = d.recentPos
   } else if (d.v === 2 && d.recentIds.length === 4 * RECENT_IDS) {
     // layout 2 kept 32-bit hashes: they cannot become 64-bit ones; the ring starts empty (a
     // duplicate of one of the user's last 8 events, delivered across the upgrade, passes)
     s.recentPos = 0
   } else throw new EbbError(Errors.STATE_CORRUPT, `recentIds holds ${d.recentIds.length} bytes`)
-  if (d.recentIds.length === 2 * RECENT_ID_WORDS * RECENT_IDS) s.recentPos = d.recentPos
   s.ruleCond = d.ruleCond
   s.ruleFired = d.ruleFired
   s.episodeOpenTs = d.episodeOpenTs
