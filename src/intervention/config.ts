@@ -36,6 +36,8 @@ export interface PlanStep {
   /** hours after the previous step's sendAt (0 for the first step) */
   readonly afterHours: number
   readonly channels: readonly Channel[]
+  /** `channels` as indexes into CHANNELS, in the same order (the recall stage's hot path works on indexes) */
+  readonly channelIndexes: readonly number[]
   readonly templates: ReadonlyMap<Locale, ReadonlyMap<Channel, Template>>
 }
 
@@ -272,7 +274,7 @@ function parseStep (y: YamlDoc, sn: Node, where: string, step: number, vars: Rec
     templates.set(locale as Locale, m)
   }
   if (templates.size === 0) y.fail(tNode ?? sn, `${where}: needs templates`)
-  return { step, afterHours, channels, templates }
+  return { step, afterHours, channels, channelIndexes: channels.map((c) => CHANNELS.indexOf(c)), templates }
 }
 
 const VARIABLE = /\{([a-zA-Z]+)\}/g

@@ -1,4 +1,4 @@
-import { fmix32, fnv1a32, FNV_OFFSET, FNV_PRIME } from '../state/hash.js'
+import { fmix32, fnv1a32, FNV_OFFSET, FNV_PRIME, hex32 } from '../state/hash.js'
 import { CHANNELS } from '../events/user-event.js'
 import type { AlertRecord } from '../io/records.js'
 import type { OutputSink } from '../io/sinks.js'
@@ -70,8 +70,7 @@ export class InterventionStage {
       return
     }
     const step = plan.steps[0]
-    // Channel indexes once: the plan's channels in order, those the user consents to.
-    const channels = step.channels.map((c) => CHANNELS.indexOf(c)).filter((ch) => this.consented(s, ch))
+    const channels = this.consentedChannels(s, step.channelIndexes)
     if (channels.length === 0) { this.decided(alert, 'NO_CONSENT'); return }
     const open = s.zone.localDay(episodeTs)
     const windowEnd = winback ? at + plan.expiresAfterMs : episodeTs + (cfg.holidays.has(open) ? cfg.holidayWindowMs : cfg.goldenWindowMs)
@@ -98,6 +97,19 @@ export class InterventionStage {
     for (const r of this.config.churnTypes) if (conditionsHold(r.when, s, today, this.params)) return CHURN_TYPES.indexOf(r.type)
     return CHURN_TYPES.indexOf('LOW_ACTIVITY' satisfies ChurnType)
   }
+
+  /**
+   * The step's channels (indexes, in the plan's order) that the user consents to, in a scratch
+   * array reused by every call: valid until the next call (one decision at a time, no allocation).
+   */
+  private consentedChannels (s: UserState, channels: readonly number[]): number[] {
+    const out = this.channelScratch
+    out.length = 0
+    for (let i = 0; i < channels.length; i++) if (this.consented(s, channels[i])) out.push(channels[i])
+    return out
+  }
+
+  private readonly channelScratch: number[] = []
 
   private consented (s: UserState, ch: number): boolean {
     const bit = 1 << ch
@@ -257,7 +269,7 @@ export class InterventionStage {
       const next = plan?.steps[prev.step + 1]
       if (plan === undefined || next === undefined || due < prev.sendAt + next.afterHours * HOUR_MS) continue
       if (findEntry(s, prev.episodeTs, plan.id, next.step) !== undefined) continue
-      const channels = next.channels.map((c) => CHANNELS.indexOf(c)).filter((ch) => this.consented(s, ch))
+      const channels = this.consentedChannels(s, next.channelIndexes)
       const slot = channels.length === 0 ? null : this.chooseSlot(s, channels, due, due + DAY_MS)
       if (slot === null) continue
       const entry: TaskEntry = { ...prev, step: next.step, channel: slot.channel, flags: 0, sendAt: slot.sendAt }
@@ -347,8 +359,7 @@ export function taskIdOf (userId: string, episodeTs: number, planId: string, ste
       b = Math.imul(b ^ c, FNV_PRIME)
     }
   }
-  return 't' + hex8(fmix32(a)) + hex8(fmix32(b))
+  return 't' + hex32(fmix32(a)) + hex32(fmix32(b))
 }
 const taskIdParts = ['', '', '', '']
 
-function hex8 (n: number): string { return n.toString(16).padStart(8, '0') }

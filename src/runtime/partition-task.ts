@@ -15,6 +15,7 @@ import type { Topology } from '../rules/topology.js'
 import { applyEvent } from '../signals/apply.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
+import { hex32 } from '../state/hash.js'
 import { StateCache } from '../state/state-cache.js'
 import { eventIdHash, NEVER_DAY, SPELL_MAX_NONE, UserState } from '../state/user-state.js'
 import { type ZoneClock, zoneClock } from '../time/zones.js'
@@ -620,7 +621,7 @@ export class PartitionTask {
 /** A 64-bit hash of a user id, as 16 hex digits (erase markers: the id itself is not kept). */
 function userIdHash (userId: string): string {
   eventIdHash.of(userId)
-  return (eventIdHash.h1 >>> 0).toString(16).padStart(8, '0') + (eventIdHash.h2 >>> 0).toString(16).padStart(8, '0')
+  return hex32(eventIdHash.h1 >>> 0) + hex32(eventIdHash.h2 >>> 0)
 }
 
 /**

@@ -22,3 +22,10 @@ export function fmix32 (h: number): number {
   h ^= h >>> 16
   return h >>> 0
 }
+
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
+/** An unsigned 32-bit number as 8 lowercase hex digits (a table per byte: 5× toString(16).padStart on the task-id path). */
+export function hex32 (n: number): string {
+  return HEX_BYTE[n >>> 24] + HEX_BYTE[(n >>> 16) & 255] + HEX_BYTE[(n >>> 8) & 255] + HEX_BYTE[n & 255]
+}

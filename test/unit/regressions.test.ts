@@ -3,6 +3,7 @@ import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
 import { MemoryStore } from '../../src/state/memory-store.js'
 import type { StoreBatch } from '../../src/state/kv-store.js'
 import { taskIdOf } from '../../src/intervention/intervention-stage.js'
+import { hex32 } from '../../src/state/hash.js'
 import { at, defaultTopology } from '../helpers.js'
 
 /**
@@ -131,5 +132,12 @@ describe('regressions', () => {
     }
     expect(checked).toBe(45)
     expect(taskIdOf('u1', 1, 'p', 0)).toMatch(/^t[0-9a-f]{16}$/)
+  })
+
+  it('hex32 (the table-driven hex of task ids) writes what toString(16).padStart(8) wrote, for every byte at every position', () => {
+    const values = [0, 1, 0xf, 0x10, 0xff, 0x100, 0x7fffffff, 0x80000000, 0xffffffff, 0xdeadbeef]
+    for (let b = 0; b < 256; b++) for (let pos = 0; pos < 4; pos++) values.push((b * 2 ** (8 * pos)) >>> 0)
+    for (let i = 0; i < 1000; i++) values.push(Math.imul(i + 1, 0x9e3779b1) >>> 0)
+    for (const v of values) expect(hex32(v)).toBe(v.toString(16).padStart(8, '0'))
   })
 })
