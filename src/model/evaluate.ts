@@ -69,6 +69,9 @@ export interface EvalReport {
     aucDaysInactive: number
     /** scored days of users fewer than 7 days away: before inactive_7d can say anything */
     aucEarly: number
+    /** AUC of the model and of daysInactive over the days scored once the partition had labels to learn from (after matureDays + 1) */
+    aucLearned: number
+    aucDaysInactiveLearned: number
     calibration: CalibrationBin[]
     /** scores of the scored days, 20 bins of 0.05: [stayed, churned] counts */
     histogram: Array<[number, number]>
@@ -202,6 +205,12 @@ export function report (input: string, topology: Topology, sweep: number[], data
   const modelReport = sources[0]
   const aucModel = round(auc(score, y))
   const aucDays = round(auc(inactive, y))
+  // The same once the partition has labels to learn from: the first weeks run on the prior.
+  const later: number[] = []
+  rows.forEach((i, k) => { if (snap.ts[i] >= learnedFrom) later.push(k) })
+  const laterY = Uint8Array.from(later, (k) => y[k])
+  const aucLearned = round(auc(Float64Array.from(later, (k) => score[k]), laterY))
+  const aucDaysLearned = round(auc(Float64Array.from(later, (k) => inactive[k]), laterY))
   const iso = (ms: number): string => new Date(ms).toISOString()
   const autoIndex = modelRule?.when.find((c) => c.signal.needsModel)
   const thresholdText = autoIndex === undefined ? null : autoIndex.auto >= 0 ? thresholdSpecText(topology.modelThresholds[autoIndex.auto].spec) : `fixed at ${autoIndex.threshold}`
@@ -216,6 +225,8 @@ export function report (input: string, topology: Topology, sweep: number[], data
       auc: aucModel,
       aucDaysInactive: aucDays,
       aucEarly: round(auc(earlyScore, earlyY)),
+      aucLearned,
+      aucDaysInactiveLearned: aucDaysLearned,
       calibration: calibration(score, y).map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) })),
       histogram
     },
@@ -370,7 +381,7 @@ export function reportMarkdown (r: EvalReport): string {
     '',
     '## Ranking (scored days, 30-day churn)',
     '',
-    `| scored days | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away |\n|---:|---:|---:|---:|---:|\n| ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} |`,
+    `| scored days | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away | AUC model / daysInactive once learning |\n|---:|---:|---:|---:|---:|---:|\n| ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} | ${f(r.ranking.aucLearned, 4)} / ${f(r.ranking.aucDaysInactiveLearned, 4)} |`,
     '',
     `## Fixed thresholds on the score (shadow rules)`,
     '',

@@ -1,9 +1,9 @@
 import { EbbError, Errors } from '../errors.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
-import { NEVER_DAY, type UserState } from '../state/user-state.js'
+import { NEVER_DAY, SPELL_MAX_NONE, type UserState } from '../state/user-state.js'
 import type { ChurnModel } from './model.js'
-import { FEATURE_COUNT, freezeSpell, MIN_EVIDENCE_DAYS, spellEvidenceDays, spellFeatures } from './spell.js'
+import { FEATURE_COUNT, freezeSpell, MIN_EVIDENCE_DAYS, REF_Z_NONE, spellEvidenceDays, spellFeatures, spellRefZ } from './spell.js'
 import type { SignalParams } from '../signals/signals.js'
 
 /**
@@ -37,6 +37,7 @@ export type ThresholdSpec =
   | { kind: 'alertsPer1kUsersPerDay', value: number }
   | { kind: 'alertsLike', rule: string }
   | { kind: 'precisionLike', rule: string }
+  | { kind: 'earlierThan', rule: string, allowance: number }
 
 /** How a spec reads in an alert's reason and in GET /topology. */
 export function thresholdSpecText (t: ThresholdSpec): string {
@@ -46,6 +47,7 @@ export function thresholdSpecText (t: ThresholdSpec): string {
     case 'alertsPer1kUsersPerDay': return `set for ${t.value} alerts per 1,000 users a day`
     case 'alertsLike': return `set to send as many alerts as ${t.rule}`
     case 'precisionLike': return `set to be as precise as ${t.rule}`
+    case 'earlierThan': return `set to alert before ${t.rule} within ${+(t.allowance * 100).toFixed(2)} points of its precision`
   }
 }
 
@@ -53,6 +55,7 @@ export function thresholdSpecText (t: ThresholdSpec): string {
 const GRID_MIN = -8
 const GRID_STEP = 0.125
 const GRID = 129
+const GRID_MAX_LOGIT = GRID_MIN + (GRID - 1) * GRID_STEP
 /** z quantum of spellMax and of the grid comparisons */
 export const Z_SCALE = 256
 const GRID_MIN_Q = GRID_MIN * Z_SCALE
@@ -61,6 +64,18 @@ const GRID_STEP_Q = GRID_STEP * Z_SCALE
 const MIN_REFERENCE = 20
 /** first crossings (decayed) below which a grid threshold's precision is not trusted */
 const MIN_CROSSINGS = 5
+/**
+ * earlierThan: the reference's precision is estimated from its labelled alerts plus this many
+ * pseudo-alerts that were right — high (a small budget of early alerts) until the stream says
+ * otherwise, because a precision estimated too high only costs earliness, one too low precision.
+ */
+const REFERENCE_PRIOR_ALERTS = 20
+/** earlierThan: short silences (decayed) of known users below which no early alert is sent */
+const MIN_SHORT_SILENCES = 100
+/** earlierThan: the most the threshold's logit falls in a day (four grid steps) */
+const THRESHOLD_FALL = 0.5
+/** earlierThan: the veto may hold back at most this share of the reference's right alerts */
+const VETO_RECALL = 0.04
 const DAY_MS = 86_400_000
 
 export interface LearningSettings {
@@ -85,7 +100,20 @@ export interface LearningSettings {
  * fold uses each day's quadratic approximation around its own coefficients, whose gradient at
  * today's μ is g + k − h μ, so a late fold is not a stale gradient.
  */
-interface Bucket { g: Float64Array, h: Float64Array, k: Float64Array, n: number, y: number }
+interface Bucket {
+  g: Float64Array
+  h: Float64Array
+  k: Float64Array
+  n: number
+  y: number
+  /**
+   * The reference alerts of this day that have their label, right and wrong, by grid index
+   * (earlierThan; `refGrid` = 2 × GRID per controller, empty when none). They wait for the
+   * bucket to mature like the gradients: a wrong alert is known at the LOGIN, a right one only
+   * 30 days after it, and counting each as it came made the first weeks' reference look wrong.
+   */
+  ref: Float64Array
+}
 
 /**
  * One learned threshold. A relative one (alertsLike, precisionLike) is `warm` once its reference
@@ -94,7 +122,7 @@ interface Bucket { g: Float64Array, h: Float64Array, k: Float64Array, n: number,
  * the model rule alerts exactly when the reference would (its daysInactive threshold, `refDays`),
  * so a new deployment is never worse than the rule it is measured against.
  */
-interface Controller {
+export interface Controller {
   spec: ThresholdSpec
   /** the reference rule's index in the topology (to count its alerts) and its slot (what is stored: stable when rules are reordered) */
   refIndex: number
@@ -104,6 +132,13 @@ interface Controller {
   refP: number
   theta: number
   warm: boolean
+  /** earlierThan: the logit under which the model does not alert with its reference (−∞: it always does) */
+  veto: number
+  /** earlierThan: silences that ended before the reference alerted, by the highest grid threshold their score reached (decayed) */
+  short: Float64Array
+  /** earlierThan: the reference's alerts labelled right (30 silent days followed) and wrong (a LOGIN came first), by the grid threshold at or below their score (decayed) */
+  refT: Float64Array
+  refF: Float64Array
 }
 
 /** Logistic function and its inverse, the only place they are written. */
@@ -112,7 +147,10 @@ export function logit (p: number): number { return Math.log(p / (1 - p)) }
 
 const CORE_KEY = metaKey('learner')
 const bucketKey = (day: number): Buffer => metaKey(`learner-b${day}`)
-const CORE_VERSION = 1
+/** 1: controllers of 5 numbers; 2: and the earlierThan statistics (veto, short, refT, refF) */
+const CORE_VERSION = 2
+const CONTROLLER_V1 = 5
+const CONTROLLER_V2 = 6 + 3 * GRID
 
 export class ChurnLearner {
   readonly m: number
@@ -136,6 +174,10 @@ export class ChurnLearner {
   /** lifetime counters (GET /topology, metrics, eval) */
   examples = 0
   churnExamples = 0
+  /** the silent day whose score the spell record keeps (spellRefZ): the first earlierThan threshold's reference day, else −1 */
+  readonly refRecordDay: number
+  /** numbers per bucket for the reference alerts' labels: 2 × GRID per controller when any is earlierThan, else 0 */
+  private readonly refGrid: number
   folds = 0
   private dirty = false
 
@@ -146,9 +188,14 @@ export class ChurnLearner {
     this.lam = new Float64Array(this.m * this.m)
     for (let i = 0; i < this.m; i++) this.lam[i * this.m + i] = prior.learning.priorStrength
     this.xs = new Float64Array(this.m)
-    this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({ spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0 }))
+    this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
+      spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
+      veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID)
+    }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
+    this.refRecordDay = this.controllers.find((c) => c.spec.kind === 'earlierThan')?.refDays ?? -1
+    this.refGrid = this.controllers.some((c) => c.spec.kind === 'earlierThan') ? 2 * GRID * this.controllers.length : 0
   }
 
   /** The population's login chance (the shrinkage target of every user's rhythm). */
@@ -208,6 +255,61 @@ export class ChurnLearner {
     }
   }
 
+  /**
+   * A user's silence ends with a LOGIN (before the spell is cleared). For each earlierThan
+   * threshold: a silence that ended before its reference alerted is where an early alert would
+   * have been a false alarm the reference never raised — counted at the highest grid threshold its
+   * score reached; one that ended after the reference alerted, before that alert's 30 days, made
+   * the reference's alert wrong. Short silences count only for users the model alerts early for
+   * (`known`: MIN_EVIDENCE_DAYS of their life): an unknown user's score is shrunk toward the
+   * population's, and counting those underestimated how often known users' scores cross (a
+   * deployment's first weeks then sent five times the early false alarms allowed).
+   */
+  silenceEnded (s: UserState, known: boolean): void {
+    if (s.spellDay === NEVER_DAY) return
+    for (const c of this.controllers) {
+      if (c.spec.kind !== 'earlierThan') continue
+      const r = c.refDays
+      if (s.spellScored <= r) {
+        if (known && s.spellMax > SPELL_MAX_NONE) {
+          const top = gridIndexAtOrBelow(s.spellMax)
+          if (top >= 0) { c.short[top]++; this.dirty = true }
+        }
+      } else if (s.spellFirst <= r && s.spellResolved <= r) {
+        this.refLabelled(c, s, false)
+      }
+    }
+  }
+
+  /** Silent day `k` of the user's spell got its label "churned" (30 silent days after it): the reference's alert on that day, if any, was right. */
+  churnedDay (s: UserState, k: number): void {
+    for (const c of this.controllers) if (c.spec.kind === 'earlierThan' && c.refDays === k) this.refLabelled(c, s, true)
+  }
+
+  /**
+   * A labelled reference alert, at the grid threshold at or below the model's score of that day
+   * (today's coefficients: the ranking the veto will use), into the bucket of the UTC day it was
+   * raised: counted when that matures (Bucket.ref).
+   */
+  private refLabelled (c: Controller, s: UserState, right: boolean): void {
+    const stored = c.refDays === this.refRecordDay ? spellRefZ(s) : REF_Z_NONE
+    const j = gridIndexAtOrBelow(stored !== REF_Z_NONE ? stored : Math.round(this.z(s, c.refDays) * Z_SCALE))
+    const b = this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + c.refDays) / DAY_MS))
+    b.ref[2 * GRID * this.controllers.indexOf(c) + (right ? 0 : GRID) + (j < 0 ? 0 : j)]++
+  }
+
+  /** The daysInactive at which an earlierThan threshold alerts with its reference (unless vetoed), else NaN. */
+  latestDays (k: number): number {
+    const c = this.controllers[k]
+    return c.spec.kind === 'earlierThan' ? c.refDays : Number.NaN
+  }
+
+  /** The probability under which an earlierThan threshold does not alert with its reference (0: it always does). */
+  vetoBelow (k: number): number {
+    const c = this.controllers[k]
+    return c.veto === Number.NEGATIVE_INFINITY ? 0 : sigmoid(c.veto)
+  }
+
   /** Whether any threshold counts alerts of this rule. */
   isReference (ruleIndex: number): boolean {
     for (const c of this.controllers) if (c.refIndex === ruleIndex) return true
@@ -224,11 +326,7 @@ export class ChurnLearner {
     for (let i = 0; i < this.m; i++) z += this.mu[i] * xs[i]
     const p = sigmoid(z)
     const day = Math.floor(scoredAt / DAY_MS)
-    let b = this.buckets.get(day)
-    if (b === undefined) {
-      b = { g: new Float64Array(this.m), h: new Float64Array(this.m * this.m), k: new Float64Array(this.m), n: 0, y: 0 }
-      this.buckets.set(day, b)
-    }
+    const b = this.bucketOf(day)
     const r = y - p
     const w = p * (1 - p)
     const m = this.m
@@ -245,6 +343,16 @@ export class ChurnLearner {
     this.examples++
     this.churnExamples += y
     this.dirty = true
+  }
+
+  private bucketOf (day: number): Bucket {
+    let b = this.buckets.get(day)
+    if (b === undefined) {
+      b = { g: new Float64Array(this.m), h: new Float64Array(this.m * this.m), k: new Float64Array(this.m), n: 0, y: 0, ref: new Float64Array(this.refGrid) }
+      this.buckets.set(day, b)
+    }
+    this.dirtyBuckets.add(day)
+    return b
   }
 
   /**
@@ -276,6 +384,13 @@ export class ChurnLearner {
       for (let i = 0; i < m; i++) { G[i] += b.g[i]; K[i] += b.k[i] }
       for (let i = 0; i < m * m; i++) H[i] += b.h[i]
       n += b.n
+      if (b.ref.length === this.refGrid) {
+        this.controllers.forEach((c, k) => {
+          if (c.spec.kind !== 'earlierThan') return
+          const o = 2 * GRID * k
+          for (let j = 0; j < GRID; j++) { c.refT[j] += b.ref[o + j]; c.refF[j] += b.ref[o + GRID + j] }
+        })
+      }
       this.buckets.delete(d)
       this.dirtyBuckets.delete(d)
       this.foldedBuckets.push(d)
@@ -313,12 +428,20 @@ export class ChurnLearner {
     for (let i = 0; i < m; i++) if (this.lam[i * m + i] < minDiag) this.lam[i * m + i] = minDiag
     for (let j = 0; j < GRID; j++) { this.crossings[j] *= thresholdDecayPerDay; this.crossingP[j] *= thresholdDecayPerDay }
     this.scored *= thresholdDecayPerDay
-    for (const c of this.controllers) { c.ref *= thresholdDecayPerDay; c.refP *= thresholdDecayPerDay }
+    for (const c of this.controllers) {
+      c.ref *= thresholdDecayPerDay; c.refP *= thresholdDecayPerDay
+      // The reference's labels are few (one per alert, 30 days late): they keep the model's
+      // memory (decayPerDay), not the threshold statistics' two weeks.
+      if (c.spec.kind === 'earlierThan') for (let j = 0; j < GRID; j++) { c.short[j] *= thresholdDecayPerDay; c.refT[j] *= decayPerDay; c.refF[j] *= decayPerDay }
+    }
   }
 
   /** Re-chooses every threshold from the recent statistics (the prior's until there are enough). */
   private choose (): void {
-    for (const c of this.controllers) c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored)
+    for (const c of this.controllers) {
+      if (c.spec.kind === 'earlierThan') chooseEarlierThan(c)
+      else c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored)
+    }
   }
 
   /** The probability threshold of controller k today (above every score while a relative one with no daysInactive reference warms up). */
@@ -365,14 +488,14 @@ export class ChurnLearner {
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
       if (v === undefined) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket of day ${days[i]} is missing`)
-      this.buckets.set(days[i], decodeBucket(v, this.m))
+      this.buckets.set(days[i], decodeBucket(v, this.m, this.refGrid))
     })
   }
 
   private encodeCore (): Buffer {
     const m = this.m
     const days = [...this.buckets.keys()].sort((a, b) => a - b)
-    const n = 12 + m + m * m + 2 * GRID + 5 * this.controllers.length + days.length
+    const n = 12 + m + m * m + 2 * GRID + CONTROLLER_V2 * this.controllers.length + days.length
     const f = new Float64Array(n)
     let o = 0
     f[o++] = CORE_VERSION
@@ -391,7 +514,12 @@ export class ChurnLearner {
     f.set(this.lam, o); o += m * m
     f.set(this.crossings, o); o += GRID
     f.set(this.crossingP, o); o += GRID
-    for (const c of this.controllers) { f[o++] = c.refSlot; f[o++] = c.ref; f[o++] = c.refP; f[o++] = c.theta; f[o++] = c.warm ? 1 : 0 }
+    for (const c of this.controllers) {
+      f[o++] = c.refSlot; f[o++] = c.ref; f[o++] = c.refP; f[o++] = c.theta; f[o++] = c.warm ? 1 : 0; f[o++] = c.veto
+      f.set(c.short, o); o += GRID
+      f.set(c.refT, o); o += GRID
+      f.set(c.refF, o); o += GRID
+    }
     for (const d of days) f[o++] = d
     const hash = Buffer.from(this.model.file.sha256, 'hex')
     return Buffer.concat([hash, Buffer.from(f.buffer, f.byteOffset, f.byteLength)])
@@ -406,13 +534,15 @@ export class ChurnLearner {
     for (let i = 0; i < f.length; i++) f[i] = body.readDoubleLE(i * 8)
     let o = 0
     const bad = (what: string): never => { throw new EbbError(Errors.STATE_CORRUPT, `the churn model's learned state: ${what}`) }
-    if (f[o++] !== CORE_VERSION) bad(`version ${f[0]}`)
+    const version = f[o++]
+    if (version !== 1 && version !== CORE_VERSION) bad(`version ${version}`)
+    const per = version === 1 ? CONTROLLER_V1 : CONTROLLER_V2
     const m = f[o++]
     const grid = f[o++]
     const nc = f[o++]
     const nd = f[o++]
     if (m !== this.m || grid !== GRID) bad(`holds ${m} coefficients and ${grid} thresholds, this Ebb ${this.m} and ${GRID}`)
-    if (f.length !== 12 + m + m * m + 2 * GRID + 5 * nc + nd) bad(`${f.length} numbers`)
+    if (f.length !== 12 + m + m * m + 2 * GRID + per * nc + nd) bad(`${f.length} numbers`)
     this.day = f[o++]
     this.scored = f[o++]
     this.q0Sum = f[o++]
@@ -425,11 +555,20 @@ export class ChurnLearner {
     this.crossings.set(f.subarray(o, o + GRID)); o += GRID
     this.crossingP.set(f.subarray(o, o + GRID)); o += GRID
     // Thresholds of the same reference rule continue; a changed topology starts the others over.
-    const stored: Array<{ refSlot: number, ref: number, refP: number, theta: number, warm: boolean }> = []
-    for (let k = 0; k < nc; k++) { stored.push({ refSlot: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1 }); o += 5 }
+    // (A version-1 state has no earlierThan statistics: they start from zero.)
+    const stored: Array<{ refSlot: number, ref: number, refP: number, theta: number, warm: boolean, v2: Float64Array | null }> = []
+    for (let k = 0; k < nc; k++) {
+      stored.push({ refSlot: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1, v2: per === CONTROLLER_V2 ? f.subarray(o + 5, o + per) : null })
+      o += per
+    }
     this.controllers.forEach((c, k) => {
       const s = stored[k]
-      if (s !== undefined && s.refSlot === c.refSlot) { c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm }
+      if (s === undefined || s.refSlot !== c.refSlot) return
+      c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm
+      if (s.v2 !== null && c.spec.kind === 'earlierThan') {
+        c.veto = s.v2[0]
+        c.short.set(s.v2.subarray(1, 1 + GRID)); c.refT.set(s.v2.subarray(1 + GRID, 1 + 2 * GRID)); c.refF.set(s.v2.subarray(1 + 2 * GRID, 1 + 3 * GRID))
+      }
     })
     const days: number[] = []
     for (let k = 0; k < nd; k++) days.push(f[o++])
@@ -451,6 +590,9 @@ export class ChurnLearner {
   }
 }
 
+/** The highest grid index whose threshold is at or below a logit (tests, and the short-silence record). */
+export function gridIndexOfLogit (z: number): number { return gridIndexAtOrBelow(Math.round(z * Z_SCALE)) }
+
 /** Adds one to every grid threshold in (prevQ, zQ] (scores × Z_SCALE): the thresholds a score crosses for the first time. */
 export function countCrossings (prevQ: number, zQ: number, p: number, crossings: Float64Array, crossingP: Float64Array): void {
   if (zQ <= prevQ) return
@@ -468,7 +610,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0) }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -484,6 +626,7 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
   const spec = c.spec
   switch (spec.kind) {
     case 'probability': return logit(spec.value)
+    case 'earlierThan': return c.theta // chosen with its veto by chooseEarlierThan
     case 'alertsLike': {
       // The lowest threshold whose first crossings are no more than the reference's alerts.
       if (c.ref < MIN_REFERENCE) return c.theta
@@ -518,6 +661,67 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
   }
 }
 
+/**
+ * earlierThan (docs/churn-model.md, "The threshold"): the model alerts at the latest when its
+ * reference does (the same silences, so the same labels), unless its score then is under the
+ * veto; and earlier once the score crosses θ. What its alerts cost in precision against the
+ * reference's p: the early alerts on silences that ended before the reference alerted (E, all
+ * false), and what they gain: vetoed alerts, mostly false when the score is low. With qT, qF the
+ * vetoed shares of the reference's alerts that were right and wrong, its precision is
+ * N(p − qT) / (N(1 − qT − qF) + E) ≥ p − δ for E ≤ N((p − qT)/(p − δ) − 1 + qT + qF). The veto
+ * is the one that allows the largest E while it costs at most VETO_RECALL of the reference's
+ * right alerts; θ the lowest threshold that recent short silences crossed no more than E times.
+ * Shares are smoothed with REFERENCE_PRIOR_ALERTS right alerts at a high score: until the
+ * stream has labelled the reference's alerts there is no veto and little room for early alerts
+ * (a precision estimated too high costs earliness; one too low would cost precision).
+ */
+export function chooseEarlierThan (c: Controller): void {
+  if (c.ref < MIN_REFERENCE) return
+  const d = (c.spec as { allowance: number }).allowance
+  let right = 0
+  let wrong = 0
+  for (let j = 0; j < GRID; j++) { right += c.refT[j]; wrong += c.refF[j] }
+  const total = right + wrong + REFERENCE_PRIOR_ALERTS
+  const p = (right + REFERENCE_PRIOR_ALERTS) / total
+  const room = (qT: number, qF: number): number => p - qT <= d ? 0 : Math.min(1, (p - qT) / Math.max(p - d, d) - 1 + qT + qF)
+  let bestRoom = room(0, 0)
+  let veto = Number.NEGATIVE_INFINITY
+  // What a veto holds back, from the reference's labelled alerts by the score the model gave them
+  // on that day (the spell record keeps it), with one right alert assumed among those vetoed: a
+  // low-score bin that has not seen one recently is not taken for one that cannot.
+  let qT = 1 / total
+  let qF = 0
+  for (let v = 1; v < GRID; v++) {
+    qT += c.refT[v - 1] / total
+    qF += c.refF[v - 1] / total
+    if (qT > VETO_RECALL * p) break
+    const r = room(qT, qF)
+    if (r > bestRoom) { bestRoom = r; veto = GRID_MIN + v * GRID_STEP }
+  }
+  // No early alert (nor veto) before the stream has labelled some of the reference's alerts (its
+  // first ones ~40 days into a deployment) and short silences say how often a score is crossed
+  // in vain: until then the model alerts exactly with its reference.
+  let shortTotal = 0
+  for (let j = 0; j < GRID; j++) shortTotal += c.short[j]
+  if (right + wrong < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
+  // The threshold rises at once but falls at most THRESHOLD_FALL a day: a silence is alerted at
+  // the lowest threshold of its days, so a threshold that wanders down with the statistics'
+  // noise alerts more often than the short silences' record of any one threshold says.
+  c.veto = veto
+  const budget = c.ref * bestRoom
+  let j = GRID - 1
+  let above = 0
+  while (j > 0 && above + c.short[j - 1] <= budget) { above += c.short[j - 1]; j-- }
+  const target = GRID_MIN + j * GRID_STEP
+  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(target, c.theta - THRESHOLD_FALL))
+}
+
+/** The highest grid index whose threshold is at or below z × Z_SCALE (−1: below the grid). */
+function gridIndexAtOrBelow (zQ: number): number {
+  if (zQ < GRID_MIN_Q) return -1
+  return Math.min(GRID - 1, Math.floor((zQ - GRID_MIN_Q) / GRID_STEP_Q))
+}
+
 /** Solves A x = b (A m×m, copied) by Gaussian elimination with partial pivoting. */
 export function solve (Ain: Float64Array, b: Float64Array, m: number): Float64Array {
   const A = Float64Array.from(Ain)
@@ -547,19 +751,24 @@ export function solve (Ain: Float64Array, b: Float64Array, m: number): Float64Ar
 }
 
 function encodeBucket (b: Bucket, day: number, m: number): Buffer {
-  const f = new Float64Array(3 + 2 * m + m * m)
+  const base = 3 + 2 * m + m * m
+  const f = new Float64Array(base + b.ref.length)
   f[0] = day
   f[1] = b.n
   f[2] = b.y
   f.set(b.g, 3)
   f.set(b.k, 3 + m)
   f.set(b.h, 3 + 2 * m)
+  f.set(b.ref, base)
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength)
 }
 
-function decodeBucket (buf: Buffer, m: number): Bucket {
-  if (buf.length !== 8 * (3 + 2 * m + m * m)) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket holds ${buf.length} bytes`)
+/** A stored bucket; its reference labels are kept when they fit this topology's thresholds (refGrid numbers), else they start from zero. */
+function decodeBucket (buf: Buffer, m: number, refGrid: number): Bucket {
+  const base = 3 + 2 * m + m * m
+  if (buf.length % 8 !== 0 || buf.length < 8 * base) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket holds ${buf.length} bytes`)
   const f = new Float64Array(buf.length / 8)
   for (let i = 0; i < f.length; i++) f[i] = buf.readDoubleLE(i * 8)
-  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m) }
+  const ref = f.length === base + refGrid ? f.slice(base) : new Float64Array(refGrid)
+  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m, base), ref }
 }

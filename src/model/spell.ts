@@ -72,6 +72,9 @@ const W_VIEW = 11 // × DROP_SCALE
 const W_UNFOLLOW = 12
 const W_INTERACT = 13
 const W_OBSERVED = 14 // days of the 28-day window the state holds (the evidence behind the rhythm)
+const W_REF_Z = 15 // the score logit × Z_SCALE of the silent day an earlierThan threshold's reference alerts on (REF_Z_NONE until scored)
+/** W_REF_Z before that day is scored */
+export const REF_Z_NONE = -32768
 const SURPRISE_SCALE = 8192
 const RATE_SCALE = 4096
 const TREND_SCALE = 8192
@@ -174,9 +177,14 @@ export function freezeSpell (s: UserState, q0: number, p: S.SignalParams): Spell
   const u = S.unfollowRatio(s, L, p)
   put(s, W_UNFOLLOW, (Number.isNaN(u) ? 0 : u > 1 ? 1 : u) * DROP_SCALE)
   put(s, W_OBSERVED, n)
+  put(s, W_REF_Z, REF_Z_NONE)
   s.spellDay = L
   return { rawRate: n >= 14 ? k / n : Number.NaN }
 }
+
+/** The score logit × Z_SCALE the model gave on the silent day its earlierThan reference alerts on, REF_Z_NONE before it (learner.ts). */
+export function spellRefZ (s: UserState): number { return word(s, W_REF_Z) }
+export function setSpellRefZ (s: UserState, zQ: number): void { put(s, W_REF_Z, zQ < REF_Z_NONE + 1 ? REF_Z_NONE + 1 : zQ) }
 
 /** Clears the spell record (a LOGIN ended the spell, or the user's state is new). */
 export function clearSpell (s: UserState): void {

@@ -13,6 +13,10 @@ export interface ThresholdSource {
   threshold: (auto: number) => number
   /** when the rule should alert like its reference for this user (warming up, or a user not known yet): the reference's daysInactive threshold; else NaN */
   fallbackDays: (auto: number, s: UserState) => number
+  /** the daysInactive at which the rule alerts whatever the score (an earlierThan threshold: its reference's), else NaN */
+  latestDays: (auto: number) => number
+  /** under this probability the rule does not alert at latestDays (the model is confident the user is still around) */
+  vetoBelow: (auto: number) => number
 }
 
 /** Whether every condition holds for a user on local day `today` (rules and churn types). */
@@ -24,8 +28,18 @@ export function conditionsHold (when: readonly Condition[], s: UserState, today:
     let op = c.op
     if (c.auto >= 0 && thresholds !== null) {
       const fallback = thresholds.fallbackDays(c.auto, s)
-      if (Number.isNaN(fallback)) t = thresholds.threshold(c.auto)
-      else { v = daysInactive(s, today); t = fallback; op = '>=' }
+      if (Number.isNaN(fallback)) {
+        t = thresholds.threshold(c.auto)
+        const latest = thresholds.latestDays(c.auto)
+        if (!Number.isNaN(latest)) {
+          // earlierThan: before the reference's day on the score; on its day also unless the
+          // score is under the veto (an unknown score does not veto); after it, not (the silence
+          // was alerted, or vetoed for good: that is what the veto's accounting assumes).
+          const d = daysInactive(s, today)
+          if (d < latest ? v >= t : d === latest && (v >= t || !(v < thresholds.vetoBelow(c.auto)))) continue
+          return false
+        }
+      } else { v = daysInactive(s, today); t = fallback; op = '>=' }
     }
     // NaN (an undefined signal) fails every comparison.
     const ok = op === '>=' ? v >= t : op === '>' ? v > t : op === '<=' ? v <= t : v < t

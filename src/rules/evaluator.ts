@@ -94,6 +94,19 @@ export class RuleEvaluator {
       }
       t = learner.threshold(c.auto)
       how = thresholdSpecText(spec)
+      const latest = learner.latestDays(c.auto)
+      const d = daysInactive(s, today)
+      if (d >= latest && !(v >= t)) {
+        const veto = learner.vetoBelow(c.auto)
+        return {
+          code: 'DAYS_INACTIVE',
+          signal: 'daysInactive',
+          value: d,
+          op: '>=',
+          threshold: latest,
+          text: `no login for ${d} full days: the churn model alerts with ${(spec as { rule: string }).rule} (its score, ${Math.round(v * 100)}%, is under the ${Math.round(t * 100)}% of an earlier alert${veto > 0 ? ` and not under the ${Math.round(veto * 100)}% at which it would hold the alert back` : ''})`
+        }
+      }
     }
     return {
       code: c.signal.code,

@@ -12,6 +12,12 @@ import { isAbsolute, dirname, resolve } from 'node:path'
 
 export type Op = '>=' | '>' | '<=' | '<'
 const OPS: readonly Op[] = ['>=', '>', '<=', '<']
+/**
+ * earlierThan's default: the model's alerts may be this much less precise than its reference's
+ * (1.5 points), leaving room within the 2 points an operator would call "as precise" for the
+ * estimate's noise (docs/churn-model.md, "The threshold").
+ */
+export const DEFAULT_PRECISION_ALLOWANCE = 0.015
 
 export interface Condition {
   readonly signal: SignalDefinition
@@ -190,14 +196,20 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
     const threshold = num(tNode, `${where}: threshold for ${name}`, 0, def.min, def.max, def.integer)
     return { signal: def, signalId: def.id, op, threshold, auto: -1 }
   }
-  /** `{ alertsLike: R }`, `{ precisionLike: R }`, `{ precision: P }`, `{ alertsPer1kUsersPerDay: X }` or `{ probability: P }`. */
+  /** `{ earlierThan: R[, precisionAllowance: D] }`, `{ alertsLike: R }`, `{ precisionLike: R }`, `{ precision: P }`, `{ alertsPer1kUsersPerDay: X }` or `{ probability: P }`. */
   const thresholdSpec = (tNode: Node, where: string): ThresholdSpec => {
-    const kinds = ['alertsLike', 'precisionLike', 'precision', 'alertsPer1kUsersPerDay', 'probability']
-    onlyKeys(tNode, where, kinds)
+    const kinds = ['earlierThan', 'alertsLike', 'precisionLike', 'precision', 'alertsPer1kUsersPerDay', 'probability']
+    onlyKeys(tNode, where, [...kinds, 'precisionAllowance'])
     const present = kinds.filter((k) => get(tNode, k) !== undefined)
     if (present.length !== 1) fail(tNode, `${where}: give exactly one of ${kinds.join(', ')}`)
     const kind = present[0]
     const v = get(tNode, kind)
+    const allowance = get(tNode, 'precisionAllowance')
+    if (allowance !== undefined && kind !== 'earlierThan') fail(allowance, `${where}: precisionAllowance goes with earlierThan`)
+    if (kind === 'earlierThan') {
+      const rule = v !== undefined && isScalar(v) ? String(v.value) : ''
+      return { kind, rule, allowance: allowance === undefined ? DEFAULT_PRECISION_ALLOWANCE : num(allowance, `${where}.precisionAllowance`, DEFAULT_PRECISION_ALLOWANCE, 0, 0.5) }
+    }
     if (kind === 'alertsLike' || kind === 'precisionLike') {
       const rule = v !== undefined && isScalar(v) ? String(v.value) : ''
       return { kind, rule }
@@ -241,13 +253,14 @@ export function parseTopology (text: string, file: string, opts: TopologyOptions
 
   // A relative threshold names another rule, which must exist, run, and not depend on the model.
   const resolvedThresholds: ModelThreshold[] = modelThresholds.map((t) => {
-    if (t.spec.kind !== 'alertsLike' && t.spec.kind !== 'precisionLike') return { spec: t.spec, refIndex: -1, refDays: Number.NaN }
+    if (t.spec.kind !== 'alertsLike' && t.spec.kind !== 'precisionLike' && t.spec.kind !== 'earlierThan') return { spec: t.spec, refIndex: -1, refDays: Number.NaN }
     const ref = rules.find((r) => r.id === (t.spec as { rule: string }).rule)
     const where = `threshold: ${t.spec.kind}`
     if (ref === undefined) return fail(t.refNode, `${where}: no rule "${t.spec.rule}" (rules: ${rules.map((r) => r.id).join(', ')})`)
     if (ref.when.some((c) => c.signal.needsModel)) return fail(t.refNode, `${where}: rule ${ref.id} uses churnScore itself; name a rule that does not`)
     const only = ref.when.length === 1 ? ref.when[0] : undefined
     const refDays = only !== undefined && only.signal.name === 'daysInactive' && (only.op === '>=' || only.op === '>') ? only.threshold + (only.op === '>' ? 1 : 0) : Number.NaN
+    if (t.spec.kind === 'earlierThan' && Number.isNaN(refDays)) fail(t.refNode, `${where}: rule ${ref.id} must have one condition, daysInactive >= N: the model alerts at the latest when it does`)
     return { spec: t.spec, refIndex: ref.index, refDays }
   })
   const rulesByEventType = new Int32Array(EVENT_TYPES.length)

@@ -8,7 +8,7 @@ import type { OutputSink } from '../io/sinks.js'
 import { InterventionStage } from '../intervention/intervention-stage.js'
 import type { RecallKpis } from '../intervention/kpis.js'
 import { ChurnLearner, sigmoid, Z_SCALE } from '../model/learner.js'
-import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, spellEvidenceDays } from '../model/spell.js'
+import { clearSpell, MIN_EVIDENCE_DAYS, QUESTION_DAYS, setSpellRefZ, spellEvidenceDays } from '../model/spell.js'
 import { type AlertHandler, RuleEvaluator } from '../rules/evaluator.js'
 import { RuleSlots } from '../rules/slots.js'
 import type { Topology } from '../rules/topology.js'
@@ -431,6 +431,7 @@ export class PartitionTask {
     while (s.spellResolved < s.spellScored && s.spellResolved + QUESTION_DAYS <= d) {
       const k = s.spellResolved
       if (learns) learner.label(s, k, s.zone.startOfDay(s.spellDay + 1 + k), 1)
+      learner.churnedDay(s, k)
       s.spellResolved = k + 1
     }
     if (d < QUESTION_DAYS && d >= s.spellScored) {
@@ -439,6 +440,7 @@ export class PartitionTask {
       const p = sigmoid(z)
       s.churnScore = p
       learner.scoredDay(s.spellMax, zQ, p)
+      if (d === learner.refRecordDay) setSpellRefZ(s, zQ)
       if (zQ > s.spellMax) s.spellMax = zQ
       s.spellScored = d + 1
     }
@@ -452,12 +454,14 @@ export class PartitionTask {
    */
   private endSpell (s: UserState, ts: number): void {
     const learner = this.learner as ChurnLearner
-    if (spellEvidenceDays(s) >= MIN_EVIDENCE_DAYS) {
+    const known = spellEvidenceDays(s) >= MIN_EVIDENCE_DAYS
+    if (known) {
       for (let k = s.spellResolved; k < s.spellScored; k++) {
         const at = s.zone.startOfDay(s.spellDay + 1 + k)
         if (at < ts) learner.label(s, k, at, 0)
       }
     }
+    learner.silenceEnded(s, known)
     clearSpell(s)
     s.spellFirst = s.spellScored = s.spellResolved = 0
     s.spellMax = SPELL_MAX_NONE

@@ -331,8 +331,9 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   s.spellResolved = d.spellResolved
   s.spellMax = d.spellMax
   if (d.spell.length > 0) {
-    if (d.spell.length !== 2 * SPELL_WORDS) throw new EbbError(Errors.STATE_CORRUPT, `spell holds ${d.spell.length} bytes`)
-    for (let i = 0; i < SPELL_WORDS; i++) s.words[OFF_SPELL + i] = d.spell.readUInt16LE(i * 2)
+    // 15 words: written before the record kept the score of the reference's day (the 16th: none).
+    if (d.spell.length !== 2 * SPELL_WORDS && d.spell.length !== 2 * (SPELL_WORDS - 1)) throw new EbbError(Errors.STATE_CORRUPT, `spell holds ${d.spell.length} bytes`)
+    for (let i = 0; i < SPELL_WORDS; i++) s.words[OFF_SPELL + i] = 2 * i < d.spell.length ? d.spell.readUInt16LE(i * 2) : 0x8000
   }
   if (d.tasks.length > 0) s.tasks = d.tasks.map((t) => ({ episodeTs: t.episodeTs, planId: t.planId, step: t.step, rule: t.rule, channel: t.channel, flags: t.flags, sendAt: t.sendAt, attributionHours: t.attributionHours, churnType: t.churnType }))
   return s

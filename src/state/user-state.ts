@@ -32,9 +32,9 @@ export const OFF_ACTIVE = COUNTS_LENGTH
 export const OFF_RECENT = OFF_ACTIVE + 6
 /** words per remembered eventId: a 64-bit hash */
 export const RECENT_ID_WORDS = 4
-/** the churn model's spell record: 15 int16 words (src/model/spell.ts) */
+/** the churn model's spell record: 16 int16 words (src/model/spell.ts; states written before the 16th hold 15) */
 export const OFF_SPELL = OFF_RECENT + RECENT_ID_WORDS * 8
-export const SPELL_WORDS = 15
+export const SPELL_WORDS = 16
 export const WORDS = OFF_SPELL + SPELL_WORDS
 export const LOGIN_RING = 32
 export const ACTIVE_RING = 96

@@ -162,7 +162,7 @@ describe('model_risk', () => {
     const { dir, cleanup } = tempDir()
     try {
       writeFileSync(join(dir, 'm.json'), JSON.stringify(handModel({ daysInactive: 1 }, -4.5)))
-      const fixed = withoutModel.replace(/threshold: \{ alertsLike: inactive_7d \}/, 'threshold: 0.7')
+      const fixed = withoutModel.replace(/threshold: \{ earlierThan: inactive_7d \}/, 'threshold: 0.7')
       const d = await TopologyTestDriver.create(parseTopology(fixed.replace(/^model: null$/m, `model: ${join(dir, 'm.json')}`), topologyPath('default+model.yaml')))
       await d.pipe(ev('m', 'LOGIN', '2026-03-02T09:00'))
       d.advanceTo(at('2026-03-08T00:00')) // 5 silent days: σ(0.5) = 0.62

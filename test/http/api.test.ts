@@ -99,7 +99,7 @@ describe('HTTP API', () => {
     expect(t.rules.map((r: { id: string }) => r.id)).toContain('inactive_7d')
     expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').enabled).toBe(true)
     expect(t.model).toMatch(/^online-logistic-[0-9a-f]{12}$/)
-    expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').when[0]).toEqual({ signal: 'churnScore', op: '>=', threshold: null, chosen: 'set to send as many alerts as inactive_7d' })
+    expect(t.rules.find((r: { id: string }) => r.id === 'model_risk').when[0]).toEqual({ signal: 'churnScore', op: '>=', threshold: null, chosen: 'set to alert before inactive_7d within 1.5 points of its precision' })
     // what the one partition learned so far: nothing labelled yet, still warming up
     expect(t.learned).toHaveLength(1)
     expect(t.learned[0]).toMatchObject({ partition: 0, labelledDays: 0, thresholds: [{ rule: 'model_risk', warmingUp: true }] })

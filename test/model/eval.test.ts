@@ -54,7 +54,7 @@ describe('ebb eval on a hand-made fixture', () => {
     writeFileSync(join(tmp.dir, 'fixture.jsonl'), lines.join('\n') + '\n')
     // score = σ(daysInactive − 4.5): ≥ 0.7 from 6 silent days, ≥ 0.02 from 1; a fixed threshold of 0.7
     writeFileSync(join(tmp.dir, 'di.json'), JSON.stringify(handModel({ daysInactive: 1 }, -4.5)))
-    writeFileSync(join(tmp.dir, 'fixed.yaml'), readFileSync(topologyPath('default.yaml'), 'utf8').replace('threshold: { alertsLike: inactive_7d }', 'threshold: 0.7'))
+    writeFileSync(join(tmp.dir, 'fixed.yaml'), readFileSync(topologyPath('default.yaml'), 'utf8').replace('threshold: { earlierThan: inactive_7d }', 'threshold: 0.7'))
     const r = await quiet(['eval', '--in', join(tmp.dir, 'fixture.jsonl'), '--derive-labels', '--model', join(tmp.dir, 'di.json'), '--topology', join(tmp.dir, 'fixed.yaml'), '--warmup', '0', '--out', join(tmp.dir, 'eval')])
     expect(r.code).toBe(0)
     report = JSON.parse(readFileSync(join(tmp.dir, 'eval', 'eval.json'), 'utf8')) as EvalReport

@@ -6,7 +6,7 @@ import { LocalEngineView } from '../../src/http/engine-view.js'
 import { buildServer } from '../../src/http/server.js'
 import { RecentRecords } from '../../src/io/recent.js'
 import { EbbMetrics } from '../../src/metrics/metrics.js'
-import { alertsLikeTheta, chooseTheta, countCrossings, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
+import { alertsLikeTheta, chooseEarlierThan, chooseTheta, type Controller, countCrossings, gridIndexOfLogit, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
 import { fitLogistic } from '../../src/model/logistic.js'
 import { auc, calibration, quartiles } from '../../src/model/metrics.js'
 import { loadModel, type ModelFile } from '../../src/model/model.js'
@@ -96,11 +96,16 @@ describe('the model file', () => {
     }
     expect(bad('{ alertsLike: nope }')).toMatch(/topo\.yaml:7: .*no rule "nope" \(rules: risk, week\)/)
     expect(bad('{ alertsLike: other }', '  - id: other\n    when: [{ signal: churnScore, op: ">=", threshold: 0.9 }]\n')).toMatch(/rule other uses churnScore itself/)
-    expect(bad('{ alertsLike: week, precision: 0.5 }')).toMatch(/give exactly one of alertsLike, precisionLike, precision, alertsPer1kUsersPerDay, probability/)
+    expect(bad('{ alertsLike: week, precision: 0.5 }')).toMatch(/give exactly one of earlierThan, alertsLike, precisionLike, precision, alertsPer1kUsersPerDay, probability/)
+    expect(bad('{ alertsLike: week, precisionAllowance: 0.01 }')).toMatch(/precisionAllowance goes with earlierThan/)
+    expect(bad('{ earlierThan: week, precisionAllowance: 0.9 }')).toMatch(/precisionAllowance/)
+    expect(bad('{ earlierThan: other }', '  - id: other\n    when: [{ signal: consumptionDrop, op: ">=", threshold: 0.6 }]\n')).toMatch(/rule other must have one condition, daysInactive >= N/)
     expect(bad('{ precision: 1.5 }')).toMatch(/precision/)
     expect(() => parseTopology('version: 1\nrules:\n  - id: a\n    when: [{ signal: daysInactive, op: ">=", threshold: { alertsLike: a } }]\n', join(tmp.dir, 'topo.yaml'))).toThrow(/only a churnScore threshold can be chosen/)
     const ok = parseTopology(`version: 1\nmodel: m.json\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">=", threshold: 7 }]\n  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: { alertsLike: week } }]\n`, join(tmp.dir, 'topo.yaml'))
     expect(ok.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'week' }, refIndex: 1, refDays: 7 }]) // rules in id order: risk, week
+    const et = parseTopology(`version: 1\nmodel: m.json\nrules:\n  - id: week\n    when: [{ signal: daysInactive, op: ">", threshold: 6 }]\n  - id: risk\n    when: [{ signal: churnScore, op: ">=", threshold: { earlierThan: week, precisionAllowance: 0.01 } }]\n`, join(tmp.dir, 'topo.yaml'))
+    expect(et.modelThresholds).toEqual([{ spec: { kind: 'earlierThan', rule: 'week', allowance: 0.01 }, refIndex: 1, refDays: 7 }])
   })
 })
 
@@ -261,6 +266,40 @@ describe('the threshold controller', () => {
     // 10 000 scored user-days and 5/1000 of them: at most 50 alerts; thresholds from j = 124 cross 5 × 10
     for (let j = 0; j < THRESHOLD_GRID_SIZE; j++) crossings[j] = 10 * Math.max(0, THRESHOLD_GRID_SIZE - j)
     expect(chooseTheta(b, crossings, p, 10_000)).toBe(grid(THRESHOLD_GRID_SIZE - 5))
+  })
+
+  it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room without costing right alerts, and a threshold within the room that falls at most half a logit a day', () => {
+    const G = THRESHOLD_GRID_SIZE
+    const c: Controller = {
+      spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
+      veto: Number.NEGATIVE_INFINITY, short: new Float64Array(G), refT: new Float64Array(G), refF: new Float64Array(G)
+    }
+    c.short[gridIndexOfLogit(-6)] = 990
+    c.short[gridIndexOfLogit(1)] = 10
+    chooseEarlierThan(c) // the reference's alerts have no labels yet: alert with it, no earlier, no veto
+    expect([c.theta, c.veto]).toEqual([8, Number.NEGATIVE_INFINITY])
+    // 60 right alerts at a high score, 40 wrong ones at a low one; p = (60 + 20) / (100 + 20)
+    c.refT[gridIndexOfLogit(2)] = 60
+    c.refF[gridIndexOfLogit(-4)] = 40
+    chooseEarlierThan(c)
+    // vetoing the low bin holds back 40 wrong alerts and (by the one right alert assumed there) 1/120 right
+    expect(c.veto).toBe(-4 + 0.125)
+    const p = 80 / 120
+    const qT = 1 / 120
+    const room = (p - qT) / (p - 0.015) - 1 + qT + 40 / 120
+    // room for 100 × room early false alarms: the 10 short silences that reached logit 1 fit, the 990 at −6 do not
+    expect(100 * room).toBeGreaterThan(10)
+    expect(100 * room).toBeLessThan(1000)
+    expect(c.theta).toBe(7.5) // falling from 8 by at most ½ a day
+    for (let day = 0; day < 40; day++) chooseEarlierThan(c)
+    expect(c.theta).toBe(-6 + 0.125) // the lowest threshold above the 990
+    // a right alert in the vetoed bin: the veto would cost more than 4% of them, so there is none, and less room
+    c.refT[gridIndexOfLogit(-4)] = 5
+    chooseEarlierThan(c)
+    expect(c.veto).toBe(Number.NEGATIVE_INFINITY)
+    c.short[gridIndexOfLogit(1)] = 50 // more short silences high up than the room without a veto allows: the threshold rises at once
+    chooseEarlierThan(c)
+    expect(c.theta).toBeGreaterThan(1)
   })
 
   it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {

@@ -118,7 +118,6 @@ describe('records that do not fit', () => {
 describe('ERASE', () => {
   it('needs only a userId, refuses the user\'s older events that arrive after it, and leaves no file of the state holding the user', () => {
     const victim = events[0].userId
-    const control = events.find((e) => e.userId !== victim)?.userId as string
     const mid = Math.floor(events.length / 2)
     const lines = events.slice(0, mid).map(encodeJsonEvent)
     lines.push(JSON.stringify({ userId: victim, type: 'ERASE' }))
@@ -134,12 +133,15 @@ describe('ERASE', () => {
     expect(c.usersErased).toBe(1)
     const erased = jsonl<{ reason: string, code: string }>(out, 'dlq.jsonl').filter((d) => d.reason === 'erased')
     expect(erased.map((d) => d.code)).toEqual(['EBB_EVENT_ERASED'])
-    // every byte of every file of the state directory: the control user is there, the victim is not
+    // every byte of every file of the state directory: other users are there, the victim is not
     const files: string[] = []
     const walk = (d: string): void => { for (const f of readdirSync(d)) { const p = join(d, f); if (statSync(p).isDirectory()) walk(p); else files.push(p) } }
     walk(state)
     const all = Buffer.concat(files.map((f) => readFileSync(f)))
-    expect(all.includes(Buffer.from(control))).toBe(true)
+    // SST blocks are ZSTD-compressed, so only some ids show as plain bytes (the WAL's, an
+    // uncompressed level's): the scan must find some of the other users for its "absent" to mean anything.
+    const others = [...new Set(events.slice(0, mid + 5000).map((e) => e.userId))].filter((u) => u !== victim)
+    expect(others.filter((u) => all.includes(Buffer.from(u))).length).toBeGreaterThan(0)
     expect(all.includes(Buffer.from(victim))).toBe(false)
     // the rewritten store is a working store: a second run continues on it
     const more = join(tmp.dir, 'erase-more.jsonl')

@@ -28,8 +28,8 @@ describe('topology loading', () => {
       ['model_risk', 'churnScore', '>=', 'chosen'],
       ['unfollow_burst', 'unfollowRatio7d', '>=', 0.5]
     ])
-    // model_risk's threshold: as many alerts as inactive_7d, each partition choosing from its stream
-    expect(t.modelThresholds).toEqual([{ spec: { kind: 'alertsLike', rule: 'inactive_7d' }, refIndex: 2, refDays: 7 }])
+    // model_risk's threshold: never later than inactive_7d, earlier within 1.5 points of its precision, each partition choosing from its stream
+    expect(t.modelThresholds).toEqual([{ spec: { kind: 'earlierThan', rule: 'inactive_7d', allowance: 0.015 }, refIndex: 2, refDays: 7 }])
     expect(t.maxStepMs).toBe(86_400_000)
     expect(t.maxAheadOfRecordMs).toBe(3_600_000)
     expect(t.allowedLatenessMs).toBe(5 * 60_000)
