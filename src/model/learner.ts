@@ -74,8 +74,8 @@ const REFERENCE_PRIOR_ALERTS = 20
 const MIN_SHORT_SILENCES = 100
 /** earlierThan: the most the threshold's logit falls in a day (four grid steps) */
 const THRESHOLD_FALL = 0.5
-/** earlierThan: the veto may hold back at most this share of the reference's right alerts */
-const VETO_RECALL = 0.04
+/** earlierThan: the veto may hold back at most this share of the reference's right alerts (labelled by the stream: true churners under the veto can be more, docs/churn-model.md) */
+const VETO_RECALL = 0.02
 const DAY_MS = 86_400_000
 
 export interface LearningSettings {
@@ -694,7 +694,7 @@ export function chooseEarlierThan (c: Controller): void {
   for (let v = 1; v < GRID; v++) {
     qT += c.refT[v - 1] / total
     qF += c.refF[v - 1] / total
-    if (qT > VETO_RECALL * p) break
+    if (qT * total > VETO_RECALL * right) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
     const r = room(qT, qF)
     if (r > bestRoom) { bestRoom = r; veto = GRID_MIN + v * GRID_STEP }
   }
