@@ -287,9 +287,10 @@ export class ChurnLearner {
   }
 
   /**
-   * A labelled reference alert, at the grid threshold at or below the model's score of that day
-   * (today's coefficients: the ranking the veto will use), into the bucket of the UTC day it was
-   * raised: counted when that matures (Bucket.ref).
+   * A labelled reference alert, at the grid threshold at or below the score the model gave on its
+   * day (kept in the spell record; recomputed with today's coefficients for a state written
+   * before it was kept), into the bucket of the UTC day it was raised: counted when that matures
+   * (Bucket.ref).
    */
   private refLabelled (c: Controller, s: UserState, right: boolean): void {
     const stored = c.refDays === this.refRecordDay ? spellRefZ(s) : REF_Z_NONE
@@ -616,6 +617,8 @@ export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback:
 
 function initialTheta (spec: ThresholdSpec, prior: number): number {
   if (spec.kind === 'probability') return logit(spec.value)
+  // No early alert before chooseEarlierThan has set one: warm-up can end mid-day, before the next choice.
+  if (spec.kind === 'earlierThan') return GRID_MAX_LOGIT
   if (spec.kind === 'precision') return logit(spec.value)
   return prior
 }
