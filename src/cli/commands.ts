@@ -76,6 +76,7 @@ stops gracefully on SIGTERM / SIGINT. The configuration file: README, "Productio
       ['EBB_INSTANCE_ID', 'instanceId: the transactional id, stable per instance'],
       ['EBB_STATE_DIR', 'stateDir'],
       ['EBB_TOPOLOGY', 'topology'],
+      ['EBB_AUTO_OFFSET_RESET', 'autoOffsetReset: earliest (default) or latest, where a new group starts on the input'],
       ['EBB_SCHEMA_REGISTRY_URL', 'schemaRegistryUrl'],
       ['EBB_SASL_PASSWORD', 'the SASL password (never in the file)'],
       ['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'http.port, http.host, the bearer token'],

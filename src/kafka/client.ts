@@ -91,8 +91,11 @@ export interface KafkaClient {
   admin (): Promise<AdminPort>
   /** `onRequest`: each request's round trip (API name, seconds), for the metrics. */
   producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort>
-  /** a consumer group member on one topic; `clientId` is what the group description shows */
-  groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort>
+  /**
+   * a consumer group member on one topic; `clientId` is what the group description shows;
+   * `fromBeginning`: where a partition without a committed offset starts (false: at its end)
+   */
+  groupConsumer (opts: { groupId: string, topic: string, clientId?: string, fromBeginning: boolean }): Promise<GroupConsumerPort>
   /**
    * Reads committed records of one partition from `from` through `last` (the offset of the last
    * record to expect), calling `apply` per fetched chunk; fails (EBB_RESTORE_STALLED, retriable)

@@ -6,7 +6,7 @@ import { topologyPath } from '../paths.js'
 
 /**
  * `ebb run --config F` (README, "Production mode on Kafka"): a YAML (or JSON) file, then environment variables on top
- * (EBB_BROKERS, EBB_APPLICATION_ID, EBB_STATE_DIR, EBB_TOPOLOGY, EBB_SASL_USERNAME,
+ * (EBB_BROKERS, EBB_APPLICATION_ID, EBB_STATE_DIR, EBB_TOPOLOGY, EBB_AUTO_OFFSET_RESET, EBB_SASL_USERNAME,
  * EBB_SASL_PASSWORD, EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN). A wrong value stops the
  * start with `file:line: what is wrong` (exit 2).
  */
@@ -21,6 +21,12 @@ export interface RunConfig {
   commitIntervalMs: number
   cacheSize: number
   processingGuarantee: 'exactly_once' | 'at_least_once'
+  /**
+   * where a partition with no committed offset in the group starts (a new applicationId): at the
+   * beginning of the input (`earliest`, the default: every stored event builds state) or at its
+   * end (`latest`: only what arrives from now on), Kafka's auto.offset.reset
+   */
+  autoOffsetReset: 'earliest' | 'latest'
   /** a partition that received nothing for this long follows the other partitions' stream time */
   idlePartitionTimeoutMs: number
   /**
@@ -56,7 +62,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'idlePartitionTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -100,6 +106,9 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const stateDir = relative(str('stateDir', 'EBB_STATE_DIR', './ebb-state'))
   const guarantee = y.str(y.get(root, 'processingGuarantee'), 'processingGuarantee', 'exactly_once')
   if (guarantee !== 'exactly_once' && guarantee !== 'at_least_once') fail(y.get(root, 'processingGuarantee'), 'processingGuarantee: exactly_once or at_least_once')
+  const resetNode = y.get(root, 'autoOffsetReset')
+  const reset = env.EBB_AUTO_OFFSET_RESET ?? y.str(resetNode, 'autoOffsetReset', 'earliest')
+  if (reset !== 'earliest' && reset !== 'latest') fail(resetNode, `autoOffsetReset: earliest or latest${env.EBB_AUTO_OFFSET_RESET === undefined ? '' : ' (EBB_AUTO_OFFSET_RESET)'}, not "${reset}"`)
   const saslNode = y.get(root, 'sasl')
   y.onlyKeys(saslNode, 'sasl', ['mechanism', 'username', 'password'])
   const saslUser = env.EBB_SASL_USERNAME ?? (saslNode === undefined ? undefined : y.str(y.get(saslNode, 'username'), 'sasl.username'))
@@ -126,6 +135,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     commitIntervalMs: y.duration(y.get(root, 'commitInterval'), 'commitInterval', 1000),
     cacheSize: y.num(y.get(root, 'cacheSize'), 'cacheSize', 200_000, 1, 50_000_000, true),
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
+    autoOffsetReset: reset as RunConfig['autoOffsetReset'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
     startupTimeoutMs: y.duration(y.get(root, 'startupTimeout'), 'startupTimeout', 300_000),
     restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 15_000),

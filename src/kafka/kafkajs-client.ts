@@ -104,11 +104,11 @@ export class KafkajsClient implements KafkaClient {
     }
   }
 
-  async groupConsumer (opts: { groupId: string, topic: string, clientId?: string }): Promise<GroupConsumerPort> {
+  async groupConsumer (opts: { groupId: string, topic: string, clientId?: string, fromBeginning: boolean }): Promise<GroupConsumerPort> {
     const kafka = opts.clientId === undefined ? this.kafka : new Kafka(kafkajsConfig(this.config, opts.clientId))
     const consumer = kafka.consumer({ groupId: opts.groupId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
     await consumer.connect()
-    await consumer.subscribe({ topic: opts.topic, fromBeginning: true })
+    await consumer.subscribe({ topic: opts.topic, fromBeginning: opts.fromBeginning })
     return {
       onRebalancing: (cb) => { consumer.on(consumer.events.REBALANCING, () => { cb() }) },
       onAssigned: (cb) => { consumer.on(consumer.events.GROUP_JOIN, (e) => { cb(e.payload.memberAssignment[opts.topic] ?? []) }) },

@@ -118,7 +118,7 @@ export class KafkaRunner {
     const onRequest = (api: string, seconds: number): void => { this.observer?.kafkaRequestSeconds?.(api, seconds) }
     this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId, onRequest } : { onRequest })
     // The client id names this member's API in the group description (see owners.ts).
-    this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}` })
+    this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}`, fromBeginning: c.autoOffsetReset === 'earliest' })
     this.consumer.onRebalancing(() => { this.onRebalancing() })
     this.consumer.onAssigned((partitions) => { this.onAssignment(partitions) })
     // A consumer that restarts by itself fetches from the committed offsets again: the work done

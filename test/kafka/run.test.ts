@@ -427,6 +427,29 @@ describe('ebb run on a real Kafka', () => {
     }
   }, 120_000)
 
+  it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    // Undecodable records: each becomes a dead letter carrying its bytes, so the output says which were read.
+    const rec = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
+    await produce(input, 2, Array.from({ length: 20 }, (_, i) => rec(`before-${i}`)))
+    const ebb = startEbb(config(app, input, 2, join(tmp.dir, app), `${app}-0`, 'autoOffsetReset: latest\n'))
+    const read = (): string[] => kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString())
+    // Records keep arriving until some reach the output (the group's start is resolved when it
+    // first fetches, so the first few after the start may fall before it).
+    let seen: string[] = []
+    for (let i = 0; i < 120 && !seen.some((t) => t.startsWith('after-')); i++) {
+      await produce(input, 2, [rec(`after-${i}`)])
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      seen = read()
+    }
+    ebb.child.kill('SIGTERM')
+    expect(await ebb.exited).toBe(0)
+    seen = read()
+    expect(seen.filter((t) => t.startsWith('after-')).length).toBeGreaterThan(0)
+    expect(seen.filter((t) => t.startsWith('before-'))).toEqual([])
+  }, 120_000)
+
   it('a partition that goes quiet follows the others\' stream time after idlePartitionTimeout, so its timers fire', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
