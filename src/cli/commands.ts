@@ -127,6 +127,23 @@ the holdout, outcomes inside their attribution window. Exit 1 when any is broken
     },
     examples: ['ebb replay --in /tmp/pop.jsonl --out /tmp/out && ebb check --in /tmp/pop.jsonl --out /tmp/out']
   },
+  tail: {
+    name: 'tail',
+    summary: 'print what Ebb wrote to an output topic, decoded, as JSON lines',
+    usage: 'ebb tail --config F --topic alerts|tasks|outcomes|deadLetters  |  ebb tail --brokers B --topic NAME --kind K',
+    about: `Reads an output topic (committed records only, from its start to where it ended when tail
+started) and prints each record decoded from its Avro as one JSON line, partition by partition.
+With --config, --topic names one of the configured outputs and the kind follows; with --brokers,
+give the topic's name and its --kind. Exit 0 at the end of the topic (no following yet).`,
+    options: {
+      config: { type: 'string', value: 'F', help: 'the run configuration: brokers, TLS/SASL and the output topic names (as `ebb run`)' },
+      brokers: { type: 'string', value: 'B', help: 'host:port,host:port (instead of --config; or EBB_BROKERS)' },
+      topic: { type: 'string', value: 'T', help: 'alerts, tasks, outcomes, deadLetters (with --config), or a topic name' },
+      kind: { type: 'string', value: 'K', help: 'alert, task, outcome or deadLetter: how to decode a topic given by name' },
+      max: { type: 'string', value: 'N', help: 'stop after N records' }
+    },
+    examples: ['ebb tail --config deploy/ebb.local.yaml --topic tasks', 'ebb tail --brokers 127.0.0.1:9092 --topic ebb.alerts --kind alert --max 10 | jq .reasons']
+  },
   simulate: {
     name: 'simulate',
     summary: 'write a synthetic population with ground-truth churn labels',

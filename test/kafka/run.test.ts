@@ -448,6 +448,20 @@ describe('ebb run on a real Kafka', () => {
     seen = read()
     expect(seen.filter((t) => t.startsWith('after-')).length).toBeGreaterThan(0)
     expect(seen.filter((t) => t.startsWith('before-'))).toEqual([])
+    // `ebb tail` prints the same records as kcat decoded with the schema, by configured name or by topic name and kind.
+    const tail = (...args: string[]): Array<{ reason: string, raw: string }> => {
+      const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'tail', ...args], { encoding: 'utf8' })
+      expect(r.status, r.stderr).toBe(0)
+      return r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { reason: string, raw: string })
+    }
+    const byConfig = tail('--config', join(tmp.dir, `${app}-0.yaml`), '--topic', 'deadLetters')
+    const kcat = kcatValues(`${app}.dlq`).map((v) => decodeOutput('deadLetter', v) as { reason: string, raw: string })
+    const order = (l: Array<{ raw: string }>): string[] => l.map((d) => d.raw).sort()
+    expect(order(byConfig)).toEqual(order(kcat))
+    expect(byConfig.every((d) => d.reason === 'undecodable')).toBe(true)
+    expect(tail('--brokers', BROKER, '--topic', `${app}.dlq`, '--kind', 'deadLetter', '--max', '1')).toHaveLength(1)
+    const noKind = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'tail', '--brokers', BROKER, '--topic', `${app}.dlq`], { encoding: 'utf8' })
+    expect([noKind.status, noKind.stderr]).toEqual([2, expect.stringMatching(/--kind is required/)])
   }, 120_000)
 
   it('a partition that goes quiet follows the others\' stream time after idlePartitionTimeout, so its timers fire', async () => {

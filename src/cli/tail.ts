@@ -1,0 +1,65 @@
+import { EbbError, Errors } from '../errors.js'
+import { loadRunConfig, type RunConfig } from '../kafka/config.js'
+import { KafkajsClient } from '../kafka/kafkajs-client.js'
+import { decodeOutput } from '../kafka/wire.js'
+import { intOption, requireOption } from './args.js'
+import { commandHelp, COMMANDS, parseCommand } from './commands.js'
+
+type Kind = 'alert' | 'task' | 'outcome' | 'deadLetter'
+const KINDS: readonly Kind[] = ['alert', 'task', 'outcome', 'deadLetter']
+/** --topic with --config: the configured output and how to decode it */
+const CONFIGURED: Readonly<Record<string, { key: 'alerts' | 'tasks' | 'outcomes' | 'deadLetters', kind: Kind }>> = {
+  alerts: { key: 'alerts', kind: 'alert' },
+  tasks: { key: 'tasks', kind: 'task' },
+  outcomes: { key: 'outcomes', kind: 'outcome' },
+  deadLetters: { key: 'deadLetters', kind: 'deadLetter' }
+}
+
+/**
+ * `ebb tail`: an output topic, decoded, as JSON lines on stdout — what an alert consumer would
+ * read, without a schema registry (the outputs are plain Avro of the schemas in schemas/). Reads
+ * committed records only (the transactions of exactly-once mode), each partition from its start
+ * to its end when tail started, through the same client port as `ebb run`.
+ */
+export async function tail (argv: string[]): Promise<number> {
+  const o = parseCommand(COMMANDS.tail, argv)
+  if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.tail)); return 0 }
+  const topicArg = requireOption('tail', 'topic', o.topic)
+  const max = intOption('tail', 'max', o.max, Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER)
+  let conn: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>
+  let topic = topicArg
+  let kind = o.kind as Kind | undefined
+  if (o.config !== undefined) {
+    const c = loadRunConfig(o.config)
+    conn = c
+    const configured = CONFIGURED[topicArg]
+    if (configured !== undefined) { topic = c.topics[configured.key]; kind ??= configured.kind }
+  } else {
+    const brokers = o.brokers ?? process.env.EBB_BROKERS
+    if (brokers === undefined || brokers === '') throw new EbbError(Errors.USAGE, 'ebb tail: --config or --brokers is required')
+    conn = { brokers: brokers.split(',').map((b) => b.trim()), ssl: false, sasl: null }
+  }
+  if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${Object.keys(CONFIGURED).join('|')}`)
+  if (!KINDS.includes(kind)) throw new EbbError(Errors.USAGE, `ebb tail: --kind must be one of ${KINDS.join(', ')}, got "${kind}"`)
+  const client = new KafkajsClient(conn, 'ebb-tail')
+  const admin = await client.admin()
+  let printed = 0
+  try {
+    const ends = await admin.endOffsets(topic)
+    if (ends.size === 0) throw new EbbError(Errors.USAGE, `ebb tail: no topic "${topic}" on ${conn.brokers.join(',')}`)
+    for (const [partition, end] of [...ends.entries()].sort((a, b) => a[0] - b[0])) {
+      if (end === 0n || printed >= max) continue
+      await client.readPartition(topic, partition, 0n, end - 1n, async (records) => {
+        for (const r of records) {
+          if (printed >= max || r.value === null) continue
+          process.stdout.write(JSON.stringify(decodeOutput(kind, r.value), (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
+          printed++
+        }
+      })
+    }
+  } finally {
+    await admin.close()
+  }
+  process.stderr.write(`[tail] ${printed} records of ${topic}\n`)
+  return 0
+}
