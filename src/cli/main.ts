@@ -11,6 +11,7 @@ export async function main (argv: string[]): Promise<number> {
       case 'run': return await (await import('./run.js')).run(rest)
       case 'check': return await (await import('./check.js')).check(rest)
       case 'tail': return await (await import('./tail.js')).tail(rest)
+      case 'reset': return await (await import('./reset.js')).reset(rest)
       case 'simulate': return await (await import('./simulate.js')).simulate(rest)
       case 'demo': return await (await import('./demo.js')).demo(rest)
       case 'train': return await (await import('./train.js')).train(rest)

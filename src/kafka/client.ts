@@ -47,6 +47,15 @@ export interface AdminPort {
   committedOffsets (groupId: string, topic: string): Promise<Map<number, bigint | null>>
   /** the group's members: client id and the partitions of `topic` each holds */
   groupAssignments (groupId: string, topic: string): Promise<Array<{ clientId: string, partitions: number[] }>>
+  /** how many members the group has now (0: no instance runs) */
+  groupMemberCount (groupId: string): Promise<number>
+  /** per partition, the first offset still stored (the log start) */
+  startOffsets (topic: string): Promise<Map<number, bigint>>
+  /** per partition, the first offset whose record time is at or after `ts` (the end when none is) */
+  offsetsForTime (topic: string, ts: number): Promise<Map<number, bigint>>
+  /** commits these offsets for the group (which must have no member) */
+  setGroupOffsets (groupId: string, topic: string, offsets: Map<number, bigint>): Promise<void>
+  deleteTopics (topics: string[]): Promise<void>
   close (): Promise<void>
 }
 

@@ -74,6 +74,20 @@ export class KafkajsClient implements KafkaClient {
           partitions: AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment[topic] ?? []
         }))
       },
+      groupMemberCount: async (groupId) => {
+        const { groups } = await admin.describeGroups([groupId])
+        return groups[0]?.members.length ?? 0
+      },
+      startOffsets: async (topic) => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.low)])),
+      offsetsForTime: async (topic, ts) => {
+        const [byTime, ends] = await Promise.all([admin.fetchTopicOffsetsByTimestamp(topic, ts), admin.fetchTopicOffsets(topic)])
+        // A partition with no record at or after ts answers -1: its end.
+        return new Map(byTime.map((o) => [o.partition, o.offset === '-1' ? BigInt(ends.find((e) => e.partition === o.partition)?.high ?? '0') : BigInt(o.offset)]))
+      },
+      setGroupOffsets: async (groupId, topic, offsets) => {
+        await admin.setOffsets({ groupId, topic, partitions: [...offsets].map(([partition, offset]) => ({ partition, offset: offset.toString() })) })
+      },
+      deleteTopics: async (topics) => { await admin.deleteTopics({ topics }) },
       close: async () => { await admin.disconnect() }
     }
   }

@@ -320,6 +320,12 @@ export class KafkaRunner {
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
       const committed = (await (this.admin as AdminPort).committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
       if (seen === committed) return seen
+      // Nothing was ever written to this changelog partition (a new application, or one `ebb
+      // reset` started over): no transaction can be landing, the state is empty by design.
+      if (seen === null && (await (this.admin as AdminPort).endOffsets(changelogTopic(c))).get(partition) === 0n) {
+        log.info({ partition, committedAt: String(committed) }, 'empty changelog (a new or reset application): starting at the group\'s offset on an empty state')
+        return null
+      }
       if (seen === null && attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
         log.warn({ partition, committedAt: String(committed) }, 'the state (written by an older version) does not record its input offset; resuming at the group\'s offset')
         return null

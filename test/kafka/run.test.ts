@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:http'
 import avsc from 'avsc'
@@ -426,6 +426,38 @@ describe('ebb run on a real Kafka', () => {
       server.close()
     }
   }, 120_000)
+
+  it('ebb reset: refused while the group runs; then the application starts over from the input\'s start on an empty state and emits the same alerts again', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    await simulatedInput(input, 2, 31)
+    const stateDir = join(tmp.dir, app)
+    const file = config(app, input, 2, stateDir)
+    const ebb = (...args: string[]): { status: number | null, out: string } => {
+      const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), ...args], { encoding: 'utf8' })
+      return { status: r.status, out: r.stdout + r.stderr }
+    }
+    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId).sort()
+    const first = startEbb(file)
+    await waitCaughtUp(app, input)
+    const before = alertIds()
+    expect(before.length).toBeGreaterThan(50)
+    const refused = ebb('reset', '--config', file)
+    expect([refused.status, refused.out]).toEqual([2, expect.stringMatching(/is running \(members: 1\): stop every `ebb run`.*\[EBB_RESET_GROUP_ACTIVE\]/)])
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    const done = ebb('reset', '--config', file)
+    expect(done.status, done.out).toBe(0)
+    expect(done.out).toMatch(new RegExp(`changelog ${app}-user-state-changelog deleted`))
+    expect(await committedCount(app, input)).toBe(0)
+    expect(existsSync(stateDir)).toBe(false)
+    const second = startEbb(file)
+    await waitCaughtUp(app, input)
+    second.child.kill('SIGTERM')
+    expect(await second.exited).toBe(0)
+    // every alert again, with the same id: a consumer that dedupes on alertId sees each once
+    expect(alertIds()).toEqual([...before, ...before].sort())
+  }, 240_000)
 
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
