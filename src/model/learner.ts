@@ -55,7 +55,9 @@ export function thresholdSpecText (t: ThresholdSpec): string {
 const GRID_MIN = -8
 const GRID_STEP = 0.125
 const GRID = 129
-const GRID_MAX_LOGIT = GRID_MIN + (GRID - 1) * GRID_STEP
+/** The logit of grid threshold j. */
+const gridLogit = (j: number): number => GRID_MIN + j * GRID_STEP
+const GRID_MAX_LOGIT = gridLogit(GRID - 1)
 /** z quantum of spellMax and of the grid comparisons */
 export const Z_SCALE = 256
 const GRID_MIN_Q = GRID_MIN * Z_SCALE
@@ -340,7 +342,6 @@ export class ChurnLearner {
     }
     b.n++
     b.y += y
-    this.dirtyBuckets.add(day)
     this.examples++
     this.churnExamples += y
     this.dirty = true
@@ -597,8 +598,7 @@ export function gridIndexOfLogit (z: number): number { return gridIndexAtOrBelow
 /** Adds one to every grid threshold in (prevQ, zQ] (scores × Z_SCALE): the thresholds a score crosses for the first time. */
 export function countCrossings (prevQ: number, zQ: number, p: number, crossings: Float64Array, crossingP: Float64Array): void {
   if (zQ <= prevQ) return
-  let j = prevQ < GRID_MIN_Q ? 0 : Math.floor((prevQ - GRID_MIN_Q) / GRID_STEP_Q) + 1
-  for (; j < GRID; j++) {
+  for (let j = gridIndexAtOrBelow(prevQ) + 1; j < GRID; j++) {
     const g = GRID_MIN_Q + j * GRID_STEP_Q
     if (g > zQ) break
     crossings[j]++
@@ -625,7 +625,7 @@ function initialTheta (spec: ThresholdSpec, prior: number): number {
 
 /** The grid threshold for a controller, from the first-crossing statistics. */
 export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: Float64Array, scored: number): number {
-  const g = (j: number): number => GRID_MIN + j * GRID_STEP
+  const g = gridLogit
   const spec = c.spec
   switch (spec.kind) {
     case 'probability': return logit(spec.value)
@@ -680,10 +680,15 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  */
 export function chooseEarlierThan (c: Controller): void {
   if (c.ref < MIN_REFERENCE) return
-  const d = (c.spec as { allowance: number }).allowance
   let right = 0
   let wrong = 0
-  for (let j = 0; j < GRID; j++) { right += c.refT[j]; wrong += c.refF[j] }
+  let shortTotal = 0
+  for (let j = 0; j < GRID; j++) { right += c.refT[j]; wrong += c.refF[j]; shortTotal += c.short[j] }
+  // No early alert (nor veto) before the stream has labelled some of the reference's alerts (its
+  // first ones ~40 days into a deployment) and short silences say how often a score is crossed
+  // in vain: until then the model alerts exactly with its reference.
+  if (right + wrong < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
+  const d = (c.spec as { allowance: number }).allowance
   const total = right + wrong + REFERENCE_PRIOR_ALERTS
   const p = (right + REFERENCE_PRIOR_ALERTS) / total
   const room = (qT: number, qF: number): number => p - qT <= d ? 0 : Math.min(1, (p - qT) / Math.max(p - d, d) - 1 + qT + qF)
@@ -699,24 +704,17 @@ export function chooseEarlierThan (c: Controller): void {
     qF += c.refF[v - 1] / total
     if (qT * total > VETO_RECALL * right) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
     const r = room(qT, qF)
-    if (r > bestRoom) { bestRoom = r; veto = GRID_MIN + v * GRID_STEP }
+    if (r > bestRoom) { bestRoom = r; veto = gridLogit(v) }
   }
-  // No early alert (nor veto) before the stream has labelled some of the reference's alerts (its
-  // first ones ~40 days into a deployment) and short silences say how often a score is crossed
-  // in vain: until then the model alerts exactly with its reference.
-  let shortTotal = 0
-  for (let j = 0; j < GRID; j++) shortTotal += c.short[j]
-  if (right + wrong < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
+  c.veto = veto
   // The threshold rises at once but falls at most THRESHOLD_FALL a day: a silence is alerted at
   // the lowest threshold of its days, so a threshold that wanders down with the statistics'
   // noise alerts more often than the short silences' record of any one threshold says.
-  c.veto = veto
   const budget = c.ref * bestRoom
   let j = GRID - 1
   let above = 0
   while (j > 0 && above + c.short[j - 1] <= budget) { above += c.short[j - 1]; j-- }
-  const target = GRID_MIN + j * GRID_STEP
-  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(target, c.theta - THRESHOLD_FALL))
+  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(gridLogit(j), c.theta - THRESHOLD_FALL))
 }
 
 /** The highest grid index whose threshold is at or below z × Z_SCALE (−1: below the grid). */

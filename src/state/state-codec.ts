@@ -331,7 +331,8 @@ export function decodeState (userId: string, buf: Buffer): UserState {
   s.spellResolved = d.spellResolved
   s.spellMax = d.spellMax
   if (d.spell.length > 0) {
-    // 15 words: written before the record kept the score of the reference's day (the 16th: none).
+    // 15 words: written before the record kept the score of the reference's day (the 16th: none,
+    // 0x8000, which is spell.ts's REF_Z_NONE as a uint16).
     if (d.spell.length !== 2 * SPELL_WORDS && d.spell.length !== 2 * (SPELL_WORDS - 1)) throw new EbbError(Errors.STATE_CORRUPT, `spell holds ${d.spell.length} bytes`)
     for (let i = 0; i < SPELL_WORDS; i++) s.words[OFF_SPELL + i] = 2 * i < d.spell.length ? d.spell.readUInt16LE(i * 2) : 0x8000
   }
