@@ -6,7 +6,7 @@
 #   scripts/kafka.sh kill | resume    (SIGKILL the broker; start it again on the data it had: chaos tests)
 #
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
-# controller listens on KAFKA_PORT+1), KAFKA_DIR (default .cache/kafka). Jars are fetched once
+# controller listens on KAFKA_PORT+1; with KAFKA_TLS_DIR a mutual-TLS listener on KAFKA_PORT+2), KAFKA_DIR (default .cache/kafka). Jars are fetched once
 # with Maven into $KAFKA_DIR/<version>/libs; data and logs live in $KAFKA_DIR/run-<port>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,14 +50,26 @@ start() {
     return
   fi
   rm -rf "$RUN"; mkdir -p "$RUN/data"
+  # KAFKA_TLS_DIR (ca.pem, server.pem = the broker's key and certificate chain, PEM): one more
+  # listener, TLS with client certificates required, on KAFKA_PORT+2 (the TLS test).
+  local listeners="PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT" advertised="PLAINTEXT://127.0.0.1:$PORT" map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" tls=""
+  if [ -n "${KAFKA_TLS_DIR:-}" ]; then
+    listeners="$listeners,SSL://127.0.0.1:$((PORT + 2))"; advertised="$advertised,SSL://127.0.0.1:$((PORT + 2))"; map="$map,SSL:SSL"
+    tls="ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS_DIR/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
+ssl.client.auth=required"
+  fi
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$map
+$tls
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$RUN/data
 num.partitions=1

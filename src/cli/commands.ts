@@ -65,9 +65,10 @@ simulated time.`,
     about: `Joins the consumer group <applicationId>, reads ebb.UserEvent (Avro) from the input topic,
 keeps each partition's state in RocksDB with a compacted changelog, and writes alerts, recall
 tasks, outcomes and dead letters as Avro, in one transaction per commit interval with the
-consumer offsets (exactly-once). Serves the HTTP API. Waits for brokers that cannot be reached
-(startupTimeout), exits 1 when a commit fails (a restart resumes from the last commit), and
-stops gracefully on SIGTERM / SIGINT. The configuration file: README, "Production mode on Kafka".`,
+consumer offsets (exactly-once). Serves the HTTP API. Rides out brokers that cannot be reached,
+at start or later (a failed commit, a consumer that gave up): its Kafka clients start again from
+the last commit, with backoff, for retryTimeout (5 min), then it exits 1. Stops gracefully on
+SIGTERM / SIGINT. The configuration file: README, "Production mode on Kafka".`,
     options: {
       config: { type: 'string', value: 'F', help: 'the run configuration (YAML or JSON; environment variables win over it)' }
     },
@@ -77,7 +78,11 @@ stops gracefully on SIGTERM / SIGINT. The configuration file: README, "Productio
       ['EBB_STATE_DIR', 'stateDir'],
       ['EBB_TOPOLOGY', 'topology'],
       ['EBB_AUTO_OFFSET_RESET', 'autoOffsetReset: earliest (default) or latest, where a new group starts on the input'],
+      ['EBB_RETRY_TIMEOUT', 'retryTimeout: how long Kafka may stay unavailable before the process exits 1 (default 5m)'],
+      ['EBB_SSL_CA_FILE, EBB_SSL_CERT_FILE, EBB_SSL_KEY_FILE', 'TLS files (PEM) for the brokers: CA, client certificate and key (mutual TLS)'],
+      ['EBB_SSL_KEY_PASSWORD', 'the passphrase of an encrypted client key'],
       ['EBB_SCHEMA_REGISTRY_URL', 'schemaRegistryUrl'],
+      ['EBB_SCHEMA_REGISTRY_USER_INFO', 'user:password for the schema registry (HTTP Basic)'],
       ['EBB_SASL_PASSWORD', 'the SASL password (never in the file)'],
       ['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'http.port, http.host, the bearer token'],
       ['EBB_ADVERTISED_URL', 'the API address other instances send callers to (307)'],

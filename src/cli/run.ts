@@ -27,16 +27,28 @@ export async function run (argv: string[]): Promise<number> {
   const topology = loadTopology(config.topologyFile)
   // One runner per attempt to reach the brokers; the API and metrics read whichever is current.
   let runner = new KafkaRunner(config, topology)
+  /** Kafka clients started again, by what failed: connect (start), commit, consumer */
+  const retries = new Map<string, number>([['connect', 0], ['commit', 0], ['consumer', 0]])
+  const retried = (err: Error): void => {
+    const reason = !isEbbError(err) ? 'connect' : err.code === Errors.SINK_WRITE.code ? 'commit' : err.code === Errors.KAFKA_CONSUMER_FAILED.code ? 'consumer' : 'connect'
+    retries.set(reason, (retries.get(reason) ?? 0) + 1)
+  }
+  /** set once this process gave up (a fatal error, or retryTimeout passed): /healthz says so while it stops */
+  let givenUp: string | undefined
+  let rebalancesBefore = 0
+  let restartsBefore = 0
   const metrics = new EbbMetrics({
     partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
-    rebalances: () => runner.rebalances,
+    rebalances: () => rebalancesBefore + runner.rebalances,
+    kafkaRetries: () => new Map([...retries].map(([reason, n]) => [reason, reason === 'consumer' ? n + restartsBefore + runner.consumerRestarts : n])),
     consumerLag: () => runner.consumerLag(),
     restore: () => runner.restore
   }, { topology })
   const view: EngineView = {
     topology,
     get recent () { return runner.recent },
-    readiness: () => runner.readiness(),
+    readiness: () => givenUp === undefined ? runner.readiness() : { ready: false, reason: `gave up: ${givenUp}` },
+    liveness: () => givenUp === undefined ? { alive: true, reason: 'running' } : { alive: false, reason: `gave up, exiting: ${givenUp}` },
     learners: () => [...runner.partitions.values()].flatMap((p) => p.task.learner === null ? [] : [{ partition: p.partition, learner: p.task.learner }]),
     locate: async (userId) => {
       const partition = runner.owners.partitionOf(userId, runner.inputPartitions)
@@ -54,44 +66,77 @@ export async function run (argv: string[]): Promise<number> {
   // (with the host name when bound to all interfaces).
   const advertised = process.env.EBB_ADVERTISED_URL ?? url.replace('//0.0.0.0:', `//${hostname()}:`)
   process.stderr.write(`[run] ${config.applicationId}/${config.instanceId}: ${config.topics.input} → ${config.topics.alerts}, ${config.topics.tasks}, ${config.topics.outcomes}, ${config.topics.deadLetters} (${config.processingGuarantee}); API ${url}\n`)
-  // Reaching the brokers: a broker that is down at start (or restarting with this instance) is
-  // waited for, up to startupTimeout, with the API up and /readyz saying why it is not ready.
-  // A configuration the brokers refuse (a missing topic, partitions that do not match) is not.
-  const deadline = Date.now() + config.startupTimeoutMs
+  // Reaching the brokers, and reaching them again. A broker that is down at start, a commit that
+  // failed, a consumer that gave up (a broker outage, a coordinator that moved): the runner's
+  // clients and stores are closed, its work since the last commit dropped, and a new runner starts
+  // from the committed offsets and the stores' position — the path a restarted process takes, in
+  // the same process, with the API up and /readyz saying why it is not ready. Retried with backoff
+  // for retryTimeout from the start of the outage, then exit 1. What the brokers refuse for good
+  // (a missing topic, partitions that do not match) and a corrupt state are not retried.
+  let outageSince: number | undefined = Date.now()
+  let attempt = 0
+  const status = statusLines(() => runner)
   let interrupted: string | undefined
   void stopped.then((why) => { interrupted = why })
-  for (let attempt = 1; ; attempt++) {
+  let why: string
+  for (;;) {
     runner.attachMetrics(metrics)
     runner.waiting ??= 'connecting to the brokers'
+    let lastError: Error
+    let fatal: boolean
     try {
       await runner.start(advertised)
       runner.waiting = undefined
-      break
-    } catch (err) {
-      await withDeadline(runner.stop(), STOP_DEADLINE_MS)
-      const fatal = isEbbError(err) && !err.retriable
-      if (fatal || interrupted !== undefined || Date.now() >= deadline) {
+      // Running: an outage is over once the runner committed or was ready (a quiet input commits nothing).
+      why = await untilStoppedOrFailed(runner, stopped, config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0 })
+      if (why === 'unavailable') {
+        // The client kept restarting its consumer by itself for retryTimeout: give up.
+        const err = new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), `the consumer kept failing (${runner.lastCrash ?? 'no reason given'})`)
+        givenUp = err.message
+        await withDeadline(runner.stop(), STOP_DEADLINE_MS)
         await withDeadline(app.close(), 5000)
-        if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) before the brokers could be reached\n`); return 0 }
-        if (fatal) throw err
-        throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.startupTimeoutMs / 1000), (err as Error).message)
+        throw err
       }
-      const wait = Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5))
-      const waiting = `the brokers cannot be reached (attempt ${attempt}: ${(err as Error).message}); retrying until ${new Date(deadline).toISOString()}`
-      runner.waiting = waiting
-      log.warn({ attempt, retryInSeconds: wait / 1000, err: (err as Error).message }, 'the brokers cannot be reached; retrying')
-      process.stderr.write(`[run] the brokers (${config.brokers.join(', ')}) cannot be reached: ${(err as Error).message}; retrying in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
-      await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])
-      runner = new KafkaRunner(config, topology)
-      runner.waiting = waiting
+      if (why !== 'failure') break
+      lastError = runner.failure as Error
+      // Retried: what the engine marks retriable (a commit, the consumer); not a bug or a corrupt
+      // state, nor what already waited for retryTimeout (a schema registry that stayed down).
+      fatal = !(isEbbError(lastError) && lastError.retriable) || lastError.code === Errors.SCHEMA_REGISTRY_UNAVAILABLE.code
+      outageSince ??= runner.unavailableSince ?? Date.now()
+    } catch (err) {
+      lastError = err as Error
+      // The client's own errors (connection refused, no leader yet) are retriable; Ebb's say.
+      fatal = isEbbError(err) && !err.retriable
+      outageSince ??= Date.now()
+    }
+    if (!fatal) retried(lastError)
+    // Closed before anything new starts: the stores' locks, the old member's partitions.
+    const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS)
+    const deadline = (outageSince ?? Date.now()) + config.retryTimeoutMs
+    if (fatal || !closed || interrupted !== undefined || Date.now() >= deadline) {
+      givenUp = lastError.message
+      await withDeadline(app.close(), 5000)
+      if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`); return 0 }
+      if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients did not finish within ${STOP_DEADLINE_MS / 1000} s, so this process cannot be sure they are gone and exits`)
+      if (fatal) throw lastError
+      throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), lastError.message)
+    }
+    attempt++
+    const wait = Math.min(10_000, 500 * 2 ** Math.min(attempt, 5))
+    const waiting = `Kafka is unavailable (attempt ${attempt}: ${lastError.message}); retrying from the last commit until ${new Date(deadline).toISOString()}`
+    log.warn({ attempt, retryInSeconds: wait / 1000, err: lastError.message }, 'Kafka is unavailable; starting the clients again from the last commit')
+    process.stderr.write(`[run] Kafka (${config.brokers.join(', ')}) is unavailable: ${lastError.message}; retrying from the last commit in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
+    rebalancesBefore += runner.rebalances
+    restartsBefore += runner.consumerRestarts
+    runner = new KafkaRunner(config, topology)
+    runner.waiting = waiting
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])
+    if (interrupted !== undefined) {
+      await withDeadline(app.close(), 5000)
+      process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`)
+      return 0
     }
   }
-  const status = statusLines(() => runner)
-  const failed = new Promise<string>((resolve) => {
-    const t = setInterval(() => { if (runner.failure !== undefined) { clearInterval(t); resolve('failure') } }, 200)
-    t.unref()
-  })
-  const why = await Promise.race([stopped, failed])
   clearInterval(status)
   log.info({ why }, 'stopping')
   // A second SIGTERM / SIGINT while stopping exits at once; a stop that hangs (a broker that went
@@ -111,6 +156,29 @@ export async function run (argv: string[]): Promise<number> {
   }
   process.stderr.write(`[run] stopped (${why}): committed and closed\n`)
   return 0
+}
+
+/**
+ * Waits for a signal, the runner's failure, or a consumer that the client has been restarting for
+ * retryTimeout ('unavailable'). `healthy` is called once the runner committed or
+ * is ready (every assigned partition open): the outage, if one was under way, is over.
+ */
+async function untilStoppedOrFailed (runner: KafkaRunner, stopped: Promise<string>, retryTimeoutMs: number, healthy: () => void): Promise<string> {
+  let timer: NodeJS.Timeout | undefined
+  let reported = false
+  const failed = new Promise<string>((resolve) => {
+    timer = setInterval(() => {
+      if (runner.failure !== undefined) { resolve('failure'); return }
+      if (runner.unavailableSince !== undefined && Date.now() - runner.unavailableSince >= retryTimeoutMs) { resolve('unavailable'); return }
+      if (!reported && (runner.commits > 0 || runner.readiness().ready)) { reported = true; healthy() }
+    }, 200)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([stopped, failed])
+  } finally {
+    clearInterval(timer)
+  }
 }
 
 /** How long a stop may take (the last commit, leaving the group, closing the stores) before the process exits anyway. */

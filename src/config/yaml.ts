@@ -5,6 +5,12 @@ import { EbbError, type ErrorDefinition, Errors } from '../errors.js'
 const DURATION = /^(\d+)(ms|s|m|h|d)$/
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
+/** Milliseconds of a duration like 30s, 5m, 12h or 1d; undefined if `text` is not one. */
+export function parseDuration (text: string): number | undefined {
+  const m = DURATION.exec(text)
+  return m === null ? undefined : Number(m[1]) * UNIT_MS[m[2]]
+}
+
 /**
  * A YAML configuration document that reports every problem as `file:line: what is wrong`
  * (EBB_TOPOLOGY_INVALID, exit 2). The topology and the plan library read through it, so a typo
@@ -84,9 +90,9 @@ export class YamlDoc {
   duration (node: Node | undefined, where: string, dflt: number): number {
     if (node === undefined) return dflt
     const v = isScalar(node) ? String(node.value) : ''
-    const m = DURATION.exec(v)
-    if (m === null) return this.fail(node, `${where}: "${v}" is not a duration like 30s, 5m, 12h or 1d`)
-    return Number(m[1]) * UNIT_MS[m[2]]
+    const ms = parseDuration(v)
+    if (ms === undefined) return this.fail(node, `${where}: "${v}" is not a duration like 30s, 5m, 12h or 1d`)
+    return ms
   }
 
   /** The items of a sequence (a missing node is an empty list when `required` is false). */

@@ -17,6 +17,8 @@ export interface EngineView {
   readonly recent: RecentRecords
   /** ready: state restored and partitions assigned; else why not */
   readiness (): { ready: boolean, reason: string }
+  /** alive unless the process gave up and is exiting (GET /healthz); absent: always alive */
+  liveness? (): { alive: boolean, reason: string }
   /** the user's state when this instance holds their partition, else the owner's base URL */
   locate (userId: string): Promise<UserLocation>
   /** what each partition this instance holds has learned (the churn model) */

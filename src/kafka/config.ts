@@ -1,6 +1,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path'
-import type { Node } from 'yaml'
-import { readConfigText, YamlDoc } from '../config/yaml.js'
+import { readFileSync } from 'node:fs'
+import { isScalar, type Node } from 'yaml'
+import { parseDuration, readConfigText, YamlDoc } from '../config/yaml.js'
 import { Errors } from '../errors.js'
 import { topologyPath } from '../paths.js'
 
@@ -30,10 +31,11 @@ export interface RunConfig {
   /** a partition that received nothing for this long follows the other partitions' stream time */
   idlePartitionTimeoutMs: number
   /**
-   * how long `ebb run` keeps trying to reach the brokers at start (and after a restart) before it
-   * exits 1; Kafka Streams' task.timeout.ms plays this part (5 minutes by default there too)
+   * how long `ebb run` keeps trying to reach the brokers, at start and after a broker outage (a
+   * failed commit, a consumer that gave up), before it exits 1; Kafka Streams' task.timeout.ms
+   * plays this part (5 minutes by default there too). `startupTimeout` is its older name
    */
-  startupTimeoutMs: number
+  retryTimeoutMs: number
   /**
    * how long opening a partition waits for its restored state to reach the group's committed
    * offset (a dead producer's open transaction can hide the changelog's tail; the broker aborts it
@@ -45,9 +47,57 @@ export interface RunConfig {
   knownSchemaIds: number[]
   /** a Confluent-compatible schema registry for other ids (EBB_SCHEMA_REGISTRY_URL); null: none */
   schemaRegistryUrl: string | null
-  ssl: boolean
+  /** "user:password" for the registry's HTTP Basic auth (EBB_SCHEMA_REGISTRY_USER_INFO; or in the URL) */
+  schemaRegistryUserInfo: string | undefined
+  /**
+   * TLS to the brokers: false, true (the system's CAs), or PEM files read at load: `ca` to trust
+   * (a private CA), `cert` + `key` for mutual TLS (ssl.client.auth=required), the key's
+   * passphrase from EBB_SSL_KEY_PASSWORD only
+   */
+  ssl: boolean | TlsSettings
+  /**
+   * settings passed to the Kafka client as they are (`client:` in the file): its timeouts and
+   * retries, for networks slower or flakier than the defaults assume; unknown keys are refused
+   */
+  client: ClientProperties
   sasl: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512', username: string, password: string } | null
   http: { port: number, host: string, token: string | undefined }
+}
+
+export interface TlsSettings {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  passphrase?: string
+  /** false only to test against a broker whose certificate cannot be verified */
+  rejectUnauthorized: boolean
+  /** the files, for messages (never their contents) */
+  files: string[]
+}
+
+/** The Kafka client's own settings that `client:` may set (kafkajs' names; durations in ms). */
+export interface ClientProperties {
+  connectionTimeout?: number
+  authenticationTimeout?: number
+  requestTimeout?: number
+  enforceRequestTimeout?: boolean
+  retry?: { retries?: number, initialRetryTime?: number, maxRetryTime?: number }
+}
+
+const CLIENT_DURATIONS = ['connectionTimeout', 'authenticationTimeout', 'requestTimeout'] as const
+
+function clientProperties (y: YamlDoc, node: Node | undefined): ClientProperties {
+  if (node === undefined) return {}
+  y.onlyKeys(node, 'client', [...CLIENT_DURATIONS, 'enforceRequestTimeout', 'retries', 'initialRetryTime', 'maxRetryTime'])
+  const p: ClientProperties = {}
+  for (const k of CLIENT_DURATIONS) if (y.get(node, k) !== undefined) p[k] = y.duration(y.get(node, k), `client.${k}`, 0)
+  if (y.get(node, 'enforceRequestTimeout') !== undefined) p.enforceRequestTimeout = y.bool(y.get(node, 'enforceRequestTimeout'), 'client.enforceRequestTimeout', true)
+  const retry: NonNullable<ClientProperties['retry']> = {}
+  if (y.get(node, 'retries') !== undefined) retry.retries = y.num(y.get(node, 'retries'), 'client.retries', 5, 0, 100, true)
+  if (y.get(node, 'initialRetryTime') !== undefined) retry.initialRetryTime = y.duration(y.get(node, 'initialRetryTime'), 'client.initialRetryTime', 300)
+  if (y.get(node, 'maxRetryTime') !== undefined) retry.maxRetryTime = y.duration(y.get(node, 'maxRetryTime'), 'client.maxRetryTime', 30_000)
+  if (Object.keys(retry).length > 0) p.retry = retry
+  return p
 }
 
 export const CHANGELOG_SUFFIX = '-user-state-changelog'
@@ -58,11 +108,49 @@ export function loadRunConfig (file: string, env: NodeJS.ProcessEnv = process.en
   return parseRunConfig(readConfigText(file), file, env)
 }
 
+/** `retryTimeout` (EBB_RETRY_TIMEOUT wins), or its older name `startupTimeout`; 5 minutes by default. */
+function retryTimeout (y: YamlDoc, root: Node | undefined, env: NodeJS.ProcessEnv): number {
+  const fromEnv = env.EBB_RETRY_TIMEOUT
+  if (fromEnv !== undefined && fromEnv !== '') return parseDuration(fromEnv) ?? y.fail(root, `EBB_RETRY_TIMEOUT: "${fromEnv}" is not a duration like 30s, 5m or 1h`)
+  const node = y.get(root, 'retryTimeout')
+  const old = y.get(root, 'startupTimeout')
+  if (node !== undefined && old !== undefined) y.fail(old, 'startupTimeout: the older name of retryTimeout; set one of them')
+  return node !== undefined ? y.duration(node, 'retryTimeout', 300_000) : y.duration(old, 'startupTimeout', 300_000)
+}
+
+/**
+ * `ssl: true | false | { ca, cert, key, rejectUnauthorized }` (files relative to the
+ * configuration; EBB_SSL_CA_FILE, EBB_SSL_CERT_FILE, EBB_SSL_KEY_FILE win, and turn TLS on).
+ */
+function tlsSettings (y: YamlDoc, node: Node | undefined, relative: (p: string) => string, env: NodeJS.ProcessEnv): boolean | TlsSettings {
+  const fromEnv = { ca: env.EBB_SSL_CA_FILE, cert: env.EBB_SSL_CERT_FILE, key: env.EBB_SSL_KEY_FILE }
+  const anyEnv = Object.values(fromEnv).some((v) => v !== undefined && v !== '')
+  if (!anyEnv && (node === undefined || isScalar(node))) return y.bool(node, 'ssl', false)
+  if (node !== undefined && !isScalar(node)) y.onlyKeys(node, 'ssl', ['ca', 'cert', 'key', 'rejectUnauthorized'])
+  const mapNode = node !== undefined && !isScalar(node) ? node : undefined
+  const files: string[] = []
+  const read = (key: 'ca' | 'cert' | 'key'): Buffer | undefined => {
+    const v = fromEnv[key]
+    const file = v !== undefined && v !== '' ? relative(v) : y.get(mapNode, key) === undefined ? undefined : relative(y.str(y.get(mapNode, key), `ssl.${key}`))
+    if (file === undefined) return undefined
+    files.push(file)
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      return y.fail(y.get(mapNode, key) ?? node, `ssl.${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    }
+  }
+  const t: TlsSettings = { ca: read('ca'), cert: read('cert'), key: read('key'), rejectUnauthorized: y.bool(y.get(mapNode, 'rejectUnauthorized'), 'ssl.rejectUnauthorized', true), files }
+  if ((t.cert === undefined) !== (t.key === undefined)) y.fail(mapNode ?? node, 'ssl: cert and key go together (mutual TLS); set both or neither')
+  if (env.EBB_SSL_KEY_PASSWORD !== undefined && env.EBB_SSL_KEY_PASSWORD !== '') t.passphrase = env.EBB_SSL_KEY_PASSWORD
+  return t
+}
+
 export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessEnv = process.env): RunConfig {
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'retryTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'client', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -137,11 +225,13 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     processingGuarantee: guarantee as RunConfig['processingGuarantee'],
     autoOffsetReset: reset as RunConfig['autoOffsetReset'],
     idlePartitionTimeoutMs: y.duration(y.get(root, 'idlePartitionTimeout'), 'idlePartitionTimeout', 60_000),
-    startupTimeoutMs: y.duration(y.get(root, 'startupTimeout'), 'startupTimeout', 300_000),
+    retryTimeoutMs: retryTimeout(y, root, env),
     restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 15_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
-    ssl: y.bool(y.get(root, 'ssl'), 'ssl', false),
+    schemaRegistryUserInfo: env.EBB_SCHEMA_REGISTRY_USER_INFO === '' ? undefined : env.EBB_SCHEMA_REGISTRY_USER_INFO,
+    ssl: tlsSettings(y, y.get(root, 'ssl'), relative, env),
+    client: clientProperties(y, y.get(root, 'client')),
     sasl,
     http: { port, host: env.EBB_HTTP_HOST ?? y.str(y.get(httpNode, 'host'), 'http.host', '127.0.0.1'), token: token === '' ? undefined : token }
   }

@@ -7,11 +7,12 @@ import { EbbError, Errors } from '../errors.js'
 import type { RunConfig } from './config.js'
 
 /** kafkajs client settings from the run configuration; its logs go to pino as warnings. */
-export function kafkajsConfig (c: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>, clientId: string): KafkaConfig {
+export function kafkajsConfig (c: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'> & Partial<Pick<RunConfig, 'client'>>, clientId: string): KafkaConfig {
   return {
+    ...c.client,
     clientId,
     brokers: c.brokers,
-    ssl: c.ssl,
+    ssl: typeof c.ssl === 'boolean' ? c.ssl : { ca: c.ssl.ca === undefined ? undefined : [c.ssl.ca], cert: c.ssl.cert, key: c.ssl.key, passphrase: c.ssl.passphrase, rejectUnauthorized: c.ssl.rejectUnauthorized },
     ...(c.sasl === null ? {} : { sasl: c.sasl as KafkaConfig['sasl'] }),
     logLevel: logLevel.WARN,
     logCreator: () => ({ namespace, level, log: entry }) => {
@@ -42,7 +43,7 @@ export class KafkajsClient implements KafkaClient {
   private readonly partitioner = Partitioners.DefaultPartitioner()
   private metadata: PartitionMetadata[] = []
 
-  constructor (private readonly config: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>, private readonly clientId: string) {
+  constructor (private readonly config: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'> & Partial<Pick<RunConfig, 'client'>>, private readonly clientId: string) {
     this.kafka = new Kafka(kafkajsConfig(config, clientId))
   }
 
@@ -120,12 +121,23 @@ export class KafkajsClient implements KafkaClient {
 
   async groupConsumer (opts: { groupId: string, topic: string, clientId?: string, fromBeginning: boolean }): Promise<GroupConsumerPort> {
     const kafka = opts.clientId === undefined ? this.kafka : new Kafka(kafkajsConfig(this.config, opts.clientId))
-    const consumer = kafka.consumer({ groupId: opts.groupId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000 })
+    let closed = false
+    // A consumer that crashes restarts by itself (kafkajs), unless it was closed: a crash racing
+    // the close (a broker outage) would otherwise schedule a restart after the close cleared the
+    // last one, and that zombie member would rejoin the group, hold partitions nobody processes,
+    // and — disconnected again — crash and restart in a loop (a chaos run stalled on it).
+    const consumer = kafka.consumer({ groupId: opts.groupId, readUncommitted: false, maxBytesPerPartition: 1 << 20, maxBytes: 8 << 20, sessionTimeout: 10_000, heartbeatInterval: 1000, retry: { retries: 5, restartOnFailure: async () => !closed } })
     await consumer.connect()
     await consumer.subscribe({ topic: opts.topic, fromBeginning: opts.fromBeginning })
+    // The second line of defence: a member that rejoins after it was closed is disconnected at once.
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      if (!closed) return
+      log.warn({ groupId: opts.groupId }, 'a closed Kafka consumer rejoined its group; disconnecting it')
+      void consumer.disconnect().catch(() => {})
+    })
     return {
-      onRebalancing: (cb) => { consumer.on(consumer.events.REBALANCING, () => { cb() }) },
-      onAssigned: (cb) => { consumer.on(consumer.events.GROUP_JOIN, (e) => { cb(e.payload.memberAssignment[opts.topic] ?? []) }) },
+      onRebalancing: (cb) => { consumer.on(consumer.events.REBALANCING, () => { if (!closed) cb() }) },
+      onAssigned: (cb) => { consumer.on(consumer.events.GROUP_JOIN, (e) => { if (!closed) cb(e.payload.memberAssignment[opts.topic] ?? []) }) },
       onCrash: (cb) => { consumer.on(consumer.events.CRASH, (e) => { cb(e.payload.restart, e.payload.error) }) },
       start: async (eachBatch) => {
         await consumer.run({
@@ -142,7 +154,7 @@ export class KafkajsClient implements KafkaClient {
       commitOffsets: async (topic, offsets) => { await consumer.commitOffsets(offsets.map((o) => ({ topic, ...o }))) },
       seek: (topic, partition, offset) => { consumer.seek({ topic, partition, offset: offset.toString() }) },
       stop: async () => { await consumer.stop() },
-      close: async () => { await consumer.disconnect() }
+      close: async () => { closed = true; await consumer.disconnect() }
     }
   }
 

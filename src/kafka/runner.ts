@@ -24,6 +24,8 @@ const CONSISTENT_RESTORE_WAIT_MS = 200
 /** how often an assigned partition that failed to open is tried again without a record arriving */
 const OPEN_RETRY_MS = 5000
 const PIECE_BYTES = 512 * 1024
+/** how long a partition waits before its batch asks an unavailable schema registry again */
+const REGISTRY_RETRY_MS = 1000
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
 
@@ -66,6 +68,14 @@ export class KafkaRunner {
   private stopping = false
   private fatal: Error | undefined
   rebalances = 0
+  /** transactions (or at-least-once commits) that landed */
+  commits = 0
+  /** times the client restarted its group consumer by itself after a failure (a broker outage) */
+  consumerRestarts = 0
+  /** since when the consumer has been failing and restarting without rejoining the group; undefined: it is fine */
+  unavailableSince: number | undefined
+  /** the consumer's last failure */
+  lastCrash: string | undefined
 
   /** Whether this instance is assigned `partition` now. */
   holds (partition: number): boolean { return this.assigned.includes(partition) }
@@ -83,7 +93,7 @@ export class KafkaRunner {
   constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
     this.client = client ?? new KafkajsClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
-    this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl)
+    this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -95,6 +105,8 @@ export class KafkaRunner {
   readiness (): { ready: boolean, reason: string } {
     if (this.fatal !== undefined) return { ready: false, reason: `failed: ${this.fatal.message}` }
     if (this.waiting !== undefined) return { ready: false, reason: this.waiting }
+    if (this.registry?.unavailableSince !== undefined) return { ready: false, reason: `the schema registry is unavailable since ${new Date(this.registry.unavailableSince).toISOString()} (${this.registry.lastError ?? 'no answer'}): records that need it wait` }
+    if (this.unavailableSince !== undefined) return { ready: false, reason: `Kafka is unavailable since ${new Date(this.unavailableSince).toISOString()}: the consumer restarts (${this.lastCrash ?? 'failed'})` }
     if (this.restoring) return { ready: false, reason: 'restoring state from the changelog' }
     if (this.rebalancing) return { ready: false, reason: 'the group is rebalancing' }
     if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
@@ -126,7 +138,13 @@ export class KafkaRunner {
     this.consumer.onCrash((restarting, err) => {
       if (this.stopping) return
       log.warn({ restarting, err: err.message }, 'the Kafka consumer failed')
-      if (restarting) this.onRebalancing()
+      this.lastCrash = err.message
+      if (restarting) {
+        // The client restarts it by itself; how long that goes on is bounded by `ebb run` (retryTimeout).
+        this.consumerRestarts++
+        this.unavailableSince ??= Date.now()
+        this.onRebalancing()
+      }
       else this.fail(new EbbError(Errors.KAFKA_CONSUMER_FAILED, err.message))
     })
     await this.consumer.start(async (batch, control) => { await this.onBatch(batch, control) })
@@ -191,6 +209,7 @@ export class KafkaRunner {
   /** A new assignment: partitions no longer ours are dropped without a commit (their new owner redoes them). */
   private onAssignment (partitions: number[]): void {
     this.rebalancing = false
+    this.unavailableSince = undefined
     this.rebalances++
     this.assigned = [...partitions].sort((a, b) => a - b)
     // Revoked partitions close in the serial chain: a store must never close under a batch,
@@ -224,13 +243,23 @@ export class KafkaRunner {
 
   private async onBatch (batch: FetchedBatch, control: BatchControl): Promise<void> {
     if (this.fatal !== undefined || this.stopping || !control.active()) return
+    let waitForRegistry = false
     await this.serial(async () => {
       if (this.stopping || this.rebalancing || !this.assigned.includes(batch.partition) || !control.active()) return
       // Not resolved: the client fetches the batch again, once the partition opens.
       const st = await this.tryOpen(batch.partition)
       if (st === undefined || !control.active()) return // stale: opening moved the fetch position
       if (batch.records.length > 0) {
-        if (this.registry !== undefined) await this.registry.prefetch(KafkaBatch.schemaIds(batch.records, this.knownSchemaIds))
+        if (this.registry !== undefined && !(await this.registry.prefetch(KafkaBatch.schemaIds(batch.records, this.knownSchemaIds)))) {
+          // The registry cannot answer: the records are valid until proven otherwise, so the
+          // batch is left unresolved (fetched again after a pause), never dead-lettered, for
+          // retryTimeout; the other partitions go on meanwhile.
+          const since = this.registry.unavailableSince ?? Date.now()
+          if (Date.now() - since >= this.config.retryTimeoutMs) throw new EbbError(Errors.SCHEMA_REGISTRY_UNAVAILABLE, Math.round(this.config.retryTimeoutMs / 1000), this.registry.lastError ?? 'no answer')
+          waitForRegistry = true
+          await this.commitIfDue(false)
+          return
+        }
         await st.task.process(new KafkaBatch(batch.records, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
         st.pendingOffset = batch.lastOffset
         st.lastRecordAt = Date.now()
@@ -240,6 +269,7 @@ export class KafkaRunner {
       }
       await this.commitIfDue(false)
     })
+    if (waitForRegistry) await new Promise((resolve) => setTimeout(resolve, REGISTRY_RETRY_MS))
     await control.heartbeat()
   }
 
@@ -480,7 +510,7 @@ export class KafkaRunner {
       }
     } catch (err) {
       for (const x of prepared) x.b.discard()
-      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${(err as Error).message}); Ebb stops, and a restart resumes from the last committed offsets`)
+      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${(err as Error).message}); the work since the last commit is dropped and redone from the committed offsets`)
     }
     // Durable in Kafka: now the local stores, each with the changelog position it matches.
     for (const x of prepared) {
@@ -502,6 +532,7 @@ export class KafkaRunner {
       await x.st.task.purgeErased()
     }
     this.observer?.commitSeconds((performance.now() - t0) / 1000)
+    this.commits++
   }
 
   /**

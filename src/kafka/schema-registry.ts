@@ -1,34 +1,77 @@
 import avsc from 'avsc'
+import { EbbError, Errors } from '../errors.js'
 import { userEventAvroType } from '../events/avro.js'
 import { log } from '../log.js'
+
+/** How long one registry request may take before it counts as a failure. */
+const REQUEST_TIMEOUT_MS = 10_000
 
 /**
  * Writer schemas of Confluent-framed input, from a schema registry (GET /schemas/ids/{id}).
  * A record written with another version of ebb.UserEvent is read through Avro schema
  * resolution into the bundled schema (new fields with defaults, removed optional fields), then
  * re-encoded, so the engine's hot path keeps one reader. Each id is fetched once; an id the
- * registry does not know, or a schema that cannot be resolved into ebb.UserEvent, is a reason
- * for the dead letters, never a crash.
+ * registry does not know (404), or a schema that cannot be resolved into ebb.UserEvent, is a
+ * reason for the dead letters, never a crash.
+ *
+ * A registry that cannot answer (down, a timeout after 10 s, a 5xx or 429) says nothing about
+ * the records: they are valid until proven otherwise, so they are not dead-lettered. `prefetch`
+ * answers false and the caller leaves the batch unprocessed, to be fetched again (consumption of
+ * that partition pauses), for as long as `ebb run`'s retryTimeout. Refused credentials (401, 403)
+ * will not fix themselves: an error that stops the process. Credentials come from the URL's user
+ * info (https://user:password@host) or `userInfo` ("user:password", as Confluent's
+ * basic.auth.user.info), sent as HTTP Basic; they never appear in logs or messages.
  */
 export class SchemaRegistry {
   private readonly resolved = new Map<number, { resolver: avsc.Resolver, writer: avsc.Type } | string>()
+  private readonly base: string
+  private readonly headers: Record<string, string>
+  /** since when the registry has been failing; undefined while it answers */
+  unavailableSince: number | undefined
+  /** the last failure, in words (no credentials) */
+  lastError: string | undefined
+  /** requests that failed (down, timeout, 5xx) */
+  failures = 0
 
-  constructor (private readonly url: string, private readonly headers: Record<string, string> = {}) {}
+  constructor (url: string, userInfo?: string, private readonly timeoutMs = REQUEST_TIMEOUT_MS) {
+    const u = new URL(url)
+    let user = decodeURIComponent(u.username)
+    let password = decodeURIComponent(u.password)
+    if (userInfo !== undefined && userInfo !== '') {
+      const colon = userInfo.indexOf(':')
+      user = colon < 0 ? userInfo : userInfo.slice(0, colon)
+      password = colon < 0 ? '' : userInfo.slice(colon + 1)
+    }
+    u.username = ''
+    u.password = ''
+    this.base = u.toString().replace(/\/$/, '')
+    this.headers = { accept: 'application/vnd.schemaregistry.v1+json' }
+    if (user !== '') this.headers.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
+  }
 
-  /** Fetches the ids not seen yet; afterwards `problem` and `reencode` answer synchronously. */
-  async prefetch (ids: Iterable<number>): Promise<void> {
+  /**
+   * Fetches the ids not seen yet; afterwards `problem` and `reencode` answer synchronously.
+   * False when the registry could not answer for one of them (the batch must wait).
+   */
+  async prefetch (ids: Iterable<number>): Promise<boolean> {
     for (const id of ids) {
       if (this.resolved.has(id)) continue
       let body: { schema?: string, schemaType?: string }
       try {
-        const r = await fetch(`${this.url.replace(/\/$/, '')}/schemas/ids/${id}`, { headers: { accept: 'application/vnd.schemaregistry.v1+json', ...this.headers } })
+        const r = await fetch(`${this.base}/schemas/ids/${id}`, { headers: this.headers, signal: AbortSignal.timeout(this.timeoutMs) })
         if (r.status === 404) { this.resolved.set(id, `schema id ${id} is not in the schema registry`); continue }
+        if (r.status === 401 || r.status === 403) throw new EbbError(Errors.SCHEMA_REGISTRY_AUTH, this.base, r.status)
         if (!r.ok) throw new Error(`HTTP ${r.status}`)
         body = await r.json() as typeof body
       } catch (err) {
-        // Not cached: a registry that is down is asked again for the next batch's records.
-        log.warn({ component: 'schema-registry', id, err: (err as Error).message }, 'schema registry lookup failed')
-        continue
+        if (err instanceof EbbError) throw err
+        // Not cached: a registry that is down is asked again when the batch comes back.
+        const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
+        this.unavailableSince ??= Date.now()
+        this.lastError = `${this.base}: ${why}`
+        this.failures++
+        log.warn({ component: 'schema-registry', id, err: why }, 'schema registry lookup failed; the records wait')
+        return false
       }
       if (body.schemaType !== undefined && body.schemaType !== 'AVRO') { this.resolved.set(id, `schema id ${id} is ${body.schemaType}, not Avro`); continue }
       try {
@@ -38,6 +81,8 @@ export class SchemaRegistry {
         this.resolved.set(id, `schema id ${id} cannot be read as ebb.UserEvent: ${(err as Error).message.slice(0, 200)}`)
       }
     }
+    this.unavailableSince = undefined
+    return true
   }
 
   /** Why a record with this id cannot be read, or null when it can. */

@@ -29,6 +29,8 @@ export interface MetricsSource {
   rebalances? (): number
   /** Kafka mode: changelog records restored, and still to restore, per partition */
   restore? (): Map<number, { restored: number, remaining: number }>
+  /** Kafka mode: times the Kafka clients were started again, by what failed (connect, commit, consumer) */
+  kafkaRetries? (): Map<string, number>
 }
 
 export class EbbMetrics {
@@ -278,6 +280,16 @@ export class EbbMetrics {
       help: 'Consumer group rebalances since start',
       registers: [r],
       collect () { this.reset(); this.inc(source.rebalances?.() ?? 0) }
+    })
+    new Counter({
+      name: 'ebb_kafka_retries_total',
+      help: 'Times the Kafka clients were started again from the last commit, by what failed: connect (the brokers could not be reached), commit (a transaction failed), consumer (the group consumer gave up)',
+      labelNames: ['reason'],
+      registers: [r],
+      collect () {
+        this.reset()
+        for (const [reason, n] of source.kafkaRetries?.() ?? []) setCounter(this, { reason }, n)
+      }
     })
     new Counter({
       name: 'ebb_restore_records_total',

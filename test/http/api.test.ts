@@ -29,6 +29,16 @@ describe('HTTP API', () => {
     e.view.setReady(true)
   })
 
+  it('/healthz is 503 with the reason once the process gave up (a liveness probe must not keep it)', async () => {
+    const gaveUp = await buildServer({ engine: Object.assign(Object.create(e.view) as typeof e.view, { liveness: () => ({ alive: false, reason: 'gave up, exiting: the brokers could not be reached' }) }), metrics: e.metrics })
+    try {
+      const r = await gaveUp.inject('/healthz')
+      expect([r.statusCode, r.json()]).toEqual([503, { status: 'failed', reason: 'gave up, exiting: the brokers could not be reached' }])
+    } finally {
+      await gaveUp.close()
+    }
+  })
+
   it('GET /users/:id returns signals, the open episode with its reasons, consent, recent alerts and tasks', async () => {
     const r = await app.inject({ url: '/users/u1', headers: auth })
     expect(r.statusCode).toBe(200)

@@ -381,20 +381,27 @@ describe('ebb run on a real Kafka', () => {
     expect(tasks()).toEqual(expected)
   }, 120_000)
 
-  it('reads Confluent-framed records of another schema version through a schema registry; unknown or incompatible ids go to the dead letters', async () => {
+  it('reads Confluent-framed records of another schema version through a schema registry; unknown or incompatible ids go to the dead letters; a registry that is down for a while costs no valid record', async () => {
     // A stand-in registry (the boundary is faked; the broker is not): id 42 is ebb.UserEvent with
-    // one more field, id 43 a schema that cannot be read as one, any other id is unknown.
+    // one more field, id 43 a schema that cannot be read as one, any other id is unknown. It
+    // wants HTTP Basic credentials, and answers 503 for its first 4 s (from the first request):
+    // the records wait instead of going to the dead letters.
     const base = JSON.parse(readFileSync(join(root, 'schemas', 'user-event.avsc'), 'utf8')) as { fields: unknown[] }
     const evolved = { ...base, fields: [...base.fields, { name: 'appVersion', type: 'string', default: '1.0' }] }
     const other = { type: 'record', name: 'Other', fields: [{ name: 'n', type: 'int' }] }
+    let firstAt = 0
+    let unavailable = 0
     const server = createServer((req, res) => {
+      if (req.headers.authorization !== `Basic ${Buffer.from('ebb:s3cret').toString('base64')}`) { res.writeHead(401); res.end(); return }
+      firstAt ||= Date.now()
+      if (Date.now() - firstAt < 4000) { unavailable++; res.writeHead(503); res.end(); return }
       const id = /\/schemas\/ids\/(\d+)$/.exec(req.url ?? '')?.[1]
       const schema = id === '42' ? evolved : id === '43' ? other : undefined
       res.writeHead(schema === undefined ? 404 : 200, { 'content-type': 'application/json' })
       res.end(JSON.stringify(schema === undefined ? { error_code: 40403, message: 'Schema not found' } : { schema: JSON.stringify(schema) }))
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => { resolve() }))
-    const registry = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const registry = `http://ebb:s3cret@127.0.0.1:${(server.address() as { port: number }).port}`
     try {
       const app = `it-${uid()}`
       const input = `${app}.events`
@@ -422,6 +429,9 @@ describe('ebb run on a real Kafka', () => {
         expect.stringMatching(/^the record could not be decoded: schema id 43 cannot be read as ebb\.UserEvent/),
         expect.stringMatching(/^the record could not be decoded: schema id 44 is not in the schema registry/)
       ])
+      expect(dlq.filter((d) => /could not be reached/.test(d.detail))).toEqual([])
+      expect(unavailable).toBeGreaterThan(1) // asked again while it was down, after pauses
+      expect(ebb.stderr()).not.toMatch(/is unavailable: /) // a pause, not a restart of the Kafka clients
     } finally {
       server.close()
     }

@@ -6,7 +6,7 @@ import { projectRoot } from '../../src/paths.js'
 import { tempDir } from '../helpers.js'
 
 /**
- * `ebb run` when the brokers cannot be reached: it waits for them (up to startupTimeout) with
+ * `ebb run` when the brokers cannot be reached: it waits for them (up to retryTimeout) with
  * its API up and /readyz saying why, stops at once on SIGTERM, and exits 1 with a code that
  * says what to check when it gives up. No broker is started: port 1 refuses connections.
  */
@@ -20,7 +20,7 @@ instanceId: unreachable-0
 brokers: [127.0.0.1:1]
 topics: { input: u.events, alerts: u.alerts, tasks: u.tasks, outcomes: u.outcomes, deadLetters: u.dlq, partitions: 1 }
 stateDir: ${join(tmp.dir, `state-${timeout}`)}
-startupTimeout: ${timeout}
+${timeout === '2s' ? 'startupTimeout' : 'retryTimeout'}: ${timeout}
 http: { port: 0 }
 `)
   const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'error' } })
@@ -43,22 +43,24 @@ describe('ebb run with the brokers down', () => {
     await until(() => /API (http:\/\/\S+)/.test(ebb.stderr()), 20_000)
     const api = (/API (http:\/\/\S+)/.exec(ebb.stderr()) as RegExpExecArray)[1]
     expect((await fetch(`${api}/healthz`)).status).toBe(200)
-    await until(() => ebb.stderr().includes('cannot be reached'), 40_000)
+    await until(() => ebb.stderr().includes('is unavailable'), 40_000)
+    const metrics = fetch(`${api}/metrics`).then(async (r) => await r.text())
     const ready = await fetch(`${api}/readyz`)
     expect(ready.status).toBe(503)
-    expect(await ready.text()).toMatch(/the brokers cannot be reached \(attempt 1/)
+    expect(await ready.text()).toMatch(/Kafka is unavailable \(attempt 1: .*ECONNREFUSED.*\); retrying from the last commit until/)
     const t0 = Date.now()
     ebb.kill('SIGTERM')
     expect(await ebb.exited).toBe(0)
     expect(Date.now() - t0).toBeLessThan(25_000)
-    expect(ebb.stderr()).toMatch(/stopped \(SIGTERM\) before the brokers could be reached/)
+    expect(ebb.stderr()).toMatch(/stopped \(SIGTERM\) while Kafka was unavailable/)
+    expect(Number((await metrics).match(/^ebb_kafka_retries_total\{reason="connect"\} (\d+)$/m)?.[1])).toBeGreaterThanOrEqual(1)
   }, 90_000)
 
-  it('gives up after startupTimeout with exit 1 and EBB_KAFKA_UNREACHABLE, and does not linger', async () => {
+  it('gives up after retryTimeout (here by its older name, startupTimeout) with exit 1 and EBB_KAFKA_UNREACHABLE, and does not linger', async () => {
     const ebb = start('2s')
     const t0 = Date.now()
     expect(await ebb.exited).toBe(1)
     expect(Date.now() - t0).toBeLessThan(60_000)
-    expect(ebb.stderr()).toMatch(/could not be reached for 2 s \(startupTimeout\).*\[EBB_KAFKA_UNREACHABLE\]/)
+    expect(ebb.stderr()).toMatch(/could not be reached for 2 s \(retryTimeout\).*\[EBB_KAFKA_UNREACHABLE\]/)
   }, 90_000)
 })

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
 
@@ -27,10 +30,14 @@ describe('run configuration', () => {
     expect(changelogTopic(c)).toBe('churn-user-state-changelog')
     const e = parseRunConfig(BASE, '/etc/ebb/ebb.yaml', { EBB_BROKERS: 'b:1,c:2', EBB_INSTANCE_ID: 'pod-7', EBB_SASL_USERNAME: 'u', EBB_SASL_PASSWORD: 'p', EBB_HTTP_PORT: '9000' })
     expect([e.brokers, e.instanceId, e.sasl, e.http.port]).toEqual([['b:1', 'c:2'], 'pod-7', { mechanism: 'plain', username: 'u', password: 'p' }, 9000])
+    // retryTimeout: 5 minutes by default, its older name startupTimeout still read, the environment on top
+    expect([c.retryTimeoutMs, parseRunConfig(BASE + 'retryTimeout: 90s\n', 'ebb.yaml', {}).retryTimeoutMs, parseRunConfig(BASE + 'startupTimeout: 2m\n', 'ebb.yaml', {}).retryTimeoutMs, parseRunConfig(BASE + 'retryTimeout: 90s\n', 'ebb.yaml', { EBB_RETRY_TIMEOUT: '10m' }).retryTimeoutMs]).toEqual([300_000, 90_000, 120_000, 600_000])
   })
 
   it('rejects mistakes with the file and line (exit 2)', () => {
-    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, ssl, sasl, http)')
+    expect(error(BASE + 'retryTimeout: 1m\nstartupTimeout: 2m\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:7: startupTimeout: the older name of retryTimeout; set one of them')
+    expect(error(BASE, { EBB_RETRY_TIMEOUT: 'soon' })).toMatch(/^EBB_CONFIG_INVALID: .*EBB_RETRY_TIMEOUT: "soon" is not a duration/)
+    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, ssl, client, sasl, http)')
     expect(error(BASE.replace('kafka-2:9092', 'kafka-2'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2" is not host:port/)
     expect(error(BASE + 'processingGuarantee: twice\n')).toMatch(/ebb\.yaml:6: processingGuarantee: exactly_once or at_least_once/)
     expect(error(BASE.replace('commitInterval: 2s', 'commitInterval: soon'))).toMatch(/ebb\.yaml:5: commitInterval: "soon" is not a duration/)
@@ -38,5 +45,34 @@ describe('run configuration', () => {
     expect(error(BASE, { EBB_HTTP_PORT: 'eighty' })).toMatch(/EBB_HTTP_PORT "eighty" is not a port/)
     expect(error(BASE + 'autoOffsetReset: smallest\n')).toMatch(/ebb\.yaml:6: autoOffsetReset: earliest or latest, not "smallest"/)
     expect(error(BASE, { EBB_AUTO_OFFSET_RESET: 'none' })).toMatch(/autoOffsetReset: earliest or latest \(EBB_AUTO_OFFSET_RESET\), not "none"/)
+  })
+
+  it('reads TLS files (relative to the configuration, or from the environment) and says which one is missing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebb-tls-config-'))
+    try {
+      for (const f of ['ca.pem', 'client.crt', 'client.key']) writeFileSync(join(dir, f), `-----${f}-----`)
+      const file = join(dir, 'ebb.yaml')
+      expect(parseRunConfig(BASE + 'ssl: true\n', file, {}).ssl).toBe(true)
+      expect(parseRunConfig(BASE, file, {}).ssl).toBe(false)
+      const t = parseRunConfig(BASE + 'ssl: { ca: ca.pem, cert: client.crt, key: client.key }\n', file, { EBB_SSL_KEY_PASSWORD: 'pw' }).ssl
+      expect(t).toMatchObject({ rejectUnauthorized: true, passphrase: 'pw', files: [join(dir, 'ca.pem'), join(dir, 'client.crt'), join(dir, 'client.key')] })
+      expect(typeof t === 'object' ? [t.ca?.toString(), t.cert?.toString(), t.key?.toString()] : []).toEqual(['-----ca.pem-----', '-----client.crt-----', '-----client.key-----'])
+      const e = parseRunConfig(BASE, file, { EBB_SSL_CA_FILE: join(dir, 'ca.pem') }).ssl
+      expect(typeof e === 'object' ? [e.ca?.toString(), e.cert] : e).toEqual(['-----ca.pem-----', undefined])
+      expect(error(BASE + 'ssl: { ca: nope.pem }\n')).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:6: ssl\.ca: cannot read .*nope\.pem \(ENOENT\)/)
+      expect(error(BASE + `ssl: { cert: ${join(dir, 'client.crt')} }\n`)).toMatch(/ssl: cert and key go together/)
+      expect(error(BASE + 'ssl: { cafile: x }\n')).toMatch(/ssl: unknown key "cafile"/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('passes the client\'s own timeouts and retries through (`client:`), and refuses keys it does not know', async () => {
+    const c = parseRunConfig(BASE + 'client: { connectionTimeout: 3s, requestTimeout: 1m, enforceRequestTimeout: false, retries: 8, maxRetryTime: 10s }\n', 'ebb.yaml', {})
+    expect(c.client).toEqual({ connectionTimeout: 3000, requestTimeout: 60_000, enforceRequestTimeout: false, retry: { retries: 8, maxRetryTime: 10_000 } })
+    const { kafkajsConfig } = await import('../../src/kafka/kafkajs-client.js')
+    expect(kafkajsConfig(c, 'x')).toMatchObject({ clientId: 'x', brokers: c.brokers, connectionTimeout: 3000, requestTimeout: 60_000, retry: { retries: 8, maxRetryTime: 10_000 } })
+    expect(parseRunConfig(BASE, 'ebb.yaml', {}).client).toEqual({})
+    expect(error(BASE + 'client: { socketTimeout: 1s }\n')).toMatch(/client: unknown key "socketTimeout" \(expected connectionTimeout, authenticationTimeout, requestTimeout, enforceRequestTimeout, retries, initialRetryTime, maxRetryTime\)/)
   })
 })
