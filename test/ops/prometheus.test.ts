@@ -95,7 +95,7 @@ scrape_configs:
     // The alerting rules load in a real Prometheus too.
     const rules = await (await fetch(`${promUrl}/api/v1/rules`)).json() as { data: { groups: Array<{ rules: Array<{ name: string, health: string }> }> } }
     const loaded = rules.data.groups.flatMap((g) => g.rules)
-    expect(loaded.map((r) => r.name).sort()).toEqual(['EbbConsumerLagGrowing', 'EbbDeadLetterRateHigh', 'EbbNoEvents', 'EbbRecallRateFalling', 'EbbRestoreStuck'])
+    expect(loaded.map((r) => r.name).sort()).toEqual(['EbbConsumerLagGrowing', 'EbbDeadLetterRateHigh', 'EbbKafkaUnavailable', 'EbbNoEvents', 'EbbRecallRateFalling', 'EbbRestoreStuck'])
   }, 60_000)
 
   it('promtool finds nothing wrong with the whole /metrics output, the process metrics included', async () => {
