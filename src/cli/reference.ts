@@ -63,7 +63,9 @@ export function recordsReference (): string {
     'The records Ebb reads and writes, field by field, from the Avro schemas in `schemas/` (JSON Lines',
     'files carry the same fields; times are epoch milliseconds, or an ISO-8601 instant with an offset',
     'for an input `ts`). The event contract\'s rules (which fields each type needs, zones, limits) are',
-    'in the README, "The event contract".'
+    'in the README, "The event contract". On Kafka the output topics carry these records as raw Avro',
+    'bodies, in the Confluent wire format with the schema registered as `<topic>-value` (with a schema',
+    'registry), or as JSON objects: `outputFormat`, README "Output formats".'
   ]
   for (const [file, what] of SCHEMAS) {
     const r = JSON.parse(readFileSync(schemaPath(file), 'utf8')) as AvroRecord

@@ -1,5 +1,5 @@
 import { EbbError, Errors } from '../errors.js'
-import { loadRunConfig, type RunConfig } from '../kafka/config.js'
+import { loadRunConfig, type OutputFormat, type RunConfig } from '../kafka/config.js'
 import { KafkajsClient } from '../kafka/kafkajs-client.js'
 import { decodeOutput } from '../kafka/wire.js'
 import { intOption, requireOption } from './args.js'
@@ -17,7 +17,8 @@ const CONFIGURED: Readonly<Record<string, { key: 'alerts' | 'tasks' | 'outcomes'
 
 /**
  * `ebb tail`: an output topic, decoded, as JSON lines on stdout — what an alert consumer would
- * read, without a schema registry (the outputs are plain Avro of the schemas in schemas/). Reads
+ * read (raw Avro, the Confluent wire format or JSON: decoded with the schemas in schemas/, which
+ * are what Ebb registers, so no registry is asked). Reads
  * committed records only (the transactions of exactly-once mode), each partition from its start
  * to its end when tail started, through the same client port as `ebb run`.
  */
@@ -29,11 +30,13 @@ export async function tail (argv: string[]): Promise<number> {
   let conn: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>
   let topic = topicArg
   let kind = o.kind as Kind | undefined
+  let format = o.format as OutputFormat | undefined
+  if (format !== undefined && !['avro', 'confluent', 'json'].includes(format)) throw new EbbError(Errors.USAGE, `ebb tail: --format must be avro, confluent or json, got "${format}"`)
   if (o.config !== undefined) {
     const c = loadRunConfig(o.config)
     conn = c
     const configured = CONFIGURED[topicArg]
-    if (configured !== undefined) { topic = c.topics[configured.key]; kind ??= configured.kind }
+    if (configured !== undefined) { topic = c.topics[configured.key]; kind ??= configured.kind; format ??= c.outputFormats[configured.key] }
   } else {
     const brokers = o.brokers ?? process.env.EBB_BROKERS
     if (brokers === undefined || brokers === '') throw new EbbError(Errors.USAGE, 'ebb tail: --config or --brokers is required')
@@ -52,7 +55,7 @@ export async function tail (argv: string[]): Promise<number> {
       await client.readPartition(topic, partition, 0n, end - 1n, async (records) => {
         for (const r of records) {
           if (printed >= max || r.value === null) continue
-          process.stdout.write(JSON.stringify(decodeOutput(kind, r.value), (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
+          process.stdout.write(JSON.stringify(decodeOutput(kind, r.value, format ?? 'avro'), (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
           printed++
         }
       })

@@ -50,6 +50,12 @@ export interface RunConfig {
   /** "user:password" for the registry's HTTP Basic auth (EBB_SCHEMA_REGISTRY_USER_INFO; or in the URL) */
   schemaRegistryUserInfo: string | undefined
   /**
+   * how each output topic's values are written: `confluent` (Avro in the Confluent wire format,
+   * the schema registered under `<topic>-value`; the default with a schema registry), `avro` (the
+   * raw Avro body; the default without one) or `json` (one JSON object, as `ebb replay` writes)
+   */
+  outputFormats: Record<OutputTopic, OutputFormat>
+  /**
    * TLS to the brokers: false, true (the system's CAs), or PEM files read at load: `ca` to trust
    * (a private CA), `cert` + `key` for mutual TLS (ssl.client.auth=required), the key's
    * passphrase from EBB_SSL_KEY_PASSWORD only
@@ -108,6 +114,38 @@ export function loadRunConfig (file: string, env: NodeJS.ProcessEnv = process.en
   return parseRunConfig(readConfigText(file), file, env)
 }
 
+export type OutputTopic = 'alerts' | 'tasks' | 'outcomes' | 'deadLetters'
+export type OutputFormat = 'avro' | 'confluent' | 'json'
+export const OUTPUT_TOPICS: readonly OutputTopic[] = ['alerts', 'tasks', 'outcomes', 'deadLetters']
+const OUTPUT_FORMATS: readonly OutputFormat[] = ['avro', 'confluent', 'json']
+
+/** `outputFormat: F` for every output, or `{ alerts: F, … }`; EBB_OUTPUT_FORMAT wins for every output. */
+function outputFormats (y: YamlDoc, node: Node | undefined, registry: boolean, env: NodeJS.ProcessEnv): Record<OutputTopic, OutputFormat> {
+  const dflt: OutputFormat = registry ? 'confluent' : 'avro'
+  const check = (v: string, where: Node | undefined, what: string): OutputFormat => {
+    if (!(OUTPUT_FORMATS as readonly string[]).includes(v)) return y.fail(where, `${what}: avro, confluent or json, not "${v}"`)
+    if (v === 'confluent' && !registry) return y.fail(where, `${what}: confluent needs schemaRegistryUrl (the schemas are registered there)`)
+    return v as OutputFormat
+  }
+  const out: Record<OutputTopic, OutputFormat> = { alerts: dflt, tasks: dflt, outcomes: dflt, deadLetters: dflt }
+  const fromEnv = env.EBB_OUTPUT_FORMAT
+  if (fromEnv !== undefined && fromEnv !== '') {
+    const f = check(fromEnv, node, 'EBB_OUTPUT_FORMAT')
+    return { alerts: f, tasks: f, outcomes: f, deadLetters: f }
+  }
+  if (node === undefined) return out
+  if (isScalar(node)) {
+    const f = check(y.str(node, 'outputFormat'), node, 'outputFormat')
+    return { alerts: f, tasks: f, outcomes: f, deadLetters: f }
+  }
+  y.onlyKeys(node, 'outputFormat', [...OUTPUT_TOPICS])
+  for (const t of OUTPUT_TOPICS) {
+    const n = y.get(node, t)
+    if (n !== undefined) out[t] = check(y.str(n, `outputFormat.${t}`), n, `outputFormat.${t}`)
+  }
+  return out
+}
+
 /** `retryTimeout` (EBB_RETRY_TIMEOUT wins), or its older name `startupTimeout`; 5 minutes by default. */
 function retryTimeout (y: YamlDoc, root: Node | undefined, env: NodeJS.ProcessEnv): number {
   const fromEnv = env.EBB_RETRY_TIMEOUT
@@ -150,7 +188,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'retryTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'ssl', 'client', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'retryTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'outputFormat', 'ssl', 'client', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -230,6 +268,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
     schemaRegistryUserInfo: env.EBB_SCHEMA_REGISTRY_USER_INFO === '' ? undefined : env.EBB_SCHEMA_REGISTRY_USER_INFO,
+    outputFormats: outputFormats(y, y.get(root, 'outputFormat'), registryUrl !== null, env),
     ssl: tlsSettings(y, y.get(root, 'ssl'), relative, env),
     client: clientProperties(y, y.get(root, 'client')),
     sasl,

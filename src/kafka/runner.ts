@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
@@ -9,11 +9,12 @@ import { RecentRecords } from '../io/recent.js'
 import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendPiece, TopicSpec } from './client.js'
-import { changelogTopic, type RunConfig } from './config.js'
+import { changelogTopic, type OutputTopic, type RunConfig } from './config.js'
 import { KafkajsClient } from './kafkajs-client.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
-import { ChangelogBatch, KafkaBatch, KafkaSink, type OutputMessage } from './wire.js'
+import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_SCHEMA_FILES, type OutputEncodings, type OutputKind, type OutputMessage } from './wire.js'
+import { schemaPath } from '../paths.js'
 
 const META_CHANGELOG = metaKey('changelog')
 /** the next input offset the state has seen everything before (written with the offsets, in the same transaction) */
@@ -126,6 +127,7 @@ export class KafkaRunner {
     mkdirSync(c.stateDir, { recursive: true })
     this.admin = await this.client.admin()
     await this.ensureTopics(this.admin)
+    this.encodings = await this.outputEncodings()
     const eos = c.processingGuarantee === 'exactly_once'
     const onRequest = (api: string, seconds: number): void => { this.observer?.kafkaRequestSeconds?.(api, seconds) }
     this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId, onRequest } : { onRequest })
@@ -154,6 +156,27 @@ export class KafkaRunner {
       this.retryUnopened()
     }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
     log.info({ applicationId: c.applicationId, instanceId: c.instanceId, input: c.topics.input, guarantee: c.processingGuarantee }, 'ebb run started')
+  }
+
+  private encodings: OutputEncodings = AVRO_OUTPUTS
+
+  /**
+   * Each output topic's format; with `confluent`, its Avro schema registered under
+   * `<topic>-value` (Confluent's TopicNameStrategy), so that any Confluent deserializer, console
+   * consumer or Kafka UI can read it through the registry.
+   */
+  private async outputEncodings (): Promise<OutputEncodings> {
+    const c = this.config
+    const kinds: Array<[OutputKind, OutputTopic]> = [['alert', 'alerts'], ['task', 'tasks'], ['outcome', 'outcomes'], ['deadLetter', 'deadLetters']]
+    const out = { ...AVRO_OUTPUTS }
+    for (const [kind, key] of kinds) {
+      const format = c.outputFormats[key]
+      if (format !== 'confluent') { out[kind] = { format }; continue }
+      const schema = JSON.stringify(JSON.parse(readFileSync(schemaPath(OUTPUT_SCHEMA_FILES[kind]), 'utf8')))
+      const id = await (this.registry as SchemaRegistry).register(`${c.topics[key]}-value`, schema)
+      out[kind] = { format, schemaId: id }
+    }
+    return out
   }
 
   private async ensureTopics (admin: AdminPort): Promise<void> {
@@ -296,7 +319,7 @@ export class KafkaRunner {
     const store = await RocksStore.open(dir)
     try {
       const resumeAt = await this.restoreConsistent(partition, store)
-      const sink = new KafkaSink()
+      const sink = new KafkaSink(this.encodings)
       const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
       const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
       this.partitions.set(partition, st)

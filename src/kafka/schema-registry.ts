@@ -85,6 +85,27 @@ export class SchemaRegistry {
     return true
   }
 
+  /**
+   * Registers `schema` under `subject` (POST /subjects/{subject}/versions; the registry answers
+   * the existing id when it has the same schema) and returns its id. A registry that cannot
+   * answer throws a retriable error (`ebb run` retries its start); refused credentials and a
+   * schema the subject's compatibility rules refuse (409, 422) do not fix themselves.
+   */
+  async register (subject: string, schema: string): Promise<number> {
+    let r: Response
+    try {
+      r = await fetch(`${this.base}/subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', headers: { ...this.headers, 'content-type': 'application/vnd.schemaregistry.v1+json' }, body: JSON.stringify({ schema }), signal: AbortSignal.timeout(this.timeoutMs) })
+    } catch (err) {
+      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
+      throw new Error(`registering ${subject} at the schema registry ${this.base} failed: ${why}`)
+    }
+    if (r.status === 401 || r.status === 403) throw new EbbError(Errors.SCHEMA_REGISTRY_AUTH, this.base, r.status)
+    const body = await r.json().catch(() => ({})) as { id?: number, message?: string }
+    if (r.status === 409 || r.status === 422) throw new EbbError(Errors.CONFIG_INVALID, 'outputFormat', `the schema registry ${this.base} refuses Ebb's schema for ${subject} (HTTP ${r.status}: ${body.message ?? 'incompatible'}); set the subject's compatibility, or write this output as avro or json`)
+    if (!r.ok || typeof body.id !== 'number') throw new Error(`registering ${subject} at the schema registry ${this.base} failed: HTTP ${r.status}`)
+    return body.id
+  }
+
   /** Why a record with this id cannot be read, or null when it can. */
   problem (id: number): string | null {
     const r = this.resolved.get(id)

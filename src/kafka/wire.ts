@@ -1,7 +1,8 @@
 import type avsc from 'avsc'
 import { CONFLUENT_MAGIC, loadAvroType } from '../events/avro.js'
 import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
-import type { OutputSink } from '../io/sinks.js'
+import { alertJson, deadLetterJson, type OutputSink, outcomeJson, taskJson } from '../io/sinks.js'
+import type { OutputFormat } from './config.js'
 import type { RecordBatch } from '../runtime/record-batch.js'
 import type { StoreBatch } from '../state/kv-store.js'
 import type { SchemaRegistry } from './schema-registry.js'
@@ -103,11 +104,33 @@ function outputTypes (): NonNullable<typeof types> {
   return types
 }
 
+/** How one output topic's values are written: its format, and with `confluent` the registered schema id. */
+export interface OutputEncoding { format: OutputFormat, schemaId?: number }
+export type OutputKind = 'alert' | 'task' | 'outcome' | 'deadLetter'
+export type OutputEncodings = Record<OutputKind, OutputEncoding>
+export const AVRO_OUTPUTS: OutputEncodings = { alert: { format: 'avro' }, task: { format: 'avro' }, outcome: { format: 'avro' }, deadLetter: { format: 'avro' } }
+const JSON_LINE: Record<OutputKind, (r: never) => string> = { alert: alertJson, task: taskJson, outcome: outcomeJson, deadLetter: deadLetterJson }
+/** the Avro schema file of each output kind (registered as `<topic>-value` for confluent) */
+export const OUTPUT_SCHEMA_FILES: Record<OutputKind, string> = { alert: 'alert.avsc', task: 'recall-task.avsc', outcome: 'outcome.avsc', deadLetter: 'dead-letter.avsc' }
+
+/** A record's value in its topic's format. */
+function encodeValue (kind: OutputKind, enc: OutputEncoding, record: unknown): Buffer {
+  if (enc.format === 'json') return Buffer.from((JSON_LINE[kind] as (r: unknown) => string)(record))
+  const body = outputTypes()[kind].toBuffer(record)
+  if (enc.format === 'avro') return body
+  const out = Buffer.allocUnsafe(5 + body.length)
+  out[0] = CONFLUENT_MAGIC
+  out.writeUInt32BE(enc.schemaId ?? 0, 1)
+  body.copy(out, 5)
+  return out
+}
+
 /**
- * The engine's outputs as Avro records (raw bodies, schemas in schemas/), keyed by userId so a
- * user's alerts, tasks and outcomes stay in order on one partition, buffered until the runner's
- * next transaction sends them. Dead letters have no key (spread over the topic's partitions): the
- * input record's position is in the value.
+ * The engine's outputs, keyed by userId so a user's alerts, tasks and outcomes stay in order on
+ * one partition, buffered until the runner's next transaction sends them; each topic's values as
+ * configured (`outputFormat`: raw Avro of the schemas in schemas/, the Confluent wire format, or
+ * JSON). Dead letters have no key (spread over the topic's partitions): the input record's
+ * position is in the value.
  */
 export class KafkaSink implements OutputSink {
   alerts: OutputMessage[] = []
@@ -120,10 +143,12 @@ export class KafkaSink implements OutputSink {
   /** users erased in this transaction: the API's recent view drops them once it commits */
   erasedUsers: string[] = []
 
-  alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: outputTypes().alert.toBuffer(a) }); this.alertRecords.push(a) }
-  task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: outputTypes().task.toBuffer(t) }); this.taskRecords.push(t) }
-  outcome (o: OutcomeRecord): void { this.outcomes.push({ key: Buffer.from(o.userId), value: outputTypes().outcome.toBuffer(o) }) }
-  deadLetter (d: DeadLetterRecord): void { this.deadLetters.push({ key: null, value: outputTypes().deadLetter.toBuffer(d) }) }
+  constructor (private readonly encodings: OutputEncodings = AVRO_OUTPUTS) {}
+
+  alert (a: AlertRecord): void { this.alerts.push({ key: Buffer.from(a.userId), value: encodeValue('alert', this.encodings.alert, a) }); this.alertRecords.push(a) }
+  task (t: RecallTaskRecord): void { this.tasks.push({ key: Buffer.from(t.userId), value: encodeValue('task', this.encodings.task, t) }); this.taskRecords.push(t) }
+  outcome (o: OutcomeRecord): void { this.outcomes.push({ key: Buffer.from(o.userId), value: encodeValue('outcome', this.encodings.outcome, o) }) }
+  deadLetter (d: DeadLetterRecord): void { this.deadLetters.push({ key: null, value: encodeValue('deadLetter', this.encodings.deadLetter, d) }) }
   erased (userId: string): void { this.erasedUsers.push(userId) }
 
   get size (): number { return this.alerts.length + this.tasks.length + this.outcomes.length + this.deadLetters.length }
@@ -148,8 +173,13 @@ export class KafkaSink implements OutputSink {
   async close (): Promise<void> {}
 }
 
-/** Decoders for tests and tools that read Ebb's output topics. */
-export function decodeOutput (kind: 'alert' | 'task' | 'outcome' | 'deadLetter', value: Buffer): unknown {
+/** Decoders for tests and tools that read Ebb's output topics (raw Avro unless `format` says otherwise). */
+export function decodeOutput (kind: OutputKind, value: Buffer, format: OutputFormat = 'avro'): unknown {
+  if (format === 'json') return JSON.parse(value.toString('utf8'))
+  if (format === 'confluent') {
+    if (value.length < 5 || value[0] !== CONFLUENT_MAGIC) throw new Error('not in the Confluent wire format (magic byte 0, schema id)')
+    return outputTypes()[kind].fromBuffer(value.subarray(5))
+  }
   return outputTypes()[kind].fromBuffer(value)
 }
 

@@ -414,7 +414,8 @@ describe('ebb run on a real Kafka', () => {
         { key: 'x', value: frame(43, Buffer.from([2])) },
         { key: 'y', value: frame(44, encodeAvroEvent(events[0])) }
       ])
-      const ebb = startEbb(config(app, input, 1, join(tmp.dir, app), `${app}-0`, `schemaRegistryUrl: ${registry}\n`))
+      // (outputs stay raw Avro: this stand-in serves schemas, it does not register them)
+      const ebb = startEbb(config(app, input, 1, join(tmp.dir, app), `${app}-0`, `schemaRegistryUrl: ${registry}\noutputFormat: avro\n`))
       await waitCaughtUp(app, input)
       ebb.child.kill('SIGTERM')
       expect(await ebb.exited).toBe(0)
@@ -436,6 +437,86 @@ describe('ebb run on a real Kafka', () => {
       server.close()
     }
   }, 120_000)
+
+  it('writes outputs in the Confluent wire format with their schemas registered (TopicNameStrategy): Confluent\'s own Python deserializer reads the tasks through the registry; ebb tail reads every output; JSON where configured', async () => {
+    // A stand-in registry (its REST API served here: no real one is available): POST
+    // /subjects/{subject}/versions registers a schema (the same one again keeps its id), GET
+    // /schemas/ids/{id} serves it.
+    const schemas: string[] = []
+    const subjects = new Map<string, number>()
+    const server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (b: Buffer) => { body += b.toString() })
+      req.on('end', () => {
+        const reg = /^\/subjects\/([^/]+)\/versions$/.exec(req.url ?? '')
+        const get = /^\/schemas\/ids\/(\d+)/.exec(req.url ?? '')
+        res.setHeader('content-type', 'application/vnd.schemaregistry.v1+json')
+        if (req.method === 'POST' && reg !== null) {
+          const schema = (JSON.parse(body) as { schema: string }).schema
+          let id = schemas.indexOf(schema)
+          if (id < 0) { schemas.push(schema); id = schemas.length - 1 }
+          subjects.set(decodeURIComponent(reg[1]), id + 100)
+          res.end(JSON.stringify({ id: id + 100 }))
+        } else if (req.method === 'GET' && get !== null && schemas[Number(get[1]) - 100] !== undefined) {
+          res.end(JSON.stringify({ schema: schemas[Number(get[1]) - 100] }))
+        } else { res.statusCode = 404; res.end(JSON.stringify({ error_code: 40403, message: 'not found' })) }
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => { resolve() }))
+    const registry = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    try {
+      const app = `it-${uid()}`
+      const input = `${app}.events`
+      const fixture = join(root, 'test', 'fixtures', 'replay-small.jsonl')
+      const lines = readFileSync(fixture, 'utf8').split('\n').filter((l) => l.trim() !== '')
+      await produce(input, 1, lines.map((l) => { try { const e = decodeJsonEvent(l); return { key: e.userId, value: encodeAvroEvent(e) } } catch { return { key: null, value: Buffer.from(l) } } }))
+      const file = config(app, input, 1, join(tmp.dir, app), `${app}-0`, `schemaRegistryUrl: ${registry}\noutputFormat: { deadLetters: json }\n`)
+      const ebb = startEbb(file)
+      await waitCaughtUp(app, input)
+      ebb.child.kill('SIGTERM')
+      expect(await ebb.exited).toBe(0)
+      expect([...subjects.keys()].sort()).toEqual([`${app}.alerts-value`, `${app}.outcomes-value`, `${app}.tasks-value`])
+      const out = join(tmp.dir, `${app}-replay`)
+      expect(spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', fixture, '--out', out]).status).toBe(0)
+      const jsonl = (name: string): Array<Record<string, unknown>> => readFileSync(join(out, name), 'utf8').trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+      const expectedTasks = jsonl('tasks.jsonl')
+      expect(expectedTasks.length).toBeGreaterThan(0)
+
+      // Every value is framed: magic byte 0, then the id registered for its subject.
+      const tasksRaw = kcatValues(`${app}.tasks`)
+      expect(tasksRaw.every((v) => v[0] === 0 && v.readUInt32BE(1) === subjects.get(`${app}.tasks-value`))).toBe(true)
+      // Confluent's deserializer, through the registry, reads the records a replay writes.
+      // (spawned, not spawnSync: the registry it asks is served by this process's event loop)
+      const py = await new Promise<{ status: number | null, stdout: string, stderr: string }>((resolve) => {
+        const child = spawn(join(root, '.cache', 'venv', 'bin', 'python'), [join(root, 'test', 'kafka', 'confluent_read.py'), BROKER, `${app}.tasks`, registry, String(expectedTasks.length)])
+        let stdout = ''
+        let stderr = ''
+        child.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+        child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+        const timer = setTimeout(() => { child.kill('SIGKILL') }, 120_000)
+        child.on('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }) })
+      })
+      expect(py.status, py.stderr).toBe(0)
+      const read = py.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(read.map((t) => t.taskId)).toEqual(expectedTasks.map((t) => t.taskId))
+      expect(read.map((t) => [t.userId, t.channel, t.sendAt])).toEqual(expectedTasks.map((t) => [t.userId, t.channel, t.sendAt]))
+
+      // ebb tail decodes each output by its configured format; dead letters are JSON lines.
+      const tail = (topic: string): Array<Record<string, unknown>> => {
+        const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'tail', '--config', file, '--topic', topic], { encoding: 'utf8', timeout: 120_000 })
+        expect(r.status, r.stderr).toBe(0)
+        return r.stdout.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+      }
+      expect(tail('alerts').map((a) => a.alertId)).toEqual(jsonl('alerts.jsonl').map((a) => a.alertId))
+      expect(tail('outcomes').length).toBe(jsonl('outcomes.jsonl').length)
+      const dlq = kcatValues(`${app}.dlq`).map((v) => JSON.parse(v.toString('utf8')) as { reason: string })
+      // (as many as the replay's; a line the replay calls invalid JSON arrives here as undecodable Avro)
+      expect(dlq.length).toBe(jsonl('dlq.jsonl').length)
+      expect(tail('deadLetters').map((d) => d.reason).sort()).toEqual(dlq.map((d) => d.reason).sort())
+    } finally {
+      server.close()
+    }
+  }, 180_000)
 
   it('ebb reset: refused while the group runs; then the application starts over from the input\'s start on an empty state and emits the same alerts again', async () => {
     const app = `it-${uid()}`

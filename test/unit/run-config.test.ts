@@ -37,7 +37,7 @@ describe('run configuration', () => {
   it('rejects mistakes with the file and line (exit 2)', () => {
     expect(error(BASE + 'retryTimeout: 1m\nstartupTimeout: 2m\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:7: startupTimeout: the older name of retryTimeout; set one of them')
     expect(error(BASE, { EBB_RETRY_TIMEOUT: 'soon' })).toMatch(/^EBB_CONFIG_INVALID: .*EBB_RETRY_TIMEOUT: "soon" is not a duration/)
-    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, ssl, client, sasl, http)')
+    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, outputFormat, ssl, client, sasl, http)')
     expect(error(BASE.replace('kafka-2:9092', 'kafka-2'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2" is not host:port/)
     expect(error(BASE + 'processingGuarantee: twice\n')).toMatch(/ebb\.yaml:6: processingGuarantee: exactly_once or at_least_once/)
     expect(error(BASE.replace('commitInterval: 2s', 'commitInterval: soon'))).toMatch(/ebb\.yaml:5: commitInterval: "soon" is not a duration/)
@@ -74,5 +74,16 @@ describe('run configuration', () => {
     expect(kafkajsConfig(c, 'x')).toMatchObject({ clientId: 'x', brokers: c.brokers, connectionTimeout: 3000, requestTimeout: 60_000, retry: { retries: 8, maxRetryTime: 10_000 } })
     expect(parseRunConfig(BASE, 'ebb.yaml', {}).client).toEqual({})
     expect(error(BASE + 'client: { socketTimeout: 1s }\n')).toMatch(/client: unknown key "socketTimeout" \(expected connectionTimeout, authenticationTimeout, requestTimeout, enforceRequestTimeout, retries, initialRetryTime, maxRetryTime\)/)
+  })
+
+  it('outputFormat: raw Avro without a registry, the Confluent wire format with one, per topic or for all, JSON on request', () => {
+    const all = (f: string): Record<string, string> => ({ alerts: f, tasks: f, outcomes: f, deadLetters: f })
+    expect(parseRunConfig(BASE, 'ebb.yaml', {}).outputFormats).toEqual(all('avro'))
+    expect(parseRunConfig(BASE + 'schemaRegistryUrl: http://r:8081\n', 'ebb.yaml', {}).outputFormats).toEqual(all('confluent'))
+    expect(parseRunConfig(BASE + 'schemaRegistryUrl: http://r:8081\noutputFormat: { deadLetters: json, alerts: avro }\n', 'ebb.yaml', {}).outputFormats).toEqual({ alerts: 'avro', tasks: 'confluent', outcomes: 'confluent', deadLetters: 'json' })
+    expect(parseRunConfig(BASE + 'outputFormat: json\n', 'ebb.yaml', { EBB_OUTPUT_FORMAT: 'avro' }).outputFormats).toEqual(all('avro'))
+    expect(error(BASE + 'outputFormat: confluent\n')).toMatch(/outputFormat: confluent needs schemaRegistryUrl/)
+    expect(error(BASE + 'outputFormat: { tasks: protobuf }\n')).toMatch(/outputFormat\.tasks: avro, confluent or json, not "protobuf"/)
+    expect(error(BASE + 'outputFormat: { task: json }\n')).toMatch(/outputFormat: unknown key "task"/)
   })
 })
