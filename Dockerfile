@@ -2,7 +2,9 @@
 # Run:   docker run -v ebb-state:/var/lib/ebb -p 8080:8080 -v $PWD/ebb.yaml:/etc/ebb/ebb.yaml ebb
 # Demo:  docker run -p 8080:8080 ebb demo
 # Stage 1 compiles TypeScript with dev dependencies; stage 2 carries only runtime dependencies.
-FROM node:20-bookworm-slim AS build
+# Node 24, the active LTS line: `npm test` runs the broker-free suites under 22 and 24 as well as
+# the machine's 20 (scripts/test-node.sh).
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 COPY src ./src
@@ -12,7 +14,7 @@ COPY topologies ./topologies
 COPY bin ./bin
 RUN npm ci && npm run build
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # The API listens on all interfaces inside the container (the CLI default is 127.0.0.1).
 ENV NODE_ENV=production EBB_STATE_DIR=/var/lib/ebb EBB_HTTP_HOST=0.0.0.0 EBB_HTTP_PORT=8080
 WORKDIR /app

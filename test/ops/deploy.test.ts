@@ -70,6 +70,14 @@ describe('Dockerfile', () => {
     expect([...runtime.matchAll(/COPY --from=build (\S+)/g)].map((m) => m[1])).toEqual(['/app/dist'])
   })
 
+  it('builds and runs on Node 24, the active LTS line, which package.json\'s engines and the test:lts suites cover', () => {
+    expect([...text.matchAll(/^FROM node:(\d+)-/gm)].map((m) => m[1])).toEqual(['24', '24'])
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { engines: { node: string }, scripts: Record<string, string> }
+    expect(pkg.engines.node.split('||').map((v) => v.trim())).toEqual(['20', '22', '24'])
+    expect(pkg.scripts['test:lts']).toMatch(/test-node\.sh 22 .*test-node\.sh 24 /)
+    expect(pkg.scripts.test).toMatch(/npm run test:lts/)
+  })
+
   it('passes hadolint', () => {
     const hadolint = join(root, '.cache', 'venv', 'bin', 'hadolint')
     expect(existsSync(hadolint), 'hadolint is not installed: run scripts/test-deps.sh').toBe(true)
