@@ -6,31 +6,34 @@ import type { EbbMetrics } from '../metrics/metrics.js'
 import type { Topology } from '../rules/topology.js'
 import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js'
 import { RecentRecords } from '../io/recent.js'
-import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import { RocksStore } from '../state/rocks-store.js'
-import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, KafkaClient, OutRecord, ProducerPort, SendPiece, TopicSpec } from './client.js'
+import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, ProducerPort, TopicSpec } from './client.js'
 import { changelogTopic, type OutputTopic, type RunConfig } from './config.js'
 import { KafkajsClient } from './kafkajs-client.js'
+import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
+import { writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
-import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_SCHEMA_FILES, type OutputEncodings, type OutputKind, type OutputMessage } from './wire.js'
+import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_SCHEMA_FILES, type OutputEncodings, type OutputKind } from './wire.js'
 import { schemaPath } from '../paths.js'
 
-const META_CHANGELOG = metaKey('changelog')
-/** the next input offset the state has seen everything before (written with the offsets, in the same transaction) */
-const META_INPUT = metaKey('input-offset')
-/** how long an opening partition waits for a previous owner's last transaction to land */
-const CONSISTENT_RESTORE_ATTEMPTS = 50
-const CONSISTENT_RESTORE_WAIT_MS = 200
 /** how often an assigned partition that failed to open is tried again without a record arriving */
 const OPEN_RETRY_MS = 5000
-const PIECE_BYTES = 512 * 1024
 /** how long a partition waits before its batch asks an unavailable schema registry again */
 const REGISTRY_RETRY_MS = 1000
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
 
-/** One assigned input partition: its task, store and output buffer. */
+/**
+ * An assigned input partition's task, as in Kafka Streams' task lifecycle: `created` when the
+ * group assigns it, `restoring` while its store catches up with the changelog (and a failed
+ * restore goes back to `created`, to be tried again), `running` once it processes records;
+ * `closed` when revoked, dropped at a rebalance, or stopped (then it leaves the table).
+ */
+export type TaskState = 'created' | 'restoring' | 'running' | 'closed'
+const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['restoring', 'closed'], restoring: ['running', 'created', 'closed'], running: ['closed'], closed: [] }
+
+/** One running input partition: its task, store and output buffer. */
 export interface AssignedPartition {
   readonly partition: number
   readonly task: PartitionTask
@@ -61,7 +64,9 @@ export class KafkaRunner {
   private consumer: GroupConsumerPort | undefined
   private producer: ProducerPort | undefined
   private assigned: number[] = []
-  private restoring = false
+  /** the state of every assigned partition's task (running ones are also in `partitions`) */
+  readonly tasks = new Map<number, TaskState>()
+  private readonly reader: ChangelogReader
   private rebalancing = false
   private lastCommit = Date.now()
   private commitChain: Promise<void> = Promise.resolve()
@@ -85,7 +90,17 @@ export class KafkaRunner {
   consumerLag (): Map<number, number> {
     return new Map([...this.partitions.values()].map((p) => [p.partition, p.lag]))
   }
-  readonly restore = new Map<number, { restored: number, remaining: number }>()
+  /** changelog records restored, and still to restore, per partition */
+  get restore (): Map<number, { restored: number, remaining: number }> { return this.reader.progress }
+
+  /** Moves a partition's task to `to`; a move the lifecycle does not allow is a bug, and says so. */
+  private transition (partition: number, to: TaskState): void {
+    const from = this.tasks.get(partition) ?? 'closed'
+    if (from === to) return
+    if (!(from === 'closed' && to === 'created') && !NEXT[from].includes(to)) throw new Error(`partition ${partition}: task state ${from} → ${to} is not allowed`)
+    if (to === 'closed') this.tasks.delete(partition)
+    else this.tasks.set(partition, to)
+  }
   private readonly knownSchemaIds: Set<number>
   private readonly registry: SchemaRegistry | undefined
   private observer: EngineObserver | undefined
@@ -95,6 +110,7 @@ export class KafkaRunner {
     this.client = client ?? new KafkajsClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
+    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -108,10 +124,11 @@ export class KafkaRunner {
     if (this.waiting !== undefined) return { ready: false, reason: this.waiting }
     if (this.registry?.unavailableSince !== undefined) return { ready: false, reason: `the schema registry is unavailable since ${new Date(this.registry.unavailableSince).toISOString()} (${this.registry.lastError ?? 'no answer'}): records that need it wait` }
     if (this.unavailableSince !== undefined) return { ready: false, reason: `Kafka is unavailable since ${new Date(this.unavailableSince).toISOString()}: the consumer restarts (${this.lastCrash ?? 'failed'})` }
-    if (this.restoring) return { ready: false, reason: 'restoring state from the changelog' }
     if (this.rebalancing) return { ready: false, reason: 'the group is rebalancing' }
     if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
-    const opening = this.assigned.filter((p) => !this.partitions.has(p))
+    const restoring = this.assigned.filter((p) => this.tasks.get(p) === 'restoring')
+    if (restoring.length > 0) return { ready: false, reason: `restoring state from the changelog: partition(s) ${restoring.join(', ')}` }
+    const opening = this.assigned.filter((p) => this.tasks.get(p) !== 'running')
     if (opening.length > 0) return { ready: false, reason: `opening partition(s) ${opening.join(', ')}` }
     return { ready: true, reason: `${this.assigned.length} partition(s) assigned` }
   }
@@ -223,6 +240,7 @@ export class KafkaRunner {
   private async dropAll (): Promise<void> {
     const parts = [...this.partitions.values()]
     this.partitions.clear()
+    for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
     for (const st of parts) {
       st.sink.discard()
       await st.store.close().catch((err: unknown) => { log.error({ err, partition: st.partition }, 'closing a partition store failed') })
@@ -241,6 +259,7 @@ export class KafkaRunner {
       for (const [p, st] of this.partitions) {
         if (this.assigned.includes(p)) continue
         this.partitions.delete(p)
+        this.transition(p, 'closed')
         st.sink.discard()
         await st.store.close().catch((err: unknown) => { log.error({ err, partition: p }, 'closing a revoked partition store failed') })
       }
@@ -248,8 +267,12 @@ export class KafkaRunner {
     log.info({ partitions: this.assigned }, 'partitions assigned')
     // Open (and restore) every assigned partition now, not at its next record: a quiet
     // partition's timers must still fire, and its users must answer the API.
+    // The tasks are created in the serial chain too, after a drop scheduled before this assignment.
     const assigned = this.assigned
-    this.schedule(async () => { for (const p of assigned) if (this.assigned.includes(p) && !this.rebalancing) await this.tryOpen(p) })
+    this.schedule(async () => {
+      for (const p of assigned) if (this.assigned.includes(p) && !this.tasks.has(p)) this.transition(p, 'created')
+      for (const p of assigned) if (this.assigned.includes(p) && !this.rebalancing) await this.tryOpen(p)
+    })
   }
 
   /**
@@ -318,17 +341,20 @@ export class KafkaRunner {
     const dir = join(this.config.stateDir, `${this.config.topics.input}-${partition}`)
     const store = await RocksStore.open(dir)
     try {
-      const resumeAt = await this.restoreConsistent(partition, store)
+      this.transition(partition, 'restoring')
+      const resumeAt = await this.reader.restoreConsistent(partition, store)
       const sink = new KafkaSink(this.encodings)
       const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
       const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
       this.partitions.set(partition, st)
+      this.transition(partition, 'running')
       // Fetch exactly after what the state has seen (a batch fetched before this is stale).
       if (resumeAt !== null) (this.consumer as GroupConsumerPort).seek(this.config.topics.input, partition, resumeAt)
       return st
     } catch (err) {
       // A restore cut short (a rebalance, a broker hiccup) must not leave the store locked.
       await store.close().catch(() => {})
+      if (this.tasks.get(partition) === 'restoring') this.transition(partition, 'created')
       throw err
     }
   }
@@ -345,97 +371,6 @@ export class KafkaRunner {
       log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
       return undefined
     }
-  }
-
-  /**
-   * Restores the store and, with exactly-once, returns the input offset its state has seen once
-   * that agrees with the group's committed offset. Both are written by one transaction, so they
-   * disagree only while a previous owner's last transaction is still landing: one that was in
-   * flight when it lost the partition (kafkajs has no KIP-447 fencing, and no revocation hook that
-   * can hold the rebalance). Read between the two, such a transaction would leave the state
-   * without its records' effects while the fetch position skips them — a lost update. So the
-   * restore repeats until the two agree. The tail can stay hidden longer: a transaction left open
-   * on the changelog by a producer that died holds back what read_committed may see (the last
-   * stable offset) until the broker aborts it (the transaction timeout). Resuming at the group's
-   * offset then would lose the hidden records' effects for good (a chaos run did: 4,800 records of
-   * a partition's state), so it is never done for a store that records its input offset: after
-   * `restoreConsistencyTimeout` the open fails, retriably, and the partition is tried again at its
-   * next batch or assignment. Only a store written before the input offset was recorded (no key)
-   * falls back, after the wait, to the group's offset.
-   */
-  private async restoreConsistent (partition: number, store: RocksStore): Promise<bigint | null> {
-    const c = this.config
-    const deadline = Date.now() + c.restoreConsistencyTimeoutMs
-    for (let attempt = 1; ; attempt++) {
-      await this.restorePartition(partition, store)
-      if (c.processingGuarantee !== 'exactly_once') return null
-      const [raw] = await store.getMany([META_INPUT])
-      const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
-      const committed = (await (this.admin as AdminPort).committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
-      if (seen === committed) return seen
-      // Nothing was ever written to this changelog partition (a new application, or one `ebb
-      // reset` started over): no transaction can be landing, the state is empty by design.
-      if (seen === null && (await (this.admin as AdminPort).endOffsets(changelogTopic(c))).get(partition) === 0n) {
-        log.info({ partition, committedAt: String(committed) }, 'empty changelog (a new or reset application): starting at the group\'s offset on an empty state')
-        return null
-      }
-      if (seen === null && attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
-        log.warn({ partition, committedAt: String(committed) }, 'the state (written by an older version) does not record its input offset; resuming at the group\'s offset')
-        return null
-      }
-      if (seen !== null && Date.now() >= deadline) throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
-      if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
-      await new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS))
-    }
-  }
-
-  /** Replays the changelog partition from the store's position to its end (read committed). */
-  private async restorePartition (partition: number, store: RocksStore): Promise<void> {
-    const topic = changelogTopic(this.config)
-    const [meta] = await store.getMany([META_CHANGELOG])
-    const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
-    const end = (await (this.admin as AdminPort).endOffsets(topic)).get(partition) ?? 0n
-    if (from >= end) { this.restore.set(partition, { restored: this.restore.get(partition)?.restored ?? 0, remaining: 0 }); return }
-    this.restoring = true
-    const t0 = Date.now()
-    const progress = { restored: 0, remaining: Number(end - from) }
-    this.restore.set(partition, progress)
-    log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
-    // The last record to expect: with exactly-once the last offset is the commit marker.
-    const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
-    let firstAt = 0
-    /** state tombstones (ERASEs) restored: the store is rewritten after, so no file keeps the erased */
-    let erased = 0
-    try {
-      await this.client.readPartition(topic, partition, from, last, async (records) => {
-        if (records.length === 0) return
-        if (firstAt === 0) firstAt = Date.now()
-        const b = store.batch()
-        for (const m of records) {
-          if (m.key === null) continue
-          if (m.value === null) {
-            b.del(m.key)
-            if (m.key[0] === STATE_PREFIX) erased++
-          } else b.put(m.key, m.value)
-          progress.restored++
-        }
-        const next = BigInt(records[records.length - 1].offset) + 1n
-        await b.write()
-        progress.remaining = Number(end > next ? end - next : 0n)
-      })
-      const pos = Buffer.alloc(8)
-      pos.writeBigUInt64BE(end)
-      const b = store.batch()
-      b.put(META_CHANGELOG, pos)
-      await b.write()
-      if (erased > 0) await store.purgeDeleted?.()
-      progress.remaining = 0
-    } finally {
-      this.restoring = false
-    }
-    const secs = (Date.now() - t0) / 1000
-    const firstRecordSec = firstAt === 0 ? secs : (firstAt - t0) / 1000
-    log.info({ partition, records: progress.restored, seconds: secs, firstRecordSeconds: firstRecordSec, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')
   }
 
   /**
@@ -465,72 +400,20 @@ export class KafkaRunner {
     const hasWork = prepared.some((x) => x.st.pendingOffset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
     if (!hasWork) { for (const x of prepared) x.b.discard(); return }
     const c = this.config
-    const cl = changelogTopic(c)
-    // Pieces of at most ~512 KB: a broker refuses a record batch above max.message.bytes (1 MB
-    // by default), and clients send one batch per partition and request.
-    const pieces: Array<{ topic: string, partition?: number, records: OutRecord[] }> = []
-    const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
-      let cur: OutRecord[] = []
-      let bytes = 0
-      for (const m of list) {
-        const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
-        if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, records: cur }); cur = []; bytes = 0 }
-        cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
-        bytes += size
-      }
-      if (cur.length > 0) pieces.push({ topic, partition, records: cur })
-    }
-    addPieces(c.topics.alerts, prepared.flatMap((x) => x.out.alerts))
-    addPieces(c.topics.tasks, prepared.flatMap((x) => x.out.tasks))
-    addPieces(c.topics.outcomes, prepared.flatMap((x) => x.out.outcomes))
-    addPieces(c.topics.deadLetters, prepared.flatMap((x) => x.out.deadLetters))
-    for (const x of prepared) addPieces(cl, x.b.records, x.st.partition)
-    /** per changelog partition: the offset after the last record this commit wrote there */
-    const changelogEnd = new Map<number, bigint>()
-    // One request per round instead of one per piece (each a round trip, in a transaction also
-    // an AddPartitionsToTxn): a round holds at most one piece per topic, or per changelog
-    // partition, so no partition's record batch grows past a piece.
-    const rounds: Array<typeof pieces> = []
-    const seen = new Map<string, number>()
-    for (const piece of pieces) {
-      const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
-      const round = seen.get(key) ?? 0
-      seen.set(key, round + 1)
-      const list = rounds[round] ?? []
-      rounds[round] = list
-      list.push(piece)
-    }
-    const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => {
-      for (const round of rounds) {
-        const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
-        for (const piece of round) {
-          if (piece.partition === undefined) continue
-          const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset
-          if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
-        }
-      }
-    }
     const offsets = prepared.filter((x) => x.st.pendingOffset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.st.pendingOffset as string) + 1n).toString() }))
     const t0 = performance.now()
+    let changelogEnd: Map<number, bigint>
     try {
-      if (c.processingGuarantee === 'exactly_once') {
-        const txn = await this.producer.transaction()
-        try {
-          await send(async (round) => await txn.sendBatch(round))
-          if (offsets.length > 0) await txn.sendOffsets(c.applicationId, c.topics.input, offsets)
-          await txn.commit()
-          this.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
-        } catch (err) {
-          await txn.abort().catch(() => {})
-          throw err
-        }
-      } else {
-        // At least once: outputs first, then offsets. A crash between them repeats outputs;
-        // taskIds are deterministic, so the dispatcher deduplicates on them.
-        const producer = this.producer
-        await send(async (round) => await producer.sendBatch(round))
-        if (offsets.length > 0) await (this.consumer as GroupConsumerPort).commitOffsets(c.topics.input, offsets)
-      }
+      changelogEnd = await writeCommit({
+        outputs: {
+          alerts: prepared.flatMap((x) => x.out.alerts),
+          tasks: prepared.flatMap((x) => x.out.tasks),
+          outcomes: prepared.flatMap((x) => x.out.outcomes),
+          deadLetters: prepared.flatMap((x) => x.out.deadLetters)
+        },
+        changelogs: prepared.map((x) => ({ partition: x.st.partition, records: x.b.records })),
+        offsets
+      }, { config: c, producer: this.producer, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
     } catch (err) {
       for (const x of prepared) x.b.discard()
       throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${(err as Error).message}); the work since the last commit is dropped and redone from the committed offsets`)
@@ -597,6 +480,7 @@ export class KafkaRunner {
     await this.commitChain
     for (const st of this.partitions.values()) await st.store.close()
     this.partitions.clear()
+    for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
     await this.consumer?.close()
     await this.producer?.close()
     await this.admin?.close()

@@ -219,12 +219,15 @@ describe('KafkaRunner restoring behind a changelog tail hidden by a dead produce
     expect(client.consumer.seeks).toEqual([])
     expect(c.failure).toBeUndefined() // not fatal: tried again
     expect(c.readiness().ready).toBe(false)
+    expect(['created', 'restoring']).toContain(c.tasks.get(0)) // a failed restore goes back to created, and is tried again
     broker.openTransactionAt.delete(changelog) // the broker aborts the dead transaction
     // Nothing new arrives on the partition: the runner tries it again by itself.
     for (let i = 0; i < 100 && !c.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 100))
     expect(c.partitions.has(0)).toBe(true)
     expect(client.consumer.seeks).toEqual([8n])
+    expect([c.tasks.get(0), c.readiness().ready]).toEqual(['running', true])
     await c.stop()
+    expect(c.tasks.size).toBe(0) // closed
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
   }, 30_000)
 })

@@ -1,0 +1,120 @@
+import { EbbError, Errors } from '../errors.js'
+import { log } from '../log.js'
+import { metaKey, STATE_PREFIX } from '../state/keys.js'
+import type { RocksStore } from '../state/rocks-store.js'
+import type { AdminPort, KafkaClient } from './client.js'
+import { changelogTopic, type RunConfig } from './config.js'
+
+/** the changelog offset the local store has applied everything before (local only) */
+export const META_CHANGELOG = metaKey('changelog')
+/** the next input offset the state has seen everything before (written with the offsets, in the same transaction) */
+export const META_INPUT = metaKey('input-offset')
+/** how long an opening partition waits for a previous owner's last transaction to land */
+const CONSISTENT_RESTORE_ATTEMPTS = 50
+const CONSISTENT_RESTORE_WAIT_MS = 200
+
+/**
+ * Restore, as Kafka Streams' StoreChangelogReader: brings a partition's local RocksDB store up
+ * to the end of its changelog partition (read committed), from the changelog position the store
+ * recorded, and, with exactly-once, until the state agrees with the group's committed offset.
+ * Progress per partition is kept for /metrics and the status lines.
+ */
+export class ChangelogReader {
+  /** changelog records restored, and still to restore, per partition */
+  readonly progress = new Map<number, { restored: number, remaining: number }>()
+  /** the partition being restored now, if any */
+  restoring: number | undefined
+
+  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig) {}
+
+  /**
+   * Restores the store and, with exactly-once, returns the input offset its state has seen once
+   * that agrees with the group's committed offset. Both are written by one transaction, so they
+   * disagree only while a previous owner's last transaction is still landing: one that was in
+   * flight when it lost the partition (kafkajs has no KIP-447 fencing, and no revocation hook that
+   * can hold the rebalance). Read between the two, such a transaction would leave the state
+   * without its records' effects while the fetch position skips them — a lost update. So the
+   * restore repeats until the two agree. The tail can stay hidden longer: a transaction left open
+   * on the changelog by a producer that died holds back what read_committed may see (the last
+   * stable offset) until the broker aborts it (the transaction timeout). Resuming at the group's
+   * offset then would lose the hidden records' effects for good (a chaos run did: 4,800 records of
+   * a partition's state), so it is never done for a store that records its input offset: after
+   * `restoreConsistencyTimeout` the open fails, retriably, and the partition is tried again at its
+   * next batch or assignment. Only a store written before the input offset was recorded (no key)
+   * falls back, after the wait, to the group's offset.
+   */
+  async restoreConsistent (partition: number, store: RocksStore): Promise<bigint | null> {
+    const c = this.config
+    const deadline = Date.now() + c.restoreConsistencyTimeoutMs
+    for (let attempt = 1; ; attempt++) {
+      await this.restorePartition(partition, store)
+      if (c.processingGuarantee !== 'exactly_once') return null
+      const [raw] = await store.getMany([META_INPUT])
+      const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
+      const committed = (await this.admin().committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
+      if (seen === committed) return seen
+      // Nothing was ever written to this changelog partition (a new application, or one `ebb
+      // reset` started over): no transaction can be landing, the state is empty by design.
+      if (seen === null && (await this.admin().endOffsets(changelogTopic(c))).get(partition) === 0n) {
+        log.info({ partition, committedAt: String(committed) }, 'empty changelog (a new or reset application): starting at the group\'s offset on an empty state')
+        return null
+      }
+      if (seen === null && attempt >= CONSISTENT_RESTORE_ATTEMPTS) {
+        log.warn({ partition, committedAt: String(committed) }, 'the state (written by an older version) does not record its input offset; resuming at the group\'s offset')
+        return null
+      }
+      if (seen !== null && Date.now() >= deadline) throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
+      if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
+      await new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS))
+    }
+  }
+
+  /** Replays the changelog partition from the store's position to its end (read committed). */
+  private async restorePartition (partition: number, store: RocksStore): Promise<void> {
+    const topic = changelogTopic(this.config)
+    const [meta] = await store.getMany([META_CHANGELOG])
+    const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
+    const end = (await this.admin().endOffsets(topic)).get(partition) ?? 0n
+    if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
+    this.restoring = partition
+    const t0 = Date.now()
+    const progress = { restored: 0, remaining: Number(end - from) }
+    this.progress.set(partition, progress)
+    log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
+    // The last record to expect: with exactly-once the last offset is the commit marker.
+    const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
+    let firstAt = 0
+    /** state tombstones (ERASEs) restored: the store is rewritten after, so no file keeps the erased */
+    let erased = 0
+    try {
+      await this.client.readPartition(topic, partition, from, last, async (records) => {
+        if (records.length === 0) return
+        if (firstAt === 0) firstAt = Date.now()
+        const b = store.batch()
+        for (const m of records) {
+          if (m.key === null) continue
+          if (m.value === null) {
+            b.del(m.key)
+            if (m.key[0] === STATE_PREFIX) erased++
+          } else b.put(m.key, m.value)
+          progress.restored++
+        }
+        const next = BigInt(records[records.length - 1].offset) + 1n
+        await b.write()
+        progress.remaining = Number(end > next ? end - next : 0n)
+      })
+      const pos = Buffer.alloc(8)
+      pos.writeBigUInt64BE(end)
+      const b = store.batch()
+      b.put(META_CHANGELOG, pos)
+      await b.write()
+      if (erased > 0) await store.purgeDeleted?.()
+      progress.remaining = 0
+    } finally {
+      this.restoring = undefined
+    }
+    const secs = (Date.now() - t0) / 1000
+    const firstRecordSec = firstAt === 0 ? secs : (firstAt - t0) / 1000
+    log.info({ partition, records: progress.restored, seconds: secs, firstRecordSeconds: firstRecordSec, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')
+  }
+}

@@ -1,0 +1,92 @@
+import type { EngineObserver } from '../runtime/partition-task.js'
+import type { BatchSendResult, GroupConsumerPort, OutRecord, ProducerPort, SendPiece } from './client.js'
+import { changelogTopic, type RunConfig } from './config.js'
+import type { OutputMessage } from './wire.js'
+
+/** A record batch per partition and request stays under this (a broker refuses batches above max.message.bytes, 1 MB by default). */
+const PIECE_BYTES = 512 * 1024
+
+/** What one commit makes durable: the outputs of every partition, each partition's changelog records, and the input offsets. */
+export interface CommitContent {
+  outputs: { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[] }
+  /** changelog partition p holds input partition p's store */
+  changelogs: Array<{ partition: number, records: OutputMessage[] }>
+  /** the next input offset to read, per input partition that processed records */
+  offsets: Array<{ partition: number, offset: string }>
+}
+
+interface Piece { topic: string, partition?: number, records: OutRecord[] }
+
+/**
+ * The commit protocol: writes one commit's content and returns, per changelog partition, the
+ * offset after the last record written there (the local store records it as its changelog
+ * position). With exactly-once, one Kafka transaction carries the outputs, the changelog records
+ * and the consumer offsets (sendOffsets), and either all of it becomes visible to read_committed
+ * readers or none; on failure it is aborted and the error thrown. With at-least-once, outputs
+ * and changelog first, then the offsets: a crash between them repeats outputs (their ids are
+ * deterministic, so consumers deduplicate on them).
+ *
+ * Records are cut into pieces of at most ~512 KB and sent in rounds: one request per round
+ * instead of one per piece (each a round trip, in a transaction also an AddPartitionsToTxn), a
+ * round holding at most one piece per topic, or per changelog partition, so no partition's record
+ * batch grows past a piece.
+ */
+export async function writeCommit (content: CommitContent, io: { config: RunConfig, producer: ProducerPort, consumer: GroupConsumerPort, observer?: EngineObserver }): Promise<Map<number, bigint>> {
+  const c = io.config
+  const pieces: Piece[] = []
+  const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
+    let cur: OutRecord[] = []
+    let bytes = 0
+    for (const m of list) {
+      const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
+      if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, records: cur }); cur = []; bytes = 0 }
+      cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
+      bytes += size
+    }
+    if (cur.length > 0) pieces.push({ topic, partition, records: cur })
+  }
+  addPieces(c.topics.alerts, content.outputs.alerts)
+  addPieces(c.topics.tasks, content.outputs.tasks)
+  addPieces(c.topics.outcomes, content.outputs.outcomes)
+  addPieces(c.topics.deadLetters, content.outputs.deadLetters)
+  const cl = changelogTopic(c)
+  for (const x of content.changelogs) addPieces(cl, x.records, x.partition)
+  const rounds: Piece[][] = []
+  const seen = new Map<string, number>()
+  for (const piece of pieces) {
+    const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
+    const round = seen.get(key) ?? 0
+    seen.set(key, round + 1)
+    const list = rounds[round] ?? []
+    rounds[round] = list
+    list.push(piece)
+  }
+  const changelogEnd = new Map<number, bigint>()
+  const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => {
+    for (const round of rounds) {
+      const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
+      for (const piece of round) {
+        if (piece.partition === undefined) continue
+        const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset
+        if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
+      }
+    }
+  }
+  const t0 = performance.now()
+  if (c.processingGuarantee === 'exactly_once') {
+    const txn = await io.producer.transaction()
+    try {
+      await send(async (round) => await txn.sendBatch(round))
+      if (content.offsets.length > 0) await txn.sendOffsets(c.applicationId, c.topics.input, content.offsets)
+      await txn.commit()
+      io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
+    } catch (err) {
+      await txn.abort().catch(() => {})
+      throw err
+    }
+  } else {
+    await send(async (round) => await io.producer.sendBatch(round))
+    if (content.offsets.length > 0) await io.consumer.commitOffsets(c.topics.input, content.offsets)
+  }
+  return changelogEnd
+}
