@@ -557,7 +557,8 @@ describe('ebb run on a real Kafka', () => {
     const rec = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
     await produce(input, 2, Array.from({ length: 20 }, (_, i) => rec(`before-${i}`)))
     const ebb = startEbb(config(app, input, 2, join(tmp.dir, app), `${app}-0`, 'autoOffsetReset: latest\n'))
-    const read = (): string[] => kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString())
+    // (empty until ebb run has created its output topics: kcat fails on an unknown topic)
+    const read = (): string[] => { try { return kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString()) } catch { return [] } }
     // Records keep arriving until some reach the output (the group's start is resolved when it
     // first fetches, so the first few after the start may fall before it).
     let seen: string[] = []
