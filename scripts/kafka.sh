@@ -6,7 +6,8 @@
 #   scripts/kafka.sh kill | resume    (SIGKILL the broker; start it again on the data it had: chaos tests)
 #
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
-# controller listens on KAFKA_PORT+1; with KAFKA_TLS_DIR a mutual-TLS listener on KAFKA_PORT+2), KAFKA_DIR (default .cache/kafka). Jars are fetched once
+# controller listens on KAFKA_PORT+1; with KAFKA_TLS_DIR a mutual-TLS listener on KAFKA_PORT+2; with
+# KAFKA_SASL=1 a SASL (SCRAM, PLAIN) listener on KAFKA_PORT+3), KAFKA_DIR (default .cache/kafka). Jars are fetched once
 # with Maven into $KAFKA_DIR/<version>/libs; data and logs live in $KAFKA_DIR/run-<port>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,17 @@ ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
 ssl.client.auth=required"
   fi
+  # KAFKA_SASL=1: one more listener, SASL_PLAINTEXT on KAFKA_PORT+3, with SCRAM-SHA-256/512 (user
+  # ebb, password ebb-secret, created when the storage is formatted) and PLAIN (the same user).
+  local sasl="" scram=()
+  if [ -n "${KAFKA_SASL:-}" ]; then
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$((PORT + 3))"; advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$((PORT + 3))"; map="$map,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    sasl="sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_ebb=\"ebb-secret\";"
+    scram=(--add-scram 'SCRAM-SHA-256=[name=ebb,password=ebb-secret]' --add-scram 'SCRAM-SHA-512=[name=ebb,password=ebb-secret]')
+  fi
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -70,6 +82,7 @@ advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=$map
 $tls
+$sasl
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$RUN/data
 num.partitions=1
@@ -104,7 +117,7 @@ L4J2
   local logopts=(-Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml")
   local id
   id=$(java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-  java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" >"$RUN/format.log" 2>&1 \
+  java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" "${scram[@]}" >"$RUN/format.log" 2>&1 \
     || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
   log "starting Kafka $VERSION (KRaft) on 127.0.0.1:$PORT"
   launch

@@ -49,7 +49,13 @@ export class KafkajsClient implements KafkaClient {
 
   async admin (): Promise<AdminPort> {
     const admin = this.kafka.admin()
-    await admin.connect()
+    try {
+      await admin.connect()
+    } catch (err) {
+      // Refused credentials are not an outage: retrying for retryTimeout would not change them.
+      if ((err as Error).name === 'KafkaJSSASLAuthenticationError') throw new EbbError(Errors.KAFKA_AUTH, this.config.brokers.join(','), (err as Error).message)
+      throw err
+    }
     return {
       topics: async () => new Set(await admin.listTopics()),
       partitionCount: async (topic) => {
