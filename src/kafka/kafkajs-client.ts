@@ -177,7 +177,11 @@ export class KafkajsClient implements KafkaClient {
    */
   async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, stallMs = 30_000): Promise<void> {
     // 16 MB per fetch instead of kafkajs' 1 MB a partition: a restore reads one partition.
-    const consumer = this.kafka.consumer({ groupId: `${this.clientId}-read-${topic}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20, maxBytesPerPartition: 16 << 20 })
+    // Once the read is over (done, failed or cut short), this throwaway member must never run
+    // again: a restart the client scheduled after a crash (a broker outage mid-restore) would
+    // fetch into a store that is closed by then. No restart once finished, and no batch applied.
+    let finished = false
+    const consumer = this.kafka.consumer({ groupId: `${this.clientId}-read-${topic}-${partition}-${Date.now()}`, readUncommitted: false, maxBytes: 16 << 20, maxBytesPerPartition: 16 << 20, retry: { retries: 5, restartOnFailure: async () => !finished } })
     let watchdog: NodeJS.Timeout | undefined
     try {
       await consumer.connect()
@@ -203,7 +207,7 @@ export class KafkajsClient implements KafkaClient {
           autoCommit: false,
           eachBatchAutoResolve: true,
           eachBatch: async ({ batch }) => {
-            if (batch.partition !== partition) return
+            if (finished || batch.partition !== partition) return
             // Before the seek lands, the member may start at the beginning: skip what precedes `from`.
             const records = batch.messages as InputRecord[]
             const first = records.length === 0 ? from : BigInt(records[0].offset)
@@ -217,6 +221,7 @@ export class KafkajsClient implements KafkaClient {
         }).then(() => { consumer.seek({ topic, partition, offset: String(from) }) }).catch(reject)
       })
     } finally {
+      finished = true
       clearInterval(watchdog)
       await consumer.disconnect().catch(() => {})
     }
