@@ -85,13 +85,24 @@ export async function run (argv: string[]): Promise<number> {
     let lastError: Error
     let fatal: boolean
     try {
-      await runner.start(advertised)
+      // A signal while starting (the client's own retries can take a while) is not left waiting.
+      const starting = runner.start(advertised)
+      starting.catch(() => {})
+      if (await Promise.race([starting.then(() => 'started'), stopped]) !== 'started') {
+        await withDeadline(runner.stop(), STOP_DEADLINE_MS)
+        await withDeadline(app.close(), 5000)
+        process.stderr.write(`[run] stopped (${interrupted ?? 'signal'}) while starting the Kafka clients\n`)
+        return 0
+      }
       runner.waiting = undefined
-      // Running: an outage is over once the runner committed or was ready (a quiet input commits nothing).
-      why = await untilStoppedOrFailed(runner, stopped, config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0 })
+      // Running: the outage is over once the runner committed, or was ready for HEALTHY_AFTER_MS
+      // (a quiet input commits nothing); a commit that fails again and again never gets there,
+      // so its retries end at the deadline.
+      why = await untilStoppedOrFailed(runner, stopped, () => outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0 }, config.retryTimeoutMs)
       if (why === 'unavailable') {
-        // The client kept restarting its consumer by itself for retryTimeout: give up.
-        const err = new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), `the consumer kept failing (${runner.lastCrash ?? 'no reason given'})`)
+        // Not healthy again within retryTimeout of the outage's start (the client kept restarting
+        // its consumer, or the group never settled): give up.
+        const err = new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), `no partition was processed since (${runner.lastCrash ?? runner.readiness().reason})`)
         givenUp = err.message
         await withDeadline(runner.stop(), STOP_DEADLINE_MS)
         await withDeadline(app.close(), 5000)
@@ -105,20 +116,22 @@ export async function run (argv: string[]): Promise<number> {
       outageSince ??= runner.unavailableSince ?? Date.now()
     } catch (err) {
       lastError = err as Error
-      // The client's own errors (connection refused, no leader yet) are retriable; Ebb's say.
-      fatal = isEbbError(err) && !err.retriable
+      // Retriable: the client's own errors (connection refused, no leader yet), a registry that
+      // cannot answer, and Ebb's errors that say so; anything else (a bug) is not waited out.
+      fatal = isEbbError(err) ? !err.retriable : !(/^KafkaJS/.test(lastError.name) || lastError.name === 'SchemaRegistryUnavailable')
       outageSince ??= Date.now()
     }
     if (!fatal) retried(lastError)
     // Closed before anything new starts: the stores' locks, the old member's partitions.
-    const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS)
+    const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS) && runner.closeFailures.length === 0
     const deadline = (outageSince ?? Date.now()) + config.retryTimeoutMs
     if (fatal || !closed || interrupted !== undefined || Date.now() >= deadline) {
       givenUp = lastError.message
       await withDeadline(app.close(), 5000)
       if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`); return 0 }
-      if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients did not finish within ${STOP_DEADLINE_MS / 1000} s, so this process cannot be sure they are gone and exits`)
+      if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients and stores did not finish (${runner.closeFailures.join('; ') || `not within ${STOP_DEADLINE_MS / 1000} s`}), so this process cannot be sure they are gone and exits`)
       if (fatal) throw lastError
+      if (lastError.name === 'SchemaRegistryUnavailable') throw new EbbError(Errors.SCHEMA_REGISTRY_UNAVAILABLE, Math.round(config.retryTimeoutMs / 1000), lastError.message)
       throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), lastError.message)
     }
     attempt++
@@ -158,19 +171,32 @@ export async function run (argv: string[]): Promise<number> {
   return 0
 }
 
+/** How long a runner must stay ready, without a commit, for an outage to count as over. */
+const HEALTHY_AFTER_MS = 30_000
+
 /**
- * Waits for a signal, the runner's failure, or a consumer that the client has been restarting for
- * retryTimeout ('unavailable'). `healthy` is called once the runner committed or
- * is ready (every assigned partition open): the outage, if one was under way, is over.
+ * Waits for a signal, the runner's failure, or the outage's deadline passing before the runner
+ * is healthy again ('unavailable'; when it was healthy, a consumer the client keeps restarting by
+ * itself for retryTimeout counts too). `healthy` is called once the runner committed, restores,
+ * or was ready (every assigned partition running) for HEALTHY_AFTER_MS.
  */
-async function untilStoppedOrFailed (runner: KafkaRunner, stopped: Promise<string>, retryTimeoutMs: number, healthy: () => void): Promise<string> {
+async function untilStoppedOrFailed (runner: KafkaRunner, stopped: Promise<string>, deadline: () => number | undefined, healthy: () => void, retryTimeoutMs: number): Promise<string> {
   let timer: NodeJS.Timeout | undefined
   let reported = false
+  let readySince: number | undefined
   const failed = new Promise<string>((resolve) => {
     timer = setInterval(() => {
       if (runner.failure !== undefined) { resolve('failure'); return }
-      if (runner.unavailableSince !== undefined && Date.now() - runner.unavailableSince >= retryTimeoutMs) { resolve('unavailable'); return }
-      if (!reported && (runner.commits > 0 || runner.readiness().ready)) { reported = true; healthy() }
+      const now = Date.now()
+      const until = deadline()
+      if (until !== undefined && now >= until) { resolve('unavailable'); return }
+      if (until === undefined && runner.unavailableSince !== undefined && now - runner.unavailableSince >= retryTimeoutMs) { resolve('unavailable'); return }
+      readySince = runner.readiness().ready ? (readySince ?? now) : undefined
+      // A restore that reads records is Kafka answering (a large state can take longer than
+      // retryTimeout to restore): healthy too. (Only records count: after an aborted commit a
+      // restore skips the aborted ones, which must not end the outage of a commit that keeps failing.)
+      const restoring = [...runner.restore.values()].some((r) => r.restored > 0)
+      if (!reported && (runner.commits > 0 || restoring || (readySince !== undefined && now - readySince >= HEALTHY_AFTER_MS))) { reported = true; healthy() }
     }, 200)
     timer.unref()
   })

@@ -150,6 +150,10 @@ export class KafkajsClient implements KafkaClient {
           autoCommit: false,
           eachBatchAutoResolve: false,
           eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+            // A member that runs after it was stopped (a restart the client scheduled in a crash
+            // that raced the stop) crashes here (retriable: false ends kafkajs' retries), and
+            // restartOnFailure keeps it down.
+            if (closed) throw Object.assign(new Error('the consumer was stopped'), { retriable: false })
             await eachBatch(
               { topic: batch.topic, partition: batch.partition, records: batch.messages as InputRecord[], lastOffset: batch.lastOffset(), highWatermark: batch.highWatermark },
               { resolve: (offset) => { resolveOffset(offset) }, heartbeat: async () => { await heartbeat() }, active: () => isRunning() && !isStale() }
@@ -159,7 +163,7 @@ export class KafkajsClient implements KafkaClient {
       },
       commitOffsets: async (topic, offsets) => { await consumer.commitOffsets(offsets.map((o) => ({ topic, ...o }))) },
       seek: (topic, partition, offset) => { consumer.seek({ topic, partition, offset: offset.toString() }) },
-      stop: async () => { await consumer.stop() },
+      stop: async () => { closed = true; await consumer.stop() },
       close: async () => { closed = true; await consumer.disconnect() }
     }
   }

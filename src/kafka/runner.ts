@@ -233,6 +233,7 @@ export class KafkaRunner {
    * committed offsets, and the transaction made the first attempt invisible.
    */
   private onRebalancing (): void {
+    if (this.stopping) return
     this.rebalancing = true
     this.schedule(async () => { await this.dropAll() })
   }
@@ -249,6 +250,8 @@ export class KafkaRunner {
 
   /** A new assignment: partitions no longer ours are dropped without a commit (their new owner redoes them). */
   private onAssignment (partitions: number[]): void {
+    // A stopping runner takes nothing new: its stores are closing, and a new runner may open them.
+    if (this.stopping) return
     this.rebalancing = false
     this.unavailableSince = undefined
     this.rebalances++
@@ -364,6 +367,7 @@ export class KafkaRunner {
    * rebalance) is not fatal; the partition is tried again at its next batch or assignment.
    */
   private async tryOpen (partition: number): Promise<AssignedPartition | undefined> {
+    if (this.stopping) return undefined
     try {
       return await this.open(partition)
     } catch (err) {
@@ -476,13 +480,21 @@ export class KafkaRunner {
     // Batches that arrive from now on are left unprocessed (onBatch); the last commit runs after
     // the batch in flight, in the serial chain.
     if (this.fatal === undefined) await this.serial(async () => { await this.commitIfDue(true) }).catch((err: unknown) => { this.fail(err as Error) })
-    await this.consumer?.stop()
-    await this.commitChain
-    for (const st of this.partitions.values()) await st.store.close()
+    // Every part is closed whatever another one threw: a store left open would stay locked for
+    // the next runner, a consumer left running would stay in the group. What failed is recorded.
+    const step = async (what: string, f: () => Promise<void> | undefined): Promise<void> => {
+      try { await f() } catch (err) { this.closeFailures.push(`${what}: ${(err as Error).message}`); log.error({ err: (err as Error).message }, `closing the runner: ${what} failed`) }
+    }
+    await step('stopping the consumer', () => this.consumer?.stop())
+    await step('the last batch', async () => { await this.commitChain })
+    for (const st of this.partitions.values()) await step(`closing the store of partition ${st.partition}`, () => st.store.close())
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
-    await this.consumer?.close()
-    await this.producer?.close()
-    await this.admin?.close()
+    await step('closing the consumer', () => this.consumer?.close())
+    await step('closing the producer', () => this.producer?.close())
+    await step('closing the admin client', () => this.admin?.close())
   }
+
+  /** What failed while stopping (empty: everything closed). */
+  readonly closeFailures: string[] = []
 }

@@ -3,8 +3,11 @@ import { EbbError, Errors } from '../errors.js'
 import { userEventAvroType } from '../events/avro.js'
 import { log } from '../log.js'
 
-/** How long one registry request may take before it counts as a failure. */
-const REQUEST_TIMEOUT_MS = 10_000
+/**
+ * How long one registry request may take before it counts as a failure: well under the group's
+ * 10 s session timeout, since the lookup runs between two heartbeats.
+ */
+const REQUEST_TIMEOUT_MS = 5000
 
 /**
  * Writer schemas of Confluent-framed input, from a schema registry (GET /schemas/ids/{id}).
@@ -14,7 +17,7 @@ const REQUEST_TIMEOUT_MS = 10_000
  * registry does not know (404), or a schema that cannot be resolved into ebb.UserEvent, is a
  * reason for the dead letters, never a crash.
  *
- * A registry that cannot answer (down, a timeout after 10 s, a 5xx or 429) says nothing about
+ * A registry that cannot answer (down, a timeout after 5 s, a 5xx or 429) says nothing about
  * the records: they are valid until proven otherwise, so they are not dead-lettered. `prefetch`
  * answers false and the caller leaves the batch unprocessed, to be fetched again (consumption of
  * that partition pauses), for as long as `ebb run`'s retryTimeout. Refused credentials (401, 403)
@@ -22,6 +25,13 @@ const REQUEST_TIMEOUT_MS = 10_000
  * info (https://user:password@host) or `userInfo` ("user:password", as Confluent's
  * basic.auth.user.info), sent as HTTP Basic; they never appear in logs or messages.
  */
+/** A registry that could not answer a registration: `ebb run` retries its start (name: SchemaRegistryUnavailable). */
+function unavailable (message: string): Error {
+  const err = new Error(message)
+  err.name = 'SchemaRegistryUnavailable'
+  return err
+}
+
 export class SchemaRegistry {
   private readonly resolved = new Map<number, { resolver: avsc.Resolver, writer: avsc.Type } | string>()
   private readonly base: string
@@ -54,15 +64,17 @@ export class SchemaRegistry {
    * False when the registry could not answer for one of them (the batch must wait).
    */
   async prefetch (ids: Iterable<number>): Promise<boolean> {
+    let answered = false
     for (const id of ids) {
       if (this.resolved.has(id)) continue
       let body: { schema?: string, schemaType?: string }
       try {
         const r = await fetch(`${this.base}/schemas/ids/${id}`, { headers: this.headers, signal: AbortSignal.timeout(this.timeoutMs) })
-        if (r.status === 404) { this.resolved.set(id, `schema id ${id} is not in the schema registry`); continue }
+        if (r.status === 404) { this.resolved.set(id, `schema id ${id} is not in the schema registry`); answered = true; continue }
         if (r.status === 401 || r.status === 403) throw new EbbError(Errors.SCHEMA_REGISTRY_AUTH, this.base, r.status)
         if (!r.ok) throw new Error(`HTTP ${r.status}`)
         body = await r.json() as typeof body
+        answered = true
       } catch (err) {
         if (err instanceof EbbError) throw err
         // Not cached: a registry that is down is asked again when the batch comes back.
@@ -81,7 +93,8 @@ export class SchemaRegistry {
         this.resolved.set(id, `schema id ${id} cannot be read as ebb.UserEvent: ${(err as Error).message.slice(0, 200)}`)
       }
     }
-    this.unavailableSince = undefined
+    // Only an answer says the registry is back: a batch that needed no lookup says nothing.
+    if (answered) this.unavailableSince = undefined
     return true
   }
 
@@ -97,12 +110,12 @@ export class SchemaRegistry {
       r = await fetch(`${this.base}/subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', headers: { ...this.headers, 'content-type': 'application/vnd.schemaregistry.v1+json' }, body: JSON.stringify({ schema }), signal: AbortSignal.timeout(this.timeoutMs) })
     } catch (err) {
       const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
-      throw new Error(`registering ${subject} at the schema registry ${this.base} failed: ${why}`)
+      throw unavailable(`registering ${subject} at the schema registry ${this.base} failed: ${why}`)
     }
     if (r.status === 401 || r.status === 403) throw new EbbError(Errors.SCHEMA_REGISTRY_AUTH, this.base, r.status)
     const body = await r.json().catch(() => ({})) as { id?: number, message?: string }
     if (r.status === 409 || r.status === 422) throw new EbbError(Errors.CONFIG_INVALID, 'outputFormat', `the schema registry ${this.base} refuses Ebb's schema for ${subject} (HTTP ${r.status}: ${body.message ?? 'incompatible'}); set the subject's compatibility, or write this output as avro or json`)
-    if (!r.ok || typeof body.id !== 'number') throw new Error(`registering ${subject} at the schema registry ${this.base} failed: HTTP ${r.status}`)
+    if (!r.ok || typeof body.id !== 'number') throw unavailable(`registering ${subject} at the schema registry ${this.base} failed: HTTP ${r.status}`)
     return body.id
   }
 

@@ -33,6 +33,8 @@ describe('schema registry client', () => {
     expect(r.unavailableSince).toBeTypeOf('number')
     expect(r.lastError).toMatch(/HTTP 503/)
     expect(await r.prefetch([42])).toBe(false)
+    expect(await r.prefetch([])).toBe(true) // another partition's batch, needing no lookup…
+    expect(r.unavailableSince).toBeTypeOf('number') // …does not say the registry is back
     expect(await r.prefetch([42])).toBe(true)
     expect([r.unavailableSince, r.problem(42), r.failures, calls]).toEqual([undefined, null, 2, 3])
     expect(await r.prefetch([42])).toBe(true) // cached: not asked again
