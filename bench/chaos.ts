@@ -11,6 +11,7 @@ import type { UserEvent } from '../src/events/user-event.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { projectRoot } from '../src/paths.js'
 import { Simulator } from '../src/sim/simulator.js'
+import { kafkaScript } from './kafka-env.js'
 
 /**
  * The chaos suite (`npm run chaos`): a 3-instance group on a broker of its own, instances killed
@@ -71,10 +72,6 @@ function rng (seed: number): () => number {
   return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 }
 }
 
-function kafkaSh (port: number, ...args: string[]): void {
-  const r = spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, KAFKA_PORT: String(port) } })
-  if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
-}
 
 /** Every committed value of a topic, read by kcat (librdkafka, read_committed). */
 function kcat (bootstrap: string, topic: string): Buffer[] {
@@ -136,8 +133,8 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
   mkdirSync(work, { recursive: true })
   const bootstrap = `127.0.0.1:${o.port}`
   log(`chaos: a broker of its own on ${bootstrap}`)
-  kafkaSh(o.port, 'stop')
-  kafkaSh(o.port, 'start')
+  kafkaScript(o.port, ['stop'])
+  kafkaScript(o.port, ['start'])
   const kafka = new Kafka({ clientId: 'ebb-chaos', brokers: [bootstrap], logLevel: logLevel.NOTHING })
   const procs: Array<{ child: ChildProcess, exited: Promise<number | null> } | undefined> = []
   let supervising = true
@@ -234,9 +231,9 @@ http: { port: 0 }
         inFlight.push(produced - (c ?? done))
         if (fault === 'broker') {
           log(`chaos: killing the broker (-9); back in ${o.brokerDownMs / 1000} s`)
-          kafkaSh(o.port, 'kill')
+          kafkaScript(o.port, ['kill'])
           await sleep(o.brokerDownMs)
-          kafkaSh(o.port, 'resume')
+          kafkaScript(o.port, ['resume'])
           brokerKills++
         } else {
           const i = Math.floor(random() * o.instances)
@@ -300,7 +297,7 @@ http: { port: 0 }
   } finally {
     supervising = false
     for (const p of procs) if (p !== undefined && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
-    kafkaSh(o.port, 'stop')
+    kafkaScript(o.port, ['stop'])
   }
 }
 

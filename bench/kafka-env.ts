@@ -25,6 +25,15 @@ export function ensureBroker (): { bootstrap: string, started: boolean } {
   return { bootstrap, started: true }
 }
 
+/**
+ * scripts/kafka.sh for a broker of its own on `port` (the chaos suite, the outage and security
+ * tests), with extra environment (KAFKA_TLS_DIR, KAFKA_SASL); throws with its stderr on failure.
+ */
+export function kafkaScript (port: number, args: string[], env: NodeJS.ProcessEnv = {}): void {
+  const r = spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, ...env, KAFKA_PORT: String(port) } })
+  if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
+}
+
 export function stopBroker (): void {
   spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), 'stop'], { encoding: 'utf8', timeout: 60_000 })
 }

@@ -1,19 +1,11 @@
 import { EbbError, Errors } from '../errors.js'
-import { loadRunConfig, type OutputFormat, type RunConfig } from '../kafka/config.js'
+import { loadRunConfig, OUTPUT_FORMATS, OUTPUT_TOPICS, type OutputFormat, type OutputTopic, type RunConfig } from '../kafka/config.js'
 import { KafkajsClient } from '../kafka/kafkajs-client.js'
-import { decodeOutput } from '../kafka/wire.js'
+import { decodeOutput, OUTPUT_KIND_OF, type OutputKind } from '../kafka/wire.js'
 import { intOption, requireOption } from './args.js'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 
-type Kind = 'alert' | 'task' | 'outcome' | 'deadLetter'
-const KINDS: readonly Kind[] = ['alert', 'task', 'outcome', 'deadLetter']
-/** --topic with --config: the configured output and how to decode it */
-const CONFIGURED: Readonly<Record<string, { key: 'alerts' | 'tasks' | 'outcomes' | 'deadLetters', kind: Kind }>> = {
-  alerts: { key: 'alerts', kind: 'alert' },
-  tasks: { key: 'tasks', kind: 'task' },
-  outcomes: { key: 'outcomes', kind: 'outcome' },
-  deadLetters: { key: 'deadLetters', kind: 'deadLetter' }
-}
+const KINDS: readonly OutputKind[] = Object.values(OUTPUT_KIND_OF)
 
 /**
  * `ebb tail`: an output topic, decoded, as JSON lines on stdout — what an alert consumer would
@@ -29,20 +21,25 @@ export async function tail (argv: string[]): Promise<number> {
   const max = intOption('tail', 'max', o.max, Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER)
   let conn: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'>
   let topic = topicArg
-  let kind = o.kind as Kind | undefined
+  let kind = o.kind as OutputKind | undefined
   let format = o.format as OutputFormat | undefined
-  if (format !== undefined && !['avro', 'confluent', 'json'].includes(format)) throw new EbbError(Errors.USAGE, `ebb tail: --format must be avro, confluent or json, got "${format}"`)
+  if (format !== undefined && !OUTPUT_FORMATS.includes(format)) throw new EbbError(Errors.USAGE, `ebb tail: --format must be ${OUTPUT_FORMATS.join(', ')}, got "${format}"`)
   if (o.config !== undefined) {
     const c = loadRunConfig(o.config)
     conn = c
-    const configured = CONFIGURED[topicArg]
-    if (configured !== undefined) { topic = c.topics[configured.key]; kind ??= configured.kind; format ??= c.outputFormats[configured.key] }
+    // --topic with --config: a configured output names its topic, kind and format
+    if ((OUTPUT_TOPICS as readonly string[]).includes(topicArg)) {
+      const key = topicArg as OutputTopic
+      topic = c.topics[key]
+      kind ??= OUTPUT_KIND_OF[key]
+      format ??= c.outputFormats[key]
+    }
   } else {
     const brokers = o.brokers ?? process.env.EBB_BROKERS
     if (brokers === undefined || brokers === '') throw new EbbError(Errors.USAGE, 'ebb tail: --config or --brokers is required')
     conn = { brokers: brokers.split(',').map((b) => b.trim()), ssl: false, sasl: null }
   }
-  if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${Object.keys(CONFIGURED).join('|')}`)
+  if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${OUTPUT_TOPICS.join('|')}`)
   if (!KINDS.includes(kind)) throw new EbbError(Errors.USAGE, `ebb tail: --kind must be one of ${KINDS.join(', ')}, got "${kind}"`)
   const client = new KafkajsClient(conn, 'ebb-tail')
   const admin = await client.admin()

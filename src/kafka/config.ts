@@ -117,7 +117,7 @@ export function loadRunConfig (file: string, env: NodeJS.ProcessEnv = process.en
 export type OutputTopic = 'alerts' | 'tasks' | 'outcomes' | 'deadLetters'
 export type OutputFormat = 'avro' | 'confluent' | 'json'
 export const OUTPUT_TOPICS: readonly OutputTopic[] = ['alerts', 'tasks', 'outcomes', 'deadLetters']
-const OUTPUT_FORMATS: readonly OutputFormat[] = ['avro', 'confluent', 'json']
+export const OUTPUT_FORMATS: readonly OutputFormat[] = ['avro', 'confluent', 'json']
 
 /** `outputFormat: F` for every output, or `{ alerts: F, … }`; EBB_OUTPUT_FORMAT wins for every output. */
 function outputFormats (y: YamlDoc, node: Node | undefined, registry: boolean, env: NodeJS.ProcessEnv): Record<OutputTopic, OutputFormat> {

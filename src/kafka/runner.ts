@@ -8,13 +8,13 @@ import { type EngineObserver, PartitionTask } from '../runtime/partition-task.js
 import { RecentRecords } from '../io/recent.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, ProducerPort, TopicSpec } from './client.js'
-import { changelogTopic, type OutputTopic, type RunConfig } from './config.js'
+import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
 import { KafkajsClient } from './kafkajs-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
 import { writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
-import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_SCHEMA_FILES, type OutputEncodings, type OutputKind } from './wire.js'
+import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_KIND_OF, OUTPUT_SCHEMA_FILES, type OutputEncodings } from './wire.js'
 import { schemaPath } from '../paths.js'
 
 /** how often an assigned partition that failed to open is tried again without a record arriving */
@@ -184,9 +184,9 @@ export class KafkaRunner {
    */
   private async outputEncodings (): Promise<OutputEncodings> {
     const c = this.config
-    const kinds: Array<[OutputKind, OutputTopic]> = [['alert', 'alerts'], ['task', 'tasks'], ['outcome', 'outcomes'], ['deadLetter', 'deadLetters']]
     const out = { ...AVRO_OUTPUTS }
-    for (const [kind, key] of kinds) {
+    for (const key of OUTPUT_TOPICS) {
+      const kind = OUTPUT_KIND_OF[key]
       const format = c.outputFormats[key]
       if (format !== 'confluent') { out[kind] = { format }; continue }
       const schema = JSON.stringify(JSON.parse(readFileSync(schemaPath(OUTPUT_SCHEMA_FILES[kind]), 'utf8')))

@@ -2,7 +2,7 @@ import type avsc from 'avsc'
 import { CONFLUENT_MAGIC, loadAvroType } from '../events/avro.js'
 import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
 import { alertJson, deadLetterJson, type OutputSink, outcomeJson, taskJson } from '../io/sinks.js'
-import type { OutputFormat } from './config.js'
+import type { OutputFormat, OutputTopic } from './config.js'
 import type { RecordBatch } from '../runtime/record-batch.js'
 import type { StoreBatch } from '../state/kv-store.js'
 import type { SchemaRegistry } from './schema-registry.js'
@@ -96,10 +96,11 @@ const EMPTY = Buffer.alloc(0)
 
 export interface OutputMessage { key: Buffer | null, value: Buffer | null }
 
-let types: { alert: avsc.Type, task: avsc.Type, outcome: avsc.Type, deadLetter: avsc.Type } | undefined
-function outputTypes (): NonNullable<typeof types> {
+let types: Record<OutputKind, avsc.Type> | undefined
+function outputTypes (): Record<OutputKind, avsc.Type> {
   if (types === undefined) {
-    types = { alert: loadAvroType('alert.avsc'), task: loadAvroType('recall-task.avsc'), outcome: loadAvroType('outcome.avsc'), deadLetter: loadAvroType('dead-letter.avsc') }
+    const f = OUTPUT_SCHEMA_FILES
+    types = { alert: loadAvroType(f.alert), task: loadAvroType(f.task), outcome: loadAvroType(f.outcome), deadLetter: loadAvroType(f.deadLetter) }
   }
   return types
 }
@@ -107,6 +108,8 @@ function outputTypes (): NonNullable<typeof types> {
 /** How one output topic's values are written: its format, and with `confluent` the registered schema id. */
 export interface OutputEncoding { format: OutputFormat, schemaId?: number }
 export type OutputKind = 'alert' | 'task' | 'outcome' | 'deadLetter'
+/** the kind of record each configured output topic carries */
+export const OUTPUT_KIND_OF: Readonly<Record<OutputTopic, OutputKind>> = { alerts: 'alert', tasks: 'task', outcomes: 'outcome', deadLetters: 'deadLetter' }
 export type OutputEncodings = Record<OutputKind, OutputEncoding>
 export const AVRO_OUTPUTS: OutputEncodings = { alert: { format: 'avro' }, task: { format: 'avro' }, outcome: { format: 'avro' }, deadLetter: { format: 'avro' } }
 const JSON_LINE: Record<OutputKind, (r: never) => string> = { alert: alertJson, task: taskJson, outcome: outcomeJson, deadLetter: deadLetterJson }

@@ -34,8 +34,20 @@ export function kcatValues (topic: string): Buffer[] {
   return out
 }
 
-export function kafka (): Kafka {
-  return new Kafka({ clientId: 'ebb-test', brokers: [BROKER], logLevel: logLevel.NOTHING })
+export function kafka (bootstrap = BROKER): Kafka {
+  return new Kafka({ clientId: 'ebb-test', brokers: [bootstrap], logLevel: logLevel.NOTHING })
+}
+
+/** Creates `topic` (unless it exists) and appends `values` to it, acks=all, 5,000 a request. */
+export async function produce (topic: string, partitions: number, values: Array<{ key: string | null, value: Buffer }>, bootstrap = BROKER): Promise<void> {
+  const admin = kafka(bootstrap).admin()
+  await admin.connect()
+  await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true })
+  await admin.disconnect()
+  const p = kafka(bootstrap).producer()
+  await p.connect()
+  for (let i = 0; i < values.length; i += 5000) await p.send({ topic, acks: -1, messages: values.slice(i, i + 5000) })
+  await p.disconnect()
 }
 
 /** Polls until the group's committed offsets reach the end of the topic (waiting on another process). */

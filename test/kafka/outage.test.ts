@@ -1,11 +1,12 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { projectRoot } from '../../src/paths.js'
+import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
+import { produce } from './broker.js'
 
 /**
  * A broker that goes away for good: `ebb run` keeps its API up and retries (/readyz says why,
@@ -17,10 +18,7 @@ const PORT = 29492
 const BOOTSTRAP = `127.0.0.1:${PORT}`
 const tmp = tempDir('ebb-outage-')
 
-function kafkaSh (...args: string[]): void {
-  const r = spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, KAFKA_PORT: String(PORT) } })
-  if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
-}
+const kafkaSh = (...args: string[]): void => { kafkaScript(PORT, args) }
 
 beforeAll(() => { kafkaSh('stop'); kafkaSh('start') }, 300_000)
 afterAll(() => { kafkaSh('stop'); tmp.cleanup() }, 120_000)
@@ -38,16 +36,8 @@ async function until<T> (f: () => Promise<T | undefined>, ms: number, what: stri
 describe('ebb run when the broker goes away for good', () => {
   it('retries with the API up, then exits 1 with EBB_KAFKA_UNREACHABLE once retryTimeout has passed', async () => {
     const app = `outage-${Date.now().toString(36)}`
-    const kafka = new Kafka({ clientId: 'ebb-outage-test', brokers: [BOOTSTRAP], logLevel: logLevel.NOTHING })
-    const admin = kafka.admin()
-    await admin.connect()
-    await admin.createTopics({ topics: [{ topic: `${app}.events`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true })
-    await admin.disconnect()
-    const producer = kafka.producer()
-    await producer.connect()
     const at = Date.parse('2026-03-02T09:00:00Z')
-    await producer.send({ topic: `${app}.events`, messages: Array.from({ length: 50 }, (_, i) => ({ key: `u${i}`, value: encodeAvroEvent({ eventId: `e${i}`, userId: `u${i}`, type: 'LOGIN', ts: at + i * 60_000, tz: 'UTC', targetId: null, durationMs: null, amount: null, channel: null, taskId: null }) })) })
-    await producer.disconnect()
+    await produce(`${app}.events`, 1, Array.from({ length: 50 }, (_, i) => ({ key: `u${i}`, value: encodeAvroEvent({ eventId: `e${i}`, userId: `u${i}`, type: 'LOGIN', ts: at + i * 60_000, tz: 'UTC', targetId: null, durationMs: null, amount: null, channel: null, taskId: null }) })), BOOTSTRAP)
     const file = join(tmp.dir, 'ebb.yaml')
     writeFileSync(file, `applicationId: ${app}
 instanceId: ${app}-0

@@ -14,7 +14,7 @@ import { projectRoot } from '../../src/paths.js'
 import { makePopulation } from '../../src/sim/populations.js'
 import { Simulator } from '../../src/sim/simulator.js'
 import { tempDir } from '../helpers.js'
-import { BROKER, kafka, kcatValues, startBroker, stopBroker, waitCaughtUp } from './broker.js'
+import { BROKER, kafka, kcatValues, produce, startBroker, stopBroker, waitCaughtUp } from './broker.js'
 
 /**
  * `ebb run` against the project's real Kafka (KRaft, scripts/kafka.sh), outputs read back with
@@ -75,17 +75,6 @@ async function waitCommitted (group: string, topic: string, atLeast: number): Pr
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`group ${group} never committed ${atLeast} records`)
-}
-
-async function produce (topic: string, partitions: number, values: Array<{ key: string | null, value: Buffer }>): Promise<void> {
-  const admin = kafka().admin()
-  await admin.connect()
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true })
-  await admin.disconnect()
-  const p = kafka().producer()
-  await p.connect()
-  for (let i = 0; i < values.length; i += 5000) await p.send({ topic, acks: -1, messages: values.slice(i, i + 5000) })
-  await p.disconnect()
 }
 
 /** A simulated population produced as Avro to a new input topic; returns how many records. */

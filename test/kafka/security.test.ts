@@ -7,7 +7,9 @@ import { encodeAvroEvent } from '../../src/events/avro.js'
 import { decodeJsonEvent, encodeJsonEvent } from '../../src/events/jsonl.js'
 import { decodeOutput } from '../../src/kafka/wire.js'
 import { projectRoot } from '../../src/paths.js'
+import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
+import { produce } from './broker.js'
 
 /**
  * `ebb run` over mutual TLS and over SASL: a broker of its own (port 29592) with a TLS listener
@@ -43,10 +45,7 @@ function makeCertificates (): void {
   writeFileSync(join(certs, 'server.pem'), readFileSync(join(certs, 'server.key'), 'utf8') + readFileSync(join(certs, 'server.crt'), 'utf8'))
 }
 
-function kafkaSh (...args: string[]): void {
-  const r = spawnSync('bash', [join(root, 'scripts', 'kafka.sh'), ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, KAFKA_PORT: String(PORT), KAFKA_TLS_DIR: certs, KAFKA_SASL: '1' } })
-  if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
-}
+const kafkaSh = (...args: string[]): void => { kafkaScript(PORT, args, { KAFKA_TLS_DIR: certs, KAFKA_SASL: '1' }) }
 
 beforeAll(() => { makeCertificates(); kafkaSh('stop'); kafkaSh('start') }, 300_000)
 afterAll(() => { kafkaSh('stop'); tmp.cleanup() }, 120_000)
@@ -78,15 +77,7 @@ const events = readFileSync(fixture, 'utf8').split('\n').flatMap((l) => { try { 
 
 /** The fixture's events in a new input topic (over the plaintext listener); the alert ids a replay of them gives. */
 async function input (app: string): Promise<string[]> {
-  const kafka = new Kafka({ clientId: 'ebb-security-test', brokers: [PLAIN], logLevel: logLevel.NOTHING })
-  const admin = kafka.admin()
-  await admin.connect()
-  await admin.createTopics({ topics: [{ topic: `${app}.events`, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true })
-  await admin.disconnect()
-  const producer = kafka.producer()
-  await producer.connect()
-  await producer.send({ topic: `${app}.events`, acks: -1, messages: events.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
-  await producer.disconnect()
+  await produce(`${app}.events`, 1, events.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })), PLAIN)
   const replayIn = join(tmp.dir, `${app}.jsonl`)
   writeFileSync(replayIn, events.map(encodeJsonEvent).join('\n') + '\n')
   const out = join(tmp.dir, `${app}-replay`)
