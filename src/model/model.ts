@@ -121,6 +121,8 @@ export function featureText (id: FeatureId, x: Float64Array, loginRate: number, 
     case FeatureId.viewDrop: return `views in their last active week down ${pct(x[id])} on the weeks before`
     case FeatureId.unfollowRatio: return `unfollowed ${pct(x[id])} of the creators they followed a week before`
     case FeatureId.interactionDrop: return `interactions in their last active week down ${pct(x[id])} on the weeks before`
+    case FeatureId.logDaysInactive: return featureText(FeatureId.daysInactive, x, loginRate, longestGap)
+    case FeatureId.logSilenceSurprise: return featureText(FeatureId.silenceSurprise, x, loginRate, longestGap)
   }
 }
 
@@ -130,9 +132,12 @@ export function featureText (id: FeatureId, x: Float64Array, loginRate: number, 
  * fires or the API explains a user.
  */
 export function modelReasons (contributions: Float64Array, x: Float64Array, loginRate: number, longestGap: number, top = 3): Reason[] {
+  // A reshaping feature's share goes to the feature it reshapes (FeatureDefinition.partOf).
+  const merged = Float64Array.from(contributions)
+  for (const f of FEATURES) if (f.partOf !== undefined) { merged[f.partOf] += merged[f.id]; merged[f.id] = 0 }
   const raising: Array<{ i: number, c: number }> = []
   let positive = 0
-  for (let i = 0; i < contributions.length; i++) if (contributions[i] > 0) { raising.push({ i, c: contributions[i] }); positive += contributions[i] }
+  for (let i = 0; i < merged.length; i++) if (merged[i] > 0) { raising.push({ i, c: merged[i] }); positive += merged[i] }
   // Ties broken by feature order, so reasons are deterministic.
   raising.sort((a, b) => b.c - a.c || a.i - b.i)
   return raising.slice(0, top).map(({ i, c }) => {

@@ -8,6 +8,7 @@ import { encodeJsonEvent } from '../../src/events/jsonl.js'
 import { derivedLabels, LABEL_HORIZON_MS, replayForModel } from '../../src/model/dataset.js'
 import type { EvalReport } from '../../src/model/evaluate.js'
 import { loadModel } from '../../src/model/model.js'
+import { FeatureId } from '../../src/model/spell.js'
 import { chooseSplit, trainModel } from '../../src/model/train.js'
 import { topologyPath } from '../../src/paths.js'
 import { loadTopology } from '../../src/rules/topology.js'
@@ -139,8 +140,18 @@ describe('ebb train', () => {
     expect(String(m.file.training.split)).toMatch(/^by time at 20\d\d-/)
     expect((m.file.metrics.validation as { auc: number }).auc).toBeGreaterThan(0.85)
     expect(m.file.prior.thresholdLogit).toBeGreaterThan(-8)
-    // the silence of a user who usually logs in is what the prior learned to fear most
-    expect(m.file.prior.weights[0] + m.file.prior.weights[1]).toBeGreaterThan(0.5)
+    // what the prior learned to fear most is the silence of a user who usually logs in: five
+    // silent days of a user who logged in on 90% of days (longest gap 1 day) against one, every
+    // feature that does not describe the silence at its mean
+    const { weights, intercept } = m.file.prior
+    const { mean, std } = m.file.standardization
+    const logit = (set: Map<FeatureId, number>): number => weights.reduce((z, w, j) => z + w * ((set.get(j) ?? mean[j]) - mean[j]) / std[j], intercept)
+    const silence = (d: number): Map<FeatureId, number> => {
+      const surprise = -d * Math.log(1 - 0.9)
+      return new Map([[FeatureId.daysInactive, d], [FeatureId.logDaysInactive, Math.log1p(d)], [FeatureId.silenceSurprise, surprise], [FeatureId.logSilenceSurprise, Math.log1p(surprise)],
+        [FeatureId.recentSurprise, surprise], [FeatureId.loginRate, Math.log(0.9)], [FeatureId.beyondLongestGap, d - 1], [FeatureId.fullWeek, 0]])
+    }
+    expect(logit(silence(5)) - logit(silence(1))).toBeGreaterThan(0.5)
   }, 60_000)
 
   it('refuses, with exit 2 and what to do, to fit a handful of churned days', async () => {

@@ -9,7 +9,7 @@ import { EbbMetrics } from '../../src/metrics/metrics.js'
 import { alertsLikeTheta, chooseEarlierThan, chooseTheta, type Controller, countCrossings, gridIndexOfLogit, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
 import { fitLogistic } from '../../src/model/logistic.js'
 import { auc, calibration, quartiles } from '../../src/model/metrics.js'
-import { loadModel, type ModelFile } from '../../src/model/model.js'
+import { loadModel, type ModelFile, modelReasons } from '../../src/model/model.js'
 import { FEATURE_COUNT, FeatureId, FEATURES, spellFeatures } from '../../src/model/spell.js'
 import { parseTopology } from '../../src/rules/topology.js'
 import { TopologyTestDriver, type DriverEvent } from '../../src/runtime/test-driver.js'
@@ -237,6 +237,23 @@ describe('scoring in the engine', () => {
     expect(a.reasons.slice(1).map((r) => r.code)).toEqual(['UNUSUAL_SILENCE', 'DAYS_INACTIVE'])
     expect(a.reasons[1].text).toMatch(new RegExp(`^${first} silent days are unusual for their rhythm .*\\(${Math.round(100 * cS / (cS + cD))}% of what raises the score\\)$`))
     expect(a.reasons[2].text).toBe(`no login for ${first} full days (${Math.round(100 * cD / (cS + cD))}% of what raises the score)`)
+  })
+
+  it('a feature that only reshapes another (its logarithm) is counted with it: one reason per thing the user did', () => {
+    const x = new Float64Array(FEATURE_COUNT)
+    x[FeatureId.daysInactive] = 5
+    x[FeatureId.logDaysInactive] = Math.log1p(5)
+    x[FeatureId.viewDrop] = 0.8
+    const c = new Float64Array(FEATURE_COUNT)
+    c[FeatureId.daysInactive] = 0.3
+    c[FeatureId.logDaysInactive] = 0.5
+    c[FeatureId.viewDrop] = 0.6
+    c[FeatureId.logSilenceSurprise] = -0.2
+    const reasons = modelReasons(c, x, 0.9, 2)
+    // 0.3 + 0.5 for the silence's length outranks the view drop's 0.6; the negative share raises nothing
+    expect(reasons.map((r) => r.code)).toEqual(['DAYS_INACTIVE', 'VIEWS_FALLING'])
+    expect(reasons[0].text).toBe('no login for 5 full days (57% of what raises the score)')
+    expect(reasons[0].threshold).toBeCloseTo(0.8, 10)
   })
 })
 
