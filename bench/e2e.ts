@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Kafka, logLevel, type Producer } from 'kafkajs'
+import { type Admin, Kafka, logLevel, type Producer } from 'kafkajs'
 import hdr from 'hdr-histogram-js'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
@@ -103,86 +103,45 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     log(`e2e: ceilings: kafka-consumer-perf-test ${count(Math.round(consumerCeiling.msgPerSec))}/s, kafka-producer-perf-test ${count(Math.round(producerCeiling.recordsPerSec))}/s`)
 
     // ---- 2. latency at shares of the maximum rate -----------------------------------------
-    const live = `${run}.live`
     const lapp = `${run}-live`
-    // The broker stamps each record with its append time: the trigger's produce time, without
-    // the load generator's own queue (which shares the two cores with Ebb and the broker).
-    await admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }] })
-    const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
-    const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
-    // History nine days back: each trigger user follows six creators (the unfollow ratio's base).
-    const history: Array<{ key: string, value: Buffer }> = []
-    const before = Date.now() - 9 * 86_400_000
-    let seq = 0
-    o.levels.forEach((_, l) => {
-      for (const u of triggerUsers(l)) {
-        for (let c = 0; c < 6; c++) history.push({ key: u, value: encodeAvroEvent({ eventId: `h${++seq}`, userId: u, type: 'FOLLOW', ts: before + seq, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
-      }
-    })
-    for (let i = 0; i < history.length; i += 5000) await producer.send({ topic: live, acks: -1, messages: history.slice(i, i + 5000) })
-    const arrivals = new Map<string, number>()
-    const consumer = kafka.consumer({ groupId: `${lapp}-reader`, readUncommitted: false, maxWaitTimeInMs: 20 })
-    await consumer.connect()
-    await admin.createTopics({ topics: [{ topic: `${lapp}.tasks`, numPartitions: o.partitions }] })
-    await consumer.subscribe({ topic: `${lapp}.tasks`, fromBeginning: true })
-    await consumer.run({
-      eachBatch: async ({ batch }) => {
-        const now = Date.now()
-        for (const m of batch.messages) {
-          if (m.value === null) continue
-          const t = decodeOutput('task', m.value) as { userId: string }
-          if (!arrivals.has(t.userId)) arrivals.set(t.userId, now)
+    Object.assign(out, await measureLatency({
+      kafka,
+      admin,
+      producer,
+      run,
+      partitions: o.partitions,
+      rates: o.levels.map((share) => ({ name: `at${Math.round(share * 100)}pct`, perSec: Math.max(100, Math.round(ebbRate * share)) })),
+      seconds: o.seconds,
+      app: lapp,
+      outputTopic: `${lapp}.tasks`,
+      triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
+      what: 'task',
+      start: async (live) => {
+        const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
+        started.push(ebbLive)
+        return {
+          stop: async (o2) => {
+            // Where the latency goes, from Ebb's own metrics: the transaction and the whole commit.
+            const api = /API (http:\/\/127\.0\.0\.1:\d+)/.exec(readFileSync(join(dir, `${lapp}.log`), 'utf8'))?.[1]
+            if (api !== undefined) {
+              const metrics = await (await fetch(`${api}/metrics`)).text()
+              const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN)
+              o2.liveTransactions = value('ebb_transaction_duration_seconds_count')
+              o2.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
+              o2.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
+              // …and inside the transaction, each producer request's mean round trip and count
+              for (const api of ['AddPartitionsToTxn', 'Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
+                const n = value(`ebb_kafka_request_duration_seconds_count\\{api="${api}"\\}`)
+                o2[`live${api}Requests`] = n
+                o2[`live${api}MeanMs`] = Math.round(value(`ebb_kafka_request_duration_seconds_sum\\{api="${api}"\\}`) / n * 10000) / 10
+              }
+            }
+            ebbLive.child.kill('SIGTERM')
+            await ebbLive.exited
+          }
         }
       }
-    })
-    const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
-    started.push(ebbLive)
-    for (let i = 0; i < 600 && await committedTotal(admin, lapp, live) < history.length; i++) await sleep(100)
-    for (const [l, share] of o.levels.entries()) {
-      const target = Math.max(100, Math.round(ebbRate * share))
-      const r = await pacedLoad(producer, live, o.partitions, target, o.seconds, triggerUsers(l), l)
-      // Wait for the level's tasks (or give up after 10 s), then read the latencies.
-      for (let i = 0; i < 100 && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
-      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
-      const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
-      let got = 0
-      for (const [u, at] of r.triggerAt) {
-        const arrived = arrivals.get(u)
-        const appended = r.triggerAppendedAt.get(u)
-        if (arrived === undefined || appended === undefined) continue
-        h.recordValue(Math.max(1, arrived - appended))
-        fromSend.recordValue(Math.max(1, arrived - at))
-        got++
-      }
-      const name = `at${Math.round(share * 100)}pct`
-      out[`${name}TargetEventsPerSec`] = target
-      out[`${name}AchievedEventsPerSec`] = Math.round(r.sent / r.seconds)
-      out[`${name}Tasks`] = `${got}/${r.triggerAt.size}`
-      out[`${name}P50ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(50)
-      out[`${name}P99ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(99)
-      out[`${name}FromSendCallP50ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(50)
-      out[`${name}FromSendCallP99ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(99)
-      log(`e2e: ${Math.round(share * 100)}% load (${count(target)}/s target, ${count(Math.round(r.sent / r.seconds))}/s sent): event → task p50 ${String(out[`${name}P50ms`])} ms, p99 ${String(out[`${name}P99ms`])} ms over ${got} tasks`)
-      await sleep(1000)
-    }
-    // Where the latency goes, from Ebb's own metrics: the transaction and the whole commit.
-    const api = /API (http:\/\/127\.0\.0\.1:\d+)/.exec(readFileSync(join(dir, `${lapp}.log`), 'utf8'))?.[1]
-    if (api !== undefined) {
-      const metrics = await (await fetch(`${api}/metrics`)).text()
-      const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN)
-      out.liveTransactions = value('ebb_transaction_duration_seconds_count')
-      out.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
-      out.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
-      // …and inside the transaction, each producer request's mean round trip and count
-      for (const api of ['AddPartitionsToTxn', 'Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
-        const n = value(`ebb_kafka_request_duration_seconds_count\\{api="${api}"\\}`)
-        out[`live${api}Requests`] = n
-        out[`live${api}MeanMs`] = Math.round(value(`ebb_kafka_request_duration_seconds_sum\\{api="${api}"\\}`) / n * 10000) / 10
-      }
-    }
-    ebbLive.child.kill('SIGTERM')
-    await ebbLive.exited
-    await consumer.disconnect()
+    }, log))
   } catch (err) {
     keepLogs = true
     throw err
@@ -199,6 +158,101 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     if (keepLogs) log(`e2e: failed; Ebb's logs and state are kept in ${dir}`)
     else rmSync(dir, { recursive: true, force: true })
     if (broker.started) stopBroker()
+  }
+  return out
+}
+
+/** An application under the latency test: started on the live topic, stopped (after reading what it wants) at the end. */
+export interface LatencyApp { stop: (out: Record<string, number | string>) => Promise<void> }
+
+/**
+ * Event → output latency of an application (Ebb, or the Kafka Streams peer) on a fresh live
+ * topic: the trigger users' history (six FOLLOWs nine days back) goes first and the application
+ * catches up on it; then, per rate, a paced producer sends live events (event time = produce
+ * time) with three UNFOLLOWs in a row per trigger user — the third fires unfollow_burst — and a
+ * read_committed reader of `outputTopic` notes when each trigger user's first output arrives:
+ * latency = arrival − the trigger's append time on the broker (the topic uses LogAppendTime: the
+ * generator's own queue, which shares the two cores, is left out; it is reported beside, from the
+ * send call). Results as `<rate name>P50ms`, `…P99ms`, etc.
+ */
+export async function measureLatency (o: {
+  kafka: Kafka
+  admin: Admin
+  producer: Producer
+  run: string
+  partitions: number
+  rates: Array<{ name: string, perSec: number }>
+  seconds: number
+  /** the application's consumer group (its committed offsets say when it caught up on the history) */
+  app: string
+  outputTopic: string
+  /** the trigger user an output record is about (null: not one to count) */
+  triggerUser: (key: Buffer | null, value: Buffer) => string | null
+  /** what an output is called in the progress lines ("task", "alert") */
+  what: string
+  start: (liveTopic: string) => Promise<LatencyApp>
+}, log: (s: string) => void): Promise<Record<string, number | string>> {
+  const out: Record<string, number | string> = {}
+  const live = `${o.run}.live`
+  await o.admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }] })
+  const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
+  const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
+  const history: Array<{ key: string, value: Buffer }> = []
+  const before = Date.now() - 9 * 86_400_000
+  let seq = 0
+  o.rates.forEach((_, l) => {
+    for (const u of triggerUsers(l)) {
+      for (let c = 0; c < 6; c++) history.push({ key: u, value: encodeAvroEvent({ eventId: `h${++seq}`, userId: u, type: 'FOLLOW', ts: before + seq, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
+    }
+  })
+  for (let i = 0; i < history.length; i += 5000) await o.producer.send({ topic: live, acks: -1, messages: history.slice(i, i + 5000) })
+  const arrivals = new Map<string, number>()
+  const consumer = o.kafka.consumer({ groupId: `${o.app}-reader`, readUncommitted: false, maxWaitTimeInMs: 20 })
+  await consumer.connect()
+  await o.admin.createTopics({ topics: [{ topic: o.outputTopic, numPartitions: o.partitions }] })
+  await consumer.subscribe({ topic: o.outputTopic, fromBeginning: true })
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      const now = Date.now()
+      for (const m of batch.messages) {
+        if (m.value === null) continue
+        const u = o.triggerUser(m.key, m.value)
+        if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
+      }
+    }
+  })
+  const app = await o.start(live)
+  try {
+    for (let i = 0; i < 600 && await committedTotal(o.admin, o.app, live) < history.length; i++) await sleep(100)
+    for (const [l, rate] of o.rates.entries()) {
+      const r = await pacedLoad(o.producer, live, o.partitions, rate.perSec, o.seconds, triggerUsers(l), l)
+      // Wait for the level's outputs (or give up after 10 s), then read the latencies.
+      for (let i = 0; i < 100 && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
+      const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
+      const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
+      let got = 0
+      for (const [u, at] of r.triggerAt) {
+        const arrived = arrivals.get(u)
+        const appended = r.triggerAppendedAt.get(u)
+        if (arrived === undefined || appended === undefined) continue
+        h.recordValue(Math.max(1, arrived - appended))
+        fromSend.recordValue(Math.max(1, arrived - at))
+        got++
+      }
+      const name = rate.name
+      out[`${name}TargetEventsPerSec`] = rate.perSec
+      out[`${name}AchievedEventsPerSec`] = Math.round(r.sent / r.seconds)
+      out[`${name}${o.what === 'task' ? 'Tasks' : 'Outputs'}`] = `${got}/${r.triggerAt.size}`
+      out[`${name}P50ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(50)
+      out[`${name}P99ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(99)
+      out[`${name}FromSendCallP50ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(50)
+      out[`${name}FromSendCallP99ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(99)
+      log(`latency: ${name} (${count(rate.perSec)}/s target, ${count(Math.round(r.sent / r.seconds))}/s sent): event → ${o.what} p50 ${String(out[`${name}P50ms`])} ms, p99 ${String(out[`${name}P99ms`])} ms over ${got} ${o.what}s`)
+      await sleep(1000)
+    }
+  } finally {
+    await app.stop(out)
+    await consumer.disconnect()
   }
   return out
 }

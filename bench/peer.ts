@@ -6,8 +6,12 @@ import { Kafka, logLevel } from 'kafkajs'
 import { count } from '../src/cli/progress.js'
 import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { projectRoot, schemaPath } from '../src/paths.js'
-import { benchE2e } from './e2e.js'
-import { ensureBroker, measureCatchUp, stopBroker } from './kafka-env.js'
+import { decodeOutput } from '../src/kafka/wire.js'
+import { benchE2e, type LatencyApp, measureLatency } from './e2e.js'
+import { ebbRunConfig, ensureBroker, measureCatchUp, startEbb, stopBroker } from './kafka-env.js'
+
+/** The latency loads, as shares of the slower application's measured maximum rate: the same events per second for both. */
+const LEVELS = [0.25, 0.5]
 
 /**
  * peer: Ebb against a minimal Kafka Streams application (bench/peers/kafka-streams, Java 17, built
@@ -15,8 +19,14 @@ import { ensureBroker, measureCatchUp, stopBroker } from './kafka-env.js'
  * and broker, in the same session, both exactly-once with a 100 ms commit interval. Ebb runs the
  * e2e throughput phase on a fresh backlog; the peer then reads that same topic from the start.
  * Both rates are measured the same way: from the first to the last committed input offset.
+ *
+ * Then latency, side by side: each application on a live topic of its own at the same event
+ * rates (25% and 50% of the slower one's maximum), from a trigger event's append time to its
+ * output — Ebb's recall task, the peer's unfollow_burst alert (the same moment: Ebb writes the
+ * task in the transaction that carries the alert) — read back read_committed (measureLatency in
+ * e2e.ts). Both commit every 100 ms, Kafka Streams' default with exactly-once.
  */
-export async function benchPeer (o: { events: number, partitions: number }, log: (s: string) => void): Promise<Record<string, number | string>> {
+export async function benchPeer (o: { events: number, partitions: number, seconds: number }, log: (s: string) => void): Promise<Record<string, number | string>> {
   const dir = join(projectRoot(), 'bench', 'peers', 'kafka-streams')
   log('peer: building the Kafka Streams application (mvn -q package)')
   const mvn = spawnSync('mvn', ['-q', '-B', 'package'], { cwd: dir, encoding: 'utf8', timeout: 900_000 })
@@ -49,7 +59,9 @@ export async function benchPeer (o: { events: number, partitions: number }, log:
     const rss = caught.rssMB
     const [alerts] = await admin.fetchTopicOffsets(`${app}.alerts`).then((ps) => [ps.reduce((n, p) => n + Number(p.high), 0)])
     log(`peer: Kafka Streams caught up at ${count(Math.round(peerRate))} events/s; Ebb at ${count(Number(ebb.ebbEventsPerSec))} events/s`)
-    return {
+    java.kill('SIGTERM')
+    await new Promise((resolve) => { java.once('exit', resolve); setTimeout(resolve, 35_000) })
+    const out: Record<string, number | string> = {
       events: produced,
       partitions: o.partitions,
       ebbEventsPerSec: ebb.ebbEventsPerSec,
@@ -59,6 +71,55 @@ export async function benchPeer (o: { events: number, partitions: number }, log:
       kafkaStreamsAlertOffsets: alerts,
       ratioEbbToKafkaStreams: Math.round(Number(ebb.ebbEventsPerSec) / peerRate * 1000) / 1000
     }
+
+    // ---- latency, side by side, at the same event rates ----
+    const slower = Math.min(Number(ebb.ebbEventsPerSec), peerRate)
+    const rates = LEVELS.map((share) => ({ name: `at${Math.round(share * 100)}pct`, perSec: Math.max(100, Math.round(slower * share)) }))
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
+    await producer.connect()
+    try {
+      const base = { kafka, admin, producer, partitions: o.partitions, rates, seconds: o.seconds }
+      const eapp = `${input}-lat-ebb-live`
+      const ebbLatency = await measureLatency({
+        ...base,
+        run: `${input}-lat-ebb`,
+        app: eapp,
+        outputTopic: `${eapp}.tasks`,
+        triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
+        what: 'task',
+        start: async (live): Promise<LatencyApp> => {
+          const e = startEbb(ebbRunConfig({ app: eapp, instance: 0, bootstrap: broker.bootstrap, input: live, partitions: o.partitions, stateDir: state, commitInterval: '100ms' }), join(state, `${eapp}.yaml`), join(state, `${eapp}.log`))
+          return { stop: async () => { e.child.kill('SIGTERM'); await e.exited } }
+        }
+      }, log)
+      const papp = `${input}-lat-peer-live`
+      const peerLatency = await measureLatency({
+        ...base,
+        run: `${input}-lat-peer`,
+        app: papp,
+        outputTopic: `${papp}.alerts`,
+        // the peer's alerts are "userId,rule,time" text
+        triggerUser: (_key, value) => { const [u, rule] = value.toString('utf8').split(','); return rule === 'unfollow_burst' ? u : null },
+        what: 'alert',
+        start: async (live): Promise<LatencyApp> => {
+          const p = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, live, papp, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
+          child = p
+          return { stop: async () => { p.kill('SIGTERM'); await new Promise((resolve) => { p.once('exit', resolve); setTimeout(resolve, 35_000) }) } }
+        }
+      }, log)
+      for (const { name, perSec } of rates) {
+        out[`${name}EventsPerSec`] = perSec
+        for (const [who, r] of [['ebb', ebbLatency], ['kafkaStreams', peerLatency]] as const) {
+          out[`${name}${who === 'ebb' ? 'Ebb' : 'KafkaStreams'}P50ms`] = r[`${name}P50ms`]
+          out[`${name}${who === 'ebb' ? 'Ebb' : 'KafkaStreams'}P99ms`] = r[`${name}P99ms`]
+          out[`${name}${who === 'ebb' ? 'Ebb' : 'KafkaStreams'}Received`] = r[`${name}Tasks`] ?? r[`${name}Outputs`]
+        }
+        log(`peer: ${count(perSec)} events/s: event → output p50 / p99 Ebb ${String(out[`${name}EbbP50ms`])} / ${String(out[`${name}EbbP99ms`])} ms, Kafka Streams ${String(out[`${name}KafkaStreamsP50ms`])} / ${String(out[`${name}KafkaStreamsP99ms`])} ms`)
+      }
+    } finally {
+      await producer.disconnect()
+    }
+    return out
   } finally {
     if (child !== undefined && child.exitCode === null) {
       child.kill('SIGTERM')

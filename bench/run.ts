@@ -74,7 +74,7 @@ export async function runBench (argv: string[]): Promise<number> {
     }
     if (suite === 'peer') {
       const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)
-      write('peer', quick ? 'peer.quick' : 'peer', `npm run bench -- peer${quick ? ' --quick' : ''}`, await benchPeer({ events, partitions: 2 }, log))
+      write('peer', quick ? 'peer.quick' : 'peer', `npm run bench -- peer${quick ? ' --quick' : ''}`, await benchPeer({ events, partitions: 2, seconds: intOption('bench', 'seconds', o.seconds, quick ? 2 : 20, 1, 3600) }, log))
     }
     if (suite === 'scaling') {
       const users = quick ? [2_000, 10_000] : [10_000, 100_000, 1_000_000]
