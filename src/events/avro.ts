@@ -17,6 +17,29 @@ export function userEventAvroType (): avsc.Type {
 
 /** Confluent wire format: magic byte 0, 4-byte big-endian schema id, then the Avro body. */
 export const CONFLUENT_MAGIC = 0
+/** bytes before the Avro body of a Confluent-framed value */
+export const CONFLUENT_HEADER = 5
+
+/**
+ * The schema id of a Confluent-framed value, or −1 when the value is not framed (a raw Avro
+ * ebb.UserEvent body never starts with 0: its first field is a non-empty string, whose zig-zag
+ * length is positive) or too short to hold the id. The one place that reads the framing.
+ */
+export function confluentSchemaId (v: Buffer): number {
+  return v.length >= CONFLUENT_HEADER && v[0] === CONFLUENT_MAGIC ? v.readUInt32BE(1) : -1
+}
+
+/** The Avro body of a Confluent-framed value (confluentSchemaId(v) ≥ 0). */
+export function confluentBody (v: Buffer): Buffer { return v.subarray(CONFLUENT_HEADER) }
+
+/** `body` framed with `schemaId`. */
+export function confluentFrame (schemaId: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(CONFLUENT_HEADER + body.length)
+  out[0] = CONFLUENT_MAGIC
+  out.writeUInt32BE(schemaId, 1)
+  body.copy(out, CONFLUENT_HEADER)
+  return out
+}
 
 /**
  * Decodes a raw Avro UserEvent body (no framing). Throws on truncated or malformed input;

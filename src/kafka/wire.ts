@@ -1,5 +1,5 @@
 import type avsc from 'avsc'
-import { CONFLUENT_MAGIC, loadAvroType } from '../events/avro.js'
+import { CONFLUENT_HEADER, CONFLUENT_MAGIC, confluentBody, confluentFrame, confluentSchemaId, loadAvroType } from '../events/avro.js'
 import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
 import { alertJson, deadLetterJson, type OutputSink, outcomeJson, taskJson } from '../io/sinks.js'
 import type { OutputFormat, OutputTopic } from './config.js'
@@ -29,13 +29,12 @@ export class KafkaBatch implements RecordBatch {
     if (registry === undefined) return
     for (let i = 0; i < messages.length; i++) {
       const v = messages[i].value
-      if (v === null || v.length < 5 || v[0] !== CONFLUENT_MAGIC) continue
-      const id = v.readUInt32BE(1)
-      if (knownSchemaIds.has(id)) continue
+      const id = v === null ? -1 : confluentSchemaId(v)
+      if (v === null || id < 0 || knownSchemaIds.has(id)) continue
       const problem = registry.problem(id)
       if (problem !== null) { this.problems.set(i, problem); continue }
       try {
-        this.translated.set(i, registry.reencode(id, v.subarray(5)))
+        this.translated.set(i, registry.reencode(id, confluentBody(v)))
       } catch (err) {
         this.problems.set(i, `schema id ${id}: ${(err as Error).message}`)
       }
@@ -46,8 +45,8 @@ export class KafkaBatch implements RecordBatch {
   static schemaIds (messages: InputMessage[], known: ReadonlySet<number>): Set<number> {
     const ids = new Set<number>()
     for (const m of messages) {
-      const v = m.value
-      if (v !== null && v.length >= 5 && v[0] === CONFLUENT_MAGIC && !known.has(v.readUInt32BE(1))) ids.add(v.readUInt32BE(1))
+      const id = m.value === null ? -1 : confluentSchemaId(m.value)
+      if (id >= 0 && !known.has(id)) ids.add(id)
     }
     return ids
   }
@@ -59,7 +58,7 @@ export class KafkaBatch implements RecordBatch {
     if (v === null) return EMPTY
     const t = this.translated.get(i)
     if (t !== undefined) return t
-    return v.length >= 5 && v[0] === CONFLUENT_MAGIC ? v.subarray(5) : v
+    return confluentSchemaId(v) >= 0 ? confluentBody(v) : v
   }
 
   raw (i: number): Buffer { return this.messages[i].value ?? EMPTY }
@@ -78,11 +77,11 @@ export class KafkaBatch implements RecordBatch {
     const v = this.messages[i].value
     if (v === null || v.length === 0) return 'empty value (a tombstone?): an event needs a body'
     if (v[0] !== CONFLUENT_MAGIC) return null
-    if (v.length < 5) return 'Confluent framing cut short (under 5 bytes)'
+    const id = confluentSchemaId(v)
+    if (id < 0) return `Confluent framing cut short (under ${CONFLUENT_HEADER} bytes)`
     if (this.translated.has(i)) return null
     const problem = this.problems.get(i)
     if (problem !== undefined) return problem
-    const id = v.readUInt32BE(1)
     if (!this.knownSchemaIds.has(id)) return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
     return null
   }
@@ -120,12 +119,7 @@ export const OUTPUT_SCHEMA_FILES: Record<OutputKind, string> = { alert: 'alert.a
 function encodeValue (kind: OutputKind, enc: OutputEncoding, record: unknown): Buffer {
   if (enc.format === 'json') return Buffer.from((JSON_LINE[kind] as (r: unknown) => string)(record))
   const body = outputTypes()[kind].toBuffer(record)
-  if (enc.format === 'avro') return body
-  const out = Buffer.allocUnsafe(5 + body.length)
-  out[0] = CONFLUENT_MAGIC
-  out.writeUInt32BE(enc.schemaId ?? 0, 1)
-  body.copy(out, 5)
-  return out
+  return enc.format === 'avro' ? body : confluentFrame(enc.schemaId ?? 0, body)
 }
 
 /**
@@ -180,8 +174,8 @@ export class KafkaSink implements OutputSink {
 export function decodeOutput (kind: OutputKind, value: Buffer, format: OutputFormat = 'avro'): unknown {
   if (format === 'json') return JSON.parse(value.toString('utf8'))
   if (format === 'confluent') {
-    if (value.length < 5 || value[0] !== CONFLUENT_MAGIC) throw new Error('not in the Confluent wire format (magic byte 0, schema id)')
-    return outputTypes()[kind].fromBuffer(value.subarray(5))
+    if (confluentSchemaId(value) < 0) throw new Error('not in the Confluent wire format (magic byte 0, schema id)')
+    return outputTypes()[kind].fromBuffer(confluentBody(value))
   }
   return outputTypes()[kind].fromBuffer(value)
 }

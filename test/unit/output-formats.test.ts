@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { CONFLUENT_MAGIC, confluentBody, confluentFrame, confluentSchemaId, encodeAvroEvent } from '../../src/events/avro.js'
 import type { AlertRecord } from '../../src/io/records.js'
 import { alertJson } from '../../src/io/sinks.js'
-import { decodeOutput, KafkaSink } from '../../src/kafka/wire.js'
+import { decodeOutput, type InputMessage, KafkaBatch, KafkaSink } from '../../src/kafka/wire.js'
 
 /** The output topics' value formats (outputFormat): raw Avro, the Confluent wire format, JSON. */
 const alert: AlertRecord = {
@@ -23,5 +24,29 @@ describe('output formats', () => {
     expect(r.key?.toString()).toBe('u1')
     for (const [v, format] of [[r.value, 'avro'], [f.value, 'confluent'], [j.value, 'json']] as const) expect(decodeOutput('alert', v as Buffer, format)).toEqual(alert)
     expect(() => decodeOutput('alert', r.value as Buffer, 'confluent')).toThrow(/not in the Confluent wire format/)
+  })
+})
+
+describe('Confluent framing of the input', () => {
+  const body = encodeAvroEvent({ eventId: 'e1', userId: 'u1', type: 'LOGIN', ts: 1772236800000, tz: 'UTC', targetId: null, durationMs: null, amount: null, channel: null, taskId: null })
+  const msg = (value: Buffer | null, offset = '0'): InputMessage => ({ offset, value })
+
+  it('reads the schema id where there is one: raw bodies never start with the magic byte, short frames are no id', () => {
+    expect(body[0]).not.toBe(CONFLUENT_MAGIC)
+    expect(confluentSchemaId(body)).toBe(-1)
+    const framed = confluentFrame(7, body)
+    expect(confluentSchemaId(framed)).toBe(7)
+    expect(confluentBody(framed)).toEqual(body)
+    expect(confluentSchemaId(Buffer.from([0, 0, 0, 7]))).toBe(-1)
+  })
+
+  it('a batch reads framed bodies of known ids and raw bodies alike; an unknown id or a cut frame is a dead letter with its reason', () => {
+    const b = new KafkaBatch([msg(body), msg(confluentFrame(7, body), '1'), msg(confluentFrame(9, body), '2'), msg(Buffer.from([0, 0, 7]), '3')], 'in', 0, new Set([7]))
+    expect(b.value(0)).toEqual(body)
+    expect(b.value(1)).toEqual(body)
+    expect([0, 1].map((i) => b.rejection(i))).toEqual([null, null])
+    expect(b.rejection(2)).toMatch(/^schema id 9 is unknown: without a schema registry only ids 7 \(knownSchemaIds\)/)
+    expect(b.rejection(3)).toBe('Confluent framing cut short (under 5 bytes)')
+    expect([...KafkaBatch.schemaIds([msg(body), msg(confluentFrame(7, body)), msg(confluentFrame(9, body)), msg(null)], new Set([7]))]).toEqual([9])
   })
 })
