@@ -37,7 +37,8 @@ export const POPULATIONS: readonly PopulationSpec[] = [
   { name: 'fades-365d', kind: 'fades', users: 2500, days: 365, seed: 207, churnRate: 0.2, about: 'slow faders over a year' },
   { name: 'cadence-120d', kind: 'cadence', users: 4000, days: 120, seed: 208, churnRate: 0.1, about: 'weekly and weekend users' },
   { name: 'cadence-30d', kind: 'cadence', users: 4000, days: 30, seed: 209, churnRate: 0.15, about: 'the same, a 30-day history' },
-  { name: 'archetypes-180d', kind: 'archetypes', users: 4000, days: 180, seed: 210, about: 'the archetype simulator (decliners, bursts, quitters, returners)' }
+  { name: 'archetypes-180d', kind: 'archetypes', users: 4000, days: 180, seed: 210, about: 'the archetype simulator (decliners, bursts, quitters, returners)' },
+  { name: 'mixed-120d', kind: 'mixed', users: 6000, days: 120, seed: 211, churnRate: 0.15, about: 'daily, fading, weekly and BG/NBD users in one stream' }
 ]
 
 /** The quick run (CI): two small populations, to prove the suite and its report. */

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { decodeJsonEvent, encodeJsonEvent } from '../../src/events/jsonl.js'
+import type { Population } from '../../src/sim/population.js'
+import { makePopulation } from '../../src/sim/populations.js'
 import { Simulator, type SimOptions } from '../../src/sim/simulator.js'
 
 function run (opts: SimOptions): { hash: string, events: number, lines: string[], sim: Simulator, outOfOrder: number } {
@@ -90,5 +92,36 @@ describe('the population simulator', () => {
     const normal = activeDays('2026-02-01', '2026-02-15')
     expect(holiday).toBeLessThan(normal * 0.8)
     expect(normal).toBeGreaterThan(0.6)
+  })
+})
+
+describe('the mixed population', () => {
+  const events = (seed: number): { users: Set<string>, ts: number[], sim: Population } => {
+    const sim = makePopulation('mixed', { users: 403, days: 25, seed, churnRate: 0.2 })
+    const users = new Set<string>()
+    const ts: number[] = []
+    for (const day of sim.days()) for (const e of day) { users.add(e.userId); ts.push(e.ts) }
+    return { users, ts, sim }
+  }
+  const a = events(9)
+
+  it('holds the four generators\' users in one time-ordered stream, deterministic for a seed', () => {
+    expect(a.ts.every((t, i) => i === 0 || t >= a.ts[i - 1])).toBe(true)
+    // habits, fades, cadence and BG/NBD users: their own id prefixes, a quarter each (the remainder to habits)
+    const byPrefix = new Map<string, number>()
+    for (const u of a.users) byPrefix.set(u[0], (byPrefix.get(u[0]) ?? 0) + 1)
+    expect([...byPrefix.keys()].sort()).toEqual(['b', 'f', 'h', 'w'])
+    expect(Math.max(...byPrefix.values())).toBeLessThanOrEqual(103)
+    const again = events(9)
+    expect(again.ts).toEqual(a.ts)
+    expect(again.users).toEqual(a.users)
+    expect(events(10).ts).not.toEqual(a.ts)
+  })
+
+  it('labels each user with its generator and kind', () => {
+    const labels = a.sim.labels()
+    for (const u of a.users) expect(labels.some((l) => l.userId === u)).toBe(true)
+    expect(new Set(labels.map((l) => l.archetype.split('/')[0]))).toEqual(new Set(['habits', 'fades', 'cadence', 'bgnbd']))
+    expect(labels.some((l) => l.churned)).toBe(true)
   })
 })

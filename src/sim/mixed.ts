@@ -1,0 +1,47 @@
+import type { UserEvent } from '../events/user-event.js'
+import { BgNbdPopulation } from './bgnbd.js'
+import { CadencePopulation } from './cadence.js'
+import { FadesPopulation } from './fades.js'
+import { HabitsPopulation } from './habits.js'
+import type { Population, PopulationOptions, SimLabel } from './population.js'
+
+/**
+ * `--population mixed`: the users of four generators — daily habits, slow faders, weekly cadences
+ * and BG/NBD — in one stream, a quarter each (the remainder to the first), every generator with
+ * its own seed. A real deployment sees its kinds of users side by side in every partition, so
+ * the model learns, and its threshold is set, on all of them at once: what one kind allows (early
+ * alerts on faders) must not cost another (weekly users' seven-day silences). User ids do not
+ * collide (each generator has its own prefix); each written day's events are merged by time.
+ */
+const GENERATORS = ['habits', 'fades', 'cadence', 'bgnbd'] as const
+
+export class MixedPopulation implements Population {
+  private readonly parts: Population[]
+
+  constructor (opts: PopulationOptions) {
+    const quarter = Math.floor(opts.users / 4)
+    const users = [opts.users - 3 * quarter, quarter, quarter, quarter]
+    const part = (i: number): PopulationOptions => ({ ...opts, users: Math.max(1, users[i]), seed: opts.seed * 4 + i })
+    this.parts = [new HabitsPopulation(part(0)), new FadesPopulation(part(1)), new CadencePopulation(part(2)), new BgNbdPopulation(part(3))]
+  }
+
+  * days (): Generator<UserEvent[]> {
+    const gens = this.parts.map((p) => p.days())
+    for (;;) {
+      const day: UserEvent[] = []
+      let done = 0
+      for (const g of gens) {
+        const next = g.next()
+        if (next.done === true) done++
+        else for (const e of next.value) day.push(e)
+      }
+      if (done === gens.length) return
+      // each part's day is sorted by ts: one sort of the concatenation keeps the file time-ordered
+      day.sort((a, b) => a.ts - b.ts)
+      yield day
+    }
+  }
+
+  /** each user's kind prefixed with its generator ("habits/daily", "bgnbd/regular") */
+  labels (): SimLabel[] { return this.parts.flatMap((p, i) => p.labels().map((l) => ({ ...l, archetype: `${GENERATORS[i]}/${l.archetype}` }))) }
+}
