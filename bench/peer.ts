@@ -43,8 +43,12 @@ export async function benchPeer (o: { events: number, partitions: number, second
     const produced = Number(ebb.events)
     const app = `${input}-peer`
     await admin.createTopics({ topics: [{ topic: `${app}.alerts`, numPartitions: o.partitions }] })
-    child = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, input, app, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
-    const java = child
+    /** the peer application on `topic`, as Kafka Streams application `application` */
+    const startPeer = (topic: string, application: string): ChildProcess => {
+      child = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, topic, application, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
+      return child
+    }
+    const java = startPeer(input, app)
     const caught = await measureCatchUp({
       admin,
       group: app,
@@ -102,8 +106,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
         triggerUser: (_key, value) => { const [u, rule] = value.toString('utf8').split(','); return rule === 'unfollow_burst' ? u : null },
         what: 'alert',
         start: async (live): Promise<LatencyApp> => {
-          const p = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, live, papp, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
-          child = p
+          const p = startPeer(live, papp)
           return { stop: async () => { p.kill('SIGTERM'); await new Promise((resolve) => { p.once('exit', resolve); setTimeout(resolve, 35_000) }) } }
         }
       }, log)
