@@ -23,7 +23,9 @@ const POPULATIONS: ReadonlyArray<{ kind: PopulationKind, seed: number, churnRate
   { kind: 'fades', seed: 41, churnRate: 0.35 },
   { kind: 'habits', seed: 42, churnRate: 0.25 },
   { kind: 'cadence', seed: 43, churnRate: 0.2 },
-  { kind: 'bgnbd', seed: 44, churnRate: 0.3 }
+  { kind: 'bgnbd', seed: 44, churnRate: 0.3 },
+  // the four side by side: one threshold for every kind in the partition
+  { kind: 'mixed', seed: 45, churnRate: 0.3 }
 ]
 
 describe('earlierThan: never later than the reference, per silence', () => {
