@@ -123,8 +123,8 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
           stop: async (o2) => {
             // Where the latency goes, from Ebb's own metrics: the transaction and the whole commit.
             const api = /API (http:\/\/127\.0\.0\.1:\d+)/.exec(readFileSync(join(dir, `${lapp}.log`), 'utf8'))?.[1]
-            if (api !== undefined) {
-              const metrics = await (await fetch(`${api}/metrics`)).text()
+            const metrics = api === undefined ? undefined : await fetch(`${api}/metrics`).then(async (r) => await r.text()).catch(() => undefined)
+            if (metrics !== undefined) {
               const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN)
               o2.liveTransactions = value('ebb_transaction_duration_seconds_count')
               o2.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
@@ -209,20 +209,21 @@ export async function measureLatency (o: {
   const arrivals = new Map<string, number>()
   const consumer = o.kafka.consumer({ groupId: `${o.app}-reader`, readUncommitted: false, maxWaitTimeInMs: 20 })
   await consumer.connect()
-  await o.admin.createTopics({ topics: [{ topic: o.outputTopic, numPartitions: o.partitions }] })
-  await consumer.subscribe({ topic: o.outputTopic, fromBeginning: true })
-  await consumer.run({
-    eachBatch: async ({ batch }) => {
-      const now = Date.now()
-      for (const m of batch.messages) {
-        if (m.value === null) continue
-        const u = o.triggerUser(m.key, m.value)
-        if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
-      }
-    }
-  })
-  const app = await o.start(live)
+  let app: LatencyApp | undefined
   try {
+    await o.admin.createTopics({ topics: [{ topic: o.outputTopic, numPartitions: o.partitions }] })
+    await consumer.subscribe({ topic: o.outputTopic, fromBeginning: true })
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        const now = Date.now()
+        for (const m of batch.messages) {
+          if (m.value === null) continue
+          const u = o.triggerUser(m.key, m.value)
+          if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
+        }
+      }
+    })
+    app = await o.start(live)
     for (let i = 0; i < 600 && await committedTotal(o.admin, o.app, live) < history.length; i++) await sleep(100)
     for (const [l, rate] of o.rates.entries()) {
       const r = await pacedLoad(o.producer, live, o.partitions, rate.perSec, o.seconds, triggerUsers(l), l)
@@ -251,8 +252,8 @@ export async function measureLatency (o: {
       await sleep(1000)
     }
   } finally {
-    await app.stop(out)
-    await consumer.disconnect()
+    // the reader goes whatever stopping the application throws (and its error does not hide the first one)
+    try { await app?.stop(out) } finally { await consumer.disconnect() }
   }
   return out
 }

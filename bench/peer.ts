@@ -63,8 +63,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
     const rss = caught.rssMB
     const [alerts] = await admin.fetchTopicOffsets(`${app}.alerts`).then((ps) => [ps.reduce((n, p) => n + Number(p.high), 0)])
     log(`peer: Kafka Streams caught up at ${count(Math.round(peerRate))} events/s; Ebb at ${count(Number(ebb.ebbEventsPerSec))} events/s`)
-    java.kill('SIGTERM')
-    await new Promise((resolve) => { java.once('exit', resolve); setTimeout(resolve, 35_000) })
+    await stopProcess(java)
     const out: Record<string, number | string> = {
       events: produced,
       partitions: o.partitions,
@@ -93,7 +92,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
         what: 'task',
         start: async (live): Promise<LatencyApp> => {
           const e = startEbb(ebbRunConfig({ app: eapp, instance: 0, bootstrap: broker.bootstrap, input: live, partitions: o.partitions, stateDir: state, commitInterval: '100ms' }), join(state, `${eapp}.yaml`), join(state, `${eapp}.log`))
-          return { stop: async () => { e.child.kill('SIGTERM'); await e.exited } }
+          return { stop: async () => { await stopProcess(e.child) } }
         }
       }, log)
       const papp = `${input}-lat-peer-live`
@@ -107,7 +106,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
         what: 'alert',
         start: async (live): Promise<LatencyApp> => {
           const p = startPeer(live, papp)
-          return { stop: async () => { p.kill('SIGTERM'); await new Promise((resolve) => { p.once('exit', resolve); setTimeout(resolve, 35_000) }) } }
+          return { stop: async () => { await stopProcess(p) } }
         }
       }, log)
       for (const { name, perSec } of rates) {
@@ -124,12 +123,19 @@ export async function benchPeer (o: { events: number, partitions: number, second
     }
     return out
   } finally {
-    if (child !== undefined && child.exitCode === null) {
-      child.kill('SIGTERM')
-      await new Promise((resolve) => { child?.once('exit', resolve); setTimeout(resolve, 35_000) })
-    }
+    if (child !== undefined) await stopProcess(child)
     await admin.disconnect()
     rmSync(state, { recursive: true, force: true })
     if (broker.started) stopBroker()
   }
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited 35 s later; at once when it already has. */
+async function stopProcess (p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return
+  const exited = new Promise((resolve) => { p.once('exit', resolve) })
+  p.kill('SIGTERM')
+  const timer = setTimeout(() => { p.kill('SIGKILL') }, 35_000)
+  await exited
+  clearTimeout(timer)
 }

@@ -21,9 +21,11 @@ export const CONFLUENT_MAGIC = 0
 export const CONFLUENT_HEADER = 5
 
 /**
- * The schema id of a Confluent-framed value, or −1 when the value is not framed (a raw Avro
- * ebb.UserEvent body never starts with 0: its first field is a non-empty string, whose zig-zag
- * length is positive) or too short to hold the id. The one place that reads the framing.
+ * The schema id of a Confluent-framed value, or −1 when the value is not framed or too short to
+ * hold the id. A raw Avro ebb.UserEvent body starts with the zig-zag length of its eventId, which
+ * is not 0 for any valid event (an eventId cannot be empty); a body with an empty eventId is read
+ * as a frame and dead-lettered as one (an unknown schema id), invalid either way. The one place
+ * that reads the framing.
  */
 export function confluentSchemaId (v: Buffer): number {
   return v.length >= CONFLUENT_HEADER && v[0] === CONFLUENT_MAGIC ? v.readUInt32BE(1) : -1

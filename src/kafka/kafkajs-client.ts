@@ -19,7 +19,7 @@ export function kafkajsConfig (c: Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'> & 
       const { message, ...extra } = entry
       // kafkajs retries what it logs as errors (coordinator loading, leader moves); Ebb logs
       // its own failures itself, so the client's messages are warnings.
-      if (level <= logLevel.WARN) log.warn({ component: 'kafkajs', namespace, ...extra }, message)
+      if (level <= logLevel.WARN && message !== BOUNDED_RETRIES_WARNING) log.warn({ component: 'kafkajs', namespace, ...extra }, message)
     }
   }
 }
@@ -38,16 +38,30 @@ const toMessages = (records: OutRecord[]): Array<{ key: Buffer | string | null, 
   records.map((r) => r.timestamp === undefined ? r as { key: Buffer | string | null, value: Buffer | null, partition?: number } : { key: r.key, value: r.value, partition: r.partition, timestamp: String(r.timestamp) })
 
 /**
- * Retries of the transactional producer, unless `client:` sets them. A transaction that starts
+ * Retries of the transactional producer when `client:` sets none (with any retry setting there,
+ * the producer takes the client's, kafkajs' defaults filling the rest). A transaction that starts
  * right after the last one committed finds the coordinator still writing that one's commit
  * markers: its first AddPartitionsToTxn is answered CONCURRENT_TRANSACTIONS for a few
  * milliseconds. kafkajs waits 300 ms (±20%, doubling) before it asks again; measured on this
  * machine, back-to-back transactions took 271 ms each, 260 of them in that wait, and 19 ms with a
- * first retry after 10 ms (the Java producer also retries this error after a few ms). Ten
- * retries doubling up to 1 s still wait about 4 s for a broker that moves a leader; a commit
- * that fails after that is an outage, which the runner rides out (README, "When the brokers go away").
+ * first retry after 10 ms (the Java producer also retries this error after a few ms). Fifteen
+ * retries doubling from 10 ms up to 1 s wait about 9 s in all, as kafkajs' default five from
+ * 300 ms did: a broker that moves a leader is still ridden out inside the commit; a commit that
+ * fails after that is an outage, which the runner rides out (README, "When the brokers go away").
  */
-const TRANSACTION_RETRY = { initialRetryTime: 10, maxRetryTime: 1000, retries: 10 }
+const TRANSACTION_RETRY = { initialRetryTime: 10, maxRetryTime: 1000, retries: 15 }
+
+/** The transactional producer's retry settings: Ebb's when `client:` sets no retry, else the client's (undefined: kafkajs uses them). */
+export function transactionalRetry (client: RunConfig['client'] | undefined): typeof TRANSACTION_RETRY | undefined {
+  return client?.retry === undefined ? TRANSACTION_RETRY : undefined
+}
+
+/**
+ * kafkajs warns at every start of an idempotent producer whose retries are bounded ("may
+ * invalidate EoS guarantees"): a send that runs out of retries fails its transaction, which is
+ * aborted and redone from the last commit, so nothing is written twice. Not logged.
+ */
+const BOUNDED_RETRIES_WARNING = 'Limiting retries for the idempotent producer may invalidate EoS guarantees'
 
 /** The KafkaClient ports on kafkajs 2.x. */
 export class KafkajsClient implements KafkaClient {
@@ -117,7 +131,7 @@ export class KafkajsClient implements KafkaClient {
       // 10 s as Kafka Streams sets for exactly-once (kafkajs: 60 s): a transaction left open by
       // an instance that died is aborted by the broker that soon, so what follows it on the
       // changelog becomes readable to a restore (read_committed stops at the first open one).
-      : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 10_000, createPartitioner: Partitioners.DefaultPartitioner, retry: { ...TRANSACTION_RETRY, ...this.config.client?.retry } })
+      : { transactionalId: opts.transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 10_000, createPartitioner: Partitioners.DefaultPartitioner, retry: transactionalRetry(this.config.client) })
     const onRequest = opts.onRequest
     if (onRequest !== undefined) producer.on(producer.events.REQUEST, (e) => { onRequest(e.payload.apiName, e.payload.duration / 1000) })
     await producer.connect()

@@ -8,25 +8,30 @@ import type { Population, PopulationOptions, SimLabel } from './population.js'
 /**
  * `--population mixed`: the users of four generators — daily habits, slow faders, weekly cadences
  * and BG/NBD — in one stream, a quarter each (the remainder to the first), every generator with
- * its own seed. A real deployment sees its kinds of users side by side in every partition, so
+ * its own seed (below four users, habits gets them all). A real deployment sees its kinds of users side by side in every partition, so
  * the model learns, and its threshold is set, on all of them at once: what one kind allows (early
  * alerts on faders) must not cost another (weekly users' seven-day silences). User ids do not
  * collide (each generator has its own prefix); each written day's events are merged by time.
  */
-const GENERATORS = ['habits', 'fades', 'cadence', 'bgnbd'] as const
-
 export class MixedPopulation implements Population {
-  private readonly parts: Population[]
+  /** the generators with users (fewer than four users leave some out), and their names */
+  private readonly parts: Array<{ name: string, population: Population }> = []
 
   constructor (opts: PopulationOptions) {
     const quarter = Math.floor(opts.users / 4)
     const users = [opts.users - 3 * quarter, quarter, quarter, quarter]
-    const part = (i: number): PopulationOptions => ({ ...opts, users: Math.max(1, users[i]), seed: opts.seed * 4 + i })
-    this.parts = [new HabitsPopulation(part(0)), new FadesPopulation(part(1)), new CadencePopulation(part(2)), new BgNbdPopulation(part(3))]
+    const make = [
+      (o: PopulationOptions) => new HabitsPopulation(o),
+      (o: PopulationOptions) => new FadesPopulation(o),
+      (o: PopulationOptions) => new CadencePopulation(o),
+      (o: PopulationOptions) => new BgNbdPopulation(o)
+    ]
+    const names = ['habits', 'fades', 'cadence', 'bgnbd']
+    for (let i = 0; i < 4; i++) if (users[i] > 0) this.parts.push({ name: names[i], population: make[i]({ ...opts, users: users[i], seed: opts.seed * 4 + i }) })
   }
 
   * days (): Generator<UserEvent[]> {
-    const gens = this.parts.map((p) => p.days())
+    const gens = this.parts.map((p) => p.population.days())
     for (;;) {
       const day: UserEvent[] = []
       let done = 0
@@ -43,5 +48,5 @@ export class MixedPopulation implements Population {
   }
 
   /** each user's kind prefixed with its generator ("habits/daily", "bgnbd/regular") */
-  labels (): SimLabel[] { return this.parts.flatMap((p, i) => p.labels().map((l) => ({ ...l, archetype: `${GENERATORS[i]}/${l.archetype}` }))) }
+  labels (): SimLabel[] { return this.parts.flatMap((p) => p.population.labels().map((l) => ({ ...l, archetype: `${p.name}/${l.archetype}` }))) }
 }

@@ -73,6 +73,16 @@ describe('run configuration', () => {
     const { kafkajsConfig } = await import('../../src/kafka/kafkajs-client.js')
     expect(kafkajsConfig(c, 'x')).toMatchObject({ clientId: 'x', brokers: c.brokers, connectionTimeout: 3000, requestTimeout: 60_000, retry: { retries: 8, maxRetryTime: 10_000 } })
     expect(parseRunConfig(BASE, 'ebb.yaml', {}).client).toEqual({})
+    // the transactional producer: a first retry after 10 ms (CONCURRENT_TRANSACTIONS clears in a
+    // few ms), ~9 s in all as kafkajs' default; any retry setting of the user's replaces it whole
+    const { transactionalRetry } = await import('../../src/kafka/kafkajs-client.js')
+    const ours = transactionalRetry(parseRunConfig(BASE, 'ebb.yaml', {}).client)
+    expect(ours).toEqual({ initialRetryTime: 10, maxRetryTime: 1000, retries: 15 })
+    let total = 0
+    for (let k = 0; k < (ours?.retries ?? 0); k++) total += Math.min(1000, 10 * 2 ** k)
+    expect(total).toBeGreaterThan(8000)
+    expect(total).toBeLessThan(10_000)
+    expect(transactionalRetry(c.client)).toBeUndefined()
     expect(error(BASE + 'client: { socketTimeout: 1s }\n')).toMatch(/client: unknown key "socketTimeout" \(expected connectionTimeout, authenticationTimeout, requestTimeout, enforceRequestTimeout, retries, initialRetryTime, maxRetryTime\)/)
   })
 

@@ -118,6 +118,13 @@ describe('the mixed population', () => {
     expect(events(10).ts).not.toEqual(a.ts)
   })
 
+  it('below four users, habits gets them all (no generator is made up to one user)', () => {
+    const few = makePopulation('mixed', { users: 3, days: 10, seed: 2, churnRate: 0.2 })
+    for (const day of few.days()) for (const e of day) expect(e.userId[0]).toBe('h')
+    expect(few.labels().length).toBeLessThanOrEqual(3)
+    expect(few.labels().every((l) => l.archetype.startsWith('habits/'))).toBe(true)
+  })
+
   it('labels each user with its generator and kind', () => {
     const labels = a.sim.labels()
     for (const u of a.users) expect(labels.some((l) => l.userId === u)).toBe(true)
