@@ -9,6 +9,13 @@ import { log } from '../log.js'
  */
 const REQUEST_TIMEOUT_MS = 5000
 
+/** A registry that could not answer a registration: `ebb run` retries its start (name: SchemaRegistryUnavailable). */
+function unavailable (message: string): Error {
+  const err = new Error(message)
+  err.name = 'SchemaRegistryUnavailable'
+  return err
+}
+
 /**
  * Writer schemas of Confluent-framed input, from a schema registry (GET /schemas/ids/{id}).
  * A record written with another version of ebb.UserEvent is read through Avro schema
@@ -25,13 +32,6 @@ const REQUEST_TIMEOUT_MS = 5000
  * info (https://user:password@host) or `userInfo` ("user:password", as Confluent's
  * basic.auth.user.info), sent as HTTP Basic; they never appear in logs or messages.
  */
-/** A registry that could not answer a registration: `ebb run` retries its start (name: SchemaRegistryUnavailable). */
-function unavailable (message: string): Error {
-  const err = new Error(message)
-  err.name = 'SchemaRegistryUnavailable'
-  return err
-}
-
 export class SchemaRegistry {
   private readonly resolved = new Map<number, { resolver: avsc.Resolver, writer: avsc.Type } | string>()
   private readonly base: string
@@ -78,7 +78,7 @@ export class SchemaRegistry {
       } catch (err) {
         if (err instanceof EbbError) throw err
         // Not cached: a registry that is down is asked again when the batch comes back.
-        const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
+        const why = this.failureText(err)
         this.unavailableSince ??= Date.now()
         this.lastError = `${this.base}: ${why}`
         this.failures++
@@ -109,14 +109,18 @@ export class SchemaRegistry {
     try {
       r = await fetch(`${this.base}/subjects/${encodeURIComponent(subject)}/versions`, { method: 'POST', headers: { ...this.headers, 'content-type': 'application/vnd.schemaregistry.v1+json' }, body: JSON.stringify({ schema }), signal: AbortSignal.timeout(this.timeoutMs) })
     } catch (err) {
-      const why = (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
-      throw unavailable(`registering ${subject} at the schema registry ${this.base} failed: ${why}`)
+      throw unavailable(`registering ${subject} at the schema registry ${this.base} failed: ${this.failureText(err)}`)
     }
     if (r.status === 401 || r.status === 403) throw new EbbError(Errors.SCHEMA_REGISTRY_AUTH, this.base, r.status)
     const body = await r.json().catch(() => ({})) as { id?: number, message?: string }
     if (r.status === 409 || r.status === 422) throw new EbbError(Errors.CONFIG_INVALID, 'outputFormat', `the schema registry ${this.base} refuses Ebb's schema for ${subject} (HTTP ${r.status}: ${body.message ?? 'incompatible'}); set the subject's compatibility, or write this output as avro or json`)
     if (!r.ok || typeof body.id !== 'number') throw unavailable(`registering ${subject} at the schema registry ${this.base} failed: HTTP ${r.status}`)
     return body.id
+  }
+
+  /** A request that got no answer, in words: the timeout, or the network's error. */
+  private failureText (err: unknown): string {
+    return (err as Error).name === 'TimeoutError' ? `no answer within ${this.timeoutMs / 1000} s` : (err as Error).message
   }
 
   /** Why a record with this id cannot be read, or null when it can. */
