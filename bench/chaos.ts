@@ -72,7 +72,6 @@ function rng (seed: number): () => number {
   return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 4294967296 }
 }
 
-
 /** Every committed value of a topic, read by kcat (librdkafka, read_committed). */
 function kcat (bootstrap: string, topic: string): Buffer[] {
   const r = spawnSync('kcat', ['-C', '-b', bootstrap, '-t', topic, '-e', '-q', '-X', 'isolation.level=read_committed', '-f', '%R%s'], { timeout: 300_000, maxBuffer: 1 << 30 })

@@ -22,8 +22,6 @@ const CONSISTENT_RESTORE_WAIT_MS = 200
 export class ChangelogReader {
   /** changelog records restored, and still to restore, per partition */
   readonly progress = new Map<number, { restored: number, remaining: number }>()
-  /** the partition being restored now, if any */
-  restoring: number | undefined
 
   constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig) {}
 
@@ -76,7 +74,6 @@ export class ChangelogReader {
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
     const end = (await this.admin().endOffsets(topic)).get(partition) ?? 0n
     if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
-    this.restoring = partition
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }
     this.progress.set(partition, progress)
@@ -86,33 +83,29 @@ export class ChangelogReader {
     let firstAt = 0
     /** state tombstones (ERASEs) restored: the store is rewritten after, so no file keeps the erased */
     let erased = 0
-    try {
-      await this.client.readPartition(topic, partition, from, last, async (records) => {
-        if (records.length === 0) return
-        if (firstAt === 0) firstAt = Date.now()
-        const b = store.batch()
-        for (const m of records) {
-          if (m.key === null) continue
-          if (m.value === null) {
-            b.del(m.key)
-            if (m.key[0] === STATE_PREFIX) erased++
-          } else b.put(m.key, m.value)
-          progress.restored++
-        }
-        const next = BigInt(records[records.length - 1].offset) + 1n
-        await b.write()
-        progress.remaining = Number(end > next ? end - next : 0n)
-      })
-      const pos = Buffer.alloc(8)
-      pos.writeBigUInt64BE(end)
+    await this.client.readPartition(topic, partition, from, last, async (records) => {
+      if (records.length === 0) return
+      if (firstAt === 0) firstAt = Date.now()
       const b = store.batch()
-      b.put(META_CHANGELOG, pos)
+      for (const m of records) {
+        if (m.key === null) continue
+        if (m.value === null) {
+          b.del(m.key)
+          if (m.key[0] === STATE_PREFIX) erased++
+        } else b.put(m.key, m.value)
+        progress.restored++
+      }
+      const next = BigInt(records[records.length - 1].offset) + 1n
       await b.write()
-      if (erased > 0) await store.purgeDeleted?.()
-      progress.remaining = 0
-    } finally {
-      this.restoring = undefined
-    }
+      progress.remaining = Number(end > next ? end - next : 0n)
+    })
+    const pos = Buffer.alloc(8)
+    pos.writeBigUInt64BE(end)
+    const b = store.batch()
+    b.put(META_CHANGELOG, pos)
+    await b.write()
+    if (erased > 0) await store.purgeDeleted?.()
+    progress.remaining = 0
     const secs = (Date.now() - t0) / 1000
     const firstRecordSec = firstAt === 0 ? secs : (firstAt - t0) / 1000
     log.info({ partition, records: progress.restored, seconds: secs, firstRecordSeconds: firstRecordSec, perSecond: Math.round(progress.restored / Math.max(secs, 1e-3)) }, 'state restored')

@@ -121,23 +121,17 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = ['avro', 'confluent', 'js
 
 /** `outputFormat: F` for every output, or `{ alerts: F, … }`; EBB_OUTPUT_FORMAT wins for every output. */
 function outputFormats (y: YamlDoc, node: Node | undefined, registry: boolean, env: NodeJS.ProcessEnv): Record<OutputTopic, OutputFormat> {
-  const dflt: OutputFormat = registry ? 'confluent' : 'avro'
+  const every = (f: OutputFormat): Record<OutputTopic, OutputFormat> => ({ alerts: f, tasks: f, outcomes: f, deadLetters: f })
   const check = (v: string, where: Node | undefined, what: string): OutputFormat => {
     if (!(OUTPUT_FORMATS as readonly string[]).includes(v)) return y.fail(where, `${what}: avro, confluent or json, not "${v}"`)
     if (v === 'confluent' && !registry) return y.fail(where, `${what}: confluent needs schemaRegistryUrl (the schemas are registered there)`)
     return v as OutputFormat
   }
-  const out: Record<OutputTopic, OutputFormat> = { alerts: dflt, tasks: dflt, outcomes: dflt, deadLetters: dflt }
+  const out = every(registry ? 'confluent' : 'avro')
   const fromEnv = env.EBB_OUTPUT_FORMAT
-  if (fromEnv !== undefined && fromEnv !== '') {
-    const f = check(fromEnv, node, 'EBB_OUTPUT_FORMAT')
-    return { alerts: f, tasks: f, outcomes: f, deadLetters: f }
-  }
+  if (fromEnv !== undefined && fromEnv !== '') return every(check(fromEnv, node, 'EBB_OUTPUT_FORMAT'))
   if (node === undefined) return out
-  if (isScalar(node)) {
-    const f = check(y.str(node, 'outputFormat'), node, 'outputFormat')
-    return { alerts: f, tasks: f, outcomes: f, deadLetters: f }
-  }
+  if (isScalar(node)) return every(check(y.str(node, 'outputFormat'), node, 'outputFormat'))
   y.onlyKeys(node, 'outputFormat', [...OUTPUT_TOPICS])
   for (const t of OUTPUT_TOPICS) {
     const n = y.get(node, t)
