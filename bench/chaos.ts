@@ -3,11 +3,12 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } fro
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { type Admin, Kafka, logLevel } from 'kafkajs'
 import { intOption, parseOptions } from '../src/cli/args.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
 import { encodeJsonEvent } from '../src/events/jsonl.js'
 import type { UserEvent } from '../src/events/user-event.js'
+import type { AdminPort, KafkaClient } from '../src/kafka/client.js'
+import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { projectRoot } from '../src/paths.js'
 import { Simulator } from '../src/sim/simulator.js'
@@ -112,17 +113,18 @@ function compare (want: unknown[], got: unknown[], key: (x: Record<string, unkno
   return { missing, duplicated, different, unexpected, examples }
 }
 
-async function committedTotal (kafka: Kafka, group: string, topic: string): Promise<number | null> {
-  let admin: Admin | undefined
+/** The sum of a group's committed offsets on `topic`, with an admin client of its own; null while the broker is down or loading. */
+async function committedTotal (client: KafkaClient, group: string, topic: string): Promise<number | null> {
+  let admin: AdminPort | undefined
   try {
-    admin = kafka.admin()
-    await admin.connect()
-    const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] })
-    return (committed[0]?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+    admin = await client.admin()
+    let total = 0
+    for (const offset of (await admin.committedOffsets(group, topic)).values()) total += offset === null ? 0 : Number(offset)
+    return total
   } catch {
     return null // the broker is down or loading: ask again later
   } finally {
-    await admin?.disconnect().catch(() => {})
+    await admin?.close().catch(() => {})
   }
 }
 
@@ -134,7 +136,7 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
   log(`chaos: a broker of its own on ${bootstrap}`)
   kafkaScript(o.port, ['stop'])
   kafkaScript(o.port, ['start'])
-  const kafka = new Kafka({ clientId: 'ebb-chaos', brokers: [bootstrap], logLevel: logLevel.NOTHING })
+  const client = new PlatformaticClient({ brokers: [bootstrap], ssl: false, sasl: null }, 'ebb-chaos')
   const procs: Array<{ child: ChildProcess, exited: Promise<number | null> } | undefined> = []
   let supervising = true
   try {
@@ -146,10 +148,13 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
     events.length = Math.min(events.length, o.events)
     const app = `chaos-${o.seed}-${Date.now().toString(36)}`
     const input = `${app}.events`
-    const admin = kafka.admin()
-    await admin.connect()
-    await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions, replicationFactor: 1 }], waitForLeaders: true })
-    await admin.disconnect()
+    const admin = await client.admin()
+    try {
+      // waits until every partition has a leader
+      await admin.createTopics([{ topic: input, partitions: o.partitions, replicationFactor: 1 }])
+    } finally {
+      await admin.close()
+    }
     const file = join(work, 'events.jsonl')
     writeFileSync(file, events.map(encodeJsonEvent).join('\n') + '\n')
     const ref = join(work, 'replay')
@@ -215,10 +220,12 @@ http: { port: 0 }
       const cut = Math.round(chunk.length * 0.6)
       const send = async (part: UserEvent[]): Promise<void> => {
         // A producer per part: one that saw the broker die would have to be recovered first.
-        const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
-        await producer.connect()
-        for (let i = 0; i < part.length; i += 5000) await producer.send({ topic: input, acks: -1, messages: part.slice(i, i + 5000).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })) })
-        await producer.disconnect()
+        const producer = await client.producer({})
+        try {
+          for (let i = 0; i < part.length; i += 5000) await producer.send(input, part.slice(i, i + 5000).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+        } finally {
+          await producer.close()
+        }
         produced += part.length
       }
       await send(chunk.slice(0, cut))
@@ -226,7 +233,7 @@ http: { port: 0 }
       if (fault !== undefined) {
         // At once: the last records were appended a moment ago, and the group commits every
         // 200 ms. What was not committed yet is read just before the fault.
-        const c = await committedTotal(kafka, app, input)
+        const c = await committedTotal(client, app, input)
         inFlight.push(produced - (c ?? done))
         if (fault === 'broker') {
           log(`chaos: killing the broker (-9); back in ${o.brokerDownMs / 1000} s`)
@@ -252,7 +259,7 @@ http: { port: 0 }
       await send(chunk.slice(cut))
       let lastProgress = Date.now()
       while (done < produced) {
-        const c = await committedTotal(kafka, app, input)
+        const c = await committedTotal(client, app, input)
         if (c !== null && c > done) { done = c; lastProgress = Date.now() }
         if (Date.now() - lastLog > 5000) { lastLog = Date.now(); log(`chaos: ${done.toLocaleString()} / ${total.toLocaleString()} committed (${(100 * done / total).toFixed(0)}%), ${instanceKills}/${o.instanceKills} instance kills (${wiped} on empty state), ${brokerKills}/${o.brokerKills} broker kills, ${restarts} restarts, ${((Date.now() - t0) / 1000).toFixed(0)} s`) }
         if (Date.now() - lastProgress > 300_000) throw new Error(`no progress for 5 minutes at ${done} of ${produced} committed; logs in ${work}`)

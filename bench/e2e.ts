@@ -1,12 +1,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Admin, Kafka, logLevel, type Producer } from 'kafkajs'
+// First: Node 20 lacks one function @platformatic/kafka calls (see node20.ts).
+import '../src/kafka/node20.js'
+import { Admin, type BaseOptions, connectionsApiChannel, Consumer, type Message, type MessagesStream } from '@platformatic/kafka'
 import hdr from 'hdr-histogram-js'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
 import type { UserEvent } from '../src/events/user-event.js'
-import { KafkajsClient, kafkajsConfig } from '../src/kafka/kafkajs-client.js'
+import type { AdminPort, KafkaClient, ProducerPort } from '../src/kafka/client.js'
+import { PlatformaticClient, platformaticOptions } from '../src/kafka/platformatic-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { committedTotal, consumerPerfTest, ebbRunConfig, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
@@ -27,6 +30,11 @@ export interface E2eOptions {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 const EVENT_NULLS = { targetId: null, durationMs: null, amount: null, channel: null, taskId: null }
+/** the client settings of `ebb run` (timeouts, retries) for the bench's own @platformatic/kafka clients */
+const benchOptions = (bootstrap: string, clientId: string): BaseOptions => platformaticOptions({ brokers: [bootstrap], ssl: false, sasl: null }, clientId)
+const READ_COMMITTED = 1
+/** the Produce API's key in the Kafka protocol */
+const PRODUCE = 0
 
 /**
  * e2e: Ebb (`ebb run`, exactly-once) against the project's real broker, as a user runs it.
@@ -45,11 +53,9 @@ const EVENT_NULLS = { targetId: null, durationMs: null, amount: null, channel: n
 export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promise<Record<string, number | string>> {
   const broker = ensureBroker()
   const dir = mkdtempSync(join(tmpdir(), 'ebb-bench-e2e-'))
-  const kafka = new Kafka({ ...kafkajsConfig({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench'), logLevel: logLevel.NOTHING })
-  const admin = kafka.admin()
-  await admin.connect()
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
-  await producer.connect()
+  const client = new PlatformaticClient({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench')
+  const admin = await client.admin()
+  const producer = await client.producer({})
   const out: Record<string, number | string> = { partitions: o.partitions, guarantee: 'exactly_once', commitInterval: o.commitInterval }
   /** every Ebb started: stopped in `finally` whatever failed */
   const started: Array<ReturnType<typeof startEbb>> = []
@@ -58,12 +64,12 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     const run = `bench-e2e-${Date.now()}`
     // ---- 1. throughput on a backlog ------------------------------------------------------
     const input = `${run}.events`
-    await admin.createTopics({ topics: [{ topic: input, numPartitions: o.partitions }] })
+    await admin.createTopics([{ topic: input, partitions: o.partitions, replicationFactor: 1 }])
     const backlog = await produceBacklog(producer, input, o.events, 14, 5, 'bench e2e')
     const produced = backlog.produced
     out.events = produced
     out.avroBytesPerEvent = Math.round(backlog.bytes / produced)
-    out.kafkajsProduceEventsPerSec = Math.round(backlog.eventsPerSec)
+    out.backlogProduceEventsPerSec = Math.round(backlog.eventsPerSec)
     log(`e2e: ${count(produced)} events (${backlog.users.toLocaleString()} users) in ${input}`)
 
     const app = `${run}-tput`
@@ -97,7 +103,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     out.consumerPerfTestFetchMsgPerSec = Math.round(consumerCeiling.fetchMsgPerSec)
     out.ratioToConsumerPerfTest = Math.round(ebbRate / consumerCeiling.msgPerSec * 1000) / 1000
     const perfTopic = `${run}.perf`
-    await admin.createTopics({ topics: [{ topic: perfTopic, numPartitions: o.partitions }] })
+    await admin.createTopics([{ topic: perfTopic, partitions: o.partitions, replicationFactor: 1 }])
     const producerCeiling = producerPerfTest(broker.bootstrap, perfTopic, produced, Number(out.avroBytesPerEvent))
     out.producerPerfTestRecordsPerSec = Math.round(producerCeiling.recordsPerSec)
     log(`e2e: ceilings: kafka-consumer-perf-test ${count(Math.round(consumerCeiling.msgPerSec))}/s, kafka-producer-perf-test ${count(Math.round(producerCeiling.recordsPerSec))}/s`)
@@ -105,7 +111,8 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     // ---- 2. latency at shares of the maximum rate -----------------------------------------
     const lapp = `${run}-live`
     Object.assign(out, await measureLatency({
-      kafka,
+      bootstrap: broker.bootstrap,
+      client,
       admin,
       producer,
       run,
@@ -153,8 +160,8 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
       await e.exited
       clearTimeout(timer)
     }
-    await producer.disconnect()
-    await admin.disconnect()
+    await producer.close()
+    await admin.close()
     if (keepLogs) log(`e2e: failed; Ebb's logs and state are kept in ${dir}`)
     else rmSync(dir, { recursive: true, force: true })
     if (broker.started) stopBroker()
@@ -176,9 +183,12 @@ export interface LatencyApp { stop: (out: Record<string, number | string>) => Pr
  * send call). Results as `<rate name>P50ms`, `…P99ms`, etc.
  */
 export async function measureLatency (o: {
-  kafka: Kafka
-  admin: Admin
-  producer: Producer
+  bootstrap: string
+  /** its partitioner says where each trigger user's events land */
+  client: KafkaClient
+  admin: AdminPort
+  /** acks=all, idempotent */
+  producer: ProducerPort
   run: string
   partitions: number
   rates: Array<{ name: string, perSec: number }>
@@ -194,7 +204,7 @@ export async function measureLatency (o: {
 }, log: (s: string) => void): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {}
   const live = `${o.run}.live`
-  await o.admin.createTopics({ topics: [{ topic: live, numPartitions: o.partitions, configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] }] })
+  await createLogAppendTimeTopic(o.bootstrap, live, o.partitions)
   const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
   const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
   const history: Array<{ key: string, value: Buffer }> = []
@@ -205,30 +215,34 @@ export async function measureLatency (o: {
       for (let c = 0; c < 6; c++) history.push({ key: u, value: encodeAvroEvent({ eventId: `h${++seq}`, userId: u, type: 'FOLLOW', ts: before + seq, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
     }
   })
-  for (let i = 0; i < history.length; i += 5000) await o.producer.send({ topic: live, acks: -1, messages: history.slice(i, i + 5000) })
+  for (let i = 0; i < history.length; i += 5000) await o.producer.send(live, history.slice(i, i + 5000))
   const arrivals = new Map<string, number>()
-  const consumer = o.kafka.consumer({ groupId: `${o.app}-reader`, readUncommitted: false, maxWaitTimeInMs: 20 })
-  await consumer.connect()
+  // The output reader: a group of its own from the start of the topic, read_committed, long polls
+  // of at most 20 ms; each record counts when the client hands it over.
+  const reader = new Consumer({ ...benchOptions(o.bootstrap, 'ebb-bench-reader'), groupId: `${o.app}-reader`, isolationLevel: READ_COMMITTED, maxWaitTime: 20 })
+  let readerError: Error | undefined
+  reader.on('error', (err: Error) => { readerError ??= err })
+  let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined
   let app: LatencyApp | undefined
   try {
-    await o.admin.createTopics({ topics: [{ topic: o.outputTopic, numPartitions: o.partitions }] })
-    await consumer.subscribe({ topic: o.outputTopic, fromBeginning: true })
-    await consumer.run({
-      eachBatch: async ({ batch }) => {
-        const now = Date.now()
-        for (const m of batch.messages) {
-          if (m.value === null) continue
-          const u = o.triggerUser(m.key, m.value)
-          if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
-        }
-      }
+    await o.admin.createTopics([{ topic: o.outputTopic, partitions: o.partitions, replicationFactor: 1 }])
+    stream = await reader.consume({ topics: [o.outputTopic], mode: 'earliest', autocommit: false })
+    stream.on('error', (err: Error) => { readerError ??= err })
+    stream.on('data', (m: Message<Buffer, Buffer, Buffer, Buffer>) => {
+      const now = Date.now()
+      // a null key or value comes as undefined
+      const value: Buffer | undefined = m.value ?? undefined
+      if (value === undefined) return
+      const u = o.triggerUser(m.key ?? null, value)
+      if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
     })
     app = await o.start(live)
     for (let i = 0; i < 600 && await committedTotal(o.admin, o.app, live) < history.length; i++) await sleep(100)
     for (const [l, rate] of o.rates.entries()) {
-      const r = await pacedLoad(o.producer, live, o.partitions, rate.perSec, o.seconds, triggerUsers(l), l)
+      const r = await pacedLoad(o.client, o.producer, live, o.partitions, rate.perSec, o.seconds, triggerUsers(l), l)
       // Wait for the level's outputs (or give up after 10 s), then read the latencies.
-      for (let i = 0; i < 100 && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
+      for (let i = 0; i < 100 && readerError === undefined && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
+      if (readerError !== undefined) throw new Error(`the reader of ${o.outputTopic} failed: ${readerError.message}`, { cause: readerError })
       const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       let got = 0
@@ -253,21 +267,70 @@ export async function measureLatency (o: {
     }
   } finally {
     // the reader goes whatever stopping the application throws (and its error does not hide the first one)
-    try { await app?.stop(out) } finally { await consumer.disconnect() }
+    try {
+      await app?.stop(out)
+    } finally {
+      try { await stream?.close() } finally { await reader.close(true) }
+    }
   }
   return out
+}
+
+/**
+ * Creates `topic` with LogAppendTime (the ports' createTopics sets no topic configuration) and
+ * waits until every partition has a leader, so that a send right after finds them.
+ */
+async function createLogAppendTimeTopic (bootstrap: string, topic: string, partitions: number): Promise<void> {
+  const admin = new Admin(benchOptions(bootstrap, 'ebb-bench'))
+  try {
+    await admin.createTopics({ topics: [topic], partitions, replicas: 1, configs: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] })
+    for (const deadline = Date.now() + 30_000; ;) {
+      const t = (await admin.metadata({ topics: [topic], forceUpdate: true }).catch(() => undefined))?.topics.get(topic)
+      if (t !== undefined && t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0)) return
+      if (Date.now() > deadline) throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
+      await sleep(100)
+    }
+  } finally {
+    await admin.close()
+  }
+}
+
+/** A Produce response's fields this file reads (as the client parses it, versions 3 to 11). */
+interface ProduceResponse { responses?: Array<{ name: string, partitionResponses: Array<{ index: number, errorCode: number, baseOffset: bigint, logAppendTimeMs: bigint }> }> }
+
+/**
+ * The broker's append time (LogAppendTime) of every record batch this process sends to `topic`,
+ * by partition and base offset. A send's result holds the base offsets but not the append time,
+ * so it is taken from each Produce response as the client parses it, on the client's diagnostics
+ * channel `plt:kafka:connections:api` (published before the send's promise settles).
+ */
+function appendTimes (topic: string): { of: (partition: number, baseOffset: bigint) => number | undefined, stop: () => void } {
+  const times = new Map<string, number>()
+  const onResponse = (message: unknown): void => {
+    const m = message as { apiKey?: number, result?: ProduceResponse }
+    if (m.apiKey !== PRODUCE) return
+    for (const t of m.result?.responses ?? []) {
+      if (t.name !== topic) continue
+      for (const p of t.partitionResponses) if (p.errorCode === 0 && p.logAppendTimeMs > 0n) times.set(`${p.index}:${p.baseOffset}`, Number(p.logAppendTimeMs))
+    }
+  }
+  connectionsApiChannel.asyncStart.subscribe(onResponse)
+  return {
+    of: (partition, baseOffset) => times.get(`${partition}:${baseOffset}`),
+    stop: () => { connectionsApiChannel.asyncStart.unsubscribe(onResponse) }
+  }
 }
 
 /**
  * Sends live events at `perSec` for `seconds`, in 10 ms slices: VIEWs and LOGINs of filler
  * users, and for each trigger user three UNFOLLOWs in a row (the third fires unfollow_burst).
  * Event time is the send call's time (`triggerAt`); the broker's append time of each trigger
- * (the topic uses LogAppendTime) comes back with its send (`triggerAppendedAt`).
+ * (the topic uses LogAppendTime) comes back in the response to its send (`triggerAppendedAt`).
  */
-async function pacedLoad (producer: Producer, topic: string, partitions: number, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number>, triggerAppendedAt: Map<string, number> }> {
+async function pacedLoad (client: KafkaClient, producer: ProducerPort, topic: string, partitions: number, perSec: number, seconds: number, triggers: string[], level: number): Promise<{ sent: number, seconds: number, triggerAt: Map<string, number>, triggerAppendedAt: Map<string, number> }> {
   const triggerAt = new Map<string, number>()
   const triggerAppendedAt = new Map<string, number>()
-  const partitionOf = new KafkajsClient({ brokers: ['127.0.0.1:1'], ssl: false, sasl: null }, 'partitioner')
+  const appended = appendTimes(topic)
   const fillers = 20_000
   const total = Math.round(perSec * seconds)
   const triggerEvery = Math.max(1, Math.floor(total / (triggers.length * 3 + 1)))
@@ -277,37 +340,42 @@ async function pacedLoad (producer: Producer, topic: string, partitions: number,
   const start = performance.now()
   const inFlight: Array<Promise<unknown>> = []
   const progress = new Progress('bench e2e')
-  while (sent < total) {
-    // At most 5,000 events a send: a generator that falls behind sends at its own top speed,
-    // never one giant request.
-    const due = Math.min(total, sent + 5000, Math.round((performance.now() - start) / 1000 * perSec))
-    if (due <= sent) { await sleep(2); continue }
-    progress.tick(() => `paced load at ${count(perSec)}/s: ${count(sent)} of ${count(total)} sent (${rate(sent, performance.now() - start)})`)
-    const messages: Array<{ key: string, value: Buffer }> = []
-    const sliceTriggers: string[] = []
-    const ts = Date.now()
-    for (; sent < due; sent++) {
-      seq++
-      if (sent % triggerEvery === 0 && next < triggers.length * 3) {
-        const u = triggers[Math.floor(next / 3)]
-        const c = next % 3
-        messages.push({ key: u, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: u, type: 'UNFOLLOW', ts, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
-        if (c === 2) { triggerAt.set(u, ts); sliceTriggers.push(u) }
-        next++
-        continue
+  try {
+    while (sent < total) {
+      // At most 5,000 events a send: a generator that falls behind sends at its own top speed,
+      // never one giant request.
+      const due = Math.min(total, sent + 5000, Math.round((performance.now() - start) / 1000 * perSec))
+      if (due <= sent) { await sleep(2); continue }
+      progress.tick(() => `paced load at ${count(perSec)}/s: ${count(sent)} of ${count(total)} sent (${rate(sent, performance.now() - start)})`)
+      const records: Array<{ key: string, value: Buffer }> = []
+      const sliceTriggers: string[] = []
+      const ts = Date.now()
+      for (; sent < due; sent++) {
+        seq++
+        if (sent % triggerEvery === 0 && next < triggers.length * 3) {
+          const u = triggers[Math.floor(next / 3)]
+          const c = next % 3
+          records.push({ key: u, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: u, type: 'UNFOLLOW', ts, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
+          if (c === 2) { triggerAt.set(u, ts); sliceTriggers.push(u) }
+          next++
+          continue
+        }
+        const f = `f${seq % fillers}`
+        records.push({ key: f, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: f, type: seq % 10 === 0 ? 'LOGIN' : 'VIEW', ts, tz: 'UTC', ...EVENT_NULLS } satisfies UserEvent) })
       }
-      const f = `f${seq % fillers}`
-      messages.push({ key: f, value: encodeAvroEvent({ eventId: `l${level}-${seq}`, userId: f, type: seq % 10 === 0 ? 'LOGIN' : 'VIEW', ts, tz: 'UTC', ...EVENT_NULLS } satisfies UserEvent) })
+      inFlight.push(producer.send(topic, records).then((results) => {
+        for (const u of sliceTriggers) {
+          const p = client.partitionOf(topic, u, partitions)
+          const baseOffset = results.find((r) => r.partition === p)?.baseOffset
+          const at = baseOffset === undefined ? undefined : appended.of(p, baseOffset)
+          if (at !== undefined) triggerAppendedAt.set(u, at)
+        }
+      }))
+      if (inFlight.length >= 8) await inFlight.shift()
     }
-    inFlight.push(producer.send({ topic, acks: -1, messages }).then((meta) => {
-      for (const u of sliceTriggers) {
-        const p = partitionOf.partitionOf(topic, u, partitions)
-        const appended = Number(meta.find((m) => m.partition === p)?.logAppendTime ?? -1)
-        if (appended > 0) triggerAppendedAt.set(u, appended)
-      }
-    }))
-    if (inFlight.length >= 8) await inFlight.shift()
+    await Promise.all(inFlight)
+  } finally {
+    appended.stop()
   }
-  await Promise.all(inFlight)
   return { sent, seconds: (performance.now() - start) / 1000, triggerAt, triggerAppendedAt }
 }

@@ -1,9 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createWriteStream, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Admin, Producer } from 'kafkajs'
+// First: Node 20 lacks one function @platformatic/kafka calls (see node20.ts).
+import '../src/kafka/node20.js'
+import { findErrorBy } from '@platformatic/kafka'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
+import type { AdminPort, ProducerPort } from '../src/kafka/client.js'
 import { Simulator } from '../src/sim/simulator.js'
 import { projectRoot } from '../src/paths.js'
 
@@ -112,16 +115,28 @@ export function rssMB (pid: number | undefined): number {
 }
 
 /**
- * The sum of a group's committed offsets on `topic`. A broker that just started answers
- * "not the coordinator" until its offsets topic is loaded: retriable errors are retried (10 s).
+ * Whether a @platformatic/kafka error may pass when asked again: none in its chain says
+ * `canRetry: false` (the rule the client's own retries follow).
  */
-export async function committedTotal (admin: Admin, group: string, topic: string): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
+function retriable (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('PLT_KFK_') && findErrorBy(err as Error, 'canRetry', false) === null
+}
+
+/**
+ * The sum of a group's committed offsets on `topic`. A broker that just started answers
+ * "not the coordinator" until its offsets topic is loaded: the client retries that itself, and
+ * retriable errors that outlast its retries are asked again for 10 s.
+ */
+export async function committedTotal (admin: AdminPort, group: string, topic: string): Promise<number> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
     try {
-      const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] })
-      return (t?.partitions ?? []).reduce((n, p) => n + Math.max(0, Number(p.offset)), 0)
+      let total = 0
+      for (const offset of (await admin.committedOffsets(group, topic)).values()) total += offset === null ? 0 : Number(offset)
+      return total
     } catch (err) {
-      if (attempt >= 50 || (err as { retriable?: boolean }).retriable !== true) throw err
+      if (Date.now() > deadline || !retriable(err)) throw err
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
   }
@@ -133,7 +148,7 @@ export async function committedTotal (admin: Admin, group: string, topic: string
  * the time from the call to caught up, and the largest summed RSS of `pids`. Fails when
  * `exited()` names a process that stopped, or when nothing is committed for `stallMs`.
  */
-export async function measureCatchUp (o: { admin: Admin, group: string, topic: string, total: number, what: string, pids: () => Array<number | undefined>, exited: () => string | null, stallMs: number }): Promise<{ eventsPerSec: number, startToCaughtUpSec: number, rssMB: number }> {
+export async function measureCatchUp (o: { admin: AdminPort, group: string, topic: string, total: number, what: string, pids: () => Array<number | undefined>, exited: () => string | null, stallMs: number }): Promise<{ eventsPerSec: number, startToCaughtUpSec: number, rssMB: number }> {
   const progress = new Progress('bench')
   let first = 0
   let firstAt = 0
@@ -159,10 +174,11 @@ export async function measureCatchUp (o: { admin: Admin, group: string, topic: s
 }
 
 /**
- * Produces `events` simulated Avro events (key = userId) to `topic`, 5,000 a request: a backlog
- * spread over `days` days of the simulator (~7 events per user-day), with progress lines.
+ * Produces `events` simulated Avro events (key = userId) to `topic`, 5,000 a send (acks=all,
+ * idempotent): a backlog spread over `days` days of the simulator (~7 events per user-day), with
+ * progress lines.
  */
-export async function produceBacklog (producer: Producer, topic: string, events: number, days: number, seed: number, label: string): Promise<{ produced: number, bytes: number, users: number, eventsPerSec: number }> {
+export async function produceBacklog (producer: ProducerPort, topic: string, events: number, days: number, seed: number, label: string): Promise<{ produced: number, bytes: number, users: number, eventsPerSec: number }> {
   const users = Math.max(100, Math.round(events / 7 / days))
   const sim = new Simulator({ users, days: Math.max(1, Math.ceil(events / 7 / users)), seed })
   const progress = new Progress(label)
@@ -172,8 +188,8 @@ export async function produceBacklog (producer: Producer, topic: string, events:
   for (const day of sim.days()) {
     for (let i = 0; i < day.length && produced < events; i += 5000) {
       const slice = day.slice(i, Math.min(i + 5000, i + events - produced))
-      const messages = slice.map((e) => { const v = encodeAvroEvent(e); bytes += v.length; return { key: e.userId, value: v } })
-      await producer.send({ topic, acks: -1, messages })
+      const records = slice.map((e) => { const v = encodeAvroEvent(e); bytes += v.length; return { key: e.userId, value: v } })
+      await producer.send(topic, records)
       produced += slice.length
       progress.tick(() => `producing the backlog: ${count(produced)} of ${count(events)} (${rate(produced, performance.now() - t0)})`)
     }

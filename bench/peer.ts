@@ -2,9 +2,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
 import { count } from '../src/cli/progress.js'
-import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
+import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { projectRoot, schemaPath } from '../src/paths.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { benchE2e, type LatencyApp, measureLatency } from './e2e.js'
@@ -32,9 +31,8 @@ export async function benchPeer (o: { events: number, partitions: number, second
   const mvn = spawnSync('mvn', ['-q', '-B', 'package'], { cwd: dir, encoding: 'utf8', timeout: 900_000 })
   if (mvn.status !== 0) throw new Error(`mvn package failed in ${dir}: ${(mvn.stdout + mvn.stderr).slice(-2000)}`)
   const broker = ensureBroker()
-  const kafka = new Kafka({ ...kafkajsConfig({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench-peer'), logLevel: logLevel.NOTHING })
-  const admin = kafka.admin()
-  await admin.connect()
+  const client = new PlatformaticClient({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench-peer')
+  const admin = await client.admin()
   const state = mkdtempSync(join(tmpdir(), 'ebb-bench-peer-'))
   let child: ChildProcess | undefined
   try {
@@ -42,7 +40,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
     const input = String(ebb.input)
     const produced = Number(ebb.events)
     const app = `${input}-peer`
-    await admin.createTopics({ topics: [{ topic: `${app}.alerts`, numPartitions: o.partitions }] })
+    await admin.createTopics([{ topic: `${app}.alerts`, partitions: o.partitions, replicationFactor: 1 }])
     /** the peer application on `topic`, as Kafka Streams application `application` */
     const startPeer = (topic: string, application: string): ChildProcess => {
       child = spawn('java', ['-Xmx2g', '-cp', `${join(dir, 'target', 'ebb-peer-kafka-streams-1.jar')}:${join(dir, 'target', 'lib', '*')}`, 'dev.ebb.peer.ChurnPeer', broker.bootstrap, topic, application, state, schemaPath('user-event.avsc')], { stdio: ['ignore', 'ignore', 'inherit'] })
@@ -61,7 +59,8 @@ export async function benchPeer (o: { events: number, partitions: number, second
     })
     const peerRate = caught.eventsPerSec
     const rss = caught.rssMB
-    const [alerts] = await admin.fetchTopicOffsets(`${app}.alerts`).then((ps) => [ps.reduce((n, p) => n + Number(p.high), 0)])
+    let alerts = 0
+    for (const end of (await admin.endOffsets(`${app}.alerts`)).values()) alerts += Number(end)
     log(`peer: Kafka Streams caught up at ${count(Math.round(peerRate))} events/s; Ebb at ${count(Number(ebb.ebbEventsPerSec))} events/s`)
     await stopProcess(java)
     const out: Record<string, number | string> = {
@@ -78,10 +77,9 @@ export async function benchPeer (o: { events: number, partitions: number, second
     // ---- latency, side by side, at the same event rates ----
     const slower = Math.min(Number(ebb.ebbEventsPerSec), peerRate)
     const rates = LEVELS.map((share) => ({ name: `at${Math.round(share * 100)}pct`, perSec: Math.max(100, Math.round(slower * share)) }))
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 })
-    await producer.connect()
+    const producer = await client.producer({})
     try {
-      const base = { kafka, admin, producer, partitions: o.partitions, rates, seconds: o.seconds }
+      const base = { bootstrap: broker.bootstrap, client, admin, producer, partitions: o.partitions, rates, seconds: o.seconds }
       const eapp = `${input}-lat-ebb-live`
       const ebbLatency = await measureLatency({
         ...base,
@@ -119,12 +117,12 @@ export async function benchPeer (o: { events: number, partitions: number, second
         log(`peer: ${count(perSec)} events/s: event → output p50 / p99 Ebb ${String(out[`${name}EbbP50ms`])} / ${String(out[`${name}EbbP99ms`])} ms, Kafka Streams ${String(out[`${name}KafkaStreamsP50ms`])} / ${String(out[`${name}KafkaStreamsP99ms`])} ms`)
       }
     } finally {
-      await producer.disconnect()
+      await producer.close()
     }
     return out
   } finally {
     if (child !== undefined) await stopProcess(child)
-    await admin.disconnect()
+    await admin.close()
     rmSync(state, { recursive: true, force: true })
     if (broker.started) stopBroker()
   }

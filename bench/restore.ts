@@ -1,10 +1,9 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
 import { count, Progress, rate } from '../src/cli/progress.js'
-import { kafkajsConfig } from '../src/kafka/kafkajs-client.js'
 import { CHANGELOG_SUFFIX } from '../src/kafka/config.js'
+import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { topologyPath } from '../src/paths.js'
 import { loadTopology } from '../src/rules/topology.js'
 import { PartitionTask } from '../src/runtime/partition-task.js'
@@ -42,9 +41,8 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 export async function benchRestore (o: { users: number }, log: (s: string) => void): Promise<Record<string, number | string>> {
   const broker = ensureBroker()
   const dir = mkdtempSync(join(tmpdir(), 'ebb-bench-restore-'))
-  const kafka = new Kafka({ ...kafkajsConfig({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench'), logLevel: logLevel.NOTHING })
-  const admin = kafka.admin()
-  await admin.connect()
+  const client = new PlatformaticClient({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench')
+  const admin = await client.admin()
   let ebb: ReturnType<typeof startEbb> | undefined
   let keepLogs = false
   try {
@@ -60,9 +58,8 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
     const app = `${run}-app`
     const input = `${run}.events`
     const changelog = app + CHANGELOG_SUFFIX
-    await admin.createTopics({ topics: [{ topic: input, numPartitions: 1 }, { topic: changelog, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }] })
-    const producer = kafka.producer({ transactionalId: `${run}-writer`, idempotent: true, maxInFlightRequests: 1 })
-    await producer.connect()
+    await admin.createTopics([{ topic: input, partitions: 1, replicationFactor: 1 }, { topic: changelog, partitions: 1, replicationFactor: 1, compact: true }])
+    const producer = await client.producer({ transactionalId: `${run}-writer` })
     const progress = new Progress('bench restore')
     let records = 0
     let bytes = 0
@@ -73,21 +70,21 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
       const txn = await producer.transaction()
       // Requests of at most ~512 KB, as Ebb's commits send them (the broker refuses a record
       // batch over max.message.bytes, 1 MB; a timer bucket alone can be ~14 KB).
-      let messages: Array<{ key: Buffer, value: Buffer }> = []
+      let batch: Array<{ key: Buffer, value: Buffer }> = []
       let size = 0
       for (const [key, value] of chunk) {
-        messages.push({ key, value })
+        batch.push({ key, value })
         size += key.length + value.length + 16
         bytes += key.length + value.length
-        if (size >= 512 * 1024) { await txn.send({ topic: changelog, acks: -1, messages }); messages = []; size = 0 }
+        if (size >= 512 * 1024) { await txn.sendBatch([{ topic: changelog, records: batch }]); batch = []; size = 0 }
       }
-      if (messages.length > 0) await txn.send({ topic: changelog, acks: -1, messages })
+      if (batch.length > 0) await txn.sendBatch([{ topic: changelog, records: batch }])
       await txn.commit()
       records += chunk.length
       progress.tick(() => `writing the changelog: ${count(records)} records (${rate(records, performance.now() - p0)})`)
     }
     const writeRate = records / ((performance.now() - p0) / 1000)
-    await producer.disconnect()
+    await producer.close()
     await store.close()
     log(`restore: ${count(records)} changelog records (${Math.round(bytes / records)} B each, key and value) in ${changelog}`)
 
@@ -127,7 +124,7 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
       users: o.users,
       changelogRecords: records,
       changelogBytesPerRecord: Math.round(bytes / Math.max(1, records)),
-      kafkajsWriteRecordsPerSec: Math.round(writeRate),
+      changelogWriteRecordsPerSec: Math.round(writeRate),
       restoredRecords: restored.records,
       recordsInRestoredStore: inStore,
       restoreSeconds: restored.seconds,
@@ -142,7 +139,7 @@ export async function benchRestore (o: { users: number }, log: (s: string) => vo
     throw err
   } finally {
     if (ebb !== undefined && ebb.child.exitCode === null) { ebb.child.kill('SIGKILL'); await ebb.exited }
-    await admin.disconnect().catch(() => {})
+    await admin.close().catch(() => {})
     if (keepLogs) log(`restore: logs kept in ${dir}`)
     else rmSync(dir, { recursive: true, force: true })
     if (broker.started) stopBroker()

@@ -5,7 +5,6 @@ import { intOption } from '../src/cli/args.js'
 import { commandHelp, COMMANDS, parseCommandWithPositionals } from '../src/cli/commands.js'
 import { EbbError, Errors } from '../src/errors.js'
 import { projectRoot } from '../src/paths.js'
-import { benchClients } from './clients.js'
 import { benchCore, coreRunName } from './core.js'
 import { benchE2e } from './e2e.js'
 import { benchPeer } from './peer.js'
@@ -15,7 +14,7 @@ import { benchScaling } from './scaling.js'
 import { benchState } from './state.js'
 import { benchTimers } from './timers.js'
 
-const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'clients', 'peer', 'scaling', 'populations'] as const
+const SUITES = ['core', 'state', 'restore', 'timers', 'e2e', 'peer', 'scaling', 'populations'] as const
 
 /**
  * `npm run bench -- [suite…] [--quick]`. Each suite writes bench/results/<suite>.json and a
@@ -67,10 +66,6 @@ export async function runBench (argv: string[]): Promise<number> {
       const commitInterval = o['commit-interval'] ?? '100ms'
       const name = quick ? 'e2e.quick' : 'e2e'
       write('e2e', name, `npm run bench -- e2e${quick ? ' --quick' : ''}`, await benchE2e({ events, partitions, seconds, levels: [0.25, 0.5, 0.9], commitInterval }, log))
-    }
-    if (suite === 'clients') {
-      const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)
-      write('clients', quick ? 'clients.quick' : 'clients', `npm run bench -- clients${quick ? ' --quick' : ''}`, await benchClients({ events, partitions: 2 }, log))
     }
     if (suite === 'peer') {
       const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)

@@ -242,7 +242,7 @@ prints the Markdown.`,
     name: 'bench',
     summary: 'the benchmark suites (= npm run bench -- SUITE)',
     usage: 'ebb bench [SUITE …] [--quick] [options]',
-    positionals: 'SUITE: core, state, restore, timers, e2e, clients, peer, scaling, populations (default: all but populations)',
+    positionals: 'SUITE: core, state, restore, timers, e2e, peer, scaling, populations (default: all but populations)',
     about: `Runs benchmark suites and writes their numbers to bench/results/<suite>.json. The Kafka
 suites start the project's broker (scripts/kafka.sh). bench/README.md explains each suite.`,
     options: {

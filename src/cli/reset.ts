@@ -1,7 +1,7 @@
 import { existsSync, rmSync } from 'node:fs'
 import { EbbError, Errors } from '../errors.js'
 import { changelogTopic, loadRunConfig } from '../kafka/config.js'
-import { KafkajsClient } from '../kafka/kafkajs-client.js'
+import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { requireOption } from './args.js'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 
@@ -16,7 +16,7 @@ export async function reset (argv: string[]): Promise<number> {
   const c = loadRunConfig(requireOption('reset', 'config', o.config))
   const to = o.to === undefined ? null : Date.parse(o.to)
   if (to !== null && Number.isNaN(to)) throw new EbbError(Errors.USAGE, `ebb reset: --to "${o.to ?? ''}" is not an ISO-8601 instant (like 2026-03-01T00:00:00Z)`)
-  const admin = await new KafkajsClient(c, `${c.applicationId}-reset`).admin()
+  const admin = await new PlatformaticClient(c, `${c.applicationId}-reset`).admin()
   try {
     const members = await admin.groupMemberCount(c.applicationId)
     if (members > 0) throw new EbbError(Errors.RESET_GROUP_ACTIVE, c.applicationId, members)

@@ -7,6 +7,7 @@ import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
 import { loadRunConfig } from '../kafka/config.js'
 import { KafkaRunner } from '../kafka/runner.js'
+import { isKafkaClientError } from '../kafka/platformatic-client.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
@@ -118,7 +119,7 @@ export async function run (argv: string[]): Promise<number> {
       lastError = err as Error
       // Retriable: the client's own errors (connection refused, no leader yet), a registry that
       // cannot answer, and Ebb's errors that say so; anything else (a bug) is not waited out.
-      fatal = isEbbError(err) ? !err.retriable : !(/^KafkaJS/.test(lastError.name) || lastError.name === 'SchemaRegistryUnavailable')
+      fatal = isEbbError(err) ? !err.retriable : !(isKafkaClientError(lastError) || lastError.name === 'SchemaRegistryUnavailable')
       outageSince ??= Date.now()
     }
     if (!fatal) retried(lastError)

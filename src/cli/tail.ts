@@ -1,6 +1,6 @@
 import { EbbError, Errors } from '../errors.js'
 import { loadRunConfig, OUTPUT_FORMATS, OUTPUT_TOPICS, type OutputFormat, type OutputTopic, type RunConfig } from '../kafka/config.js'
-import { KafkajsClient } from '../kafka/kafkajs-client.js'
+import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { decodeOutput, OUTPUT_KIND_OF, type OutputKind } from '../kafka/wire.js'
 import { intOption, requireOption } from './args.js'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
@@ -41,7 +41,7 @@ export async function tail (argv: string[]): Promise<number> {
   }
   if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${OUTPUT_TOPICS.join('|')}`)
   if (!KINDS.includes(kind)) throw new EbbError(Errors.USAGE, `ebb tail: --kind must be one of ${KINDS.join(', ')}, got "${kind}"`)
-  const client = new KafkajsClient(conn, 'ebb-tail')
+  const client = new PlatformaticClient(conn, 'ebb-tail')
   const admin = await client.admin()
   let printed = 0
   try {

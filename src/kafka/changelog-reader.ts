@@ -29,8 +29,9 @@ export class ChangelogReader {
    * Restores the store and, with exactly-once, returns the input offset its state has seen once
    * that agrees with the group's committed offset. Both are written by one transaction, so they
    * disagree only while a previous owner's last transaction is still landing: one that was in
-   * flight when it lost the partition (kafkajs has no KIP-447 fencing, and no revocation hook that
-   * can hold the rebalance). Read between the two, such a transaction would leave the state
+   * flight when it lost the partition (the client's group member rejoins without waiting for the
+   * runner, so nothing holds the rebalance while a commit is in flight; the member's generation
+   * fences only the offsets, KIP-447, not a transaction that already committed them). Read between the two, such a transaction would leave the state
    * without its records' effects while the fetch position skips them — a lost update. So the
    * restore repeats until the two agree. The tail can stay hidden longer: a transaction left open
    * on the changelog by a producer that died holds back what read_committed may see (the last

@@ -1,10 +1,11 @@
 /**
- * All of Ebb's Kafka I/O, as a few small ports. The runner, the simulator's producer and the
- * owner lookup use only these; `kafkajs-client.ts` implements them with kafkajs (the client the
- * product is specified with, in maintenance mode since 2023), so that a second client (e.g.
- * @platformatic/kafka) is one more file, not a change to the runner.
+ * All of Ebb's Kafka I/O, as a few small ports. The runner, the simulator's producer, `ebb tail`,
+ * `ebb reset` and the owner lookup use only these; `platformatic-client.ts` implements them with
+ * @platformatic/kafka (it replaced kafkajs, unmaintained since 2023: README "Kafka client"), so
+ * that another client is one more file, not a change to the runner. The unit tests' FakeBroker
+ * implements them too.
  */
-/** `timestamp`: the record's timestamp in ms, as a decimal string (as kafkajs gives it) */
+/** `timestamp`: the record's timestamp in ms, as a decimal string */
 export interface InputRecord { offset: string, key: Buffer | null, value: Buffer | null, timestamp?: string }
 
 export interface FetchedBatch {
@@ -61,7 +62,11 @@ export interface AdminPort {
 
 export interface TransactionPort {
   sendBatch (pieces: SendPiece[]): Promise<BatchSendResult[]>
-  sendOffsets (groupId: string, topic: string, offsets: OffsetCommit[]): Promise<void>
+  /**
+   * commits the group's input offsets inside the transaction, for `consumer`'s group and topic
+   * (with @platformatic/kafka, fenced by the member's generation: KIP-447)
+   */
+  sendOffsets (consumer: GroupConsumerPort, offsets: OffsetCommit[]): Promise<void>
   commit (): Promise<void>
   abort (): Promise<void>
 }
@@ -76,6 +81,9 @@ export interface ProducerPort {
 }
 
 export interface GroupConsumerPort {
+  readonly groupId: string
+  /** the subscribed topic */
+  readonly topic: string
   /** the group starts rebalancing: this member's partitions are about to be revoked */
   onRebalancing (cb: () => void): void
   /** the partitions of the subscribed topic this member holds after a rebalance */

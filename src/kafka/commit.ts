@@ -77,7 +77,7 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
     const txn = await io.producer.transaction()
     try {
       await send(async (round) => await txn.sendBatch(round))
-      if (content.offsets.length > 0) await txn.sendOffsets(c.applicationId, c.topics.input, content.offsets)
+      if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
       await txn.commit()
       io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
     } catch (err) {

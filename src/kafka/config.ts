@@ -81,23 +81,25 @@ export interface TlsSettings {
   files: string[]
 }
 
-/** The Kafka client's own settings that `client:` may set (kafkajs' names; durations in ms). */
+/**
+ * The Kafka client's own settings that `client:` may set (durations in ms): the connection and
+ * request timeouts, and how often and how patiently a failed request is retried (doubling from
+ * initialRetryTime up to maxRetryTime). Mapped onto @platformatic/kafka's options in
+ * platformatic-client.ts.
+ */
 export interface ClientProperties {
   connectionTimeout?: number
-  authenticationTimeout?: number
   requestTimeout?: number
-  enforceRequestTimeout?: boolean
   retry?: { retries?: number, initialRetryTime?: number, maxRetryTime?: number }
 }
 
-const CLIENT_DURATIONS = ['connectionTimeout', 'authenticationTimeout', 'requestTimeout'] as const
+const CLIENT_DURATIONS = ['connectionTimeout', 'requestTimeout'] as const
 
 function clientProperties (y: YamlDoc, node: Node | undefined): ClientProperties {
   if (node === undefined) return {}
-  y.onlyKeys(node, 'client', [...CLIENT_DURATIONS, 'enforceRequestTimeout', 'retries', 'initialRetryTime', 'maxRetryTime'])
+  y.onlyKeys(node, 'client', [...CLIENT_DURATIONS, 'retries', 'initialRetryTime', 'maxRetryTime'])
   const p: ClientProperties = {}
   for (const k of CLIENT_DURATIONS) if (y.get(node, k) !== undefined) p[k] = y.duration(y.get(node, k), `client.${k}`, 0)
-  if (y.get(node, 'enforceRequestTimeout') !== undefined) p.enforceRequestTimeout = y.bool(y.get(node, 'enforceRequestTimeout'), 'client.enforceRequestTimeout', true)
   const retry: NonNullable<ClientProperties['retry']> = {}
   if (y.get(node, 'retries') !== undefined) retry.retries = y.num(y.get(node, 'retries'), 'client.retries', 5, 0, 100, true)
   if (y.get(node, 'initialRetryTime') !== undefined) retry.initialRetryTime = y.duration(y.get(node, 'initialRetryTime'), 'client.initialRetryTime', 300)

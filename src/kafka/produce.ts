@@ -2,7 +2,7 @@ import { encodeAvroEvent } from '../events/avro.js'
 import { along, count, Progress, rate } from '../cli/progress.js'
 import type { Simulator } from '../sim/simulator.js'
 import { loadRunConfig } from './config.js'
-import { KafkajsClient } from './kafkajs-client.js'
+import { PlatformaticClient } from './platformatic-client.js'
 
 /**
  * `ebb simulate --kafka`: the simulated population as Avro ebb.UserEvent records, keyed by
@@ -14,7 +14,7 @@ import { KafkajsClient } from './kafkajs-client.js'
  */
 export async function produceSimulation (sim: Simulator, days: number, configFile: string): Promise<number> {
   const c = loadRunConfig(configFile)
-  const client = new KafkajsClient(c, `${c.applicationId}-simulate`)
+  const client = new PlatformaticClient(c, `${c.applicationId}-simulate`)
   const admin = await client.admin()
   if (await admin.partitionCount(c.topics.input) === 0) {
     await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])

@@ -9,7 +9,7 @@ import { RecentRecords } from '../io/recent.js'
 import { RocksStore } from '../state/rocks-store.js'
 import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaClient, ProducerPort, TopicSpec } from './client.js'
 import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
-import { KafkajsClient } from './kafkajs-client.js'
+import { PlatformaticClient } from './platformatic-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
 import { writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
@@ -107,7 +107,7 @@ export class KafkaRunner {
   inputPartitions = 0
 
   constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
-    this.client = client ?? new KafkajsClient(config, config.instanceId)
+    this.client = client ?? new PlatformaticClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
     this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
@@ -227,7 +227,7 @@ export class KafkaRunner {
   /**
    * The group rebalances: no commit until the new assignment, and every partition's uncommitted
    * work is dropped (its store holds only committed state; the cache and buffered outputs go).
-   * Committing here instead would race the rejoin (kafkajs does not wait for this handler, and
+   * Committing here instead would race the rejoin (the client does not wait for this handler, and
    * the new owner could read the offsets before the transaction lands); dropping is always safe:
    * the next owner, this instance or another, redoes at most one commit interval from the
    * committed offsets, and the transaction made the first attempt invisible.

@@ -7,7 +7,7 @@ import type { RecordBatch } from '../runtime/record-batch.js'
 import type { StoreBatch } from '../state/kv-store.js'
 import type { SchemaRegistry } from './schema-registry.js'
 
-/** A message as kafkajs hands it over (only what Ebb reads). */
+/** An input record as the client port hands it over (only what Ebb reads). */
 export interface InputMessage { offset: string, value: Buffer | null, timestamp?: string }
 
 /**

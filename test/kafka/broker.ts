@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
+import type { AdminPort } from '../../src/kafka/client.js'
+import { PlatformaticClient } from '../../src/kafka/platformatic-client.js'
 import { projectRoot } from '../../src/paths.js'
 
 const root = projectRoot()
@@ -34,38 +35,56 @@ export function kcatValues (topic: string): Buffer[] {
   return out
 }
 
-export function kafka (bootstrap = BROKER): Kafka {
-  return new Kafka({ clientId: 'ebb-test', brokers: [bootstrap], logLevel: logLevel.NOTHING })
+/** The test's own Kafka client: Ebb's ports on @platformatic/kafka (kcat, not this, reads what Ebb writes). */
+export function testClient (bootstrap = BROKER): PlatformaticClient {
+  return new PlatformaticClient({ brokers: [bootstrap], ssl: false, sasl: null }, 'ebb-test')
 }
 
 /** Creates `topic` (unless it exists) and appends `values` to it, acks=all, 5,000 a request. */
 export async function produce (topic: string, partitions: number, values: Array<{ key: string | null, value: Buffer }>, bootstrap = BROKER): Promise<void> {
-  const admin = kafka(bootstrap).admin()
-  await admin.connect()
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true })
-  await admin.disconnect()
-  const p = kafka(bootstrap).producer()
-  await p.connect()
-  for (let i = 0; i < values.length; i += 5000) await p.send({ topic, acks: -1, messages: values.slice(i, i + 5000) })
-  await p.disconnect()
+  const client = testClient(bootstrap)
+  const admin = await client.admin()
+  try {
+    if (!(await admin.topics()).has(topic)) await admin.createTopics([{ topic, partitions, replicationFactor: 1 }])
+  } finally {
+    await admin.close()
+  }
+  const p = await client.producer({})
+  try {
+    for (let i = 0; i < values.length; i += 5000) await p.send(topic, values.slice(i, i + 5000))
+  } finally {
+    await p.close()
+  }
+}
+
+/** The group's committed input records, over all partitions (0 before any commit). */
+export async function committedCount (group: string, topic: string, admin?: AdminPort): Promise<number> {
+  const a = admin ?? await testClient().admin()
+  try {
+    const committed = await a.committedOffsets(group, topic).catch(() => new Map<number, bigint | null>())
+    let n = 0
+    for (const o of committed.values()) n += o === null ? 0 : Number(o)
+    return n
+  } finally {
+    if (admin === undefined) await a.close()
+  }
 }
 
 /** Polls until the group's committed offsets reach the end of the topic (waiting on another process). */
 export async function waitCaughtUp (group: string, topic: string, ms = 90_000): Promise<void> {
-  const admin = kafka().admin()
-  await admin.connect()
+  const admin = await testClient().admin()
   try {
     const end = Date.now() + ms
     while (Date.now() < end) {
-      const ends = await admin.fetchTopicOffsets(topic)
-      const committed = await admin.fetchOffsets({ groupId: group, topics: [topic] }).catch(() => [])
-      const parts = committed[0]?.partitions ?? []
-      const done = ends.every((e) => parts.find((p) => p.partition === e.partition)?.offset === e.high)
-      if (done && ends.length > 0) return
+      const ends = await admin.endOffsets(topic)
+      // (the group's coordinator may still be loading: asked again)
+      const committed = await admin.committedOffsets(group, topic).catch(() => new Map<number, bigint | null>())
+      const done = [...ends].every(([p, high]) => committed.get(p) === high)
+      if (done && ends.size > 0) return
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
     throw new Error(`group ${group} did not catch up with ${topic}`)
   } finally {
-    await admin.disconnect()
+    await admin.close()
   }
 }

@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { decodeJsonEvent, encodeJsonEvent } from '../../src/events/jsonl.js'
@@ -9,7 +8,7 @@ import { decodeOutput } from '../../src/kafka/wire.js'
 import { projectRoot } from '../../src/paths.js'
 import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
-import { produce } from './broker.js'
+import { committedCount, produce, testClient } from './broker.js'
 
 /**
  * `ebb run` over mutual TLS and over SASL: a broker of its own (port 29592) with a TLS listener
@@ -17,7 +16,7 @@ import { produce } from './broker.js'
  * listener (29595: SCRAM-SHA-256/512 and PLAIN, user ebb). With the right settings Ebb gives a
  * replay's alerts; without its client certificate, or with a wrong password, the broker refuses
  * it and it gives up after retryTimeout. The events go in, and the alerts are read, over the
- * broker's plaintext listener (kafkajs and kcat), so only Ebb's own connections are secured.
+ * broker's plaintext listener (the test's own client and kcat), so only Ebb's own connections are secured.
  */
 const PORT = 29592
 const TLS_BOOTSTRAP = `127.0.0.1:${PORT + 2}`
@@ -89,22 +88,20 @@ async function input (app: string): Promise<string[]> {
 
 /** Runs `ebb run` on `file` until its group has committed every event, then stops it (exit 0). */
 async function runToEnd (file: string, app: string, env: NodeJS.ProcessEnv = {}): Promise<void> {
-  const admin = new Kafka({ clientId: 'ebb-security-test', brokers: [PLAIN], logLevel: logLevel.NOTHING }).admin()
-  await admin.connect()
+  const admin = await testClient(PLAIN).admin()
   const ebb = startEbb(file, env)
   try {
     const end = Date.now() + 120_000
     for (;;) {
       // (the group's coordinator may still be loading: asked again)
-      const [c] = await admin.fetchOffsets({ groupId: app, topics: [`${app}.events`] }).catch(() => [])
-      if (c?.partitions[0]?.offset === String(events.length)) break
+      if (await committedCount(app, `${app}.events`, admin) === events.length) break
       if (Date.now() > end || ebb.child.exitCode !== null) throw new Error(`not caught up: ${ebb.stderr().slice(-800)}`)
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
     ebb.child.kill('SIGTERM')
     expect(await ebb.exited).toBe(0)
   } finally {
-    await admin.disconnect()
+    await admin.close()
     if (ebb.child.exitCode === null) ebb.child.kill('SIGKILL')
   }
 }

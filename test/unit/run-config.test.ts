@@ -68,22 +68,28 @@ describe('run configuration', () => {
   })
 
   it('passes the client\'s own timeouts and retries through (`client:`), and refuses keys it does not know', async () => {
-    const c = parseRunConfig(BASE + 'client: { connectionTimeout: 3s, requestTimeout: 1m, enforceRequestTimeout: false, retries: 8, maxRetryTime: 10s }\n', 'ebb.yaml', {})
-    expect(c.client).toEqual({ connectionTimeout: 3000, requestTimeout: 60_000, enforceRequestTimeout: false, retry: { retries: 8, maxRetryTime: 10_000 } })
-    const { kafkajsConfig } = await import('../../src/kafka/kafkajs-client.js')
-    expect(kafkajsConfig(c, 'x')).toMatchObject({ clientId: 'x', brokers: c.brokers, connectionTimeout: 3000, requestTimeout: 60_000, retry: { retries: 8, maxRetryTime: 10_000 } })
+    const c = parseRunConfig(BASE + 'client: { connectionTimeout: 3s, requestTimeout: 1m, retries: 8, maxRetryTime: 10s }\n', 'ebb.yaml', {})
+    expect(c.client).toEqual({ connectionTimeout: 3000, requestTimeout: 60_000, retry: { retries: 8, maxRetryTime: 10_000 } })
+    const { platformaticOptions, transactionalRetry } = await import('../../src/kafka/platformatic-client.js')
+    const o = platformaticOptions(c, 'x')
+    expect(o).toMatchObject({ clientId: 'x', bootstrapBrokers: c.brokers, connectTimeout: 3000, timeout: 60_000, retries: 8 })
+    // doubling from the default first wait (300 ms), capped at maxRetryTime
+    const delay = o.retryDelay as (client: unknown, op: string, attempt: number) => number
+    expect([1, 2, 3, 8].map((a) => delay(null, 'fetch', a))).toEqual([300, 600, 1200, 10_000])
     expect(parseRunConfig(BASE, 'ebb.yaml', {}).client).toEqual({})
     // the transactional producer: a first retry after 10 ms (CONCURRENT_TRANSACTIONS clears in a
-    // few ms), ~9 s in all as kafkajs' default; any retry setting of the user's replaces it whole
-    const { transactionalRetry } = await import('../../src/kafka/kafkajs-client.js')
+    // few ms), ~9 s in all; any retry setting of the user's replaces it whole
     const ours = transactionalRetry(parseRunConfig(BASE, 'ebb.yaml', {}).client)
     expect(ours).toEqual({ initialRetryTime: 10, maxRetryTime: 1000, retries: 15 })
+    const txn = platformaticOptions({ ...c, client: {} }, 'x', ours)
+    const txnDelay = txn.retryDelay as (client: unknown, op: string, attempt: number) => number
     let total = 0
-    for (let k = 0; k < (ours?.retries ?? 0); k++) total += Math.min(1000, 10 * 2 ** k)
+    for (let k = 1; k <= (txn.retries as number); k++) total += txnDelay(null, 'commit', k)
+    expect(txnDelay(null, 'commit', 1)).toBe(10)
     expect(total).toBeGreaterThan(8000)
     expect(total).toBeLessThan(10_000)
     expect(transactionalRetry(c.client)).toBeUndefined()
-    expect(error(BASE + 'client: { socketTimeout: 1s }\n')).toMatch(/client: unknown key "socketTimeout" \(expected connectionTimeout, authenticationTimeout, requestTimeout, enforceRequestTimeout, retries, initialRetryTime, maxRetryTime\)/)
+    expect(error(BASE + 'client: { socketTimeout: 1s }\n')).toMatch(/client: unknown key "socketTimeout" \(expected connectionTimeout, requestTimeout, retries, initialRetryTime, maxRetryTime\)/)
   })
 
   it('outputFormat: raw Avro without a registry, the Confluent wire format with one, per topic or for all, JSON on request', () => {

@@ -66,7 +66,7 @@ class FakeBroker {
         }
         return {
           sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
-          sendOffsets: async (_g, _t, o) => { offsets = o },
+          sendOffsets: async (_c, o) => { offsets = o },
           commit: async () => {
             this.calls.push(`${instance} txn.commit`)
             const land = (): void => {
@@ -105,12 +105,14 @@ class FakeConsumer implements GroupConsumerPort {
   private crashed: ((restarting: boolean, error: Error) => void) | undefined
   readonly seeks: bigint[] = []
   position = 0n
+  readonly groupId = 'ebb'
+  get topic (): string { return this.input.topic }
   constructor (private readonly broker: FakeBroker, private readonly instance: string, private readonly input: { topic: string, records: InputRecord[] }) {}
   onRebalancing (): void {}
   onAssigned (cb: (p: number[]) => void): void { this.assigned = cb }
   onCrash (cb: (restarting: boolean, error: Error) => void): void { this.crashed = cb }
 
-  /** What kafkajs does when its consumer fails and restarts: rejoin, fetching from the committed offsets. */
+  /** What the client port does when fetching failed and works again: every partition from the committed offsets. */
   crashAndRestart (): void {
     this.crashed?.(true, new Error('Connection error: connect ECONNREFUSED'))
     this.position = this.broker.committed.get(0) ?? 0n

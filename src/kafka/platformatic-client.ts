@@ -1,0 +1,622 @@
+// First: Node 20 lacks one function the client calls (see node20.ts).
+import './node20.js'
+import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, Consumer, type Message, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
+import { EbbError, Errors } from '../errors.js'
+import { log } from '../log.js'
+import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
+import type { RunConfig } from './config.js'
+
+/** a fetch's answer, as the client returns it */
+type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>
+
+type ConnectionConfig = Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'> & Partial<Pick<RunConfig, 'client'>>
+
+const READ_COMMITTED = 1
+const EARLIEST = -2n
+const LATEST = -1n
+/** the attribute bit of a record batch that holds a transaction marker, not records */
+const CONTROL_BATCH = 0x20
+
+/** Exponential backoff from `initial`, doubling, capped at `max` (the retry of `client:`). */
+function backoff (initial: number, max: number): (client: unknown, op: string, attempt: number) => number {
+  return (_client, _op, attempt) => Math.min(max, initial * 2 ** Math.max(0, attempt - 1))
+}
+
+/**
+ * @platformatic/kafka settings from the run configuration. `client:`: connectionTimeout →
+ * connectTimeout, requestTimeout → timeout, retries/initialRetryTime/maxRetryTime → retries with
+ * a retryDelay doubling from the first to the cap. `retry`: this producer's own defaults when
+ * `client:` sets no retry (any retry setting there replaces them whole).
+ */
+export function platformaticOptions (c: ConnectionConfig, clientId: string, retry?: { retries: number, initialRetryTime: number, maxRetryTime: number }): BaseOptions {
+  const client = c.client ?? {}
+  const r = client.retry ?? retry ?? {}
+  const opts: BaseOptions = {
+    clientId,
+    bootstrapBrokers: c.brokers,
+    connectTimeout: client.connectionTimeout ?? 3000,
+    timeout: client.requestTimeout ?? 30_000,
+    retries: r.retries ?? 5,
+    retryDelay: backoff(r.initialRetryTime ?? 300, r.maxRetryTime ?? 30_000),
+    metadataMaxAge: 30_000
+  }
+  if (c.ssl !== false) opts.tls = c.ssl === true ? {} : { ca: c.ssl.ca, cert: c.ssl.cert, key: c.ssl.key, passphrase: c.ssl.passphrase, rejectUnauthorized: c.ssl.rejectUnauthorized }
+  if (c.sasl !== null) opts.sasl = { mechanism: c.sasl.mechanism.toUpperCase() as SASLOptions['mechanism'], username: c.sasl.username, password: c.sasl.password }
+  return opts
+}
+
+/**
+ * Retries of the transactional producer when `client:` sets none. A transaction that starts
+ * right after the last one committed finds the coordinator still writing that one's commit
+ * markers: its first AddPartitionsToTxn is answered CONCURRENT_TRANSACTIONS for a few
+ * milliseconds. Waiting 300 ms before asking again (kafkajs' default, measured here: 271 ms a
+ * back-to-back transaction, 19 ms with a first retry after 10 ms) would set the latency; the
+ * Java producer also retries this after a few ms. Fifteen retries doubling from 10 ms up to 1 s
+ * wait about 9 s in all: a leader that moves is ridden out inside the commit; a commit that fails
+ * after that is an outage, which the runner rides out (README, "When the brokers go away").
+ */
+const TRANSACTION_RETRY = { retries: 15, initialRetryTime: 10, maxRetryTime: 1000 }
+
+/** The transactional producer's retry settings: Ebb's when `client:` sets no retry, else undefined (the client's settings apply). */
+export function transactionalRetry (client: RunConfig['client'] | undefined): typeof TRANSACTION_RETRY | undefined {
+  return client?.retry === undefined ? TRANSACTION_RETRY : undefined
+}
+
+const key = (k: Buffer | string | null): Buffer | undefined => k === null ? undefined : typeof k === 'string' ? Buffer.from(k) : k
+
+function toMessages (topic: string, records: OutRecord[]): Array<{ topic: string, key?: Buffer, value?: Buffer, partition?: number, timestamp?: bigint }> {
+  const out = new Array(records.length)
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]
+    out[i] = { topic, key: key(r.key), value: r.value ?? undefined, partition: r.partition, timestamp: r.timestamp === undefined ? undefined : BigInt(r.timestamp) }
+  }
+  return out
+}
+
+function sendResults (offsets: Array<{ topic: string, partition: number, offset: bigint }> | undefined): BatchSendResult[] {
+  return (offsets ?? []).map((o) => ({ topic: o.topic, partition: o.partition, baseOffset: o.offset }))
+}
+
+/**
+ * Whether an error comes from the Kafka client (a refused connection, a request that timed out,
+ * a leader or coordinator that moved; its codes are PLT_KFK_…): what `ebb run` retries for
+ * retryTimeout. Refused credentials are turned into EBB_KAFKA_AUTH here before they get there,
+ * and are not retried.
+ */
+export function isKafkaClientError (err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('PLT_KFK_')
+}
+
+/** Whether the client's error, or one it wraps (at any depth), is the broker's error `apiId`. */
+function hasProtocolError (err: unknown, apiId: string, depth = 0): boolean {
+  if (err === null || typeof err !== 'object' || depth > 5) return false
+  const e = err as { apiId?: string, errors?: unknown[], cause?: unknown }
+  if (e.apiId === apiId) return true
+  return (e.errors ?? []).some((x) => hasProtocolError(x, apiId, depth + 1)) || hasProtocolError(e.cause, apiId, depth + 1)
+}
+
+/**
+ * The refused credentials inside a client error, in words (the client's message and the broker's),
+ * or undefined when the failure is something else. Retrying would not change them.
+ */
+function authFailure (err: unknown, depth = 0): string | undefined {
+  if (err === null || typeof err !== 'object' || depth > 6) return undefined
+  const e = err as { code?: string, message?: string, serverErrorMessage?: string, errors?: unknown[], cause?: unknown }
+  if (e.code === 'PLT_KFK_AUTHENTICATION') {
+    const broker = (e.cause as { serverErrorMessage?: string } | undefined)?.serverErrorMessage
+    return broker === undefined || broker === null ? e.message : `${e.message ?? ''} ${broker}`
+  }
+  for (const x of [...(e.errors ?? []), e.cause]) {
+    const found = authFailure(x, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/**
+ * The records of one fetched partition, as the ports hand them over: control batches (transaction
+ * markers) skipped, records before `from` dropped (a batch is returned whole even when the fetch
+ * offset lies inside it). `end`: the offset after the last batch, records or markers.
+ */
+function partitionRecords (batches: FetchResponse['responses'][number]['partitions'][number]['records'], from: bigint): { records: InputRecord[], end: bigint } {
+  const records: InputRecord[] = []
+  let end = from
+  if (batches === null || batches === undefined) return { records, end }
+  const fromNum = Number(from)
+  for (const b of batches) {
+    const batchEnd = b.firstOffset + BigInt(b.lastOffsetDelta) + 1n
+    if (batchEnd > end) end = batchEnd
+    if ((b.attributes & CONTROL_BATCH) !== 0) continue
+    // Offsets and times fit a double exactly (< 2^53): no BigInt per record.
+    const first = Number(b.firstOffset)
+    const ts = Number(b.firstTimestamp)
+    for (const r of b.records) {
+      const offset = first + r.offsetDelta
+      if (offset < fromNum) continue
+      records.push({ offset: String(offset), key: r.key, value: r.value, timestamp: String(ts + Number(r.timestampDelta)) })
+    }
+  }
+  return { records, end }
+}
+
+async function leaderOf (client: Consumer, topic: string, partition: number, force: boolean): Promise<{ node: number, topicId: string, metadata: ClusterMetadata }> {
+  const metadata = await client.metadata({ topics: [topic], forceUpdate: force })
+  const t = metadata.topics.get(topic)
+  if (t === undefined) throw new Error(`topic ${topic} has no metadata`)
+  return { node: t.partitions[partition].leader, topicId: t.id, metadata }
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * The KafkaClient ports on @platformatic/kafka (maintained, TypeScript, transactions with the
+ * consumer group's generation: KIP-447 fencing). Group membership and heartbeats are the
+ * client's; fetching is Ebb's own loop over the client's `fetch` (a second connection, so a
+ * long poll never delays a heartbeat), which gives what the runner needs and the client's
+ * message stream does not: batches per partition, a fetch position that moves only when the
+ * runner resolves a batch, and seeks.
+ */
+export class PlatformaticClient implements KafkaClient {
+  constructor (private readonly config: ConnectionConfig, private readonly clientId: string) {}
+
+  private base (clientId = this.clientId, retry?: typeof TRANSACTION_RETRY): BaseOptions { return platformaticOptions(this.config, clientId, retry) }
+
+  async admin (): Promise<AdminPort> {
+    const admin = new Admin(this.base())
+    admin.on('error', (err: Error) => { log.warn({ component: 'kafka-admin', err: err.message }, 'Kafka admin client error') })
+    try {
+      await admin.metadata({ topics: [] })
+    } catch (err) {
+      await admin.close().catch(() => {})
+      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.config.brokers.join(','), authFailure(err))
+      throw err
+    }
+    const partitionsOf = async (topic: string): Promise<number[]> => {
+      const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
+      const n = meta.topics.get(topic)?.partitionsCount ?? 0
+      return Array.from({ length: n }, (_, i) => i)
+    }
+    const listOffsets = async (topic: string, timestamp: bigint): Promise<Map<number, bigint>> => {
+      const parts = await partitionsOf(topic)
+      const res = await admin.listOffsets({ topics: [{ name: topic, partitions: parts.map((p) => ({ partitionIndex: p, timestamp })) }], isolationLevel: READ_COMMITTED })
+      return new Map((res[0]?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]))
+    }
+    const describe = async (groupId: string): Promise<ReturnType<Admin['describeGroups']> extends Promise<infer G> ? G : never> => await admin.describeGroups({ groups: [groupId] })
+    return {
+      topics: async () => new Set(await admin.listTopics()),
+      partitionCount: async (topic) => {
+        if (!(await admin.listTopics()).includes(topic)) return 0
+        return (await partitionsOf(topic)).length
+      },
+      createTopics: async (specs: TopicSpec[]) => {
+        // One request per kind of topic: the compacted changelog needs its own configuration.
+        for (const compact of [false, true]) {
+          const list = specs.filter((s) => (s.compact === true) === compact)
+          for (const s of list) {
+            try {
+              await admin.createTopics({ topics: [s.topic], partitions: s.partitions, replicas: s.replicationFactor, configs: compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [] })
+            } catch (err) {
+              // Another instance of the group created it first (they start together): that is the
+              // topic wanted; its partition count is checked by the caller.
+              if (!hasProtocolError(err, 'TOPIC_ALREADY_EXISTS')) throw err
+            }
+          }
+        }
+        // Wait for the leaders: a produce right after must find them.
+        const deadline = Date.now() + 30_000
+        for (const s of specs) {
+          for (;;) {
+            const meta = await admin.metadata({ topics: [s.topic], forceUpdate: true }).catch(() => undefined)
+            const t = meta?.topics.get(s.topic)
+            if (t !== undefined && t.partitions.length === s.partitions && t.partitions.every((p) => p.leader >= 0)) break
+            if (Date.now() > deadline) throw new Error(`topic ${s.topic} has no leader for every partition after 30 s`)
+            await sleep(100)
+          }
+        }
+      },
+      endOffsets: async (topic) => await listOffsets(topic, LATEST),
+      committedOffsets: async (groupId, topic) => {
+        const parts = await partitionsOf(topic)
+        const res = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: parts }] }] })
+        const t = res[0]?.topics.find((x) => x.name === topic)
+        return new Map(parts.map((p) => {
+          const o = t?.partitions.find((x) => x.partitionIndex === p)?.committedOffset
+          return [p, o === undefined || o < 0n ? null : o]
+        }))
+      },
+      groupAssignments: async (groupId, topic) => {
+        const g = (await describe(groupId)).get(groupId)
+        return [...(g?.members.values() ?? [])].filter((m) => m.assignments !== undefined && m.assignments.size > 0).map((m) => ({
+          clientId: m.clientId,
+          partitions: [...(m.assignments?.get(topic)?.partitions ?? [])]
+        }))
+      },
+      groupMemberCount: async (groupId) => (await describe(groupId)).get(groupId)?.members.size ?? 0,
+      startOffsets: async (topic) => await listOffsets(topic, EARLIEST),
+      offsetsForTime: async (topic, ts) => {
+        const [byTime, ends] = await Promise.all([listOffsets(topic, BigInt(ts)), listOffsets(topic, LATEST)])
+        // A partition with no record at or after ts answers -1: its end.
+        return new Map([...byTime].map(([p, o]) => [p, o < 0n ? ends.get(p) ?? 0n : o]))
+      },
+      setGroupOffsets: async (groupId, topic, offsets) => {
+        await admin.alterConsumerGroupOffsets({ groupId, topics: [{ name: topic, partitionOffsets: [...offsets].map(([partition, offset]) => ({ partition, offset })) }] })
+      },
+      deleteTopics: async (topics) => { await admin.deleteTopics({ topics }) },
+      close: async () => { await admin.close() }
+    }
+  }
+
+  async producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort> {
+    const transactional = opts.transactionalId !== undefined
+    const base = this.base(this.clientId, transactional ? transactionalRetry(this.config.client) : undefined)
+    // The client sends its request timeout as the transaction timeout: 10 s as Kafka Streams sets
+    // for exactly-once, unless `client.requestTimeout` says otherwise. A transaction left open by
+    // an instance that died is aborted by the broker that soon, so what follows it on the
+    // changelog becomes readable to a restore (read_committed stops at the first open one).
+    if (transactional && this.config.client?.requestTimeout === undefined) base.timeout = 10_000
+    const producer = new Producer({
+      ...base,
+      idempotent: true,
+      acks: -1,
+      // Java's partitioner (murmur2 of the key, positive, modulo the partitions; the client's own
+      // default reads the hash unsigned, which moves half the keys elsewhere unless the partition
+      // count is a power of two):
+      // a user's records land where any other Kafka client would put them.
+      partitioner: compatibilityPartitioner,
+      ...(transactional ? { transactionalId: opts.transactionalId } : {})
+    })
+    producer.on('error', (err: Error) => { log.warn({ component: 'kafka-producer', err: err.message }, 'Kafka producer error') })
+    const timed = async <T>(api: string, f: () => Promise<T>): Promise<T> => {
+      if (opts.onRequest === undefined) return await f()
+      const t0 = performance.now()
+      const out = await f()
+      opts.onRequest(api, (performance.now() - t0) / 1000)
+      return out
+    }
+    try {
+      if (transactional) {
+        // As Java's initTransactions(): the producer id of this transactional id, with its epoch
+        // bumped, at start. The bump fences an earlier incarnation (a process that was killed)
+        // and aborts its open transaction. -1/-1 asks for that; the client's default (0/0)
+        // is refused as fenced once the id has been used before.
+        const txn = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 })
+        await txn.cancel()
+      } else {
+        await producer.initIdempotentProducer({})
+      }
+    } catch (err) {
+      await producer.close().catch(() => {})
+      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.config.brokers.join(','), authFailure(err))
+      throw err
+    }
+    const sendPieces = async (send: (o: { messages: ReturnType<typeof toMessages> }) => Promise<{ offsets?: Array<{ topic: string, partition: number, offset: bigint }> }>, pieces: SendPiece[]): Promise<BatchSendResult[]> => {
+      const messages = pieces.flatMap((p) => toMessages(p.topic, p.records))
+      if (messages.length === 0) return []
+      return sendResults((await timed('Produce', async () => await send({ messages }))).offsets)
+    }
+    return {
+      send: async (topic, records): Promise<SendResult[]> => (await sendPieces(async (o) => await producer.send({ ...o, acks: -1 }), [{ topic, records }])).map(({ partition, baseOffset }) => ({ partition, baseOffset })),
+      sendBatch: async (pieces) => await sendPieces(async (o) => await producer.send({ ...o, acks: -1 }), pieces),
+      transaction: async (): Promise<TransactionPort> => {
+        const txn = await producer.beginTransaction()
+        return {
+          sendBatch: async (pieces) => await sendPieces(async (o) => await txn.send(o), pieces),
+          sendOffsets: async (consumerPort, offsets: OffsetCommit[]) => {
+            const consumer = groupConsumerOf(consumerPort)
+            await timed('AddOffsetsToTxn', async () => { await txn.addConsumer(consumer) })
+            // TxnOffsetCommit with the member's id and generation (KIP-447): a member that lost
+            // its partitions in a rebalance cannot commit offsets for them; its transaction fails.
+            const meta = { consumer: { groupId: consumer.groupId, generationId: consumer.generationId, memberId: consumer.memberId, coordinatorId: consumer.coordinatorId } }
+            await timed('TxnOffsetCommit', async () => {
+              for (const o of offsets) await txn.addOffset({ topic: consumerPort.topic, partition: o.partition, offset: BigInt(o.offset) - 1n, metadata: meta } as unknown as Message)
+            })
+          },
+          commit: async () => { await timed('EndTxn', async () => { await txn.commit() }) },
+          abort: async () => { await txn.abort() }
+        }
+      },
+      close: async () => { await producer.close() }
+    }
+  }
+
+  async groupConsumer (opts: { groupId: string, topic: string, clientId?: string, fromBeginning: boolean }): Promise<GroupConsumerPort> {
+    const consumer = new PlatformaticGroupConsumer(this.base(opts.clientId ?? this.clientId), opts)
+    await consumer.connect()
+    return consumer
+  }
+
+  /**
+   * Reads [from, last] of one partition, read_committed, with a consumer of its own (no group):
+   * the next fetch is in flight while `apply` writes the last one. No progress for `stallMs` is
+   * an error (EBB_RESTORE_STALLED, retried by the runner), never a restore cut short.
+   */
+  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, stallMs = 30_000): Promise<void> {
+    const reader = new Consumer({ ...this.base(`${this.clientId}-restore`), groupId: `${this.clientId}-read-${topic}-${partition}`, autocommit: false })
+    reader.on('error', () => {})
+    let position = from
+    let lastProgress = Date.now()
+    const fetchAt = async (offset: bigint, force: boolean): Promise<FetchResponse> => {
+      const { node, topicId } = await leaderOf(reader, topic, partition, force)
+      return await reader.fetch({ node, topics: [{ topicId, partitions: [{ partition, fetchOffset: offset, partitionMaxBytes: 16 << 20, currentLeaderEpoch: -1, lastFetchedEpoch: -1 }] }], maxBytes: 16 << 20, minBytes: 1, maxWaitTime: 500, isolationLevel: READ_COMMITTED })
+    }
+    try {
+      let next: Promise<FetchResponse> | undefined = fetchAt(position, false)
+      let failures = 0
+      while (position <= last) {
+        let response: FetchResponse
+        try {
+          response = await (next ?? fetchAt(position, failures > 0))
+        } catch (err) {
+          next = undefined
+          if (Date.now() - lastProgress > stallMs) throw new EbbError(Errors.RESTORE_STALLED, topic, partition, Math.round(stallMs / 1000), position, last + 1n)
+          failures++
+          log.warn({ topic, partition, err: (err as Error).message }, 'a restore fetch failed; retrying')
+          await sleep(Math.min(1000, 50 * 2 ** failures))
+          continue
+        }
+        failures = 0
+        const p = response.responses[0]?.partitions.find((x) => x.partitionIndex === partition)
+        const { records, end } = partitionRecords(p?.records, position)
+        // The next fetch goes out before this one is applied (the store write is the slow part).
+        next = end > position && end <= last ? fetchAt(end, false) : undefined
+        if (next !== undefined) next.catch(() => {})
+        if (records.length > 0) await apply(records)
+        if (end > position) { position = end; lastProgress = Date.now() }
+        else if (Date.now() - lastProgress > stallMs) throw new EbbError(Errors.RESTORE_STALLED, topic, partition, Math.round(stallMs / 1000), position, last + 1n)
+      }
+    } finally {
+      await reader.close(true).catch(() => {})
+    }
+  }
+
+  partitionOf (_topic: string, k: string, partitions: number): number {
+    return (murmur2(Buffer.from(k)) & 0x7fffffff) % partitions
+  }
+}
+
+const consumers = new WeakMap<GroupConsumerPort, Consumer>()
+/** The client's consumer behind a port (the transaction commits offsets with its generation). */
+function groupConsumerOf (port: GroupConsumerPort): Consumer {
+  const c = consumers.get(port)
+  if (c === undefined) throw new Error('sendOffsets needs a group consumer of the same client')
+  return c
+}
+
+/** how long fetching may fail in a row before the consumer gives up (the runner then restarts, README "When the brokers go away") */
+const FETCH_FAILURE_LIMIT_MS = 15_000
+
+/**
+ * A consumer group member on one topic. The client (a Consumer that joins the group and
+ * heartbeats) says when the group rebalances and what this member holds; a second Consumer
+ * that never joins fetches, on its own connections. Positions are Ebb's: a partition's starts
+ * at the group's committed offset (or the earliest/latest one), moves when the runner resolves
+ * a batch, and jumps with a seek. A batch is stale once the group rebalanced or its partition
+ * was sought since it was fetched; a fetched result whose fetch offset is no longer the
+ * partition's position is dropped unseen.
+ */
+class PlatformaticGroupConsumer implements GroupConsumerPort {
+  readonly groupId: string
+  readonly topic: string
+  private readonly member: Consumer
+  private readonly fetcher: Consumer
+  private assigned: number[] = []
+  private readonly positions = new Map<number, bigint>()
+  private readonly seeks = new Map<number, number>()
+  private generation = 0
+  private stopped = false
+  private loop: Promise<void> | undefined
+  private wake: (() => void) | undefined
+  private readonly rebalancing: Array<() => void> = []
+  private readonly assignedCbs: Array<(partitions: number[]) => void> = []
+  private readonly crashCbs: Array<(restarting: boolean, error: Error) => void> = []
+
+  private readonly brokers: string
+
+  constructor (base: BaseOptions, private readonly opts: { groupId: string, topic: string, fromBeginning: boolean }) {
+    this.brokers = base.bootstrapBrokers.map((b) => typeof b === 'string' ? b : `${b.host}:${b.port}`).join(',')
+    this.groupId = opts.groupId
+    this.topic = opts.topic
+    this.member = new Consumer({ ...base, groupId: opts.groupId, autocommit: false, sessionTimeout: 10_000, heartbeatInterval: 1000, rebalanceTimeout: 30_000, isolationLevel: READ_COMMITTED })
+    // The fetcher retries little by itself: the loop retries, and an outage must show at once.
+    this.fetcher = new Consumer({ ...base, clientId: `${base.clientId}-fetch`, groupId: opts.groupId, autocommit: false, isolationLevel: READ_COMMITTED, retries: 1, retryDelay: 200 })
+    consumers.set(this, this.member)
+    this.member.on('consumer:group:rebalance', () => {
+      if (this.stopped) return
+      this.generation++
+      for (const cb of this.rebalancing) cb()
+    })
+    this.member.on('consumer:group:join', (e) => {
+      if (this.stopped) return
+      this.generation++
+      this.assigned = [...(e.assignments?.find((a) => a.topic === this.topic)?.partitions ?? [])].sort((a, b) => a - b)
+      // Every join starts again from the committed offsets: what was processed and not
+      // committed is dropped by the runner (onRebalancing), as at any rebalance.
+      this.positions.clear()
+      for (const cb of this.rebalancing) cb()
+      for (const cb of this.assignedCbs) cb(this.assigned)
+      this.wake?.()
+    })
+    const crash = (err: Error): void => {
+      if (this.stopped) return
+      for (const cb of this.crashCbs) cb(false, err)
+    }
+    this.member.on('error', (err: Error) => { crash(err) })
+    this.member.on('consumer:heartbeat:stalled', () => { crash(new Error('the consumer group heartbeat stalled')) })
+    this.fetcher.on('error', () => {})
+  }
+
+  async connect (): Promise<void> {
+    try {
+      await this.member.metadata({ topics: [this.topic] })
+    } catch (err) {
+      await Promise.all([this.member.close(true).catch(() => {}), this.fetcher.close(true).catch(() => {})])
+      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.brokers, authFailure(err))
+      throw err
+    }
+  }
+
+  onRebalancing (cb: () => void): void { this.rebalancing.push(cb) }
+  onAssigned (cb: (partitions: number[]) => void): void { this.assignedCbs.push(cb) }
+  onCrash (cb: (restarting: boolean, error: Error) => void): void { this.crashCbs.push(cb) }
+
+  async start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void> {
+    this.member.topics.track(this.topic)
+    await this.member.joinGroup({ sessionTimeout: 10_000, heartbeatInterval: 1000, rebalanceTimeout: 30_000 })
+    this.loop = this.fetchLoop(eachBatch).catch((err: unknown) => {
+      if (this.stopped) return
+      for (const cb of this.crashCbs) cb(false, err as Error)
+    })
+  }
+
+  /** Where each partition without a position starts: the committed offset, else the earliest or latest. */
+  private async initPositions (partitions: number[]): Promise<void> {
+    const committed = await this.member.listCommittedOffsets({ topics: [{ topic: this.topic, partitions }] })
+    const list = committed.get(this.topic) ?? []
+    const missing = partitions.filter((p) => list[p] === undefined || list[p] < 0n)
+    let fallback: bigint[] = []
+    if (missing.length > 0) {
+      const offs = await this.member.listOffsets({ topics: [this.topic], partitions: { [this.topic]: missing }, timestamp: this.opts.fromBeginning ? EARLIEST : LATEST })
+      fallback = offs.get(this.topic) ?? []
+    }
+    for (const p of partitions) {
+      if (this.positions.has(p)) continue // sought meanwhile
+      const c = list[p]
+      const at = c !== undefined && c >= 0n ? c : fallback[p]
+      if (at !== undefined && at >= 0n) this.positions.set(p, at)
+    }
+  }
+
+  private async fetchLoop (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void> {
+    let failingSince: number | undefined
+    let force = false
+    while (!this.stopped) {
+      const gen = this.generation
+      const assigned = this.assigned
+      if (assigned.length === 0) {
+        await new Promise<void>((resolve) => { this.wake = resolve; setTimeout(resolve, 500) })
+        this.wake = undefined
+        continue
+      }
+      let response: FetchResponse
+      let requested: Map<number, bigint>
+      try {
+        const unknown = assigned.filter((p) => !this.positions.has(p))
+        if (unknown.length > 0) await this.initPositions(unknown)
+        if (gen !== this.generation) continue
+        const metadata = await this.fetcher.metadata({ topics: [this.topic], forceUpdate: force })
+        const t = metadata.topics.get(this.topic)
+        if (t === undefined) throw new Error(`topic ${this.topic} has no metadata`)
+        requested = new Map()
+        const byNode = new Map<number, Array<{ partition: number, fetchOffset: bigint, partitionMaxBytes: number, currentLeaderEpoch: number, lastFetchedEpoch: number }>>()
+        for (const p of assigned) {
+          const at = this.positions.get(p)
+          if (at === undefined) continue
+          requested.set(p, at)
+          const node = t.partitions[p]?.leader ?? -1
+          const list = byNode.get(node) ?? []
+          byNode.set(node, list)
+          list.push({ partition: p, fetchOffset: at, partitionMaxBytes: 1 << 20, currentLeaderEpoch: -1, lastFetchedEpoch: -1 })
+        }
+        if (requested.size === 0) { await sleep(100); continue }
+        // One broker holds them all here; with several, one request per leader, one after another.
+        const responses: FetchResponse[] = []
+        for (const [node, partitions] of byNode) {
+          responses.push(await this.fetcher.fetch({ node, topics: [{ topicId: t.id, partitions }], maxBytes: 8 << 20, minBytes: 1, maxWaitTime: 500, isolationLevel: READ_COMMITTED }))
+        }
+        response = { throttleTimeMs: 0, errorCode: 0, sessionId: 0, responses: responses.flatMap((r) => r.responses) }
+        force = false
+      } catch (err) {
+        if (this.stopped) return
+        if (this.resetOutOfRange(err)) continue
+        if (failingSince === undefined) {
+          // A consumer restart: the runner drops its uncommitted work and says Kafka is
+          // unavailable; once fetching works again, every partition starts over from the
+          // committed offsets (a new assignment, below).
+          failingSince = Date.now()
+          this.generation++
+          for (const cb of this.crashCbs) cb(true, err as Error)
+        }
+        if (Date.now() - failingSince > FETCH_FAILURE_LIMIT_MS) throw err
+        force = true
+        await sleep(500)
+        continue
+      }
+      if (failingSince !== undefined) {
+        failingSince = undefined
+        this.positions.clear()
+        for (const cb of this.rebalancing) cb()
+        for (const cb of this.assignedCbs) cb(this.assigned)
+        continue
+      }
+      for (const topic of response.responses) {
+        for (const part of topic.partitions) {
+          if (this.stopped || gen !== this.generation) break
+          const p = part.partitionIndex
+          const at = requested.get(p)
+          if (at === undefined || this.positions.get(p) !== at) continue // sought since the fetch
+          const { records, end } = partitionRecords(part.records, at)
+          if (records.length === 0) {
+            // Only markers or aborted records: nothing to process, the position moves past them.
+            if (end > at) this.positions.set(p, end)
+            continue
+          }
+          const seek = this.seeks.get(p) ?? 0
+          const lastOffset = records[records.length - 1].offset
+          await eachBatch(
+            { topic: this.topic, partition: p, records, lastOffset, highWatermark: part.highWatermark.toString() },
+            {
+              resolve: (offset) => {
+                if (gen === this.generation && (this.seeks.get(p) ?? 0) === seek) this.positions.set(p, BigInt(offset) + 1n)
+              },
+              heartbeat: async () => {},
+              active: () => !this.stopped && gen === this.generation && (this.seeks.get(p) ?? 0) === seek
+            }
+          )
+        }
+      }
+    }
+  }
+
+  /** OFFSET_OUT_OF_RANGE (the records were deleted by retention): the position moves to the earliest or latest, as configured. */
+  private resetOutOfRange (err: unknown): boolean {
+    const response = (err as { response?: FetchResponse }).response
+    if (response?.responses === undefined) return false
+    let reset = false
+    for (const t of response.responses) {
+      for (const p of t.partitions) {
+        if (p.errorCode !== 1) continue
+        const at = this.opts.fromBeginning ? p.logStartOffset : p.highWatermark
+        if (at < 0n) continue
+        log.warn({ partition: p.partitionIndex, from: this.positions.get(p.partitionIndex)?.toString(), to: at.toString() }, 'the fetch position is out of range; it moves to the ' + (this.opts.fromBeginning ? 'earliest' : 'latest') + ' offset')
+        this.positions.set(p.partitionIndex, at)
+        reset = true
+      }
+    }
+    return reset
+  }
+
+  async commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void> {
+    await this.member.commit({ offsets: offsets.map((o) => ({ topic, partition: o.partition, offset: BigInt(o.offset), leaderEpoch: -1 })) })
+  }
+
+  seek (_topic: string, partition: number, offset: bigint): void {
+    this.seeks.set(partition, (this.seeks.get(partition) ?? 0) + 1)
+    this.positions.set(partition, offset)
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    this.wake?.()
+    await this.loop?.catch(() => {})
+    // Leaving is a courtesy (the session times out otherwise): bounded, for a broker that is gone.
+    await Promise.race([new Promise<void>((resolve) => { this.member.leaveGroup(true, () => { resolve() }) }), sleep(3000)])
+  }
+
+  async close (): Promise<void> {
+    this.stopped = true
+    this.wake?.()
+    await Promise.all([this.member.close(true).catch(() => {}), this.fetcher.close(true).catch(() => {})])
+  }
+}
