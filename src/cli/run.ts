@@ -130,7 +130,7 @@ export async function run (argv: string[]): Promise<number> {
       givenUp = lastError.message
       await withDeadline(app.close(), 5000)
       if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`); return 0 }
-      if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients and stores did not finish (${runner.closeFailures.join('; ') || `not within ${STOP_DEADLINE_MS / 1000} s`}), so this process cannot be sure they are gone and exits`)
+      if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients and stores did not finish (${runner.closeFailures.join('; ') || `not within ${STOP_DEADLINE_MS / 1000} s, at: ${runner.closingStep ?? 'the last commit'}`}), so this process cannot be sure they are gone and exits`)
       if (fatal) throw lastError
       if (lastError.name === 'SchemaRegistryUnavailable') throw new EbbError(Errors.SCHEMA_REGISTRY_UNAVAILABLE, Math.round(config.retryTimeoutMs / 1000), lastError.message)
       throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), lastError.message)

@@ -2,6 +2,7 @@ import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import type { RocksStore } from '../state/rocks-store.js'
+import { abortable } from './abortable.js'
 import type { AdminPort, KafkaClient } from './client.js'
 import { changelogTopic, type RunConfig } from './config.js'
 
@@ -23,7 +24,12 @@ export class ChangelogReader {
   /** changelog records restored, and still to restore, per partition */
   readonly progress = new Map<number, { restored: number, remaining: number }>()
 
-  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig) {}
+  /**
+   * `signal`: aborts when the runner closes: a restore in progress (its fetches, its waits, the
+   * admin requests of its consistency check) stops at once instead of riding out a broker outage
+   * for its own timeouts, and its store can close.
+   */
+  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig, private readonly signal?: AbortSignal) {}
 
   /**
    * Restores the store and, with exactly-once, returns the input offset its state has seen once
@@ -50,11 +56,11 @@ export class ChangelogReader {
       if (c.processingGuarantee !== 'exactly_once') return null
       const [raw] = await store.getMany([META_INPUT])
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
-      const committed = (await this.admin().committedOffsets(c.applicationId, c.topics.input)).get(partition) ?? null
+      const committed = (await abortable(this.admin().committedOffsets(c.applicationId, c.topics.input), this.signal)).get(partition) ?? null
       if (seen === committed) return seen
       // Nothing was ever written to this changelog partition (a new application, or one `ebb
       // reset` started over): no transaction can be landing, the state is empty by design.
-      if (seen === null && (await this.admin().endOffsets(changelogTopic(c))).get(partition) === 0n) {
+      if (seen === null && (await abortable(this.admin().endOffsets(changelogTopic(c)), this.signal)).get(partition) === 0n) {
         log.info({ partition, committedAt: String(committed) }, 'empty changelog (a new or reset application): starting at the group\'s offset on an empty state')
         return null
       }
@@ -64,7 +70,7 @@ export class ChangelogReader {
       }
       if (seen !== null && Date.now() >= deadline) throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
-      await new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS))
+      await abortable(new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS)), this.signal)
     }
   }
 
@@ -73,7 +79,7 @@ export class ChangelogReader {
     const topic = changelogTopic(this.config)
     const [meta] = await store.getMany([META_CHANGELOG])
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
-    const end = (await this.admin().endOffsets(topic)).get(partition) ?? 0n
+    const end = (await abortable(this.admin().endOffsets(topic), this.signal)).get(partition) ?? 0n
     if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }
@@ -99,7 +105,7 @@ export class ChangelogReader {
       const next = BigInt(records[records.length - 1].offset) + 1n
       await b.write()
       progress.remaining = Number(end > next ? end - next : 0n)
-    })
+    }, this.signal)
     const pos = Buffer.alloc(8)
     pos.writeBigUInt64BE(end)
     const b = store.batch()

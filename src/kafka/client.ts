@@ -116,9 +116,11 @@ export interface KafkaClient {
   /**
    * Reads committed records of one partition from `from` through `last` (the offset of the last
    * record to expect), calling `apply` per fetched chunk; fails (EBB_RESTORE_STALLED, retriable)
-   * when nothing arrives for a while instead of returning with records missing.
+   * when nothing arrives for a while instead of returning with records missing. `signal`: the
+   * read stops at once when it aborts (the owner is closing), with no `apply` after that, and
+   * rejects; an `apply` in progress completes first.
    */
-  readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>): Promise<void>
+  readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, signal?: AbortSignal): Promise<void>
   /** the partition a producer's default partitioner puts `key` in (murmur2, Java-compatible) */
   partitionOf (topic: string, key: string, partitions: number): number
 }

@@ -3,6 +3,9 @@ import type { BatchSendResult, GroupConsumerPort, OutRecord, ProducerPort, SendP
 import { changelogTopic, type RunConfig } from './config.js'
 import type { OutputMessage } from './wire.js'
 
+/** how long a failed commit waits for its transaction's abort before it reports the failure */
+const ABORT_WAIT_MS = 1000
+
 /** A record batch per partition and request stays under this (a broker refuses batches above max.message.bytes, 1 MB by default). */
 const PIECE_BYTES = 512 * 1024
 
@@ -81,7 +84,11 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
       await txn.commit()
       io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
     } catch (err) {
-      await txn.abort().catch(() => {})
+      // Aborting is a courtesy, bounded: when the broker is gone it would fail after the client's
+      // own retries, holding up the runner's close. A transaction left open is aborted by the
+      // broker after the transaction timeout, or at once when this transactional id's next
+      // producer starts (it fences the old epoch).
+      await Promise.race([txn.abort().catch(() => {}), new Promise((resolve) => setTimeout(resolve, ABORT_WAIT_MS).unref())])
       throw err
     }
   } else {

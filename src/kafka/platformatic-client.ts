@@ -5,6 +5,7 @@ import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import type { RunConfig } from './config.js'
+import { abortable } from './abortable.js'
 
 /** a fetch's answer, as the client returns it */
 type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>
@@ -149,6 +150,7 @@ async function leaderOf (client: Consumer, topic: string, partition: number, for
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
+
 /**
  * The KafkaClient ports on @platformatic/kafka (maintained, TypeScript, transactions with the
  * consumer group's generation: KIP-447 fencing). Group membership and heartbeats are the
@@ -243,7 +245,7 @@ export class PlatformaticClient implements KafkaClient {
         await admin.alterConsumerGroupOffsets({ groupId, topics: [{ name: topic, partitionOffsets: [...offsets].map(([partition, offset]) => ({ partition, offset })) }] })
       },
       deleteTopics: async (topics) => { await admin.deleteTopics({ topics }) },
-      close: async () => { await admin.close() }
+      close: async () => { await closeWithin(async () => { await admin.close() }, 'the Kafka admin client') }
     }
   }
 
@@ -316,7 +318,7 @@ export class PlatformaticClient implements KafkaClient {
           abort: async () => { await txn.abort() }
         }
       },
-      close: async () => { await producer.close() }
+      close: async () => { await closeWithin(async () => { await producer.close() }, 'the Kafka producer') }
     }
   }
 
@@ -331,7 +333,7 @@ export class PlatformaticClient implements KafkaClient {
    * the next fetch is in flight while `apply` writes the last one. No progress for `stallMs` is
    * an error (EBB_RESTORE_STALLED, retried by the runner), never a restore cut short.
    */
-  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, stallMs = 30_000): Promise<void> {
+  async readPartition (topic: string, partition: number, from: bigint, last: bigint, apply: (records: InputRecord[]) => Promise<void>, signal?: AbortSignal, stallMs = 30_000): Promise<void> {
     const reader = new Consumer({ ...this.base(`${this.clientId}-restore`), groupId: `${this.clientId}-read-${topic}-${partition}`, autocommit: false })
     reader.on('error', () => {})
     let position = from
@@ -346,9 +348,11 @@ export class PlatformaticClient implements KafkaClient {
       while (position <= last) {
         let response: FetchResponse
         try {
-          response = await (next ?? fetchAt(position, failures > 0))
+          signal?.throwIfAborted()
+          response = await abortable(next ?? fetchAt(position, failures > 0), signal)
         } catch (err) {
           next = undefined
+          if (signal?.aborted === true) throw err
           if (Date.now() - lastProgress > stallMs) throw new EbbError(Errors.RESTORE_STALLED, topic, partition, Math.round(stallMs / 1000), position, last + 1n)
           failures++
           log.warn({ topic, partition, err: (err as Error).message }, 'a restore fetch failed; retrying')
@@ -361,6 +365,7 @@ export class PlatformaticClient implements KafkaClient {
         // The next fetch goes out before this one is applied (the store write is the slow part).
         next = end > position && end <= last ? fetchAt(end, false) : undefined
         if (next !== undefined) next.catch(() => {})
+        signal?.throwIfAborted()
         if (records.length > 0) await apply(records)
         if (end > position) { position = end; lastProgress = Date.now() }
         else if (Date.now() - lastProgress > stallMs) throw new EbbError(Errors.RESTORE_STALLED, topic, partition, Math.round(stallMs / 1000), position, last + 1n)
@@ -373,6 +378,25 @@ export class PlatformaticClient implements KafkaClient {
   partitionOf (_topic: string, k: string, partitions: number): number {
     return (murmur2(Buffer.from(k)) & 0x7fffffff) % partitions
   }
+}
+
+/** how long closing one client may take before the close goes on without it */
+const CLOSE_WAIT_MS = 5000
+
+/**
+ * Closes a client, bounded: a request on a connection to a broker that is gone waits for the
+ * request timeout (30 s), longer than a stop may take. A closing member has cancelled its
+ * heartbeats and never rejoins, so one left closing is harmless; its sockets end with the process
+ * or the broker.
+ */
+async function closeWithin (close: () => Promise<void>, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const done = await Promise.race([
+    close().then(() => true, (err: unknown) => { log.warn({ err: (err as Error).message }, `closing ${what} failed`); return true }),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, CLOSE_WAIT_MS); timer.unref() })
+  ])
+  clearTimeout(timer)
+  if (!done) log.warn({ seconds: CLOSE_WAIT_MS / 1000 }, `closing ${what} did not finish; going on without it`)
 }
 
 const consumers = new WeakMap<GroupConsumerPort, Consumer>()
@@ -605,18 +629,21 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     this.positions.set(partition, offset)
   }
 
+  /**
+   * Stops fetching and leaves the group by closing the member: a closing member asks the
+   * coordinator to let it go once, on the connection it has, and closes whether or not the
+   * broker answers (a broker that is gone does not hold the stop); it never rejoins.
+   */
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     this.wake?.()
     await this.loop?.catch(() => {})
-    // Leaving is a courtesy (the session times out otherwise): bounded, for a broker that is gone.
-    await Promise.race([new Promise<void>((resolve) => { this.member.leaveGroup(true, () => { resolve() }) }), sleep(3000)])
+    await closeWithin(async () => { await this.member.close(true) }, 'the Kafka group member')
   }
 
   async close (): Promise<void> {
-    this.stopped = true
-    this.wake?.()
-    await Promise.all([this.member.close(true).catch(() => {}), this.fetcher.close(true).catch(() => {})])
+    await this.stop()
+    await closeWithin(async () => { await this.fetcher.close(true) }, 'the Kafka fetcher')
   }
 }

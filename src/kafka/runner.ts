@@ -67,6 +67,8 @@ export class KafkaRunner {
   /** the state of every assigned partition's task (running ones are also in `partitions`) */
   readonly tasks = new Map<number, TaskState>()
   private readonly reader: ChangelogReader
+  /** aborts when the runner stops: a restore in progress gives up at once (see ChangelogReader) */
+  private readonly closing = new AbortController()
   private rebalancing = false
   private lastCommit = Date.now()
   private commitChain: Promise<void> = Promise.resolve()
@@ -110,7 +112,7 @@ export class KafkaRunner {
     this.client = client ?? new PlatformaticClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
-    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
+    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config, this.closing.signal)
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -476,6 +478,8 @@ export class KafkaRunner {
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
+    // A restore in progress stops now (during an outage it would wait out its own timeouts).
+    this.closing.abort(new Error('the runner is closing'))
     if (this.ticker !== undefined) clearInterval(this.ticker)
     // Batches that arrive from now on are left unprocessed (onBatch); the last commit runs after
     // the batch in flight, in the serial chain.
@@ -483,7 +487,11 @@ export class KafkaRunner {
     // Every part is closed whatever another one threw: a store left open would stay locked for
     // the next runner, a consumer left running would stay in the group. What failed is recorded.
     const step = async (what: string, f: () => Promise<void> | undefined): Promise<void> => {
+      this.closingStep = what
+      const t0 = Date.now()
       try { await f() } catch (err) { this.closeFailures.push(`${what}: ${(err as Error).message}`); log.error({ err: (err as Error).message }, `closing the runner: ${what} failed`) }
+      // What holds a stop up (a broker gone mid-close) is named in the log.
+      if (Date.now() - t0 > 2000) log.warn({ seconds: (Date.now() - t0) / 1000 }, `closing the runner: ${what} took long`)
     }
     await step('stopping the consumer', () => this.consumer?.stop())
     await step('the last batch', async () => { await this.commitChain })
@@ -494,6 +502,9 @@ export class KafkaRunner {
     await step('closing the producer', () => this.producer?.close())
     await step('closing the admin client', () => this.admin?.close())
   }
+
+  /** the step a stop is at (named when a stop does not finish in time) */
+  closingStep: string | undefined
 
   /** What failed while stopping (empty: everything closed). */
   readonly closeFailures: string[] = []

@@ -638,7 +638,15 @@ describe('the changelog reader (restore) on a real broker', () => {
       await client.readPartition(topic, 0, 2302n, end - 2n, async (records) => { for (const r of records) tail.push(String(r.key)) })
       expect(tail).toEqual(committed.slice(2000))
       // A record that never comes is an error, not a restore cut short.
-      await expect(client.readPartition(topic, 0, 0n, end + 10n, async () => {}, 3000)).rejects.toMatchObject({ code: 'EBB_RESTORE_STALLED', retriable: true })
+      await expect(client.readPartition(topic, 0, 0n, end + 10n, async () => {}, undefined, 3000)).rejects.toMatchObject({ code: 'EBB_RESTORE_STALLED', retriable: true })
+      // Aborted (its runner closes): no chunk applied after the abort, and the read rejects.
+      const ac = new AbortController()
+      let afterAbort = 0
+      await expect(client.readPartition(topic, 0, 0n, end - 2n, async () => {
+        if (ac.signal.aborted) afterAbort++
+        ac.abort(new Error('closing'))
+      }, ac.signal)).rejects.toThrow('closing')
+      expect(afterAbort).toBe(0)
     }
   }, 120_000)
 })
