@@ -1,6 +1,6 @@
 import type { EngineObserver } from '../runtime/partition-task.js'
 import type { BatchSendResult, GroupConsumerPort, OutRecord, ProducerPort, SendPiece } from './client.js'
-import { changelogTopic, type RunConfig } from './config.js'
+import { changelogTopic, type RunConfig, transactionTimeoutMs } from './config.js'
 import type { OutputMessage } from './wire.js'
 
 /** how long a failed commit waits for its transaction's abort before it reports the failure */
@@ -77,13 +77,28 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
   }
   const t0 = performance.now()
   if (c.processingGuarantee === 'exactly_once') {
-    const txn = await io.producer.transaction()
+    // Bounded by the transaction timeout: a transaction still open after it is aborted by the
+    // coordinator, so waiting longer (the client's retries nest: a send's metadata refresh
+    // retries inside each retry of the send) cannot make it commit, and would hold up the
+    // runner's close in an outage. Giving up is safe: the next producer of this transactional id
+    // fences this one, and the work is redone from the committed offsets.
+    const limit = transactionTimeoutMs(c)
+    let timer: NodeJS.Timeout | undefined
+    const overdue = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
+      timer.unref()
+    })
+    const txn = await Promise.race([io.producer.transaction(), overdue])
     try {
-      await send(async (round) => await txn.sendBatch(round))
-      if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
-      await txn.commit()
+      await Promise.race([(async () => {
+        await send(async (round) => await txn.sendBatch(round))
+        if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
+        await txn.commit()
+      })(), overdue])
+      clearTimeout(timer)
       io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
     } catch (err) {
+      clearTimeout(timer)
       // Aborting is a courtesy, bounded: when the broker is gone it would fail after the client's
       // own retries, holding up the runner's close. A transaction left open is aborted by the
       // broker after the transaction timeout, or at once when this transactional id's next

@@ -108,6 +108,16 @@ function clientProperties (y: YamlDoc, node: Node | undefined): ClientProperties
   return p
 }
 
+/**
+ * The transaction timeout: 10 s, as Kafka Streams sets for exactly-once, unless
+ * `client.requestTimeout` is set (the client sends its request timeout as the transaction
+ * timeout). A transaction left open by an instance that died is aborted by the broker that soon,
+ * so what follows it on the changelog becomes readable to a restore.
+ */
+export function transactionTimeoutMs (c: Pick<RunConfig, 'client'>): number {
+  return c.client.requestTimeout ?? 10_000
+}
+
 export const CHANGELOG_SUFFIX = '-user-state-changelog'
 
 export function changelogTopic (c: RunConfig): string { return c.applicationId + CHANGELOG_SUFFIX }

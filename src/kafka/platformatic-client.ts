@@ -4,7 +4,7 @@ import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
-import type { RunConfig } from './config.js'
+import { type RunConfig, transactionTimeoutMs } from './config.js'
 import { abortable } from './abortable.js'
 
 /** a fetch's answer, as the client returns it */
@@ -252,11 +252,8 @@ export class PlatformaticClient implements KafkaClient {
   async producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort> {
     const transactional = opts.transactionalId !== undefined
     const base = this.base(this.clientId, transactional ? transactionalRetry(this.config.client) : undefined)
-    // The client sends its request timeout as the transaction timeout: 10 s as Kafka Streams sets
-    // for exactly-once, unless `client.requestTimeout` says otherwise. A transaction left open by
-    // an instance that died is aborted by the broker that soon, so what follows it on the
-    // changelog becomes readable to a restore (read_committed stops at the first open one).
-    if (transactional && this.config.client?.requestTimeout === undefined) base.timeout = 10_000
+    // The client sends its request timeout as the transaction timeout (config.ts, transactionTimeoutMs).
+    if (transactional) base.timeout = transactionTimeoutMs({ client: this.config.client ?? {} })
     const producer = new Producer({
       ...base,
       idempotent: true,
@@ -638,7 +635,9 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     if (this.stopped) return
     this.stopped = true
     this.wake?.()
-    await this.loop?.catch(() => {})
+    // No batch is handed over once stopped; a request in flight (in an outage, one that rides
+    // out the client's retries) is not waited for beyond a second: closing the clients ends it.
+    await Promise.race([this.loop?.catch(() => {}), sleep(1000)])
     await closeWithin(async () => { await this.member.close(true) }, 'the Kafka group member')
   }
 
