@@ -7,7 +7,7 @@ import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
 import { loadRunConfig } from '../kafka/config.js'
 import { KafkaRunner } from '../kafka/runner.js'
-import { isKafkaClientError } from '../kafka/platformatic-client.js'
+import { errorText, isKafkaClientError } from '../kafka/client-errors.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
@@ -116,7 +116,8 @@ export async function run (argv: string[]): Promise<number> {
       fatal = !(isEbbError(lastError) && lastError.retriable) || lastError.code === Errors.SCHEMA_REGISTRY_UNAVAILABLE.code
       outageSince ??= runner.unavailableSince ?? Date.now()
     } catch (err) {
-      lastError = err as Error
+      // The client's errors keep their cause nested: said in words here, once for every message below.
+      lastError = isKafkaClientError(err) ? Object.assign(new Error(errorText(err)), { code: (err as { code: string }).code }) : err as Error
       // Retriable: the client's own errors (connection refused, no leader yet), a registry that
       // cannot answer, and Ebb's errors that say so; anything else (a bug) is not waited out.
       fatal = isEbbError(err) ? !err.retriable : !(isKafkaClientError(lastError) || lastError.name === 'SchemaRegistryUnavailable')

@@ -6,6 +6,7 @@ import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import { type RunConfig, transactionTimeoutMs } from './config.js'
 import { abortable } from './abortable.js'
+import { errorText } from './client-errors.js'
 
 /** a fetch's answer, as the client returns it */
 type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>
@@ -78,16 +79,6 @@ function sendResults (offsets: Array<{ topic: string, partition: number, offset:
   return (offsets ?? []).map((o) => ({ topic: o.topic, partition: o.partition, baseOffset: o.offset }))
 }
 
-/**
- * Whether an error comes from the Kafka client (a refused connection, a request that timed out,
- * a leader or coordinator that moved; its codes are PLT_KFK_…): what `ebb run` retries for
- * retryTimeout. Refused credentials are turned into EBB_KAFKA_AUTH here before they get there,
- * and are not retried.
- */
-export function isKafkaClientError (err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('PLT_KFK_')
-}
 
 /** Whether the client's error, or one it wraps (at any depth), is the broker's error `apiId`. */
 function hasProtocolError (err: unknown, apiId: string, depth = 0): boolean {
@@ -460,7 +451,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     })
     const crash = (err: Error): void => {
       if (this.stopped) return
-      for (const cb of this.crashCbs) cb(false, err)
+      for (const cb of this.crashCbs) cb(false, new Error(errorText(err)))
     }
     this.member.on('error', (err: Error) => { crash(err) })
     this.member.on('consumer:heartbeat:stalled', () => { crash(new Error('the consumer group heartbeat stalled')) })
@@ -486,7 +477,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     await this.member.joinGroup({ sessionTimeout: 10_000, heartbeatInterval: 1000, rebalanceTimeout: 30_000 })
     this.loop = this.fetchLoop(eachBatch).catch((err: unknown) => {
       if (this.stopped) return
-      for (const cb of this.crashCbs) cb(false, err as Error)
+      for (const cb of this.crashCbs) cb(false, new Error(errorText(err)))
     })
   }
 
@@ -556,7 +547,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
           // committed offsets (a new assignment, below).
           failingSince = Date.now()
           this.generation++
-          for (const cb of this.crashCbs) cb(true, err as Error)
+          for (const cb of this.crashCbs) cb(true, new Error(errorText(err)))
         }
         if (Date.now() - failingSince > FETCH_FAILURE_LIMIT_MS) throw err
         force = true

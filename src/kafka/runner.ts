@@ -11,6 +11,7 @@ import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaCli
 import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
 import { PlatformaticClient } from './platformatic-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
+import { errorText } from './client-errors.js'
 import { writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
@@ -422,7 +423,7 @@ export class KafkaRunner {
       }, { config: c, producer: this.producer, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
     } catch (err) {
       for (const x of prepared) x.b.discard()
-      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${(err as Error).message}); the work since the last commit is dropped and redone from the committed offsets`)
+      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
     }
     // Durable in Kafka: now the local stores, each with the changelog position it matches.
     for (const x of prepared) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { abortable } from '../../src/kafka/abortable.js'
+import { errorText, isKafkaClientError } from '../../src/kafka/client-errors.js'
 
 describe('abortable (a wait that a closing runner cuts short)', () => {
   it('gives the promise\'s value, or its rejection, when nothing aborts', async () => {
@@ -16,5 +17,16 @@ describe('abortable (a wait that a closing runner cuts short)', () => {
     ac.abort(new Error('the runner is closing'))
     await expect(waiting).rejects.toThrow('the runner is closing')
     await expect(abortable(Promise.resolve(1), ac.signal)).rejects.toThrow('the runner is closing')
+  })
+})
+
+describe('errorText (a client error in words, with the causes it keeps nested)', () => {
+  it('names the distinct causes under the message, at most three', () => {
+    const refused = (port: number): Error => Object.assign(new Error('Connection to 127.0.0.1:' + port + ' failed.'), { cause: new Error(`connect ECONNREFUSED 127.0.0.1:${port}`) })
+    const err = Object.assign(new Error('metadata failed 3 times.'), { code: 'PLT_KFK_MULTIPLE', errors: [refused(9092), refused(9092), refused(9093), refused(9094), refused(9095)] })
+    expect(errorText(err)).toBe('metadata failed 3 times (connect ECONNREFUSED 127.0.0.1:9092; connect ECONNREFUSED 127.0.0.1:9093; connect ECONNREFUSED 127.0.0.1:9094)')
+    expect(isKafkaClientError(err)).toBe(true)
+    expect(errorText(new Error('plain.'))).toBe('plain')
+    expect(isKafkaClientError(new Error('plain'))).toBe(false)
   })
 })
