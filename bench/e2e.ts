@@ -136,8 +136,9 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
               o2.liveTransactions = value('ebb_transaction_duration_seconds_count')
               o2.liveTransactionMeanMs = Math.round(value('ebb_transaction_duration_seconds_sum') / value('ebb_transaction_duration_seconds_count') * 1000)
               o2.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
-              // …and inside the transaction, each producer request's mean round trip and count
-              for (const api of ['AddPartitionsToTxn', 'Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
+              // …and inside the transaction, each step's mean duration and count (Produce: a send
+              // with its AddPartitionsToTxn; TxnOffsetCommit: every partition's offset)
+              for (const api of ['Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
                 const n = value(`ebb_kafka_request_duration_seconds_count\\{api="${api}"\\}`)
                 o2[`live${api}Requests`] = n
                 o2[`live${api}MeanMs`] = Math.round(value(`ebb_kafka_request_duration_seconds_sum\\{api="${api}"\\}`) / n * 10000) / 10

@@ -106,7 +106,7 @@ export interface GroupConsumerPort {
 
 export interface KafkaClient {
   admin (): Promise<AdminPort>
-  /** `onRequest`: each request's round trip (API name, seconds), for the metrics. */
+  /** `onRequest`: each transaction step's duration (named by its Kafka API, seconds), for the metrics. */
   producer (opts: { transactionalId?: string, onRequest?: (api: string, seconds: number) => void }): Promise<ProducerPort>
   /**
    * a consumer group member on one topic; `clientId` is what the group description shows;

@@ -78,7 +78,7 @@ export class EbbMetrics {
     })
     const requestHist = new Histogram({
       name: 'ebb_kafka_request_duration_seconds',
-      help: 'Kafka mode: round trip of one producer request, by API (Produce, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, ...): where a transaction spends its time',
+      help: 'Kafka mode: one step of a transaction as the client port times it, named by its Kafka API (Produce: one send with its AddPartitionsToTxn; AddOffsetsToTxn; TxnOffsetCommit: the offsets of every partition; EndTxn), the client\'s retries included: where a transaction spends its time',
       labelNames: ['api'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [r]

@@ -608,7 +608,7 @@ describe('the changelog reader (restore) on a real broker', () => {
     const producer = await client.producer({ transactionalId: `${topic}-writer` })
     const value = Buffer.alloc(8 * 1024, 1)
     const committed: string[] = []
-    // 3 × 2,000 records of 8 KB committed (48 MB: several 16 MB fetches), 300 aborted between, 300 aborted last
+    // 3 × 2,000 records of 8 KB committed (48 MB: many fetches), 300 aborted between, 300 aborted last
     for (const [name, n, commit] of [['a', 2000, true], ['x', 300, false], ['b', 2000, true], ['c', 2000, true], ['y', 300, false]] as const) {
       const txn = await producer.transaction()
       for (let i = 0; i < n; i += 100) {
