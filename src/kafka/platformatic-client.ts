@@ -114,20 +114,44 @@ function authFailure (err: unknown, depth = 0): string | undefined {
   return undefined
 }
 
+/** the attribute bit of a record batch written inside a transaction */
+const TRANSACTIONAL_BATCH = 0x10
+
+type FetchedPartition = FetchResponse['responses'][number]['partitions'][number]
+
 /**
- * The records of one fetched partition, as the ports hand them over: control batches (transaction
- * markers) skipped, records before `from` dropped (a batch is returned whole even when the fetch
- * offset lies inside it). `end`: the offset after the last batch, records or markers.
+ * The records of one fetched partition, as the ports hand them over (read_committed): control
+ * batches (transaction markers) skipped, the batches of aborted transactions skipped, records
+ * before `from` dropped (a batch is returned whole even when the fetch offset lies inside it).
+ * `end`: the offset after the last batch, records, markers or aborted.
+ *
+ * Aborted data is filtered here, as Java's consumer does, from the partition's list of aborted
+ * transactions: a producer's batches are skipped from its aborted transaction's first offset up
+ * to its ABORT marker. The client filters too, but keeps an aborted transaction whose marker is
+ * not in the same response (a fetch that ends inside it, which small restore fetches make
+ * likely) and only the last of several aborted transactions of one producer — Ebb writes every
+ * commit with one transactional id, so both happen on its changelog.
  */
-function partitionRecords (batches: FetchResponse['responses'][number]['partitions'][number]['records'], from: bigint): { records: InputRecord[], end: bigint } {
+export function partitionRecords (part: Pick<FetchedPartition, 'records' | 'abortedTransactions'>, from: bigint): { records: InputRecord[], end: bigint } {
   const records: InputRecord[] = []
   let end = from
+  const batches = part.records
   if (batches === null || batches === undefined) return { records, end }
+  const aborted = [...(part.abortedTransactions ?? [])].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0))
+  let nextAborted = 0
+  const abortedProducers = new Set<bigint>()
   const fromNum = Number(from)
   for (const b of batches) {
-    const batchEnd = b.firstOffset + BigInt(b.lastOffsetDelta) + 1n
-    if (batchEnd > end) end = batchEnd
-    if ((b.attributes & CONTROL_BATCH) !== 0) continue
+    const lastOffset = b.firstOffset + BigInt(b.lastOffsetDelta)
+    if (lastOffset + 1n > end) end = lastOffset + 1n
+    while (nextAborted < aborted.length && aborted[nextAborted].firstOffset <= lastOffset) abortedProducers.add(aborted[nextAborted++].producerId)
+    if ((b.attributes & CONTROL_BATCH) !== 0) {
+      // An ABORT marker (control key: version, then type 0) ends its producer's aborted range.
+      const key = b.records[0]?.key
+      if (key !== null && key !== undefined && key.length >= 4 && key.readInt16BE(2) === 0) abortedProducers.delete(b.producerId)
+      continue
+    }
+    if ((b.attributes & TRANSACTIONAL_BATCH) !== 0 && abortedProducers.has(b.producerId)) continue
     // Offsets and times fit a double exactly (< 2^53): no BigInt per record.
     const first = Number(b.firstOffset)
     const ts = Number(b.firstTimestamp)
@@ -219,7 +243,11 @@ export class PlatformaticClient implements KafkaClient {
       endOffsets: async (topic) => await listOffsets(topic, LATEST),
       committedOffsets: async (groupId, topic) => {
         const parts = await partitionsOf(topic)
-        const res = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: parts }] }] })
+        // requireStable: an offset a transaction has sent but not yet committed is waited for
+        // (the broker answers UNSTABLE_OFFSET_COMMIT, which the client retries), never read stale:
+        // a restore compares it with the changelog, which read_committed also shows only once
+        // that transaction ends.
+        const res = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: parts }] }], requireStable: true })
         const t = res[0]?.topics.find((x) => x.name === topic)
         return new Map(parts.map((p) => {
           const o = t?.partitions.find((x) => x.partitionIndex === p)?.committedOffset
@@ -301,11 +329,14 @@ export class PlatformaticClient implements KafkaClient {
         return {
           sendBatch: async (pieces) => await sendPieces(async (o) => await txn.send(o), pieces),
           sendOffsets: async (consumerPort, offsets: OffsetCommit[]) => {
-            const consumer = groupConsumerOf(consumerPort)
+            const { member: consumer, announced } = groupConsumerOf(consumerPort)
+            if (announced === undefined) throw new Error('no assignment was announced: nothing to commit offsets for')
             await timed('AddOffsetsToTxn', async () => { await txn.addConsumer(consumer) })
-            // TxnOffsetCommit with the member's id and generation (KIP-447): a member that lost
-            // its partitions in a rebalance cannot commit offsets for them; its transaction fails.
-            const meta = { consumer: { groupId: consumer.groupId, generationId: consumer.generationId, memberId: consumer.memberId, coordinatorId: consumer.coordinatorId } }
+            // TxnOffsetCommit with the member id and generation of the assignment the runner
+            // processed under (KIP-447), not the client's current ones: the client takes a new
+            // generation at JoinGroup, before the assignment is known, and a commit for
+            // partitions that generation gives to another member must fail, not land.
+            const meta = { consumer: { groupId: consumer.groupId, generationId: announced.generationId, memberId: announced.memberId, coordinatorId: consumer.coordinatorId } }
             await timed('TxnOffsetCommit', async () => {
               for (const o of offsets) await txn.addOffset({ topic: consumerPort.topic, partition: o.partition, offset: BigInt(o.offset) - 1n, metadata: meta } as unknown as Message)
             })
@@ -340,6 +371,7 @@ export class PlatformaticClient implements KafkaClient {
     }
     try {
       let next: Promise<FetchResponse> | undefined = fetchAt(position, false)
+      next.catch(() => {}) // awaited below; never left rejected unseen when the read ends first
       let failures = 0
       while (position <= last) {
         let response: FetchResponse
@@ -357,7 +389,7 @@ export class PlatformaticClient implements KafkaClient {
         }
         failures = 0
         const p = response.responses[0]?.partitions.find((x) => x.partitionIndex === partition)
-        const { records, end } = partitionRecords(p?.records, position)
+        const { records, end } = partitionRecords({ records: p?.records, abortedTransactions: p?.abortedTransactions ?? null }, position)
         // The next fetch goes out before this one is applied (the store write is the slow part).
         next = end > position && end <= last ? fetchAt(end, false) : undefined
         if (next !== undefined) next.catch(() => {})
@@ -395,12 +427,12 @@ async function closeWithin (close: () => Promise<void>, what: string): Promise<v
   if (!done) log.warn({ seconds: CLOSE_WAIT_MS / 1000 }, `closing ${what} did not finish; going on without it`)
 }
 
-const consumers = new WeakMap<GroupConsumerPort, Consumer>()
-/** The client's consumer behind a port (the transaction commits offsets with its generation). */
-function groupConsumerOf (port: GroupConsumerPort): Consumer {
+const consumers = new WeakMap<GroupConsumerPort, PlatformaticGroupConsumer>()
+/** The member behind a port and the generation of its last announced assignment (the transaction commits offsets with it). */
+function groupConsumerOf (port: GroupConsumerPort): { member: Consumer, announced: { generationId: number, memberId: string } | undefined } {
   const c = consumers.get(port)
   if (c === undefined) throw new Error('sendOffsets needs a group consumer of the same client')
-  return c
+  return { member: c.member, announced: c.announced }
 }
 
 /** how long fetching may fail in a row before the consumer gives up (the runner then restarts, README "When the brokers go away") */
@@ -418,12 +450,16 @@ const FETCH_FAILURE_LIMIT_MS = 15_000
 class PlatformaticGroupConsumer implements GroupConsumerPort {
   readonly groupId: string
   readonly topic: string
-  private readonly member: Consumer
+  readonly member: Consumer
   private readonly fetcher: Consumer
+  /** the member id and generation of the assignment last handed to the runner */
+  announced: { generationId: number, memberId: string } | undefined
   private assigned: number[] = []
   private readonly positions = new Map<number, bigint>()
   private readonly seeks = new Map<number, number>()
   private generation = 0
+  /** between a rebalance starting and the new assignment */
+  private paused = false
   private stopped = false
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
@@ -440,15 +476,19 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     this.member = new Consumer({ ...base, groupId: opts.groupId, autocommit: false, sessionTimeout: 10_000, heartbeatInterval: 1000, rebalanceTimeout: 30_000, isolationLevel: READ_COMMITTED })
     // The fetcher retries little by itself: the loop retries, and an outage must show at once.
     this.fetcher = new Consumer({ ...base, clientId: `${base.clientId}-fetch`, groupId: opts.groupId, autocommit: false, isolationLevel: READ_COMMITTED, retries: 1, retryDelay: 200 })
-    consumers.set(this, this.member)
+    consumers.set(this, this)
     this.member.on('consumer:group:rebalance', () => {
       if (this.stopped) return
       this.generation++
+      // Nothing is fetched until the new assignment: what would come cannot be processed.
+      this.paused = true
       for (const cb of this.rebalancing) cb()
     })
     this.member.on('consumer:group:join', (e) => {
       if (this.stopped) return
       this.generation++
+      this.paused = false
+      this.announced = { generationId: e.generationId ?? this.member.generationId, memberId: e.memberId }
       this.assigned = [...(e.assignments?.find((a) => a.topic === this.topic)?.partitions ?? [])].sort((a, b) => a - b)
       // Every join starts again from the committed offsets: what was processed and not
       // committed is dropped by the runner (onRebalancing), as at any rebalance.
@@ -490,7 +530,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
   }
 
   /** Where each partition without a position starts: the committed offset, else the earliest or latest. */
-  private async initPositions (partitions: number[]): Promise<void> {
+  private async initPositions (partitions: number[], gen: number): Promise<void> {
     const committed = await this.member.listCommittedOffsets({ topics: [{ topic: this.topic, partitions }] })
     const list = committed.get(this.topic) ?? []
     const missing = partitions.filter((p) => list[p] === undefined || list[p] < 0n)
@@ -499,6 +539,8 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
       const offs = await this.member.listOffsets({ topics: [this.topic], partitions: { [this.topic]: missing }, timestamp: this.opts.fromBeginning ? EARLIEST : LATEST })
       fallback = offs.get(this.topic) ?? []
     }
+    // Read before a rebalance that cleared the positions: the next assignment reads them again.
+    if (gen !== this.generation) return
     for (const p of partitions) {
       if (this.positions.has(p)) continue // sought meanwhile
       const c = list[p]
@@ -513,7 +555,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     while (!this.stopped) {
       const gen = this.generation
       const assigned = this.assigned
-      if (assigned.length === 0) {
+      if (assigned.length === 0 || this.paused) {
         await new Promise<void>((resolve) => { this.wake = resolve; setTimeout(resolve, 500) })
         this.wake = undefined
         continue
@@ -522,7 +564,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
       let requested: Map<number, bigint>
       try {
         const unknown = assigned.filter((p) => !this.positions.has(p))
-        if (unknown.length > 0) await this.initPositions(unknown)
+        if (unknown.length > 0) await this.initPositions(unknown, gen)
         if (gen !== this.generation) continue
         const metadata = await this.fetcher.metadata({ topics: [this.topic], forceUpdate: force })
         const t = metadata.topics.get(this.topic)
@@ -565,17 +607,26 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
       if (failingSince !== undefined) {
         failingSince = undefined
         this.positions.clear()
-        for (const cb of this.rebalancing) cb()
-        for (const cb of this.assignedCbs) cb(this.assigned)
+        // The assignment is announced again only if the member still holds it; one that lost its
+        // session meanwhile is rejoining, and its join announces what it gets.
+        if (this.member.isActive() && this.announced?.generationId === this.member.generationId) {
+          for (const cb of this.rebalancing) cb()
+          for (const cb of this.assignedCbs) cb(this.assigned)
+        } else {
+          this.assigned = []
+        }
         continue
       }
+      /** batches handed over, and how many the runner took (resolved or sought past) */
+      let handed = 0
+      let taken = 0
       for (const topic of response.responses) {
         for (const part of topic.partitions) {
           if (this.stopped || gen !== this.generation) break
           const p = part.partitionIndex
           const at = requested.get(p)
           if (at === undefined || this.positions.get(p) !== at) continue // sought since the fetch
-          const { records, end } = partitionRecords(part.records, at)
+          const { records, end } = partitionRecords(part, at)
           if (records.length === 0) {
             // Only markers or aborted records: nothing to process, the position moves past them.
             if (end > at) this.positions.set(p, end)
@@ -593,8 +644,13 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
               active: () => !this.stopped && gen === this.generation && (this.seeks.get(p) ?? 0) === seek
             }
           )
+          handed++
+          if (this.positions.get(p) !== at) taken++
         }
       }
+      // Nothing taken (partitions still opening, a registry that cannot answer, a runner that
+      // failed): the same records would come back at once; a pause instead of a busy loop.
+      if (handed > 0 && taken === 0) await sleep(100)
     }
   }
 

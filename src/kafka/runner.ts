@@ -255,13 +255,16 @@ export class KafkaRunner {
   private onAssignment (partitions: number[]): void {
     // A stopping runner takes nothing new: its stores are closing, and a new runner may open them.
     if (this.stopping) return
-    this.rebalancing = false
     this.unavailableSince = undefined
     this.rebalances++
     this.assigned = [...partitions].sort((a, b) => a - b)
     // Revoked partitions close in the serial chain: a store must never close under a batch,
     // a commit or a restore that is still using it (RocksDB would abort the process).
     this.schedule(async () => {
+      // Commits resume only here, after the drop scheduled at the rebalance: a commit queued
+      // before it must not carry the previous assignment's work (the client may announce the
+      // rebalance and the new assignment at once).
+      this.rebalancing = false
       for (const [p, st] of this.partitions) {
         if (this.assigned.includes(p)) continue
         this.partitions.delete(p)

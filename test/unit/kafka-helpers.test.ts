@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { abortable } from '../../src/kafka/abortable.js'
 import { errorText, isKafkaClientError } from '../../src/kafka/client-errors.js'
+import { partitionRecords } from '../../src/kafka/platformatic-client.js'
 
 describe('abortable (a wait that a closing runner cuts short)', () => {
   it('gives the promise\'s value, or its rejection, when nothing aborts', async () => {
@@ -28,5 +29,36 @@ describe('errorText (a client error in words, with the causes it keeps nested)',
     expect(isKafkaClientError(err)).toBe(true)
     expect(errorText(new Error('plain.'))).toBe('plain')
     expect(isKafkaClientError(new Error('plain'))).toBe(false)
+  })
+})
+
+describe('partitionRecords (read_committed filtering of a fetched partition)', () => {
+  /** a record batch as the client parses it: `n` records from `first`, of producer `pid` */
+  const batch = (first: number, n: number, pid: bigint, transactional: boolean, value = 'v'): Record<string, unknown> => ({
+    firstOffset: BigInt(first), lastOffsetDelta: n - 1, attributes: transactional ? 0x10 : 0, producerId: pid, firstTimestamp: 1000n,
+    records: Array.from({ length: n }, (_, i) => ({ offsetDelta: i, timestampDelta: BigInt(i), key: Buffer.from(`${value}${first + i}`), value: Buffer.from(value) }))
+  })
+  /** a transaction marker: ABORT (type 0) or COMMIT (type 1) */
+  const marker = (offset: number, pid: bigint, commit: boolean): Record<string, unknown> => {
+    const key = Buffer.alloc(4)
+    key.writeInt16BE(commit ? 1 : 0, 2)
+    return { firstOffset: BigInt(offset), lastOffsetDelta: 0, attributes: 0x30, producerId: pid, firstTimestamp: 1000n, records: [{ offsetDelta: 0, timestampDelta: 0n, key, value: Buffer.alloc(6) }] }
+  }
+  const keys = (r: { records: Array<{ key: Buffer | null }> }): string[] => r.records.map((x) => String(x.key))
+
+  it('skips an aborted transaction whose marker is beyond the response, and both of two aborted transactions of one producer', () => {
+    // producer 7: commit (0–2, marker 3), abort (4–5, marker 6), commit (7–8, marker 9), abort (10–11, no marker yet)
+    const records = [batch(0, 3, 7n, true, 'a'), marker(3, 7n, true), batch(4, 2, 7n, true, 'x'), marker(6, 7n, false), batch(7, 2, 7n, true, 'b'), marker(9, 7n, true), batch(10, 2, 7n, true, 'y')]
+    const out = partitionRecords({ records, abortedTransactions: [{ producerId: 7n, firstOffset: 10n }, { producerId: 7n, firstOffset: 4n }] } as never, 0n)
+    expect(keys(out)).toEqual(['a0', 'a1', 'a2', 'b7', 'b8'])
+    expect(out.end).toBe(12n) // past every batch, markers and aborted ones included
+    expect(out.records.map((r) => r.offset)).toEqual(['0', '1', '2', '7', '8'])
+  })
+
+  it('keeps other producers\' and non-transactional records inside an aborted range, and drops what precedes the fetch offset', () => {
+    const records = [batch(0, 2, 1n, false, 'p'), batch(2, 2, 9n, true, 'x'), batch(4, 2, 5n, true, 'q'), marker(6, 9n, false), marker(7, 5n, true)]
+    const out = partitionRecords({ records, abortedTransactions: [{ producerId: 9n, firstOffset: 2n }] } as never, 1n)
+    expect(keys(out)).toEqual(['p1', 'q4', 'q5'])
+    expect(out.records[0]?.timestamp).toBe('1001')
   })
 })
