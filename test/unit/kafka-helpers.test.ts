@@ -18,6 +18,13 @@ describe('abortable (a wait that a closing runner cuts short)', () => {
     ac.abort(new Error('the runner is closing'))
     await expect(waiting).rejects.toThrow('the runner is closing')
     await expect(abortable(Promise.resolve(1), ac.signal)).rejects.toThrow('the runner is closing')
+    // A request that fails after its wait was cut short (already aborted, or aborted meanwhile)
+    // is not an unhandled rejection (Node would end the process; vitest fails the run).
+    let fail: (e: Error) => void = () => {}
+    const late = new Promise<number>((_resolve, reject) => { fail = reject })
+    await expect(abortable(late, ac.signal)).rejects.toThrow('the runner is closing')
+    fail(new Error('Listing consumer group offsets failed'))
+    await new Promise((resolve) => setTimeout(resolve, 10))
   })
 })
 
