@@ -8,6 +8,7 @@ import { buildServer } from '../http/server.js'
 import { loadRunConfig } from '../kafka/config.js'
 import { KafkaRunner } from '../kafka/runner.js'
 import { errorText, isKafkaClientError } from '../kafka/client-errors.js'
+import { withDeadline } from '../kafka/waits.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
@@ -90,8 +91,8 @@ export async function run (argv: string[]): Promise<number> {
       const starting = runner.start(advertised)
       starting.catch(() => {})
       if (await Promise.race([starting.then(() => 'started'), stopped]) !== 'started') {
-        await withDeadline(runner.stop(), STOP_DEADLINE_MS)
-        await withDeadline(app.close(), 5000)
+        await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
+        await withDeadline(app.close(), 5000, 'stopping')
         process.stderr.write(`[run] stopped (${interrupted ?? 'signal'}) while starting the Kafka clients\n`)
         return 0
       }
@@ -105,8 +106,8 @@ export async function run (argv: string[]): Promise<number> {
         // its consumer, or the group never settled): give up.
         const err = new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), `no partition was processed since (${runner.lastCrash ?? runner.readiness().reason})`)
         givenUp = err.message
-        await withDeadline(runner.stop(), STOP_DEADLINE_MS)
-        await withDeadline(app.close(), 5000)
+        await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
+        await withDeadline(app.close(), 5000, 'stopping')
         throw err
       }
       if (why !== 'failure') break
@@ -125,11 +126,11 @@ export async function run (argv: string[]): Promise<number> {
     }
     if (!fatal) retried(lastError)
     // Closed before anything new starts: the stores' locks, the old member's partitions.
-    const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS) && runner.closeFailures.length === 0
+    const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping') && runner.closeFailures.length === 0
     const deadline = (outageSince ?? Date.now()) + config.retryTimeoutMs
     if (fatal || !closed || interrupted !== undefined || Date.now() >= deadline) {
       givenUp = lastError.message
-      await withDeadline(app.close(), 5000)
+      await withDeadline(app.close(), 5000, 'stopping')
       if (interrupted !== undefined && !fatal) { process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`); return 0 }
       if (!closed) throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round((Date.now() - (outageSince ?? Date.now())) / 1000), `${lastError.message}; and closing the Kafka clients and stores did not finish (${runner.closeFailures.join('; ') || `not within ${STOP_DEADLINE_MS / 1000} s, at: ${runner.closingStep ?? 'the last commit'}`}), so this process cannot be sure they are gone and exits`)
       if (fatal) throw lastError
@@ -147,7 +148,7 @@ export async function run (argv: string[]): Promise<number> {
     runner.waiting = waiting
     await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])
     if (interrupted !== undefined) {
-      await withDeadline(app.close(), 5000)
+      await withDeadline(app.close(), 5000, 'stopping')
       process.stderr.write(`[run] stopped (${interrupted}) while Kafka was unavailable\n`)
       return 0
     }
@@ -159,8 +160,8 @@ export async function run (argv: string[]): Promise<number> {
   const now = (): void => { process.stderr.write('[run] stopping at once (second signal)\n'); process.exit(runner.failure === undefined ? 130 : 1) }
   process.once('SIGINT', now)
   process.once('SIGTERM', now)
-  const clean = await withDeadline(runner.stop(), STOP_DEADLINE_MS)
-  await withDeadline(app.close(), 5000)
+  const clean = await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
+  await withDeadline(app.close(), 5000, 'stopping')
   if (runner.failure !== undefined) {
     process.stderr.write(`ebb run: ${runner.failure.message}\n`)
     return 1
@@ -212,16 +213,6 @@ async function untilStoppedOrFailed (runner: KafkaRunner, stopped: Promise<strin
 /** How long a stop may take (the last commit, leaving the group, closing the stores) before the process exits anyway. */
 const STOP_DEADLINE_MS = 20_000
 
-/** Whether `p` settled within `ms` (a rejection counts as settled; it is logged). */
-async function withDeadline (p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms) })
-  try {
-    return await Promise.race([p.then(() => true, (err: unknown) => { log.warn({ err: (err as Error).message }, 'stopping failed'); return true }), late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /**
  * Every 30 s, a line in words on stderr (the JSON logs are for machines): the partitions held,

@@ -2,7 +2,7 @@ import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import type { RocksStore } from '../state/rocks-store.js'
-import { abortable } from './abortable.js'
+import { abortable } from './waits.js'
 import type { AdminPort, KafkaClient } from './client.js'
 import { changelogTopic, type RunConfig } from './config.js'
 

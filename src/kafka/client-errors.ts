@@ -1,3 +1,5 @@
+import { EbbError, Errors } from '../errors.js'
+
 /**
  * Whether an error comes from the Kafka client (a refused connection, a request that timed out,
  * a leader or coordinator that moved; @platformatic/kafka's codes are PLT_KFK_…): what `ebb run`
@@ -20,15 +22,45 @@ export function errorText (err: unknown): string {
   const leaves: string[] = []
   const walk = (e: unknown, depth: number): void => {
     if (e === null || typeof e !== 'object' || depth > 6 || leaves.length >= 3) return
-    const x = e as { message?: unknown, errors?: unknown[], cause?: unknown }
-    const nested = [...(Array.isArray(x.errors) ? x.errors : []), ...(x.cause === undefined ? [] : [x.cause])]
-    if (nested.length === 0) {
-      const m = String(x.message ?? '').replace(/\.$/, '')
+    const inner = nested(e)
+    if (inner.length === 0) {
+      const m = String((e as { message?: unknown }).message ?? '').replace(/\.$/, '')
       if (m !== '' && m !== message && !leaves.includes(m)) leaves.push(m)
       return
     }
-    for (const n of nested) walk(n, depth + 1)
+    for (const n of inner) walk(n, depth + 1)
   }
   walk(err, 0)
   return leaves.length === 0 ? message : `${message} (${leaves.join('; ')})`
+}
+
+/** A client error's own nested errors: the ones it aggregates, then its cause. */
+function nested (e: unknown): unknown[] {
+  if (e === null || typeof e !== 'object') return []
+  const x = e as { errors?: unknown[], cause?: unknown }
+  return [...(Array.isArray(x.errors) ? x.errors : []), ...(x.cause === undefined ? [] : [x.cause])]
+}
+
+/** The first error, `err` itself or one it wraps at any depth (at most 6), that `match` accepts. */
+export function findNestedError (err: unknown, match: (e: { code?: unknown, apiId?: unknown, message?: unknown, cause?: unknown }) => boolean, depth = 0): { code?: unknown, apiId?: unknown, message?: unknown, cause?: unknown } | undefined {
+  if (err === null || typeof err !== 'object' || depth > 6) return undefined
+  const e = err as { code?: unknown, apiId?: unknown, message?: unknown, cause?: unknown }
+  if (match(e)) return e
+  for (const n of nested(err)) {
+    const found = findNestedError(n, match, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/**
+ * EBB_KAFKA_AUTH when the brokers refused the credentials somewhere inside `err` (the client's
+ * message and the broker's, in words), else undefined: retrying would not change the answer.
+ */
+export function kafkaAuthError (err: unknown, brokers: string): EbbError | undefined {
+  const auth = findNestedError(err, (e) => e.code === 'PLT_KFK_AUTHENTICATION')
+  if (auth === undefined) return undefined
+  const broker = (auth.cause as { serverErrorMessage?: string | null } | undefined)?.serverErrorMessage
+  const message = String(auth.message ?? '')
+  return new EbbError(Errors.KAFKA_AUTH, brokers, broker === undefined || broker === null ? message : `${message} ${broker}`)
 }

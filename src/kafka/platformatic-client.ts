@@ -5,8 +5,8 @@ import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import { type RunConfig, transactionTimeoutMs } from './config.js'
-import { abortable } from './abortable.js'
-import { errorText } from './client-errors.js'
+import { errorText, findNestedError, kafkaAuthError } from './client-errors.js'
+import { abortable, withDeadline } from './waits.js'
 
 /** a fetch's answer, as the client returns it */
 type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>
@@ -87,33 +87,6 @@ function sendResults (offsets: Array<{ topic: string, partition: number, offset:
   return (offsets ?? []).map((o) => ({ topic: o.topic, partition: o.partition, baseOffset: o.offset }))
 }
 
-
-/** Whether the client's error, or one it wraps (at any depth), is the broker's error `apiId`. */
-function hasProtocolError (err: unknown, apiId: string, depth = 0): boolean {
-  if (err === null || typeof err !== 'object' || depth > 5) return false
-  const e = err as { apiId?: string, errors?: unknown[], cause?: unknown }
-  if (e.apiId === apiId) return true
-  return (e.errors ?? []).some((x) => hasProtocolError(x, apiId, depth + 1)) || hasProtocolError(e.cause, apiId, depth + 1)
-}
-
-/**
- * The refused credentials inside a client error, in words (the client's message and the broker's),
- * or undefined when the failure is something else. Retrying would not change them.
- */
-function authFailure (err: unknown, depth = 0): string | undefined {
-  if (err === null || typeof err !== 'object' || depth > 6) return undefined
-  const e = err as { code?: string, message?: string, serverErrorMessage?: string, errors?: unknown[], cause?: unknown }
-  if (e.code === 'PLT_KFK_AUTHENTICATION') {
-    const broker = (e.cause as { serverErrorMessage?: string } | undefined)?.serverErrorMessage
-    return broker === undefined || broker === null ? e.message : `${e.message ?? ''} ${broker}`
-  }
-  for (const x of [...(e.errors ?? []), e.cause]) {
-    const found = authFailure(x, depth + 1)
-    if (found !== undefined) return found
-  }
-  return undefined
-}
-
 /** the attribute bit of a record batch written inside a transaction */
 const TRANSACTIONAL_BATCH = 0x10
 
@@ -173,7 +146,6 @@ async function leaderOf (client: Consumer, topic: string, partition: number, for
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
-
 /**
  * The KafkaClient ports on @platformatic/kafka (maintained, TypeScript, transactions with the
  * consumer group's generation: KIP-447 fencing). Group membership and heartbeats are the
@@ -194,8 +166,7 @@ export class PlatformaticClient implements KafkaClient {
       await admin.metadata({ topics: [] })
     } catch (err) {
       await admin.close().catch(() => {})
-      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.config.brokers.join(','), authFailure(err))
-      throw err
+      throw kafkaAuthError(err, this.config.brokers.join(',')) ?? err
     }
     const partitionsOf = async (topic: string): Promise<number[]> => {
       const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
@@ -215,17 +186,14 @@ export class PlatformaticClient implements KafkaClient {
         return (await partitionsOf(topic)).length
       },
       createTopics: async (specs: TopicSpec[]) => {
-        // One request per kind of topic: the compacted changelog needs its own configuration.
-        for (const compact of [false, true]) {
-          const list = specs.filter((s) => (s.compact === true) === compact)
-          for (const s of list) {
-            try {
-              await admin.createTopics({ topics: [s.topic], partitions: s.partitions, replicas: s.replicationFactor, configs: compact ? [{ name: 'cleanup.policy', value: 'compact' }] : [] })
-            } catch (err) {
-              // Another instance of the group created it first (they start together): that is the
-              // topic wanted; its partition count is checked by the caller.
-              if (!hasProtocolError(err, 'TOPIC_ALREADY_EXISTS')) throw err
-            }
+        // One request per topic: each has its own partitions and configuration (the compacted changelog).
+        for (const s of specs) {
+          try {
+            await admin.createTopics({ topics: [s.topic], partitions: s.partitions, replicas: s.replicationFactor, configs: s.compact === true ? [{ name: 'cleanup.policy', value: 'compact' }] : [] })
+          } catch (err) {
+            // Another instance of the group created it first (they start together): that is the
+            // topic wanted; its partition count is checked by the caller.
+            if (findNestedError(err, (e) => e.apiId === 'TOPIC_ALREADY_EXISTS') === undefined) throw err
           }
         }
         // Wait for the leaders: a produce right after must find them.
@@ -313,8 +281,7 @@ export class PlatformaticClient implements KafkaClient {
       }
     } catch (err) {
       await producer.close().catch(() => {})
-      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.config.brokers.join(','), authFailure(err))
-      throw err
+      throw kafkaAuthError(err, this.config.brokers.join(',')) ?? err
     }
     const sendPieces = async (send: (o: { messages: ReturnType<typeof toMessages> }) => Promise<{ offsets?: Array<{ topic: string, partition: number, offset: bigint }> }>, pieces: SendPiece[]): Promise<BatchSendResult[]> => {
       const messages = pieces.flatMap((p) => toMessages(p.topic, p.records))
@@ -418,13 +385,7 @@ const CLOSE_WAIT_MS = 5000
  * or the broker.
  */
 async function closeWithin (close: () => Promise<void>, what: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const done = await Promise.race([
-    close().then(() => true, (err: unknown) => { log.warn({ err: (err as Error).message }, `closing ${what} failed`); return true }),
-    new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false) }, CLOSE_WAIT_MS); timer.unref() })
-  ])
-  clearTimeout(timer)
-  if (!done) log.warn({ seconds: CLOSE_WAIT_MS / 1000 }, `closing ${what} did not finish; going on without it`)
+  if (!await withDeadline(close(), CLOSE_WAIT_MS, `closing ${what}`)) log.warn({ seconds: CLOSE_WAIT_MS / 1000 }, `closing ${what} did not finish; going on without it`)
 }
 
 const consumers = new WeakMap<GroupConsumerPort, PlatformaticGroupConsumer>()
@@ -511,8 +472,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
       await this.member.metadata({ topics: [this.topic] })
     } catch (err) {
       await Promise.all([this.member.close(true).catch(() => {}), this.fetcher.close(true).catch(() => {})])
-      if (authFailure(err) !== undefined) throw new EbbError(Errors.KAFKA_AUTH, this.brokers, authFailure(err))
-      throw err
+      throw kafkaAuthError(err, this.brokers) ?? err
     }
   }
 

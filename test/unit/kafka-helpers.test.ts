@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { abortable } from '../../src/kafka/abortable.js'
-import { errorText, isKafkaClientError } from '../../src/kafka/client-errors.js'
+import { abortable, withDeadline } from '../../src/kafka/waits.js'
+import { errorText, findNestedError, isKafkaClientError, kafkaAuthError } from '../../src/kafka/client-errors.js'
 import { partitionRecords } from '../../src/kafka/platformatic-client.js'
 
 describe('abortable (a wait that a closing runner cuts short)', () => {
@@ -67,5 +67,23 @@ describe('partitionRecords (read_committed filtering of a fetched partition)', (
     const out = partitionRecords({ records, abortedTransactions: [{ producerId: 9n, firstOffset: 2n }] } as never, 1n)
     expect(keys(out)).toEqual(['p1', 'q4', 'q5'])
     expect(out.records[0]?.timestamp).toBe('1001')
+  })
+})
+
+describe('withDeadline and the nested client errors', () => {
+  it('says whether a close settled in time: a failure counts as settled, a hang does not', async () => {
+    expect(await withDeadline(Promise.resolve(), 50, 'closing x')).toBe(true)
+    expect(await withDeadline(Promise.reject(new Error('gone')), 50, 'closing x')).toBe(true)
+    expect(await withDeadline(new Promise(() => {}), 20, 'closing x')).toBe(false)
+  })
+
+  it('finds a broker error or refused credentials wrapped at any depth', () => {
+    const refused = Object.assign(new Error('SASL authentication failed.'), { code: 'PLT_KFK_AUTHENTICATION', cause: { serverErrorMessage: 'invalid credentials' } })
+    const err = Object.assign(new Error('metadata failed 2 times.'), { code: 'PLT_KFK_MULTIPLE', errors: [new Error('timeout'), Object.assign(new Error('Connection failed.'), { cause: refused })] })
+    expect(kafkaAuthError(err, 'b:9092')).toMatchObject({ code: 'EBB_KAFKA_AUTH', message: expect.stringMatching(/b:9092 refused the SASL credentials \(SASL authentication failed\. invalid credentials\)/) })
+    expect(kafkaAuthError(new Error('connect ECONNREFUSED'), 'b:9092')).toBeUndefined()
+    const exists = Object.assign(new Error('Creating topics failed.'), { errors: [{ apiId: 'TOPIC_ALREADY_EXISTS' }] })
+    expect(findNestedError(exists, (e) => e.apiId === 'TOPIC_ALREADY_EXISTS')).toBeDefined()
+    expect(findNestedError(exists, (e) => e.apiId === 'NOT_CONTROLLER')).toBeUndefined()
   })
 })
