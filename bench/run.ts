@@ -42,7 +42,7 @@ export async function runBench (argv: string[]): Promise<number> {
       const table = populationsTable(results)
       mkdirSync(dir, { recursive: true })
       const name = quick ? 'populations.quick' : 'populations'
-      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite: 'populations', quick, machine, date: new Date().toISOString(), command: `npm run bench -- populations${quick ? ' --quick' : ''}`, results: results.map(({ spec, report }) => ({ spec, verdict: report.verdict, sources: report.sources, yardstick: report.yardstick, ranking: { auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive, aucEarly: report.ranking.aucEarly, aucLearned: report.ranking.aucLearned, aucDaysInactiveLearned: report.ranking.aucDaysInactiveLearned }, learned: report.model.learned })) }, null, 2) + '\n')
+      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite: 'populations', quick, machine, date: new Date().toISOString(), command: `npm run bench -- populations${quick ? ' --quick' : ''}`, results: results.map(({ spec, report }) => ({ spec, verdict: report.verdict, sources: report.sources, yardstick: report.yardstick, laterThanRule: report.laterThanRule, ranking: { auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive, aucEarly: report.ranking.aucEarly, aucLearned: report.ranking.aucLearned, aucDaysInactiveLearned: report.ranking.aucDaysInactiveLearned }, learned: report.model.learned })) }, null, 2) + '\n')
       writeFileSync(join(dir, `${name}.md`), table)
       process.stdout.write(`\n### populations (${machine}${quick ? ', quick' : ''}; eval reports and plots in ${work})\n\n${table}`)
     }

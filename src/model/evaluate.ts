@@ -83,6 +83,11 @@ export interface EvalReport {
   yardstick: YardstickReport | null
   /** lead times (days) of every caught churn point, sorted: model rule, inactive_7d, yardstick */
   leads: { model: number[], rule: number[], yardstick: number[] }
+  /**
+   * Churn points both the model rule and inactive_7d caught, paired: how many the model caught
+   * later than the rule (the silences its veto postponed), and the median of how much later (days).
+   */
+  laterThanRule: { both: number, later: number, share: number, medianDaysLater: number }
   verdict: Verdict
 }
 
@@ -164,6 +169,15 @@ export function report (input: string, topology: Topology, sweep: number[], data
   const sources: AlertSourceReport[] = []
   const leadsModel = leadsOf(modelAlerts, churn)
   const leadsRule = leadsOf(ruleAlerts, churn)
+  const pairedModel = firstLeads(modelAlerts, churn)
+  const pairedRule = firstLeads(ruleAlerts, churn)
+  const laterBy: number[] = []
+  let both = 0
+  for (let k = 0; k < churn.length; k++) {
+    if (Number.isNaN(pairedModel[k]) || Number.isNaN(pairedRule[k])) continue
+    both++
+    if (pairedModel[k] > pairedRule[k]) laterBy.push(pairedModel[k] - pairedRule[k])
+  }
   if (modelRule !== undefined) sources.push(measure(modelRule.id, modelAlerts, ctx))
   const inactive7 = measure('inactive_7d', ruleAlerts, ctx)
   sources.push(inactive7)
@@ -240,6 +254,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
     },
     yardstick: yard?.report ?? null,
     leads: { model: leadsModel, rule: leadsRule, yardstick: yard?.leads ?? [] },
+    laterThanRule: { both, later: laterBy.length, share: round(both === 0 ? Number.NaN : laterBy.length / both), medianDaysLater: round(quartiles(laterBy.sort((a, b) => a - b)).median, 3) },
     verdict: {
       precisionWithin2Points: modelRule !== undefined && modelReport.precision >= target - 0.02,
       recallAtLeast90: modelRule !== undefined && modelReport.recall >= 0.9,
@@ -252,19 +267,20 @@ export function report (input: string, topology: Topology, sweep: number[], data
 
 interface MeasureContext { labels: Labels, churn: Alert[], end: number, users: number, days: number }
 
-/** Lead times (days) of the churn points with an alert in [point, point + 30 d], sorted. */
-function leadsOf (list: readonly Alert[], churn: readonly Alert[]): number[] {
+/** Per churn point (in order), the lead time (days) of its first alert in [point, point + 30 d], NaN without one. */
+function firstLeads (list: readonly Alert[], churn: readonly Alert[]): Float64Array {
   const perUser = new Map<number, number[]>()
   for (const a of list) { let l = perUser.get(a.u); if (l === undefined) { l = []; perUser.set(a.u, l) } l.push(a.at) }
   for (const l of perUser.values()) l.sort((a, b) => a - b)
-  const leads: number[] = []
-  for (const c of churn) {
-    const l = perUser.get(c.u)
-    if (l === undefined) continue
-    const first = l.find((t) => t >= c.at && t <= c.at + LABEL_HORIZON_MS)
-    if (first !== undefined) leads.push((first - c.at) / DAY_MS)
-  }
-  return leads.sort((a, b) => a - b)
+  return Float64Array.from(churn, (c) => {
+    const first = perUser.get(c.u)?.find((t) => t >= c.at && t <= c.at + LABEL_HORIZON_MS)
+    return first === undefined ? Number.NaN : (first - c.at) / DAY_MS
+  })
+}
+
+/** Lead times (days) of the churn points with an alert in [point, point + 30 d], sorted. */
+function leadsOf (list: readonly Alert[], churn: readonly Alert[]): number[] {
+  return Array.from(firstLeads(list, churn)).filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
 }
 
 function measure (name: string, list: readonly Alert[], ctx: MeasureContext): AlertSourceReport {
@@ -376,6 +392,7 @@ export function reportMarkdown (r: EvalReport): string {
     '',
     `Targets: precision within 2 points of inactive_7d ${mark(v.precisionWithin2Points)}; recall ≥ 90% ${mark(v.recallAtLeast90)}; median lead not later than inactive_7d ${mark(v.notLaterThanRule)}; ` +
       `3 days earlier where the yardstick is ${mark(v.threeDaysEarlier)}; AUC above daysInactive's ${mark(v.aucBeatsDaysInactive)}.`,
+    `Of the ${r.laterThanRule.both} churn points both caught, the model caught ${r.laterThanRule.later} (${pct(r.laterThanRule.share)}) later than inactive_7d (postponed by its veto), by ${f(r.laterThanRule.medianDaysLater, 2)} days at the median.`,
     '',
     '![precision and recall](precision-recall.svg) ![precision against lead time](precision-lead.svg) ![lead time](lead-time.svg)',
     '',

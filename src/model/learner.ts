@@ -76,8 +76,13 @@ const REFERENCE_PRIOR_ALERTS = 20
 const MIN_SHORT_SILENCES = 100
 /** earlierThan: the most the threshold's logit falls in a day (four grid steps) */
 const THRESHOLD_FALL = 0.5
-/** earlierThan: the veto may hold back at most this share of the reference's right alerts (labelled by the stream: true churners under the veto can be more, docs/churn-model.md) */
-const VETO_RECALL = 0.02
+/**
+ * earlierThan: the veto may postpone at most this share of the reference's right alerts (labelled
+ * by the stream: true churners under the veto can be more, docs/churn-model.md). A postponed
+ * silence alerts when its score reaches the threshold, at the latest at twice the reference's
+ * day (conditions.ts): a share of churners told later, by at most a week, not lost.
+ */
+const VETO_RECALL = 0.1
 const DAY_MS = 86_400_000
 
 export interface LearningSettings {
@@ -307,7 +312,7 @@ export class ChurnLearner {
     return c.spec.kind === 'earlierThan' ? c.refDays : Number.NaN
   }
 
-  /** The probability under which an earlierThan threshold does not alert with its reference (0: it always does). */
+  /** The probability under which an earlierThan threshold does not alert with its reference but later (0: it always does). */
   vetoBelow (k: number): number {
     const c = this.controllers[k]
     return c.veto === Number.NEGATIVE_INFINITY ? 0 : sigmoid(c.veto)
@@ -667,12 +672,14 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
 /**
  * earlierThan (docs/churn-model.md, "The threshold"): the model alerts at the latest when its
  * reference does (the same silences, so the same labels), unless its score then is under the
- * veto; and earlier once the score crosses θ. What its alerts cost in precision against the
- * reference's p: the early alerts on silences that ended before the reference alerted (E, all
- * false), and what they gain: vetoed alerts, mostly false when the score is low. With qT, qF the
+ * veto (then later: when the score reaches θ, a week after the reference at the latest); and
+ * earlier once the score crosses θ. What its alerts cost in precision against the reference's p:
+ * the early alerts on silences that ended before the reference alerted (E, all false), and what
+ * they gain: vetoed alerts, mostly false when the score is low (those that come back postponed
+ * are not counted back: docs/churn-model.md, "Postponed, not dropped"). With qT, qF the
  * vetoed shares of the reference's alerts that were right and wrong, its precision is
  * N(p − qT) / (N(1 − qT − qF) + E) ≥ p − δ for E ≤ N((p − qT)/(p − δ) − 1 + qT + qF). The veto
- * is the one that allows the largest E while it costs at most VETO_RECALL of the reference's
+ * is the one that allows the largest E while it postpones at most VETO_RECALL of the reference's
  * right alerts; θ the lowest threshold that recent short silences crossed no more than E times.
  * Shares are smoothed with REFERENCE_PRIOR_ALERTS right alerts at a high score: until the
  * stream has labelled the reference's alerts there is no veto and little room for early alerts

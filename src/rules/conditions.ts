@@ -15,7 +15,7 @@ export interface ThresholdSource {
   fallbackDays: (auto: number, s: UserState) => number
   /** the daysInactive at which the rule alerts whatever the score (an earlierThan threshold: its reference's), else NaN */
   latestDays: (auto: number) => number
-  /** under this probability the rule does not alert at latestDays (the model is confident the user is still around) */
+  /** under this probability the rule does not alert at latestDays (the model is confident the user is still around): it alerts later, when its score reaches the threshold, at the latest at 2 × latestDays */
   vetoBelow: (auto: number) => number
 }
 
@@ -33,10 +33,12 @@ export function conditionsHold (when: readonly Condition[], s: UserState, today:
         const latest = thresholds.latestDays(c.auto)
         if (!Number.isNaN(latest)) {
           // earlierThan: before the reference's day on the score; on its day also unless the
-          // score is under the veto (an unknown score does not veto); after it, not (the silence
-          // was alerted, or vetoed for good: that is what the veto's accounting assumes).
+          // score is under the veto (an unknown score does not veto); after it, a vetoed silence
+          // is postponed, not dropped: it alerts once its score reaches the early threshold, and
+          // at the latest on twice the reference's day (7 → 14: a week later). A silence already
+          // alerted does not fire again: the rule fired in this episode.
           const d = daysInactive(s, today)
-          if (d < latest ? v >= t : d === latest && (v >= t || !(v < thresholds.vetoBelow(c.auto)))) continue
+          if (d === latest ? v >= t || !(v < thresholds.vetoBelow(c.auto)) : v >= t || d >= 2 * latest) continue
           return false
         }
       } else { v = daysInactive(s, today); t = fallback; op = '>=' }

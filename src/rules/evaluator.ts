@@ -96,6 +96,18 @@ export class RuleEvaluator {
       how = thresholdSpecText(spec)
       const latest = learner.latestDays(c.auto)
       const d = daysInactive(s, today)
+      if (d > latest) how = `${how}; held back on day ${latest} by its veto, when ${(spec as { rule: string }).rule} alerted`
+      if (d > latest && !(v >= t)) {
+        // postponed by the veto on the reference's day, and not reached the threshold since
+        return {
+          code: 'DAYS_INACTIVE',
+          signal: 'daysInactive',
+          value: d,
+          op: '>=',
+          threshold: 2 * latest,
+          text: `no login for ${d} full days: the churn model held its alert back on day ${latest}, when ${(spec as { rule: string }).rule} alerted (its score was low enough to expect a login), and alerts now, ${d - latest} days later (its score, ${Math.round(v * 100)}%, is under the ${Math.round(t * 100)}% of an earlier alert)`
+        }
+      }
       if (d >= latest && !(v >= t)) {
         const veto = learner.vetoBelow(c.auto)
         return {

@@ -10,8 +10,9 @@ import { tempDir } from '../helpers.js'
 
 /**
  * The default model threshold, `{ earlierThan: inactive_7d }`, as an invariant over populations of
- * independent generators (not examples): within any silence, model_risk alerts at most once,
- * never after inactive_7d did, and — once the stream has taught it — before it on some.
+ * independent generators (not examples): within any silence, model_risk alerts at most once; after
+ * inactive_7d did only where the veto postponed it (a score too low on the rule's day), which is
+ * rare; and — once the stream has taught it — before it on some.
  */
 const tmp = tempDir('ebb-earlier-')
 afterAll(() => { tmp.cleanup() })
@@ -28,9 +29,9 @@ const POPULATIONS: ReadonlyArray<{ kind: PopulationKind, seed: number, churnRate
   { kind: 'mixed', seed: 45, churnRate: 0.3 }
 ]
 
-describe('earlierThan: never later than the reference, per silence', () => {
+describe('earlierThan: not later than the reference, per silence, but where the veto postpones', () => {
   for (const p of POPULATIONS) {
-    it(`${p.kind}: at most one model alert per silence, never after inactive_7d's, some before it`, () => {
+    it(`${p.kind}: at most one model alert per silence, rarely after inactive_7d's, some before it`, () => {
       const pop = makePopulation(p.kind, { users: 800, days: 120, seed: p.seed, churnRate: p.churnRate })
       const events: UserEvent[] = []
       for (const day of pop.days()) for (const e of day) events.push(e)
@@ -58,14 +59,22 @@ describe('earlierThan: never later than the reference, per silence', () => {
       }
       let earlier = 0
       let later = 0
+      let onDay = 0
       for (const [silence, times] of model) {
         expect(times, silence).toHaveLength(1)
         const r7 = ref.get(silence)
         if (r7 === undefined || times[0] < r7) earlier++
-        if (r7 !== undefined && times[0] > r7) later++
+        if (r7 !== undefined && times[0] > r7) {
+          later++
+          // postponed a week at most (local midnights: a DST change moves one by an hour)
+          expect(times[0] - r7, silence).toBeLessThanOrEqual(7 * 86_400_000 + 3_600_000)
+        }
+        if (r7 !== undefined && times[0] === r7) onDay++
       }
-      expect(later).toBe(0)
       expect(ref.size).toBeGreaterThan(50)
+      // Postponed: a few (measured 0.4–2.9% of the reference's silences on these populations).
+      const counts = `earlier ${earlier}, on the rule's day ${onDay}, later ${later}, of ${ref.size} reference silences`
+      expect(later / ref.size, counts).toBeLessThan(0.05)
       // Most of the reference's silences get the model's alert too (the veto holds back few).
       let withModel = 0
       for (const silence of ref.keys()) if (model.has(silence)) withModel++

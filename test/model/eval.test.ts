@@ -6,7 +6,7 @@ import { main } from '../../src/cli/main.js'
 import { trainingTopology } from '../../src/cli/train.js'
 import { encodeJsonEvent } from '../../src/events/jsonl.js'
 import { derivedLabels, LABEL_HORIZON_MS, replayForModel } from '../../src/model/dataset.js'
-import type { EvalReport } from '../../src/model/evaluate.js'
+import { type EvalReport, reportMarkdown } from '../../src/model/evaluate.js'
 import { loadModel } from '../../src/model/model.js'
 import { FeatureId } from '../../src/model/spell.js'
 import { chooseSplit, trainModel } from '../../src/model/train.js'
@@ -80,6 +80,9 @@ describe('ebb eval on a hand-made fixture', () => {
     expect(report.samePrecision.threshold).toBe(0.02)
     expect(report.samePrecision.model?.leadDays.median).toBeCloseTo(1 + 14 / 24, 3)
     expect(report.samePrecision.medianLeadDaysEarlier).toBeCloseTo(6, 3)
+    // the one churn point both caught, paired: the model a day before the rule, not after it
+    expect(report.laterThanRule).toMatchObject({ both: 1, later: 0, share: 0 })
+    expect(reportMarkdown(report)).toContain('Of the 1 churn points both caught, the model caught 0 (0.0%) later than inactive_7d')
   })
 
   it('ranks the daily snapshots with the known AUC', () => {

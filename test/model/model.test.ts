@@ -285,7 +285,7 @@ describe('the threshold controller', () => {
     expect(chooseTheta(b, crossings, p, 10_000)).toBe(grid(THRESHOLD_GRID_SIZE - 5))
   })
 
-  it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room without costing right alerts, and a threshold within the room that falls at most half a logit a day', () => {
+  it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room postponing few right alerts, and a threshold within the room that falls at most half a logit a day', () => {
     const G = THRESHOLD_GRID_SIZE
     const c: Controller = {
       spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
@@ -310,8 +310,8 @@ describe('the threshold controller', () => {
     expect(c.theta).toBe(7.5) // falling from 8 by at most ½ a day
     for (let day = 0; day < 40; day++) chooseEarlierThan(c)
     expect(c.theta).toBe(-6 + 0.125) // the lowest threshold above the 990
-    // a right alert in the vetoed bin: the veto would cost more than 4% of them, so there is none, and less room
-    c.refT[gridIndexOfLogit(-4)] = 5
+    // right alerts in the vetoed bin: the veto would postpone more than 10% of them, so there is none, and less room
+    c.refT[gridIndexOfLogit(-4)] = 10
     chooseEarlierThan(c)
     expect(c.veto).toBe(Number.NEGATIVE_INFINITY)
     c.short[gridIndexOfLogit(1)] = 50 // more short silences high up than the room without a veto allows: the threshold rises at once
