@@ -24,12 +24,7 @@ export class ChangelogReader {
   /** changelog records restored, and still to restore, per partition */
   readonly progress = new Map<number, { restored: number, remaining: number }>()
 
-  /**
-   * `signal`: aborts when the runner closes: a restore in progress (its fetches, its waits, the
-   * admin requests of its consistency check) stops at once instead of riding out a broker outage
-   * for its own timeouts, and its store can close.
-   */
-  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig, private readonly signal?: AbortSignal) {}
+  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig) {}
 
   /**
    * Restores the store and, with exactly-once, returns the input offset its state has seen once
@@ -47,20 +42,27 @@ export class ChangelogReader {
    * `restoreConsistencyTimeout` the open fails, retriably, and the partition is tried again at its
    * next batch or assignment. Only a store written before the input offset was recorded (no key)
    * falls back, after the wait, to the group's offset.
+   *
+   * `signal`: aborts when the runner closes or the group rebalances (the partition may not be
+   * this instance's any more): the restore (its fetches, its waits, the admin requests of its
+   * consistency check) stops at once instead of reading on for a partition that moved, or riding
+   * out a broker outage for its own timeouts, and its store can close. What it wrote stays: the
+   * store's changelog position moves only at the end, and reading from the old one again
+   * rewrites the same records.
    */
-  async restoreConsistent (partition: number, store: RocksStore): Promise<bigint | null> {
+  async restoreConsistent (partition: number, store: RocksStore, signal?: AbortSignal): Promise<bigint | null> {
     const c = this.config
     const deadline = Date.now() + c.restoreConsistencyTimeoutMs
     for (let attempt = 1; ; attempt++) {
-      await this.restorePartition(partition, store)
+      await this.restorePartition(partition, store, signal)
       if (c.processingGuarantee !== 'exactly_once') return null
       const [raw] = await store.getMany([META_INPUT])
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
-      const committed = (await abortable(this.admin().committedOffsets(c.applicationId, c.topics.input), this.signal)).get(partition) ?? null
+      const committed = (await abortable(this.admin().committedOffsets(c.applicationId, c.topics.input), signal)).get(partition) ?? null
       if (seen === committed) return seen
       // Nothing was ever written to this changelog partition (a new application, or one `ebb
       // reset` started over): no transaction can be landing, the state is empty by design.
-      if (seen === null && (await abortable(this.admin().endOffsets(changelogTopic(c)), this.signal)).get(partition) === 0n) {
+      if (seen === null && (await abortable(this.admin().endOffsets(changelogTopic(c)), signal)).get(partition) === 0n) {
         log.info({ partition, committedAt: String(committed) }, 'empty changelog (a new or reset application): starting at the group\'s offset on an empty state')
         return null
       }
@@ -70,16 +72,16 @@ export class ChangelogReader {
       }
       if (seen !== null && Date.now() >= deadline) throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
-      await abortable(new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS)), this.signal)
+      await abortable(new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS)), signal)
     }
   }
 
   /** Replays the changelog partition from the store's position to its end (read committed). */
-  private async restorePartition (partition: number, store: RocksStore): Promise<void> {
+  private async restorePartition (partition: number, store: RocksStore, signal?: AbortSignal): Promise<void> {
     const topic = changelogTopic(this.config)
     const [meta] = await store.getMany([META_CHANGELOG])
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
-    const end = (await abortable(this.admin().endOffsets(topic), this.signal)).get(partition) ?? 0n
+    const end = (await abortable(this.admin().endOffsets(topic), signal)).get(partition) ?? 0n
     if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }
@@ -105,7 +107,7 @@ export class ChangelogReader {
       const next = BigInt(records[records.length - 1].offset) + 1n
       await b.write()
       progress.remaining = Number(end > next ? end - next : 0n)
-    }, this.signal)
+    }, signal)
     const pos = Buffer.alloc(8)
     pos.writeBigUInt64BE(end)
     const b = store.batch()

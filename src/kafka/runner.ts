@@ -70,6 +70,12 @@ export class KafkaRunner {
   private readonly reader: ChangelogReader
   /** aborts when the runner stops: a restore in progress gives up at once (see ChangelogReader) */
   private readonly closing = new AbortController()
+  /**
+   * aborts when the assignment it was made for ends (the group starts rebalancing): a restore in
+   * progress stops, instead of reading on for a partition that may have moved while the
+   * rebalance's drop waits behind it in the serial chain; a new one comes with the next assignment
+   */
+  private assignment = new AbortController()
   private rebalancing = false
   private lastCommit = Date.now()
   private commitChain: Promise<void> = Promise.resolve()
@@ -113,7 +119,7 @@ export class KafkaRunner {
     this.client = client ?? new PlatformaticClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
-    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config, this.closing.signal)
+    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -238,6 +244,7 @@ export class KafkaRunner {
   private onRebalancing (): void {
     if (this.stopping) return
     this.rebalancing = true
+    this.assignment.abort(new Error('the group is rebalancing'))
     this.schedule(async () => { await this.dropAll() })
   }
 
@@ -257,6 +264,7 @@ export class KafkaRunner {
     if (this.stopping) return
     this.unavailableSince = undefined
     this.rebalances++
+    if (this.assignment.signal.aborted) this.assignment = new AbortController()
     this.assigned = [...partitions].sort((a, b) => a - b)
     // Revoked partitions close in the serial chain: a store must never close under a batch,
     // a commit or a restore that is still using it (RocksDB would abort the process).
@@ -351,7 +359,7 @@ export class KafkaRunner {
     const store = await RocksStore.open(dir)
     try {
       this.transition(partition, 'restoring')
-      const resumeAt = await this.reader.restoreConsistent(partition, store)
+      const resumeAt = await this.reader.restoreConsistent(partition, store, AbortSignal.any([this.closing.signal, this.assignment.signal]))
       const sink = new KafkaSink(this.encodings)
       const task = await PartitionTask.open({ topology: this.topology, store, sink, cacheCapacity: this.config.cacheSize, observer: this.observer })
       const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
@@ -378,7 +386,8 @@ export class KafkaRunner {
       return await this.open(partition)
     } catch (err) {
       if ((err as EbbError).code === Errors.STATE_CORRUPT.code) throw err
-      log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
+      if (this.assignment.signal.aborted || this.closing.signal.aborted) log.info({ partition }, 'opening the partition stopped: the group rebalances or the runner stops')
+      else log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
       return undefined
     }
   }

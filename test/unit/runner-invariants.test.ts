@@ -31,6 +31,10 @@ class FakeBroker {
   readonly openTransactionAt = new Map<string, number>()
   /** called on every committedOffsets() before it answers */
   onCommittedOffsets: () => void = () => {}
+  /** set: the next changelog read hangs until its signal aborts (a restore in progress) */
+  holdRestore = false
+  /** the signals of the reads held so far, and whether they were aborted */
+  readonly heldRestores: AbortSignal[] = []
 
   append (topic: string, partition: number, records: OutRecord[]): SendResult {
     const log = this.logs.get(`${topic}/${partition}`) ?? []
@@ -88,7 +92,13 @@ class FakeBroker {
       admin: async () => admin,
       producer: async () => producer,
       groupConsumer: async () => consumer,
-      readPartition: async (topic, partition, from, last, apply) => {
+      readPartition: async (topic, partition, from, last, apply, signal) => {
+        if (this.holdRestore) {
+          this.holdRestore = false
+          if (signal === undefined) throw new Error('a restore without an abort signal')
+          this.heldRestores.push(signal)
+          await new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(signal.reason as Error) }, { once: true }) })
+        }
         const log = this.logs.get(`${topic}/${partition}`) ?? []
         const lso = this.openTransactionAt.get(topic) ?? Number.POSITIVE_INFINITY
         const records = log.filter((r) => BigInt(r.offset) >= from && BigInt(r.offset) <= last && Number(r.offset) < lso)
@@ -103,12 +113,20 @@ class FakeConsumer implements GroupConsumerPort {
   private eachBatch: ((batch: FetchedBatch, control: BatchControl) => Promise<void>) | undefined
   private assigned: ((p: number[]) => void) | undefined
   private crashed: ((restarting: boolean, error: Error) => void) | undefined
+  private rebalancing: (() => void) | undefined
   readonly seeks: bigint[] = []
   position = 0n
   readonly groupId = 'ebb'
   get topic (): string { return this.input.topic }
   constructor (private readonly broker: FakeBroker, private readonly instance: string, private readonly input: { topic: string, records: InputRecord[] }) {}
-  onRebalancing (): void {}
+  onRebalancing (cb: () => void): void { this.rebalancing = cb }
+
+  /** The group rebalances and gives this member the partition again. */
+  rebalance (): void {
+    this.rebalancing?.()
+    this.position = this.broker.committed.get(0) ?? 0n
+    this.assigned?.([0])
+  }
   onAssigned (cb: (p: number[]) => void): void { this.assigned = cb }
   onCrash (cb: (restarting: boolean, error: Error) => void): void { this.crashed = cb }
 
@@ -232,6 +250,34 @@ describe('KafkaRunner restoring behind a changelog tail hidden by a dead produce
     expect(c.tasks.size).toBe(0) // closed
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
   }, 30_000)
+})
+
+describe('KafkaRunner when the group rebalances during a restore', () => {
+  it('stops the restore at once (the partition may have moved), then restores again for the new assignment', async () => {
+    const broker = new FakeBroker()
+    const records = views(6)
+    const a = await runner(broker, 'a', records)
+    await a.consumer.fetch()
+    await a.r.stop()
+    // b opens on an empty state directory: its restore hangs on the changelog read
+    broker.holdRestore = true
+    const instance = `b${++run}`
+    const client = broker.client(instance, { topic: INPUT, records })
+    const b = new KafkaRunner(parseRunConfig(config(instance), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+    await b.start()
+    for (let i = 0; i < 100 && broker.heldRestores.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(broker.heldRestores).toHaveLength(1)
+    expect(b.tasks.get(0)).toBe('restoring')
+    client.consumer.rebalance()
+    // Not left reading until its own timeouts: aborted by the rebalance, and the drop and the new
+    // assignment's restore (not held) follow in the serial chain.
+    expect(broker.heldRestores[0].aborted).toBe(true)
+    for (let i = 0; i < 200 && !b.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect([b.tasks.get(0), b.failure]).toEqual(['running', undefined])
+    expect(client.consumer.seeks).toEqual([6n])
+    await b.stop()
+    expect(await reopen(broker, records)).toEqual({ views7: 5, logins: 1 })
+  })
 })
 
 describe('KafkaRunner when the client\'s consumer restarts by itself', () => {
