@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 // First: Node 20 lacks one function @platformatic/kafka calls (see node20.ts).
 import '../src/kafka/node20.js'
-import { Admin, type BaseOptions, connectionsApiChannel, Consumer, type Message, type MessagesStream } from '@platformatic/kafka'
+import { type BaseOptions, connectionsApiChannel, Consumer, type Message, type MessagesStream } from '@platformatic/kafka'
 import hdr from 'hdr-histogram-js'
 import { count, Progress, rate } from '../src/cli/progress.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
@@ -205,7 +205,8 @@ export async function measureLatency (o: {
 }, log: (s: string) => void): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {}
   const live = `${o.run}.live`
-  await createLogAppendTimeTopic(o.bootstrap, live, o.partitions)
+  // the broker's append time: what an event's arrival is measured from
+  await o.admin.createTopics([{ topic: live, partitions: o.partitions, replicationFactor: 1, configs: { 'message.timestamp.type': 'LogAppendTime' } }])
   const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
   const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
   const history: Array<{ key: string, value: Buffer }> = []
@@ -275,25 +276,6 @@ export async function measureLatency (o: {
     }
   }
   return out
-}
-
-/**
- * Creates `topic` with LogAppendTime (the ports' createTopics sets no topic configuration) and
- * waits until every partition has a leader, so that a send right after finds them.
- */
-async function createLogAppendTimeTopic (bootstrap: string, topic: string, partitions: number): Promise<void> {
-  const admin = new Admin(benchOptions(bootstrap, 'ebb-bench'))
-  try {
-    await admin.createTopics({ topics: [topic], partitions, replicas: 1, configs: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }] })
-    for (const deadline = Date.now() + 30_000; ;) {
-      const t = (await admin.metadata({ topics: [topic], forceUpdate: true }).catch(() => undefined))?.topics.get(topic)
-      if (t !== undefined && t.partitions.length === partitions && t.partitions.every((p) => p.leader >= 0)) return
-      if (Date.now() > deadline) throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
-      await sleep(100)
-    }
-  } finally {
-    await admin.close()
-  }
 }
 
 /** A Produce response's fields this file reads (as the client parses it, versions 3 to 11). */

@@ -35,7 +35,8 @@ export interface SendPiece { topic: string, records: OutRecord[] }
 export interface BatchSendResult extends SendResult { topic: string }
 export interface OffsetCommit { partition: number, offset: string }
 
-export interface TopicSpec { topic: string, partitions: number, replicationFactor: number, compact?: boolean }
+/** `compact`: cleanup.policy=compact (a changelog); `configs`: any other topic configuration (bench: message.timestamp.type) */
+export interface TopicSpec { topic: string, partitions: number, replicationFactor: number, compact?: boolean, configs?: Record<string, string> }
 
 export interface AdminPort {
   topics (): Promise<Set<string>>

@@ -189,7 +189,7 @@ export class PlatformaticClient implements KafkaClient {
         // One request per topic: each has its own partitions and configuration (the compacted changelog).
         for (const s of specs) {
           try {
-            await admin.createTopics({ topics: [s.topic], partitions: s.partitions, replicas: s.replicationFactor, configs: s.compact === true ? [{ name: 'cleanup.policy', value: 'compact' }] : [] })
+            await admin.createTopics({ topics: [s.topic], partitions: s.partitions, replicas: s.replicationFactor, configs: [...(s.compact === true ? [{ name: 'cleanup.policy', value: 'compact' }] : []), ...Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value }))] })
           } catch (err) {
             // Another instance of the group created it first (they start together): that is the
             // topic wanted; its partition count is checked by the caller.
