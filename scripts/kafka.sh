@@ -63,15 +63,19 @@ ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
 ssl.client.auth=required"
   fi
   # KAFKA_SASL=1: one more listener, SASL_PLAINTEXT on KAFKA_PORT+3, with SCRAM-SHA-256/512 (user
-  # ebb, password ebb-secret, created when the storage is formatted) and PLAIN (the same user).
+  # ebb, password ebb-secret, created when the storage is formatted) and PLAIN (the same user);
+  # and ACLs: the authorizer on, ebb (and the TLS client CN=ebb, and the plaintext listeners'
+  # ANONYMOUS) super users, user guest (password guest-secret) allowed nothing.
   local sasl="" scram=()
   if [ -n "${KAFKA_SASL:-}" ]; then
     listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$((PORT + 3))"; advertised="$advertised,SASL_PLAINTEXT://127.0.0.1:$((PORT + 3))"; map="$map,SASL_PLAINTEXT:SASL_PLAINTEXT"
     sasl="sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,PLAIN
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_ebb=\"ebb-secret\";"
-    scram=(--add-scram 'SCRAM-SHA-256=[name=ebb,password=ebb-secret]' --add-scram 'SCRAM-SHA-512=[name=ebb,password=ebb-secret]')
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_ebb=\"ebb-secret\" user_guest=\"guest-secret\";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:ebb;User:CN=ebb"
+    scram=(--add-scram 'SCRAM-SHA-256=[name=ebb,password=ebb-secret]' --add-scram 'SCRAM-SHA-512=[name=ebb,password=ebb-secret]' --add-scram 'SCRAM-SHA-512=[name=guest,password=guest-secret]')
   fi
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller

@@ -7,7 +7,7 @@ import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
 import { loadRunConfig } from '../kafka/config.js'
 import { KafkaRunner } from '../kafka/runner.js'
-import { errorText, isKafkaClientError } from '../kafka/client-errors.js'
+import { errorText, isKafkaClientError, kafkaRefusal } from '../kafka/client-errors.js'
 import { withDeadline } from '../kafka/waits.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
@@ -122,6 +122,9 @@ export async function run (argv: string[]): Promise<number> {
       // Retriable: the client's own errors (connection refused, no leader yet), a registry that
       // cannot answer, and Ebb's errors that say so; anything else (a bug) is not waited out.
       fatal = isEbbError(err) ? !err.retriable : !(isKafkaClientError(lastError) || lastError.name === 'SchemaRegistryUnavailable')
+      // What the brokers refuse for good (credentials, an ACL) is said at once, not waited out.
+      const refused = isEbbError(err) ? undefined : kafkaRefusal(err, config.brokers.join(','))
+      if (refused !== undefined) { lastError = refused; fatal = true }
       outageSince ??= Date.now()
     }
     if (!fatal) retried(lastError)

@@ -54,6 +54,26 @@ export function findNestedError (err: unknown, match: (e: { code?: unknown, apiI
 }
 
 /**
+ * The brokers' answers that say "not allowed", not "not now": an ACL missing for this principal
+ * (Kafka's *_AUTHORIZATION_FAILED). Retrying them for retryTimeout would only delay the message.
+ */
+const DENIED: ReadonlySet<string> = new Set(['TOPIC_AUTHORIZATION_FAILED', 'GROUP_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'DELEGATION_TOKEN_AUTHORIZATION_FAILED'])
+
+/**
+ * What the brokers refused for good somewhere inside `err`, as Ebb's error: EBB_KAFKA_AUTH
+ * (credentials) or EBB_KAFKA_DENIED (an ACL); else undefined (an outage, retried).
+ */
+export function kafkaRefusal (err: unknown, brokers: string): EbbError | undefined {
+  const denied = findNestedError(err, (e) => typeof e.apiId === 'string' && DENIED.has(e.apiId))
+  if (denied !== undefined) {
+    const what = String(denied.apiId)
+    const on = what.startsWith('TOPIC') ? 'access to a topic' : what.startsWith('GROUP') ? 'access to the consumer group' : what.startsWith('TRANSACTIONAL') ? 'the transactional id' : 'a cluster operation'
+    return new EbbError(Errors.KAFKA_DENIED, brokers, on, `${what}: ${errorText(err)}`)
+  }
+  return kafkaAuthError(err, brokers)
+}
+
+/**
  * EBB_KAFKA_AUTH when the brokers refused the credentials somewhere inside `err` (the client's
  * message and the broker's, in words), else undefined: retrying would not change the answer.
  */

@@ -5,7 +5,7 @@ import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import { type RunConfig, transactionTimeoutMs } from './config.js'
-import { errorText, findNestedError, kafkaAuthError } from './client-errors.js'
+import { errorText, findNestedError, kafkaRefusal } from './client-errors.js'
 import { abortable, withDeadline } from './waits.js'
 
 /** a fetch's answer, as the client returns it */
@@ -166,7 +166,7 @@ export class PlatformaticClient implements KafkaClient {
       await admin.metadata({ topics: [] })
     } catch (err) {
       await admin.close().catch(() => {})
-      throw kafkaAuthError(err, this.config.brokers.join(',')) ?? err
+      throw kafkaRefusal(err, this.config.brokers.join(',')) ?? err
     }
     const partitionsOf = async (topic: string): Promise<number[]> => {
       const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
@@ -281,7 +281,7 @@ export class PlatformaticClient implements KafkaClient {
       }
     } catch (err) {
       await producer.close().catch(() => {})
-      throw kafkaAuthError(err, this.config.brokers.join(',')) ?? err
+      throw kafkaRefusal(err, this.config.brokers.join(',')) ?? err
     }
     const sendPieces = async (send: (o: { messages: ReturnType<typeof toMessages> }) => Promise<{ offsets?: Array<{ topic: string, partition: number, offset: bigint }> }>, pieces: SendPiece[]): Promise<BatchSendResult[]> => {
       const messages = pieces.flatMap((p) => toMessages(p.topic, p.records))
@@ -472,7 +472,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
       await this.member.metadata({ topics: [this.topic] })
     } catch (err) {
       await Promise.all([this.member.close(true).catch(() => {}), this.fetcher.close(true).catch(() => {})])
-      throw kafkaAuthError(err, this.brokers) ?? err
+      throw kafkaRefusal(err, this.brokers) ?? err
     }
   }
 

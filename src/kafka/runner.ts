@@ -11,7 +11,7 @@ import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, KafkaCli
 import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
 import { PlatformaticClient } from './platformatic-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
-import { errorText } from './client-errors.js'
+import { errorText, kafkaRefusal } from './client-errors.js'
 import { writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
@@ -167,6 +167,8 @@ export class KafkaRunner {
       if (this.stopping) return
       log.warn({ restarting, err: err.message }, 'the Kafka consumer failed')
       this.lastCrash = err.message
+      const refused = kafkaRefusal(err, this.config.brokers.join(','))
+      if (refused !== undefined) { this.fail(refused); return }
       if (restarting) {
         // The client restarts it by itself; how long that goes on is bounded by `ebb run` (retryTimeout).
         this.consumerRestarts++
@@ -435,6 +437,9 @@ export class KafkaRunner {
       }, { config: c, producer: this.producer, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
     } catch (err) {
       for (const x of prepared) x.b.discard()
+      // An ACL missing is not an outage: said at once, not retried for retryTimeout.
+      const refused = kafkaRefusal(err, c.brokers.join(','))
+      if (refused !== undefined) throw refused
       throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
     }
     // Durable in Kafka: now the local stores, each with the changelog position it matches.

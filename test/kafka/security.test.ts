@@ -145,4 +145,20 @@ describe('ebb run over mutual TLS and SASL', () => {
     expect(tail.status, tail.stderr).toBe(0)
     expect(tail.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { alertId: string }).alertId)).toEqual(expected)
   }, 300_000)
+
+  it('a principal without the ACLs it needs is told so at once (exit 2, EBB_KAFKA_DENIED), not retried as an outage', async () => {
+    const app = `acl-${Date.now().toString(36)}`
+    await produce(`${app}.events`, 1, events.slice(0, 10).map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })), PLAIN)
+    // user guest authenticates (SCRAM) but is allowed nothing; retryTimeout is long, so only a
+    // refusal recognised as final ends the process before it
+    const t0 = Date.now()
+    const guest = startEbb(config(app, 'sasl: { mechanism: scram-sha-512, username: guest }', 'retryTimeout: 5m\n', SASL_BOOTSTRAP), { EBB_SASL_PASSWORD: 'guest-secret' })
+    const killer = setTimeout(() => { guest.child.kill('SIGKILL') }, 120_000)
+    const code = await guest.exited
+    clearTimeout(killer)
+    expect(code, guest.stderr()).toBe(2)
+    expect(Date.now() - t0).toBeLessThan(120_000)
+    expect(guest.stderr()).toMatch(/refused (access to a topic|access to the consumer group|the transactional id|a cluster operation) \([A-Z_]+_AUTHORIZATION_FAILED: .*Grant this instance's principal .*\[EBB_KAFKA_DENIED\]/)
+    expect(guest.stderr()).not.toMatch(/guest-secret/)
+  }, 300_000)
 })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { abortable, withDeadline } from '../../src/kafka/waits.js'
-import { errorText, findNestedError, isKafkaClientError, kafkaAuthError } from '../../src/kafka/client-errors.js'
+import { errorText, findNestedError, isKafkaClientError, kafkaAuthError, kafkaRefusal } from '../../src/kafka/client-errors.js'
 import { partitionRecords } from '../../src/kafka/platformatic-client.js'
 
 describe('abortable (a wait that a closing runner cuts short)', () => {
@@ -85,5 +85,16 @@ describe('withDeadline and the nested client errors', () => {
     const exists = Object.assign(new Error('Creating topics failed.'), { errors: [{ apiId: 'TOPIC_ALREADY_EXISTS' }] })
     expect(findNestedError(exists, (e) => e.apiId === 'TOPIC_ALREADY_EXISTS')).toBeDefined()
     expect(findNestedError(exists, (e) => e.apiId === 'NOT_CONTROLLER')).toBeUndefined()
+  })
+
+  it('tells a missing ACL (final) from an outage (retried), and says which kind of request was refused', () => {
+    const acl = (apiId: string): Error => Object.assign(new Error('Received response with error while executing API JoinGroup(v9).'), { code: 'PLT_KFK_MULTIPLE', errors: [Object.assign(new Error('The client is not authorized.'), { code: 'PLT_KFK_PROTOCOL', apiId })] })
+    expect(kafkaRefusal(acl('GROUP_AUTHORIZATION_FAILED'), 'b:9092')).toMatchObject({ code: 'EBB_KAFKA_DENIED', exitCode: 2, retriable: false, message: expect.stringMatching(/^the brokers b:9092 refused access to the consumer group \(GROUP_AUTHORIZATION_FAILED: Received response .*not authorized\)\)\. Grant/) })
+    expect(kafkaRefusal(acl('TRANSACTIONAL_ID_AUTHORIZATION_FAILED'), 'b:9092')?.message).toMatch(/refused the transactional id/)
+    expect(kafkaRefusal(acl('TOPIC_AUTHORIZATION_FAILED'), 'b:9092')?.message).toMatch(/refused access to a topic/)
+    expect(kafkaRefusal(acl('NOT_COORDINATOR'), 'b:9092')).toBeUndefined() // a coordinator that moved: retried
+    expect(kafkaRefusal(new Error('connect ECONNREFUSED'), 'b:9092')).toBeUndefined()
+    const refused = Object.assign(new Error('SASL authentication failed.'), { code: 'PLT_KFK_AUTHENTICATION' })
+    expect(kafkaRefusal(refused, 'b:9092')?.code).toBe('EBB_KAFKA_AUTH')
   })
 })
