@@ -175,6 +175,8 @@ brokers: [${bootstrap}]
 topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${o.partitions} }
 stateDir: ${stateDir(i)}
 commitInterval: 200ms
+# instance 0 goes on processing while its commits are in flight: both commit modes in one group
+pipelinedCommits: ${i === 0}
 # the comparison is with a replay, which has no wall clock: no partition follows another's time
 idlePartitionTimeout: 1h
 retryTimeout: 5m

@@ -24,6 +24,8 @@ const OPEN_RETRY_MS = 5000
 const REGISTRY_RETRY_MS = 1000
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
+/** records processed in one synchronous run while a commit is in flight (about 10 ms of work) */
+const PROCESS_SLICE = 2000
 
 /**
  * An assigned input partition's task, as in Kafka Streams' task lifecycle: `created` when the
@@ -33,6 +35,9 @@ const MAX_BUFFERED = 100_000
  */
 export type TaskState = 'created' | 'restoring' | 'running' | 'closed'
 const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['restoring', 'closed'], restoring: ['running', 'created', 'closed'], running: ['closed'], closed: [] }
+
+/** A partition's part of a commit: its changelog batch (local store + changelog records), outputs and input offset. */
+interface PreparedPartition { st: AssignedPartition, b: ChangelogBatch, out: ReturnType<KafkaSink['drain']>, offset: string | null }
 
 /** One running input partition: its task, store and output buffer. */
 export interface AssignedPartition {
@@ -54,7 +59,8 @@ export interface AssignedPartition {
  * compacted changelog topic. Every commit interval, one Kafka transaction carries the outputs
  * (alerts, tasks, outcomes, dead letters), the changelog records of the state changes, and the
  * consumer offsets; only once it committed is the local store written, with the changelog
- * position it now matches. A crash at any point therefore resumes from a consistent place:
+ * position it now matches. With `pipelinedCommits`, the partitions go on processing while a
+ * commit is in flight (what they change meanwhile belongs to the next one; commitIfDue). A crash at any point therefore resumes from a consistent place:
  * uncommitted work is redone from the committed offsets on state that never saw it, and a
  * local store behind the changelog catches up from it when its partition is opened.
  */
@@ -251,6 +257,9 @@ export class KafkaRunner {
   }
 
   private async dropAll (): Promise<void> {
+    // A commit in flight lands (or fails) before the stores close under its local writes.
+    await this.inflight
+    if (this.landed !== undefined) await this.applyLanded()
     const parts = [...this.partitions.values()]
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
@@ -275,6 +284,8 @@ export class KafkaRunner {
       // before it must not carry the previous assignment's work (the client may announce the
       // rebalance and the new assignment at once).
       this.rebalancing = false
+      await this.inflight // a revoked partition's store must not close under a commit's local write
+      if (this.landed !== undefined) await this.applyLanded()
       for (const [p, st] of this.partitions) {
         if (this.assigned.includes(p)) continue
         this.partitions.delete(p)
@@ -325,7 +336,13 @@ export class KafkaRunner {
           await this.commitIfDue(false)
           return
         }
-        await st.task.process(new KafkaBatch(batch.records, batch.topic, batch.partition, this.knownSchemaIds, this.registry))
+        const recs = batch.records
+        for (let i = 0; i < recs.length; i += PROCESS_SLICE) {
+          await st.task.process(new KafkaBatch(recs.length <= PROCESS_SLICE ? recs : recs.slice(i, i + PROCESS_SLICE), batch.topic, batch.partition, this.knownSchemaIds, this.registry))
+          // The responses of a commit in flight wait behind a batch's synchronous work (a fetch
+          // brings up to 1 MB a partition, ~100 ms of it): between slices they are handled.
+          if (this.committing && i + PROCESS_SLICE < recs.length) await new Promise((resolve) => setImmediate(resolve))
+        }
         st.pendingOffset = batch.lastOffset
         st.lastRecordAt = Date.now()
         st.lag = Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.lastOffset) - 1n))
@@ -396,19 +413,33 @@ export class KafkaRunner {
 
   /**
    * Commits when the interval passed (or `force`): idle partitions first follow the others'
-   * stream time, so their timers fire; then one transaction; then the local stores.
+   * stream time, so their timers fire; then the commit is prepared (every partition's dirty
+   * state, timers and outputs drained, its input offset taken) and sent on its way — one
+   * transaction, then the local stores. With `pipelinedCommits` the partitions go on processing
+   * meanwhile: the commit does not stop the stream (by default they wait for it). One commit is in flight at most: a commit due while one is in flight
+   * waits for it only when `force`d or when the buffers are full (MAX_BUFFERED), else it starts
+   * as soon as the one in flight lands. The in-memory completion of a landed commit (eviction,
+   * the recent view) runs in the serial chain, never in the middle of a batch.
    */
   private async commitIfDue (force: boolean): Promise<void> {
     if (this.fatal !== undefined || this.producer === undefined || this.rebalancing) return
+    if (this.landed !== undefined) await this.applyLanded()
     const now = Date.now()
     // Bounded memory: outputs wait in the sinks until the commit, so a large backlog commits early.
     let buffered = 0
     for (const st of this.partitions.values()) buffered += st.sink.size + st.task.cache.dirtyCount
-    if (!force && now - this.lastCommit < this.config.commitIntervalMs && buffered < MAX_BUFFERED) return
+    const full = buffered >= MAX_BUFFERED
+    if (!force && now - this.lastCommit < this.config.commitIntervalMs && !full) return
+    if (this.committing) {
+      if (!force && !full) return // started again when the one in flight lands
+      await this.inflight
+      if (this.landed !== undefined) await this.applyLanded()
+      if (this.fatal !== undefined || this.rebalancing) return
+    }
     this.lastCommit = now
     this.advanceIdlePartitions(now)
     const parts = [...this.partitions.values()]
-    const prepared = parts.map((st) => {
+    const prepared: PreparedPartition[] = parts.map((st) => {
       const b = new ChangelogBatch(st.store.batch())
       st.task.prepareCommit(b)
       if (st.pendingOffset !== null) {
@@ -416,44 +447,84 @@ export class KafkaRunner {
         next.writeBigUInt64BE(BigInt(st.pendingOffset) + 1n)
         b.put(META_INPUT, next)
       }
-      return { st, b, out: st.sink.drain() }
+      return { st, b, out: st.sink.drain(), offset: st.pendingOffset }
     })
-    const hasWork = prepared.some((x) => x.st.pendingOffset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
+    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
     if (!hasWork) { for (const x of prepared) x.b.discard(); return }
-    const c = this.config
-    const offsets = prepared.filter((x) => x.st.pendingOffset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.st.pendingOffset as string) + 1n).toString() }))
-    const t0 = performance.now()
-    let changelogEnd: Map<number, bigint>
-    try {
-      changelogEnd = await writeCommit({
-        outputs: {
-          alerts: prepared.flatMap((x) => x.out.alerts),
-          tasks: prepared.flatMap((x) => x.out.tasks),
-          outcomes: prepared.flatMap((x) => x.out.outcomes),
-          deadLetters: prepared.flatMap((x) => x.out.deadLetters)
-        },
-        changelogs: prepared.map((x) => ({ partition: x.st.partition, records: x.b.records })),
-        offsets
-      }, { config: c, producer: this.producer, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
-    } catch (err) {
-      for (const x of prepared) x.b.discard()
-      // An ACL missing is not an outage: said at once, not retried for retryTimeout.
-      const refused = kafkaRefusal(err, c.brokers.join(','))
-      if (refused !== undefined) throw refused
-      throw new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
+    // From here the partitions go on: what changes now belongs to the next commit.
+    for (const x of prepared) { x.st.pendingOffset = null; x.st.task.prepared() }
+    this.committing = true
+    this.inflight = this.land(prepared)
+    // Without pipelinedCommits the partitions wait for the commit, as Kafka Streams' do.
+    if (force || !this.config.pipelinedCommits) {
+      await this.inflight
+      if (this.landed !== undefined) await this.applyLanded()
     }
-    // Durable in Kafka: now the local stores, each with the changelog position it matches.
-    for (const x of prepared) {
-      const end = changelogEnd.get(x.st.partition)
-      if (end !== undefined) {
-        // The next changelog offset after ours: past the transaction's commit marker with exactly-once.
-        const pos = Buffer.alloc(8)
-        pos.writeBigUInt64BE(end + (c.processingGuarantee === 'exactly_once' ? 1n : 0n))
-        x.b.putLocal(META_CHANGELOG, pos)
+  }
+
+  /** whether a commit is in flight (its transaction or its local writes) */
+  private committing = false
+  /** the commit in flight; never rejects (a failure fails the runner) */
+  private inflight: Promise<void> = Promise.resolve()
+  /** a commit that landed, waiting for its in-memory completion in the serial chain */
+  private landed: { prepared: PreparedPartition[], t0: number } | undefined
+
+  /** The commit's I/O: one transaction, then each partition's local store with the changelog position it now matches. */
+  private async land (prepared: PreparedPartition[]): Promise<void> {
+    const c = this.config
+    const t0 = performance.now()
+    try {
+      let changelogEnd: Map<number, bigint>
+      try {
+        changelogEnd = await writeCommit({
+          outputs: {
+            alerts: prepared.flatMap((x) => x.out.alerts),
+            tasks: prepared.flatMap((x) => x.out.tasks),
+            outcomes: prepared.flatMap((x) => x.out.outcomes),
+            deadLetters: prepared.flatMap((x) => x.out.deadLetters)
+          },
+          changelogs: prepared.map((x) => ({ partition: x.st.partition, records: x.b.records })),
+          offsets: prepared.filter((x) => x.offset !== null).map((x) => ({ partition: x.st.partition, offset: (BigInt(x.offset as string) + 1n).toString() }))
+        }, { config: c, producer: this.producer as ProducerPort, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
+      } catch (err) {
+        for (const x of prepared) x.b.discard()
+        // An ACL missing is not an outage: said at once, not retried for retryTimeout.
+        throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
       }
-      await x.b.write()
-      x.st.task.committed()
-      x.st.pendingOffset = null
+      // Durable in Kafka: now the local stores, each with the changelog position it matches.
+      for (const x of prepared) {
+        const end = changelogEnd.get(x.st.partition)
+        if (end !== undefined) {
+          // The next changelog offset after ours: past the transaction's commit marker with exactly-once.
+          const pos = Buffer.alloc(8)
+          pos.writeBigUInt64BE(end + (c.processingGuarantee === 'exactly_once' ? 1n : 0n))
+          x.b.putLocal(META_CHANGELOG, pos)
+        }
+        await x.b.write()
+      }
+      this.observer?.commitSeconds((performance.now() - t0) / 1000)
+      this.commits++
+      this.landed = { prepared, t0 }
+      // The next commit may be due already: it starts now rather than at the next batch or tick.
+      this.schedule(async () => { await this.commitIfDue(false) })
+    } catch (err) {
+      // The tasks went on from state this commit was to make durable: the runner is dropped, and
+      // a new one resumes from the committed offsets and the stores (`ebb run`).
+      this.fail(err as Error)
+    } finally {
+      this.committing = false
+    }
+  }
+
+  /** A landed commit, in memory: each partition's task moves on (eviction), the recent view gets its alerts and tasks. */
+  private async applyLanded (): Promise<void> {
+    const l = this.landed
+    this.landed = undefined
+    if (l === undefined) return
+    for (const x of l.prepared) {
+      // A partition dropped meanwhile (a rebalance) is not this task any more.
+      if (this.partitions.get(x.st.partition) !== x.st) continue
+      x.st.task.written()
       // Only committed alerts and tasks reach the API's recent view: an aborted one never existed.
       for (const a of x.out.alertRecords) this.recent.alerts.push(a)
       for (const t of x.out.taskRecords) this.recent.tasks.push(t)
@@ -461,8 +532,6 @@ export class KafkaRunner {
       // An ERASE leaves no file holding the user: the store rewrites itself (O(store); rare).
       await x.st.task.purgeErased()
     }
-    this.observer?.commitSeconds((performance.now() - t0) / 1000)
-    this.commits++
   }
 
   /**
@@ -513,6 +582,8 @@ export class KafkaRunner {
     }
     await step('stopping the consumer', () => this.consumer?.stop())
     await step('the last batch', async () => { await this.commitChain })
+    // (a failed runner skipped the last commit, but one may still be in flight)
+    await step('the commit in flight', async () => { await this.inflight })
     for (const st of this.partitions.values()) await step(`closing the store of partition ${st.partition}`, () => st.store.close())
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')

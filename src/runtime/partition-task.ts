@@ -600,10 +600,28 @@ export class PartitionTask {
 
   /** The second half: the prepared batch is durable; dirty flags, timers and the cache move on. */
   committed (): void {
+    this.prepared()
+    this.written()
+  }
+
+  /**
+   * Kafka mode's pipelined commit, the first step: the prepared batch is on its way (its
+   * transaction in flight), and the partition goes on processing meanwhile. Changes from now on
+   * belong to the next batch; the drained timers stay readable (fire() sees them) and nothing
+   * drained is evicted until written(). If the batch never lands, the runner drops this task
+   * and opens the partition again from its store (runner.ts).
+   */
+  prepared (): void {
     if (this.learner !== null) this.learner.committed()
     this.ruleSlots.committed()
-    this.timers.committed()
-    this.cache.afterFlush()
+    this.timers.drainedUnwritten()
+    this.cache.flushing()
+  }
+
+  /** The second step: the prepared batch is in the local store. */
+  written (): void {
+    this.timers.inflightWritten()
+    this.cache.written()
     this.stats.commits++
   }
 

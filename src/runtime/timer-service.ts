@@ -35,6 +35,16 @@ export class TimerService {
   /** due → user ids armed for it since the last commit (may repeat, may be stale) */
   private pending = new Map<number, string[]>()
   private pendingMin = Number.POSITIVE_INFINITY
+  /**
+   * The pending lists of a drained batch that is not in the store yet (Kafka mode: its
+   * transaction is in flight while the partition goes on), and the keys they are written under:
+   * fire() reads them as it reads the store, until inflightWritten().
+   */
+  private inflight = new Map<number, string[]>()
+  private inflightKeys = new Map<number, Buffer[]>()
+  private inflightMin = Number.POSITIVE_INFINITY
+  /** the keys the last drain() wrote, per due */
+  private drainedKeys = new Map<number, Buffer[]>()
   /** lower bound of the smallest due in the store */
   private storeMin = Number.POSITIVE_INFINITY
   /** every timer with due ≤ firedUntil has fired */
@@ -66,7 +76,7 @@ export class TimerService {
 
   /** Earliest time the watermark must reach for fire() to have anything to do. */
   get nextDue (): number {
-    const m = this.pendingMin < this.storeMin ? this.pendingMin : this.storeMin
+    const m = Math.min(this.pendingMin, this.storeMin, this.inflightMin)
     return m > this.firedUntil ? m : this.firedUntil + 1
   }
 
@@ -99,7 +109,7 @@ export class TimerService {
     let count = 0
     try {
       for (;;) {
-        const due = Math.min(nextStoreDue(), minKey(this.pending, watermark), minKey(this.rearmed, watermark))
+        const due = Math.min(nextStoreDue(), minKey(this.pending, watermark), minKey(this.inflight, watermark), minKey(this.rearmed, watermark))
         if (!Number.isFinite(due)) break
         // Everyone due at `due`: the stored buckets, the commit's pending list, the re-armed.
         const users: string[] = []
@@ -109,6 +119,12 @@ export class TimerService {
           this.firedBuckets.push(key)
         }
         takeList(this.pending, due, users)
+        if (this.inflight.has(due)) {
+          // not in the store yet: its buckets are deleted by the next commit, after they land
+          takeList(this.inflight, due, users)
+          for (const key of this.inflightKeys.get(due) ?? []) this.firedBuckets.push(key)
+          this.inflightKeys.delete(due)
+        }
         takeList(this.rearmed, due, users)
         sortUnique(users)
         for (let i = 0; i < users.length; i += PREFETCH) {
@@ -130,6 +146,7 @@ export class TimerService {
     this.scanFrom = watermark + 1
     this.fired += count
     this.pendingMin = minKey(this.pending, Number.POSITIVE_INFINITY)
+    this.inflightMin = minKey(this.inflight, Number.POSITIVE_INFINITY)
     this.storeMin = this.firstStoreDue(watermark + 1)
     return count
   }
@@ -154,9 +171,16 @@ export class TimerService {
   drain (batch: StoreBatch): void {
     for (const key of this.firedBuckets) batch.del(key)
     if (this.forgotten.size > 0) this.purgeForgotten(batch)
+    this.drainedKeys = new Map()
     for (const [due, list] of this.pending) {
       sortUnique(list)
-      for (let i = 0; i < list.length; i += BUCKET) batch.put(timerBucketKey(due, this.seq++), encodeBucket(list, i, Math.min(i + BUCKET, list.length)))
+      const keys: Buffer[] = []
+      for (let i = 0; i < list.length; i += BUCKET) {
+        const key = timerBucketKey(due, this.seq++)
+        keys.push(key)
+        batch.put(key, encodeBucket(list, i, Math.min(i + BUCKET, list.length)))
+      }
+      this.drainedKeys.set(due, keys)
       if (due < this.scanFrom) this.scanFrom = due // armed in the past by a late event
     }
     if (this.pendingMin < this.storeMin) this.storeMin = this.pendingMin
@@ -168,10 +192,31 @@ export class TimerService {
    * retry writes the buckets under new sequence numbers; the discarded batch wrote nothing).
    */
   committed (): void {
+    this.drainedUnwritten()
+    this.inflightWritten()
+  }
+
+  /**
+   * The drained batch is on its way but not in the store yet, and timers go on meanwhile: what it
+   * holds moves to the in-flight lists (fire() reads them), new arms start a new pending list.
+   */
+  drainedUnwritten (): void {
     this.forgotten.clear()
     this.firedBuckets = []
+    this.inflight = this.pending
+    this.inflightKeys = this.drainedKeys
+    this.inflightMin = this.pendingMin
+    this.drainedKeys = new Map()
     this.pending = new Map()
     this.pendingMin = Number.POSITIVE_INFINITY
+  }
+
+  /** The drained batch is in the store: its buckets are read from there now. */
+  inflightWritten (): void {
+    if (this.inflightMin < this.storeMin) this.storeMin = this.inflightMin
+    this.inflight = new Map()
+    this.inflightKeys = new Map()
+    this.inflightMin = Number.POSITIVE_INFINITY
   }
 
   /**

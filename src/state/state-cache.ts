@@ -153,9 +153,25 @@ export class StateCache {
   /** After a successful flush: evict least-recently-used users down to capacity; start a new epoch. */
   afterFlush (): void {
     // Only now is the work durable: a failed write keeps the dirty list and erased ids for the retry.
+    this.flushing()
+    this.written()
+  }
+
+  /**
+   * The states drained into a batch that is not written yet (Kafka mode: its transaction is in
+   * flight while the partition goes on): changes from now on mark them dirty again, for the next
+   * batch. Until written(), nothing is evicted (the store does not hold their state yet) and the
+   * erased stay known absent (the store still holds them).
+   */
+  flushing (): void {
     for (const s of this.dirtyList) s.dirty = false
     this.dirtyList = []
+    for (const id of this.erased) this.absent.add(id)
     this.erased.clear()
+  }
+
+  /** The batch drained at the last flushing() is in the store: evict down to capacity, start a new epoch. */
+  written (): void {
     this.absent.clear()
     this.epoch++
     let excess = this.map.size - this.capacity

@@ -217,7 +217,7 @@ describe('ebb run on a real Kafka', () => {
     }
   }, 300_000)
 
-  it('killed mid-stream and restarted on an empty state directory, it restores from the changelog and emits no duplicate', async () => {
+  it('killed mid-stream and restarted on an empty state directory, it restores from the changelog and emits no duplicate (with pipelinedCommits: processing while a commit is in flight)', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
     const records = await simulatedInput(input, 2, 5)
@@ -225,12 +225,12 @@ describe('ebb run on a real Kafka', () => {
     await referenceRun(ref, input, 2)
 
     // The run under test: killed (SIGKILL, no goodbye) once it committed part of the input.
-    const first = startEbb(config(app, input, 2, join(tmp.dir, `${app}-a`)))
+    const first = startEbb(config(app, input, 2, join(tmp.dir, `${app}-a`), `${app}-0`, 'pipelinedCommits: true\n'))
     await waitCommitted(app, input, records / 3)
     first.child.kill('SIGKILL')
     await first.exited
     // Restarted elsewhere: an empty state directory, so every partition is restored from the changelog.
-    const second = startEbb(config(app, input, 2, join(tmp.dir, `${app}-b`)))
+    const second = startEbb(config(app, input, 2, join(tmp.dir, `${app}-b`), `${app}-0`, 'pipelinedCommits: true\n'))
     await waitCaughtUp(app, input)
     second.child.kill('SIGTERM')
     expect(await second.exited).toBe(0)

@@ -26,6 +26,8 @@ describe('run configuration', () => {
     expect(c).toMatchObject({ applicationId: 'churn', brokers: ['kafka-1:9092', 'kafka-2:9092'], stateDir: '/var/lib/ebb', commitIntervalMs: 2000, processingGuarantee: 'exactly_once', autoOffsetReset: 'earliest', instanceId: 'churn-0', sasl: null })
     expect(parseRunConfig(BASE + 'autoOffsetReset: latest\n', 'ebb.yaml', {}).autoOffsetReset).toBe('latest')
     expect(parseRunConfig(BASE + 'autoOffsetReset: latest\n', 'ebb.yaml', { EBB_AUTO_OFFSET_RESET: 'earliest' }).autoOffsetReset).toBe('earliest')
+    // commits stop processing unless pipelinedCommits (file or EBB_PIPELINED_COMMITS) says otherwise
+    expect([c.pipelinedCommits, parseRunConfig(BASE + 'pipelinedCommits: true\n', 'ebb.yaml', {}).pipelinedCommits, parseRunConfig(BASE + 'pipelinedCommits: true\n', 'ebb.yaml', { EBB_PIPELINED_COMMITS: 'false' }).pipelinedCommits, parseRunConfig(BASE, 'ebb.yaml', { EBB_PIPELINED_COMMITS: 'true' }).pipelinedCommits]).toEqual([false, true, false, true])
     expect(c.topics).toMatchObject({ input: 'app.events', alerts: 'ebb.alerts', tasks: 'ebb.recall-tasks', outcomes: 'ebb.outcomes', deadLetters: 'ebb.dlq', partitions: 12 })
     expect(changelogTopic(c)).toBe('churn-user-state-changelog')
     const e = parseRunConfig(BASE, '/etc/ebb/ebb.yaml', { EBB_BROKERS: 'b:1,c:2', EBB_INSTANCE_ID: 'pod-7', EBB_SASL_USERNAME: 'u', EBB_SASL_PASSWORD: 'p', EBB_HTTP_PORT: '9000' })
@@ -37,7 +39,7 @@ describe('run configuration', () => {
   it('rejects mistakes with the file and line (exit 2)', () => {
     expect(error(BASE + 'retryTimeout: 1m\nstartupTimeout: 2m\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:7: startupTimeout: the older name of retryTimeout; set one of them')
     expect(error(BASE, { EBB_RETRY_TIMEOUT: 'soon' })).toMatch(/^EBB_CONFIG_INVALID: .*EBB_RETRY_TIMEOUT: "soon" is not a duration/)
-    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, outputFormat, ssl, client, sasl, http)')
+    expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, pipelinedCommits, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, knownSchemaIds, schemaRegistryUrl, outputFormat, ssl, client, sasl, http)')
     expect(error(BASE.replace('kafka-2:9092', 'kafka-2'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2" is not host:port/)
     expect(error(BASE + 'processingGuarantee: twice\n')).toMatch(/ebb\.yaml:6: processingGuarantee: exactly_once or at_least_once/)
     expect(error(BASE.replace('commitInterval: 2s', 'commitInterval: soon'))).toMatch(/ebb\.yaml:5: commitInterval: "soon" is not a duration/)
@@ -45,6 +47,7 @@ describe('run configuration', () => {
     expect(error(BASE, { EBB_HTTP_PORT: 'eighty' })).toMatch(/EBB_HTTP_PORT "eighty" is not a port/)
     expect(error(BASE + 'autoOffsetReset: smallest\n')).toMatch(/ebb\.yaml:6: autoOffsetReset: earliest or latest, not "smallest"/)
     expect(error(BASE, { EBB_AUTO_OFFSET_RESET: 'none' })).toMatch(/autoOffsetReset: earliest or latest \(EBB_AUTO_OFFSET_RESET\), not "none"/)
+    expect(error(BASE, { EBB_PIPELINED_COMMITS: 'yes' })).toMatch(/EBB_PIPELINED_COMMITS: true or false, not "yes"/)
   })
 
   it('reads TLS files (relative to the configuration, or from the environment) and says which one is missing', () => {

@@ -21,8 +21,10 @@ class FakeBroker {
   readonly logs = new Map<string, InputRecord[]>()
   readonly committed = new Map<number, bigint>()
   readonly calls: string[] = []
-  /** set: the next transaction commit waits until release() */
+  /** set: the next transaction commit returns at once but lands only at release() */
   hold = false
+  /** set: the next transaction commit does not return until release() (a slow commit in flight) */
+  blockCommit = false
   private held: Array<() => void> = []
   /**
    * Per topic: the offset of a transaction left open there by a producer that died. A
@@ -80,6 +82,11 @@ class FakeBroker {
               for (const o of offsets) this.committed.set(o.partition, BigInt(o.offset))
             }
             if (this.hold) { this.hold = false; this.held.push(land); return }
+            if (this.blockCommit) {
+              this.blockCommit = false
+              await new Promise<void>((resolve) => { this.held.push(() => { land(); resolve() }) })
+              return
+            }
             land()
           },
           abort: async () => {}
@@ -250,6 +257,33 @@ describe('KafkaRunner restoring behind a changelog tail hidden by a dead produce
     expect(c.tasks.size).toBe(0) // closed
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
   }, 30_000)
+})
+
+describe('KafkaRunner with pipelinedCommits: commits without stopping the stream', () => {
+  it('processes the next batch while a commit is in flight; the two commits hold every record once', async () => {
+    const broker = new FakeBroker()
+    const records = views(10)
+    const instance = `p${++run}`
+    const client = broker.client(instance, { topic: INPUT, records: records.slice(0, 5) })
+    const r = new KafkaRunner(parseRunConfig(config(instance).replace('commitInterval: 1h', 'commitInterval: 1ms\npipelinedCommits: true'), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+    await r.start()
+    for (let i = 0; i < 1000 && !r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    broker.blockCommit = true
+    await new Promise((resolve) => setTimeout(resolve, 5)) // the commit interval passes
+    await client.consumer.fetch() // five records; the commit that carries them starts, and hangs
+    for (let i = 0; i < 100 && !broker.calls.some((c) => c.endsWith('txn.commit')); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(broker.calls.filter((c) => c.endsWith('txn.commit'))).toHaveLength(1)
+    ;(client.consumer as unknown as { input: { records: InputRecord[] } }).input.records = records
+    const second = client.consumer.fetch() // the next five, while that commit is in flight
+    const outcome = await Promise.race([second.then(() => 'processed'), new Promise((resolve) => setTimeout(resolve, 3000, 'waited for the commit'))])
+    expect(outcome).toBe('processed')
+    expect([client.consumer.position, broker.committed.get(0), r.commits]).toEqual([10n, undefined, 0])
+    broker.release()
+    await r.stop()
+    expect(broker.committed.get(0)).toBe(10n)
+    expect(r.commits).toBe(2)
+    expect(await reopen(broker, records)).toEqual({ views7: 9, logins: 1 })
+  })
 })
 
 describe('KafkaRunner when the group rebalances during a restore', () => {

@@ -148,4 +148,44 @@ describe('TimerService', () => {
     await flush(t, store)
     expect(o.fire(2000).map(([u]) => u)).toEqual(byBytes)
   })
+
+  it('keeps firing while a drained batch is on its way (Kafka mode\'s pipelined commit): once each, and nothing left behind once it lands', async () => {
+    const store = new MemoryStore()
+    const t = new TimerService(store, 0, 0)
+    const o = new Owner(() => t)
+    o.arm('a', 1000)
+    o.arm('b', 3000)
+    const batch = store.batch()
+    t.drain(batch)
+    t.drainedUnwritten() // the batch is in flight: not in the store, not pending either
+    o.arm('c', 2000) // armed meanwhile: the next batch's
+    expect(o.fire(2500)).toEqual([['a', 1000], ['c', 2000]])
+    expect(t.nextDue).toBe(3000) // b, still in flight, is not forgotten
+    await batch.write()
+    // landed but not yet completed in memory: the store and the in-flight list both hold b, fired once
+    expect(o.fire(3000)).toEqual([['b', 3000]])
+    t.inflightWritten()
+    expect(o.fire(10_000)).toEqual([])
+    // the next commit deletes the buckets that fired while in flight: none is left in the store
+    await flush(t, store)
+    const c = store.scanSync(Buffer.from([0x74]), Buffer.from([0x75]))
+    expect(c.next(100)).toEqual([])
+    c.close()
+  })
+
+  it('a timer drained into a batch still in flight, due later, fires after the batch landed', async () => {
+    const store = new MemoryStore()
+    const t = new TimerService(store, 0, 0)
+    const o = new Owner(() => t)
+    o.arm('early', 500)
+    o.arm('late', 5000)
+    const batch = store.batch()
+    t.drain(batch)
+    t.drainedUnwritten()
+    expect(o.fire(1000)).toEqual([['early', 500]]) // a full pass, whose scan finds no store bucket for 'late' yet
+    await batch.write()
+    t.inflightWritten()
+    expect(t.nextDue).toBe(5000)
+    expect(o.fire(6000)).toEqual([['late', 5000]])
+  })
 })
