@@ -21,6 +21,8 @@ export interface E2eOptions {
   seconds: number
   /** the latency levels, as shares of the measured maximum rate */
   levels: number[]
+  /** the rate the levels are shares of, instead of the measured maximum (to compare two builds at the same loads) */
+  rateBase?: number
   commitInterval: string
   /** Ebb instances in the group for the throughput phase (the scaling suite runs 1 and 2) */
   instances?: number
@@ -117,7 +119,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
       producer,
       run,
       partitions: o.partitions,
-      rates: o.levels.map((share) => ({ name: `at${Math.round(share * 100)}pct`, perSec: Math.max(100, Math.round(ebbRate * share)) })),
+      rates: o.levels.map((share) => ({ name: `at${Math.round(share * 100)}pct`, perSec: Math.max(100, Math.round((o.rateBase ?? ebbRate) * share)) })),
       seconds: o.seconds,
       app: lapp,
       outputTopic: `${lapp}.tasks`,
