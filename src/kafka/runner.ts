@@ -467,7 +467,7 @@ export class KafkaRunner {
   /** the commit in flight; never rejects (a failure fails the runner) */
   private inflight: Promise<void> = Promise.resolve()
   /** a commit that landed, waiting for its in-memory completion in the serial chain */
-  private landed: { prepared: PreparedPartition[], t0: number } | undefined
+  private landed: PreparedPartition[] | undefined
 
   /** The commit's I/O: one transaction, then each partition's local store with the changelog position it now matches. */
   private async land (prepared: PreparedPartition[]): Promise<void> {
@@ -504,7 +504,7 @@ export class KafkaRunner {
       }
       this.observer?.commitSeconds((performance.now() - t0) / 1000)
       this.commits++
-      this.landed = { prepared, t0 }
+      this.landed = prepared
       // The next commit may be due already: it starts now rather than at the next batch or tick.
       this.schedule(async () => { await this.commitIfDue(false) })
     } catch (err) {
@@ -518,17 +518,17 @@ export class KafkaRunner {
 
   /** A landed commit, in memory: each partition's task moves on (eviction), the recent view gets its alerts and tasks. */
   private async applyLanded (): Promise<void> {
-    const l = this.landed
+    const prepared = this.landed
     this.landed = undefined
-    if (l === undefined) return
-    for (const x of l.prepared) {
-      // A partition dropped meanwhile (a rebalance) is not this task any more.
-      if (this.partitions.get(x.st.partition) !== x.st) continue
-      x.st.task.written()
+    if (prepared === undefined) return
+    for (const x of prepared) {
       // Only committed alerts and tasks reach the API's recent view: an aborted one never existed.
       for (const a of x.out.alertRecords) this.recent.alerts.push(a)
       for (const t of x.out.taskRecords) this.recent.tasks.push(t)
       for (const u of x.out.erasedUsers) this.recent.forget(u)
+      // A partition dropped meanwhile (a rebalance) is not this task any more.
+      if (this.partitions.get(x.st.partition) !== x.st) continue
+      x.st.task.written()
       // An ERASE leaves no file holding the user: the store rewrites itself (O(store); rare).
       await x.st.task.purgeErased()
     }

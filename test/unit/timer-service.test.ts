@@ -37,6 +37,14 @@ async function flush (t: TimerService, store: KvStore): Promise<void> {
   t.committed()
 }
 
+/** The timers drained into a batch that is on its way (a commit in flight), not yet written. */
+function drainInFlight (t: TimerService, store: KvStore): ReturnType<KvStore['batch']> {
+  const batch = store.batch()
+  t.drain(batch)
+  t.drainedUnwritten()
+  return batch
+}
+
 describe('TimerService', () => {
   const cleanups: Array<() => void> = []
   afterEach(() => { for (const c of cleanups.splice(0)) c() })
@@ -155,9 +163,7 @@ describe('TimerService', () => {
     const o = new Owner(() => t)
     o.arm('a', 1000)
     o.arm('b', 3000)
-    const batch = store.batch()
-    t.drain(batch)
-    t.drainedUnwritten() // the batch is in flight: not in the store, not pending either
+    const batch = drainInFlight(t, store) // not in the store, not pending either
     o.arm('c', 2000) // armed meanwhile: the next batch's
     expect(o.fire(2500)).toEqual([['a', 1000], ['c', 2000]])
     expect(t.nextDue).toBe(3000) // b, still in flight, is not forgotten
@@ -179,9 +185,7 @@ describe('TimerService', () => {
     const o = new Owner(() => t)
     o.arm('early', 500)
     o.arm('late', 5000)
-    const batch = store.batch()
-    t.drain(batch)
-    t.drainedUnwritten()
+    const batch = drainInFlight(t, store)
     expect(o.fire(1000)).toEqual([['early', 500]]) // a full pass, whose scan finds no store bucket for 'late' yet
     await batch.write()
     t.inflightWritten()
