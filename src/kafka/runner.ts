@@ -258,8 +258,7 @@ export class KafkaRunner {
 
   private async dropAll (): Promise<void> {
     // A commit in flight lands (or fails) before the stores close under its local writes.
-    await this.inflight
-    if (this.landed !== undefined) await this.applyLanded()
+    await this.settle()
     const parts = [...this.partitions.values()]
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
@@ -284,8 +283,7 @@ export class KafkaRunner {
       // before it must not carry the previous assignment's work (the client may announce the
       // rebalance and the new assignment at once).
       this.rebalancing = false
-      await this.inflight // a revoked partition's store must not close under a commit's local write
-      if (this.landed !== undefined) await this.applyLanded()
+      await this.settle() // a revoked partition's store must not close under a commit's local write
       for (const [p, st] of this.partitions) {
         if (this.assigned.includes(p)) continue
         this.partitions.delete(p)
@@ -423,7 +421,7 @@ export class KafkaRunner {
    */
   private async commitIfDue (force: boolean): Promise<void> {
     if (this.fatal !== undefined || this.producer === undefined || this.rebalancing) return
-    if (this.landed !== undefined) await this.applyLanded()
+    await this.applyLanded()
     const now = Date.now()
     // Bounded memory: outputs wait in the sinks until the commit, so a large backlog commits early.
     let buffered = 0
@@ -432,8 +430,7 @@ export class KafkaRunner {
     if (!force && now - this.lastCommit < this.config.commitIntervalMs && !full) return
     if (this.committing) {
       if (!force && !full) return // started again when the one in flight lands
-      await this.inflight
-      if (this.landed !== undefined) await this.applyLanded()
+      await this.settle()
       if (this.fatal !== undefined || this.rebalancing) return
     }
     this.lastCommit = now
@@ -456,10 +453,13 @@ export class KafkaRunner {
     this.committing = true
     this.inflight = this.land(prepared)
     // Without pipelinedCommits the partitions wait for the commit, as Kafka Streams' do.
-    if (force || !this.config.pipelinedCommits) {
-      await this.inflight
-      if (this.landed !== undefined) await this.applyLanded()
-    }
+    if (force || !this.config.pipelinedCommits) await this.settle()
+  }
+
+  /** Waits for the commit in flight (if any), then completes it in memory (in the serial chain). */
+  private async settle (): Promise<void> {
+    await this.inflight
+    await this.applyLanded()
   }
 
   /** whether a commit is in flight (its transaction or its local writes) */

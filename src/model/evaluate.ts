@@ -167,10 +167,10 @@ export function report (input: string, topology: Topology, sweep: number[], data
   const modelAlerts = modelRule === undefined ? [] : byRule.get(modelRule.id) ?? []
   const ruleAlerts = byRule.get('inactive_7d') ?? []
   const sources: AlertSourceReport[] = []
-  const leadsModel = leadsOf(modelAlerts, churn)
-  const leadsRule = leadsOf(ruleAlerts, churn)
   const pairedModel = firstLeads(modelAlerts, churn)
   const pairedRule = firstLeads(ruleAlerts, churn)
+  const leadsModel = sortedLeads(pairedModel)
+  const leadsRule = sortedLeads(pairedRule)
   const laterBy: number[] = []
   let both = 0
   for (let k = 0; k < churn.length; k++) {
@@ -280,7 +280,12 @@ function firstLeads (list: readonly Alert[], churn: readonly Alert[]): Float64Ar
 
 /** Lead times (days) of the churn points with an alert in [point, point + 30 d], sorted. */
 function leadsOf (list: readonly Alert[], churn: readonly Alert[]): number[] {
-  return Array.from(firstLeads(list, churn)).filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
+  return sortedLeads(firstLeads(list, churn))
+}
+
+/** The lead times of the caught churn points (firstLeads without the NaNs), sorted. */
+function sortedLeads (paired: Float64Array): number[] {
+  return Array.from(paired).filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
 }
 
 function measure (name: string, list: readonly Alert[], ctx: MeasureContext): AlertSourceReport {

@@ -108,7 +108,7 @@ export class RuleEvaluator {
           text: `no login for ${d} full days: the churn model held its alert back on day ${latest}, when ${(spec as { rule: string }).rule} alerted (its score was low enough to expect a login), and alerts now, ${d - latest} days later (its score, ${Math.round(v * 100)}%, is under the ${Math.round(t * 100)}% of an earlier alert)`
         }
       }
-      if (d >= latest && !(v >= t)) {
+      if (d === latest && !(v >= t)) {
         const veto = learner.vetoBelow(c.auto)
         return {
           code: 'DAYS_INACTIVE',
