@@ -46,6 +46,7 @@ export const Errors = Object.freeze({
   SCHEMA_REGISTRY_AUTH: def('EBB_SCHEMA_REGISTRY_AUTH', 1, false, 'the schema registry %s refused the credentials (HTTP %s). Set them in schemaRegistryUrl (https://user:password@host) or EBB_SCHEMA_REGISTRY_USER_INFO (user:password)'),
   KAFKA_AUTH: def('EBB_KAFKA_AUTH', 2, false, 'the brokers %s refused the SASL credentials (%s). Check sasl.mechanism, sasl.username and EBB_SASL_PASSWORD (or the broker\'s users); retrying would not change the answer'),
   KAFKA_DENIED: def('EBB_KAFKA_DENIED', 2, false, 'the brokers %s refused %s (%s). Grant this instance\'s principal what Ebb needs (README, "ACLs"): Read on the input topic and the group, Write on the output and changelog topics, Write on its transactional id (its instanceId), Describe on all of them, Create on the topics when topics.createIfAbsent; retrying would not change the answer'),
+  KAFKA_REJECTED: def('EBB_KAFKA_REJECTED', 2, false, 'the brokers %s rejected %s (%s). %s; retrying would not change the answer'),
   RESET_GROUP_ACTIVE: def('EBB_RESET_GROUP_ACTIVE', 2, false, 'the group %s is running (members: %s): stop every `ebb run` of this applicationId before `ebb reset` (it moves their offsets and deletes their changelog)'),
   RESTORE_STALLED: def('EBB_RESTORE_STALLED', 1, true, 'restoring %s partition %s read nothing for %s s (at offset %s of %s). The partition is opened again at its next assignment or batch; check the broker and that the changelog topic is readable.'),
   SINK_WRITE: def('EBB_SINK_WRITE', 1, true, 'writing output failed: %s'),

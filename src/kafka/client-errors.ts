@@ -60,10 +60,43 @@ export function findNestedError (err: unknown, match: (e: { code?: unknown, apiI
 const DENIED: ReadonlySet<string> = new Set(['TOPIC_AUTHORIZATION_FAILED', 'GROUP_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'DELEGATION_TOKEN_AUTHORIZATION_FAILED'])
 
 /**
+ * The brokers' answers that say "never like this": a topic or broker setting, or a broker too old,
+ * that no retry can change (Kafka's non-retriable errors a configuration causes). What was
+ * rejected, and what to change. Retried as an outage, a topic whose max.message.bytes is below
+ * what Ebb writes kept `ebb run` saying "Kafka is unavailable" for retryTimeout (5 minutes).
+ */
+const REJECTED: Readonly<Record<string, readonly [string, string]>> = {
+  MESSAGE_TOO_LARGE: ['a record Ebb wrote', 'A record is larger than its topic\'s max.message.bytes (or the brokers\' message.max.bytes): allow at least 1 MB on the output, dead-letter and changelog topics (a dead letter carries up to 512 KB of the bytes it could not read, and Avro or JSON around them)'],
+  RECORD_LIST_TOO_LARGE: ['a batch of records Ebb wrote', 'A batch is larger than its topic\'s max.message.bytes (or the brokers\' message.max.bytes): allow at least 1 MB on the output, dead-letter and changelog topics'],
+  INVALID_RECORD: ['a record Ebb wrote', 'A topic refused a record by its own settings (a compacted topic takes only records with a key; dead letters of keyless input have none): make the output and dead-letter topics cleanup.policy=delete, and check their other settings'],
+  INVALID_TOPIC_EXCEPTION: ['a topic name', 'Check the names under `topics:` in the configuration (letters, digits, ".", "_" and "-", at most 249 characters)'],
+  POLICY_VIOLATION: ['creating a topic', 'The brokers\' topic policy refused it: create the topics yourself (README, "Topics") and set topics.createIfAbsent: false'],
+  INVALID_CONFIG: ['creating a topic', 'The brokers refused a topic setting: create the topics yourself (README, "Topics") and set topics.createIfAbsent: false'],
+  INVALID_REPLICATION_FACTOR: ['creating a topic', 'topics.replicationFactor is more than the brokers there are: lower it, or create the topics yourself'],
+  INVALID_PARTITIONS: ['creating a topic', 'topics.partitions must be at least 1'],
+  INVALID_TRANSACTION_TIMEOUT: ['the transaction timeout', 'Ebb asks for client.requestTimeout (10 s by default) as its transaction timeout: keep it below the brokers\' transaction.max.timeout.ms'],
+  UNSUPPORTED_VERSION: ['a request', 'Ebb needs Kafka 2.5 or later (transactional offsets with the group\'s generation, KIP-447)'],
+  UNSUPPORTED_FOR_MESSAGE_FORMAT: ['a request', 'A topic uses a message format older than Kafka 0.11: Ebb needs record batches (message.format.version 0.11 or later)'],
+  UNSUPPORTED_COMPRESSION_TYPE: ['a compressed batch', 'A topic\'s compression.type does not accept what the client sends: remove compression.type from the output topics or set it to producer'],
+  TOPIC_DELETION_DISABLED: ['deleting a topic', 'The brokers run with delete.topic.enable=false: `ebb reset` deletes the changelog; enable it, or delete the changelog topic by hand and run `ebb reset` again']
+}
+
+/** The library's own errors that a retry cannot change: a broker without an API Ebb needs. */
+const UNSUPPORTED_CLIENT: ReadonlySet<string> = new Set(['PLT_KFK_UNSUPPORTED_API', 'PLT_KFK_UNSUPPORTED_COMPRESSION'])
+
+/**
  * What the brokers refused for good somewhere inside `err`, as Ebb's error: EBB_KAFKA_AUTH
- * (credentials) or EBB_KAFKA_DENIED (an ACL); else undefined (an outage, retried).
+ * (credentials), EBB_KAFKA_DENIED (an ACL) or EBB_KAFKA_REJECTED (a setting, a broker too old);
+ * else undefined (an outage, retried).
  */
 export function kafkaRefusal (err: unknown, brokers: string): EbbError | undefined {
+  const rejected = findNestedError(err, (e) => typeof e.apiId === 'string' && Object.hasOwn(REJECTED, e.apiId))
+  if (rejected !== undefined) {
+    const [what, fix] = REJECTED[String(rejected.apiId)]
+    return new EbbError(Errors.KAFKA_REJECTED, brokers, what, `${String(rejected.apiId)}: ${errorText(err)}`, fix)
+  }
+  const unsupported = findNestedError(err, (e) => typeof e.code === 'string' && UNSUPPORTED_CLIENT.has(e.code))
+  if (unsupported !== undefined) return new EbbError(Errors.KAFKA_REJECTED, brokers, 'a request', `${String(unsupported.code)}: ${errorText(err)}`, 'Ebb needs Kafka 2.5 or later (transactional offsets with the group\'s generation, KIP-447)')
   const denied = findNestedError(err, (e) => typeof e.apiId === 'string' && DENIED.has(e.apiId))
   if (denied !== undefined) {
     const what = String(denied.apiId)

@@ -488,7 +488,7 @@ export class KafkaRunner {
         }, { config: c, producer: this.producer as ProducerPort, consumer: this.consumer as GroupConsumerPort, observer: this.observer })
       } catch (err) {
         for (const x of prepared) x.b.discard()
-        // An ACL missing is not an outage: said at once, not retried for retryTimeout.
+        // A refusal (credentials, an ACL, a topic's settings) is not an outage: said at once, not retried for retryTimeout.
         throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.

@@ -570,6 +570,28 @@ describe('ebb run on a real Kafka', () => {
     expect([noKind.status, noKind.stderr]).toEqual([2, expect.stringMatching(/--kind is required/)])
   }, 120_000)
 
+  it('a topic that refuses what Ebb writes (max.message.bytes below a dead letter) ends ebb run at once (exit 2, EBB_KAFKA_REJECTED), not retried as an outage', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const admin = await testClient().admin()
+    try {
+      await admin.createTopics([{ topic: `${app}.dlq`, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '2000' } }])
+    } finally {
+      await admin.close()
+    }
+    // 20 KB that are no event: their dead letter carries them, ten times what the topic takes
+    await produce(input, 1, [{ key: 'u1', value: Buffer.alloc(20_000, 7) }])
+    const t0 = Date.now()
+    const ebb = startEbb(config(app, input, 1, join(tmp.dir, app), `${app}-0`, 'retryTimeout: 5m\n'))
+    const killer = setTimeout(() => { ebb.child.kill('SIGKILL') }, 60_000)
+    const code = await ebb.exited
+    clearTimeout(killer)
+    expect(code, ebb.stderr()).toBe(2)
+    expect(Date.now() - t0).toBeLessThan(60_000)
+    expect(ebb.stderr()).toMatch(/rejected a record Ebb wrote \(MESSAGE_TOO_LARGE: .*max\.message\.bytes.*\[EBB_KAFKA_REJECTED\]/)
+    expect(ebb.stderr()).not.toMatch(/Kafka .* is unavailable/)
+  }, 120_000)
+
   it('a partition that goes quiet follows the others\' stream time after idlePartitionTimeout, so its timers fire', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`

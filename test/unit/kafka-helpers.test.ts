@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { abortable, withDeadline } from '../../src/kafka/waits.js'
 import { errorText, findNestedError, isKafkaClientError, kafkaAuthError, kafkaRefusal } from '../../src/kafka/client-errors.js'
 import { partitionRecords } from '../../src/kafka/platformatic-client.js'
+import { MultipleErrors, ProtocolError, ResponseError, UnsupportedApiError } from '@platformatic/kafka'
 
 describe('abortable (a wait that a closing runner cuts short)', () => {
   it('gives the promise\'s value, or its rejection, when nothing aborts', async () => {
@@ -96,5 +97,22 @@ describe('withDeadline and the nested client errors', () => {
     expect(kafkaRefusal(new Error('connect ECONNREFUSED'), 'b:9092')).toBeUndefined()
     const refused = Object.assign(new Error('SASL authentication failed.'), { code: 'PLT_KFK_AUTHENTICATION' })
     expect(kafkaRefusal(refused, 'b:9092')?.code).toBe('EBB_KAFKA_AUTH')
+  })
+
+  it('tells a setting that no retry changes (a topic\'s max.message.bytes, a broker too old) from an outage, with what to change', () => {
+    // The library's own errors, nested as a failed produce nests them.
+    const produceFailed = (id: string): Error => new MultipleErrors('Producing messages failed.', [new ResponseError(0, 9, { '/responses/0/partitions/0': [new ProtocolError(id).apiCode, null] }, {})])
+    const tooLarge = kafkaRefusal(produceFailed('MESSAGE_TOO_LARGE'), 'b:9092')
+    expect(tooLarge).toMatchObject({ code: 'EBB_KAFKA_REJECTED', exitCode: 2, retriable: false })
+    expect(tooLarge?.message).toMatch(/^the brokers b:9092 rejected a record Ebb wrote \(MESSAGE_TOO_LARGE: Producing messages failed \(.*max message size.*\)\)\. .*max\.message\.bytes.*at least 1 MB/)
+    expect(kafkaRefusal(produceFailed('RECORD_LIST_TOO_LARGE'), 'b:9092')?.code).toBe('EBB_KAFKA_REJECTED')
+    expect(kafkaRefusal(produceFailed('INVALID_RECORD'), 'b:9092')?.message).toMatch(/cleanup\.policy=delete/)
+    expect(kafkaRefusal(produceFailed('INVALID_TRANSACTION_TIMEOUT'), 'b:9092')?.message).toMatch(/transaction\.max\.timeout\.ms/)
+    expect(kafkaRefusal(produceFailed('INVALID_REPLICATION_FACTOR'), 'b:9092')?.message).toMatch(/topics\.replicationFactor/)
+    expect(kafkaRefusal(new UnsupportedApiError('Unsupported API AddOffsetsToTxn.'), 'b:9092')?.message).toMatch(/Kafka 2\.5 or later/)
+    // What a retry can change stays an outage: a leader or a coordinator that moved, a request that timed out.
+    for (const id of ['NOT_LEADER_OR_FOLLOWER', 'NOT_COORDINATOR', 'REQUEST_TIMED_OUT', 'COORDINATOR_LOAD_IN_PROGRESS', 'CONCURRENT_TRANSACTIONS']) {
+      expect(kafkaRefusal(produceFailed(id), 'b:9092'), id).toBeUndefined()
+    }
   })
 })
