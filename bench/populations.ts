@@ -68,9 +68,13 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
     // eval.json is reused when the spec it was made from is the same.
     const done = join(work, 'spec.json')
     if (existsSync(done) && readFileSync(done, 'utf8') === JSON.stringify(spec) && existsSync(join(work, 'eval.json'))) {
-      results.push({ spec, report: JSON.parse(readFileSync(join(work, 'eval.json'), 'utf8')) as EvalReport })
-      log(`populations: ${spec.name}: measured before (${done}); reusing it`)
-      continue
+      const report = JSON.parse(readFileSync(join(work, 'eval.json'), 'utf8')) as EvalReport
+      // (a report written before byPeriod existed is measured again)
+      if (Array.isArray(report.byPeriod)) {
+        results.push({ spec, report })
+        log(`populations: ${spec.name}: measured before (${done}); reusing it`)
+        continue
+      }
     }
     const pop = makePopulation(spec.kind, { users: spec.users, days: spec.days, seed: spec.seed, churnRate: spec.churnRate })
     mkdirSync(work, { recursive: true })
@@ -104,6 +108,19 @@ export function populationsTable (results: readonly PopulationResult[]): string 
     const rule = r.sources.find((s) => s.name === 'inactive_7d') ?? m
     const churned = m.churnEvents
     return `| ${spec.name}: ${spec.about} | ${spec.users}, ${spec.days} | ${churned} | ${pct(m.precision)} / ${pct(m.recall)} | ${pct(rule.precision)} / ${pct(rule.recall)} | ${days(m.leadDays.median)} / ${days(rule.leadDays.median)} / ${days(r.yardstick?.leadDays.median ?? Number.NaN)} | ${r.ranking.auc.toFixed(3)} / ${r.ranking.aucDaysInactive.toFixed(3)} | ${yes(r.verdict.precisionWithin2Points)} | ${yes(r.verdict.notLaterThanRule)}${r.laterThanRule === undefined || r.laterThanRule.both === 0 ? '' : ` (${pct(r.laterThanRule.share)})`} | ${yes(r.verdict.threeDaysEarlier)} |`
+  })
+  return [head, ...rows].join('\n') + '\n'
+}
+
+/**
+ * The learning curve of each population (docs/populations.md): per 30-day period of its
+ * history, the median lead of the model and of the rule over the churn points of that period.
+ */
+export function populationsCurve (results: readonly PopulationResult[]): string {
+  const head = '| population | median lead, model / inactive_7d (days), by 30-day period: days 0–30 · 30–60 · … (churn points) |\n|---|---|'
+  const rows = results.map(({ spec, report: r }) => {
+    const cells = r.byPeriod.filter((p) => p.churnEvents > 0).map((p) => `${p.fromDay}–${Math.round(p.toDay)}: ${days(p.modelLead)} / ${days(p.ruleLead)} (${p.churnEvents})`)
+    return `| ${spec.name} | ${cells.length === 0 ? 'no churn point' : cells.join(' · ')} |`
   })
   return [head, ...rows].join('\n') + '\n'
 }

@@ -8,7 +8,7 @@ import { projectRoot } from '../src/paths.js'
 import { benchCore, coreRunName } from './core.js'
 import { benchE2e } from './e2e.js'
 import { benchPeer } from './peer.js'
-import { benchPopulations, POPULATIONS, populationsTable, QUICK } from './populations.js'
+import { benchPopulations, POPULATIONS, populationsCurve, populationsTable, QUICK } from './populations.js'
 import { benchRestore } from './restore.js'
 import { benchScaling } from './scaling.js'
 import { benchState } from './state.js'
@@ -42,9 +42,9 @@ export async function runBench (argv: string[]): Promise<number> {
       const table = populationsTable(results)
       mkdirSync(dir, { recursive: true })
       const name = quick ? 'populations.quick' : 'populations'
-      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite: 'populations', quick, machine, date: new Date().toISOString(), command: `npm run bench -- populations${quick ? ' --quick' : ''}`, results: results.map(({ spec, report }) => ({ spec, verdict: report.verdict, sources: report.sources, yardstick: report.yardstick, laterThanRule: report.laterThanRule, ranking: { auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive, aucEarly: report.ranking.aucEarly, aucLearned: report.ranking.aucLearned, aucDaysInactiveLearned: report.ranking.aucDaysInactiveLearned }, learned: report.model.learned })) }, null, 2) + '\n')
-      writeFileSync(join(dir, `${name}.md`), table)
-      process.stdout.write(`\n### populations (${machine}${quick ? ', quick' : ''}; eval reports and plots in ${work})\n\n${table}`)
+      writeFileSync(join(dir, `${name}.json`), JSON.stringify({ suite: 'populations', quick, machine, date: new Date().toISOString(), command: `npm run bench -- populations${quick ? ' --quick' : ''}`, results: results.map(({ spec, report }) => ({ spec, verdict: report.verdict, sources: report.sources, yardstick: report.yardstick, laterThanRule: report.laterThanRule, byPeriod: report.byPeriod, ranking: { auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive, aucEarly: report.ranking.aucEarly, aucLearned: report.ranking.aucLearned, aucDaysInactiveLearned: report.ranking.aucDaysInactiveLearned }, learned: report.model.learned })) }, null, 2) + '\n')
+      writeFileSync(join(dir, `${name}.md`), `${table}\n${populationsCurve(results)}`)
+      process.stdout.write(`\n### populations (${machine}${quick ? ', quick' : ''}; eval reports and plots in ${work})\n\n${table}\n${populationsCurve(results)}`)
     }
     if (suite === 'state') {
       const users = intOption('bench', 'users', o.users, quick ? 5_000 : 1_000_000, 1, 100_000_000)

@@ -88,8 +88,33 @@ export interface EvalReport {
    * later than the rule (the silences its veto postponed), and the median of how much later (days).
    */
   laterThanRule: { both: number, later: number, share: number, medianDaysLater: number }
+  /**
+   * The same comparison per 30-day period of the history (churn points by their last LOGIN,
+   * alerts by when they fired): the learning curve. The model learns from labels 32 days old,
+   * and what it can learn depends on the churners the stream has shown it so far; a population
+   * whose decliners leave late is warned early only from then on (docs/churn-model.md, "Limits").
+   */
+  byPeriod: PeriodReport[]
   verdict: Verdict
 }
+
+/** One 30-day period of the history (the last may be shorter): days from the data's start. */
+export interface PeriodReport {
+  fromDay: number
+  toDay: number
+  churnEvents: number
+  /** median lead (days) of the churn points of the period caught by each */
+  modelLead: number
+  ruleLead: number
+  modelAlerts: number
+  ruleAlerts: number
+  /** precision of the alerts fired in the period that can be judged */
+  modelPrecision: number
+  rulePrecision: number
+}
+
+/** The length of a period of EvalReport.byPeriod. */
+export const PERIOD_DAYS = 30
 
 /** The targets a population is held to (README, "The churn model"). */
 export interface Verdict {
@@ -255,6 +280,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
     yardstick: yard?.report ?? null,
     leads: { model: leadsModel, rule: leadsRule, yardstick: yard?.leads ?? [] },
     laterThanRule: { both, later: laterBy.length, share: round(both === 0 ? Number.NaN : laterBy.length / both), medianDaysLater: round(quartiles(laterBy.sort((a, b) => a - b)).median, 3) },
+    byPeriod: periods(data.start, data.end, churn, pairedModel, pairedRule, modelRule === undefined ? [] : modelAlerts, ruleAlerts, ctx),
     verdict: {
       precisionWithin2Points: modelRule !== undefined && modelReport.precision >= target - 0.02,
       recallAtLeast90: modelRule !== undefined && modelReport.recall >= 0.9,
@@ -266,6 +292,42 @@ export function report (input: string, topology: Topology, sweep: number[], data
 }
 
 interface MeasureContext { labels: Labels, churn: Alert[], end: number, users: number, days: number }
+
+/** EvalReport.byPeriod: `paired*` are the lead times per churn point (NaN: not caught), in `churn`'s order. */
+function periods (start: number, end: number, churn: readonly Alert[], pairedModel: Float64Array, pairedRule: Float64Array, modelAlerts: readonly Alert[], ruleAlerts: readonly Alert[], ctx: MeasureContext): PeriodReport[] {
+  const out: PeriodReport[] = []
+  const median = (l: number[]): number => round(quartiles(l.sort((a, b) => a - b)).median, 3)
+  const precision = (list: readonly Alert[], lo: number, hi: number): { n: number, p: number } => {
+    let n = 0
+    let judged = 0
+    let tp = 0
+    for (const a of list) {
+      if (a.at < lo || a.at >= hi) continue
+      n++
+      if (ctx.labels.truth || a.at + LABEL_HORIZON_MS <= ctx.end) { judged++; tp += ctx.labels.label(a.u, a.at) }
+    }
+    return { n, p: round(judged === 0 ? Number.NaN : tp / judged) }
+  }
+  for (let from = 0; start + from * DAY_MS < end; from += PERIOD_DAYS) {
+    const lo = start + from * DAY_MS
+    // a tail shorter than a week joins the last period
+    const hi = end - (lo + PERIOD_DAYS * DAY_MS) < 7 * DAY_MS ? end : lo + PERIOD_DAYS * DAY_MS
+    const m: number[] = []
+    const r: number[] = []
+    let events = 0
+    churn.forEach((c, k) => {
+      if (c.at < lo || c.at >= hi) return
+      events++
+      if (!Number.isNaN(pairedModel[k])) m.push(pairedModel[k])
+      if (!Number.isNaN(pairedRule[k])) r.push(pairedRule[k])
+    })
+    const pm = precision(modelAlerts, lo, hi)
+    const pr = precision(ruleAlerts, lo, hi)
+    out.push({ fromDay: from, toDay: round((hi - start) / DAY_MS, 1), churnEvents: events, modelLead: median(m), ruleLead: median(r), modelAlerts: pm.n, ruleAlerts: pr.n, modelPrecision: pm.p, rulePrecision: pr.p })
+    if (hi === end) break
+  }
+  return out
+}
 
 /** Per churn point (in order), the lead time (days) of its first alert in [point, point + 30 d], NaN without one. */
 function firstLeads (list: readonly Alert[], churn: readonly Alert[]): Float64Array {
@@ -398,6 +460,11 @@ export function reportMarkdown (r: EvalReport): string {
     `Targets: precision within 2 points of inactive_7d ${mark(v.precisionWithin2Points)}; recall ≥ 90% ${mark(v.recallAtLeast90)}; median lead not later than inactive_7d ${mark(v.notLaterThanRule)}; ` +
       `3 days earlier where the yardstick is ${mark(v.threeDaysEarlier)}; AUC above daysInactive's ${mark(v.aucBeatsDaysInactive)}.`,
     `Of the ${r.laterThanRule.both} churn points both caught, the model caught ${r.laterThanRule.later} (${pct(r.laterThanRule.share)}) later than inactive_7d (postponed by its veto), by ${f(r.laterThanRule.medianDaysLater, 2)} days at the median.`,
+    '',
+    `### By ${PERIOD_DAYS}-day period of the history (the learning curve: the model learns from labels 32 days old, from the churners the stream has shown it so far)`,
+    '',
+    '| days | churn points | median lead: model / inactive_7d (days) | alerts: model / inactive_7d | precision: model / inactive_7d |\n|---|---:|---|---|---|',
+    ...r.byPeriod.map((p) => `| ${p.fromDay}–${p.toDay} | ${p.churnEvents} | ${f(p.modelLead, 2)} / ${f(p.ruleLead, 2)} | ${p.modelAlerts} / ${p.ruleAlerts} | ${pct(p.modelPrecision)} / ${pct(p.rulePrecision)} |`),
     '',
     '![precision and recall](precision-recall.svg) ![precision against lead time](precision-lead.svg) ![lead time](lead-time.svg)',
     '',

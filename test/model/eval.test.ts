@@ -85,6 +85,18 @@ describe('ebb eval on a hand-made fixture', () => {
     expect(reportMarkdown(report)).toContain('Of the 1 churn points both caught, the model caught 0 (0.0%) later than inactive_7d')
   })
 
+  it('gives the learning curve: each 30-day period its churn points, leads, alerts and precision', () => {
+    // 79 days: 0–30, 30–60, 60–79 (a tail of a week or more is a period of its own). c's churn
+    // point (day 39) and both rules' alerts on c and d (days 46 and 47) fall in the second.
+    expect(report.byPeriod.map((p) => [p.fromDay, p.toDay, p.churnEvents, p.modelAlerts, p.ruleAlerts])).toEqual([[0, 30, 0, 0, 0], [30, 60, 1, 2, 2], [60, 79, 0, 0, 0]])
+    const p = report.byPeriod[1]
+    expect(p.modelLead).toBeCloseTo(6 + 14 / 24, 3)
+    expect(p.ruleLead).toBeCloseTo(7 + 14 / 24, 3)
+    expect([p.modelPrecision, p.rulePrecision]).toEqual([0.5, 0.5])
+    expect(report.byPeriod[0].modelLead).toBeNull() // NaN in JSON: no churn point to lead
+    expect(markdown).toMatch(/\| 30–60 \| 1 \| 6\.58 \/ 7\.58 \| 2 \/ 2 \| 50\.0% \/ 50\.0% \|/)
+  })
+
   it('ranks the daily snapshots with the known AUC', () => {
     // Midnights of days 1..49 have their 30 days inside the data: 4 × 49 = 196 snapshots.
     // Positives: c on days 40..49 (0..9 silent days). Negatives: 176 at 0 silent days, and d on
