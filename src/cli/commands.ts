@@ -214,7 +214,8 @@ churn rate of training and validation differ more than twofold.`,
       split: { type: 'string', value: 'ISO', help: 'start of validation (default: the last quarter of the labelled span)' },
       warmup: { type: 'string', value: 'DAYS', help: 'skip rows of each input\'s first DAYS days (default 0)' },
       topology: { type: 'string', value: 'T', help: 'signal parameters come from it (default: topologies/default.yaml)' },
-      l2: { type: 'string', value: 'X', help: 'L2 penalty on the standardised coefficients (default 1)' }
+      l2: { type: 'string', value: 'X', help: 'L2 penalty on the standardised coefficients (default 1)' },
+      'intercept-per-input': { type: 'boolean', help: 'with several --in, fit each input its own intercept: the prior learns how users rank within a population, not how the inputs\' churn rates differ (docs/churn-model.md, "The prior")' }
     },
     examples: ['ebb simulate --population habits --users 5000 --days 120 --out h.jsonl', 'ebb train --in h.jsonl --derive-labels --out model.json']
   },

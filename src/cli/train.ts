@@ -37,6 +37,7 @@ export async function train (argv: string[]): Promise<number> {
     model = trainModel(sets, {
       split,
       l2,
+      interceptPerInput: o['intercept-per-input'] === true,
       input: inputs.map((i) => basename(i)).join(', '),
       onProgress: (l) => process.stderr.write(`[train] ${l}\n`),
       onWarning: (l) => process.stderr.write(`[train] WARNING: ${l}\n`)
