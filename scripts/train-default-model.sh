@@ -17,4 +17,4 @@ ebb simulate --population cadence --users "$USERS" --days "$DAYS" --seed 104 --c
 ebb simulate --population bgnbd --users "$USERS" --days "$DAYS" --seed 105 --churn-rate 0.25 --out .cache/model/bgnbd.jsonl
 ins=() labels=()
 for p in archetypes habits fades cadence bgnbd; do ins+=(--in ".cache/model/$p.jsonl"); labels+=(--labels ".cache/model/$p.labels.jsonl"); done
-ebb train "${ins[@]}" "${labels[@]}" --out topologies/churn-model.json
+ebb train "${ins[@]}" "${labels[@]}" --intercept-per-input --out topologies/churn-model.json

@@ -148,9 +148,8 @@ export function trainModel (sets: readonly LabelledData[], opts: TrainOptions): 
   // churn rates differ (pooled, the features learn those differences too: a low login rate is
   // "churn" when the population of weekly users churns more than that of daily ones). A
   // deployment learns its own base rate from its stream; the ranking is what it starts from. The
-  // prior's intercept is that of the inputs' average, each weighing the same. Not the shipped
-  // prior's way yet (docs/churn-model.md, "The prior": measured, it trades 0.4 day on the
-  // archetype simulator for the AUC on weekly users).
+  // prior's intercept is that of the inputs' average, each weighing the same. The shipped prior
+  // is trained so (scripts/train-default-model.sh; docs/churn-model.md, "The prior").
   const indicators = opts.interceptPerInput === true && sets.length > 1
   const fitRows = matrix(sets, split.train, indicators)
   const train = matrix(sets, split.train)
