@@ -65,10 +65,11 @@ export const FEATURES: readonly FeatureDefinition[] = [
   { id: FeatureId.logDaysInactive, name: 'logDaysInactive', code: 'DAYS_INACTIVE', doc: 'ln(1 + daysInactive): the bend of risk over the silence', partOf: FeatureId.daysInactive },
   { id: FeatureId.logSilenceSurprise, name: 'logSilenceSurprise', code: 'UNUSUAL_SILENCE', doc: 'ln(1 + silenceSurprise)', partOf: FeatureId.silenceSurprise },
   // A fall in consumption says something about churn only when it is steep: on every population
-  // measured, scored days with views down 1–50% on the weeks before churned no more often than
-  // those with none (weekly noise), while those down 70% or more churned 2.5–120 times as often (first three silent days)
-  // (daily users 1.6% against 0.65%; slow faders 5% against 0.12%; the archetype simulator 38%
-  // against 0.3%). A straight line through both made the prior's weight a compromise.
+  // measured (first three silent days), scored days with views down 1–50% on the weeks before
+  // churned no more often than those with none (weekly noise), while those down 70% or more
+  // churned 2.5–120 times as often (daily users 1.6% against 0.65%; slow faders 5% against
+  // 0.12%; the archetype simulator 38% against 0.3%). A straight line through both made the
+  // prior's weight a compromise.
   { id: FeatureId.steepViewDrop, name: 'steepViewDrop', code: 'VIEWS_FALLING', doc: 'how far viewDrop is beyond 50%: max(0, viewDrop − 0.5) × 2', partOf: FeatureId.viewDrop },
   { id: FeatureId.steepInteractionDrop, name: 'steepInteractionDrop', code: 'INTERACTIONS_FALLING', doc: 'the same for interactionDrop', partOf: FeatureId.interactionDrop }
 ]

@@ -151,8 +151,8 @@ export function trainModel (sets: readonly LabelledData[], opts: TrainOptions): 
   // prior's intercept is that of the inputs' average, each weighing the same. The shipped prior
   // is trained so (scripts/train-default-model.sh; docs/churn-model.md, "The prior").
   const indicators = opts.interceptPerInput === true && sets.length > 1
-  const fitRows = matrix(sets, split.train, indicators)
   const train = matrix(sets, split.train)
+  const fitRows = indicators ? matrix(sets, split.train, true) : train
   const validation = matrix(sets, split.validation)
   say(`training on ${tr.rows} scored days (${tr.churnRows} churned, ${tr.churnSpells} silences that ended in churn), validating on ${va.rows} (${va.churnRows} churned); split ${split.describe}${indicators ? `; an intercept per input (${sets.length})` : ''}`)
   const full = fitLogistic(fitRows.X, fitRows.y, fitRows.y.length, fitRows.d, {

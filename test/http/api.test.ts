@@ -113,7 +113,7 @@ describe('HTTP API', () => {
     // what the one partition learned so far: nothing labelled yet, still warming up
     expect(t.learned).toHaveLength(1)
     expect(t.learned[0]).toMatchObject({ partition: 0, labelledDays: 0, thresholds: [{ rule: 'model_risk', warmingUp: true }] })
-    expect(Object.keys(t.learned[0].coefficients)).toEqual(['intercept', 'silenceSurprise', 'daysInactive', 'fullWeek', 'recentSurprise', 'loginRate', 'beyondLongestGap', 'loginTrend', 'viewDrop', 'unfollowRatio', 'interactionDrop', 'logDaysInactive', 'logSilenceSurprise'])
+    expect(Object.keys(t.learned[0].coefficients)).toEqual(['intercept', 'silenceSurprise', 'daysInactive', 'fullWeek', 'recentSurprise', 'loginRate', 'beyondLongestGap', 'loginTrend', 'viewDrop', 'unfollowRatio', 'interactionDrop', 'logDaysInactive', 'logSilenceSurprise', 'steepViewDrop', 'steepInteractionDrop'])
     expect(t.plans.length).toBeGreaterThanOrEqual(10)
     expect(t.experiment).toEqual({ name: 'recall-2026', holdoutShare: 0.1 })
   })
