@@ -1,22 +1,27 @@
 import { isEbbError } from '../errors.js'
 import { log } from '../log.js'
 import { commandHelp, COMMANDS, generalHelp, version } from './commands.js'
+import { holdSignals, releaseSignals } from './signals.js'
 
 /** Runs one command; returns the exit code. Errors become one line that says what to fix. */
 export async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // A SIGTERM while the command's modules load is held, and given to the command once it has
+  // started (signals.ts): `ebb run` then stops cleanly instead of being killed by it.
+  holdSignals()
+  const started = <T>(p: Promise<T>): Promise<T> => { releaseSignals(); return p }
   try {
     switch (command) {
-      case 'replay': return await (await import('./replay.js')).replay(rest)
-      case 'run': return await (await import('./run.js')).run(rest)
-      case 'check': return await (await import('./check.js')).check(rest)
-      case 'tail': return await (await import('./tail.js')).tail(rest)
-      case 'reset': return await (await import('./reset.js')).reset(rest)
-      case 'simulate': return await (await import('./simulate.js')).simulate(rest)
-      case 'demo': return await (await import('./demo.js')).demo(rest)
-      case 'train': return await (await import('./train.js')).train(rest)
-      case 'eval': return await (await import('./eval.js')).evaluate(rest)
-      case 'bench': return await (await import('../../bench/run.js')).runBench(rest)
+      case 'replay': return await started((await import('./replay.js')).replay(rest))
+      case 'run': return await started((await import('./run.js')).run(rest))
+      case 'check': return await started((await import('./check.js')).check(rest))
+      case 'tail': return await started((await import('./tail.js')).tail(rest))
+      case 'reset': return await started((await import('./reset.js')).reset(rest))
+      case 'simulate': return await started((await import('./simulate.js')).simulate(rest))
+      case 'demo': return await started((await import('./demo.js')).demo(rest))
+      case 'train': return await started((await import('./train.js')).train(rest))
+      case 'eval': return await started((await import('./eval.js')).evaluate(rest))
+      case 'bench': return await started((await import('../../bench/run.js')).runBench(rest))
       case 'help': case '--help': case '-h': {
         const topic = rest[0]
         if (topic === undefined) { process.stdout.write(generalHelp()); return 0 }
@@ -49,5 +54,8 @@ export async function main (argv: string[]): Promise<number> {
     log.error({ err, command }, 'unexpected failure')
     process.stderr.write(`ebb ${command ?? ''}: unexpected failure: ${(err as Error).message}\n`)
     return 1
+  } finally {
+    // (a command that never started: help, a module that failed to load)
+    releaseSignals()
   }
 }

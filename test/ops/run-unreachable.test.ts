@@ -56,6 +56,24 @@ describe('ebb run with the brokers down', () => {
     expect(Number((await metrics).match(/^ebb_kafka_retries_total\{reason="connect"\} (\d+)$/m)?.[1])).toBeGreaterThanOrEqual(1)
   }, 90_000)
 
+  it('a SIGTERM while its modules load is not fatal: it stops cleanly once started (exit 0)', async () => {
+    // A preload says when JavaScript starts running; 50 ms later `ebb run` is still loading
+    // fastify, the Kafka client and RocksDB (about a second), where Node's default used to end
+    // the process by the signal (an orchestrator stopping what it had just started saw a kill).
+    const file = join(tmp.dir, 'early.yaml')
+    writeFileSync(file, `applicationId: early\ninstanceId: early-0\nbrokers: [127.0.0.1:1]\ntopics: { input: e.events, alerts: e.alerts, tasks: e.tasks, outcomes: e.outcomes, deadLetters: e.dlq, partitions: 1 }\nstateDir: ${join(tmp.dir, 'state-early')}\nretryTimeout: 5m\nhttp: { port: 0 }\n`)
+    const child = spawn(process.execPath, ['--import', 'data:text/javascript,process.stderr.write("js-started\\n")', join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', file], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'error' } })
+    let err = ''
+    child.stderr.on('data', (b: Buffer) => { err += b.toString() })
+    const exited = new Promise<[number | null, string | null]>((resolve) => child.on('exit', (code, signal) => { resolve([code, signal]) }))
+    await until(() => err.includes('js-started'), 20_000)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(err).not.toMatch(/API http/) // still loading
+    child.kill('SIGTERM')
+    expect(await exited).toEqual([0, null])
+    expect(err).toMatch(/stopped \(SIGTERM\) while (Kafka was unavailable|starting the Kafka clients)/)
+  }, 60_000)
+
   it('gives up after retryTimeout (here by its older name, startupTimeout) with exit 1 and EBB_KAFKA_UNREACHABLE, and does not linger', async () => {
     const ebb = start('2s')
     const t0 = Date.now()
