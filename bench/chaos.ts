@@ -137,7 +137,7 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
   kafkaScript(o.port, ['stop'])
   kafkaScript(o.port, ['start'])
   const client = new PlatformaticClient({ brokers: [bootstrap], ssl: false, sasl: null }, 'ebb-chaos')
-  const procs: Array<{ child: ChildProcess, exited: Promise<number | null> } | undefined> = []
+  const procs: Array<{ child: ChildProcess, exited: Promise<number | null>, startedAt: number } | undefined> = []
   let supervising = true
   try {
     // ---- the input, and what a replay of it gives --------------------------------------------
@@ -195,7 +195,7 @@ http: { port: 0 }
           setTimeout(() => { if (supervising && procs[i]?.child === child) start(i) }, 1000)
         }
       }))
-      procs[i] = { child, exited }
+      procs[i] = { child, exited, startedAt: Date.now() }
     }
     const killing = new Set<number>()
     for (let i = 0; i < o.instances; i++) start(i)
@@ -272,6 +272,11 @@ http: { port: 0 }
     }
     // Settled: everything committed; the instances stop as an operator would stop them.
     supervising = false
+    // An instance the supervisor restarted a moment ago is let finish starting first: a signal
+    // that comes while Node itself boots (before any JavaScript runs) ends the process by it,
+    // which is not what an operator's stop of a running instance tests.
+    const youngest = Math.max(...procs.map((p) => p?.startedAt ?? 0))
+    if (Date.now() - youngest < 3000) await sleep(3000 - (Date.now() - youngest))
     for (const p of procs) p?.child.kill('SIGTERM')
     await Promise.all(procs.map(async (p) => await p?.exited))
     log(`chaos: all ${total.toLocaleString()} events committed after ${((Date.now() - t0) / 1000).toFixed(0)} s; reading the outputs with kcat`)

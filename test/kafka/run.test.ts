@@ -72,6 +72,16 @@ async function waitCommitted (group: string, topic: string, atLeast: number): Pr
   throw new Error(`group ${group} never committed ${atLeast} records`)
 }
 
+/** Until the instance's /readyz answers 200 (its partitions assigned, restored and open). */
+async function waitReady (stderr: () => string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const api = /API (http:\/\/\S+)/.exec(stderr())?.[1]
+    if (api !== undefined && (await fetch(`${api}/readyz`).then((r) => r.status, () => 0)) === 200) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`never ready: ${stderr().slice(-500)}`)
+}
+
 /** A simulated population produced as Avro to a new input topic; returns how many records. */
 async function simulatedInput (input: string, partitions: number, seed: number): Promise<number> {
   const sim = new Simulator({ users: 400, days: 40, seed, noise: false })
@@ -231,6 +241,9 @@ describe('ebb run on a real Kafka', () => {
     await first.exited
     // Restarted elsewhere: an empty state directory, so every partition is restored from the changelog.
     const second = startEbb(config(app, input, 2, join(tmp.dir, `${app}-b`), `${app}-0`, 'pipelinedCommits: true\n'))
+    // Ready: its partitions restored and open (the first may have committed all before its kill,
+    // and a stop that comes before the second has started tests nothing of this).
+    await waitReady(second.stderr)
     await waitCaughtUp(app, input)
     second.child.kill('SIGTERM')
     expect(await second.exited).toBe(0)
