@@ -279,7 +279,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
     },
     yardstick: yard?.report ?? null,
     leads: { model: leadsModel, rule: leadsRule, yardstick: yard?.leads ?? [] },
-    laterThanRule: { both, later: laterBy.length, share: round(both === 0 ? Number.NaN : laterBy.length / both), medianDaysLater: round(quartiles(laterBy.sort((a, b) => a - b)).median, 3) },
+    laterThanRule: { both, later: laterBy.length, share: round(both === 0 ? Number.NaN : laterBy.length / both), medianDaysLater: medianOf(laterBy) },
     byPeriod: periods(data.start, data.end, churn, pairedModel, pairedRule, modelRule === undefined ? [] : modelAlerts, ruleAlerts, ctx),
     verdict: {
       precisionWithin2Points: modelRule !== undefined && modelReport.precision >= target - 0.02,
@@ -296,17 +296,9 @@ interface MeasureContext { labels: Labels, churn: Alert[], end: number, users: n
 /** EvalReport.byPeriod: `paired*` are the lead times per churn point (NaN: not caught), in `churn`'s order. */
 function periods (start: number, end: number, churn: readonly Alert[], pairedModel: Float64Array, pairedRule: Float64Array, modelAlerts: readonly Alert[], ruleAlerts: readonly Alert[], ctx: MeasureContext): PeriodReport[] {
   const out: PeriodReport[] = []
-  const median = (l: number[]): number => round(quartiles(l.sort((a, b) => a - b)).median, 3)
   const precision = (list: readonly Alert[], lo: number, hi: number): { n: number, p: number } => {
-    let n = 0
-    let judged = 0
-    let tp = 0
-    for (const a of list) {
-      if (a.at < lo || a.at >= hi) continue
-      n++
-      if (ctx.labels.truth || a.at + LABEL_HORIZON_MS <= ctx.end) { judged++; tp += ctx.labels.label(a.u, a.at) }
-    }
-    return { n, p: round(judged === 0 ? Number.NaN : tp / judged) }
+    const j = judge(list, ctx, lo, hi)
+    return { n: j.alerts, p: round(j.judged === 0 ? Number.NaN : j.truePositives / j.judged) }
   }
   for (let from = 0; start + from * DAY_MS < end; from += PERIOD_DAYS) {
     const lo = start + from * DAY_MS
@@ -323,7 +315,7 @@ function periods (start: number, end: number, churn: readonly Alert[], pairedMod
     })
     const pm = precision(modelAlerts, lo, hi)
     const pr = precision(ruleAlerts, lo, hi)
-    out.push({ fromDay: from, toDay: round((hi - start) / DAY_MS, 1), churnEvents: events, modelLead: median(m), ruleLead: median(r), modelAlerts: pm.n, ruleAlerts: pr.n, modelPrecision: pm.p, rulePrecision: pr.p })
+    out.push({ fromDay: from, toDay: round((hi - start) / DAY_MS, 1), churnEvents: events, modelLead: medianOf(m), ruleLead: medianOf(r), modelAlerts: pm.n, ruleAlerts: pr.n, modelPrecision: pm.p, rulePrecision: pr.p })
     if (hi === end) break
   }
   return out
@@ -350,12 +342,24 @@ function sortedLeads (paired: Float64Array): number[] {
   return Array.from(paired).filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
 }
 
-function measure (name: string, list: readonly Alert[], ctx: MeasureContext): AlertSourceReport {
+/**
+ * The alerts fired in [lo, hi), those of them that can be judged (ground truth, or 30 days of data
+ * after them) and those judged right.
+ */
+function judge (list: readonly Alert[], ctx: MeasureContext, lo = Number.NEGATIVE_INFINITY, hi = Number.POSITIVE_INFINITY): { alerts: number, judged: number, truePositives: number } {
+  let alerts = 0
   let judged = 0
-  let tp = 0
+  let truePositives = 0
   for (const a of list) {
-    if (ctx.labels.truth || a.at + LABEL_HORIZON_MS <= ctx.end) { judged++; tp += ctx.labels.label(a.u, a.at) }
+    if (a.at < lo || a.at >= hi) continue
+    alerts++
+    if (ctx.labels.truth || a.at + LABEL_HORIZON_MS <= ctx.end) { judged++; truePositives += ctx.labels.label(a.u, a.at) }
   }
+  return { alerts, judged, truePositives }
+}
+
+function measure (name: string, list: readonly Alert[], ctx: MeasureContext): AlertSourceReport {
+  const { judged, truePositives: tp } = judge(list, ctx)
   const leads = leadsOf(list, ctx.churn)
   const q = quartiles(leads)
   return {
@@ -433,6 +437,8 @@ function yardstick (snap: DailySnapshots, ctx: MeasureContext, targetPrecision: 
 }
 
 const round = (x: number, digits = 4): number => roundTo(x, digits)
+/** The median of `values` (sorted in place), to 3 decimals; NaN when empty. */
+const medianOf = (values: number[]): number => round(quartiles(values.sort((a, b) => a - b)).median, 3)
 
 /** The report as Markdown: what README and a pull request show. */
 export function reportMarkdown (r: EvalReport): string {
