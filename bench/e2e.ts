@@ -24,6 +24,10 @@ export interface E2eOptions {
   /** the rate the levels are shares of, instead of the measured maximum (to compare two builds at the same loads) */
   rateBase?: number
   commitInterval: string
+  /** exactly_once (default) or at_least_once: with it, outputs are sent as soon as they are made */
+  guarantee?: 'exactly_once' | 'at_least_once'
+  /** pipelinedCommits: true */
+  pipelined?: boolean
   /** Ebb instances in the group for the throughput phase (the scaling suite runs 1 and 2) */
   instances?: number
   /** the throughput phase only (no ceilings, no latency levels) */
@@ -58,7 +62,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
   const client = new PlatformaticClient({ brokers: [broker.bootstrap], ssl: false, sasl: null }, 'ebb-bench')
   const admin = await client.admin()
   const producer = await client.producer({})
-  const out: Record<string, number | string> = { partitions: o.partitions, guarantee: 'exactly_once', commitInterval: o.commitInterval }
+  const out: Record<string, number | string> = { partitions: o.partitions, guarantee: o.guarantee ?? 'exactly_once', pipelinedCommits: String(o.pipelined === true), commitInterval: o.commitInterval }
   /** every Ebb started: stopped in `finally` whatever failed */
   const started: Array<ReturnType<typeof startEbb>> = []
   let keepLogs = false
@@ -75,7 +79,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     log(`e2e: ${count(produced)} events (${backlog.users.toLocaleString()} users) in ${input}`)
 
     const app = `${run}-tput`
-    const config = (application: string, topic: string, instance = 0): string => ebbRunConfig({ app: application, instance, bootstrap: broker.bootstrap, input: topic, partitions: o.partitions, stateDir: dir, commitInterval: o.commitInterval })
+    const config = (application: string, topic: string, instance = 0): string => ebbRunConfig({ app: application, instance, bootstrap: broker.bootstrap, input: topic, partitions: o.partitions, stateDir: dir, commitInterval: o.commitInterval, guarantee: o.guarantee, pipelined: o.pipelined })
     const instances = o.instances ?? 1
     const ebbs = Array.from({ length: instances }, (_, i) => startEbb(config(app, input, i), join(dir, `${app}-${i}.yaml`), join(dir, `${app}-${i}.log`)))
     started.push(...ebbs)
@@ -97,7 +101,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
     out.ebbRssMB = caught.rssMB
     out.instances = instances
     out.input = input
-    log(`e2e: ${instances} Ebb instance(s) caught up at ${count(Math.round(ebbRate))} events/s (exactly-once)`)
+    log(`e2e: ${instances} Ebb instance(s) caught up at ${count(Math.round(ebbRate))} events/s (${o.guarantee ?? 'exactly_once'})`)
     if (o.throughputOnly === true) return out
 
     const consumerCeiling = consumerPerfTest(broker.bootstrap, input, produced)
@@ -140,6 +144,14 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
               o2.liveCommitMeanMs = Math.round(value('ebb_commit_duration_seconds_sum') / value('ebb_commit_duration_seconds_count') * 1000)
               // …and inside the transaction, each step's mean duration and count (Produce: a send
               // with its AddPartitionsToTxn; TxnOffsetCommit: every partition's offset)
+              // Garbage collection: pauses of the process that every event waiting behind them shares.
+              for (const kind of ['major', 'minor', 'incremental']) {
+                const le = (b: string): number => value(`nodejs_gc_duration_seconds_bucket\\{le="${b}",kind="${kind}"\\}`)
+                o2[`liveGc${kind}Count`] = value(`nodejs_gc_duration_seconds_count\\{kind="${kind}"\\}`)
+                o2[`liveGc${kind}Over10ms`] = o2[`liveGc${kind}Count`] as number - le('0.01')
+                o2[`liveGc${kind}Over100ms`] = o2[`liveGc${kind}Count`] as number - le('0.1')
+                o2[`liveGc${kind}Seconds`] = Math.round(value(`nodejs_gc_duration_seconds_sum\\{kind="${kind}"\\}`) * 1000) / 1000
+              }
               for (const api of ['Produce', 'AddOffsetsToTxn', 'TxnOffsetCommit', 'EndTxn']) {
                 const n = value(`ebb_kafka_request_duration_seconds_count\\{api="${api}"\\}`)
                 o2[`live${api}Requests`] = n
@@ -221,6 +233,8 @@ export async function measureLatency (o: {
   })
   for (let i = 0; i < history.length; i += 5000) await o.producer.send(live, history.slice(i, i + 5000))
   const arrivals = new Map<string, number>()
+  /** the broker's append time of each trigger user's first output */
+  const outputAppendedAt = new Map<string, number>()
   // The output reader: a group of its own from the start of the topic, read_committed, long polls
   // of at most 20 ms; each record counts when the client hands it over.
   const reader = new Consumer({ ...benchOptions(o.bootstrap, 'ebb-bench-reader'), groupId: `${o.app}-reader`, isolationLevel: READ_COMMITTED, maxWaitTime: 20 })
@@ -229,7 +243,9 @@ export async function measureLatency (o: {
   let stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined
   let app: LatencyApp | undefined
   try {
-    await o.admin.createTopics([{ topic: o.outputTopic, partitions: o.partitions, replicationFactor: 1 }])
+    // LogAppendTime here too: when the broker appended each output (readable then at-least-once;
+    // with exactly-once only at its transaction's commit, which the reader's arrival includes)
+    await o.admin.createTopics([{ topic: o.outputTopic, partitions: o.partitions, replicationFactor: 1, configs: { 'message.timestamp.type': 'LogAppendTime' } }])
     stream = await reader.consume({ topics: [o.outputTopic], mode: 'earliest', autocommit: false })
     stream.on('error', (err: Error) => { readerError ??= err })
     stream.on('data', (m: Message<Buffer, Buffer, Buffer, Buffer>) => {
@@ -238,7 +254,7 @@ export async function measureLatency (o: {
       const value: Buffer | undefined = m.value ?? undefined
       if (value === undefined) return
       const u = o.triggerUser(m.key ?? null, value)
-      if (u !== null && !arrivals.has(u)) arrivals.set(u, now)
+      if (u !== null && !arrivals.has(u)) { arrivals.set(u, now); outputAppendedAt.set(u, Number(m.timestamp)) }
     })
     app = await o.start(live)
     for (let i = 0; i < 600 && await committedTotal(o.admin, o.app, live) < history.length; i++) await sleep(100)
@@ -249,6 +265,7 @@ export async function measureLatency (o: {
       if (readerError !== undefined) throw new Error(`the reader of ${o.outputTopic} failed: ${readerError.message}`, { cause: readerError })
       const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
+      const toAppend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       let got = 0
       for (const [u, at] of r.triggerAt) {
         const arrived = arrivals.get(u)
@@ -256,6 +273,7 @@ export async function measureLatency (o: {
         if (arrived === undefined || appended === undefined) continue
         h.recordValue(Math.max(1, arrived - appended))
         fromSend.recordValue(Math.max(1, arrived - at))
+        toAppend.recordValue(Math.max(1, (outputAppendedAt.get(u) ?? arrived) - appended))
         got++
       }
       const name = rate.name
@@ -266,6 +284,9 @@ export async function measureLatency (o: {
       out[`${name}P99ms`] = got === 0 ? 'n/a' : h.getValueAtPercentile(99)
       out[`${name}FromSendCallP50ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(50)
       out[`${name}FromSendCallP99ms`] = got === 0 ? 'n/a' : fromSend.getValueAtPercentile(99)
+      // event appended → output appended: the application's part, without the reader's fetch
+      out[`${name}ToOutputAppendP50ms`] = got === 0 ? 'n/a' : toAppend.getValueAtPercentile(50)
+      out[`${name}ToOutputAppendP99ms`] = got === 0 ? 'n/a' : toAppend.getValueAtPercentile(99)
       log(`latency: ${name} (${count(rate.perSec)}/s target, ${count(Math.round(r.sent / r.seconds))}/s sent): event → ${o.what} p50 ${String(out[`${name}P50ms`])} ms, p99 ${String(out[`${name}P99ms`])} ms over ${got} ${o.what}s`)
       await sleep(1000)
     }

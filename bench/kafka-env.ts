@@ -81,15 +81,15 @@ export function producerPerfTest (bootstrap: string, topic: string, records: num
  * The `ebb run` configuration the Kafka-backed suites use: application `app` on input `input`,
  * its outputs named after it, exactly-once, the bundled schema for id 7, a free API port.
  */
-export function ebbRunConfig (o: { app: string, instance?: number, bootstrap: string, input: string, partitions: number, stateDir: string, commitInterval?: string }): string {
+export function ebbRunConfig (o: { app: string, instance?: number, bootstrap: string, input: string, partitions: number, stateDir: string, commitInterval?: string, guarantee?: 'exactly_once' | 'at_least_once', pipelined?: boolean }): string {
   const instance = o.instance ?? 0
   return `applicationId: ${o.app}
 instanceId: ${o.app}-${instance}
 brokers: [${o.bootstrap}]
 topics: { input: ${o.input}, alerts: ${o.app}.alerts, tasks: ${o.app}.tasks, outcomes: ${o.app}.outcomes, deadLetters: ${o.app}.dlq, partitions: ${o.partitions} }
 stateDir: ${join(o.stateDir, o.app, String(instance))}
-${o.commitInterval === undefined ? '' : `commitInterval: ${o.commitInterval}\n`}processingGuarantee: exactly_once
-knownSchemaIds: [7]
+${o.commitInterval === undefined ? '' : `commitInterval: ${o.commitInterval}\n`}processingGuarantee: ${o.guarantee ?? 'exactly_once'}
+${o.pipelined === true ? 'pipelinedCommits: true\n' : ''}knownSchemaIds: [7]
 http: { port: 0 }
 `
 }

@@ -64,10 +64,15 @@ export async function runBench (argv: string[]): Promise<number> {
       const partitions = intOption('bench', 'partitions', o.partitions, 2, 1, 64)
       const seconds = intOption('bench', 'seconds', o.seconds, quick ? 2 : 20, 1, 3600)
       const commitInterval = o['commit-interval'] ?? '100ms'
-      const name = quick ? 'e2e.quick' : 'e2e'
+      const guarantee = o.guarantee ?? 'exactly_once'
+      if (guarantee !== 'exactly_once' && guarantee !== 'at_least_once') throw new EbbError(Errors.USAGE, `ebb bench: --guarantee exactly_once or at_least_once, not "${guarantee}"`)
+      const pipelined = o.pipelined === true
+      const variant = `${guarantee === 'at_least_once' ? '-at-least-once' : ''}${pipelined ? '-pipelined' : ''}`
+      const name = `e2e${variant}${quick ? '.quick' : ''}`
       // --rate-base N: the latency levels are shares of N events/s, not of the measured maximum (two builds at the same loads)
       const rateBase = o['rate-base'] === undefined ? undefined : intOption('bench', 'rate-base', o['rate-base'], 0, 1000, 10_000_000)
-      write('e2e', name, `npm run bench -- e2e${quick ? ' --quick' : ''}${rateBase === undefined ? '' : ` --rate-base ${rateBase}`}`, await benchE2e({ events, partitions, seconds, levels: [0.25, 0.5, 0.9], commitInterval, rateBase }, log))
+      const flags = `${quick ? ' --quick' : ''}${rateBase === undefined ? '' : ` --rate-base ${rateBase}`}${o['commit-interval'] === undefined ? '' : ` --commit-interval ${commitInterval}`}${guarantee === 'exactly_once' ? '' : ` --guarantee ${guarantee}`}${pipelined ? ' --pipelined' : ''}`
+      write('e2e', name, `npm run bench -- e2e${flags}`, await benchE2e({ events, partitions, seconds, levels: [0.25, 0.5, 0.9], commitInterval, rateBase, guarantee, pipelined }, log))
     }
     if (suite === 'peer') {
       const events = intOption('bench', 'events', o.events, quick ? 5_000 : 2_000_000, 1000, 1_000_000_000)

@@ -258,6 +258,8 @@ suites start the project's broker (scripts/kafka.sh). bench/README.md explains e
       seconds: { type: 'string', value: 'S', help: 'e2e: seconds per latency level' },
       'commit-interval': { type: 'string', value: 'D', help: 'e2e: commit interval (default 100ms)' },
       'rate-base': { type: 'string', value: 'N', help: 'e2e: the latency levels are shares of N events/s, not of the measured maximum (two builds at the same loads)' },
+      guarantee: { type: 'string', value: 'G', help: 'e2e: exactly_once (default) or at_least_once' },
+      pipelined: { type: 'boolean', help: 'e2e: pipelinedCommits: true' },
       cache: { type: 'string', value: 'N', help: 'core: users cached between commits' },
       chunk: { type: 'string', value: 'N', help: 'core: events built, processed and dropped at a time (large populations)' }
     },

@@ -21,6 +21,63 @@ export interface CommitContent {
 interface Piece { topic: string, partition?: number, records: OutRecord[] }
 
 /**
+ * Outputs and changelog records cut into pieces of at most PIECE_BYTES, in rounds of at most one
+ * piece per topic (or changelog partition): one request per round.
+ */
+function sendRounds (c: RunConfig, outputs: CommitContent['outputs'], changelogs: CommitContent['changelogs']): Piece[][] {
+  const pieces: Piece[] = []
+  const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
+    let cur: OutRecord[] = []
+    let bytes = 0
+    for (const m of list) {
+      const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
+      if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, records: cur }); cur = []; bytes = 0 }
+      cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
+      bytes += size
+    }
+    if (cur.length > 0) pieces.push({ topic, partition, records: cur })
+  }
+  addPieces(c.topics.alerts, outputs.alerts)
+  addPieces(c.topics.tasks, outputs.tasks)
+  addPieces(c.topics.outcomes, outputs.outcomes)
+  addPieces(c.topics.deadLetters, outputs.deadLetters)
+  const cl = changelogTopic(c)
+  for (const x of changelogs) addPieces(cl, x.records, x.partition)
+  const rounds: Piece[][] = []
+  const seen = new Map<string, number>()
+  for (const piece of pieces) {
+    const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
+    const round = seen.get(key) ?? 0
+    seen.set(key, round + 1)
+    const list = rounds[round] ?? []
+    rounds[round] = list
+    list.push(piece)
+  }
+  return rounds
+}
+
+/** Sends the rounds one after the other; notes, per changelog partition, the offset after its last record. */
+async function sendInRounds (rounds: Piece[][], sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>, changelogEnd: Map<number, bigint>): Promise<void> {
+  for (const round of rounds) {
+    const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
+    for (const piece of round) {
+      if (piece.partition === undefined) continue
+      const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset
+      if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
+    }
+  }
+}
+
+/**
+ * At-least-once: outputs sent as soon as they are made, outside any commit (the commit that
+ * carries their input offsets waits for them first: EagerOutputs in runner.ts).
+ */
+export async function sendOutputs (outputs: CommitContent['outputs'], io: { config: RunConfig, producer: ProducerPort }): Promise<void> {
+  await sendInRounds(sendRounds(io.config, outputs, []), async (round) => await io.producer.sendBatch(round), new Map())
+}
+
+
+/**
  * The commit protocol: writes one commit's content and returns, per changelog partition, the
  * offset after the last record written there (the local store records it as its changelog
  * position). With exactly-once, one Kafka transaction carries the outputs, the changelog records
@@ -36,45 +93,9 @@ interface Piece { topic: string, partition?: number, records: OutRecord[] }
  */
 export async function writeCommit (content: CommitContent, io: { config: RunConfig, producer: ProducerPort, consumer: GroupConsumerPort, observer?: EngineObserver }): Promise<Map<number, bigint>> {
   const c = io.config
-  const pieces: Piece[] = []
-  const addPieces = (topic: string, list: OutputMessage[], partition?: number): void => {
-    let cur: OutRecord[] = []
-    let bytes = 0
-    for (const m of list) {
-      const size = (m.key?.length ?? 0) + (m.value?.length ?? 0) + 32
-      if (cur.length > 0 && bytes + size > PIECE_BYTES) { pieces.push({ topic, partition, records: cur }); cur = []; bytes = 0 }
-      cur.push(partition === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, partition })
-      bytes += size
-    }
-    if (cur.length > 0) pieces.push({ topic, partition, records: cur })
-  }
-  addPieces(c.topics.alerts, content.outputs.alerts)
-  addPieces(c.topics.tasks, content.outputs.tasks)
-  addPieces(c.topics.outcomes, content.outputs.outcomes)
-  addPieces(c.topics.deadLetters, content.outputs.deadLetters)
-  const cl = changelogTopic(c)
-  for (const x of content.changelogs) addPieces(cl, x.records, x.partition)
-  const rounds: Piece[][] = []
-  const seen = new Map<string, number>()
-  for (const piece of pieces) {
-    const key = piece.partition === undefined ? piece.topic : `${piece.topic}/${piece.partition}`
-    const round = seen.get(key) ?? 0
-    seen.set(key, round + 1)
-    const list = rounds[round] ?? []
-    rounds[round] = list
-    list.push(piece)
-  }
+  const rounds = sendRounds(c, content.outputs, content.changelogs)
   const changelogEnd = new Map<number, bigint>()
-  const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => {
-    for (const round of rounds) {
-      const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
-      for (const piece of round) {
-        if (piece.partition === undefined) continue
-        const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset
-        if (base !== undefined) changelogEnd.set(piece.partition, base + BigInt(piece.records.length))
-      }
-    }
-  }
+  const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => { await sendInRounds(rounds, sender, changelogEnd) }
   const t0 = performance.now()
   if (c.processingGuarantee === 'exactly_once') {
     // Bounded by the transaction timeout: a transaction still open after it is aborted by the

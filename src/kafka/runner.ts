@@ -12,7 +12,7 @@ import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
 import { PlatformaticClient } from './platformatic-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
 import { errorText, kafkaRefusal } from './client-errors.js'
-import { writeCommit } from './commit.js'
+import { type CommitContent, sendOutputs, writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
 import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_KIND_OF, OUTPUT_SCHEMA_FILES, type OutputEncodings } from './wire.js'
@@ -35,6 +35,9 @@ const PROCESS_SLICE = 2000
  */
 export type TaskState = 'created' | 'restoring' | 'running' | 'closed'
 const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['restoring', 'closed'], restoring: ['running', 'created', 'closed'], running: ['closed'], closed: [] }
+
+const noOutputs = (): CommitContent['outputs'] => ({ alerts: [], tasks: [], outcomes: [], deadLetters: [] })
+const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o.tasks.length + o.outcomes.length + o.deadLetters.length
 
 /** A partition's part of a commit: its changelog batch (local store + changelog records), outputs and input offset. */
 interface PreparedPartition { st: AssignedPartition, b: ChangelogBatch, out: ReturnType<KafkaSink['drain']>, offset: string | null }
@@ -335,11 +338,15 @@ export class KafkaRunner {
           return
         }
         const recs = batch.records
+        const early = this.config.processingGuarantee === 'at_least_once'
         for (let i = 0; i < recs.length; i += PROCESS_SLICE) {
           await st.task.process(new KafkaBatch(recs.length <= PROCESS_SLICE ? recs : recs.slice(i, i + PROCESS_SLICE), batch.topic, batch.partition, this.knownSchemaIds, this.registry))
-          // The responses of a commit in flight wait behind a batch's synchronous work (a fetch
-          // brings up to 1 MB a partition, ~100 ms of it): between slices they are handled.
-          if (this.committing && i + PROCESS_SLICE < recs.length) await new Promise((resolve) => setImmediate(resolve))
+          // At-least-once, a slice's outputs leave now, not after the whole batch (a fetch brings
+          // up to 1 MB a partition, ~100 ms of work).
+          if (early) this.sendEarly(st)
+          // The responses of a commit in flight, or of outputs sent early, wait behind a batch's
+          // synchronous work: between slices they are handled.
+          if ((this.committing || this.earlySending !== undefined) && i + PROCESS_SLICE < recs.length) await new Promise((resolve) => setImmediate(resolve))
         }
         st.pendingOffset = batch.lastOffset
         st.lastRecordAt = Date.now()
@@ -426,6 +433,7 @@ export class KafkaRunner {
     // Bounded memory: outputs wait in the sinks until the commit, so a large backlog commits early.
     let buffered = 0
     for (const st of this.partitions.values()) buffered += st.sink.size + st.task.cache.dirtyCount
+    buffered += outputCount(this.early)
     const full = buffered >= MAX_BUFFERED
     if (!force && now - this.lastCommit < this.config.commitIntervalMs && !full) return
     if (this.committing) {
@@ -436,9 +444,12 @@ export class KafkaRunner {
     this.lastCommit = now
     this.advanceIdlePartitions(now)
     const parts = [...this.partitions.values()]
+    const early = this.config.processingGuarantee === 'at_least_once'
     const prepared: PreparedPartition[] = parts.map((st) => {
       const b = new ChangelogBatch(st.store.batch())
       st.task.prepareCommit(b)
+      // At-least-once: what is left goes the early way too, so outputs leave in the order they were made.
+      if (early) this.sendEarly(st)
       if (st.pendingOffset !== null) {
         const next = Buffer.alloc(8)
         next.writeBigUInt64BE(BigInt(st.pendingOffset) + 1n)
@@ -451,7 +462,7 @@ export class KafkaRunner {
     // From here the partitions go on: what changes now belongs to the next commit.
     for (const x of prepared) { x.st.pendingOffset = null; x.st.task.prepared() }
     this.committing = true
-    this.inflight = this.land(prepared)
+    this.inflight = this.land(prepared, this.earlyQueued)
     // Without pipelinedCommits the partitions wait for the commit, as Kafka Streams' do.
     if (force || !this.config.pipelinedCommits) await this.settle()
   }
@@ -469,13 +480,78 @@ export class KafkaRunner {
   /** a commit that landed, waiting for its in-memory completion in the serial chain */
   private landed: PreparedPartition[] | undefined
 
+  /** at-least-once: outputs waiting for the send in flight (sendEarly) */
+  private early: CommitContent['outputs'] = noOutputs()
+  /** at-least-once: the pump that sends them, while there are any; undefined when idle */
+  private earlySending: Promise<void> | undefined
+  /** at-least-once: outputs handed to sendEarly so far, and those of them the brokers acknowledged */
+  private earlyQueued = 0
+  private earlyAcked = 0
+  /** at-least-once: commits waiting for the outputs made before them (earlySent) */
+  private earlyWaiters: Array<{ upTo: number, resolve: () => void }> = []
+
+  /**
+   * At-least-once: a processed batch's outputs are sent now, not at the commit, so a dispatch
+   * consumer sees a task within a send's round trip of its event (README, "Choosing
+   * commitInterval"). One send in flight at most; outputs made meanwhile go together in the next
+   * one (per-key order holds: outputs are sent in the order they were made). The commit that
+   * carries their input offsets waits for them first (land): a crash before it repeats them,
+   * which at-least-once allows (their ids are deterministic).
+   */
+  private sendEarly (st: AssignedPartition): void {
+    const m = st.sink.drainMessages()
+    const n = outputCount(m)
+    if (n === 0) return
+    const q = this.early
+    for (const r of m.alerts) q.alerts.push(r)
+    for (const r of m.tasks) q.tasks.push(r)
+    for (const r of m.outcomes) q.outcomes.push(r)
+    for (const r of m.deadLetters) q.deadLetters.push(r)
+    this.earlyQueued += n
+    this.earlySending ??= this.pumpEarly()
+  }
+
+  private async pumpEarly (): Promise<void> {
+    try {
+      while (outputCount(this.early) > 0) {
+        const q = this.early
+        this.early = noOutputs()
+        await sendOutputs(q, { config: this.config, producer: this.producer as ProducerPort })
+        this.earlyAcked += outputCount(q)
+        this.earlyWaiters = this.earlyWaiters.filter((w) => { if (w.upTo > this.earlyAcked) return true; w.resolve(); return false })
+      }
+    } catch (err) {
+      this.fail(kafkaRefusal(err, this.config.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `sending outputs failed (${errorText(err)}); the work since the last commit is redone from the committed offsets`))
+    } finally {
+      this.earlySending = undefined
+      // After a failure nothing more is acknowledged: the waiting commits go on to see it (land).
+      for (const w of this.earlyWaiters) w.resolve()
+      this.earlyWaiters = []
+    }
+  }
+
+  /**
+   * Resolves when the outputs handed to sendEarly up to now have been acknowledged, or the
+   * sending failed (then the runner has failed); outputs made after this call are not waited for
+   * (with pipelinedCommits the partitions go on making them).
+   */
+  private async earlySent (upTo = this.earlyQueued): Promise<void> {
+    if (this.earlyAcked >= upTo || this.earlySending === undefined) return
+    await new Promise<void>((resolve) => { this.earlyWaiters.push({ upTo, resolve }) })
+  }
+
   /** The commit's I/O: one transaction, then each partition's local store with the changelog position it now matches. */
-  private async land (prepared: PreparedPartition[]): Promise<void> {
+  private async land (prepared: PreparedPartition[], earlyUpTo: number): Promise<void> {
     const c = this.config
     const t0 = performance.now()
     try {
       let changelogEnd: Map<number, bigint>
       try {
+        if (c.processingGuarantee === 'at_least_once') {
+          // The input offsets are committed only after the outputs their records made.
+          await this.earlySent(earlyUpTo)
+          if (this.fatal !== undefined) throw this.fatal
+        }
         changelogEnd = await writeCommit({
           outputs: {
             alerts: prepared.flatMap((x) => x.out.alerts),

@@ -163,6 +163,19 @@ export class KafkaSink implements OutputSink {
     return out
   }
 
+  /**
+   * Takes the encoded outputs only (at-least-once sends them as soon as they are made); the
+   * records for the API's recent view stay, for the commit that carries their input offsets.
+   */
+  drainMessages (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[] } {
+    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters }
+    this.alerts = []
+    this.tasks = []
+    this.outcomes = []
+    this.deadLetters = []
+    return out
+  }
+
   /** Buffered records are dropped: the transaction that would have carried them was aborted. */
   discard (): void { this.drain() }
 

@@ -35,6 +35,10 @@ class FakeBroker {
   onCommittedOffsets: () => void = () => {}
   /** set: the next changelog read hangs until its signal aborts (a restore in progress) */
   holdRestore = false
+  /** set: sends outside transactions (at-least-once) wait for release() */
+  holdSends = false
+  /** set: sends outside transactions fail */
+  failSends = false
   /** the signals of the reads held so far, and whether they were aborted */
   readonly heldRestores: AbortSignal[] = []
 
@@ -61,7 +65,12 @@ class FakeBroker {
     }
     const producer: ProducerPort = {
       send: async (topic, records) => [this.append(topic, records[0]?.partition ?? 0, records)],
-      sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...this.append(p.topic, p.records[0]?.partition ?? 0, p.records) })),
+      sendBatch: async (pieces) => {
+        if (this.holdSends) await new Promise<void>((resolve) => { this.held.push(resolve) })
+        if (this.failSends) throw new Error('Connection error: connect ECONNREFUSED')
+        this.calls.push(`${instance} send ${pieces.map((p) => p.topic).join(',')}`)
+        return pieces.map((p) => ({ topic: p.topic, ...this.append(p.topic, p.records[0]?.partition ?? 0, p.records) }))
+      },
       transaction: async () => {
         const staged: Array<{ topic: string, records: OutRecord[] }> = []
         let offsets: OffsetCommit[] = []
@@ -160,7 +169,10 @@ class FakeConsumer implements GroupConsumerPort {
     )
   }
 
-  async commitOffsets (): Promise<void> {}
+  async commitOffsets (_topic: string, offsets: Array<{ partition: number, offset: string }>): Promise<void> {
+    this.broker.calls.push(`${this.instance} commitOffsets`)
+    for (const o of offsets) this.broker.committed.set(o.partition, BigInt(o.offset))
+  }
   seek (_t: string, _p: number, offset: bigint): void { this.seeks.push(offset); this.position = offset }
   async stop (): Promise<void> { this.broker.calls.push(`${this.instance} leave`) }
   async close (): Promise<void> {}
@@ -343,3 +355,56 @@ async function reopen (broker: FakeBroker, records: InputRecord[]): Promise<{ vi
   await c.r.stop()
   return out
 }
+
+describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
+  /** three views of u1, then a record that is not Avro: its dead letter is the output */
+  const records = (): InputRecord[] => [...views(3), { offset: '3', key: Buffer.from('u2'), value: Buffer.from('not an event') }]
+  const start = async (): Promise<{ r: KafkaRunner, broker: FakeBroker, consumer: FakeConsumer }> => {
+    const broker = new FakeBroker()
+    const instance = `l${++run}`
+    const client = broker.client(instance, { topic: INPUT, records: records() })
+    const r = new KafkaRunner(parseRunConfig(config(instance, 'processingGuarantee: at_least_once\n'), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+    await r.start()
+    for (let i = 0; i < 1000 && !r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    return { r, broker, consumer: client.consumer }
+  }
+  const sent = (broker: FakeBroker): number => broker.logs.get('inv.dlq/0')?.length ?? 0
+  const calls = (broker: FakeBroker): string[] => broker.calls.map((c) => c.replace(/^l\d+ /, '')).filter((c) => !c.includes('changelog'))
+
+  it('sends a batch\'s outputs without waiting for the commit (an hour away), and commits the offsets only after they are acknowledged', async () => {
+    const { r, broker, consumer } = await start()
+    broker.holdSends = true
+    await consumer.fetch()
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect([sent(broker), r.commits]).toEqual([0, 0]) // the send is in flight, held by the broker
+    const stopping = r.stop()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(broker.committed.get(0)).toBeUndefined() // the last commit waits for the send
+    broker.holdSends = false
+    broker.release()
+    await stopping
+    expect(sent(broker)).toBe(1)
+    expect(broker.committed.get(0)).toBe(4n)
+    expect(calls(broker)).toEqual(['send inv.dlq', 'commitOffsets', 'leave'])
+    expect(r.failure).toBeUndefined()
+  })
+
+  it('sends before the commit, not at it', async () => {
+    const { r, broker, consumer } = await start()
+    await consumer.fetch()
+    for (let i = 0; i < 100 && sent(broker) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect([sent(broker), r.commits, broker.committed.get(0)]).toEqual([1, 0, undefined])
+    await r.stop()
+    expect([sent(broker), r.commits, broker.committed.get(0)]).toEqual([1, 1, 4n])
+  })
+
+  it('a send that fails fails the runner, and the offsets of its records are not committed', async () => {
+    const { r, broker, consumer } = await start()
+    broker.failSends = true
+    await consumer.fetch()
+    for (let i = 0; i < 100 && r.failure === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(r.failure?.message).toMatch(/sending outputs failed .*ECONNREFUSED/)
+    await r.stop()
+    expect([sent(broker), broker.committed.get(0)]).toEqual([0, undefined])
+  })
+})
