@@ -4,11 +4,12 @@
 # Writes OUT_DIR/events.jsonl (time-ordered, the JSON event contract) and OUT_DIR/labels.jsonl
 # (userId, churned, churnAt = the churner's last LOGIN); then: ebb eval --in OUT_DIR/events.jsonl
 # --labels OUT_DIR/labels.jsonl --out OUT_DIR/eval (docs/populations.md, "Outside the project's simulator").
-import json, random, sys, math
-seed=int(sys.argv[1]); users=int(sys.argv[2]); days=int(sys.argv[3]); churn=float(sys.argv[4]); out=sys.argv[5]
+import math, os, random, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from population_io import DAY, T0, arguments, write_population
+
+seed, users, days, churn, out, extra = arguments()
 rnd=random.Random(seed)
-T0=1767225600000
-DAY=86400000
 zones=['UTC','Europe/London','America/Chicago','Asia/Kolkata']
 off={'UTC':0,'Europe/London':0,'America/Chicago':-6,'Asia/Kolkata':5.5}
 ev=[]; labels=[]
@@ -44,9 +45,4 @@ for i in range(users):
             ev.append({'eventId':f'{u}-{n}','userId':u,'type':'INTERACT','ts':t,'tz':tz,'targetId':f'p{rnd.randint(1,9000)}'}); n+=1
     churned = bool(churns and last is not None)
     labels.append({'userId':u,'churned':churned,'churnAt':last if churned else None,'lastLoginTs':last})
-ev.sort(key=lambda e:e['ts'])
-with open(out+'/events.jsonl','w') as f:
-    for e in ev: f.write(json.dumps(e,separators=(',',':'))+'\n')
-with open(out+'/labels.jsonl','w') as f:
-    for l in labels: f.write(json.dumps(l)+'\n')
-print(len(ev),'events', sum(l['churned'] for l in labels),'churned')
+write_population(out, ev, labels)

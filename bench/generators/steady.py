@@ -4,12 +4,13 @@
 # Writes OUT_DIR/events.jsonl (time-ordered, the JSON event contract) and OUT_DIR/labels.jsonl
 # (userId, churned, churnAt = the churner's last LOGIN); then: ebb eval --in OUT_DIR/events.jsonl
 # --labels OUT_DIR/labels.jsonl --out OUT_DIR/eval (docs/populations.md, "Outside the project's simulator").
-import json, random, sys, math
-seed=int(sys.argv[1]); users=int(sys.argv[2]); days=int(sys.argv[3]); churn=float(sys.argv[4]); out=sys.argv[5]
-vac_rate=float(sys.argv[6]) if len(sys.argv)>6 else 0.02  # chance per user-month of a vacation
+import math, os, random, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from population_io import DAY, T0, arguments, write_population
+
+seed, users, days, churn, out, extra = arguments()
+vac_rate=float(extra[0]) if extra else 0.02  # chance per user-month of a vacation
 rnd=random.Random(seed)
-T0=1767225600000  # 2026-01-01 UTC
-DAY=86400000
 zones=['UTC','Europe/Berlin','America/New_York','Asia/Tokyo']
 off={'UTC':0,'Europe/Berlin':1,'America/New_York':-5,'Asia/Tokyo':9}
 ev=[]; labels=[]
@@ -39,9 +40,4 @@ for i in range(users):
             ev.append({'eventId':f'{u}-{n}','userId':u,'type':'VIEW','ts':t,'tz':tz,'targetId':f'v{rnd.randint(1,50000)}','durationMs':rnd.randint(1000,90000)}); n+=1
     churned = churns and last is not None and (T0+days*DAY - last) > 0
     labels.append({'userId':u,'churned':bool(churned),'churnAt':last if churned else None,'lastLoginTs':last})
-ev.sort(key=lambda e:e['ts'])
-with open(out+'/events.jsonl','w') as f:
-    for e in ev: f.write(json.dumps(e,separators=(',',':'))+'\n')
-with open(out+'/labels.jsonl','w') as f:
-    for l in labels: f.write(json.dumps(l)+'\n')
-print(len(ev),'events', sum(l['churned'] for l in labels),'churned')
+write_population(out, ev, labels)
