@@ -265,6 +265,10 @@ export class KafkaRunner {
     const parts = [...this.partitions.values()]
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
+    // At-least-once: outputs of the dropped work not sent yet are dropped with it (the next owner
+    // makes them again); a send already in flight cannot be called back, a repeat at-least-once allows.
+    this.earlyQueued -= outputCount(this.early)
+    this.early = noOutputs()
     for (const st of parts) {
       st.sink.discard()
       await st.store.close().catch((err: unknown) => { log.error({ err, partition: st.partition }, 'closing a partition store failed') })
@@ -457,7 +461,8 @@ export class KafkaRunner {
       }
       return { st, b, out: st.sink.drain(), offset: st.pendingOffset }
     })
-    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length > 0)
+    // (at-least-once, the outputs left already; their records for the recent view still say there was work)
+    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length + x.out.alertRecords.length + x.out.taskRecords.length > 0)
     if (!hasWork) { for (const x of prepared) x.b.discard(); return }
     // From here the partitions go on: what changes now belongs to the next commit.
     for (const x of prepared) { x.st.pendingOffset = null; x.st.task.prepared() }
@@ -660,6 +665,8 @@ export class KafkaRunner {
     await step('the last batch', async () => { await this.commitChain })
     // (a failed runner skipped the last commit, but one may still be in flight)
     await step('the commit in flight', async () => { await this.inflight })
+    // At-least-once: outputs still on their way (a last commit that was skipped did not wait for them).
+    await step('the outputs in flight', async () => { while (this.earlySending !== undefined) await this.earlySending })
     for (const st of this.partitions.values()) await step(`closing the store of partition ${st.partition}`, () => st.store.close())
     this.partitions.clear()
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')

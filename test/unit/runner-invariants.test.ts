@@ -4,6 +4,7 @@ import { encodeAvroEvent } from '../../src/events/avro.js'
 import type { AdminPort, BatchControl, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendResult, TopicSpec } from '../../src/kafka/client.js'
 import { parseRunConfig } from '../../src/kafka/config.js'
 import { KafkaRunner } from '../../src/kafka/runner.js'
+import { decodeOutput } from '../../src/kafka/wire.js'
 import { loginDays, ringSum } from '../../src/signals/signals.js'
 import { COUNT_DAYS, OFF_VIEW } from '../../src/state/user-state.js'
 import { at, defaultTopology, tempDir } from '../helpers.js'
@@ -35,7 +36,7 @@ class FakeBroker {
   onCommittedOffsets: () => void = () => {}
   /** set: the next changelog read hangs until its signal aborts (a restore in progress) */
   holdRestore = false
-  /** set: sends outside transactions (at-least-once) wait for release() */
+  /** set: sends outside transactions (at-least-once) of outputs, not of changelog records, wait for release() */
   holdSends = false
   /** set: sends outside transactions fail */
   failSends = false
@@ -66,7 +67,7 @@ class FakeBroker {
     const producer: ProducerPort = {
       send: async (topic, records) => [this.append(topic, records[0]?.partition ?? 0, records)],
       sendBatch: async (pieces) => {
-        if (this.holdSends) await new Promise<void>((resolve) => { this.held.push(resolve) })
+        if (this.holdSends && !pieces.some((p) => p.topic.includes('changelog'))) await new Promise<void>((resolve) => { this.held.push(resolve) })
         if (this.failSends) throw new Error('Connection error: connect ECONNREFUSED')
         this.calls.push(`${instance} send ${pieces.map((p) => p.topic).join(',')}`)
         return pieces.map((p) => ({ topic: p.topic, ...this.append(p.topic, p.records[0]?.partition ?? 0, p.records) }))
@@ -379,7 +380,8 @@ describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
     expect([sent(broker), r.commits]).toEqual([0, 0]) // the send is in flight, held by the broker
     const stopping = r.stop()
     await new Promise((resolve) => setTimeout(resolve, 50))
-    expect(broker.committed.get(0)).toBeUndefined() // the last commit waits for the send
+    // The last commit's changelog is not held: only its wait for the outputs keeps the offsets back.
+    expect(broker.committed.get(0)).toBeUndefined()
     broker.holdSends = false
     broker.release()
     await stopping
@@ -396,6 +398,26 @@ describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
     expect([sent(broker), r.commits, broker.committed.get(0)]).toEqual([1, 0, undefined])
     await r.stop()
     expect([sent(broker), r.commits, broker.committed.get(0)]).toEqual([1, 1, 4n])
+  })
+
+  it('a consumer restart drops the outputs of the dropped work that wait behind the send in flight; the redone work sends them once', async () => {
+    const { r, broker, consumer } = await start()
+    const all = [...records(), { offset: '4', key: Buffer.from('u3'), value: Buffer.from('not an event either') }]
+    const input = (consumer as unknown as { input: { records: InputRecord[] } }).input
+    broker.holdSends = true
+    await consumer.fetch() // offsets 0–3: the first dead letter's send is held in flight
+    input.records = all
+    await consumer.fetch() // offset 4: its dead letter waits behind it
+    consumer.crashAndRestart() // the work since the last commit (none) is dropped
+    for (let i = 0; i < 1000 && !r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    broker.holdSends = false
+    broker.release()
+    await consumer.fetch() // everything again, from the committed offsets (none)
+    await r.stop()
+    const offsets = (broker.logs.get('inv.dlq/0') ?? []).map((x) => (decodeOutput('deadLetter', x.value as Buffer) as { source: { offset: string } }).source.offset)
+    // the one in flight went, and again with the redone work; the one waiting went once
+    expect([offsets, broker.committed.get(0)]).toEqual([['3', '3', '4'], 5n])
+    expect(r.failure).toBeUndefined()
   })
 
   it('a send that fails fails the runner, and the offsets of its records are not committed', async () => {
