@@ -70,21 +70,21 @@ async function sendInRounds (rounds: Piece[][], sender: (pieces: SendPiece[]) =>
 
 /**
  * At-least-once: outputs sent as soon as they are made, outside any commit (the commit that
- * carries their input offsets waits for them first: EagerOutputs in runner.ts).
+ * carries their input offsets waits for them first: sendEarly in runner.ts).
  */
 export async function sendOutputs (outputs: CommitContent['outputs'], io: { config: RunConfig, producer: ProducerPort }): Promise<void> {
   await sendInRounds(sendRounds(io.config, outputs, []), async (round) => await io.producer.sendBatch(round), new Map())
 }
-
 
 /**
  * The commit protocol: writes one commit's content and returns, per changelog partition, the
  * offset after the last record written there (the local store records it as its changelog
  * position). With exactly-once, one Kafka transaction carries the outputs, the changelog records
  * and the consumer offsets (sendOffsets), and either all of it becomes visible to read_committed
- * readers or none; on failure it is aborted and the error thrown. With at-least-once, outputs
- * and changelog first, then the offsets: a crash between them repeats outputs (their ids are
- * deterministic, so consumers deduplicate on them).
+ * readers or none; on failure it is aborted and the error thrown. With at-least-once, the
+ * changelog first, then the offsets (the runner has sent the outputs already, as they were made,
+ * and waited for them): a crash in between repeats outputs (their ids are deterministic, so
+ * consumers deduplicate on them).
  *
  * Records are cut into pieces of at most ~512 KB and sent in rounds: one request per round
  * instead of one per piece (each a round trip, in a transaction also an AddPartitionsToTxn), a
