@@ -127,6 +127,7 @@ export class KafkaRunner {
   constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
     this.client = client ?? new PlatformaticClient(config, config.instanceId)
     this.knownSchemaIds = new Set(config.knownSchemaIds)
+    this.sendsEarly = config.processingGuarantee === 'at_least_once'
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
     this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
@@ -342,12 +343,11 @@ export class KafkaRunner {
           return
         }
         const recs = batch.records
-        const early = this.config.processingGuarantee === 'at_least_once'
         for (let i = 0; i < recs.length; i += PROCESS_SLICE) {
           await st.task.process(new KafkaBatch(recs.length <= PROCESS_SLICE ? recs : recs.slice(i, i + PROCESS_SLICE), batch.topic, batch.partition, this.knownSchemaIds, this.registry))
           // At-least-once, a slice's outputs leave now, not after the whole batch (a fetch brings
           // up to 1 MB a partition, ~100 ms of work).
-          if (early) this.sendEarly(st)
+          if (this.sendsEarly) this.sendEarly(st)
           // The responses of a commit in flight, or of outputs sent early, wait behind a batch's
           // synchronous work: between slices they are handled.
           if ((this.committing || this.earlySending !== undefined) && i + PROCESS_SLICE < recs.length) await new Promise((resolve) => setImmediate(resolve))
@@ -448,12 +448,11 @@ export class KafkaRunner {
     this.lastCommit = now
     this.advanceIdlePartitions(now)
     const parts = [...this.partitions.values()]
-    const early = this.config.processingGuarantee === 'at_least_once'
     const prepared: PreparedPartition[] = parts.map((st) => {
       const b = new ChangelogBatch(st.store.batch())
       st.task.prepareCommit(b)
       // At-least-once: what is left goes the early way too, so outputs leave in the order they were made.
-      if (early) this.sendEarly(st)
+      if (this.sendsEarly) this.sendEarly(st)
       if (st.pendingOffset !== null) {
         const next = Buffer.alloc(8)
         next.writeBigUInt64BE(BigInt(st.pendingOffset) + 1n)
@@ -462,7 +461,7 @@ export class KafkaRunner {
       return { st, b, out: st.sink.drain(), offset: st.pendingOffset }
     })
     // (at-least-once, the outputs left already; their records for the recent view still say there was work)
-    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || x.out.alerts.length + x.out.tasks.length + x.out.outcomes.length + x.out.deadLetters.length + x.out.alertRecords.length + x.out.taskRecords.length > 0)
+    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || outputCount(x.out) + x.out.alertRecords.length + x.out.taskRecords.length > 0)
     if (!hasWork) { for (const x of prepared) x.b.discard(); return }
     // From here the partitions go on: what changes now belongs to the next commit.
     for (const x of prepared) { x.st.pendingOffset = null; x.st.task.prepared() }
@@ -485,6 +484,8 @@ export class KafkaRunner {
   /** a commit that landed, waiting for its in-memory completion in the serial chain */
   private landed: PreparedPartition[] | undefined
 
+  /** at-least-once: outputs are sent as they are made (sendEarly), not with the commit */
+  private readonly sendsEarly: boolean
   /** at-least-once: outputs waiting for the send in flight (sendEarly) */
   private early: CommitContent['outputs'] = noOutputs()
   /** at-least-once: the pump that sends them, while there are any; undefined when idle */
@@ -540,7 +541,7 @@ export class KafkaRunner {
    * sending failed (then the runner has failed); outputs made after this call are not waited for
    * (with pipelinedCommits the partitions go on making them).
    */
-  private async earlySent (upTo = this.earlyQueued): Promise<void> {
+  private async earlySent (upTo: number): Promise<void> {
     if (this.earlyAcked >= upTo || this.earlySending === undefined) return
     await new Promise<void>((resolve) => { this.earlyWaiters.push({ upTo, resolve }) })
   }
@@ -552,7 +553,7 @@ export class KafkaRunner {
     try {
       let changelogEnd: Map<number, bigint>
       try {
-        if (c.processingGuarantee === 'at_least_once') {
+        if (this.sendsEarly) {
           // The input offsets are committed only after the outputs their records made.
           await this.earlySent(earlyUpTo)
           if (this.fatal !== undefined) throw this.fatal

@@ -152,14 +152,10 @@ export class KafkaSink implements OutputSink {
 
   /** Takes the buffered records (the transaction sends them). */
   drain (): { alerts: OutputMessage[], tasks: OutputMessage[], outcomes: OutputMessage[], deadLetters: OutputMessage[], alertRecords: AlertRecord[], taskRecords: RecallTaskRecord[], erasedUsers: string[] } {
-    const out = { alerts: this.alerts, tasks: this.tasks, outcomes: this.outcomes, deadLetters: this.deadLetters, alertRecords: this.alertRecords, taskRecords: this.taskRecords, erasedUsers: this.erasedUsers }
+    const out = { ...this.drainMessages(), alertRecords: this.alertRecords, taskRecords: this.taskRecords, erasedUsers: this.erasedUsers }
     this.erasedUsers = []
     this.alertRecords = []
     this.taskRecords = []
-    this.alerts = []
-    this.tasks = []
-    this.outcomes = []
-    this.deadLetters = []
     return out
   }
 

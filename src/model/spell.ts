@@ -212,6 +212,9 @@ export function clearSpell (s: UserState): void {
   s.words.fill(0, OFF_SPELL, OFF_SPELL + SPELL_WORDS)
 }
 
+/** A drop past 50%, rescaled to 0–1: max(0, drop − 0.5) × 2 (steepViewDrop, steepInteractionDrop). */
+function steep (drop: number): number { return drop > 0.5 ? 2 * (drop - 0.5) : 0 }
+
 /**
  * The model inputs of silent day `d` of the user's frozen spell, written into `out` (FEATURE_COUNT
  * numbers, by FeatureId). No allocation: the engine calls this at every scored midnight and when
@@ -239,10 +242,8 @@ export function spellFeatures (s: UserState, d: number, out: Float64Array): void
   out[FeatureId.interactionDrop] = word(s, W_INTERACT) / DROP_SCALE
   out[FeatureId.logDaysInactive] = Math.log1p(days)
   out[FeatureId.logSilenceSurprise] = Math.log1p(sum / SURPRISE_SCALE)
-  const vd = out[FeatureId.viewDrop] - 0.5
-  out[FeatureId.steepViewDrop] = vd > 0 ? 2 * vd : 0
-  const idr = out[FeatureId.interactionDrop] - 0.5
-  out[FeatureId.steepInteractionDrop] = idr > 0 ? 2 * idr : 0
+  out[FeatureId.steepViewDrop] = steep(out[FeatureId.viewDrop])
+  out[FeatureId.steepInteractionDrop] = steep(out[FeatureId.interactionDrop])
 }
 
 /**
