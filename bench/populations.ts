@@ -1,6 +1,8 @@
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { encodeJsonEvent } from '../src/events/jsonl.js'
 import { fileLabels } from '../src/model/dataset.js'
 import { type EvalReport, evaluate } from '../src/model/evaluate.js'
@@ -65,9 +67,11 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
     const started = performance.now()
     const work = join(dir, spec.name)
     // A finished population is not measured again (an interrupted run resumes where it stopped): its
-    // eval.json is reused when the spec it was made from is the same.
+    // eval.json is reused when the spec it was made from is the same, and so is the engine (the
+    // compiled code, the shipped model and topologies): a change to the model measures again.
     const done = join(work, 'spec.json')
-    if (existsSync(done) && readFileSync(done, 'utf8') === JSON.stringify(spec) && existsSync(join(work, 'eval.json'))) {
+    const key = JSON.stringify({ ...spec, engine: engineFingerprint() })
+    if (existsSync(done) && readFileSync(done, 'utf8') === key && existsSync(join(work, 'eval.json'))) {
       const report = JSON.parse(readFileSync(join(work, 'eval.json'), 'utf8')) as EvalReport
       // (a report written before byPeriod existed is measured again)
       if (Array.isArray(report.byPeriod)) {
@@ -87,13 +91,30 @@ export async function benchPopulations (specs: readonly PopulationSpec[], dir: s
     const report = await evaluate({ input: spec.name, inputPath: events, topologyFile: topologyPath('default.yaml'), modelFile: null, labels: (snap) => fileLabels(labels, snap), warmupDays: 0 })
     writeFileSync(join(work, 'eval.json'), JSON.stringify(report, null, 2) + '\n')
     for (const [name, svg] of Object.entries(evalPlots(report))) writeFileSync(join(work, name), svg)
-    writeFileSync(done, JSON.stringify(spec))
+    writeFileSync(done, key)
     const m = report.sources[0]
     const r = report.sources.find((s) => s.name === 'inactive_7d')
     log(`populations: ${spec.name} in ${((performance.now() - started) / 1000).toFixed(0)} s: model precision ${pct(m.precision)} lead ${m.leadDays.median} vs inactive_7d ${pct(r?.precision ?? Number.NaN)} lead ${r?.leadDays.median ?? '—'}`)
     results.push({ spec, report })
   }
   return results
+}
+
+let fingerprint: string | undefined
+/** sha256 over the compiled engine (this build's src/) and the topologies directory (the shipped prior, rules and plans). */
+function engineFingerprint (): string {
+  if (fingerprint !== undefined) return fingerprint
+  const hash = createHash('sha256')
+  for (const root of [fileURLToPath(new URL('../src/', import.meta.url)), dirname(topologyPath('default.yaml'))]) {
+    const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => !f.endsWith('.map')).sort()
+    for (const f of files) {
+      const path = join(root, f)
+      if (!statSync(path).isFile()) continue
+      hash.update(f).update(readFileSync(path))
+    }
+  }
+  fingerprint = hash.digest('hex')
+  return fingerprint
 }
 
 const pct = (x: number): string => Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '—'

@@ -1,6 +1,6 @@
 # What the generators share: their command line and how they write a population. The generative
 # code (who logs in when, who churns and how) is each generator's own.
-import json, sys
+import json, os, sys
 
 T0 = 1767225600000  # 2026-01-01 UTC: the first day of every generated history
 DAY = 86400000
@@ -15,6 +15,7 @@ def arguments():
 def write_population(out, events, labels):
     """OUT_DIR/events.jsonl in time order (the JSON event contract) and OUT_DIR/labels.jsonl."""
     events.sort(key=lambda e: e['ts'])
+    os.makedirs(out, exist_ok=True)
     with open(out + '/events.jsonl', 'w') as f:
         for e in events:
             f.write(json.dumps(e, separators=(',', ':')) + '\n')
