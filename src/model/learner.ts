@@ -86,6 +86,15 @@ const THRESHOLD_FALL = 0.5
  * archetype simulator give up 0.3 day of earliness (docs/churn-model.md).
  */
 const VETO_RECALL = 0.05
+/** earlierThan: a reference alert counts in the pending estimate of its precision from this many days after it was raised */
+const PENDING_FOLLOW_DAYS = 7
+/**
+ * earlierThan: the threshold is the lowest whose recent short silences, plus this many, fit the
+ * room for early false alarms. Scanning down to the last threshold whose count fits picks one
+ * where the count was lucky-low; where the room is a couple of alarms (a rule 95% right) that sent
+ * twice the alarms allowed. The veto assumes one right alert more than seen for the same reason.
+ */
+const SHORT_SLACK = 1
 const DAY_MS = 86_400_000
 
 export interface LearningSettings {
@@ -123,6 +132,13 @@ interface Bucket {
    * 30 days after it, and counting each as it came made the first weeks' reference look wrong.
    */
   ref: Float64Array
+  /**
+   * earlierThan: the reference alerts of this day (one per controller), counted as they are
+   * raised. Until the bucket matures, those without a wrong label yet are counted as right: an
+   * estimate of the reference's precision that can only be too high (NaN: a bucket stored before
+   * this was counted).
+   */
+  fired: Float64Array
 }
 
 /**
@@ -157,8 +173,12 @@ export function logit (p: number): number { return Math.log(p / (1 - p)) }
 
 const CORE_KEY = metaKey('learner')
 const bucketKey = (day: number): Buffer => metaKey(`learner-b${day}`)
-/** 1: controllers of 5 numbers; 2: and the earlierThan statistics (veto, short, refT, refF) */
-const CORE_VERSION = 2
+/**
+ * 1: controllers of 5 numbers; 2: and the earlierThan statistics (veto, short, refT, refF); 3: the
+ * same, their scores relative to the intercept's drift (a version-2 state's are shifted on load,
+ * and so are its buckets' reference labels)
+ */
+const CORE_VERSION = 3
 const CONTROLLER_V1 = 5
 const CONTROLLER_V2 = 6 + 3 * GRID
 
@@ -209,6 +229,15 @@ export class ChurnLearner {
     this.refRecordDay = this.controllers.find((c) => c.spec.kind === 'earlierThan')?.refDays ?? -1
     this.refGrid = this.controllers.some((c) => c.spec.kind === 'earlierThan') ? 2 * GRID * this.controllers.length : 0
   }
+
+  /**
+   * How far the learned intercept has moved from the prior's, × Z_SCALE, rounded. The earlierThan
+   * statistics record scores relative to it (a score minus the drift when it was recorded): when
+   * the stream moves the intercept (it learns its population's churn rate, typically in the weeks
+   * after the first labels mature), every score moves with it, and a threshold chosen from scores
+   * recorded before would be crossed far more often than they say.
+   */
+  driftQ (): number { return Math.round((this.mu[0] - this.model.prior.mu[0]) * Z_SCALE) }
 
   /** The population's login chance (the shrinkage target of every user's rhythm). */
   get q0 (): number { return this.q0Sum / this.q0Weight }
@@ -288,7 +317,7 @@ export class ChurnLearner {
       const r = c.refDays
       if (s.spellScored <= r) {
         if (known && s.spellMax > SPELL_MAX_NONE) {
-          const top = gridIndexAtOrBelow(s.spellMax)
+          const top = gridIndexAtOrBelow(s.spellMax - this.driftQ())
           if (top >= 0) { c.short[top]++; this.dirty = true }
         }
       } else if (s.spellFirst <= r && s.spellResolved <= r) {
@@ -302,6 +331,15 @@ export class ChurnLearner {
     for (const c of this.controllers) if (c.spec.kind === 'earlierThan' && c.refDays === k) this.refLabelled(c, s, true)
   }
 
+  /** Silent day `k` of the user's spell was scored: the reference's alert on that day, if any, is counted in its day's bucket (Bucket.fired). */
+  refScored (s: UserState, k: number): void {
+    if (k !== this.refRecordDay && this.controllers.length === 1) return // the common case, once per scored day
+    for (let i = 0; i < this.controllers.length; i++) {
+      const c = this.controllers[i]
+      if (c.spec.kind === 'earlierThan' && c.refDays === k) this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + k) / DAY_MS)).fired[i]++
+    }
+  }
+
   /**
    * A labelled reference alert, at the grid threshold at or below the score the model gave on its
    * day (kept in the spell record; recomputed with today's coefficients for a state written
@@ -310,7 +348,7 @@ export class ChurnLearner {
    */
   private refLabelled (c: Controller, s: UserState, right: boolean): void {
     const stored = c.refDays === this.refRecordDay ? spellRefZ(s) : REF_Z_NONE
-    const j = gridIndexAtOrBelow(stored !== REF_Z_NONE ? stored : Math.round(this.z(s, c.refDays) * Z_SCALE))
+    const j = gridIndexAtOrBelow((stored !== REF_Z_NONE ? stored : Math.round(this.z(s, c.refDays) * Z_SCALE)) - this.driftQ())
     const b = this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + c.refDays) / DAY_MS))
     b.ref[2 * GRID * this.controllers.indexOf(c) + (right ? 0 : GRID) + (j < 0 ? 0 : j)]++
   }
@@ -364,7 +402,7 @@ export class ChurnLearner {
   private bucketOf (day: number): Bucket {
     let b = this.buckets.get(day)
     if (b === undefined) {
-      b = { g: new Float64Array(this.m), h: new Float64Array(this.m * this.m), k: new Float64Array(this.m), n: 0, y: 0, ref: new Float64Array(this.refGrid) }
+      b = { g: new Float64Array(this.m), h: new Float64Array(this.m * this.m), k: new Float64Array(this.m), n: 0, y: 0, ref: new Float64Array(this.refGrid), fired: new Float64Array(this.refGrid === 0 ? 0 : this.controllers.length) }
       this.buckets.set(day, b)
     }
     this.dirtyBuckets.add(day)
@@ -454,10 +492,20 @@ export class ChurnLearner {
 
   /** Re-chooses every threshold from the recent statistics (the prior's until there are enough). */
   private choose (): void {
-    for (const c of this.controllers) {
-      if (c.spec.kind === 'earlierThan') chooseEarlierThan(c)
-      else c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored)
-    }
+    this.controllers.forEach((c, i) => {
+      if (c.spec.kind !== 'earlierThan') { c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored); return }
+      // The reference's alerts of the buckets not matured yet, raised PENDING_FOLLOW_DAYS ago
+      // or more, and those of them a LOGIN proved wrong already (Bucket.fired).
+      let fired = 0
+      let wrong = 0
+      const o = 2 * GRID * i + GRID
+      for (const [d, b] of this.buckets) {
+        if (this.day - d < PENDING_FOLLOW_DAYS || b.fired.length === 0 || Number.isNaN(b.fired[i])) continue
+        fired += b.fired[i]
+        for (let j = 0; j < GRID; j++) wrong += b.ref[o + j]
+      }
+      chooseEarlierThan(c, fired, Math.min(fired, wrong), this.driftQ() / Z_SCALE)
+    })
   }
 
   /** The probability threshold of controller k today (above every score while a relative one with no daysInactive reference warms up). */
@@ -504,7 +552,10 @@ export class ChurnLearner {
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
       if (v === undefined) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket of day ${days[i]} is missing`)
-      this.buckets.set(days[i], decodeBucket(v, this.m, this.refGrid))
+      const b = decodeBucket(v, this.m, this.refGrid, this.controllers.length)
+      // A bucket written before the alerts were counted (Bucket.fired NaN) holds absolute scores.
+      if (b.fired.length > 0 && Number.isNaN(b.fired[0])) for (let o = 0; o < b.ref.length; o += GRID) shiftGrid(b.ref, o, this.legacyShift)
+      this.buckets.set(days[i], b)
     })
   }
 
@@ -551,7 +602,7 @@ export class ChurnLearner {
     let o = 0
     const bad = (what: string): never => { throw new EbbError(Errors.STATE_CORRUPT, `the churn model's learned state: ${what}`) }
     const version = f[o++]
-    if (version !== 1 && version !== CORE_VERSION) bad(`version ${version}`)
+    if (version !== 1 && version !== 2 && version !== CORE_VERSION) bad(`version ${version}`)
     const per = version === 1 ? CONTROLLER_V1 : CONTROLLER_V2
     const m = f[o++]
     const grid = f[o++]
@@ -584,12 +635,16 @@ export class ChurnLearner {
       if (s.v2 !== null && c.spec.kind === 'earlierThan') {
         c.veto = s.v2[0]
         c.short.set(s.v2.subarray(1, 1 + GRID)); c.refT.set(s.v2.subarray(1 + GRID, 1 + 2 * GRID)); c.refF.set(s.v2.subarray(1 + 2 * GRID, 1 + 3 * GRID))
+        if (version === 2) for (const h of [c.short, c.refT, c.refF]) shiftGrid(h, 0, this.legacyShift)
       }
     })
     const days: number[] = []
     for (let k = 0; k < nd; k++) days.push(f[o++])
     return days
   }
+
+  /** Grid steps that a version-2 state's absolute scores move down by to be relative to the drift (0 once loaded). */
+  private get legacyShift (): number { return Math.round(this.driftQ() / GRID_STEP_Q) }
 
   /** What GET /topology and the metrics show. */
   summary (): { coefficients: number[], day: number, examples: number, churnExamples: number, folds: number, populationLoginRate: number, thresholds: number[], warm: boolean[] } {
@@ -689,24 +744,30 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * vetoed shares of the reference's alerts that were right and wrong, its precision is
  * N(p − qT) / (N(1 − qT − qF) + E) ≥ p − δ for E ≤ N((p − qT)/(p − δ) − 1 + qT + qF). The veto
  * is the one that allows the largest E while it postpones at most VETO_RECALL of the reference's
- * right alerts; θ the lowest threshold that recent short silences crossed no more than E times.
- * Shares are smoothed with REFERENCE_PRIOR_ALERTS right alerts at a high score: until the
- * stream has labelled the reference's alerts there is no veto and little room for early alerts
- * (a precision estimated too high costs earliness; one too low would cost precision).
+ * right alerts; θ the lowest threshold that recent short silences crossed no more than E times
+ * (SHORT_SLACK more). p counts the labelled alerts, the `pendingFired` alerts raised at least
+ * PENDING_FOLLOW_DAYS ago whose labels have not matured (right unless among the `pendingWrong`
+ * already answered by a LOGIN), and REFERENCE_PRIOR_ALERTS right ones: until the stream says
+ * otherwise p is high, and a precision estimated too high costs earliness, one too low would cost
+ * precision. Scores in the statistics are relative to the intercept's `drift` (logits;
+ * ChurnLearner.driftQ): θ and the veto are that plus the grid's.
  */
-export function chooseEarlierThan (c: Controller): void {
+export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0): void {
   if (c.ref < MIN_REFERENCE) return
   let right = 0
   let wrong = 0
   let shortTotal = 0
   for (let j = 0; j < GRID; j++) { right += c.refT[j]; wrong += c.refF[j]; shortTotal += c.short[j] }
-  // No early alert (nor veto) before the stream has labelled some of the reference's alerts (its
-  // first ones ~40 days into a deployment) and short silences say how often a score is crossed
-  // in vain: until then the model alerts exactly with its reference.
-  if (right + wrong < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
+  const labelled = right + wrong >= MIN_REFERENCE
+  // No early alert before the reference has alerts with a week of answers (its first ones ~3
+  // weeks into a deployment) and short silences say how often a score is crossed in vain: until
+  // then the model alerts exactly with its reference. No veto before some are labelled (~6 weeks).
+  if (right + wrong + pendingFired < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
   const d = (c.spec as { allowance: number }).allowance
   const total = right + wrong + REFERENCE_PRIOR_ALERTS
-  const p = (right + REFERENCE_PRIOR_ALERTS) / total
+  // The reference's precision: its labelled alerts, its pending ones (not wrong yet: counted
+  // right, so p can only be too high, which costs earliness, not precision), and the pseudo-alerts.
+  const p = (right + pendingFired - pendingWrong + REFERENCE_PRIOR_ALERTS) / (total + pendingFired)
   const room = (qT: number, qF: number): number => p - qT <= d ? 0 : Math.min(1, (p - qT) / Math.max(p - d, d) - 1 + qT + qF)
   let bestRoom = room(0, 0)
   let veto = Number.NEGATIVE_INFINITY
@@ -715,12 +776,12 @@ export function chooseEarlierThan (c: Controller): void {
   // low-score bin that has not seen one recently is not taken for one that cannot.
   let qT = 1 / total
   let qF = 0
-  for (let v = 1; v < GRID; v++) {
+  for (let v = 1; labelled && v < GRID; v++) {
     qT += c.refT[v - 1] / total
     qF += c.refF[v - 1] / total
     if (qT * total > VETO_RECALL * right) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
     const r = room(qT, qF)
-    if (r > bestRoom) { bestRoom = r; veto = gridLogit(v) }
+    if (r > bestRoom) { bestRoom = r; veto = gridLogit(v) + drift }
   }
   c.veto = veto
   // The threshold rises at once but falls at most THRESHOLD_FALL a day: a silence is alerted at
@@ -729,8 +790,16 @@ export function chooseEarlierThan (c: Controller): void {
   const budget = c.ref * bestRoom
   let j = GRID - 1
   let above = 0
-  while (j > 0 && above + c.short[j - 1] <= budget) { above += c.short[j - 1]; j-- }
-  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(gridLogit(j), c.theta - THRESHOLD_FALL))
+  while (j > 0 && above + c.short[j - 1] + SHORT_SLACK <= budget) { above += c.short[j - 1]; j-- }
+  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(gridLogit(j) + (j === GRID - 1 ? 0 : drift), c.theta - THRESHOLD_FALL))
+}
+
+/** Moves the GRID counts at `o` of `h` down by `by` grid steps (up when negative); what leaves the grid stays in its end bin. */
+function shiftGrid (h: Float64Array, o: number, by: number): void {
+  if (by === 0) return
+  const moved = new Float64Array(GRID)
+  for (let j = 0; j < GRID; j++) moved[Math.min(GRID - 1, Math.max(0, j - by))] += h[o + j]
+  h.set(moved, o)
 }
 
 /** The highest grid index whose threshold is at or below z × Z_SCALE (−1: below the grid). */
@@ -769,7 +838,7 @@ export function solve (Ain: Float64Array, b: Float64Array, m: number): Float64Ar
 
 function encodeBucket (b: Bucket, day: number, m: number): Buffer {
   const base = 3 + 2 * m + m * m
-  const f = new Float64Array(base + b.ref.length)
+  const f = new Float64Array(base + b.ref.length + b.fired.length)
   f[0] = day
   f[1] = b.n
   f[2] = b.y
@@ -777,15 +846,23 @@ function encodeBucket (b: Bucket, day: number, m: number): Buffer {
   f.set(b.k, 3 + m)
   f.set(b.h, 3 + 2 * m)
   f.set(b.ref, base)
+  f.set(b.fired, base + b.ref.length)
   return Buffer.from(f.buffer, f.byteOffset, f.byteLength)
 }
 
-/** A stored bucket; its reference labels are kept when they fit this topology's thresholds (refGrid numbers), else they start from zero. */
-function decodeBucket (buf: Buffer, m: number, refGrid: number): Bucket {
+/**
+ * A stored bucket; its reference labels are kept when they fit this topology's thresholds
+ * (refGrid numbers, then `controllers` counts of alerts raised; a bucket stored before those were
+ * counted has them unknown, NaN), else they start from zero.
+ */
+function decodeBucket (buf: Buffer, m: number, refGrid: number, controllers: number): Bucket {
   const base = 3 + 2 * m + m * m
   if (buf.length % 8 !== 0 || buf.length < 8 * base) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket holds ${buf.length} bytes`)
   const f = new Float64Array(buf.length / 8)
   for (let i = 0; i < f.length; i++) f[i] = buf.readDoubleLE(i * 8)
-  const ref = f.length === base + refGrid ? f.slice(base) : new Float64Array(refGrid)
-  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m, base), ref }
+  const nFired = refGrid === 0 ? 0 : controllers
+  let ref = new Float64Array(refGrid)
+  let fired = new Float64Array(nFired)
+  if (f.length === base + refGrid + nFired) { ref = f.slice(base, base + refGrid); fired = f.slice(base + refGrid) } else if (f.length === base + refGrid) { ref = f.slice(base); fired.fill(Number.NaN) }
+  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m, base), ref, fired }
 }

@@ -441,6 +441,7 @@ export class PartitionTask {
       s.churnScore = p
       learner.scoredDay(s.spellMax, zQ, p)
       if (d === learner.refRecordDay) setSpellRefZ(s, zQ)
+      learner.refScored(s, d)
       if (zQ > s.spellMax) s.spellMax = zQ
       s.spellScored = d + 1
     }

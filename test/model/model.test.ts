@@ -6,7 +6,7 @@ import { LocalEngineView } from '../../src/http/engine-view.js'
 import { buildServer } from '../../src/http/server.js'
 import { RecentRecords } from '../../src/io/recent.js'
 import { EbbMetrics } from '../../src/metrics/metrics.js'
-import { alertsLikeTheta, chooseEarlierThan, chooseTheta, type Controller, countCrossings, gridIndexOfLogit, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
+import { alertsLikeTheta, chooseEarlierThan, chooseTheta, ChurnLearner, type Controller, countCrossings, gridIndexOfLogit, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
 import { fitLogistic } from '../../src/model/logistic.js'
 import { auc, calibration, quartiles } from '../../src/model/metrics.js'
 import { loadModel, type ModelFile, modelReasons } from '../../src/model/model.js'
@@ -317,6 +317,84 @@ describe('the threshold controller', () => {
     c.short[gridIndexOfLogit(1)] = 50 // more short silences high up than the room without a veto allows: the threshold rises at once
     chooseEarlierThan(c)
     expect(c.theta).toBeGreaterThan(1)
+  })
+
+  const earlierThanController = (): Controller => ({
+    spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
+    veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE)
+  })
+  const settle = (c: Controller, ...args: [number, number, number]): void => { for (let day = 0; day < 40; day++) chooseEarlierThan(c, ...args) }
+
+  it('earlierThan before any label matured: the pending alerts a week old count, right unless a LOGIN proved them wrong; no veto yet', () => {
+    const c = earlierThanController()
+    c.short[gridIndexOfLogit(-6)] = 990
+    c.short[gridIndexOfLogit(1)] = 3
+    c.short[gridIndexOfLogit(2)] = 3
+    settle(c, 19, 10) // fewer than 20 alerts with a week of answers: alert with the reference
+    expect([c.theta, c.veto]).toEqual([8, Number.NEGATIVE_INFINITY])
+    // 100 pending, none wrong yet: p = 120/120, room for 100 × 0.015/0.985 ≈ 1.5 early alarms, less
+    // the one assumed beyond those seen: none of the short silences fits
+    settle(c, 100, 0)
+    expect(c.theta).toBe(2 + 0.125)
+    // 40 of them wrong already: p = 80/120, room for ≈ 2.3: still not the 3 at logit 2 (3 + 1 > 2.3)
+    settle(c, 100, 40)
+    const room = (p: number): number => 100 * (p / (p - 0.015) - 1)
+    expect(room(80 / 120)).toBeLessThan(3 + 1)
+    expect(c.theta).toBe(2 + 0.125)
+    // 90 wrong: p = 30/120, room for ≈ 6.4: the 3 at logit 2 fit (3 + 1 ≤ 6.4), the 6 down to logit 1 do not (6 + 1 > 6.4)
+    settle(c, 100, 90)
+    expect(room(30 / 120)).toBeGreaterThan(3 + 1)
+    expect(room(30 / 120)).toBeLessThan(6 + 1)
+    expect(c.theta).toBe(1 + 0.125)
+    expect(c.veto).toBe(Number.NEGATIVE_INFINITY) // a veto needs labelled alerts, whose scores it knows
+  })
+
+  it('earlierThan: the statistics are relative to the intercept\'s drift, so the threshold and the veto move with it', () => {
+    const a = earlierThanController()
+    a.short[gridIndexOfLogit(-6)] = 990
+    a.short[gridIndexOfLogit(1)] = 10
+    a.refT[gridIndexOfLogit(2)] = 60
+    a.refF[gridIndexOfLogit(-4)] = 40
+    const b = { ...a, short: a.short.slice(), refT: a.refT.slice(), refF: a.refF.slice() }
+    settle(a, 0, 0, 0)
+    settle(b, 0, 0, 1.5)
+    expect(a.veto).toBe(-4 + 0.125)
+    expect([b.theta, b.veto]).toEqual([a.theta + 1.5, a.veto + 1.5])
+  })
+
+  it('earlierThan: the learner records scores minus the drift, and a version-2 state (absolute scores) is shifted on load', async () => {
+    const file = join(tmp.dir, 'drift-model.json')
+    writeFileSync(file, JSON.stringify(handModel({}, -3, { learn: true })))
+    const model = loadModel(file)
+    const specs = [{ spec: { kind: 'earlierThan' as const, rule: 'week', allowance: 0.015 }, refIndex: 1, refDays: 7, refSlot: 1 }]
+    const first = new ChurnLearner(model, specs)
+    first.mu[0] += 1 // the stream moved the intercept a logit up: 8 grid steps
+    first.controllers[0].short[gridIndexOfLogit(0)] = 5
+    type Bucketed = { bucketOf: (day: number) => { ref: Float64Array, fired: Float64Array } }
+    const bucket = (first as unknown as Bucketed).bucketOf(20_000)
+    bucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 2 // two wrong reference alerts at logit 0
+    bucket.fired[0] = 7
+    const written = new Map<string, Buffer>()
+    first.drain({ put: (k, v) => { written.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
+    const loadFrom = async (entries: Map<string, Buffer>): Promise<ChurnLearner> => {
+      const l = new ChurnLearner(model, specs)
+      await l.load({ getMany: async (keys: Buffer[]) => keys.map((k) => entries.get(k.toString('latin1'))) } as unknown as Parameters<ChurnLearner['load']>[0])
+      return l
+    }
+    const same = await loadFrom(written)
+    expect(same.controllers[0].short[gridIndexOfLogit(0)]).toBe(5)
+    expect((same as unknown as Bucketed).bucketOf(20_000).fired[0]).toBe(7)
+    // The same state as version 2 wrote it: core version 2, buckets without the alerts raised.
+    const legacy = new Map(written)
+    for (const [k, v] of legacy) {
+      if (k.endsWith('learner')) { const c = Buffer.from(v); c.writeDoubleLE(2, 32); legacy.set(k, c) } else legacy.set(k, v.subarray(0, v.length - 8))
+    }
+    const old = await loadFrom(legacy)
+    expect(old.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
+    expect(old.controllers[0].short[gridIndexOfLogit(0)]).toBe(0)
+    const oldBucket = (old as unknown as Bucketed).bucketOf(20_000)
+    expect(oldBucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
+    expect(Number.isNaN(oldBucket.fired[0])).toBe(true)
   })
 
   it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {
