@@ -92,7 +92,7 @@ const PENDING_FOLLOW_DAYS = 7
  * earlierThan: the threshold is the lowest whose recent short silences, plus this many, fit the
  * room for early false alarms. Scanning down to the last threshold whose count fits picks one
  * where the count was lucky-low; where the room is a couple of alarms (a rule 95% right) that sent
- * twice the alarms allowed. The veto assumes one right alert more than seen for the same reason.
+ * several times the alarms allowed. The veto assumes one right alert more than seen for the same reason.
  */
 const SHORT_SLACK = 1
 const DAY_MS = 86_400_000
@@ -552,10 +552,11 @@ export class ChurnLearner {
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
       if (v === undefined) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket of day ${days[i]} is missing`)
-      const b = decodeBucket(v, this.m, this.refGrid, this.controllers.length)
-      // A bucket written before the alerts were counted (Bucket.fired NaN) holds absolute scores.
-      if (b.fired.length > 0 && Number.isNaN(b.fired[0])) for (let o = 0; o < b.ref.length; o += GRID) shiftGrid(b.ref, o, this.legacyShift)
-      this.buckets.set(days[i], b)
+      const { bucket, legacy } = decodeBucket(v, this.m, this.refGrid, this.controllers.length)
+      // A bucket written before the alerts were counted holds absolute scores (once rewritten, the
+      // shifted ones, with its count of alerts unknown: NaN).
+      if (legacy) for (let o = 0; o < bucket.ref.length; o += GRID) shiftGrid(bucket.ref, o, this.legacyShift)
+      this.buckets.set(days[i], bucket)
     })
   }
 
@@ -852,10 +853,10 @@ function encodeBucket (b: Bucket, day: number, m: number): Buffer {
 
 /**
  * A stored bucket; its reference labels are kept when they fit this topology's thresholds
- * (refGrid numbers, then `controllers` counts of alerts raised; a bucket stored before those were
- * counted has them unknown, NaN), else they start from zero.
+ * (refGrid numbers, then `controllers` counts of alerts raised), else they start from zero.
+ * `legacy`: stored before the alerts were counted (they are unknown, NaN).
  */
-function decodeBucket (buf: Buffer, m: number, refGrid: number, controllers: number): Bucket {
+function decodeBucket (buf: Buffer, m: number, refGrid: number, controllers: number): { bucket: Bucket, legacy: boolean } {
   const base = 3 + 2 * m + m * m
   if (buf.length % 8 !== 0 || buf.length < 8 * base) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket holds ${buf.length} bytes`)
   const f = new Float64Array(buf.length / 8)
@@ -863,6 +864,7 @@ function decodeBucket (buf: Buffer, m: number, refGrid: number, controllers: num
   const nFired = refGrid === 0 ? 0 : controllers
   let ref = new Float64Array(refGrid)
   let fired = new Float64Array(nFired)
-  if (f.length === base + refGrid + nFired) { ref = f.slice(base, base + refGrid); fired = f.slice(base + refGrid) } else if (f.length === base + refGrid) { ref = f.slice(base); fired.fill(Number.NaN) }
-  return { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m, base), ref, fired }
+  const legacy = nFired > 0 && f.length === base + refGrid
+  if (f.length === base + refGrid + nFired) { ref = f.slice(base, base + refGrid); fired = f.slice(base + refGrid) } else if (legacy) { ref = f.slice(base); fired.fill(Number.NaN) }
+  return { bucket: { n: f[1], y: f[2], g: f.slice(3, 3 + m), k: f.slice(3 + m, 3 + 2 * m), h: f.slice(3 + 2 * m, base), ref, fired }, legacy }
 }

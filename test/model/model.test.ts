@@ -395,6 +395,12 @@ describe('the threshold controller', () => {
     const oldBucket = (old as unknown as Bucketed).bucketOf(20_000)
     expect(oldBucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
     expect(Number.isNaN(oldBucket.fired[0])).toBe(true)
+    // Rewritten (a label came to it) and loaded again: shifted once, not twice.
+    const rewritten = new Map(legacy)
+    old.drain({ put: (k, v) => { rewritten.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
+    const again = await loadFrom(rewritten)
+    expect(again.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
+    expect((again as unknown as Bucketed).bucketOf(20_000).ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
   })
 
   it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {
