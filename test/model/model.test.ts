@@ -362,28 +362,51 @@ describe('the threshold controller', () => {
     expect([b.theta, b.veto]).toEqual([a.theta + 1.5, a.veto + 1.5])
   })
 
-  it('earlierThan: the learner records scores minus the drift, and a version-2 state (absolute scores) is shifted on load', async () => {
+  type Buckets = { buckets: Map<number, { ref: Float64Array, fired: Float64Array }>, bucketOf: (day: number) => { ref: Float64Array, fired: Float64Array } }
+  const driftModel = (): ReturnType<typeof loadModel> => {
     const file = join(tmp.dir, 'drift-model.json')
     writeFileSync(file, JSON.stringify(handModel({}, -3, { learn: true })))
-    const model = loadModel(file)
-    const specs = [{ spec: { kind: 'earlierThan' as const, rule: 'week', allowance: 0.015 }, refIndex: 1, refDays: 7, refSlot: 1 }]
-    const first = new ChurnLearner(model, specs)
+    return loadModel(file)
+  }
+  const earlierThanSpecs = [{ spec: { kind: 'earlierThan' as const, rule: 'week', allowance: 0.015 }, refIndex: 1, refDays: 7, refSlot: 1 }]
+
+  it('earlierThan: the rule\'s pending alerts count per bucket a week old or more, never more wrong than counted, none from a bucket whose count is unknown', () => {
+    const l = new ChurnLearner(driftModel(), earlierThanSpecs)
+    const b = l as unknown as Buckets
+    const G = THRESHOLD_GRID_SIZE
+    l.day = 20_020
+    const put = (day: number, fired: number, wrong: number): void => { const k = b.bucketOf(day); k.fired[0] = fired; k.ref[G + gridIndexOfLogit(0)] = wrong; k.ref[gridIndexOfLogit(1)] = 99 /* right labels: not pending */ }
+    put(20_000, 10, 3)
+    put(20_010, 2, 5) // more wrong labels than alerts counted (a skipped day): 2 wrong at most
+    put(20_015, 4, 0) // 5 days old: not yet
+    put(20_005, Number.NaN, 6) // unknown count
+    expect(l.pendingReference(0)).toEqual([12, 5])
+  })
+
+  it('earlierThan: a version-2 state (absolute scores) is shifted once on load and written back, and the days before it count no alert', async () => {
+    const model = driftModel()
+    const first = new ChurnLearner(model, earlierThanSpecs)
     first.mu[0] += 1 // the stream moved the intercept a logit up: 8 grid steps
+    first.day = 20_010
     first.controllers[0].short[gridIndexOfLogit(0)] = 5
-    type Bucketed = { bucketOf: (day: number) => { ref: Float64Array, fired: Float64Array } }
-    const bucket = (first as unknown as Bucketed).bucketOf(20_000)
+    const bucket = (first as unknown as Buckets).bucketOf(20_000)
     bucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 2 // two wrong reference alerts at logit 0
     bucket.fired[0] = 7
-    const written = new Map<string, Buffer>()
-    first.drain({ put: (k, v) => { written.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
+    const drainInto = (l: ChurnLearner, into: Map<string, Buffer>): Map<string, Buffer> => {
+      l.drain({ put: (k, v) => { into.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
+      return into
+    }
+    const written = drainInto(first, new Map())
     const loadFrom = async (entries: Map<string, Buffer>): Promise<ChurnLearner> => {
-      const l = new ChurnLearner(model, specs)
+      const l = new ChurnLearner(model, earlierThanSpecs)
       await l.load({ getMany: async (keys: Buffer[]) => keys.map((k) => entries.get(k.toString('latin1'))) } as unknown as Parameters<ChurnLearner['load']>[0])
       return l
     }
+    const bucketsOf = (l: ChurnLearner): Buckets['buckets'] => (l as unknown as Buckets).buckets
     const same = await loadFrom(written)
     expect(same.controllers[0].short[gridIndexOfLogit(0)]).toBe(5)
-    expect((same as unknown as Bucketed).bucketOf(20_000).fired[0]).toBe(7)
+    expect(bucketsOf(same).get(20_000)?.fired[0]).toBe(7)
+    expect([...bucketsOf(same).keys()]).toEqual([20_000])
     // The same state as version 2 wrote it: core version 2, buckets without the alerts raised.
     const legacy = new Map(written)
     for (const [k, v] of legacy) {
@@ -392,15 +415,16 @@ describe('the threshold controller', () => {
     const old = await loadFrom(legacy)
     expect(old.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
     expect(old.controllers[0].short[gridIndexOfLogit(0)]).toBe(0)
-    const oldBucket = (old as unknown as Bucketed).bucketOf(20_000)
-    expect(oldBucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
-    expect(Number.isNaN(oldBucket.fired[0])).toBe(true)
-    // Rewritten (a label came to it) and loaded again: shifted once, not twice.
-    const rewritten = new Map(legacy)
-    old.drain({ put: (k, v) => { rewritten.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
-    const again = await loadFrom(rewritten)
+    const oldBucket = bucketsOf(old).get(20_000)
+    expect(oldBucket?.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
+    expect(Number.isNaN(oldBucket?.fired[0])).toBe(true)
+    // every day up to the state's whose alerts were not counted: a label of one later counts no alert
+    expect(Number.isNaN(bucketsOf(old).get(20_009)?.fired[0])).toBe(true)
+    // Its next commit writes it back (the buckets in the new layout, the core as version 3):
+    // loaded again, shifted once, not twice.
+    const again = await loadFrom(drainInto(old, new Map(legacy)))
     expect(again.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
-    expect((again as unknown as Bucketed).bucketOf(20_000).ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
+    expect(bucketsOf(again).get(20_000)?.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
   })
 
   it('until the reference has alerted 20 times, the model rule alerts as the reference does', async () => {
