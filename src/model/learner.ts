@@ -135,8 +135,8 @@ interface Bucket {
   /**
    * earlierThan: the reference alerts of this day (one per controller), counted as they are
    * raised. Until the bucket matures, those without a wrong label yet are counted as right: an
-   * estimate of the reference's precision that can only be too high (NaN: a bucket stored before
-   * this was counted).
+   * estimate of the reference's precision that can only be too high (NaN: unknown, see
+   * pendingReference).
    */
   fired: Float64Array
 }
@@ -212,8 +212,6 @@ export class ChurnLearner {
   private readonly refGrid: number
   folds = 0
   private dirty = false
-  /** the version of the learner state load() read (CORE_VERSION when none) */
-  private loadedVersion = CORE_VERSION
 
   constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number, refSlot?: number }>) {
     const prior = model.prior
@@ -335,7 +333,6 @@ export class ChurnLearner {
 
   /** Silent day `k` of the user's spell was scored: the reference's alert on that day, if any, is counted in its day's bucket (Bucket.fired). */
   refScored (s: UserState, k: number): void {
-    if (k !== this.refRecordDay && this.controllers.length === 1) return // the common case, once per scored day
     for (let i = 0; i < this.controllers.length; i++) {
       const c = this.controllers[i]
       if (c.spec.kind === 'earlierThan' && c.refDays === k) this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + k) / DAY_MS)).fired[i]++
@@ -565,8 +562,9 @@ export class ChurnLearner {
   async load (store: KvStore): Promise<void> {
     const [core] = await store.getMany([CORE_KEY])
     if (core === undefined) return
-    const days = this.decodeCore(core)
-    if (days === null) return
+    const decoded = this.decodeCore(core)
+    if (decoded === null) return
+    const { days, version } = decoded
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
       if (v === undefined) throw new EbbError(Errors.STATE_CORRUPT, `the churn model's bucket of day ${days[i]} is missing`)
@@ -582,7 +580,7 @@ export class ChurnLearner {
     })
     // After a version-2 state, the alerts of the days before are not counted: a bucket those days
     // get later (a label of an alert raised before) must not count as one that saw no alert.
-    if (this.loadedVersion === 2 && this.refGrid > 0) {
+    if (version === 2 && this.refGrid > 0) {
       for (let d = this.day - this.model.prior.learning.matureDays + 1; d <= this.day; d++) this.bucketOf(d).fired.fill(Number.NaN)
     }
   }
@@ -621,7 +619,7 @@ export class ChurnLearner {
   }
 
   /** Returns the bucket days to load, or null when the stored learner belongs to another model. */
-  private decodeCore (buf: Buffer): number[] | null {
+  private decodeCore (buf: Buffer): { days: number[], version: number } | null {
     const hash = buf.subarray(0, 32).toString('hex')
     if (hash !== this.model.file.sha256) return null
     const body = buf.subarray(32)
@@ -631,7 +629,6 @@ export class ChurnLearner {
     const bad = (what: string): never => { throw new EbbError(Errors.STATE_CORRUPT, `the churn model's learned state: ${what}`) }
     const version = f[o++]
     if (version !== 1 && version !== 2 && version !== CORE_VERSION) bad(`version ${version}`)
-    this.loadedVersion = version
     const per = version === 1 ? CONTROLLER_V1 : CONTROLLER_V2
     const m = f[o++]
     const grid = f[o++]
@@ -669,7 +666,7 @@ export class ChurnLearner {
     })
     const days: number[] = []
     for (let k = 0; k < nd; k++) days.push(f[o++])
-    return days
+    return { days, version }
   }
 
   /** Grid steps that a version-2 state's absolute scores move down by to be relative to the drift: the drift when it is loaded, in grid steps. */

@@ -285,12 +285,13 @@ describe('the threshold controller', () => {
     expect(chooseTheta(b, crossings, p, 10_000)).toBe(grid(THRESHOLD_GRID_SIZE - 5))
   })
 
+  const earlierThanController = (): Controller => ({
+    spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
+    veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE)
+  })
+
   it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room postponing few right alerts, and a threshold within the room that falls at most half a logit a day', () => {
-    const G = THRESHOLD_GRID_SIZE
-    const c: Controller = {
-      spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
-      veto: Number.NEGATIVE_INFINITY, short: new Float64Array(G), refT: new Float64Array(G), refF: new Float64Array(G)
-    }
+    const c = earlierThanController()
     c.short[gridIndexOfLogit(-6)] = 990
     c.short[gridIndexOfLogit(1)] = 10
     chooseEarlierThan(c) // the reference's alerts have no labels yet: alert with it, no earlier, no veto
@@ -319,10 +320,6 @@ describe('the threshold controller', () => {
     expect(c.theta).toBeGreaterThan(1)
   })
 
-  const earlierThanController = (): Controller => ({
-    spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
-    veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE)
-  })
   const settle = (c: Controller, ...args: [number, number, number]): void => { for (let day = 0; day < 40; day++) chooseEarlierThan(c, ...args) }
 
   it('earlierThan before any label matured: the pending alerts a week old count, right unless a LOGIN proved them wrong; no veto yet', () => {
