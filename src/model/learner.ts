@@ -1,10 +1,11 @@
 import { EbbError, Errors } from '../errors.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
-import { NEVER_DAY, SPELL_MAX_NONE, type UserState } from '../state/user-state.js'
+import { NEVER_DAY, OFF_SPELL, SPELL_MAX_NONE, SPELL_WORDS, type UserState } from '../state/user-state.js'
 import type { ChurnModel } from './model.js'
 import { FEATURE_COUNT, freezeSpell, MIN_EVIDENCE_DAYS, REF_Z_NONE, spellEvidenceDays, spellFeatures, spellRefZ } from './spell.js'
 import type { SignalParams } from '../signals/signals.js'
+import { RecentReferenceAlerts } from './recent-alerts.js'
 
 /**
  * What one partition learns from its own stream (docs/churn-model.md, "Learning from the stream").
@@ -95,6 +96,14 @@ const PENDING_FOLLOW_DAYS = 7
  * several times the alarms allowed. The veto assumes one right alert more than seen for the same reason.
  */
 const SHORT_SLACK = 1
+/**
+ * earlierThan: the share of the precision the veto is estimated to buy that early alerts may
+ * spend. The estimate comes from the reference's alerts of the last weeks scored with today's
+ * coefficients, and runs ahead of what the replays show where the population changes (its churn
+ * coming in waves, its coefficients turning): spending all of it left the archetype simulator 2.2
+ * to 2.7 points under the rule's precision, three quarters 1.3 (docs/churn-model.md, "The veto").
+ */
+const VETO_CREDIT = 0.75
 const DAY_MS = 86_400_000
 
 export interface LearningSettings {
@@ -165,6 +174,16 @@ export interface Controller {
   /** earlierThan: the reference's alerts labelled right (30 silent days followed) and wrong (a LOGIN came first), by the grid threshold at or below their score (decayed) */
   refT: Float64Array
   refF: Float64Array
+  /**
+   * earlierThan: the reference's alerts of the last weeks (RecentReferenceAlerts), by the grid
+   * threshold at or below the score today's coefficients give them on the reference's day, less
+   * the drift: a week old or more with no LOGIN yet (counted right), those a LOGIN proved wrong,
+   * and of those the ones a veto would hold back for good (their silence ended before twice the
+   * reference's day without reaching the threshold). Weighted by the model's memory; rebuilt daily.
+   */
+  vetoT: Float64Array
+  vetoF: Float64Array
+  vetoGone: Float64Array
 }
 
 /** Logistic function and its inverse, the only place they are written. */
@@ -212,6 +231,10 @@ export class ChurnLearner {
   private readonly refGrid: number
   folds = 0
   private dirty = false
+  /** earlierThan: the reference's recent alerts with their spell records (the veto's statistics) */
+  readonly recent = new RecentReferenceAlerts()
+  /** a user state holding only a spell record: what spellFeatures reads (words, spellDay), for scoring recent alerts */
+  private readonly scratch = { words: new Uint16Array(OFF_SPELL + SPELL_WORDS), spellDay: NEVER_DAY } as unknown as UserState
 
   constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number, refSlot?: number }>) {
     const prior = model.prior
@@ -222,7 +245,8 @@ export class ChurnLearner {
     this.xs = new Float64Array(this.m)
     this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
       spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
-      veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID)
+      veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID),
+      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID)
     }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
@@ -322,6 +346,7 @@ export class ChurnLearner {
         }
       } else if (s.spellFirst <= r && s.spellResolved <= r) {
         this.refLabelled(c, s, false)
+        this.recent.add(this.alertDay(s, r), this.controllers.indexOf(c), true, s)
       }
     }
   }
@@ -335,24 +360,28 @@ export class ChurnLearner {
   refScored (s: UserState, k: number): void {
     for (let i = 0; i < this.controllers.length; i++) {
       const c = this.controllers[i]
-      if (c.spec.kind === 'earlierThan' && c.refDays === k) this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + k) / DAY_MS)).fired[i]++
+      if (c.spec.kind !== 'earlierThan' || c.refDays !== k) continue
+      const day = this.alertDay(s, k)
+      this.bucketOf(day).fired[i]++
+      this.recent.add(day, i, false, s)
     }
   }
+
+  /** The UTC day of the reference's alert on silent day k of the user's spell (the day of its bucket). */
+  private alertDay (s: UserState, k: number): number { return Math.floor(s.zone.startOfDay(s.spellDay + 1 + k) / DAY_MS) }
 
   /**
    * A labelled reference alert, at the grid threshold at or below the score the model gave on its
    * day (kept in the spell record; recomputed with today's coefficients for a state written
    * before it was kept) less the drift when the label comes, into the bucket of the UTC day it was
-   * raised: counted when that matures (Bucket.ref). The drift of the alert's day would be the
-   * exact one, but a right label comes 30 days later than most wrong ones, and where the drift
-   * rose meanwhile, that placed right alerts higher and let the veto buy more early alerts than
-   * it pays for (the postponed alerts it does not count back, docs/churn-model.md): archetypes
-   * 2.3 points under the rule's precision, measured. So the drift is the label's.
+   * raised: counted when that matures (Bucket.ref). Only the totals count now, in the reference's
+   * precision p and the veto's gate; the veto's own statistics are the recent alerts rescored
+   * every day (vetoStatistics). The grid is kept: it is what the stored state holds.
    */
   private refLabelled (c: Controller, s: UserState, right: boolean): void {
     const stored = c.refDays === this.refRecordDay ? spellRefZ(s) : REF_Z_NONE
     const j = gridIndexAtOrBelow((stored !== REF_Z_NONE ? stored : Math.round(this.z(s, c.refDays) * Z_SCALE)) - this.driftQ())
-    const b = this.bucketOf(Math.floor(s.zone.startOfDay(s.spellDay + 1 + c.refDays) / DAY_MS))
+    const b = this.bucketOf(this.alertDay(s, c.refDays))
     b.ref[2 * GRID * this.controllers.indexOf(c) + (right ? 0 : GRID) + (j < 0 ? 0 : j)]++
   }
 
@@ -495,11 +524,44 @@ export class ChurnLearner {
 
   /** Re-chooses every threshold from the recent statistics (the prior's until there are enough). */
   private choose (): void {
+    if (this.refGrid > 0) this.vetoStatistics()
     this.controllers.forEach((c, i) => {
       if (c.spec.kind !== 'earlierThan') { c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored); return }
       const [fired, wrong] = this.pendingReference(i)
       chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE)
     })
+  }
+
+  /**
+   * Rebuilds each earlierThan controller's veto statistics (Controller.vetoT) from the recent
+   * reference alerts: each scored with today's coefficients on the reference's day, less the
+   * drift; weighted by the model's memory from a week after the alert. A wrong one is held back
+   * for good by a veto when its silence ended before twice the reference's day and no day of it
+   * after the reference's reached today's threshold (a postponed alert comes back otherwise).
+   */
+  private vetoStatistics (): void {
+    this.recent.expire(this.day)
+    for (const c of this.controllers) { c.vetoT.fill(0); c.vetoF.fill(0); c.vetoGone.fill(0) }
+    const decay = this.model.prior.learning.decayPerDay
+    const dq = this.driftQ()
+    this.recent.forEach(this.scratch, (day, k, wrong, scored) => {
+      const c = this.controllers[k]
+      const age = this.day - day
+      if (c === undefined || c.spec.kind !== 'earlierThan' || (!wrong && age < PENDING_FOLLOW_DAYS)) return
+      const r = c.refDays
+      const j = Math.max(0, gridIndexAtOrBelow(Math.round(this.z(this.scratch, r) * Z_SCALE) - dq))
+      const w = Math.pow(decay, Math.max(0, age - PENDING_FOLLOW_DAYS))
+      if (!wrong) { c.vetoT[j] += w; return }
+      c.vetoF[j] += w
+      // A wrong alert a week old was counted right above: it moves.
+      if (age >= PENDING_FOLLOW_DAYS) c.vetoT[j] -= w
+      let back = scored > 2 * r
+      const thetaQ = Math.round(c.theta * Z_SCALE)
+      for (let d = r + 1; !back && d < scored; d++) back = Math.round(this.z(this.scratch, d) * Z_SCALE) >= thetaQ
+      if (!back) c.vetoGone[j] += w
+    })
+    // A wrong label whose alert was filed before these statistics existed has no alert to move from.
+    for (const c of this.controllers) for (let j = 0; j < GRID; j++) if (c.vetoT[j] < 0) c.vetoT[j] = 0
   }
 
   /**
@@ -548,11 +610,13 @@ export class ChurnLearner {
   /** Writes what changed since the last commit into the store batch. */
   drain (batch: StoreBatch): void {
     for (const d of this.foldedBuckets) batch.del(bucketKey(d))
+    this.recent.drain(batch)
     for (const d of this.dirtyBuckets) batch.put(bucketKey(d), encodeBucket(this.buckets.get(d) as Bucket, d, this.m))
     if (this.dirty || this.foldedBuckets.length > 0 || this.dirtyBuckets.size > 0) batch.put(CORE_KEY, this.encodeCore())
   }
 
   committed (): void {
+    this.recent.committed()
     this.foldedBuckets.length = 0
     this.dirtyBuckets.clear()
     this.dirty = false
@@ -561,9 +625,10 @@ export class ChurnLearner {
   /** Loads what a previous run committed; a learner of another prior (a new model file) starts over. */
   async load (store: KvStore): Promise<void> {
     const [core] = await store.getMany([CORE_KEY])
-    if (core === undefined) return
-    const decoded = this.decodeCore(core)
-    if (decoded === null) return
+    this.recent.load(store)
+    const decoded = core === undefined ? null : this.decodeCore(core)
+    // Another prior's learner starts over (its recent alerts go at the next commit).
+    if (decoded === null) { this.recent.dropAll(); return }
     const { days, version } = decoded
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
@@ -706,7 +771,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0) }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0) }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -765,12 +830,11 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * veto (then later: when the score reaches θ, a week after the reference at the latest); and
  * earlier once the score crosses θ. What its alerts cost in precision against the reference's p:
  * the early alerts on silences that ended before the reference alerted (E, all false), and what
- * they gain: vetoed alerts, mostly false when the score is low (those that come back postponed
- * are not counted back: docs/churn-model.md, "Postponed, not dropped"). With qT, qF the
- * vetoed shares of the reference's alerts that were right and wrong, its precision is
- * N(p − qT) / (N(1 − qT − qF) + E) ≥ p − δ for E ≤ N((p − qT)/(p − δ) − 1 + qT + qF). The veto
- * is the one that allows the largest E while it postpones at most VETO_RECALL of the reference's
- * right alerts; θ the lowest threshold that recent short silences crossed no more than E times
+ * they gain: vetoed wrong alerts that do not come back (a vetoed right one comes back, still
+ * right). With qF that share of the reference's alerts (Controller.vetoGone), its precision is
+ * pN / (N(1 − qF) + E) ≥ p − δ for E ≤ N(p/(p − δ) − 1 + qF), of which early alerts spend
+ * VETO_CREDIT of qF. The veto is the one that allows the largest E while it postpones at most
+ * VETO_RECALL of the reference's right alerts; θ the lowest threshold that recent short silences crossed no more than E times
  * (SHORT_SLACK more). p counts the labelled alerts, the `pendingFired` alerts raised at least
  * PENDING_FOLLOW_DAYS ago whose labels have not matured (right unless among the `pendingWrong`
  * already answered by a LOGIN), and REFERENCE_PRIOR_ALERTS right ones: until the stream says
@@ -794,19 +858,26 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   // The reference's precision: its labelled alerts, its pending ones (not wrong yet: counted
   // right, so p can only be too high, which costs earliness, not precision), and the pseudo-alerts.
   const p = (right + pendingFired - pendingWrong + REFERENCE_PRIOR_ALERTS) / (total + pendingFired)
-  const room = (qT: number, qF: number): number => p - qT <= d ? 0 : Math.min(1, (p - qT) / Math.max(p - d, d) - 1 + qT + qF)
-  let bestRoom = room(0, 0)
+  // A vetoed right alert comes back (postponed: it is still right); a vetoed wrong one is gone
+  // unless it comes back too. With qF the share of the reference's alerts held back for good, the
+  // precision is pN / (N(1 − qF) + E) ≥ p − δ for E ≤ N(p/(p − δ) − 1 + qF), of which early
+  // alerts spend VETO_CREDIT of qF.
+  const room = (qF: number): number => Math.min(1, p / Math.max(p - d, d) - 1 + VETO_CREDIT * qF)
+  let bestRoom = room(0)
   let veto = Number.NEGATIVE_INFINITY
-  // What a veto holds back, from the reference's labelled alerts by the score the model gave them
-  // on that day (the spell record keeps it), with one right alert assumed among those vetoed: a
-  // low-score bin that has not seen one recently is not taken for one that cannot.
-  let qT = 1 / total
+  // What a veto holds back, from the reference's recent alerts scored with today's coefficients
+  // (vetoStatistics), with one right alert assumed among those vetoed: a low-score bin that has
+  // not seen one recently is not taken for one that cannot.
+  let seenRight = 0
+  let vetoTotal = REFERENCE_PRIOR_ALERTS
+  for (let j = 0; j < GRID; j++) { seenRight += c.vetoT[j]; vetoTotal += c.vetoT[j] + c.vetoF[j] }
+  let heldRight = 1
   let qF = 0
   for (let v = 1; labelled && v < GRID; v++) {
-    qT += c.refT[v - 1] / total
-    qF += c.refF[v - 1] / total
-    if (qT * total > VETO_RECALL * right) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
-    const r = room(qT, qF)
+    heldRight += c.vetoT[v - 1]
+    qF += c.vetoGone[v - 1] / vetoTotal
+    if (heldRight > VETO_RECALL * seenRight) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
+    const r = room(qF)
     if (r > bestRoom) { bestRoom = r; veto = gridLogit(v) + drift }
   }
   c.veto = veto

@@ -13,6 +13,8 @@ import { loadModel, type ModelFile, modelReasons } from '../../src/model/model.j
 import { FEATURE_COUNT, FeatureId, FEATURES, spellFeatures } from '../../src/model/spell.js'
 import { parseTopology } from '../../src/rules/topology.js'
 import { TopologyTestDriver, type DriverEvent } from '../../src/runtime/test-driver.js'
+import { UserState } from '../../src/state/user-state.js'
+import { zoneClock } from '../../src/time/zones.js'
 import { mulberry32 } from '../../src/sim/simulator.js'
 import { at, handModel, tempDir } from '../helpers.js'
 
@@ -287,8 +289,17 @@ describe('the threshold controller', () => {
 
   const earlierThanController = (): Controller => ({
     spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
-    veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE)
+    veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE),
+    vetoT: new Float64Array(THRESHOLD_GRID_SIZE), vetoF: new Float64Array(THRESHOLD_GRID_SIZE), vetoGone: new Float64Array(THRESHOLD_GRID_SIZE)
   })
+  /** right and wrong reference alerts at logits: labelled (p) and recent (the veto), the wrong ones all held back for good by a veto */
+  const labels = (c: Controller, right: number, atRight: number, wrong: number, atWrong: number): void => {
+    c.refT[gridIndexOfLogit(atRight)] += right
+    c.refF[gridIndexOfLogit(atWrong)] += wrong
+    c.vetoT[gridIndexOfLogit(atRight)] += right
+    c.vetoF[gridIndexOfLogit(atWrong)] += wrong
+    c.vetoGone[gridIndexOfLogit(atWrong)] += wrong
+  }
 
   it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room postponing few right alerts, and a threshold within the room that falls at most half a logit a day', () => {
     const c = earlierThanController()
@@ -297,22 +308,20 @@ describe('the threshold controller', () => {
     chooseEarlierThan(c) // the reference's alerts have no labels yet: alert with it, no earlier, no veto
     expect([c.theta, c.veto]).toEqual([8, Number.NEGATIVE_INFINITY])
     // 60 right alerts at a high score, 40 wrong ones at a low one; p = (60 + 20) / (100 + 20)
-    c.refT[gridIndexOfLogit(2)] = 60
-    c.refF[gridIndexOfLogit(-4)] = 40
+    labels(c, 60, 2, 40, -4)
     chooseEarlierThan(c)
-    // vetoing the low bin holds back 40 wrong alerts and (by the one right alert assumed there) 1/120 right
+    // vetoing the low bin holds back the 40 wrong alerts for good (and postpones the one right alert assumed there)
     expect(c.veto).toBe(-4 + 0.125)
     const p = 80 / 120
-    const qT = 1 / 120
-    const room = (p - qT) / (p - 0.015) - 1 + qT + 40 / 120
+    const room = p / (p - 0.015) - 1 + 0.75 * 40 / 120 // three quarters of what the veto buys
     // room for 100 × room early false alarms: the 10 short silences that reached logit 1 fit, the 990 at −6 do not
     expect(100 * room).toBeGreaterThan(10)
     expect(100 * room).toBeLessThan(1000)
     expect(c.theta).toBe(7.5) // falling from 8 by at most ½ a day
     for (let day = 0; day < 40; day++) chooseEarlierThan(c)
     expect(c.theta).toBe(-6 + 0.125) // the lowest threshold above the 990
-    // right alerts in the vetoed bin: the veto would postpone more than 10% of them, so there is none, and less room
-    c.refT[gridIndexOfLogit(-4)] = 10
+    // right alerts in the vetoed bin: the veto would postpone more than 5% of them, so there is none, and less room
+    c.vetoT[gridIndexOfLogit(-4)] = 10
     chooseEarlierThan(c)
     expect(c.veto).toBe(Number.NEGATIVE_INFINITY)
     c.short[gridIndexOfLogit(1)] = 50 // more short silences high up than the room without a veto allows: the threshold rises at once
@@ -350,9 +359,8 @@ describe('the threshold controller', () => {
     const a = earlierThanController()
     a.short[gridIndexOfLogit(-6)] = 990
     a.short[gridIndexOfLogit(1)] = 10
-    a.refT[gridIndexOfLogit(2)] = 60
-    a.refF[gridIndexOfLogit(-4)] = 40
-    const b = { ...a, short: a.short.slice(), refT: a.refT.slice(), refF: a.refF.slice() }
+    labels(a, 60, 2, 40, -4)
+    const b = { ...a, short: a.short.slice(), refT: a.refT.slice(), refF: a.refF.slice(), vetoT: a.vetoT.slice(), vetoF: a.vetoF.slice(), vetoGone: a.vetoGone.slice() }
     settle(a, 0, 0, 0)
     settle(b, 0, 0, 1.5)
     expect(a.veto).toBe(-4 + 0.125)
@@ -380,6 +388,66 @@ describe('the threshold controller', () => {
     expect(l.pendingReference(0)).toEqual([12, 5])
   })
 
+  /** A read-only store over the key → value map a learner's drain wrote (latin1 keys). */
+  const mapStore = (entries: Map<string, Buffer>): Parameters<ChurnLearner['load']>[0] => ({
+    getMany: async (keys: Buffer[]) => keys.map((k) => entries.get(k.toString('latin1'))),
+    scanSync: (gte: Buffer, lte: Buffer) => {
+      const rows = [...entries].filter(([k]) => Buffer.from(k, 'latin1').compare(gte) >= 0 && Buffer.from(k, 'latin1').compare(lte) <= 0).sort(([a], [b]) => Buffer.from(a, 'latin1').compare(Buffer.from(b, 'latin1')))
+      let at = 0
+      const next = (n: number): Array<[Buffer, Buffer]> => {
+        const page = rows.slice(at, at + n)
+        at += page.length
+        return page.map(([k, v]) => [Buffer.from(k, 'latin1'), v])
+      }
+      return { next, close: () => {} }
+    }
+  } as unknown as Parameters<ChurnLearner['load']>[0])
+
+  it('earlierThan: the veto counts the rule\'s recent alerts with today\'s scores, a week old or more, and as held back for good only the wrong ones that would not come back; they survive a restart', async () => {
+    // z = −10 + daysInactive: −3 on the rule's day 7, −2 … 3 on days 8 … 13
+    const file = join(tmp.dir, 'veto-model.json')
+    writeFileSync(file, JSON.stringify(handModel({ daysInactive: 1 }, -10)))
+    const model = loadModel(file)
+    const l = new ChurnLearner(model, earlierThanSpecs)
+    l.roll(20_100) // the first midnight: the learner's day, to be committed
+    const c = l.controllers[0]
+    c.theta = 0.5
+    const silence = (scored: number): UserState => { const s = new UserState('u', zoneClock('UTC')); s.spellDay = 20_080; s.spellScored = scored; return s }
+    const alert = (day: number, scored: number, wrong: boolean): void => {
+      l.recent.add(day, 0, false, silence(scored))
+      if (wrong) l.recent.add(day, 0, true, silence(scored))
+    }
+    alert(20_090, 30, false) // right (no LOGIN yet), 10 days old
+    alert(20_097, 30, false) // 3 days old: not counted yet
+    alert(20_090, 10, true) // wrong: its silence ended on day 9, under the threshold since day 7: held back for good
+    alert(20_090, 12, true) // wrong: day 11 reached the threshold (z = 1 ≥ 0.5): a vetoed alert would have come back
+    alert(20_090, 15, true) // wrong: silent past day 14, where a vetoed alert comes back anyway
+    alert(20_097, 9, true) // wrong already, 3 days old: counted wrong (and held back) at full weight
+    alert(19_900, 30, false) // 200 days old: dropped
+    const statistics = (x: ChurnLearner): number[] => {
+      ;(x as unknown as { vetoStatistics: () => void }).vetoStatistics()
+      const j = gridIndexOfLogit(-3)
+      const k = x.controllers[0]
+      return [k.vetoT[j], k.vetoF[j], k.vetoGone[j], k.vetoT.reduce((a, b) => a + b, 0)]
+    }
+    const w = 0.98 ** 3 // 10 days old: three days of the model's memory past the week
+    const got = statistics(l)
+    expect(got[0]).toBeCloseTo(w, 12) // four alerts of day 20 090 less the three proved wrong
+    expect(got[1]).toBeCloseTo(3 * w + 1, 12)
+    expect(got[2]).toBeCloseTo(w + 1, 12)
+    expect(got[3]).toBeCloseTo(w, 12) // nothing elsewhere on the grid: the 200-day-old alert is gone
+    // Committed and loaded by a new learner: the same statistics, the dropped day deleted.
+    const written = new Map<string, Buffer>()
+    const deleted: string[] = []
+    l.drain({ put: (k, v) => { written.set(k.toString('latin1'), Buffer.from(v)) }, del: (k) => { deleted.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} })
+    expect(deleted).toEqual(['mlearner-r19900.0'])
+    expect([...written.keys()].filter((k) => k.startsWith('mlearner-r')).sort()).toEqual(['mlearner-r20090.0', 'mlearner-r20097.0'])
+    const again = new ChurnLearner(model, earlierThanSpecs)
+    await again.load(mapStore(written))
+    again.controllers[0].theta = 0.5
+    expect(statistics(again)).toEqual(got)
+  })
+
   it('earlierThan: a version-2 state (absolute scores) is shifted once on load and written back, and the days before it count no alert', async () => {
     const model = driftModel()
     const first = new ChurnLearner(model, earlierThanSpecs)
@@ -396,7 +464,7 @@ describe('the threshold controller', () => {
     const written = drainInto(first, new Map())
     const loadFrom = async (entries: Map<string, Buffer>): Promise<ChurnLearner> => {
       const l = new ChurnLearner(model, earlierThanSpecs)
-      await l.load({ getMany: async (keys: Buffer[]) => keys.map((k) => entries.get(k.toString('latin1'))) } as unknown as Parameters<ChurnLearner['load']>[0])
+      await l.load(mapStore(entries))
       return l
     }
     const bucketsOf = (l: ChurnLearner): Buckets['buckets'] => (l as unknown as Buckets).buckets
