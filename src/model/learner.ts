@@ -1,7 +1,8 @@
 import { EbbError, Errors } from '../errors.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
-import { NEVER_DAY, OFF_SPELL, SPELL_MAX_NONE, SPELL_WORDS, type UserState } from '../state/user-state.js'
+import { NEVER_DAY, SPELL_MAX_NONE, UserState } from '../state/user-state.js'
+import { zoneClock } from '../time/zones.js'
 import type { ChurnModel } from './model.js'
 import { FEATURE_COUNT, freezeSpell, MIN_EVIDENCE_DAYS, REF_Z_NONE, spellEvidenceDays, spellFeatures, spellRefZ } from './spell.js'
 import type { SignalParams } from '../signals/signals.js'
@@ -184,6 +185,8 @@ export interface Controller {
   vetoT: Float64Array
   vetoF: Float64Array
   vetoGone: Float64Array
+  /** earlierThan: the recent alerts a veto cannot hold back (users the model does not alert early for yet), weighted alike: they count in the total only */
+  vetoOthers: number
 }
 
 /** Logistic function and its inverse, the only place they are written. */
@@ -233,8 +236,8 @@ export class ChurnLearner {
   private dirty = false
   /** earlierThan: the reference's recent alerts with their spell records (the veto's statistics) */
   readonly recent = new RecentReferenceAlerts()
-  /** a user state holding only a spell record: what spellFeatures reads (words, spellDay), for scoring recent alerts */
-  private readonly scratch = { words: new Uint16Array(OFF_SPELL + SPELL_WORDS), spellDay: NEVER_DAY } as unknown as UserState
+  /** a user state that holds a recent alert's spell record (all spellFeatures reads), to score it */
+  private readonly scratch = new UserState('', zoneClock('UTC'))
 
   constructor (readonly model: ChurnModel, specs: ReadonlyArray<{ spec: ThresholdSpec, refIndex: number, refDays: number, refSlot?: number }>) {
     const prior = model.prior
@@ -246,7 +249,7 @@ export class ChurnLearner {
     this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
       spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
       veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID),
-      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID)
+      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0
     }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
@@ -346,7 +349,9 @@ export class ChurnLearner {
         }
       } else if (s.spellFirst <= r && s.spellResolved <= r) {
         this.refLabelled(c, s, false)
-        this.recent.add(this.alertDay(s, r), this.controllers.indexOf(c), true, s)
+        // A day with nothing filed is from before the recent alerts were kept: no alert to label.
+        const day = this.alertDay(s, r)
+        if (this.recent.has(day)) this.recent.add(day, c.refSlot, true, known, s)
       }
     }
   }
@@ -363,7 +368,7 @@ export class ChurnLearner {
       if (c.spec.kind !== 'earlierThan' || c.refDays !== k) continue
       const day = this.alertDay(s, k)
       this.bucketOf(day).fired[i]++
-      this.recent.add(day, i, false, s)
+      this.recent.add(day, c.refSlot, false, spellEvidenceDays(s) >= MIN_EVIDENCE_DAYS, s)
     }
   }
 
@@ -534,35 +539,47 @@ export class ChurnLearner {
 
   /**
    * Rebuilds each earlierThan controller's veto statistics (Controller.vetoT) from the recent
-   * reference alerts: each scored with today's coefficients on the reference's day, less the
-   * drift; weighted by the model's memory from a week after the alert. A wrong one is held back
-   * for good by a veto when its silence ended before twice the reference's day and no day of it
-   * after the reference's reached today's threshold (a postponed alert comes back otherwise).
+   * reference alerts a week old or more: each scored with today's coefficients on the
+   * reference's day, less the drift, and weighted by the model's memory from a week after the
+   * alert. Those without a LOGIN yet count as right, those with one as wrong; a wrong one is held
+   * back for good by a veto only when no day of its silence reached today's threshold (on or
+   * before the reference's day the model alerts anyway, after it a postponed alert comes back)
+   * and it ended before twice the reference's day. Alerts of users the model does not alert early
+   * for cannot be held back: they count in the total only.
    */
   private vetoStatistics (): void {
     this.recent.expire(this.day)
-    for (const c of this.controllers) { c.vetoT.fill(0); c.vetoF.fill(0); c.vetoGone.fill(0) }
+    const bySlot = new Map<number, Controller>()
+    for (const c of this.controllers) {
+      c.vetoT.fill(0); c.vetoF.fill(0); c.vetoGone.fill(0); c.vetoOthers = 0
+      if (c.spec.kind === 'earlierThan') bySlot.set(c.refSlot, c)
+    }
     const decay = this.model.prior.learning.decayPerDay
     const dq = this.driftQ()
-    this.recent.forEach(this.scratch, (day, k, wrong, scored) => {
-      const c = this.controllers[k]
-      const age = this.day - day
-      if (c === undefined || c.spec.kind !== 'earlierThan' || (!wrong && age < PENDING_FOLLOW_DAYS)) return
+    const x = this.scratch
+    this.recent.forEach(x, (e) => {
+      const c = bySlot.get(e.slot)
+      const age = this.day - e.day
+      if (c === undefined || age < PENDING_FOLLOW_DAYS) return
+      const w = Math.pow(decay, age - PENDING_FOLLOW_DAYS)
+      if (!e.known) { if (!e.wrong) c.vetoOthers += w; return }
       const r = c.refDays
-      const j = Math.max(0, gridIndexAtOrBelow(Math.round(this.z(this.scratch, r) * Z_SCALE) - dq))
-      const w = Math.pow(decay, Math.max(0, age - PENDING_FOLLOW_DAYS))
-      if (!wrong) { c.vetoT[j] += w; return }
+      const j = Math.max(0, gridIndexAtOrBelow(Math.round(this.z(x, r) * Z_SCALE) - dq))
+      if (!e.wrong) { c.vetoT[j] += w; return }
+      // filed as an alert a week ago, counted right above: it moves to the wrong ones
+      c.vetoT[j] -= w
       c.vetoF[j] += w
-      // A wrong alert a week old was counted right above: it moves.
-      if (age >= PENDING_FOLLOW_DAYS) c.vetoT[j] -= w
-      let back = scored > 2 * r
+      let back = e.scored > 2 * r
       const thetaQ = Math.round(c.theta * Z_SCALE)
-      for (let d = r + 1; !back && d < scored; d++) back = Math.round(this.z(this.scratch, d) * Z_SCALE) >= thetaQ
+      for (let d = 0; !back && d < e.scored; d++) back = Math.round(this.z(x, d) * Z_SCALE) >= thetaQ
       if (!back) c.vetoGone[j] += w
     })
-    // A wrong label whose alert was filed before these statistics existed has no alert to move from.
+    // A wrong label whose alert was not filed (a day the user's timer skipped) has none to move from.
     for (const c of this.controllers) for (let j = 0; j < GRID; j++) if (c.vetoT[j] < 0) c.vetoT[j] = 0
   }
+
+  /** An ERASE: the user's recent reference alerts go (the rest of the learner holds no one's data, only sums). */
+  forget (userId: string): void { this.recent.forget(userId) }
 
   /**
    * Controller i's reference alerts of the buckets not matured yet, raised PENDING_FOLLOW_DAYS ago
@@ -627,8 +644,10 @@ export class ChurnLearner {
     const [core] = await store.getMany([CORE_KEY])
     this.recent.load(store)
     const decoded = core === undefined ? null : this.decodeCore(core)
-    // Another prior's learner starts over (its recent alerts go at the next commit).
-    if (decoded === null) { this.recent.dropAll(); return }
+    // Another prior's learner starts over, and a topology with no earlierThan keeps no recent
+    // alerts: they go at the next commit.
+    if (decoded === null || this.refGrid === 0) this.recent.dropAll()
+    if (decoded === null) return
     const { days, version } = decoded
     const values = await store.getMany(days.map(bucketKey))
     values.forEach((v, i) => {
@@ -771,7 +790,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0) }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0 }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -869,7 +888,7 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   // (vetoStatistics), with one right alert assumed among those vetoed: a low-score bin that has
   // not seen one recently is not taken for one that cannot.
   let seenRight = 0
-  let vetoTotal = REFERENCE_PRIOR_ALERTS
+  let vetoTotal = REFERENCE_PRIOR_ALERTS + c.vetoOthers
   for (let j = 0; j < GRID; j++) { seenRight += c.vetoT[j]; vetoTotal += c.vetoT[j] + c.vetoF[j] }
   let heldRight = 1
   let qF = 0

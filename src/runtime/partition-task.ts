@@ -348,6 +348,8 @@ export class PartitionTask {
       this.timers.forget(s.userId)
       this.erasuresToPurge++
     }
+    // the learner's copies of the user's spell records (the veto's recent alerts)
+    this.learner?.forget(e.userId)
     if (this.held !== null && this.held.event.userId === e.userId) {
       // the waiting event is the erased user's: it is refused, not applied after the ERASE
       const h = this.held

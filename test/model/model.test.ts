@@ -8,6 +8,7 @@ import { RecentRecords } from '../../src/io/recent.js'
 import { EbbMetrics } from '../../src/metrics/metrics.js'
 import { alertsLikeTheta, chooseEarlierThan, chooseTheta, ChurnLearner, type Controller, countCrossings, gridIndexOfLogit, logit, sigmoid, THRESHOLD_GRID_SIZE, Z_SCALE } from '../../src/model/learner.js'
 import { fitLogistic } from '../../src/model/logistic.js'
+import { RecentReferenceAlerts } from '../../src/model/recent-alerts.js'
 import { auc, calibration, quartiles } from '../../src/model/metrics.js'
 import { loadModel, type ModelFile, modelReasons } from '../../src/model/model.js'
 import { FEATURE_COUNT, FeatureId, FEATURES, spellFeatures } from '../../src/model/spell.js'
@@ -290,7 +291,7 @@ describe('the threshold controller', () => {
   const earlierThanController = (): Controller => ({
     spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
     veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE),
-    vetoT: new Float64Array(THRESHOLD_GRID_SIZE), vetoF: new Float64Array(THRESHOLD_GRID_SIZE), vetoGone: new Float64Array(THRESHOLD_GRID_SIZE)
+    vetoT: new Float64Array(THRESHOLD_GRID_SIZE), vetoF: new Float64Array(THRESHOLD_GRID_SIZE), vetoGone: new Float64Array(THRESHOLD_GRID_SIZE), vetoOthers: 0
   })
   /** right and wrong reference alerts at logits: labelled (p) and recent (the veto), the wrong ones all held back for good by a veto */
   const labels = (c: Controller, right: number, atRight: number, wrong: number, atWrong: number): void => {
@@ -403,49 +404,77 @@ describe('the threshold controller', () => {
     }
   } as unknown as Parameters<ChurnLearner['load']>[0])
 
-  it('earlierThan: the veto counts the rule\'s recent alerts with today\'s scores, a week old or more, and as held back for good only the wrong ones that would not come back; they survive a restart', async () => {
+  it('earlierThan: the veto counts the rule\'s recent alerts a week old or more with today\'s scores, as held back for good only the wrong ones that would not come back, and only for users it can hold back; they survive a restart and an ERASE removes a user\'s', async () => {
     // z = −10 + daysInactive: −3 on the rule's day 7, −2 … 3 on days 8 … 13
     const file = join(tmp.dir, 'veto-model.json')
     writeFileSync(file, JSON.stringify(handModel({ daysInactive: 1 }, -10)))
     const model = loadModel(file)
     const l = new ChurnLearner(model, earlierThanSpecs)
     l.roll(20_100) // the first midnight: the learner's day, to be committed
-    const c = l.controllers[0]
-    c.theta = 0.5
-    const silence = (scored: number): UserState => { const s = new UserState('u', zoneClock('UTC')); s.spellDay = 20_080; s.spellScored = scored; return s }
-    const alert = (day: number, scored: number, wrong: boolean): void => {
-      l.recent.add(day, 0, false, silence(scored))
-      if (wrong) l.recent.add(day, 0, true, silence(scored))
+    const slot = earlierThanSpecs[0].refSlot
+    const silence = (scored: number, user = 'u'): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_080; s.spellScored = scored; return s }
+    const alert = (day: number, scored: number, wrong: boolean, known = true, user = 'u'): void => {
+      l.recent.add(day, slot, false, known, silence(scored, user))
+      if (wrong) l.recent.add(day, slot, true, known, silence(scored, user))
     }
     alert(20_090, 30, false) // right (no LOGIN yet), 10 days old
     alert(20_097, 30, false) // 3 days old: not counted yet
-    alert(20_090, 10, true) // wrong: its silence ended on day 9, under the threshold since day 7: held back for good
+    alert(20_090, 10, true) // wrong: its silence ended on day 9, under the threshold all along: held back for good
     alert(20_090, 12, true) // wrong: day 11 reached the threshold (z = 1 ≥ 0.5): a vetoed alert would have come back
     alert(20_090, 15, true) // wrong: silent past day 14, where a vetoed alert comes back anyway
-    alert(20_097, 9, true) // wrong already, 3 days old: counted wrong (and held back) at full weight
+    alert(20_097, 9, true) // wrong, but 3 days old like its alert: not counted yet
+    alert(20_090, 10, true, false) // a user the model does not alert early for: in the total only
     alert(19_900, 30, false) // 200 days old: dropped
-    const statistics = (x: ChurnLearner): number[] => {
+    alert(20_090, 10, true, true, 'erased') // a user who will be erased
+    const statistics = (x: ChurnLearner, theta = 0.5): number[] => {
+      const k = x.controllers[0]
+      k.theta = theta
       ;(x as unknown as { vetoStatistics: () => void }).vetoStatistics()
       const j = gridIndexOfLogit(-3)
-      const k = x.controllers[0]
-      return [k.vetoT[j], k.vetoF[j], k.vetoGone[j], k.vetoT.reduce((a, b) => a + b, 0)]
+      return [k.vetoT[j], k.vetoF[j], k.vetoGone[j], k.vetoT.reduce((a, b) => a + b, 0), k.vetoOthers]
     }
     const w = 0.98 ** 3 // 10 days old: three days of the model's memory past the week
+    expect(statistics(l)[2]).toBeCloseTo(2 * w, 12) // the erased user's wrong alert is still in
+    l.forget('erased')
     const got = statistics(l)
     expect(got[0]).toBeCloseTo(w, 12) // four alerts of day 20 090 less the three proved wrong
-    expect(got[1]).toBeCloseTo(3 * w + 1, 12)
-    expect(got[2]).toBeCloseTo(w + 1, 12)
+    expect(got[1]).toBeCloseTo(3 * w, 12)
+    expect(got[2]).toBeCloseTo(w, 12)
     expect(got[3]).toBeCloseTo(w, 12) // nothing elsewhere on the grid: the 200-day-old alert is gone
-    // Committed and loaded by a new learner: the same statistics, the dropped day deleted.
+    expect(got[4]).toBeCloseTo(w, 12)
+    // A threshold at or under the rule's day's score: the model alerts then anyway, no veto holds any back.
+    expect(statistics(l, -3.5)[2]).toBe(0)
+    // Committed and loaded by a new learner: the same statistics, the dropped day deleted, the erased user's day rewritten without them.
     const written = new Map<string, Buffer>()
     const deleted: string[] = []
     l.drain({ put: (k, v) => { written.set(k.toString('latin1'), Buffer.from(v)) }, del: (k) => { deleted.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} })
     expect(deleted).toEqual(['mlearner-r19900.0'])
     expect([...written.keys()].filter((k) => k.startsWith('mlearner-r')).sort()).toEqual(['mlearner-r20090.0', 'mlearner-r20097.0'])
+    expect(written.get('mlearner-r20090.0')?.length).toBe(9 * 2 * 20) // 4 alerts, 3 wrong, the unknown user's alert and wrong label
     const again = new ChurnLearner(model, earlierThanSpecs)
     await again.load(mapStore(written))
-    again.controllers[0].theta = 0.5
     expect(statistics(again)).toEqual(got)
+  })
+
+  it('recent reference alerts: stored in chunks of 256, a commit rewrites only the chunks that grew, an ERASE rewrites the day and deletes the chunks past its new end', () => {
+    const r = new RecentReferenceAlerts()
+    const state = (user: string): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_000; s.spellScored = 8; return s }
+    const drained = (): { put: Map<string, number>, del: string[] } => {
+      const put = new Map<string, number>()
+      const del: string[] = []
+      r.drain({ put: (k, v) => { put.set(k.toString('latin1'), v.length / 40) }, del: (k) => { del.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} })
+      r.committed()
+      return { put, del }
+    }
+    for (let i = 0; i < 300; i++) r.add(20_010, 1, false, true, state(i % 2 === 0 ? 'a' : 'b'))
+    expect(drained()).toEqual({ put: new Map([['mlearner-r20010.0', 256], ['mlearner-r20010.1', 44]]), del: [] })
+    r.add(20_010, 1, true, true, state('b'))
+    expect(drained()).toEqual({ put: new Map([['mlearner-r20010.1', 45]]), del: [] })
+    r.forget('a')
+    expect(r.size).toBe(151)
+    expect(drained()).toEqual({ put: new Map([['mlearner-r20010.0', 151]]), del: ['mlearner-r20010.1'] })
+    r.expire(20_010 + 91)
+    expect(drained()).toEqual({ put: new Map(), del: ['mlearner-r20010.0'] })
   })
 
   it('earlierThan: a version-2 state (absolute scores) is shifted once on load and written back, and the days before it count no alert', async () => {
