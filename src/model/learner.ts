@@ -101,8 +101,9 @@ const SHORT_SLACK = 1
  * earlierThan: the share of the precision the veto is estimated to buy that early alerts may
  * spend. The estimate comes from the reference's alerts of the last weeks scored with today's
  * coefficients, and runs ahead of what the replays show where the population changes (its churn
- * coming in waves, its coefficients turning): spending all of it left the archetype simulator 2.2
- * to 2.7 points under the rule's precision, three quarters 1.3 (docs/churn-model.md, "The veto").
+ * coming in waves, its coefficients turning): spending all of it left the archetype simulator 2.5
+ * points under the rule's precision (outside the 2 allowed), three quarters 1.0
+ * (docs/churn-model.md, "The veto"). Chosen on the project's populations.
  */
 const VETO_CREDIT = 0.75
 const DAY_MS = 86_400_000
@@ -179,8 +180,9 @@ export interface Controller {
    * earlierThan: the reference's alerts of the last weeks (RecentReferenceAlerts), by the grid
    * threshold at or below the score today's coefficients give them on the reference's day, less
    * the drift: a week old or more with no LOGIN yet (counted right), those a LOGIN proved wrong,
-   * and of those the ones a veto would hold back for good (their silence ended before twice the
-   * reference's day without reaching the threshold). Weighted by the model's memory; rebuilt daily.
+   * and of those the ones a veto would hold back for good (no day of their silence reached the
+   * threshold, and it ended before twice the reference's day). Weighted by the model's memory;
+   * rebuilt daily.
    */
   vetoT: Float64Array
   vetoF: Float64Array
