@@ -1,6 +1,7 @@
 import { EbbError, Errors } from '../errors.js'
 import type { KvStore, StoreBatch } from '../state/kv-store.js'
 import { metaKey } from '../state/keys.js'
+import { wordsLE } from '../state/state-codec.js'
 import { OFF_SPELL, type UserState } from '../state/user-state.js'
 
 /**
@@ -178,9 +179,7 @@ export class RecentReferenceAlerts {
   private put (batch: StoreBatch, day: number, d: Day, chunk: number): void {
     const from = chunk * CHUNK * RECENT_ALERT_WORDS
     const to = Math.min(d.n, (chunk + 1) * CHUNK) * RECENT_ALERT_WORDS
-    const v = Buffer.alloc(2 * (to - from))
-    for (let i = from; i < to; i++) v.writeUInt16LE(d.words[i], 2 * (i - from))
-    batch.put(chunkKey(day, chunk), v)
+    batch.put(chunkKey(day, chunk), wordsLE(d.words, from, to - from))
   }
 
   committed (): void {

@@ -245,7 +245,8 @@ function writeTasks (w: AvroWriter, tasks: TaskEntry[]): void {
 }
 
 /** Little-endian on every platform, so a state directory or changelog moves between machines. */
-function wordsLE (words: Uint16Array, from: number, n: number): Buffer {
+/** n uint16 words from `from`, little-endian (the learner's stored recent alerts use it too). */
+export function wordsLE (words: Uint16Array, from: number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n * 2)
   for (let i = 0; i < n; i++) b.writeUInt16LE(words[from + i], i * 2)
   return b
