@@ -389,6 +389,13 @@ describe('the threshold controller', () => {
     expect(l.pendingReference(0)).toEqual([12, 5])
   })
 
+  /** A store batch that records what a drain puts (latin1 key → a copy of the value) and deletes, into `puts` (default a new map). */
+  const recordingBatch = (puts = new Map<string, Buffer>()): { batch: Parameters<ChurnLearner['drain']>[0], puts: Map<string, Buffer>, dels: string[] } => {
+    const dels: string[] = []
+    const batch = { put: (k: Buffer, v: Buffer) => { puts.set(k.toString('latin1'), Buffer.from(v)) }, del: (k: Buffer) => { dels.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} }
+    return { batch, puts, dels }
+  }
+
   /** A read-only store over the key → value map a learner's drain wrote (latin1 keys). */
   const mapStore = (entries: Map<string, Buffer>): Parameters<ChurnLearner['load']>[0] => ({
     getMany: async (keys: Buffer[]) => keys.map((k) => entries.get(k.toString('latin1'))),
@@ -445,9 +452,8 @@ describe('the threshold controller', () => {
     // A threshold at or under the rule's day's score: the model alerts then anyway, no veto holds any back.
     expect(statistics(l, -3.5)[2]).toBe(0)
     // Committed and loaded by a new learner: the same statistics, the dropped day deleted, the erased user's day rewritten without them.
-    const written = new Map<string, Buffer>()
-    const deleted: string[] = []
-    l.drain({ put: (k, v) => { written.set(k.toString('latin1'), Buffer.from(v)) }, del: (k) => { deleted.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} })
+    const { batch, puts: written, dels: deleted } = recordingBatch()
+    l.drain(batch)
     expect(deleted).toEqual(['mlearner-r19900.0'])
     expect([...written.keys()].filter((k) => k.startsWith('mlearner-r')).sort()).toEqual(['mlearner-r20090.0', 'mlearner-r20097.0'])
     expect(written.get('mlearner-r20090.0')?.length).toBe(9 * 2 * 20) // 4 alerts, 3 wrong, the unknown user's alert and wrong label
@@ -460,11 +466,10 @@ describe('the threshold controller', () => {
     const r = new RecentReferenceAlerts()
     const state = (user: string): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_000; s.spellScored = 8; return s }
     const drained = (): { put: Map<string, number>, del: string[] } => {
-      const put = new Map<string, number>()
-      const del: string[] = []
-      r.drain({ put: (k, v) => { put.set(k.toString('latin1'), v.length / 40) }, del: (k) => { del.push(k.toString('latin1')) }, write: async () => {}, discard: () => {} })
+      const { batch, puts, dels } = recordingBatch()
+      r.drain(batch)
       r.committed()
-      return { put, del }
+      return { put: new Map([...puts].map(([k, v]) => [k, v.length / 40])), del: dels }
     }
     for (let i = 0; i < 300; i++) r.add(20_010, 1, false, true, state(i % 2 === 0 ? 'a' : 'b'))
     expect(drained()).toEqual({ put: new Map([['mlearner-r20010.0', 256], ['mlearner-r20010.1', 44]]), del: [] })
@@ -487,7 +492,7 @@ describe('the threshold controller', () => {
     bucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 2 // two wrong reference alerts at logit 0
     bucket.fired[0] = 7
     const drainInto = (l: ChurnLearner, into: Map<string, Buffer>): Map<string, Buffer> => {
-      l.drain({ put: (k, v) => { into.set(k.toString('latin1'), Buffer.from(v)) }, del: () => {}, write: async () => {}, discard: () => {} })
+      l.drain(recordingBatch(into).batch)
       return into
     }
     const written = drainInto(first, new Map())
