@@ -7,7 +7,8 @@
 #
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
 # controller listens on KAFKA_PORT+1; with KAFKA_TLS_DIR a mutual-TLS listener on KAFKA_PORT+2; with
-# KAFKA_SASL=1 a SASL (SCRAM, PLAIN) listener on KAFKA_PORT+3), KAFKA_DIR (default .cache/kafka). Jars are fetched once
+# KAFKA_SASL=1 a SASL (SCRAM, PLAIN) listener on KAFKA_PORT+3), KAFKA_PROPS (more server.properties
+# lines, e.g. a broker setting one test needs), KAFKA_DIR (default .cache/kafka). Jars are fetched once
 # with Maven into $KAFKA_DIR/<version>/libs; data and logs live in $KAFKA_DIR/run-<port>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,6 +100,7 @@ min.insync.replicas=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.ms=-1
+${KAFKA_PROPS:-}
 PROPS
   cat > "$RUN/log4j.properties" <<L4J
 log4j.rootLogger=WARN, file

@@ -39,12 +39,14 @@ export async function run (argv: string[]): Promise<number> {
   let givenUp: string | undefined
   let rebalancesBefore = 0
   let restartsBefore = 0
+  let hangingBefore = 0
   const metrics = new EbbMetrics({
     partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
     rebalances: () => rebalancesBefore + runner.rebalances,
     kafkaRetries: () => new Map([...retries].map(([reason, n]) => [reason, reason === 'consumer' ? n + restartsBefore + runner.consumerRestarts : n])),
     consumerLag: () => runner.consumerLag(),
-    restore: () => runner.restore
+    restore: () => runner.restore,
+    hangingTransactionsAborted: () => hangingBefore + runner.hangingTransactionsAborted
   }, { topology })
   const view: EngineView = {
     topology,
@@ -147,6 +149,7 @@ export async function run (argv: string[]): Promise<number> {
     process.stderr.write(`[run] Kafka (${config.brokers.join(', ')}) is unavailable: ${lastError.message}; retrying from the last commit in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
     rebalancesBefore += runner.rebalances
     restartsBefore += runner.consumerRestarts
+    hangingBefore += runner.hangingTransactionsAborted
     runner = new KafkaRunner(config, topology)
     runner.waiting = waiting
     await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])

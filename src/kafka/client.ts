@@ -58,7 +58,25 @@ export interface AdminPort {
   /** commits these offsets for the group (which must have no member) */
   setGroupOffsets (groupId: string, topic: string, offsets: Map<number, bigint>): Promise<void>
   deleteTopics (topics: string[]): Promise<void>
+  /** the transactions open on a partition, each with whether a coordinator owns it (hanging-transactions.ts) */
+  openTransactions (topic: string, partition: number): Promise<OpenTransaction[]>
+  /** aborts a hanging transaction on a partition (WriteTxnMarkers, as kafka-transactions.sh abort) */
+  abortTransaction (topic: string, partition: number, t: OpenTransaction): Promise<void>
   close (): Promise<void>
+}
+
+/** a transaction open on a partition (DescribeProducers), and whether a coordinator owns it */
+export interface OpenTransaction {
+  producerId: bigint
+  producerEpoch: number
+  /** the coordinator epoch of the partition's last marker from this producer (-1: none) */
+  coordinatorEpoch: number
+  /** its first offset on the partition: the last stable offset cannot pass it */
+  startOffset: bigint
+  /** the producer's transactional id as the coordinators list it (null: no coordinator knows the producer) */
+  transactionalId: string | null
+  /** a coordinator has an open transaction of this producer that includes the partition: it ends it itself (false: hanging) */
+  coordinatorHasIt: boolean
 }
 
 export interface TransactionPort {

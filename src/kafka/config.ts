@@ -50,6 +50,13 @@ export interface RunConfig {
    * the restore runs in the runner's serial chain, so the instance's other partitions wait
    */
   restoreConsistencyTimeoutMs: number
+  /**
+   * how long a transaction may stay open on a changelog partition, hiding its tail from a
+   * restore, while no transaction coordinator owns it (a *hanging* transaction, KIP-664: its
+   * marker will never come) before Ebb aborts it itself, as `kafka-transactions.sh abort` would;
+   * 0: never (the partition then waits for an operator). See changelog-reader.ts
+   */
+  hangingTransactionTimeoutMs: number
   /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */
   knownSchemaIds: number[]
   /** a Confluent-compatible schema registry for other ids (EBB_SCHEMA_REGISTRY_URL); null: none */
@@ -201,7 +208,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const y = new YamlDoc(text, file, Errors.CONFIG_INVALID)
   const root = y.root ?? undefined
   const fail = (node: Node | undefined, what: string): never => y.fail(node, what)
-  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'pipelinedCommits', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'retryTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'outputFormat', 'ssl', 'client', 'sasl', 'http'])
+  y.onlyKeys(root, 'config', ['applicationId', 'instanceId', 'brokers', 'topics', 'topology', 'stateDir', 'commitInterval', 'pipelinedCommits', 'cacheSize', 'processingGuarantee', 'autoOffsetReset', 'idlePartitionTimeout', 'retryTimeout', 'startupTimeout', 'restoreConsistencyTimeout', 'hangingTransactionTimeout', 'knownSchemaIds', 'schemaRegistryUrl', 'outputFormat', 'ssl', 'client', 'sasl', 'http'])
   const str = (key: string, envName: string, dflt?: string): string => {
     const fromEnv = env[envName]
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv
@@ -279,6 +286,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     pipelinedCommits: env.EBB_PIPELINED_COMMITS === undefined ? y.bool(y.get(root, 'pipelinedCommits'), 'pipelinedCommits', false) : (env.EBB_PIPELINED_COMMITS === 'true' || (env.EBB_PIPELINED_COMMITS !== 'false' && fail(y.get(root, 'pipelinedCommits'), `EBB_PIPELINED_COMMITS: true or false, not "${env.EBB_PIPELINED_COMMITS}"`))),
     retryTimeoutMs: retryTimeout(y, root, env),
     restoreConsistencyTimeoutMs: y.duration(y.get(root, 'restoreConsistencyTimeout'), 'restoreConsistencyTimeout', 15_000),
+    hangingTransactionTimeoutMs: y.duration(y.get(root, 'hangingTransactionTimeout'), 'hangingTransactionTimeout', 60_000),
     knownSchemaIds: y.seq(y.get(root, 'knownSchemaIds'), 'knownSchemaIds', false).map((n) => y.num(n, 'knownSchemaIds', 0, 0, 2 ** 31 - 1, true)),
     schemaRegistryUrl: registryUrl,
     schemaRegistryUserInfo: env.EBB_SCHEMA_REGISTRY_USER_INFO === '' ? undefined : env.EBB_SCHEMA_REGISTRY_USER_INFO,

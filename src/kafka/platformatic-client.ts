@@ -6,6 +6,7 @@ import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import { type RunConfig, transactionTimeoutMs } from './config.js'
 import { errorText, findNestedError, kafkaRefusal } from './client-errors.js'
+import { abortTransaction, openTransactions } from './hanging-transactions.js'
 import { abortable, withDeadline } from './waits.js'
 
 /** a fetch's answer, as the client returns it */
@@ -240,6 +241,8 @@ export class PlatformaticClient implements KafkaClient {
         await admin.alterConsumerGroupOffsets({ groupId, topics: [{ name: topic, partitionOffsets: [...offsets].map(([partition, offset]) => ({ partition, offset })) }] })
       },
       deleteTopics: async (topics) => { await admin.deleteTopics({ topics }) },
+      openTransactions: async (topic, partition) => await openTransactions(admin, topic, partition),
+      abortTransaction: async (topic, partition, t) => { await abortTransaction(admin, topic, partition, t) },
       close: async () => { await closeWithin(async () => { await admin.close() }, 'the Kafka admin client') }
     }
   }

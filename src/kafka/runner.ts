@@ -110,6 +110,8 @@ export class KafkaRunner {
   }
   /** changelog records restored, and still to restore, per partition */
   get restore (): Map<number, { restored: number, remaining: number }> { return this.reader.progress }
+  /** hanging transactions this runner aborted on the changelog (ChangelogReader) */
+  get hangingTransactionsAborted (): number { return this.reader.hangingAborted }
 
   /** Moves a partition's task to `to`; a move the lifecycle does not allow is a bug, and says so. */
   private transition (partition: number, to: TaskState): void {

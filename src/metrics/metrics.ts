@@ -31,6 +31,8 @@ export interface MetricsSource {
   restore? (): Map<number, { restored: number, remaining: number }>
   /** Kafka mode: times the Kafka clients were started again, by what failed (connect, commit, consumer) */
   kafkaRetries? (): Map<string, number>
+  /** Kafka mode: hanging transactions aborted on the changelog (changelog-reader.ts) */
+  hangingTransactionsAborted? (): number
 }
 
 export class EbbMetrics {
@@ -289,6 +291,16 @@ export class EbbMetrics {
       collect () {
         this.reset()
         for (const [reason, n] of source.kafkaRetries?.() ?? []) setCounter(this, { reason }, n)
+      }
+    })
+    new Counter({
+      name: 'ebb_changelog_hanging_transactions_aborted_total',
+      help: 'Kafka mode: transactions aborted on the state changelog because they hung (open, no coordinator owning them, for hangingTransactionTimeout), hiding its tail from a restore',
+      registers: [r],
+      collect () {
+        this.reset()
+        const n = source.hangingTransactionsAborted?.() ?? 0
+        if (n > 0) this.inc(n)
       }
     })
     new Counter({

@@ -32,6 +32,10 @@ class FakeBroker {
    * read_committed reader, and the end offset it is given, stop before it (the last stable offset).
    */
   readonly openTransactionAt = new Map<string, number>()
+  /** whether a coordinator owns those open transactions (false: they hang, KIP-664) */
+  coordinatorOwnsOpenTransactions = true
+  /** hanging transactions aborted through the admin port ("topic@startOffset") */
+  readonly aborted: string[] = []
   /** called on every committedOffsets() before it answers */
   onCommittedOffsets: () => void = () => {}
   /** set: the next changelog read hangs until its signal aborts (a restore in progress) */
@@ -62,6 +66,11 @@ class FakeBroker {
       endOffsets: async (topic) => new Map([[0, BigInt(Math.min(this.logs.get(`${topic}/0`)?.length ?? 0, this.openTransactionAt.get(topic) ?? Number.POSITIVE_INFINITY))]]),
       committedOffsets: async () => { this.onCommittedOffsets(); return new Map([[0, this.committed.get(0) ?? null]]) },
       groupAssignments: async () => [],
+      openTransactions: async (topic) => {
+        const at = this.openTransactionAt.get(topic)
+        return at === undefined ? [] : [{ producerId: 7n, producerEpoch: 3, coordinatorEpoch: 1, startOffset: BigInt(at), transactionalId: null, coordinatorHasIt: this.coordinatorOwnsOpenTransactions }]
+      },
+      abortTransaction: async (topic, _partition, t) => { this.aborted.push(`${topic}@${t.startOffset}`); this.openTransactionAt.delete(topic) },
       close: async () => {}
     }
     const producer: ProducerPort = {
@@ -269,6 +278,61 @@ describe('KafkaRunner restoring behind a changelog tail hidden by a dead produce
     await c.stop()
     expect(c.tasks.size).toBe(0) // closed
     expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
+  }, 30_000)
+})
+
+describe('KafkaRunner restoring behind a hanging transaction (open on the changelog, no coordinator owns it)', () => {
+  /** b commits offsets 5..8 behind an open transaction at the changelog's end; c restores on an empty state */
+  async function hiddenTail (broker: FakeBroker, records: InputRecord[]): Promise<{ changelog: string, at: number }> {
+    const a = await runner(broker, 'a', records.slice(0, 5))
+    await a.consumer.fetch()
+    await a.r.stop()
+    const changelog = 'inv-user-state-changelog'
+    const at = broker.logs.get(`${changelog}/0`)?.length ?? 0
+    broker.openTransactionAt.set(changelog, at)
+    const b = await runner(broker, 'b', records)
+    await b.consumer.fetch()
+    await b.r.stop()
+    return { changelog, at }
+  }
+  const restoring = (broker: FakeBroker, records: InputRecord[], hanging: string): { c: KafkaRunner, client: ReturnType<FakeBroker['client']> } => {
+    const instance = `c${++run}`
+    const client = broker.client(instance, { topic: INPUT, records })
+    const c = new KafkaRunner(parseRunConfig(config(instance, `restoreConsistencyTimeout: 200ms\nhangingTransactionTimeout: ${hanging}\n`), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+    return { c, client }
+  }
+
+  it('aborts it once it has hung for hangingTransactionTimeout, then restores the whole tail and resumes at the group\'s offset', async () => {
+    const broker = new FakeBroker()
+    broker.coordinatorOwnsOpenTransactions = false
+    const records = views(8)
+    const { changelog, at } = await hiddenTail(broker, records)
+    const { c, client } = restoring(broker, records, '600ms')
+    const t0 = Date.now()
+    await c.start()
+    for (let i = 0; i < 100 && !c.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(c.partitions.has(0)).toBe(true)
+    // not before it had been seen hanging for the timeout: the first look only notes it
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(600)
+    expect(broker.aborted).toEqual([`${changelog}@${at}`])
+    expect(c.hangingTransactionsAborted).toBe(1)
+    expect(client.consumer.seeks).toEqual([8n])
+    await c.stop()
+    expect(await reopen(broker, records)).toEqual({ views7: 7, logins: 1 })
+  }, 30_000)
+
+  it('never aborts an open transaction that a coordinator owns (it ends it itself), nor any with hangingTransactionTimeout 0s', async () => {
+    for (const [owned, hanging] of [[true, '300ms'], [false, '0s']] as const) {
+      const broker = new FakeBroker()
+      broker.coordinatorOwnsOpenTransactions = owned
+      const records = views(8)
+      await hiddenTail(broker, records)
+      const { c } = restoring(broker, records, hanging)
+      await c.start()
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      expect([owned, hanging, c.partitions.has(0), broker.aborted]).toEqual([owned, hanging, false, []])
+      await c.stop()
+    }
   }, 30_000)
 })
 
