@@ -39,14 +39,16 @@ export async function run (argv: string[]): Promise<number> {
   let givenUp: string | undefined
   let rebalancesBefore = 0
   let restartsBefore = 0
-  let hangingBefore = 0
+  /** hanging transactions aborted by the runners before the current one, by topic */
+  const hangingBefore = new Map<string, number>()
+  const addHanging = (into: Map<string, number>, from: ReadonlyMap<string, number>): Map<string, number> => { for (const [t, n] of from) into.set(t, (into.get(t) ?? 0) + n); return into }
   const metrics = new EbbMetrics({
     partitions: () => [...runner.partitions.values()].map((p) => ({ partition: p.partition, task: p.task })),
     rebalances: () => rebalancesBefore + runner.rebalances,
     kafkaRetries: () => new Map([...retries].map(([reason, n]) => [reason, reason === 'consumer' ? n + restartsBefore + runner.consumerRestarts : n])),
     consumerLag: () => runner.consumerLag(),
     restore: () => runner.restore,
-    hangingTransactionsAborted: () => hangingBefore + runner.hangingTransactionsAborted
+    hangingTransactionsAborted: () => addHanging(new Map(hangingBefore), runner.hangingTransactionsAborted)
   }, { topology })
   const view: EngineView = {
     topology,
@@ -149,7 +151,7 @@ export async function run (argv: string[]): Promise<number> {
     process.stderr.write(`[run] Kafka (${config.brokers.join(', ')}) is unavailable: ${lastError.message}; retrying from the last commit in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
     rebalancesBefore += runner.rebalances
     restartsBefore += runner.consumerRestarts
-    hangingBefore += runner.hangingTransactionsAborted
+    addHanging(hangingBefore, runner.hangingTransactionsAborted)
     runner = new KafkaRunner(config, topology)
     runner.waiting = waiting
     await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), stopped])

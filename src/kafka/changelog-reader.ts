@@ -3,7 +3,8 @@ import { log } from '../log.js'
 import { metaKey, STATE_PREFIX } from '../state/keys.js'
 import type { RocksStore } from '../state/rocks-store.js'
 import { abortable } from './waits.js'
-import type { AdminPort, KafkaClient, OpenTransaction } from './client.js'
+import type { AdminPort, KafkaClient } from './client.js'
+import type { HangingTransactionWatch } from './hanging-watch.js'
 import { changelogTopic, type RunConfig } from './config.js'
 
 /** the changelog offset the local store has applied everything before (local only) */
@@ -23,12 +24,8 @@ const CONSISTENT_RESTORE_WAIT_MS = 200
 export class ChangelogReader {
   /** changelog records restored, and still to restore, per partition */
   readonly progress = new Map<number, { restored: number, remaining: number }>()
-  /** hanging transactions aborted on the changelog (/metrics) */
-  hangingAborted = 0
-  /** per changelog partition, the hanging transactions seen ("producerId/epoch@startOffset"), and since when */
-  private readonly hanging = new Map<number, Map<string, number>>()
 
-  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig) {}
+  constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig, private readonly hanging: HangingTransactionWatch) {}
 
   /**
    * Restores the store and, with exactly-once, returns the input offset its state has seen once
@@ -51,7 +48,7 @@ export class ChangelogReader {
    * coordinator owns it, so no marker will ever end it (a chaos run met one after two broker
    * kills: the partition stayed closed for good). Such a transaction is aborted here, as an
    * operator would with `kafka-transactions.sh find-hanging` and `abort`, once it has been seen
-   * hanging for `hangingTransactionTimeout` (hanging-transactions.ts). A transaction whose coordinator
+   * hanging for `hangingTransactionTimeout` (hanging-watch.ts). A transaction whose coordinator
    * owns it is never touched: the coordinator ends it, at the latest at its timeout.
    *
    * `signal`: aborts when the runner closes or the group rebalances (the partition may not be
@@ -82,58 +79,12 @@ export class ChangelogReader {
         return null
       }
       if (seen !== null && Date.now() >= deadline) {
-        if (await this.abortHanging(partition, signal)) continue
+        if (await this.hanging.abortHung(changelogTopic(c), partition, signal)) continue
         throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
       }
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
       await abortable(new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS)), signal)
     }
-  }
-
-  /**
-   * Looks for hanging transactions on the changelog partition and aborts those seen hanging for
-   * `hangingTransactionTimeout` (the same producer, epoch and start offset each time: one that
-   * ended meanwhile is not aborted, and its coordinator's marker in flight is not mistaken for
-   * a hang). True when one was aborted: the restore reads on. Failures are logged, never thrown:
-   * the caller's own error says what waits.
-   */
-  private async abortHanging (partition: number, signal?: AbortSignal): Promise<boolean> {
-    const wait = this.config.hangingTransactionTimeoutMs
-    if (wait <= 0) return false
-    const topic = changelogTopic(this.config)
-    let open: OpenTransaction[]
-    try {
-      open = await abortable(this.admin().openTransactions(topic, partition), signal)
-    } catch (err) {
-      log.warn({ partition, err: (err as Error).message }, 'could not list the transactions open on the changelog partition')
-      return false
-    }
-    const now = Date.now()
-    const before = this.hanging.get(partition) ?? new Map<string, number>()
-    const seen = new Map<string, number>()
-    let aborted = false
-    for (const t of open) {
-      if (t.coordinatorHasIt) continue
-      const key = `${t.producerId}/${t.producerEpoch}@${t.startOffset}`
-      const since = before.get(key) ?? now
-      seen.set(key, since)
-      const fields = { partition, producerId: String(t.producerId), producerEpoch: t.producerEpoch, startOffset: String(t.startOffset), transactionalId: t.transactionalId, hangingSeconds: Math.round((now - since) / 1000) }
-      if (now - since < wait) {
-        if (since === now) log.warn(fields, `a hanging transaction hides the changelog's tail (open, and no coordinator owns it); aborted if it still hangs in ${Math.round(wait / 1000)} s`)
-        continue
-      }
-      try {
-        await abortable(this.admin().abortTransaction(topic, partition, t), signal)
-        this.hangingAborted++
-        seen.delete(key)
-        aborted = true
-        log.warn(fields, 'aborted a hanging transaction on the changelog (as kafka-transactions.sh abort would)')
-      } catch (err) {
-        log.error({ ...fields, err: (err as Error).message }, `aborting a hanging transaction failed; an operator can: kafka-transactions.sh --bootstrap-server … abort --topic ${topic} --partition ${partition} --start-offset ${t.startOffset}`)
-      }
-    }
-    this.hanging.set(partition, seen)
-    return aborted
   }
 
   /** Replays the changelog partition from the store's position to its end (read committed). */

@@ -43,8 +43,10 @@ export interface AdminPort {
   /** 0 when the topic does not exist */
   partitionCount (topic: string): Promise<number>
   createTopics (specs: TopicSpec[]): Promise<void>
-  /** per partition, the end (high watermark) offset */
+  /** per partition, the end offset a read_committed reader sees (the last stable offset) */
   endOffsets (topic: string): Promise<Map<number, bigint>>
+  /** per partition, the high watermark (the end, open transactions' records included) */
+  highWatermarks (topic: string): Promise<Map<number, bigint>>
   /** per partition of `topic`, the group's committed offset (null: none committed) */
   committedOffsets (groupId: string, topic: string): Promise<Map<number, bigint | null>>
   /** the group's members: client id and the partitions of `topic` each holds */

@@ -15,6 +15,7 @@ type FetchResponse = Awaited<ReturnType<Consumer['fetch']>>
 type ConnectionConfig = Pick<RunConfig, 'brokers' | 'ssl' | 'sasl'> & Partial<Pick<RunConfig, 'client'>>
 
 const READ_COMMITTED = 1
+const READ_UNCOMMITTED = 0
 /**
  * Bytes a restore fetch asks for. Small fetches restore faster with this client: 400k records
  * (189 B each) restored at 242k / 307k / 309k / 292k / 184k / 83k records/s with 0.5 / 1 / 2 /
@@ -174,9 +175,9 @@ export class PlatformaticClient implements KafkaClient {
       const n = meta.topics.get(topic)?.partitionsCount ?? 0
       return Array.from({ length: n }, (_, i) => i)
     }
-    const listOffsets = async (topic: string, timestamp: bigint): Promise<Map<number, bigint>> => {
+    const listOffsets = async (topic: string, timestamp: bigint, isolationLevel: typeof READ_COMMITTED | typeof READ_UNCOMMITTED = READ_COMMITTED): Promise<Map<number, bigint>> => {
       const parts = await partitionsOf(topic)
-      const res = await admin.listOffsets({ topics: [{ name: topic, partitions: parts.map((p) => ({ partitionIndex: p, timestamp })) }], isolationLevel: READ_COMMITTED })
+      const res = await admin.listOffsets({ topics: [{ name: topic, partitions: parts.map((p) => ({ partitionIndex: p, timestamp })) }], isolationLevel })
       return new Map((res[0]?.partitions ?? []).map((p) => [p.partitionIndex, p.offset]))
     }
     const describe = async (groupId: string): Promise<ReturnType<Admin['describeGroups']> extends Promise<infer G> ? G : never> => await admin.describeGroups({ groups: [groupId] })
@@ -210,6 +211,7 @@ export class PlatformaticClient implements KafkaClient {
         }
       },
       endOffsets: async (topic) => await listOffsets(topic, LATEST),
+      highWatermarks: async (topic) => await listOffsets(topic, LATEST, READ_UNCOMMITTED),
       committedOffsets: async (groupId, topic) => {
         const parts = await partitionsOf(topic)
         // requireStable: an offset a transaction has sent but not yet committed is waited for

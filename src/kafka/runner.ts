@@ -12,6 +12,7 @@ import { changelogTopic, OUTPUT_TOPICS, type RunConfig } from './config.js'
 import { PlatformaticClient } from './platformatic-client.js'
 import { ChangelogReader, META_CHANGELOG, META_INPUT } from './changelog-reader.js'
 import { errorText, kafkaRefusal } from './client-errors.js'
+import { HangingTransactionWatch, OutputWatch } from './hanging-watch.js'
 import { type CommitContent, sendOutputs, writeCommit } from './commit.js'
 import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
@@ -89,6 +90,9 @@ export class KafkaRunner {
   private lastCommit = Date.now()
   private commitChain: Promise<void> = Promise.resolve()
   private ticker: NodeJS.Timeout | undefined
+  private outputWatchTimer: NodeJS.Timeout | undefined
+  private readonly hanging: HangingTransactionWatch
+  private readonly outputWatch: OutputWatch
   private stopping = false
   private fatal: Error | undefined
   rebalances = 0
@@ -110,8 +114,8 @@ export class KafkaRunner {
   }
   /** changelog records restored, and still to restore, per partition */
   get restore (): Map<number, { restored: number, remaining: number }> { return this.reader.progress }
-  /** hanging transactions this runner aborted on the changelog (ChangelogReader) */
-  get hangingTransactionsAborted (): number { return this.reader.hangingAborted }
+  /** hanging transactions this runner aborted, by topic (hanging-watch.ts) */
+  get hangingTransactionsAborted (): ReadonlyMap<string, number> { return this.hanging.aborted }
 
   /** Moves a partition's task to `to`; a move the lifecycle does not allow is a bug, and says so. */
   private transition (partition: number, to: TaskState): void {
@@ -131,7 +135,9 @@ export class KafkaRunner {
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.sendsEarly = config.processingGuarantee === 'at_least_once'
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)
-    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config)
+    this.hanging = new HangingTransactionWatch(() => this.admin as AdminPort, config.hangingTransactionTimeoutMs)
+    this.reader = new ChangelogReader(this.client, () => this.admin as AdminPort, config, this.hanging)
+    this.outputWatch = new OutputWatch(() => this.admin as AdminPort, this.hanging, OUTPUT_TOPICS.map((t) => config.topics[t]))
     this.owners = new PartitionOwners(this.client, () => this.admin, config.applicationId, config.topics.input)
   }
 
@@ -195,6 +201,15 @@ export class KafkaRunner {
       this.schedule(async () => { await this.commitIfDue(false) })
       this.retryUnopened()
     }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
+    // Outputs held back by a hanging transaction (exactly-once writes them in transactions): one
+    // instance watches them, the one that holds input partition 0. Off the serial chain: it only
+    // reads offsets and, rarely, writes an abort marker.
+    if (eos && c.hangingTransactionTimeoutMs > 0) {
+      this.outputWatchTimer = setInterval(() => {
+        if (this.holds(0) && !this.stopping) void this.outputWatch.check(this.closing.signal)
+      }, Math.min(30_000, Math.max(1000, c.hangingTransactionTimeoutMs / 2)))
+      this.outputWatchTimer.unref()
+    }
     log.info({ applicationId: c.applicationId, instanceId: c.instanceId, input: c.topics.input, guarantee: c.processingGuarantee }, 'ebb run started')
   }
 
@@ -652,6 +667,7 @@ export class KafkaRunner {
     // A restore in progress stops now (during an outage it would wait out its own timeouts).
     this.closing.abort(new Error('the runner is closing'))
     if (this.ticker !== undefined) clearInterval(this.ticker)
+    if (this.outputWatchTimer !== undefined) clearInterval(this.outputWatchTimer)
     // Batches that arrive from now on are left unprocessed (onBatch); the last commit runs after
     // the batch in flight, in the serial chain.
     if (this.fatal === undefined) await this.serial(async () => { await this.commitIfDue(true) }).catch((err: unknown) => { this.fail(err as Error) })

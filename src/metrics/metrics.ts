@@ -31,8 +31,8 @@ export interface MetricsSource {
   restore? (): Map<number, { restored: number, remaining: number }>
   /** Kafka mode: times the Kafka clients were started again, by what failed (connect, commit, consumer) */
   kafkaRetries? (): Map<string, number>
-  /** Kafka mode: hanging transactions aborted on the changelog (changelog-reader.ts) */
-  hangingTransactionsAborted? (): number
+  /** Kafka mode: hanging transactions aborted, by topic (hanging-watch.ts) */
+  hangingTransactionsAborted? (): ReadonlyMap<string, number>
 }
 
 export class EbbMetrics {
@@ -294,13 +294,13 @@ export class EbbMetrics {
       }
     })
     new Counter({
-      name: 'ebb_changelog_hanging_transactions_aborted_total',
-      help: 'Kafka mode: transactions aborted on the state changelog because they hung (open, no coordinator owning them, for hangingTransactionTimeout), hiding its tail from a restore',
+      name: 'ebb_hanging_transactions_aborted_total',
+      help: 'Kafka mode: transactions aborted because they hung (open on a partition, owned by no coordinator, for hangingTransactionTimeout), hiding what follows them from read_committed readers: a restore of the changelog, the consumers of an output; by topic',
+      labelNames: ['topic'],
       registers: [r],
       collect () {
         this.reset()
-        const n = source.hangingTransactionsAborted?.() ?? 0
-        if (n > 0) this.inc(n)
+        for (const [topic, n] of source.hangingTransactionsAborted?.() ?? []) setCounter(this, { topic }, n)
       }
     })
     new Counter({

@@ -12,9 +12,9 @@ import { tempDir } from '../helpers.js'
 import { committedCount, produce, testClient } from './broker.js'
 
 /**
- * A hanging transaction (KIP-664) on the state changelog, on a real broker: open on the
- * partition while no coordinator owns it, so it would hide the changelog's tail from every
- * restore for good. A chaos run met one after two broker kills. Made here the way it arises: a
+ * A hanging transaction (KIP-664) on the state changelog and on an output, on a real broker: open
+ * on the partition while no coordinator owns it, so it would hide what follows from every restore
+ * (or every read_committed consumer of the output) for good. A chaos run met one after two broker kills. Made here the way it arises: a
  * transactional batch appended without the coordinator knowing (the broker of this test turns
  * off KIP-890's partition verification, which otherwise refuses such a batch; the ghost's
  * producer id is one no coordinator ever gave). Its own broker (port 29692): the other Kafka
@@ -104,7 +104,7 @@ describe('hanging transactions on the real broker', () => {
     }
   }, 120_000)
 
-  it('ebb run restoring behind one aborts it after hangingTransactionTimeout and opens the partition on the whole changelog', async () => {
+  it('ebb run restoring behind one aborts it after hangingTransactionTimeout and opens the partition on the whole changelog; one on an output it aborts too', async () => {
     const app = `hang-${Date.now().toString(36)}`
     const input = `${app}.events`
     const changelog = app + CHANGELOG_SUFFIX
@@ -151,15 +151,25 @@ ${extra}`)
     const api = await until(async () => /API (http:\/\/\S+)/.exec(c.stderr())?.[1], 60_000, 'the API')
     await until(async () => (await fetch(`${api}/readyz`)).status === 200 ? true : undefined, 90_000, 'c ready')
     expect(Date.now() - t0).toBeGreaterThanOrEqual(5000) // not before the ghost had hung for the timeout
-    const metrics = await (await fetch(`${api}/metrics`)).text()
-    expect(/^ebb_changelog_hanging_transactions_aborted_total (\d+)$/m.exec(metrics)?.[1]).toBe('1')
-    expect(c.stderr()).toContain('aborted a hanging transaction on the changelog')
+    const aborted = async (topic: string): Promise<string | undefined> => new RegExp(`^ebb_hanging_transactions_aborted_total\\{topic="${topic.replace(/\./g, '\\.')}"\\} (\\d+)$`, 'm').exec(await (await fetch(`${api}/metrics`)).text())?.[1]
+    expect(await aborted(changelog)).toBe('1')
+    expect(c.stderr()).toContain('aborted a hanging transaction')
     const after = await ends(changelog)
     expect(after.stable).toBe(after.high)
     // Ready means the restored state records the input offset the group committed (400, b's last
     // commit): the partition opens only on a state that agrees with it (changelog-reader.ts).
     const check = await testClient(BOOTSTRAP).admin()
     try { expect(await committedCount(app, input, check)).toBe(400) } finally { await check.close() }
+
+    // A ghost on an output while c runs: the dispatch service (read_committed) would read nothing
+    // past it. c holds input partition 0, so it watches the outputs, and aborts it too.
+    const tasks = `${app}.tasks`
+    const admin2 = new Admin({ clientId: 'ebb-test-hanging', bootstrapBrokers: [BOOTSTRAP] })
+    try { await ghostTransaction(admin2, tasks, 0) } finally { await admin2.close() }
+    await produce(input, 1, events(400, 100), BOOTSTRAP) // more work behind it
+    expect(await until(async () => await aborted(tasks), 60_000, 'the output watch to abort the ghost')).toBe('1')
+    const t = await until(async () => { const e = await ends(tasks); return e.stable === e.high ? e : undefined }, 30_000, 'the tasks topic readable to its end')
+    expect(t.high).toBeGreaterThan(0n)
     c.child.kill('SIGTERM')
     expect(await c.exited).toBe(0)
   }, 300_000)
