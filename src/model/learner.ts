@@ -90,6 +90,8 @@ const THRESHOLD_FALL = 0.5
 const VETO_RECALL = 0.05
 /** earlierThan: a reference alert counts in the pending estimate of its precision from this many days after it was raised */
 const PENDING_FOLLOW_DAYS = 7
+/** days after a reference alert its label is known: 30 silent days after it (right), or a LOGIN before (wrong) */
+const LABEL_AGE = 30
 /**
  * earlierThan: the threshold is the lowest whose recent short silences, plus this many, fit the
  * room for early false alarms. Scanning down to the last threshold whose count fits picks one
@@ -189,6 +191,12 @@ export interface Controller {
   vetoGone: Float64Array
   /** earlierThan: the recent alerts a veto cannot hold back (users the model does not alert early for yet), weighted alike: they count in the total only */
   vetoOthers: number
+  /**
+   * earlierThan: for a reference alert a days old with no LOGIN yet, the chance it stays right
+   * (no LOGIN before its 30th day), from the recent alerts' returns (Kaplan–Meier; ages the
+   * recent alerts have not shown enough of count no return). Rebuilt daily with the veto's statistics.
+   */
+  stayRight: Float64Array
 }
 
 /** Logistic function and its inverse, the only place they are written. */
@@ -251,7 +259,7 @@ export class ChurnLearner {
     this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
       spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
       veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID),
-      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0
+      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0, stayRight: new Float64Array(LABEL_AGE + 1).fill(1)
     }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
@@ -534,8 +542,8 @@ export class ChurnLearner {
     if (this.refGrid > 0) this.vetoStatistics()
     this.controllers.forEach((c, i) => {
       if (c.spec.kind !== 'earlierThan') { c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored); return }
-      const [fired, wrong] = this.pendingReference(i)
-      chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE)
+      const [fired, wrong, right] = this.pendingReference(i)
+      chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE, right)
     })
   }
 
@@ -559,6 +567,30 @@ export class ChurnLearner {
     const decay = this.model.prior.learning.decayPerDay
     const dq = this.driftQ()
     const x = this.scratch
+    // Kaplan–Meier of the reference alerts' returns by age: at risk (a difference array) and returned, per age.
+    const atRisk = new Map<Controller, Float64Array>()
+    const returned = new Map<Controller, Float64Array>()
+    for (const c of bySlot.values()) { atRisk.set(c, new Float64Array(LABEL_AGE + 1)); returned.set(c, new Float64Array(LABEL_AGE)) }
+    this.recent.forEach(x, (e) => {
+      const c = bySlot.get(e.slot)
+      if (c === undefined) return
+      const age = Math.min(LABEL_AGE, this.day - e.day)
+      const risk = atRisk.get(c) as Float64Array
+      if (!e.wrong) { risk[0] += 1; risk[age] -= 1; return }
+      const back = Math.max(0, e.scored - c.refDays)
+      if (back >= LABEL_AGE) return
+      (returned.get(c) as Float64Array)[back] += 1
+      if (back + 1 < age) { risk[back + 1] -= 1; risk[age] += 1 }
+    })
+    for (const c of bySlot.values()) {
+      const risk = atRisk.get(c) as Float64Array
+      const ret = returned.get(c) as Float64Array
+      let n = 0
+      const h = new Float64Array(LABEL_AGE)
+      for (let a = 0; a < LABEL_AGE; a++) { n += risk[a]; h[a] = n >= MIN_REFERENCE ? Math.min(1, ret[a] / n) : 0 }
+      c.stayRight[LABEL_AGE] = 1
+      for (let a = LABEL_AGE - 1; a >= 0; a--) c.stayRight[a] = c.stayRight[a + 1] * (1 - h[a])
+    }
     this.recent.forEach(x, (e) => {
       const c = bySlot.get(e.slot)
       const age = this.day - e.day
@@ -590,18 +622,22 @@ export class ChurnLearner {
    * out; one with more wrong labels than counted alerts (a day the user's timer skipped) counts
    * no more wrong than alerts.
    */
-  pendingReference (i: number): [number, number] {
+  pendingReference (i: number): [number, number, number] {
     let fired = 0
     let wrong = 0
+    let right = 0
     const o = 2 * GRID * i + GRID
+    const stay = this.controllers[i].stayRight
     for (const [d, b] of this.buckets) {
       if (this.day - d < PENDING_FOLLOW_DAYS || b.fired.length === 0 || Number.isNaN(b.fired[i])) continue
       let w = 0
       for (let j = 0; j < GRID; j++) w += b.ref[o + j]
+      const bw = Math.min(b.fired[i], w)
       fired += b.fired[i]
-      wrong += Math.min(b.fired[i], w)
+      wrong += bw
+      right += (b.fired[i] - bw) * (stay.length === 0 ? 1 : stay[Math.min(LABEL_AGE, this.day - d)])
     }
-    return [fired, wrong]
+    return [fired, wrong, right]
   }
 
   /** The probability threshold of controller k today (above every score while a relative one with no daysInactive reference warms up). */
@@ -792,7 +828,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0 }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0, stayRight: new Float64Array(0) }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -863,7 +899,7 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * precision. Scores in the statistics are relative to the intercept's `drift` (logits;
  * ChurnLearner.driftQ): θ and the veto are that plus the grid's.
  */
-export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0): void {
+export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0, pendingRight = pendingFired - pendingWrong): void {
   if (c.ref < MIN_REFERENCE) return
   let right = 0
   let wrong = 0
@@ -878,7 +914,7 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   const total = right + wrong + REFERENCE_PRIOR_ALERTS
   // The reference's precision: its labelled alerts, its pending ones (not wrong yet: counted
   // right, so p can only be too high, which costs earliness, not precision), and the pseudo-alerts.
-  const p = (right + pendingFired - pendingWrong + REFERENCE_PRIOR_ALERTS) / (total + pendingFired)
+  const p = (right + pendingRight + REFERENCE_PRIOR_ALERTS) / (total + pendingFired)
   // A vetoed right alert comes back (postponed: it is still right); a vetoed wrong one is gone
   // unless it comes back too. With qF the share of the reference's alerts held back for good, the
   // precision is pN / (N(1 − qF) + E) ≥ p − δ for E ≤ N(p/(p − δ) − 1 + qF), of which early

@@ -386,7 +386,47 @@ describe('the threshold controller', () => {
     put(20_010, 2, 5) // more wrong labels than alerts counted (a skipped day): 2 wrong at most
     put(20_015, 4, 0) // 5 days old: not yet
     put(20_005, Number.NaN, 6) // unknown count
-    expect(l.pendingReference(0)).toEqual([12, 5])
+    // counted right: the 7 not wrong yet of the first bucket (no returns seen: each stays right)
+    expect(l.pendingReference(0)).toEqual([12, 5, 7])
+  })
+
+  it('earlierThan: a pending alert counts as right with the chance the rule\'s recent alerts of its age stayed right (Kaplan–Meier), 1 where too few were seen', () => {
+    const l = new ChurnLearner(driftModel(), earlierThanSpecs)
+    l.roll(20_100)
+    const slot = earlierThanSpecs[0].refSlot
+    const silence = (scored: number, user: string): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_070; s.spellScored = scored; return s }
+    // 40 alerts of day 20 075 (25 days old): 10 came back 2 days after the alert, 4 after 12 days
+    for (let i = 0; i < 40; i++) {
+      l.recent.add(20_075, slot, false, true, silence(40, `u${i}`))
+      if (i < 10) l.recent.add(20_075, slot, true, true, silence(7 + 2, `u${i}`))
+      else if (i < 14) l.recent.add(20_075, slot, true, true, silence(7 + 12, `u${i}`))
+    }
+    // 5 alerts of day 20 097 (3 days old), none back yet: censored, at risk for ages 0–2 only
+    for (let i = 0; i < 5; i++) l.recent.add(20_097, slot, false, true, silence(40, `w${i}`))
+    ;(l as unknown as { vetoStatistics: () => void }).vetoStatistics()
+    const stay = l.controllers[0].stayRight
+    expect(stay[0]).toBeCloseTo((1 - 10 / 45) * (1 - 4 / 30), 12) // at risk at age 2: 40 + 5
+    expect(stay[2]).toBeCloseTo((1 - 10 / 45) * (1 - 4 / 30), 12)
+    expect(stay[3]).toBeCloseTo(1 - 4 / 30, 12) // at age 12: the 30 of day 20 075 not back yet
+    expect(stay[12]).toBeCloseTo(1 - 4 / 30, 12)
+    expect(stay[13]).toBe(1)
+    expect(stay[29]).toBe(1) // not seen past 25 days: counted as no return (p only too high)
+    // Fewer than 20 at risk say nothing: 10 alerts, 9 back the next day, count as staying right.
+    const few = new ChurnLearner(driftModel(), earlierThanSpecs)
+    few.roll(20_100)
+    for (let i = 0; i < 10; i++) {
+      few.recent.add(20_090, slot, false, true, silence(40, `v${i}`))
+      if (i < 9) few.recent.add(20_090, slot, true, true, silence(7 + 1, `v${i}`))
+    }
+    ;(few as unknown as { vetoStatistics: () => void }).vetoStatistics()
+    expect([...few.controllers[0].stayRight].every((x) => x === 1)).toBe(true)
+    // A bucket of alerts 10 days old: 20 fired, 5 wrong already; the other 15 count as 15 × (1 − 4/30).
+    const b = (l as unknown as Buckets).bucketOf(20_090)
+    b.fired[0] = 20
+    b.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 5
+    const [fired, wrong, right] = l.pendingReference(0)
+    expect([fired, wrong]).toEqual([20, 5])
+    expect(right).toBeCloseTo(15 * (1 - 4 / 30), 12)
   })
 
   /** A store batch that records what a drain puts (latin1 key → a copy of the value) and deletes, into `puts` (default a new map). */
