@@ -617,7 +617,8 @@ export class ChurnLearner {
 
   /**
    * Controller i's reference alerts of the buckets not matured yet, raised PENDING_FOLLOW_DAYS ago
-   * or more (Bucket.fired), and how many of them a LOGIN proved wrong already. A bucket whose
+   * or more (Bucket.fired), how many of them a LOGIN proved wrong already, and how many of the
+   * others are expected right (each with Controller.stayRight of its age, from the last veto statistics). A bucket whose
    * count is unknown (NaN: written before alerts were counted, or by another topology) is left
    * out; one with more wrong labels than counted alerts (a day the user's timer skipped) counts
    * no more wrong than alerts.
@@ -893,10 +894,11 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * VETO_CREDIT of qF. The veto is the one that allows the largest E while it postpones at most
  * VETO_RECALL of the reference's right alerts; θ the lowest threshold that recent short silences crossed no more than E times
  * (SHORT_SLACK more). p counts the labelled alerts, the `pendingFired` alerts raised at least
- * PENDING_FOLLOW_DAYS ago whose labels have not matured (right unless among the `pendingWrong`
- * already answered by a LOGIN), and REFERENCE_PRIOR_ALERTS right ones: until the stream says
- * otherwise p is high, and a precision estimated too high costs earliness, one too low would cost
- * precision. Scores in the statistics are relative to the intercept's `drift` (logits;
+ * PENDING_FOLLOW_DAYS ago whose labels have not matured (`pendingRight` of them expected right:
+ * those not among the `pendingWrong` already answered by a LOGIN, each with the chance it stays
+ * right, Controller.stayRight; all of them when not given), and REFERENCE_PRIOR_ALERTS right
+ * ones: until the stream says otherwise p is high, and a precision estimated too high costs
+ * earliness, one too low would cost precision. Scores in the statistics are relative to the intercept's `drift` (logits;
  * ChurnLearner.driftQ): θ and the veto are that plus the grid's.
  */
 export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0, pendingRight = pendingFired - pendingWrong): void {
@@ -912,8 +914,9 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   if (right + wrong + pendingFired < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
   const d = (c.spec as { allowance: number }).allowance
   const total = right + wrong + REFERENCE_PRIOR_ALERTS
-  // The reference's precision: its labelled alerts, its pending ones (not wrong yet: counted
-  // right, so p can only be too high, which costs earliness, not precision), and the pseudo-alerts.
+  // The reference's precision: its labelled alerts, its pending ones (those not wrong yet, with
+  // the chance they stay right; where the stream has not shown enough of an age, as right: too
+  // high, which costs earliness, not precision), and the pseudo-alerts.
   const p = (right + pendingRight + REFERENCE_PRIOR_ALERTS) / (total + pendingFired)
   // A vetoed right alert comes back (postponed: it is still right); a vetoed wrong one is gone
   // unless it comes back too. With qF the share of the reference's alerts held back for good, the
