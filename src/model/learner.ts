@@ -574,27 +574,18 @@ export class ChurnLearner {
     this.recent.forEach(x, (e) => {
       const c = bySlot.get(e.slot)
       if (c === undefined) return
-      const age = Math.min(LABEL_AGE, this.day - e.day)
-      const risk = atRisk.get(c) as Float64Array
-      if (!e.wrong) { risk[0] += 1; risk[age] -= 1; return }
-      const back = Math.max(0, e.scored - c.refDays)
-      if (back >= LABEL_AGE) return
-      (returned.get(c) as Float64Array)[back] += 1
-      if (back + 1 < age) { risk[back + 1] -= 1; risk[age] += 1 }
-    })
-    for (const c of bySlot.values()) {
-      const risk = atRisk.get(c) as Float64Array
-      const ret = returned.get(c) as Float64Array
-      let n = 0
-      const h = new Float64Array(LABEL_AGE)
-      for (let a = 0; a < LABEL_AGE; a++) { n += risk[a]; h[a] = n >= MIN_REFERENCE ? Math.min(1, ret[a] / n) : 0 }
-      c.stayRight[LABEL_AGE] = 1
-      for (let a = LABEL_AGE - 1; a >= 0; a--) c.stayRight[a] = c.stayRight[a + 1] * (1 - h[a])
-    }
-    this.recent.forEach(x, (e) => {
-      const c = bySlot.get(e.slot)
       const age = this.day - e.day
-      if (c === undefined || age < PENDING_FOLLOW_DAYS) return
+      // the returns by age, every alert (the survival estimate of pending alerts, stayRight)
+      const seen = Math.min(LABEL_AGE, age)
+      const risk = atRisk.get(c) as Float64Array
+      if (!e.wrong) { risk[0] += 1; risk[seen] -= 1 } else {
+        const returnedAt = Math.max(0, e.scored - c.refDays)
+        if (returnedAt < LABEL_AGE) {
+          (returned.get(c) as Float64Array)[returnedAt] += 1
+          if (returnedAt + 1 < seen) { risk[returnedAt + 1] -= 1; risk[seen] += 1 }
+        }
+      }
+      if (age < PENDING_FOLLOW_DAYS) return
       const w = Math.pow(decay, age - PENDING_FOLLOW_DAYS)
       if (!e.known) { if (!e.wrong) c.vetoOthers += w; return }
       const r = c.refDays
@@ -610,6 +601,17 @@ export class ChurnLearner {
     })
     // A wrong label whose alert was not filed (a day the user's timer skipped) has none to move from.
     for (const c of this.controllers) for (let j = 0; j < GRID; j++) if (c.vetoT[j] < 0) c.vetoT[j] = 0
+    // Kaplan–Meier: the chance an alert still silent at age a stays silent to LABEL_AGE; an age
+    // with fewer than MIN_REFERENCE alerts seen through it counts no return (too high: the safe side).
+    for (const c of bySlot.values()) {
+      const risk = atRisk.get(c) as Float64Array
+      const ret = returned.get(c) as Float64Array
+      let n = 0
+      const h = new Float64Array(LABEL_AGE)
+      for (let a = 0; a < LABEL_AGE; a++) { n += risk[a]; h[a] = n >= MIN_REFERENCE ? Math.min(1, ret[a] / n) : 0 }
+      c.stayRight[LABEL_AGE] = 1
+      for (let a = LABEL_AGE - 1; a >= 0; a--) c.stayRight[a] = c.stayRight[a + 1] * (1 - h[a])
+    }
   }
 
   /** An ERASE: the user's recent reference alerts go (the rest of the learner holds no one's data, only sums). */
