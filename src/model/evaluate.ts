@@ -119,8 +119,10 @@ export const PERIOD_DAYS = 30
 /** The targets a population is held to (README, "The churn model"). */
 export interface Verdict {
   precisionWithin2Points: boolean
-  recallAtLeast90: boolean
-  notLaterThanRule: boolean
+  /** null: no churner to recall in the history (a history shorter than a churner's 30 silent days) */
+  recallAtLeast90: boolean | null
+  /** null: no churn point whose lead the model and the rule both have */
+  notLaterThanRule: boolean | null
   /** where the yardstick is ≥ 3 days earlier than the rule, whether the model is too (null otherwise) */
   threeDaysEarlier: boolean | null
   aucBeatsDaysInactive: boolean
@@ -283,8 +285,8 @@ export function report (input: string, topology: Topology, sweep: number[], data
     byPeriod: periods(data.start, data.end, churn, pairedModel, pairedRule, modelRule === undefined ? [] : modelAlerts, ruleAlerts, ctx),
     verdict: {
       precisionWithin2Points: modelRule !== undefined && modelReport.precision >= target - 0.02,
-      recallAtLeast90: modelRule !== undefined && modelReport.recall >= 0.9,
-      notLaterThanRule: modelRule !== undefined && modelReport.leadDays.median <= inactive7.leadDays.median,
+      recallAtLeast90: Number.isNaN(modelReport.recall) ? null : modelRule !== undefined && modelReport.recall >= 0.9,
+      notLaterThanRule: Number.isNaN(modelReport.leadDays.median) || Number.isNaN(inactive7.leadDays.median) ? null : modelRule !== undefined && modelReport.leadDays.median <= inactive7.leadDays.median,
       threeDaysEarlier: yard === null || !(yard.report.leadDays.median <= inactive7.leadDays.median - 3) ? null : modelReport.leadDays.median <= inactive7.leadDays.median - 3,
       aucBeatsDaysInactive: aucModel > aucDays
     }

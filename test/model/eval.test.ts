@@ -129,6 +129,19 @@ describe('ebb eval on a hand-made fixture', () => {
   })
 })
 
+describe('ebb eval on a history with no churner it can judge', () => {
+  it('says n/a for recall and for not later, instead of a failure', async () => {
+    // 20 days: no churner's 30 silent days fit, so no churn point and no lead to compare
+    const pop = population('cadence', 200, 20, 5)
+    const out = join(tmp.dir, 'eval-short')
+    const r = await quiet(['eval', '--in', pop.events, '--labels', pop.labels, '--warmup', '0', '--out', out])
+    expect(r.code).toBe(0)
+    const short = JSON.parse(readFileSync(join(out, 'eval.json'), 'utf8')) as EvalReport
+    expect([short.verdict.recallAtLeast90, short.verdict.notLaterThanRule]).toEqual([null, null])
+    expect(readFileSync(join(out, 'eval.md'), 'utf8')).toMatch(/recall ≥ 90% n\/a; median lead not later than inactive_7d n\/a/)
+  }, 120_000)
+})
+
 /** A generated population as a JSON Lines file (and its ground truth). */
 function population (kind: PopulationKind, users: number, days: number, seed: number, churnRate?: number): { events: string, labels: string } {
   const pop = makePopulation(kind, { users, days, seed, churnRate })
