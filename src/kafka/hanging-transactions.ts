@@ -1,4 +1,4 @@
-import { type Admin, type Broker, type Connection, createAPI, describeProducersV0, describeTransactionsV0, FindCoordinatorKeyTypes, kGetConnection, listTransactionsV0, type Reader, Writer } from '@platformatic/kafka'
+import { type Admin, type API, type Broker, type Connection, createAPI, describeProducersV0, describeTransactionsV0, FindCoordinatorKeyTypes, kGetApi, kGetConnection, listTransactionsV0, type Reader, Writer } from '@platformatic/kafka'
 import type { OpenTransaction } from './client.js'
 
 /**
@@ -60,7 +60,9 @@ const MARKER_ERRORS: Record<number, string> = {
   52: 'TRANSACTION_COORDINATOR_FENCED'
 }
 
-const TRANSACTIONAL_ID_NOT_FOUND = 105
+const TRANSACTION_STATE = '__transaction_state'
+/** what the Metadata answer says that is read here */
+interface MetadataAnswer { brokers: Array<{ nodeId: number, host: string, port: number }>, topics: Array<{ name: string | null, partitions: Array<{ leaderId: number }> }> }
 
 /** states in which the coordinator still owns the transaction and ends it itself (by commit, abort or timeout) */
 const COORDINATOR_OPEN = new Set(['Ongoing', 'PrepareCommit', 'PrepareAbort', 'PrepareEpochFence'])
@@ -85,11 +87,24 @@ export async function openTransactions (admin: Admin, topic: string, partition: 
   const open = (described.topics[0]?.partitions[0]?.activeProducers ?? []).filter((p) => p.currentTxnStartOffset >= 0n)
   if (open.length === 0) return []
   // Which transactional id each producer has: every broker lists the transactions it coordinates.
+  // Only when every coordinator is up: a producer missing from the lists because its coordinator
+  // is down or moving (a __transaction_state partition without a live leader) is not hanging, and
+  // aborting its transaction could abort one whose commit is decided but not yet written.
+  // (the client's metadata leaves internal topics out: asked with its Metadata request directly)
+  const metadataApi = await new Promise<API<[string[], boolean, boolean], MetadataAnswer>>((resolve, reject) => {
+    admin[kGetApi]<[string[], boolean, boolean], MetadataAnswer>('Metadata', (err, api) => { if (err != null || api === undefined) reject(err ?? new Error('no Metadata API')); else resolve(api) })
+  })
+  const coordinators = await metadataApi.async(await connectionTo(admin, leader), [TRANSACTION_STATE], false, false)
+  const live = new Set(coordinators.brokers.map((b) => b.nodeId))
+  const state = coordinators.topics.find((t) => t.name === TRANSACTION_STATE)
+  if (state === undefined || state.partitions.length === 0 || state.partitions.some((p) => p.leaderId < 0 || !live.has(p.leaderId))) {
+    throw new Error(`not every transaction coordinator is available (${TRANSACTION_STATE} has a partition without a live leader): nothing is judged`)
+  }
   const ids = new Map<bigint, string>()
-  for (const broker of meta.brokers.values()) {
+  for (const broker of coordinators.brokers) {
+    // (the client throws on an error code: a coordinator still loading its transactions after a
+    // restart cannot say, and nothing is judged this time)
     const listed = await listTransactionsV0.api.async(await connectionTo(admin, broker), [], open.map((p) => p.producerId), -1n, null)
-    // A coordinator still loading its transactions (after a restart) cannot say: nothing is judged.
-    if (listed.errorCode !== 0) throw new Error(`ListTransactions on broker ${broker.host}:${broker.port} answered Kafka error ${listed.errorCode}`)
     for (const t of listed.transactionStates) ids.set(t.producerId, t.transactionalId)
   }
   const out: OpenTransaction[] = []
@@ -100,9 +115,10 @@ export async function openTransactions (admin: Admin, topic: string, partition: 
       const [coordinator] = await admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.TRANSACTION, keys: [transactionalId] })
       if (coordinator === undefined) throw new Error(`no coordinator found for transactional id ${transactionalId}`)
       const d = await describeTransactionsV0.api.async(await connectionTo(admin, { host: coordinator.host, port: coordinator.port }), [transactionalId])
+      // (an error code throws in the client: not judged this time)
       const s = d.transactionStates[0]
-      if (s === undefined || (s.errorCode !== 0 && s.errorCode !== TRANSACTIONAL_ID_NOT_FOUND)) throw new Error(`DescribeTransactions for ${transactionalId} answered Kafka error ${s?.errorCode ?? 'none'}`)
-      coordinatorHasIt = s.errorCode === 0 && s.producerId === p.producerId && COORDINATOR_OPEN.has(s.transactionState) &&
+      if (s === undefined) throw new Error(`DescribeTransactions for ${transactionalId} answered nothing`)
+      coordinatorHasIt = s.producerId === p.producerId && COORDINATOR_OPEN.has(s.transactionState) &&
         s.topics.some((t) => t.topic === topic && t.partitions.includes(partition))
     }
     out.push({ producerId: p.producerId, producerEpoch: p.producerEpoch, coordinatorEpoch: p.coordinatorEpoch, startOffset: p.currentTxnStartOffset, transactionalId, coordinatorHasIt })

@@ -20,10 +20,17 @@ import { abortable } from './waits.js'
 export class HangingTransactionWatch {
   /** transactions aborted, by topic (/metrics) */
   readonly aborted = new Map<string, number>()
-  /** per "topic/partition", the hanging transactions seen ("producerId/epoch@startOffset") and since when */
-  private readonly seen = new Map<string, Map<string, number>>()
+  /** per "topic/partition", the hanging transactions seen ("producerId/epoch@startOffset"): since when, and when last */
+  private readonly seen = new Map<string, Map<string, { since: number, last: number }>>()
 
-  constructor (private readonly admin: () => AdminPort, readonly timeoutMs: number, private readonly now: () => number = Date.now) {}
+  /** the longest time between two looks at a partition that still counts as watching it all along */
+  readonly maxGapMs: number
+
+  constructor (private readonly admin: () => AdminPort, readonly timeoutMs: number, private readonly now: () => number = Date.now) {
+    // The looks come every few seconds (a stuck restore retries its consistency check every
+    // restoreConsistencyTimeout + 5 s; the output watch every half timeout, at most 30 s).
+    this.maxGapMs = Math.max(60_000, timeoutMs)
+  }
 
   /**
    * Looks at the transactions open on the partition; aborts the ones seen hanging for the
@@ -41,14 +48,17 @@ export class HangingTransactionWatch {
     }
     const where = `${topic}/${partition}`
     const now = this.now()
-    const before = this.seen.get(where) ?? new Map<string, number>()
-    const still = new Map<string, number>()
+    const before = this.seen.get(where) ?? new Map<string, { since: number, last: number }>()
+    const still = new Map<string, { since: number, last: number }>()
     let aborted = false
     for (const t of open) {
       if (t.coordinatorHasIt) continue
       const key = `${t.producerId}/${t.producerEpoch}@${t.startOffset}`
-      const since = before.get(key) ?? now
-      still.set(key, since)
+      // Hanging all along means seen at every look: a look missed for longer than maxGapMs (the
+      // partition moved away, the coordinators were out) starts the clock again.
+      const seen = before.get(key)
+      const since = seen === undefined || now - seen.last > this.maxGapMs ? now : seen.since
+      still.set(key, { since, last: now })
       const fields = { topic, partition, producerId: String(t.producerId), producerEpoch: t.producerEpoch, startOffset: String(t.startOffset), transactionalId: t.transactionalId, hangingSeconds: Math.round((now - since) / 1000) }
       if (now - since < this.timeoutMs) {
         if (since === now) log.warn(fields, `a hanging transaction (open, and no coordinator owns it) hides what follows it; aborted if it still hangs in ${Math.round(this.timeoutMs / 1000)} s`)

@@ -83,7 +83,9 @@ describe('hanging transactions on the real broker', () => {
       await ghostTransaction(admin, topic, 0) // offset 1
       const owned = await producer.transaction()
       await owned.sendBatch([{ topic, records: [{ key: 'k', value: Buffer.from('owned'), partition: 0 }] }]) // offset 2
-      const open = await openTransactions(admin, topic, 0)
+      // (the coordinators' topic was created a moment ago by the owned producer: until each of its
+      // partitions has a leader, nothing is judged)
+      const open = await until(async () => await openTransactions(admin, topic, 0), 30_000, 'the coordinators')
       expect(open.map((t) => [t.startOffset, t.transactionalId, t.coordinatorHasIt]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([[1n, null, false], [2n, `${topic}-owned`, true]])
       expect(await ends(topic)).toEqual({ stable: 1n, high: 3n })
       const ghost = open.find((t) => !t.coordinatorHasIt)

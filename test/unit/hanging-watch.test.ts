@@ -62,6 +62,20 @@ describe('HangingTransactionWatch', () => {
     expect(f.aborted).toEqual(['t/0@5'])
   })
 
+  it('starts the clock again when the partition was not looked at for longer than maxGapMs (not seen hanging all along)', async () => {
+    let now = 0
+    const f = fakeAdmin()
+    const watch = new HangingTransactionWatch(() => f.admin, 10_000, () => now)
+    f.open.set(0, [txn(5n, false)])
+    await watch.abortHung('t', 0)
+    now += watch.maxGapMs + 1 // e.g. the partition was elsewhere meanwhile
+    expect(await watch.abortHung('t', 0)).toBe(false)
+    now += 9_999
+    expect(await watch.abortHung('t', 0)).toBe(false)
+    now += 1
+    expect(await watch.abortHung('t', 0)).toBe(true)
+  })
+
   it('does nothing with a timeout of 0', async () => {
     const f = fakeAdmin()
     const watch = new HangingTransactionWatch(() => f.admin, 0, () => 0)
