@@ -579,7 +579,9 @@ export class ChurnLearner {
       const seen = Math.min(LABEL_AGE, age)
       const risk = atRisk.get(c) as Float64Array
       if (!e.wrong) { risk[0] += 1; risk[seen] -= 1 } else {
-        const returnedAt = Math.max(0, e.scored - c.refDays)
+        // The alert's day scored silent day r (spellScored r + 1); a LOGIN j days later leaves r + 1 + j.
+        // (a LOGIN dated on the day of the look, local and UTC days apart, counts on the day before)
+        const returnedAt = Math.min(Math.max(0, e.scored - c.refDays - 1), Math.max(0, seen - 1))
         if (returnedAt < LABEL_AGE) {
           (returned.get(c) as Float64Array)[returnedAt] += 1
           if (returnedAt + 1 < seen) { risk[returnedAt + 1] -= 1; risk[seen] += 1 }

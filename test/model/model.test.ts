@@ -398,8 +398,9 @@ describe('the threshold controller', () => {
     // 40 alerts of day 20 075 (25 days old): 10 came back 2 days after the alert, 4 after 12 days
     for (let i = 0; i < 40; i++) {
       l.recent.add(20_075, slot, false, true, silence(40, `u${i}`))
-      if (i < 10) l.recent.add(20_075, slot, true, true, silence(7 + 2, `u${i}`))
-      else if (i < 14) l.recent.add(20_075, slot, true, true, silence(7 + 12, `u${i}`))
+      // the alert's day scored silent day 7 (8 days scored); a LOGIN j days later leaves 8 + j
+      if (i < 10) l.recent.add(20_075, slot, true, true, silence(8 + 2, `u${i}`))
+      else if (i < 14) l.recent.add(20_075, slot, true, true, silence(8 + 12, `u${i}`))
     }
     // 5 alerts of day 20 097 (3 days old), none back yet: censored, at risk for ages 0–2 only
     for (let i = 0; i < 5; i++) l.recent.add(20_097, slot, false, true, silence(40, `w${i}`))
@@ -416,7 +417,7 @@ describe('the threshold controller', () => {
     few.roll(20_100)
     for (let i = 0; i < 10; i++) {
       few.recent.add(20_090, slot, false, true, silence(40, `v${i}`))
-      if (i < 9) few.recent.add(20_090, slot, true, true, silence(7 + 1, `v${i}`))
+      if (i < 9) few.recent.add(20_090, slot, true, true, silence(8 + 1, `v${i}`))
     }
     ;(few as unknown as { vetoStatistics: () => void }).vetoStatistics()
     expect([...few.controllers[0].stayRight].every((x) => x === 1)).toBe(true)
