@@ -88,3 +88,14 @@ export async function waitCaughtUp (group: string, topic: string, ms = 90_000): 
     await admin.close()
   }
 }
+
+/** Polls `f` every 200 ms until it gives a value (a throw counts as none yet); fails after `ms`, naming `what`. */
+export async function until<T> (f: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await f().catch(() => undefined)
+    if (v !== undefined) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}

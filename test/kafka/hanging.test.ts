@@ -9,7 +9,7 @@ import { abortTransaction, openTransactions } from '../../src/kafka/hanging-tran
 import { projectRoot } from '../../src/paths.js'
 import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
-import { committedCount, produce, testClient } from './broker.js'
+import { committedCount, produce, testClient, until } from './broker.js'
 
 /**
  * A hanging transaction (KIP-664) on the state changelog and on an output, on a real broker: open
@@ -61,16 +61,6 @@ function startEbb (file: string): { child: ChildProcess, exited: Promise<number 
   let err = ''
   child.stderr?.on('data', (b: Buffer) => { err += b.toString() })
   return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })), stderr: () => err }
-}
-
-async function until<T> (f: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await f().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
 }
 
 describe('hanging transactions on the real broker', () => {

@@ -6,7 +6,7 @@ import { encodeAvroEvent } from '../../src/events/avro.js'
 import { projectRoot } from '../../src/paths.js'
 import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
-import { produce } from './broker.js'
+import { produce, until } from './broker.js'
 
 /**
  * A broker that goes away for good: `ebb run` keeps its API up and retries (/readyz says why,
@@ -22,16 +22,6 @@ const kafkaSh = (...args: string[]): void => { kafkaScript(PORT, args) }
 
 beforeAll(() => { kafkaSh('stop'); kafkaSh('start') }, 300_000)
 afterAll(() => { kafkaSh('stop'); tmp.cleanup() }, 120_000)
-
-async function until<T> (f: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await f().catch(() => undefined)
-    if (v !== undefined) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
 
 describe('ebb run when the broker goes away for good', () => {
   it('retries with the API up, then exits 1 with EBB_KAFKA_UNREACHABLE once retryTimeout has passed', async () => {
