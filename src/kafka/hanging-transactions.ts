@@ -9,8 +9,9 @@ import type { OpenTransaction } from './client.js'
  * it. Kafka's own answer is an operator's `kafka-transactions.sh find-hanging` then `abort`; this
  * module does the same two steps with the same requests (DescribeProducers on the partition's
  * leader, ListTransactions and DescribeTransactions on the coordinators, WriteTxnMarkers to abort)
- * for the changelog reader (changelog-reader.ts), which uses them only on a partition whose tail
- * has stayed hidden for longer than any transaction of Ebb's may live.
+ * behind the admin port, for hanging-watch.ts: it decides when (a changelog partition whose
+ * restore is stuck, an output partition whose last stable offset does not move) and after how
+ * long a transaction counts as hanging.
  */
 
 /*
