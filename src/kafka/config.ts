@@ -51,10 +51,11 @@ export interface RunConfig {
    */
   restoreConsistencyTimeoutMs: number
   /**
-   * how long a transaction may stay open on a changelog partition, hiding its tail from a
-   * restore, while no transaction coordinator owns it (a *hanging* transaction, KIP-664: its
-   * marker will never come) before Ebb aborts it itself, as `kafka-transactions.sh abort` would;
-   * 0: never (the partition then waits for an operator). See changelog-reader.ts
+   * how long a transaction may stay open on a changelog or output partition, hiding what follows
+   * it from read_committed readers (a restore, the outputs' consumers), while no transaction
+   * coordinator owns it (a *hanging* transaction, KIP-664: its marker will never come) before Ebb
+   * aborts it itself, as `kafka-transactions.sh abort` would; 0: never (the partition then waits
+   * for an operator). See hanging-watch.ts
    */
   hangingTransactionTimeoutMs: number
   /** schema ids read with the bundled ebb.UserEvent schema without asking a registry */

@@ -68,10 +68,20 @@ interface MetadataAnswer { brokers: Array<{ nodeId: number, host: string, port: 
 /** states in which the coordinator still owns the transaction and ends it itself (by commit, abort or timeout) */
 const COORDINATOR_OPEN = new Set(['Ongoing', 'PrepareCommit', 'PrepareAbort', 'PrepareEpochFence'])
 
-async function connectionTo (admin: Admin, broker: Broker): Promise<Connection> {
+/** A connection of the admin client's pool to `broker`. */
+export async function connectionTo (admin: Admin, broker: Broker): Promise<Connection> {
   return await new Promise((resolve, reject) => {
     admin[kGetConnection](broker, (err, conn) => { if (err !== null && err !== undefined) reject(err); else if (conn === undefined) reject(new Error(`no connection to ${broker.host}:${broker.port}`)); else resolve(conn) })
   })
+}
+
+/** The broker that leads `topic`'s `partition` now (fresh metadata). */
+export async function partitionLeader (admin: Admin, topic: string, partition: number): Promise<Broker> {
+  const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
+  const leaderId = meta.topics.get(topic)?.partitions[partition]?.leader
+  const leader = leaderId === undefined ? undefined : meta.brokers.get(leaderId)
+  if (leader === undefined) throw new Error(`${topic}-${partition} has no leader`)
+  return leader
 }
 
 /**
@@ -80,10 +90,7 @@ async function connectionTo (admin: Admin, broker: Broker): Promise<Connection> 
  * on the transactional id's coordinator).
  */
 export async function openTransactions (admin: Admin, topic: string, partition: number): Promise<OpenTransaction[]> {
-  const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
-  const leaderId = meta.topics.get(topic)?.partitions[partition]?.leader
-  const leader = leaderId === undefined ? undefined : meta.brokers.get(leaderId)
-  if (leader === undefined) throw new Error(`${topic}-${partition} has no leader`)
+  const leader = await partitionLeader(admin, topic, partition)
   const described = await describeProducersV0.api.async(await connectionTo(admin, leader), [{ name: topic, partitionIndexes: [partition] }])
   const open = (described.topics[0]?.partitions[0]?.activeProducers ?? []).filter((p) => p.currentTxnStartOffset >= 0n)
   if (open.length === 0) return []
@@ -133,10 +140,7 @@ export async function openTransactions (admin: Admin, topic: string, partition: 
  * the leader refuses (an authorization failure says which permission is missing).
  */
 export async function abortTransaction (admin: Admin, topic: string, partition: number, t: OpenTransaction): Promise<void> {
-  const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
-  const leaderId = meta.topics.get(topic)?.partitions[partition]?.leader
-  const leader = leaderId === undefined ? undefined : meta.brokers.get(leaderId)
-  if (leader === undefined) throw new Error(`${topic}-${partition} has no leader`)
+  const leader = await partitionLeader(admin, topic, partition)
   const res = await writeTxnMarkersV1.async(await connectionTo(admin, leader), [{
     producerId: t.producerId,
     producerEpoch: t.producerEpoch,

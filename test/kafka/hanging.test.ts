@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Admin, type Connection, kGetConnection, produceV9 } from '@platformatic/kafka'
+import { Admin, produceV9 } from '@platformatic/kafka'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { CHANGELOG_SUFFIX } from '../../src/kafka/config.js'
-import { abortTransaction, openTransactions } from '../../src/kafka/hanging-transactions.js'
+import { abortTransaction, connectionTo, openTransactions, partitionLeader } from '../../src/kafka/hanging-transactions.js'
 import { projectRoot } from '../../src/paths.js'
 import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
@@ -37,10 +37,7 @@ const GHOST = 987_654n
 
 /** Appends one transactional record to topic-partition as producer GHOST: a transaction no coordinator owns. */
 async function ghostTransaction (admin: Admin, topic: string, partition: number): Promise<void> {
-  const meta = await admin.metadata({ topics: [topic], forceUpdate: true })
-  const leader = meta.brokers.get(meta.topics.get(topic)?.partitions[partition]?.leader ?? -1)
-  if (leader === undefined) throw new Error('no leader')
-  const conn = await new Promise<Connection>((resolve, reject) => { admin[kGetConnection](leader, (err, c) => { if (err != null || c === undefined) reject(err ?? new Error('no connection')); else resolve(c) }) })
+  const conn = await connectionTo(admin, await partitionLeader(admin, topic, partition))
   await produceV9.api.async(conn, -1, 5000, [{ topic, partition, key: Buffer.from('ghost'), value: Buffer.from('ghost') }], { producerId: GHOST, producerEpoch: 0, transactionalId: 'ghost' })
 }
 
