@@ -91,10 +91,17 @@ export async function run (argv: string[]): Promise<number> {
     let lastError: Error
     let fatal: boolean
     try {
-      // A signal while starting (the client's own retries can take a while) is not left waiting.
+      // A signal while starting (the client's own retries can take a while) is not left waiting,
+      // nor is the outage's deadline: the client retries each request by itself, and a broker that
+      // takes the connection and then closes it (TLS without the client certificate the broker
+      // asks for) made those retries last a minute past a retryTimeout of 3 s.
       const starting = runner.start(advertised)
       starting.catch(() => {})
-      if (await Promise.race([starting.then(() => 'started'), stopped]) !== 'started') {
+      // What the brokers refuse for good is said as soon as the client first retries it.
+      const outcome = await Promise.race([starting.then(() => 'started'), stopped, startDeadline(outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs), runner.refused])
+      if (outcome instanceof EbbError) throw outcome
+      if (outcome === 'overdue') throw new StartOverdue(runner.lastRetried ?? runner.lastCrash)
+      if (outcome !== 'started') {
         await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
         await withDeadline(app.close(), 5000, 'stopping')
         process.stderr.write(`[run] stopped (${interrupted ?? 'signal'}) while starting the Kafka clients\n`)
@@ -125,7 +132,7 @@ export async function run (argv: string[]): Promise<number> {
       lastError = isKafkaClientError(err) ? Object.assign(new Error(errorText(err)), { code: (err as { code: string }).code }) : err as Error
       // Retriable: the client's own errors (connection refused, no leader yet), a registry that
       // cannot answer, and Ebb's errors that say so; anything else (a bug) is not waited out.
-      fatal = isEbbError(err) ? !err.retriable : !(isKafkaClientError(lastError) || lastError.name === 'SchemaRegistryUnavailable')
+      fatal = isEbbError(err) ? !err.retriable : !(isKafkaClientError(lastError) || lastError.name === 'SchemaRegistryUnavailable' || err instanceof StartOverdue)
       // What the brokers refuse for good (credentials, an ACL) is said at once, not waited out.
       const refused = isEbbError(err) ? undefined : kafkaRefusal(err, config.brokers.join(','))
       if (refused !== undefined) { lastError = refused; fatal = true }
@@ -180,6 +187,20 @@ export async function run (argv: string[]): Promise<number> {
   }
   process.stderr.write(`[run] stopped (${why}): committed and closed\n`)
   return 0
+}
+
+/** The Kafka clients did not finish starting before the outage's deadline (retryTimeout). */
+class StartOverdue extends Error {
+  constructor (lastClientError: string | undefined) {
+    super(`the Kafka clients were still connecting when retryTimeout ran out${lastClientError === undefined ? ' (no request answered yet)' : ` (last error: ${lastClientError})`}`)
+    this.name = 'StartOverdue'
+  }
+}
+
+/** Resolves 'overdue' at `at` (never when undefined). Unref'd: it keeps no process alive. */
+function startDeadline (at: number | undefined): Promise<string> {
+  if (at === undefined) return new Promise(() => {})
+  return new Promise((resolve) => { setTimeout(() => { resolve('overdue') }, Math.max(0, at - Date.now())).unref() })
 }
 
 /** How long a runner must stay ready, without a commit, for an outage to count as over. */

@@ -29,9 +29,16 @@ const LATEST = -1n
 /** the attribute bit of a record batch that holds a transaction marker, not records */
 const CONTROL_BATCH = 0x20
 
-/** Exponential backoff from `initial`, doubling, capped at `max` (the retry of `client:`). */
-function backoff (initial: number, max: number): (client: unknown, op: string, attempt: number) => number {
-  return (_client, _op, attempt) => Math.min(max, initial * 2 ** Math.max(0, attempt - 1))
+/**
+ * Exponential backoff from `initial`, doubling, capped at `max` (the retry of `client:`).
+ * `onRetry` sees each error the client is about to retry: the client retries a refused
+ * handshake or credentials like any other failure, for many seconds, and only says why at the end.
+ */
+function backoff (initial: number, max: number, onRetry?: (err: Error) => void): (client: unknown, op: string, attempt: number, retries: number, err: Error) => number {
+  return (_client, _op, attempt, _retries, err) => {
+    onRetry?.(err)
+    return Math.min(max, initial * 2 ** Math.max(0, attempt - 1))
+  }
 }
 
 /**
@@ -40,7 +47,7 @@ function backoff (initial: number, max: number): (client: unknown, op: string, a
  * a retryDelay doubling from the first to the cap. `retry`: this producer's own defaults when
  * `client:` sets no retry (any retry setting there replaces them whole).
  */
-export function platformaticOptions (c: ConnectionConfig, clientId: string, retry?: { retries: number, initialRetryTime: number, maxRetryTime: number }): BaseOptions {
+export function platformaticOptions (c: ConnectionConfig, clientId: string, retry?: { retries: number, initialRetryTime: number, maxRetryTime: number }, onRetry?: (err: Error) => void): BaseOptions {
   const client = c.client ?? {}
   const r = client.retry ?? retry ?? {}
   const opts: BaseOptions = {
@@ -49,7 +56,7 @@ export function platformaticOptions (c: ConnectionConfig, clientId: string, retr
     connectTimeout: client.connectionTimeout ?? 3000,
     timeout: client.requestTimeout ?? 30_000,
     retries: r.retries ?? 5,
-    retryDelay: backoff(r.initialRetryTime ?? 300, r.maxRetryTime ?? 30_000),
+    retryDelay: backoff(r.initialRetryTime ?? 300, r.maxRetryTime ?? 30_000, onRetry),
     metadataMaxAge: 30_000
   }
   if (c.ssl !== false) opts.tls = c.ssl === true ? {} : { ca: c.ssl.ca, cert: c.ssl.cert, key: c.ssl.key, passphrase: c.ssl.passphrase, rejectUnauthorized: c.ssl.rejectUnauthorized }
@@ -157,9 +164,10 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
  * runner resolves a batch, and seeks.
  */
 export class PlatformaticClient implements KafkaClient {
-  constructor (private readonly config: ConnectionConfig, private readonly clientId: string) {}
+  /** `onRetry`: each error a client of this one is about to retry by itself (see backoff) */
+  constructor (private readonly config: ConnectionConfig, private readonly clientId: string, private readonly onRetry?: (err: Error) => void) {}
 
-  private base (clientId = this.clientId, retry?: typeof TRANSACTION_RETRY): BaseOptions { return platformaticOptions(this.config, clientId, retry) }
+  private base (clientId = this.clientId, retry?: typeof TRANSACTION_RETRY): BaseOptions { return platformaticOptions(this.config, clientId, retry, this.onRetry) }
 
   async admin (): Promise<AdminPort> {
     const admin = new Admin(this.base())

@@ -104,6 +104,15 @@ export class KafkaRunner {
   unavailableSince: number | undefined
   /** the consumer's last failure */
   lastCrash: string | undefined
+  /** the last error the client retried by itself, in words (what a start that takes long waits on) */
+  lastRetried: string | undefined
+  /**
+   * Resolves with what the brokers refuse for good (credentials, an ACL, a TLS handshake they
+   * close is not one: that is retried) as soon as the client first retries it, rather than after
+   * its retries run out: `ebb run` ends a start with it at once.
+   */
+  readonly refused: Promise<EbbError>
+  private refuse: (err: EbbError) => void = () => {}
 
   /** Whether this instance is assigned `partition` now. */
   holds (partition: number): boolean { return this.assigned.includes(partition) }
@@ -131,7 +140,12 @@ export class KafkaRunner {
   inputPartitions = 0
 
   constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
-    this.client = client ?? new PlatformaticClient(config, config.instanceId)
+    this.refused = new Promise((resolve) => { this.refuse = resolve })
+    this.client = client ?? new PlatformaticClient(config, config.instanceId, (err) => {
+      this.lastRetried = errorText(err)
+      const refused = kafkaRefusal(err, config.brokers.join(','))
+      if (refused !== undefined) this.refuse(refused)
+    })
     this.knownSchemaIds = new Set(config.knownSchemaIds)
     this.sendsEarly = config.processingGuarantee === 'at_least_once'
     this.registry = config.schemaRegistryUrl === null ? undefined : new SchemaRegistry(config.schemaRegistryUrl, config.schemaRegistryUserInfo)

@@ -122,10 +122,14 @@ describe('ebb run over mutual TLS and SASL', () => {
   it('with ca, cert and key it gives a replay\'s alerts; without the client certificate the broker refuses it', async () => {
     const app = `tls-${Date.now().toString(36)}`
     const expected = await input(app)
-    // Without its certificate: refused by the broker, retried, then exit 1 with what to check.
+    // Without its certificate: refused by the broker, retried, then exit 1 with what to check —
+    // at retryTimeout, not when the client's own retries end (they took a minute before 12-06).
+    const t0 = Date.now()
     const refused = startEbb(config(`${app}-nocert`, `ssl: { ca: ${join(certs, 'ca.pem')} }`, 'retryTimeout: 3s\n'))
     expect(await refused.exited).toBe(1)
     expect(refused.stderr()).toMatch(/\[EBB_KAFKA_UNREACHABLE\]/)
+    expect(Date.now() - t0).toBeLessThan(25_000)
+    expect(refused.stderr()).toMatch(/still connecting when retryTimeout ran out \(last error: Connection closed\)/)
     await runToEnd(config(app, `ssl: { ca: ${join(certs, 'ca.pem')}, cert: ${join(certs, 'client.crt')}, key: ${join(certs, 'client.key')} }`), app)
     expect(alertIds(`${app}.alerts`)).toEqual(expected)
   }, 300_000)
