@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The test suite in two lanes that run at the same time (what `npm test`, and so CI, runs after
+# the build and the lint). Vitest runs one file at a time on a 2-core machine, and most of the
+# broker suites' time is spent waiting (a JVM starting, a broker coming back after a SIGKILL, a
+# retry timeout running out), so a second lane uses the idle core:
+#   kafka   — test/kafka and test/ops (real brokers, Prometheus, `ebb` processes) under this
+#             machine's Node, then the broker outage, TLS/SASL and unreachable-start tests under 24;
+#   compute — every other suite under this machine's Node, then under Node 22 and 24, at a lower
+#             CPU priority (nice 10), so the broker lane's processes get the CPU when they need it.
+# Each line is prefixed with its lane; the exit status is 1 if either lane failed.
+# `bash scripts/test-lanes.sh kafka` (or compute) runs one lane alone.
+# Expects a fresh build (`npm run build`; EBB_TEST_BUILT=1 keeps scripts/test-node.sh from
+# rebuilding dist/ while the other lane's tests read it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export EBB_TEST_BUILT=1
+VITEST=node_modules/vitest/vitest.mjs
+BROKER_SUITES=(test/kafka test/ops)
+LTS_BROKER_FILES=(test/kafka/outage.test.ts test/kafka/security.test.ts test/ops/run-unreachable.test.ts)
+
+kafka_lane() {
+  local failed=0
+  node "$VITEST" run "${BROKER_SUITES[@]}" || failed=1
+  bash scripts/test-node.sh 24 "${LTS_BROKER_FILES[@]}" || failed=1
+  return $failed
+}
+compute_lane() {
+  local rest=(--exclude 'test/kafka/**' --exclude 'test/ops/**')
+  local failed=0
+  node "$VITEST" run "${rest[@]}" || failed=1
+  bash scripts/test-node.sh 22 "${rest[@]}" || failed=1
+  bash scripts/test-node.sh 24 "${rest[@]}" || failed=1
+  return $failed
+}
+
+case "${1:-}" in
+  kafka) kafka_lane; exit $? ;;
+  compute) compute_lane; exit $? ;;
+esac
+# Both lanes use Node 24: installed once, before they start, not by both at once.
+bash scripts/test-node.sh 22 --install-only && bash scripts/test-node.sh 24 --install-only || exit 1
+start=$SECONDS
+( bash "$0" kafka 2>&1 | sed -u 's/^/[kafka]   /'; exit "${PIPESTATUS[0]}" ) &
+kafka=$!
+( nice -n 10 bash "$0" compute 2>&1 | sed -u 's/^/[compute] /'; exit "${PIPESTATUS[0]}" ) &
+compute=$!
+wait "$kafka"; kafka_status=$?
+wait "$compute"; compute_status=$?
+echo "[test-lanes] kafka lane: $([ $kafka_status = 0 ] && echo passed || echo FAILED); compute lane: $([ $compute_status = 0 ] && echo passed || echo FAILED); $((SECONDS - start)) s" >&2
+[ $kafka_status = 0 ] && [ $compute_status = 0 ]
