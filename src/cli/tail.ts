@@ -1,5 +1,6 @@
 import { EbbError, Errors } from '../errors.js'
 import { loadRunConfig, OUTPUT_FORMATS, OUTPUT_TOPICS, type OutputFormat, type OutputTopic, type RunConfig } from '../kafka/config.js'
+import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { decodeOutput, OUTPUT_KIND_OF, type OutputKind } from '../kafka/wire.js'
 import { intOption, requireOption } from './args.js'
@@ -42,24 +43,26 @@ export async function tail (argv: string[]): Promise<number> {
   if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${OUTPUT_TOPICS.join('|')}`)
   if (!KINDS.includes(kind)) throw new EbbError(Errors.USAGE, `ebb tail: --kind must be one of ${KINDS.join(', ')}, got "${kind}"`)
   const client = new PlatformaticClient(conn, 'ebb-tail')
-  const admin = await client.admin()
   let printed = 0
-  try {
-    const ends = await admin.endOffsets(topic)
-    if (ends.size === 0) throw new EbbError(Errors.USAGE, `ebb tail: no topic "${topic}" on ${conn.brokers.join(',')}`)
-    for (const [partition, end] of [...ends.entries()].sort((a, b) => a[0] - b[0])) {
-      if (end === 0n || printed >= max) continue
-      await client.readPartition(topic, partition, 0n, end - 1n, async (records) => {
-        for (const r of records) {
-          if (printed >= max || r.value === null) continue
-          process.stdout.write(JSON.stringify(decodeOutput(kind, r.value, format ?? 'avro'), (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
-          printed++
-        }
-      })
+  await kafkaCommand(conn.brokers, 'ebb tail', async () => {
+    const admin = await client.admin()
+    try {
+      const ends = await admin.endOffsets(topic)
+      if (ends.size === 0) throw new EbbError(Errors.USAGE, `ebb tail: no topic "${topic}" on ${conn.brokers.join(',')}`)
+      for (const [partition, end] of [...ends.entries()].sort((a, b) => a[0] - b[0])) {
+        if (end === 0n || printed >= max) continue
+        await client.readPartition(topic, partition, 0n, end - 1n, async (records) => {
+          for (const r of records) {
+            if (printed >= max || r.value === null) continue
+            process.stdout.write(JSON.stringify(decodeOutput(kind, r.value, format ?? 'avro'), (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
+            printed++
+          }
+        })
+      }
+    } finally {
+      await admin.close()
     }
-  } finally {
-    await admin.close()
-  }
+  })
   process.stderr.write(`[tail] ${printed} records of ${topic}\n`)
   return 0
 }

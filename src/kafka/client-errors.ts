@@ -117,3 +117,19 @@ export function kafkaAuthError (err: unknown, brokers: string): EbbError | undef
   const message = String(auth.message ?? '')
   return new EbbError(Errors.KAFKA_AUTH, brokers, broker === undefined || broker === null ? message : `${message} ${broker}`)
 }
+
+/**
+ * Runs the Kafka part of a one-shot command (`ebb tail`, `ebb reset`, `ebb simulate --config`):
+ * a failure of the client comes out as one of Ebb's errors, in words — what the brokers refuse
+ * for good as such (exit 2), anything else as EBB_KAFKA_REQUEST_FAILED — instead of the client's
+ * "metadata failed 6 times." and a stack. (`ebb run` retries instead: cli/run.ts.)
+ */
+export async function kafkaCommand<T> (brokers: readonly string[], command: string, body: () => Promise<T>): Promise<T> {
+  try {
+    return await body()
+  } catch (err) {
+    if (!isKafkaClientError(err)) throw err
+    const b = brokers.join(',')
+    throw kafkaRefusal(err, b) ?? new EbbError(Errors.KAFKA_REQUEST_FAILED, b, command, errorText(err))
+  }
+}

@@ -2,6 +2,7 @@ import { encodeAvroEvent } from '../events/avro.js'
 import { along, count, Progress, rate } from '../cli/progress.js'
 import type { Simulator } from '../sim/simulator.js'
 import { loadRunConfig } from './config.js'
+import { kafkaCommand } from './client-errors.js'
 import { PlatformaticClient } from './platformatic-client.js'
 
 /**
@@ -15,29 +16,31 @@ import { PlatformaticClient } from './platformatic-client.js'
 export async function produceSimulation (sim: Simulator, days: number, configFile: string): Promise<number> {
   const c = loadRunConfig(configFile)
   const client = new PlatformaticClient(c, `${c.applicationId}-simulate`)
-  const admin = await client.admin()
-  if (await admin.partitionCount(c.topics.input) === 0) {
-    await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])
-  }
-  await admin.close()
-  const producer = await client.producer({})
-  const progress = new Progress('simulate')
-  let events = 0
-  let day = 0
-  try {
-    for (const batch of sim.days()) {
-      day++
-      for (let i = 0; i < batch.length; i += 10_000) {
-        const slice = batch.slice(i, i + 10_000)
-        const now = Date.now()
-        await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e), timestamp: Math.max(now, e.ts) })))
-      }
-      events += batch.length
-      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
+  return await kafkaCommand(c.brokers, 'ebb simulate', async () => {
+    const admin = await client.admin()
+    if (await admin.partitionCount(c.topics.input) === 0) {
+      await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])
     }
-  } finally {
-    await producer.close()
-  }
-  process.stdout.write(`simulate: ${count(events)} events produced to ${c.topics.input} on ${c.brokers.join(',')}\n`)
-  return 0
+    await admin.close()
+    const producer = await client.producer({})
+    const progress = new Progress('simulate')
+    let events = 0
+    let day = 0
+    try {
+      for (const batch of sim.days()) {
+        day++
+        for (let i = 0; i < batch.length; i += 10_000) {
+          const slice = batch.slice(i, i + 10_000)
+          const now = Date.now()
+          await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e), timestamp: Math.max(now, e.ts) })))
+        }
+        events += batch.length
+        progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
+      }
+    } finally {
+      await producer.close()
+    }
+    process.stdout.write(`simulate: ${count(events)} events produced to ${c.topics.input} on ${c.brokers.join(',')}\n`)
+    return 0
+  })
 }

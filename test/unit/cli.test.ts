@@ -1,10 +1,12 @@
-import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { COMMANDS, parseCommand } from '../../src/cli/commands.js'
 import { cliReference, recordsReference } from '../../src/cli/reference.js'
 import { projectRoot } from '../../src/paths.js'
+import { tempDir } from '../helpers.js'
 
 const root = projectRoot()
 function ebb (...args: string[]): { code: number | null, stdout: string, stderr: string } {
@@ -49,6 +51,34 @@ describe('the CLI: one table for the parser and the help', () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toBe('ebb replay: unknown option --fast. `ebb replay --help` lists its options [EBB_USAGE]\n')
   })
+
+  it('tail, reset and simulate with brokers nobody answers on: one line in words with its code (exit 1), not the client\'s "metadata failed 6 times." and a stack', async () => {
+    // a port that was free a moment ago: nothing listens on it
+    const port = await new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => { resolve(p) }) }) })
+    const tmp = tempDir('ebb-cli-kafka-')
+    try {
+      const config = join(tmp.dir, 'ebb.yaml')
+      writeFileSync(config, `applicationId: nobody\ninstanceId: nobody-0\nbrokers: [127.0.0.1:${port}]\ntopics: { input: nobody.events, alerts: nobody.alerts, tasks: nobody.tasks, outcomes: nobody.outcomes, deadLetters: nobody.dlq, partitions: 1 }\nstateDir: ${join(tmp.dir, 'state')}\n`)
+      const run = async (...args: string[]): Promise<{ code: number | null, stderr: string }> => await new Promise((resolve) => {
+        const child = spawn(process.execPath, [join(root, 'bin', 'ebb.js'), ...args], { cwd: root, env: { ...process.env, EBB_LOG_LEVEL: 'silent' } })
+        let stderr = ''
+        child.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+        child.on('exit', (code) => { resolve({ code, stderr }) })
+      })
+      // (at once, not one after the other: each waits out the client's retries, ~10 s)
+      const [tail, reset, simulate] = await Promise.all([
+        run('tail', '--config', config, '--topic', 'alerts'),
+        run('reset', '--config', config),
+        run('simulate', '--users', '10', '--days', '1', '--kafka', '--config', config)
+      ])
+      for (const [name, r] of [['tail', tail], ['reset', reset], ['simulate', simulate]] as const) {
+        expect(r.code, r.stderr).toBe(1)
+        expect(r.stderr).toMatch(new RegExp(`^ebb ${name}: the brokers 127\\.0\\.0\\.1:${port} did not answer ebb ${name} \\(.*ECONNREFUSED.*\\)\\. Check that they run .*\\[EBB_KAFKA_REQUEST_FAILED\\]\\n$`))
+      }
+    } finally {
+      tmp.cleanup()
+    }
+  }, 60_000)
 
   it('the version is the package\'s', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
