@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EbbError, Errors } from '../errors.js'
 
@@ -30,4 +31,18 @@ export function instantOption (command: string, name: string, value: string | un
   if (!/^\d+$/.test(value) && !/(Z|[+-]\d{2}:?\d{2})$/.test(value)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" needs an offset, e.g. 2026-03-01T00:00:00Z`)
   if (!Number.isFinite(ms)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" is not an ISO-8601 instant`)
   return ms
+}
+
+/** Throws EBB_INPUT_NOT_FOUND unless `path` is a file this process can open, saying which it is not. */
+export function requireInputFile (path: string): void {
+  let why: string
+  try {
+    const st = statSync(path)
+    if (st.isFile()) return
+    why = st.isDirectory() ? 'it is a directory, not a file' : 'it is not a regular file'
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    why = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message
+  }
+  throw new EbbError(Errors.INPUT_NOT_FOUND, path, why)
 }

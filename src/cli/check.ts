@@ -4,14 +4,14 @@ import { EbbError, Errors } from '../errors.js'
 import { checkReplay } from '../intervention/checker.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
-import { requireOption } from './args.js'
+import { requireInputFile, requireOption } from './args.js'
 
 export async function check (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.check, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.check)); return 0 }
   const input = requireOption('check', 'in', o.in)
   const out = requireOption('check', 'out', o.out)
-  if (!existsSync(input)) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  requireInputFile(input)
   if (!existsSync(out)) throw new EbbError(Errors.INPUT_NOT_FOUND, out, 'no such directory')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   const r = await checkReplay(input, out, topology)

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { basename, join, resolve } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
@@ -6,7 +6,7 @@ import { labelsOption } from '../model/dataset.js'
 import { evaluate as runEval, reportMarkdown } from '../model/evaluate.js'
 import { evalPlots } from '../model/plots.js'
 import { topologyPath } from '../paths.js'
-import { intOption, requireOption } from './args.js'
+import { intOption, requireInputFile, requireOption } from './args.js'
 
 export async function evaluate (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.eval, argv)
@@ -14,7 +14,7 @@ export async function evaluate (argv: string[]): Promise<number> {
   const input = requireOption('eval', 'in', o.in)
   const out = requireOption('eval', 'out', o.out)
   const labels = labelsOption('eval', o.labels, o['derive-labels'])
-  if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  requireInputFile(input)
   const warmupDays = intOption('eval', 'warmup', o.warmup, 28, 0, 3650)
   const report = await runEval({
     input: basename(input),

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { hostname } from 'node:os'
 import { EbbError, Errors, isEbbError } from '../errors.js'
@@ -12,7 +11,7 @@ import { withDeadline } from '../kafka/waits.js'
 import { log } from '../log.js'
 import { EbbMetrics } from '../metrics/metrics.js'
 import { loadTopology } from '../rules/topology.js'
-import { requireOption } from './args.js'
+import { requireInputFile, requireOption } from './args.js'
 import { count, rate } from './progress.js'
 
 export async function run (argv: string[]): Promise<number> {
@@ -24,7 +23,7 @@ export async function run (argv: string[]): Promise<number> {
     process.once('SIGTERM', () => { resolve('SIGTERM') })
   })
   const file = requireOption('run', 'config', o.config)
-  if (!existsSync(file)) throw new EbbError(Errors.INPUT_NOT_FOUND, file, 'no such file')
+  requireInputFile(file)
   const config = loadRunConfig(file)
   const topology = loadTopology(config.topologyFile)
   // One runner per attempt to reach the brokers; the API and metrics read whichever is current.

@@ -1,4 +1,4 @@
-import { existsSync, statSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { basename } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
@@ -8,7 +8,7 @@ import { FEATURES } from '../model/spell.js'
 import { type LabelledData, trainModel, TrainRefusal } from '../model/train.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology, type Topology } from '../rules/topology.js'
-import { instantOption, intOption, requireOption } from './args.js'
+import { instantOption, intOption, requireInputFile, requireOption } from './args.js'
 
 export async function train (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.train, argv)
@@ -19,7 +19,7 @@ export async function train (argv: string[]): Promise<number> {
   const labelFiles = o.labels ?? []
   if ((labelFiles.length > 0) === (o['derive-labels'] === true)) throw new EbbError(Errors.USAGE, 'ebb train: give exactly one of --labels F and --derive-labels')
   if (labelFiles.length > 0 && labelFiles.length !== inputs.length) throw new EbbError(Errors.USAGE, `ebb train: ${inputs.length} --in and ${labelFiles.length} --labels: give one label file per input, in the same order`)
-  for (const input of inputs) if (!existsSync(input) || !statSync(input).isFile()) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'no such file')
+  for (const input of inputs) requireInputFile(input)
   const warmupDays = intOption('train', 'warmup', o.warmup, 0, 0, 3650)
   const l2 = o.l2 === undefined ? 1 : Number(o.l2)
   if (!(l2 >= 0) || !Number.isFinite(l2)) throw new EbbError(Errors.USAGE, `ebb train: --l2 must be a number ≥ 0, got "${o.l2 ?? ''}"`)

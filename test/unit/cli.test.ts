@@ -80,6 +80,16 @@ describe('the CLI: one table for the parser and the help', () => {
     }
   }, 60_000)
 
+  it('an input that is a directory or missing is refused in words (exit 2), by every command that reads one', () => {
+    for (const args of [['replay', '--in', root, '--out', join(root, 'nope-out')], ['eval', '--in', root, '--out', join(root, 'nope-out'), '--derive-labels'], ['check', '--in', root, '--out', root], ['run', '--config', root]]) {
+      const r = ebb(...args)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toBe(`ebb ${args[0]}: cannot read ${root}: it is a directory, not a file. Check the path. [EBB_INPUT_NOT_FOUND]\n`)
+    }
+    const missing = join(root, 'no-such-input.jsonl')
+    expect(ebb('train', '--in', missing, '--derive-labels', '--out', join(root, 'nope.json')).stderr).toBe(`ebb train: cannot read ${missing}: no such file. Check the path. [EBB_INPUT_NOT_FOUND]\n`)
+  })
+
   it('the version is the package\'s', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
     expect(ebb('--version').stdout).toBe(`ebb ${pkg.version}\n`)
