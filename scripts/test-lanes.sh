@@ -4,7 +4,8 @@
 # broker suites' time is spent waiting (a JVM starting, a broker coming back after a SIGKILL, a
 # retry timeout running out), so a second lane uses the idle core:
 #   kafka   — test/kafka and test/ops (real brokers, Prometheus, `ebb` processes) under this
-#             machine's Node, then the broker outage, TLS/SASL and unreachable-start tests under 24;
+#             machine's Node, then the broker outage, TLS/SASL and unreachable-start tests and
+#             the production-mode suite (test/kafka/run.test.ts) under 24;
 #   compute — every other suite under this machine's Node, then under Node 22 and 24, at a lower
 #             CPU priority (nice 10), so the broker lane's processes get the CPU when they need it.
 # Each line is prefixed with its lane; the exit status is 1 if either lane failed.
@@ -22,6 +23,9 @@ kafka_lane() {
   local failed=0
   node "$VITEST" run "${BROKER_SUITES[@]}" || failed=1
   bash scripts/test-node.sh 24 "${LTS_BROKER_FILES[@]}" || failed=1
+  # The production mode's suite under 24 too (on a broker of its own port), less the benchmark
+  # suites' quick run (105 s, the same code under 20 proves it has not rotted).
+  KAFKA_PORT=29792 bash scripts/test-node.sh 24 test/kafka/run.test.ts -t '^(?!.*each suite runs against the real broker)' || failed=1
   return $failed
 }
 compute_lane() {
