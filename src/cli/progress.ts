@@ -36,3 +36,20 @@ export function along (done: number, total: number, elapsedMs: number): string {
   const eta = left >= 3600 ? `${Math.floor(left / 3600)}h ${Math.round((left % 3600) / 60)}m` : left >= 60 ? `${Math.floor(left / 60)}m ${Math.round(left % 60)}s` : `${Math.round(left)}s`
   return `${(f * 100).toFixed(0)}%, ${eta} left`
 }
+
+/**
+ * Hands each day's batch of a simulation to `write` (a file, a Kafka topic), with a progress line
+ * per tick ("day 12/90 (…), 1.2M events written (…)"); returns how many events were written.
+ */
+export async function writeDays<T> (batches: Iterable<T[]>, days: number, verb: string, write: (batch: T[]) => Promise<void>): Promise<number> {
+  const progress = new Progress('simulate')
+  let events = 0
+  let day = 0
+  for (const batch of batches) {
+    day++
+    if (batch.length > 0) await write(batch)
+    events += batch.length
+    progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events${verb === '' ? '' : ` ${verb}`} (${rate(events, progress.elapsedMs)})`)
+  }
+  return events
+}

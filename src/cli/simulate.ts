@@ -6,7 +6,7 @@ import { encodeJsonEvent } from '../events/jsonl.js'
 import { isPopulationKind, makePopulation, POPULATION_KINDS, type PopulationKind } from '../sim/populations.js'
 import { Simulator } from '../sim/simulator.js'
 import { intOption, requireOption } from './args.js'
-import { along, count, Progress, rate } from './progress.js'
+import { count, writeDays } from './progress.js'
 
 async function write (stream: WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await once(stream, 'drain')
@@ -39,16 +39,9 @@ export async function simulate (argv: string[]): Promise<number> {
   const sim = makePopulation(kind as PopulationKind, { users, days, seed, start: o.start, noise: o.noise === true, churnRate, prehistoryDays })
   const stream = createWriteStream(out)
   stream.on('error', () => {})
-  const progress = new Progress('simulate')
-  let events = 0
-  let day = 0
+  let events: number
   try {
-    for (const batch of sim.days()) {
-      day++
-      if (batch.length > 0) await write(stream, batch.map(encodeJsonEvent).join('\n') + '\n')
-      events += batch.length
-      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events (${rate(events, progress.elapsedMs)})`)
-    }
+    events = await writeDays(sim.days(), days, '', async (batch) => { await write(stream, batch.map(encodeJsonEvent).join('\n') + '\n') })
     stream.end()
     await once(stream, 'finish')
   } catch (err) {

@@ -1,5 +1,5 @@
 import { encodeAvroEvent } from '../events/avro.js'
-import { along, count, Progress, rate } from '../cli/progress.js'
+import { count, writeDays } from '../cli/progress.js'
 import type { Simulator } from '../sim/simulator.js'
 import { loadRunConfig } from './config.js'
 import { kafkaCommand } from './client-errors.js'
@@ -23,20 +23,15 @@ export async function produceSimulation (sim: Simulator, days: number, configFil
     }
     await admin.close()
     const producer = await client.producer({})
-    const progress = new Progress('simulate')
-    let events = 0
-    let day = 0
+    let events: number
     try {
-      for (const batch of sim.days()) {
-        day++
+      events = await writeDays(sim.days(), days, 'produced', async (batch) => {
         for (let i = 0; i < batch.length; i += 10_000) {
           const slice = batch.slice(i, i + 10_000)
           const now = Date.now()
           await producer.send(c.topics.input, slice.map((e) => ({ key: e.userId, value: encodeAvroEvent(e), timestamp: Math.max(now, e.ts) })))
         }
-        events += batch.length
-        progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}), ${count(events)} events produced (${rate(events, progress.elapsedMs)})`)
-      }
+      })
     } finally {
       await producer.close()
     }
