@@ -38,9 +38,11 @@ compute_lane() {
 }
 
 case "${1:-}" in
-  kafka) kafka_lane; exit $? ;;
-  compute) compute_lane; exit $? ;;
+  kafka) export EBB_VITEST_CACHE=node_modules/.vite/lane-kafka; kafka_lane; exit $? ;;
+  compute) export EBB_VITEST_CACHE=node_modules/.vite/lane-compute; compute_lane; exit $? ;;
 esac
+# Background jobs of a script ignore SIGINT: a Ctrl-C (or CI's SIGTERM) stops both lanes here.
+trap 'trap - INT TERM; kill 0; exit 130' INT TERM
 # Both lanes use Node 24: installed once, before they start, not by both at once.
 bash scripts/test-node.sh 22 --install-only && bash scripts/test-node.sh 24 --install-only || exit 1
 start=$SECONDS

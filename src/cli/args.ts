@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs'
+import { accessSync, constants, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EbbError, Errors } from '../errors.js'
 
@@ -33,16 +33,24 @@ export function instantOption (command: string, name: string, value: string | un
   return ms
 }
 
-/** Throws EBB_INPUT_NOT_FOUND unless `path` is a file this process can open, saying which it is not. */
-export function requireInputFile (path: string): void {
+/**
+ * Throws EBB_INPUT_NOT_FOUND unless `path` is a file this process can read, saying which it is
+ * not (missing, a directory, not a regular file, not readable). `streams`: a pipe or a device
+ * will do too (`--config <(envsubst < ebb.yaml)`, `--in /dev/stdin`), for readers that do not
+ * need the size.
+ */
+export function requireInputFile (path: string, opts: { streams?: boolean } = {}): void {
   let why: string
   try {
     const st = statSync(path)
-    if (st.isFile()) return
+    if (st.isFile() || (opts.streams === true && (st.isFIFO() || st.isCharacterDevice()))) {
+      accessSync(path, constants.R_OK)
+      return
+    }
     why = st.isDirectory() ? 'it is a directory, not a file' : 'it is not a regular file'
   } catch (err) {
     const code = (err as { code?: string }).code
-    why = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message
+    why = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message
   }
   throw new EbbError(Errors.INPUT_NOT_FOUND, path, why)
 }

@@ -11,7 +11,7 @@ export async function check (argv: string[]): Promise<number> {
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.check)); return 0 }
   const input = requireOption('check', 'in', o.in)
   const out = requireOption('check', 'out', o.out)
-  requireInputFile(input)
+  requireInputFile(input, { streams: true })
   if (!existsSync(out)) throw new EbbError(Errors.INPUT_NOT_FOUND, out, 'no such directory')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   const r = await checkReplay(input, out, topology)

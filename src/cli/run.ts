@@ -23,7 +23,7 @@ export async function run (argv: string[]): Promise<number> {
     process.once('SIGTERM', () => { resolve('SIGTERM') })
   })
   const file = requireOption('run', 'config', o.config)
-  requireInputFile(file)
+  requireInputFile(file, { streams: true })
   const config = loadRunConfig(file)
   const topology = loadTopology(config.topologyFile)
   // One runner per attempt to reach the brokers; the API and metrics read whichever is current.
@@ -97,9 +97,12 @@ export async function run (argv: string[]): Promise<number> {
       const starting = runner.start(advertised)
       starting.catch(() => {})
       // What the brokers refuse for good is said as soon as the client first retries it.
-      const outcome = await Promise.race([starting.then(() => 'started'), stopped, startDeadline(outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs), runner.refused])
+      // Only a start that is failing (its client retried an error) is cut off: a slow one that
+      // fails nothing (a group join waiting for its rebalance) finishes.
+      const current = runner
+      const outcome = await Promise.race([starting.then(() => 'started'), stopped, startDeadline(outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => current.lastRetried !== undefined), runner.refused])
       if (outcome instanceof EbbError) throw outcome
-      if (outcome === 'overdue') throw new StartOverdue(runner.lastRetried ?? runner.lastCrash)
+      if (outcome === 'overdue') throw new StartOverdue(runner.lastRetried ?? 'a request retried')
       if (outcome !== 'started') {
         await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
         await withDeadline(app.close(), 5000, 'stopping')
@@ -151,7 +154,8 @@ export async function run (argv: string[]): Promise<number> {
       throw new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), lastError.message)
     }
     attempt++
-    const wait = Math.min(10_000, 500 * 2 ** Math.min(attempt, 5))
+    // (not past the deadline: the last attempt starts before it, and gets its chance)
+    const wait = Math.max(0, Math.min(10_000, 500 * 2 ** Math.min(attempt, 5), deadline - Date.now() - 1000))
     const waiting = `Kafka is unavailable (attempt ${attempt}: ${lastError.message}); retrying from the last commit until ${new Date(deadline).toISOString()}`
     log.warn({ attempt, retryInSeconds: wait / 1000, err: lastError.message }, 'Kafka is unavailable; starting the clients again from the last commit')
     process.stderr.write(`[run] Kafka (${config.brokers.join(', ')}) is unavailable: ${lastError.message}; retrying from the last commit in ${wait / 1000} s (gives up ${new Date(deadline).toISOString()})\n`)
@@ -188,18 +192,24 @@ export async function run (argv: string[]): Promise<number> {
   return 0
 }
 
-/** The Kafka clients did not finish starting before the outage's deadline (retryTimeout). */
+/** The Kafka clients, failing, had not finished starting at the outage's deadline (retryTimeout). */
 class StartOverdue extends Error {
-  constructor (lastClientError: string | undefined) {
-    super(`the Kafka clients were still connecting when retryTimeout ran out${lastClientError === undefined ? ' (no request answered yet)' : ` (last error: ${lastClientError})`}`)
+  constructor (lastClientError: string) {
+    super(`the Kafka clients were still retrying their start when retryTimeout ran out (last error: ${lastClientError})`)
     this.name = 'StartOverdue'
   }
 }
 
-/** Resolves 'overdue' at `at` (never when undefined). Unref'd: it keeps no process alive. */
-function startDeadline (at: number | undefined): Promise<string> {
+/**
+ * Resolves 'overdue' at `at`, or later, once `failing()` says the start has retried an error
+ * (never when `at` is undefined). Unref'd timers: they keep no process alive.
+ */
+function startDeadline (at: number | undefined, failing: () => boolean): Promise<string> {
   if (at === undefined) return new Promise(() => {})
-  return new Promise((resolve) => { setTimeout(() => { resolve('overdue') }, Math.max(0, at - Date.now())).unref() })
+  return new Promise((resolve) => {
+    const check = (): void => { if (failing()) resolve('overdue'); else setTimeout(check, 200).unref() }
+    setTimeout(check, Math.max(0, at - Date.now())).unref()
+  })
 }
 
 /** How long a runner must stay ready, without a commit, for an outage to count as over. */

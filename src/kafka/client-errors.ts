@@ -113,6 +113,9 @@ export function kafkaRefusal (err: unknown, brokers: string): EbbError | undefin
 export function kafkaAuthError (err: unknown, brokers: string): EbbError | undefined {
   const auth = findNestedError(err, (e) => e.code === 'PLT_KFK_AUTHENTICATION')
   if (auth === undefined) return undefined
+  // The client raises the same error when the network fails in the middle of the login (a
+  // broker restarting, a handshake that timed out): an outage, retried, not refused credentials.
+  if (auth.cause !== undefined && findNestedError(auth.cause, (e) => e.code === 'PLT_KFK_NETWORK' || e.code === 'PLT_KFK_TIMEOUT') !== undefined) return undefined
   const broker = (auth.cause as { serverErrorMessage?: string | null } | undefined)?.serverErrorMessage
   const message = String(auth.message ?? '')
   return new EbbError(Errors.KAFKA_AUTH, brokers, broker === undefined || broker === null ? message : `${message} ${broker}`)

@@ -18,10 +18,13 @@ export async function produceSimulation (sim: Simulator, days: number, configFil
   const client = new PlatformaticClient(c, `${c.applicationId}-simulate`)
   return await kafkaCommand(c.brokers, 'ebb simulate', async () => {
     const admin = await client.admin()
-    if (await admin.partitionCount(c.topics.input) === 0) {
-      await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])
+    try {
+      if (await admin.partitionCount(c.topics.input) === 0) {
+        await admin.createTopics([{ topic: c.topics.input, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor }])
+      }
+    } finally {
+      await admin.close()
     }
-    await admin.close()
     const producer = await client.producer({})
     let events: number
     try {

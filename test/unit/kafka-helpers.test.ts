@@ -83,6 +83,11 @@ describe('withDeadline and the nested client errors', () => {
     const err = Object.assign(new Error('metadata failed 2 times.'), { code: 'PLT_KFK_MULTIPLE', errors: [new Error('timeout'), Object.assign(new Error('Connection failed.'), { cause: refused })] })
     expect(kafkaAuthError(err, 'b:9092')).toMatchObject({ code: 'EBB_KAFKA_AUTH', message: expect.stringMatching(/b:9092 refused the SASL credentials \(SASL authentication failed\. invalid credentials\)/) })
     expect(kafkaAuthError(new Error('connect ECONNREFUSED'), 'b:9092')).toBeUndefined()
+    // the same error, raised because the network failed during the login: an outage, not a refusal
+    for (const code of ['PLT_KFK_NETWORK', 'PLT_KFK_TIMEOUT']) {
+      const cut = Object.assign(new Error('SASL authentication failed.'), { code: 'PLT_KFK_AUTHENTICATION', cause: Object.assign(new Error('Connection closed'), { code }) })
+      expect(kafkaAuthError(Object.assign(new Error('Connection failed.'), { code: 'PLT_KFK_NETWORK', cause: cut }), 'b:9092')).toBeUndefined()
+    }
     const exists = Object.assign(new Error('Creating topics failed.'), { errors: [{ apiId: 'TOPIC_ALREADY_EXISTS' }] })
     expect(findNestedError(exists, (e) => e.apiId === 'TOPIC_ALREADY_EXISTS')).toBeDefined()
     expect(findNestedError(exists, (e) => e.apiId === 'NOT_CONTROLLER')).toBeUndefined()

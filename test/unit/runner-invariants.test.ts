@@ -346,11 +346,13 @@ describe('KafkaRunner with pipelinedCommits: commits without stopping the stream
     const r = new KafkaRunner(parseRunConfig(config(instance).replace('commitInterval: 1h', 'commitInterval: 1ms\npipelinedCommits: true'), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
     await r.start()
     for (let i = 0; i < 1000 && !r.partitions.has(0); i++) await new Promise((resolve) => setTimeout(resolve, 10))
-    // On a busy machine the commit of what opening the partition wrote (no input offset) may
-    // already have landed by now: counted from here.
+    // Opening the partition writes state (no input offset), and its commit comes at the next
+    // tick: waited for until it has landed (txn.commit called and counted), so that the commit
+    // blocked below is the one carrying the five records, whatever the machine's load.
     const txnCommits = (): number => broker.calls.filter((c) => c.endsWith('txn.commit')).length
+    for (let i = 0; i < 300 && !(r.commits >= 1 && r.commits === txnCommits()); i++) await new Promise((resolve) => setTimeout(resolve, 10))
     const before = txnCommits()
-    expect(r.commits).toBe(before)
+    expect([before, r.commits, broker.committed.get(0)]).toEqual([1, 1, undefined])
     broker.blockCommit = true
     await new Promise((resolve) => setTimeout(resolve, 5)) // the commit interval passes
     await client.consumer.fetch() // five records; the commit that carries them starts, and hangs
@@ -361,7 +363,8 @@ describe('KafkaRunner with pipelinedCommits: commits without stopping the stream
     const outcome = await Promise.race([second.then(() => 'processed'), new Promise((resolve) => setTimeout(resolve, 3000, 'waited for the commit'))])
     expect(outcome).toBe('processed')
     expect([client.consumer.position, broker.committed.get(0), r.commits]).toEqual([10n, undefined, before])
-    broker.release()
+    broker.release() // (lands the held commit at once)
+    expect(broker.committed.get(0)).toBe(5n) // the blocked commit carried the first five records
     await r.stop()
     expect(broker.committed.get(0)).toBe(10n)
     expect(r.commits).toBe(before + 2)
