@@ -129,7 +129,7 @@ describe('ebb run over mutual TLS and SASL', () => {
     expect(await refused.exited).toBe(1)
     expect(refused.stderr()).toMatch(/\[EBB_KAFKA_UNREACHABLE\]/)
     expect(Date.now() - t0).toBeLessThan(25_000)
-    expect(refused.stderr()).toMatch(/still connecting when retryTimeout ran out \(last error: Connection closed\)/)
+    expect(refused.stderr()).toMatch(/still retrying their start when retryTimeout ran out \(last error: Connection closed\)/)
     await runToEnd(config(app, `ssl: { ca: ${join(certs, 'ca.pem')}, cert: ${join(certs, 'client.crt')}, key: ${join(certs, 'client.key')} }`), app)
     expect(alertIds(`${app}.alerts`)).toEqual(expected)
   }, 300_000)
