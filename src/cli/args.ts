@@ -1,4 +1,4 @@
-import { accessSync, constants, statSync } from 'node:fs'
+import { accessSync, constants, type Stats, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EbbError, Errors } from '../errors.js'
 
@@ -37,15 +37,15 @@ export function instantOption (command: string, name: string, value: string | un
  * Throws EBB_INPUT_NOT_FOUND unless `path` is a file this process can read, saying which it is
  * not (missing, a directory, not a regular file, not readable). `streams`: a pipe or a device
  * will do too (`--config <(envsubst < ebb.yaml)`, `--in /dev/stdin`), for readers that do not
- * need the size.
+ * need the size. Returns what it found (the size, for a progress bar).
  */
-export function requireInputFile (path: string, opts: { streams?: boolean } = {}): void {
+export function requireInputFile (path: string, opts: { streams?: boolean } = {}): Stats {
   let why: string
   try {
     const st = statSync(path)
     if (st.isFile() || (opts.streams === true && (st.isFIFO() || st.isCharacterDevice()))) {
       accessSync(path, constants.R_OK)
-      return
+      return st
     }
     why = st.isDirectory() ? 'it is a directory, not a file' : 'it is not a regular file'
   } catch (err) {

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -29,8 +29,7 @@ export async function replay (argv: string[]): Promise<number> {
   const partitions = intOption('replay', 'partitions', o.partitions, 1, 1, 1024)
   const maxLineBytes = intOption('replay', 'max-line-bytes', o['max-line-bytes'], DEFAULT_MAX_LINE_BYTES, 64, 256 * 1024 * 1024)
   const maxDeadShare = shareOption(o['max-dead-letter-share'])
-  requireInputFile(input)
-  const inputStat = statSync(input)
+  const inputStat = requireInputFile(input)
   const head = firstBytes(input, 4)
   if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'it is gzip-compressed: decompress it first (gunzip -k, or zcat F > F.jsonl)')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))

@@ -102,7 +102,7 @@ export async function run (argv: string[]): Promise<number> {
       const current = runner
       const outcome = await Promise.race([starting.then(() => 'started'), stopped, startDeadline(outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => current.lastRetried !== undefined), runner.refused])
       if (outcome instanceof EbbError) throw outcome
-      if (outcome === 'overdue') throw new StartOverdue(runner.lastRetried ?? 'a request retried')
+      if (outcome === 'overdue') throw new StartOverdue(errorText(runner.lastRetried))
       if (outcome !== 'started') {
         await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
         await withDeadline(app.close(), 5000, 'stopping')

@@ -104,8 +104,8 @@ export class KafkaRunner {
   unavailableSince: number | undefined
   /** the consumer's last failure */
   lastCrash: string | undefined
-  /** the last error the client retried by itself, in words (what a start that takes long waits on) */
-  lastRetried: string | undefined
+  /** the last error the client retried by itself (what a start that takes long waits on; errorText says it in words) */
+  lastRetried: Error | undefined
   /**
    * Resolves with what the brokers refuse for good (credentials, an ACL, a TLS handshake they
    * close is not one: that is retried) as soon as the client first retries it, rather than after
@@ -142,7 +142,7 @@ export class KafkaRunner {
   constructor (readonly config: RunConfig, readonly topology: Topology, client?: KafkaClient) {
     this.refused = new Promise((resolve) => { this.refuse = resolve })
     this.client = client ?? new PlatformaticClient(config, config.instanceId, (err) => {
-      this.lastRetried = errorText(err)
+      this.lastRetried = err
       const refused = kafkaRefusal(err, config.brokers.join(','))
       if (refused !== undefined) this.refuse(refused)
     })
