@@ -17,15 +17,15 @@ cd "$(dirname "$0")/.."
 export EBB_TEST_BUILT=1
 VITEST=node_modules/vitest/vitest.mjs
 BROKER_SUITES=(test/kafka test/ops)
-LTS_BROKER_FILES=(test/kafka/outage.test.ts test/kafka/security.test.ts test/ops/run-unreachable.test.ts)
+# under Node 24 too: the production mode's suite and the outage, TLS/SASL and unreachable-start
+# tests (each of those on a broker of its own port; run.test.ts on KAFKA_PORT's)
+LTS_BROKER_FILES=(test/kafka/run.test.ts test/kafka/outage.test.ts test/kafka/security.test.ts test/ops/run-unreachable.test.ts)
 
 kafka_lane() {
   local failed=0
   node "$VITEST" run "${BROKER_SUITES[@]}" || failed=1
-  bash scripts/test-node.sh 24 "${LTS_BROKER_FILES[@]}" || failed=1
-  # The production mode's suite under 24 too (on a broker of its own port), less the benchmark
-  # suites' quick run (105 s, the same code under 20 proves it has not rotted).
-  KAFKA_PORT=29792 bash scripts/test-node.sh 24 test/kafka/run.test.ts -t '^(?!.*each suite runs against the real broker)' || failed=1
+  # less the benchmark suites' quick run (105 s; the same code under 20 proves it has not rotted)
+  KAFKA_PORT=29792 bash scripts/test-node.sh 24 "${LTS_BROKER_FILES[@]}" -t '^(?!.*each suite runs against the real broker)' || failed=1
   return $failed
 }
 compute_lane() {
