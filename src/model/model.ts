@@ -118,9 +118,9 @@ export function featureText (id: FeatureId, x: Float64Array, loginRate: number, 
     case FeatureId.loginRate: return `logged in on about ${pct(loginRate)} of days before this silence`
     case FeatureId.beyondLongestGap: return `silent ${x[id]} days longer than their longest gap in the 4 weeks before (${longestGap} days)`
     case FeatureId.loginTrend: return `login days in their last active week ${x[id] < 0 ? 'down' : 'up'} ${pct(Math.abs(1 - Math.exp(x[id])))} on the 3 weeks before`
-    case FeatureId.viewDrop: return `views in their last active week down ${pct(x[id])} on the weeks before`
+    case FeatureId.viewDrop: return `views in their last active week ${x[id] < 0 ? 'up' : 'down'} ${pct(Math.abs(x[id]))} on the weeks before`
     case FeatureId.unfollowRatio: return `unfollowed ${pct(x[id])} of the creators they followed a week before`
-    case FeatureId.interactionDrop: return `interactions in their last active week down ${pct(x[id])} on the weeks before`
+    case FeatureId.interactionDrop: return `interactions in their last active week ${x[id] < 0 ? 'up' : 'down'} ${pct(Math.abs(x[id]))} on the weeks before`
     case FeatureId.logDaysInactive: return featureText(FeatureId.daysInactive, x, loginRate, longestGap)
     case FeatureId.logSilenceSurprise: return featureText(FeatureId.silenceSurprise, x, loginRate, longestGap)
     case FeatureId.steepViewDrop: return featureText(FeatureId.viewDrop, x, loginRate, longestGap)
@@ -151,8 +151,9 @@ export function modelReasons (contributions: Float64Array, x: Float64Array, logi
     const c = merged[best]
     merged[best] = 0
     const f = FEATURES[best]
+    const rose = f.risingCode !== undefined && (f.risingBelow === true ? x[best] < 0 : x[best] > 0)
     reasons.push({
-      code: f.code,
+      code: rose ? f.risingCode as string : f.code,
       signal: f.name,
       value: Math.round(x[best] * 1e6) / 1e6,
       op: 'contribution',

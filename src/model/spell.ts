@@ -45,6 +45,12 @@ export interface FeatureDefinition {
    * the score is counted with that feature's in an alert's reasons.
    */
   readonly partOf?: FeatureId
+  /**
+   * For a change (a trend or a drop) that raises the score by going the other way: the code
+   * when it rose, and on which side of 0 that is (`risingBelow`: a drop below 0 is a rise).
+   */
+  readonly risingCode?: string
+  readonly risingBelow?: boolean
 }
 
 export const FEATURES: readonly FeatureDefinition[] = [
@@ -54,10 +60,10 @@ export const FEATURES: readonly FeatureDefinition[] = [
   { id: FeatureId.recentSurprise, name: 'recentSurprise', code: 'UNUSUAL_FOR_RECENT_RHYTHM', doc: 'the same surprise against their login chance in the week before the silence' },
   { id: FeatureId.loginRate, name: 'loginRate', code: 'LOGIN_RATE', doc: 'ln of their login chance per day before the silence' },
   { id: FeatureId.beyondLongestGap, name: 'beyondLongestGap', code: 'LONGEST_GAP_EXCEEDED', doc: 'silent days beyond their longest gap between logins in the 4 weeks before' },
-  { id: FeatureId.loginTrend, name: 'loginTrend', code: 'LOGINS_FALLING', doc: 'ln of (login days per day in their last week + 0.05) ÷ (the same in the 3 weeks before + 0.05)' },
-  { id: FeatureId.viewDrop, name: 'viewDrop', code: 'VIEWS_FALLING', doc: '1 − views in their last week ÷ their weekly views in the 3 weeks before (0 below 3 a week)' },
+  { id: FeatureId.loginTrend, name: 'loginTrend', code: 'LOGINS_FALLING', risingCode: 'LOGINS_RISING', risingBelow: false, doc: 'ln of (login days per day in their last week + 0.05) ÷ (the same in the 3 weeks before + 0.05)' },
+  { id: FeatureId.viewDrop, name: 'viewDrop', code: 'VIEWS_FALLING', risingCode: 'VIEWS_RISING', risingBelow: true, doc: '1 − views in their last week ÷ their weekly views in the 3 weeks before (0 below 3 a week)' },
   { id: FeatureId.unfollowRatio, name: 'unfollowRatio', code: 'UNFOLLOWS', doc: 'unfollowRatio7d on the day of the last LOGIN (0 when undefined)' },
-  { id: FeatureId.interactionDrop, name: 'interactionDrop', code: 'INTERACTIONS_FALLING', doc: 'like viewDrop for INTERACT (0 below 2 a week)' },
+  { id: FeatureId.interactionDrop, name: 'interactionDrop', code: 'INTERACTIONS_FALLING', risingCode: 'INTERACTIONS_RISING', risingBelow: true, doc: 'like viewDrop for INTERACT (0 below 2 a week)' },
   // The risk of a silence does not grow in a straight line with its length: the first silent days
   // say more than the twentieth. With only the linear terms, the model ranked scored days slightly
   // worse than daysInactive alone on daily users (in-sample AUC 0.9679 against 0.9707 on a year of

@@ -258,6 +258,29 @@ describe('scoring in the engine', () => {
     expect(reasons[0].text).toBe('no login for 5 full days (57% of what raises the score)')
     expect(reasons[0].threshold).toBeCloseTo(0.8, 10)
   })
+
+  it('a change that raises the score by going up says "up" and has its own code, never "down -45%"', () => {
+    const x = new Float64Array(FEATURE_COUNT)
+    const c = new Float64Array(FEATURE_COUNT)
+    x[FeatureId.viewDrop] = -0.87 // views rose 87%
+    x[FeatureId.interactionDrop] = 0.45
+    x[FeatureId.loginTrend] = Math.log(0.5) // login days halved
+    c[FeatureId.viewDrop] = 0.3
+    c[FeatureId.interactionDrop] = 0.2
+    c[FeatureId.loginTrend] = 0.1
+    const rose = modelReasons(c, x, 0.9, 2)
+    expect(rose.map((r) => [r.code, r.text.replace(/ \(.*/, '')])).toEqual([
+      ['VIEWS_RISING', 'views in their last active week up 87% on the weeks before'],
+      ['INTERACTIONS_FALLING', 'interactions in their last active week down 45% on the weeks before'],
+      ['LOGINS_FALLING', 'login days in their last active week down 50% on the 3 weeks before']
+    ])
+    x[FeatureId.interactionDrop] = -0.45
+    x[FeatureId.loginTrend] = Math.log(1.5)
+    expect(modelReasons(c, x, 0.9, 2).map((r) => [r.code, r.text.replace(/ \(.*/, '')]).slice(1)).toEqual([
+      ['INTERACTIONS_RISING', 'interactions in their last active week up 45% on the weeks before'],
+      ['LOGINS_RISING', 'login days in their last active week up 50% on the 3 weeks before']
+    ])
+  })
 })
 
 describe('the threshold controller', () => {
