@@ -1,5 +1,5 @@
-import { isEbbError } from '../errors.js'
-import { log } from '../log.js'
+import { EbbError, Errors, isEbbError } from '../errors.js'
+import { badLogLevel, log, LOG_LEVELS } from '../log.js'
 import { commandHelp, COMMANDS, generalHelp, version } from './commands.js'
 import { holdSignals, releaseSignals } from './signals.js'
 
@@ -11,6 +11,9 @@ export async function main (argv: string[]): Promise<number> {
   holdSignals()
   const started = <T>(p: Promise<T>): Promise<T> => { releaseSignals(); return p }
   try {
+    if (badLogLevel !== null && command !== undefined && !['help', '--help', '-h', '--version', 'version'].includes(command)) {
+      throw new EbbError(Errors.CONFIG_INVALID, 'EBB_LOG_LEVEL', `"${badLogLevel}" is not a log level: use one of ${LOG_LEVELS.join(', ')} (or unset it for warn)`)
+    }
     switch (command) {
       case 'replay': return await started((await import('./replay.js')).replay(rest))
       case 'run': return await started((await import('./run.js')).run(rest))

@@ -30,9 +30,24 @@ describe('the CLI: one table for the parser and the help', () => {
     expect(ebb('help', name).stdout).toBe(r.stdout)
   })
 
-  it('`ebb run --help` names the environment variables', () => {
+  it('`ebb run --help` names every environment variable the run configuration reads', () => {
     const r = ebb('run', '--help')
-    for (const v of ['EBB_BROKERS', 'EBB_INSTANCE_ID', 'EBB_STATE_DIR', 'EBB_HTTP_TOKEN', 'EBB_LOG_LEVEL']) expect(r.stdout).toContain(v)
+    const read = new Set(readFileSync(join(root, 'src', 'kafka', 'config.ts'), 'utf8').match(/EBB_[A-Z_]+/g))
+    expect(read.size).toBeGreaterThan(15)
+    for (const v of [...read, 'EBB_LOG_LEVEL']) expect(r.stdout, v).toContain(v)
+  })
+
+  it('an EBB_LOG_LEVEL that is no level stops a command with one line saying which levels there are; a level in capitals is taken', () => {
+    const tmp = tempDir('ebb-cli-log-')
+    const env = (level: string): { code: number | null, stderr: string } => {
+      const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'simulate', '--users', '5', '--days', '1', '--out', join(tmp.dir, `log-${level}.jsonl`)], { encoding: 'utf8', cwd: root, env: { ...process.env, EBB_LOG_LEVEL: level } })
+      return { code: r.status, stderr: r.stderr }
+    }
+    const bad = env('verbose')
+    expect(bad.code).toBe(2)
+    expect(bad.stderr.trim().split('\n')).toEqual(['ebb simulate: configuration EBB_LOG_LEVEL: "verbose" is not a log level: use one of fatal, error, warn, info, debug, trace, silent (or unset it for warn) [EBB_CONFIG_INVALID]'])
+    expect(env('INFO').code).toBe(0)
+    tmp.cleanup()
   })
 
   it('`ebb help` lists every command and ends with the exit codes; `ebb help nope` is a usage error', () => {
