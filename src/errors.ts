@@ -54,7 +54,7 @@ export const Errors = Object.freeze({
   STATE_LOCKED: def('EBB_STATE_LOCKED', 2, false, 'the state directory %s is in use by another Ebb process (%s). Stop it, or give this one its own --state directory.'),
   RULES_INCOMPATIBLE: def('EBB_RULES_INCOMPATIBLE', 2, false, 'the state in %s cannot take this topology: %s. %s.'),
   MODEL_INVALID: def('EBB_MODEL_INVALID', 2, false, 'the churn model file %s %s. Point `model:` in the topology at a file written by `ebb train`.'),
-  HTTP_LISTEN: def('EBB_HTTP_LISTEN', 2, false, 'the HTTP API cannot listen on %s: %s. Pick another --port (or EBB_HTTP_PORT; 0 picks a free one).')
+  HTTP_LISTEN: def('EBB_HTTP_LISTEN', 2, false, 'the HTTP API cannot listen on %s: %s. %s')
 } as const)
 
 export type ErrorName = keyof typeof Errors

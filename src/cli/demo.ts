@@ -3,6 +3,7 @@ import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { EbbError, Errors } from '../errors.js'
 import { encodeAvroEvent } from '../events/avro.js'
 import { buildServer } from '../http/server.js'
 import { LocalEngineView } from '../http/engine-view.js'
@@ -33,15 +34,50 @@ export async function demo (argv: string[]): Promise<number> {
   const serve = o.exit !== true
   const topology = loadTopology(topologyPath('default.yaml'))
   const stateDir = o.state ?? mkdtempSync(join(tmpdir(), 'ebb-demo-'))
-  const store = await RocksStore.open(stateDir)
+  // Whatever stops the demo (a port in use, a state it refuses, Ctrl-C) closes what it opened
+  // and removes a state directory of its own making.
+  let store: RocksStore | undefined
+  let app: Awaited<ReturnType<typeof buildServer>> | undefined
+  const closeStore = async (): Promise<void> => { const s = store; store = undefined; if (s !== undefined) await s.close() }
+  try {
+    store = await RocksStore.open(stateDir)
+    return await runDemo({ users, days, seed, http, serve, topology, stateDir, store, closeStore, served: (a) => { app = a } })
+  } finally {
+    if (app !== undefined) await app.close()
+    await closeStore()
+    if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
+  }
+}
+
+interface DemoSetup {
+  users: number
+  days: number
+  seed: number
+  http: ReturnType<typeof httpOptions>
+  serve: boolean
+  topology: ReturnType<typeof loadTopology>
+  stateDir: string
+  store: RocksStore
+  closeStore: () => Promise<void>
+  /** the API server, for the caller to close whatever stops the demo (undefined once closed here) */
+  served: (app: Awaited<ReturnType<typeof buildServer>> | undefined) => void
+}
+
+async function runDemo ({ users, days, seed, http, serve, topology, stateDir, store, closeStore, served }: DemoSetup): Promise<number> {
   const sink = new MemorySink()
   const recent = new RecentRecordsSink(sink)
   const metricsSource: { task?: PartitionTask } = {}
   const metrics = new EbbMetrics({ partitions: () => metricsSource.task === undefined ? [] : [{ partition: 0, task: metricsSource.task }] }, { topology, simulated: true })
   const task = await PartitionTask.open({ topology, store, sink: recent, observer: metrics.observer })
+  // The simulator starts its stream over on every run: on a state that saw one, every event
+  // would be late (a dead letter) and the run would show nothing.
+  if (Number.isFinite(task.watermark)) {
+    throw new EbbError(Errors.USAGE, `ebb demo: the state in ${stateDir} already holds a stream up to ${new Date(task.watermark).toISOString()}, and the demo starts its simulated stream over: every event would be late. Give a new or empty --state (or remove ${stateDir})`)
+  }
   metricsSource.task = task
   const view = new LocalEngineView(task, recent)
   const app = serve ? await buildServer({ engine: view, metrics, token: http.token }) : undefined
+  if (app !== undefined) served(app)
   const url = app === undefined ? undefined : await listen(app, http)
   if (url !== undefined) process.stderr.write(`[demo] serving ${url}/docs and ${url}/metrics\n`)
   const sim = new Simulator({ users, days, seed, noise: true })
@@ -52,61 +88,63 @@ export async function demo (argv: string[]): Promise<number> {
   let engineMs = 0
   let day = 0
   let lastTs = 0
-  try {
-    for (const events of sim.days()) {
-      day++
-      // The embedded log: each simulated day becomes Avro records, as a Kafka partition would hold them.
-      const values = events.map(encodeAvroEvent)
-      for (const e of events) if (e.ts > lastTs) lastTs = e.ts
-      const t0 = performance.now()
-      for (let i = 0; i < values.length; i += BATCH) {
-        const slice = values.slice(i, i + BATCH)
-        await task.process(new AvroBatch(slice, 'embedded', 0, offset))
-        offset += BigInt(slice.length)
-      }
-      await task.commit()
-      engineMs += performance.now() - t0
-      progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}): ${count(task.stats.recordsIn)} events (${rate(task.stats.recordsIn, engineMs)} in the engine), alerts ${count(task.stats.alertTotal)}, dead letters ${count(task.stats.deadLetterTotal)}`)
+  for (const events of sim.days()) {
+    day++
+    // The embedded log: each simulated day becomes Avro records, as a Kafka partition would hold them.
+    const values = events.map(encodeAvroEvent)
+    for (const e of events) if (e.ts > lastTs) lastTs = e.ts
+    const t0 = performance.now()
+    for (let i = 0; i < values.length; i += BATCH) {
+      const slice = values.slice(i, i + BATCH)
+      await task.process(new AvroBatch(slice, 'embedded', 0, offset))
+      offset += BigInt(slice.length)
     }
-    // Stream time to the last event: timers held back by the allowed lateness fire now.
-    task.advanceTo(lastTs + 1)
     await task.commit()
-    const summary = summaryOf(task, engineMs)
-    printSummary('demo', summary, process.stdout)
-    let stateBytes = 0
-    let cached = 0
-    for (const s of task.cache.values()) { stateBytes += encodeState(s).length; cached++ }
-    // Settled size (WAL replayed) needs the store closed: only when the demo ends here.
-    if (!serve) await store.close()
-    const diskBytes = serve ? store.approximateSize() : await settledDirectoryBytes(stateDir)
-    process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included${serve ? ', approximate while open' : ''})\n`)
-    process.stdout.write('example alerts:\n')
-    const seen = new Set<string>()
-    for (const a of sink.alerts) {
-      if (seen.has(a.rule)) continue
-      seen.add(a.rule)
-      process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}, ${a.churnType ?? '-'}, ${a.arm ?? '-'} → ${a.decision ?? '-'}]\n`)
-    }
-    const channels = new Set<string>()
-    if (sink.tasks.length > 0) process.stdout.write('example recall tasks:\n')
-    for (const t of sink.tasks) {
-      if (channels.has(t.channel)) continue
-      channels.add(t.channel)
-      process.stdout.write(`  ${t.channel} ${t.taskId} to ${t.userId} at ${new Date(t.sendAt).toISOString()} (${t.planId}, ${t.churnType}/${t.valueTier}): ${t.title === null ? '' : `"${t.title}" `}"${t.body}"\n`)
-    }
-    if (task.intervention !== null) process.stdout.write(kpiTable(task.intervention.kpis.report()))
-    if (app !== undefined && url !== undefined) {
-      const example = sink.alerts[0]?.userId ?? 'u000001'
-      const auth = http.token === undefined ? '' : ' -H "Authorization: Bearer $EBB_HTTP_TOKEN"'
-      // With --token the variable the hint uses is not set in the caller's shell: the hint sets it.
-      const setToken = http.token !== undefined && process.env.EBB_HTTP_TOKEN !== http.token ? `             export EBB_HTTP_TOKEN='${http.token.replace(/'/g, "'\\''")}'\n` : ''
-      process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try\n${setToken}             curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
-      await untilSignal()
-      await app.close()
-      await store.close()
-    }
-  } finally {
-    if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
+    engineMs += performance.now() - t0
+    progress.tick(() => `day ${day}/${days} (${along(day, days, progress.elapsedMs)}): ${count(task.stats.recordsIn)} events (${rate(task.stats.recordsIn, engineMs)} in the engine), alerts ${count(task.stats.alertTotal)}, dead letters ${count(task.stats.deadLetterTotal)}`)
+  }
+  // Stream time to the last event: timers held back by the allowed lateness fire now.
+  task.advanceTo(lastTs + 1)
+  await task.commit()
+  const summary = summaryOf(task, engineMs)
+  printSummary('demo', summary, process.stdout)
+  let stateBytes = 0
+  let cached = 0
+  for (const s of task.cache.values()) { stateBytes += encodeState(s).length; cached++ }
+  // The size on disk means something only settled (the store closed, its write-ahead log replayed
+  // into SST files): an open store counts its memtables' preallocated arena (~6 KB a user here).
+  // So it is printed when the demo ends: now with --exit, after Ctrl-C when serving.
+  const onDisk = async (): Promise<string> => {
+    await closeStore()
+    const diskBytes = await settledDirectoryBytes(stateDir)
+    return `RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included)`
+  }
+  process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); ${serve ? 'its size on disk is printed when the demo stops' : await onDisk()}\n`)
+  process.stdout.write('example alerts:\n')
+  const seen = new Set<string>()
+  for (const a of sink.alerts) {
+    if (seen.has(a.rule)) continue
+    seen.add(a.rule)
+    process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}, ${a.churnType ?? '-'}, ${a.arm ?? '-'} → ${a.decision ?? '-'}]\n`)
+  }
+  const channels = new Set<string>()
+  if (sink.tasks.length > 0) process.stdout.write('example recall tasks:\n')
+  for (const t of sink.tasks) {
+    if (channels.has(t.channel)) continue
+    channels.add(t.channel)
+    process.stdout.write(`  ${t.channel} ${t.taskId} to ${t.userId} at ${new Date(t.sendAt).toISOString()} (${t.planId}, ${t.churnType}/${t.valueTier}): ${t.title === null ? '' : `"${t.title}" `}"${t.body}"\n`)
+  }
+  if (task.intervention !== null) process.stdout.write(kpiTable(task.intervention.kpis.report()))
+  if (app !== undefined && url !== undefined) {
+    const example = sink.alerts[0]?.userId ?? 'u000001'
+    const auth = http.token === undefined ? '' : ' -H "Authorization: Bearer $EBB_HTTP_TOKEN"'
+    // With --token the variable the hint uses is not set in the caller's shell: the hint sets it.
+    const setToken = http.token !== undefined && process.env.EBB_HTTP_TOKEN !== http.token ? `             export EBB_HTTP_TOKEN='${http.token.replace(/'/g, "'\\''")}'\n` : ''
+    process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try\n${setToken}             curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
+    await untilSignal()
+    await app.close()
+    served(undefined)
+    process.stdout.write(`stopped; state: ${await onDisk()}\n`)
   }
   return 0
 }
