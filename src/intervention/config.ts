@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import type { Node } from 'yaml'
 import { readConfigText, YamlDoc } from '../config/yaml.js'
@@ -101,6 +102,8 @@ export function parseIntervention (y: YamlDoc, node: Node, condition: (n: Node, 
   const plansNode = y.get(node, 'plans')
   const plansRef = y.str(plansNode, 'intervention.plans')
   const plansFile = isAbsolute(plansRef) ? plansRef : resolve(dirname(resolve(y.file)), plansRef)
+  // A topology copied elsewhere without its plan library: say where the path comes from.
+  if (!existsSync(plansFile)) y.fail(plansNode, `intervention.plans: ${plansFile} does not exist (a relative path is read from the topology's directory: copy ${plansRef} beside the topology, or give its absolute path)`)
   const localeNode = y.get(node, 'locale')
   const locale = y.str(localeNode, 'intervention.locale', 'en') as Locale
   if (!LOCALES.includes(locale)) y.fail(localeNode, `intervention.locale: "${locale}" is not one of ${LOCALES.join(', ')}`)

@@ -63,4 +63,12 @@ describe('topology loading', () => {
     expect(problem(DEFAULT.replace('id: unfollow_burst', 'id: inactive_7d')).message).toMatch(/used twice/)
     expect(problem(DEFAULT + '\n  - id: [unclosed\n').message).toMatch(/^t\.yaml:\d+: /)
   })
+
+  it('a copy of the default topology elsewhere, without its plan library: the line of intervention.plans and what to copy', () => {
+    const file = '/nonexistent-dir/my-topology.yaml'
+    let err: unknown
+    try { parseTopology(DEFAULT, file) } catch (e) { err = e }
+    expect(err).toBeInstanceOf(EbbError)
+    expect((err as EbbError).message).toBe(`${file}:${lineNo(DEFAULT, 'plans:')}: intervention.plans: /nonexistent-dir/plans.yaml does not exist (a relative path is read from the topology's directory: copy plans.yaml beside the topology, or give its absolute path)`)
+  })
 })
