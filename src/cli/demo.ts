@@ -120,11 +120,12 @@ async function runDemo ({ users, days, seed, http, serve, topology, stateDir, st
     return `RocksDB ${(diskBytes / 1e6).toFixed(2)} MB on disk (${cached > 0 ? Math.round(diskBytes / cached) : 0} B per user, timers included)`
   }
   process.stdout.write(`state: ${cached > 0 ? Math.round(stateBytes / cached) : 0} B per user (Avro, mean of ${count(cached)} users); ${serve ? 'its size on disk is printed when the demo stops' : await onDisk()}\n`)
-  process.stdout.write('example alerts:\n')
-  const seen = new Set<string>()
-  for (const a of sink.alerts) {
-    if (seen.has(a.rule)) continue
-    seen.add(a.rule)
+  // The middle one of each rule's alerts: past the model's warm-up, typical of the run.
+  process.stdout.write('example alerts (the middle one of each rule\'s):\n')
+  const byRule = new Map<string, typeof sink.alerts>()
+  for (const a of sink.alerts) { const l = byRule.get(a.rule); if (l === undefined) byRule.set(a.rule, [a]); else l.push(a) }
+  for (const list of byRule.values()) {
+    const a = list[list.length >> 1]
     process.stdout.write(`  ${a.rule} ${a.userId} at ${new Date(a.firedAt).toISOString()}: ${a.reasons.map((r) => r.text).join('; ')} [value ${a.valueTier}, response ${a.responseTier}, ${a.churnType ?? '-'}, ${a.arm ?? '-'} → ${a.decision ?? '-'}]\n`)
   }
   const channels = new Set<string>()
@@ -139,8 +140,8 @@ async function runDemo ({ users, days, seed, http, serve, topology, stateDir, st
     const example = sink.alerts[0]?.userId ?? 'u000001'
     const auth = http.token === undefined ? '' : ' -H "Authorization: Bearer $EBB_HTTP_TOKEN"'
     // With --token the variable the hint uses is not set in the caller's shell: the hint sets it.
-    const setToken = http.token !== undefined && process.env.EBB_HTTP_TOKEN !== http.token ? `             export EBB_HTTP_TOKEN='${http.token.replace(/'/g, "'\\''")}'\n` : ''
-    process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try\n${setToken}             curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
+    const setToken = http.token !== undefined && process.env.EBB_HTTP_TOKEN !== http.token ? `export EBB_HTTP_TOKEN='${http.token.replace(/'/g, "'\\''")}'\n             ` : ''
+    process.stdout.write(`\nserving until Ctrl-C:\n  API docs   ${url}/docs\n  metrics    ${url}/metrics\n  try        ${setToken}curl -s${auth} ${url}/users/${example}\n             curl -s${auth} '${url}/alerts?rule=inactive_7d&limit=5'\n`)
     await untilSignal()
     await app.close()
     served(undefined)
