@@ -28,6 +28,7 @@ export const Errors = Object.freeze({
   CONFIG_INVALID: def('EBB_CONFIG_INVALID', 2, false, 'configuration %s: %s'),
   TOPOLOGY_INVALID: def('EBB_TOPOLOGY_INVALID', 2, false, '%s: %s'),
   INPUT_NOT_FOUND: def('EBB_INPUT_NOT_FOUND', 2, false, 'cannot read %s: %s. Check the path.'),
+  INPUT_COMPRESSED: def('EBB_INPUT_COMPRESSED', 2, false, '%s is gzip-compressed: decompress it first (%s)'),
   OUTPUT_NOT_WRITABLE: def('EBB_OUTPUT_NOT_WRITABLE', 2, false, 'cannot write to %s: %s. Check the directory exists and is writable.'),
   EVENT_UNDECODABLE: def('EBB_EVENT_UNDECODABLE', 1, false, 'the record could not be decoded: %s. Producers must send ebb.UserEvent (schemas/user-event.avsc) as Avro, or one JSON object per line in files.', 'undecodable'),
   EVENT_INVALID: def('EBB_EVENT_INVALID', 1, false, 'the event breaks the event contract (README, "The event contract"): %s', 'invalid'),

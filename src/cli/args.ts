@@ -28,8 +28,9 @@ export function intOption (command: string, name: string, value: string | undefi
 export function instantOption (command: string, name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value)
+  // Not a date at all, then a date without its offset (which would be read in this machine's zone).
+  if (!Number.isFinite(ms)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" is not an instant: give ISO-8601 with an offset (2026-03-01T00:00:00Z) or epoch milliseconds`)
   if (!/^\d+$/.test(value) && !/(Z|[+-]\d{2}:?\d{2})$/.test(value)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" needs an offset, e.g. 2026-03-01T00:00:00Z`)
-  if (!Number.isFinite(ms)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" is not an ISO-8601 instant`)
   return ms
 }
 

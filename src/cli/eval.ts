@@ -15,6 +15,8 @@ export async function evaluate (argv: string[]): Promise<number> {
   const out = requireOption('eval', 'out', o.out)
   const labels = labelsOption('eval', o.labels, o['derive-labels'])
   requireInputFile(input)
+  // before the replay, not after it: a mistyped label file should not cost a whole replay
+  if (typeof o.labels === 'string') requireInputFile(o.labels)
   const warmupDays = intOption('eval', 'warmup', o.warmup, 28, 0, 3650)
   const report = await runEval({
     input: basename(input),

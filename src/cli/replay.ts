@@ -31,7 +31,7 @@ export async function replay (argv: string[]): Promise<number> {
   const maxDeadShare = shareOption(o['max-dead-letter-share'])
   const inputStat = requireInputFile(input)
   const head = firstBytes(input, 4)
-  if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_NOT_FOUND, input, 'it is gzip-compressed: decompress it first (gunzip -k, or zcat F > F.jsonl)')
+  if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_COMPRESSED, input, 'gunzip -k, or zcat F > F.jsonl')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
   try {
@@ -125,11 +125,14 @@ export async function replay (argv: string[]): Promise<number> {
   const dead = Object.values(c.deadLettersByReason).reduce((a, b) => a + b, 0)
   if (c.records > 0 && dead / c.records > maxDeadShare) {
     const [reason, n] = Object.entries(c.deadLettersByReason).sort((a, b) => b[1] - a[1])[0]
-    process.stderr.write(`ebb replay: ${count(dead)} of ${count(c.records)} records were dead letters (${count(n)} ${reason}, in ${join(out, 'dlq.jsonl')}): ${DEAD_HINTS[reason] ?? 'see the detail of the first ones'}. Exit 1 above a share of ${maxDeadShare} (--max-dead-letter-share)\n`)
+    process.stderr.write(`ebb replay: ${count(dead)} of ${count(c.records)} records were dead letters (${count(n)} ${reason}, in ${join(out, 'dlq.jsonl')}): ${sentence(DEAD_HINTS[reason] ?? 'see the detail of the first ones')} Exit 1 above a share of ${maxDeadShare} (--max-dead-letter-share)\n`)
     return 1
   }
   return 0
 }
+
+/** A hint as a sentence: a full stop unless it ends in a question mark already. */
+const sentence = (hint: string): string => /[.?!]$/.test(hint) ? hint : `${hint}.`
 
 /** What a mostly-dead input usually means, by its most frequent reason. */
 const DEAD_HINTS: Record<string, string> = {

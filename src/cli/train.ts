@@ -20,6 +20,7 @@ export async function train (argv: string[]): Promise<number> {
   if ((labelFiles.length > 0) === (o['derive-labels'] === true)) throw new EbbError(Errors.USAGE, 'ebb train: give exactly one of --labels F and --derive-labels')
   if (labelFiles.length > 0 && labelFiles.length !== inputs.length) throw new EbbError(Errors.USAGE, `ebb train: ${inputs.length} --in and ${labelFiles.length} --labels: give one label file per input, in the same order`)
   for (const input of inputs) requireInputFile(input)
+  for (const f of labelFiles) requireInputFile(f)
   const warmupDays = intOption('train', 'warmup', o.warmup, 0, 0, 3650)
   const l2 = o.l2 === undefined ? 1 : Number(o.l2)
   if (!(l2 >= 0) || !Number.isFinite(l2)) throw new EbbError(Errors.USAGE, `ebb train: --l2 must be a number ≥ 0, got "${o.l2 ?? ''}"`)

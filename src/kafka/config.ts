@@ -252,7 +252,7 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   const topologyRef = env.EBB_TOPOLOGY ?? (y.get(root, 'topology') === undefined ? undefined : y.str(y.get(root, 'topology'), 'topology'))
   const stateDir = relative(str('stateDir', 'EBB_STATE_DIR', './ebb-state'))
   const guarantee = y.str(y.get(root, 'processingGuarantee'), 'processingGuarantee', 'exactly_once')
-  if (guarantee !== 'exactly_once' && guarantee !== 'at_least_once') fail(y.get(root, 'processingGuarantee'), 'processingGuarantee: exactly_once or at_least_once')
+  if (guarantee !== 'exactly_once' && guarantee !== 'at_least_once') fail(y.get(root, 'processingGuarantee'), `processingGuarantee: "${guarantee}" is neither exactly_once nor at_least_once`)
   const resetNode = y.get(root, 'autoOffsetReset')
   const reset = env.EBB_AUTO_OFFSET_RESET ?? y.str(resetNode, 'autoOffsetReset', 'earliest')
   if (reset !== 'earliest' && reset !== 'latest') fail(resetNode, `autoOffsetReset: earliest or latest${env.EBB_AUTO_OFFSET_RESET === undefined ? '' : ' (EBB_AUTO_OFFSET_RESET)'}, not "${reset}"`)

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -67,6 +67,11 @@ describe('the CLI: one table for the parser and the help', () => {
     expect(r.stderr).toBe('ebb replay: unknown option --fast. `ebb replay --help` lists its options [EBB_USAGE]\n')
   })
 
+  it('an instant that is no date is told what an instant is; a date without an offset is told to add one', () => {
+    expect(ebb('replay', '--in', 'x', '--out', 'y', '--until', 'tomorrow').stderr).toMatch(/^ebb replay: --until "tomorrow" is not an instant: give ISO-8601 with an offset \(2026-03-01T00:00:00Z\) or epoch milliseconds/)
+    expect(ebb('replay', '--in', 'x', '--out', 'y', '--until', '2026-03-01T00:00:00').stderr).toMatch(/^ebb replay: --until "2026-03-01T00:00:00" needs an offset, e.g\. 2026-03-01T00:00:00Z/)
+  })
+
   it('tail, reset and simulate with brokers nobody answers on: one line in words with its code (exit 1), not the client\'s "metadata failed 6 times." and a stack', async () => {
     // a port that was free a moment ago: nothing listens on it
     const port = await new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => { resolve(p) }) }) })
@@ -103,6 +108,11 @@ describe('the CLI: one table for the parser and the help', () => {
     }
     const missing = join(root, 'no-such-input.jsonl')
     expect(ebb('train', '--in', missing, '--derive-labels', '--out', join(root, 'nope.json')).stderr).toBe(`ebb train: cannot read ${missing}: no such file. Check the path. [EBB_INPUT_NOT_FOUND]\n`)
+    // a missing label file is named before the input is replayed
+    const fixture = join(root, 'test', 'fixtures', 'replay-small.jsonl')
+    expect(ebb('eval', '--in', fixture, '--out', join(root, 'nope-out'), '--labels', missing).stderr).toBe(`ebb eval: cannot read ${missing}: no such file. Check the path. [EBB_INPUT_NOT_FOUND]\n`)
+    expect(ebb('train', '--in', fixture, '--labels', missing, '--out', join(root, 'nope.json')).stderr).toBe(`ebb train: cannot read ${missing}: no such file. Check the path. [EBB_INPUT_NOT_FOUND]\n`)
+    expect(existsSync(join(root, 'nope-out'))).toBe(false)
   })
 
   it('the version is the package\'s', () => {
