@@ -75,11 +75,12 @@ describe('Dockerfile', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { engines: { node: string }, scripts: Record<string, string> }
     expect(pkg.engines.node.split('||').map((v) => v.trim())).toEqual(['20', '22', '24'])
     expect(pkg.scripts.test).toMatch(/scripts\/test-lanes\.sh/)
-    // the broker-free suites run under 22 and 24 too, and the Kafka lane's outage tests under 24
+    // the broker-free suites run under 22 and 24 too, and the whole broker suite under 24
     const lanes = readFileSync(join(root, 'scripts', 'test-lanes.sh'), 'utf8')
     expect(lanes).toMatch(/test-node\.sh 22 "\$\{rest\[@\]\}"/)
     expect(lanes).toMatch(/test-node\.sh 24 "\$\{rest\[@\]\}"/)
-    expect(lanes).toMatch(/test-node\.sh 24 "\$\{LTS_BROKER_FILES\[@\]\}"/)
+    expect(lanes).toMatch(/^BROKER_SUITES=\(test\/kafka test\/ops\)$/m)
+    expect(lanes).toMatch(/test-node\.sh 24 "\$\{BROKER_SUITES\[@\]\}"/)
   })
 
   it('passes hadolint', () => {
