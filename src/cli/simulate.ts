@@ -56,6 +56,9 @@ export async function simulate (argv: string[]): Promise<number> {
   let churned = 0
   for (const l of truth) { kinds.set(l.archetype, (kinds.get(l.archetype) ?? 0) + 1); if (l.churned) churned++ }
   const shares = [...kinds].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / truth.length * 100).toFixed(0)}%`).join(', ')
-  process.stdout.write(`simulate: ${count(events)} events for ${count(truth.length)} users (${kind}) over ${days} days → ${out}\n  labels → ${labelsFile}\n  ${shares}; churned ${(churned / Math.max(1, truth.length) * 100).toFixed(1)}%\n`)
+  // Generators draw users' lives, some of which send nothing in the written days (a rate too low,
+  // a life that ended before them): those are not in the events or the labels, and say so here.
+  const silent = truth.length < users ? ` (of ${count(users)} drawn: ${count(users - truth.length)} sent no event in these days)` : ''
+  process.stdout.write(`simulate: ${count(events)} events for ${count(truth.length)} users${silent} (${kind}) over ${days} days → ${out}\n  labels → ${labelsFile}\n  ${shares}; churned ${(churned / Math.max(1, truth.length) * 100).toFixed(1)}%\n`)
   return 0
 }
