@@ -1,7 +1,8 @@
 import { createReadStream, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { CHANNELS } from '../events/user-event.js'
+import { decodeJsonEvent } from '../events/jsonl.js'
+import { CHANNELS, type UserEvent } from '../events/user-event.js'
 import type { AlertRecord, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
 import type { Topology } from '../rules/topology.js'
 import { ZoneClock, zoneClock } from '../time/zones.js'
@@ -32,25 +33,32 @@ function readJsonl<T> (file: string): T[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T)
 }
 
-/** Zones and consent changes per user, from the events (only the lines that matter are parsed). */
-async function scanEvents (eventsFile: string, defaultZone: string): Promise<{ zones: Map<string, string>, consent: Map<string, ConsentChange[]> }> {
-  const zones = new Map<string, string>()
+/** From `ts` (event time) on, the user's zone: an event with `tz` changes it (README, the event contract). */
+interface ZoneChange { ts: number, zone: string }
+
+/**
+ * Zone changes and consent changes per user, from the events the engine accepts: each line is
+ * read with the contract's decoder (src/events/jsonl.ts: the same reading of the contract, not the
+ * same decisions), so a line the engine dead-lettered — a zone that does not exist, a broken
+ * record — changes nothing here either, and any valid spelling of JSON counts.
+ */
+async function scanEvents (eventsFile: string): Promise<{ zones: Map<string, ZoneChange[]>, consent: Map<string, ConsentChange[]> }> {
+  const zones = new Map<string, ZoneChange[]>()
   const consent = new Map<string, ConsentChange[]>()
   const rl = createInterface({ input: createReadStream(eventsFile, { encoding: 'utf8', highWaterMark: 1 << 20 }), crlfDelay: Infinity })
   for await (const line of rl) {
-    const isConsent = line.includes('"CONSENT_')
-    const u = line.indexOf('"userId":"')
-    if (u < 0) continue
-    const userId = line.slice(u + 10, line.indexOf('"', u + 10))
-    if (!isConsent && zones.has(userId)) continue
-    let e: { userId?: unknown, type?: unknown, ts?: unknown, tz?: unknown, channel?: unknown }
-    try { e = JSON.parse(line) } catch { continue }
-    if (typeof e.userId !== 'string') continue
-    if (!zones.has(e.userId) || typeof e.tz === 'string') zones.set(e.userId, typeof e.tz === 'string' ? e.tz : defaultZone)
-    if (isConsent && typeof e.channel === 'string') {
-      const ts = typeof e.ts === 'number' ? e.ts : Date.parse(String(e.ts))
+    // Most lines change neither: skip them before parsing.
+    if (!line.includes('"tz"') && !line.includes('"CONSENT_')) continue
+    let e: UserEvent
+    try { e = decodeJsonEvent(line) } catch { continue }
+    if (e.tz !== null) {
+      let l = zones.get(e.userId)
+      if (l === undefined) { l = []; zones.set(e.userId, l) }
+      if (l.length === 0 || l[l.length - 1].zone !== e.tz) l.push({ ts: e.ts, zone: e.tz })
+    }
+    if ((e.type === 'CONSENT_GRANTED' || e.type === 'CONSENT_REVOKED') && e.channel !== null) {
       const list = consent.get(e.userId) ?? []
-      list.push({ ts, channel: CHANNELS.indexOf(e.channel as typeof CHANNELS[number]), granted: e.type === 'CONSENT_GRANTED' })
+      list.push({ ts: e.ts, channel: CHANNELS.indexOf(e.channel), granted: e.type === 'CONSENT_GRANTED' })
       consent.set(e.userId, list)
     }
   }
@@ -64,7 +72,15 @@ export async function checkReplay (eventsFile: string, outDir: string, topology:
   const tasks = readJsonl<RecallTaskRecord>(join(outDir, 'tasks.jsonl'))
   const alerts = readJsonl<AlertRecord>(join(outDir, 'alerts.jsonl'))
   const outcomes = readJsonl<OutcomeRecord>(join(outDir, 'outcomes.jsonl'))
-  const { zones, consent } = await scanEvents(eventsFile, topology.defaultTimezone)
+  const { zones, consent } = await scanEvents(eventsFile)
+  // The zone a decision saw: the last change (in stream order) dated at or before it; before any,
+  // the topology's default. A change dated within allowedLateness after a decision may have been
+  // applied before it (the timer fires when the watermark passes it), so both are candidates.
+  const zoneAt = (userId: string, at: number): string => {
+    let z = topology.defaultTimezone
+    for (const c of zones.get(userId) ?? []) if (c.ts <= at) z = c.zone
+    return z
+  }
   const violations: Violation[] = []
   const bad = (rule: string, id: string, detail: string): void => { if (violations.length < 1000) violations.push({ rule, id, detail }) }
   const alertsById = new Map(alerts.map((a) => [a.alertId, a]))
@@ -98,15 +114,17 @@ export async function checkReplay (eventsFile: string, outDir: string, topology:
     if (t.channel === 'PUSH' && (t.title === null || textLength(t.title) > LIMITS.pushTitle || body > LIMITS.pushBody)) bad('push: title ≤ 20, body ≤ 50', t.taskId, `${textLength(t.title ?? '')} / ${body} characters`)
     if (t.channel === 'IN_APP' && t.title !== null) bad('in-app: body only', t.taskId, 'has a title')
     if (t.channel === 'EMAIL' && (t.title === null || t.title === '')) bad('email: subject and body', t.taskId, 'no subject')
-    // Quiet hours, in the user's zone.
-    const zone = zoneClock(zones.get(t.userId) ?? topology.defaultTimezone)
-    if (quiet(zone.localHour(t.sendAt))) bad('quiet hours', t.taskId, `sendAt ${new Date(t.sendAt).toISOString()} is ${zone.localHour(t.sendAt)}:00 local`)
-    // Consent when the decision was made (the alert's time; a follow-up's: its timer, before sendAt).
     const alert = alertsById.get(t.alertId)
     if (alert === undefined) { bad('task has its alert', t.taskId, `no alert ${t.alertId}`); continue }
     const firstStep = alert.taskId === t.taskId
     // A timer fires once the watermark passes it: events up to `allowedLateness` later were applied first.
     const decidedBy = alert.firedAt + topology.allowedLatenessMs
+    // Quiet hours, in the user's zone when the task was decided (a follow-up: by its sendAt).
+    const decided = firstStep ? [alert.firedAt, decidedBy] : [alert.firedAt, t.sendAt, t.sendAt + topology.allowedLatenessMs]
+    const candidates = [...new Set(decided.map((at) => zoneAt(t.userId, at)))].map((z) => zoneClock(z))
+    const zone = candidates[candidates.length - 1]
+    if (candidates.every((z) => quiet(z.localHour(t.sendAt)))) bad('quiet hours', t.taskId, `sendAt ${new Date(t.sendAt).toISOString()} is ${zone.localHour(t.sendAt)}:00 local`)
+    // Consent when the decision was made (the alert's time; a follow-up's: its timer, before sendAt).
     if (firstStep && !consentedAt(t.userId, ch, alert.firedAt) && !consentedAt(t.userId, ch, decidedBy)) bad('consent', t.taskId, `${t.channel} not consented at ${new Date(alert.firedAt).toISOString()}`)
     if (!firstStep && !consentedAt(t.userId, ch, t.sendAt)) bad('consent', t.taskId, `follow-up on ${t.channel}, not consented at sendAt`)
     if (firstStep && !plan.winback) {

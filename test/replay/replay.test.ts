@@ -193,3 +193,38 @@ describe('ebb replay: inputs that were not what was meant are refused or fail, s
     expect(forced.stderr).toMatch(/records were dead letters \(\d+ late,.*is --state already past it\?/)
   })
 })
+
+describe('ebb check reads the events as the engine does', () => {
+  // Found by a hostile-input run (12-07): check crashed on a zone the engine had dead-lettered,
+  // skipped JSON written with spaces, and judged quiet hours in a user's first zone, not the one
+  // the engine decided in. Each input here replays cleanly; check must agree every rule was kept.
+  const cases: Record<string, string[]> = {
+    'a zone that does not exist (the engine dead-letters the line)': [
+      '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-01-05T09:00:00Z"}',
+      '{"eventId":"e2","userId":"u2","type":"LOGIN","ts":"2026-01-05T09:01:00Z"}',
+      '{"eventId":"e3","userId":"u2","type":"CONSENT_GRANTED","channel":"PUSH","ts":"2026-01-05T09:02:00Z","tz":"Mars/Olympus"}'
+    ],
+    'JSON with spaces': [
+      '{"eventId": "e1", "userId": "u1", "type": "LOGIN", "ts": "2026-01-05T09:00:00Z", "tz": "America/Los_Angeles"}',
+      '{"eventId": "e2", "userId": "u2", "type": "LOGIN", "ts": "2026-01-05T09:01:00Z", "tz": "America/Los_Angeles"}'
+    ],
+    'a user who moves to another zone': [
+      '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-01-05T17:59:00Z"}',
+      '{"eventId":"e2","userId":"u2","type":"VIEW","ts":"2026-01-05T18:00:00Z","tz":"Asia/Shanghai"}',
+      '{"eventId":"e3","userId":"u2","type":"LOGIN","ts":"2026-01-05T18:01:00Z","tz":"America/Los_Angeles"}'
+    ]
+  }
+  it.each(Object.keys(cases))('%s', (name) => {
+    const dir = join(tmp.dir, `check-${Object.keys(cases).indexOf(name)}`)
+    const events = `${dir}.jsonl`
+    writeFileSync(events, cases[name].join('\n') + '\n')
+    const r = ebb('replay', '--in', events, '--out', dir, '--until', '2026-01-25T00:00:00Z')
+    expect(r.code).toBe(0)
+    const tasks = readFileSync(join(dir, 'tasks.jsonl'), 'utf8').trim().split('\n').filter((l) => l !== '')
+    expect(tasks.length).toBeGreaterThan(0) // something to check
+    const c = ebb('check', '--in', events, '--out', dir)
+    expect(c.stderr).not.toMatch(/\n\s+at /)
+    expect(c.stdout).toMatch(/every rule kept/)
+    expect(c.code).toBe(0)
+  })
+})
