@@ -1,6 +1,7 @@
 import { accessSync, constants, type Stats, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EbbError, Errors } from '../errors.js'
+import { ISO_INSTANT, isCalendarInstant, MAX_TS, MIN_TS } from '../events/validate.js'
 
 type Options = NonNullable<ParseArgsConfig['options']>
 
@@ -27,10 +28,19 @@ export function intOption (command: string, name: string, value: string | undefi
 
 export function instantOption (command: string, name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value)
-  // Not a date at all, then a date without its offset (which would be read in this machine's zone).
-  if (!Number.isFinite(ms)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" is not an instant: give ISO-8601 with an offset (2026-03-01T00:00:00Z) or epoch milliseconds`)
-  if (!/^\d+$/.test(value) && !/(Z|[+-]\d{2}:?\d{2})$/.test(value)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" needs an offset, e.g. 2026-03-01T00:00:00Z`)
+  const bad = (what: string): never => { throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" ${what}`) }
+  // As the event contract reads an instant (src/events/validate.ts): epoch millis, or ISO-8601
+  // with its offset and a real calendar date, in 2000..2100 (a year 9999 would make a replay
+  // fire every local midnight until then).
+  const iso = ISO_INSTANT.exec(value)
+  const ms = /^\d+$/.test(value) ? Number(value) : iso !== null ? Date.parse(value) : Number.NaN
+  if (iso === null && !/^\d+$/.test(value)) {
+    // A date that only lacks its offset (it would be read in this machine's zone), else not one at all.
+    if (Number.isFinite(Date.parse(value)) && !/(Z|[+-]\d{2}:?\d{2})$/.test(value)) bad('needs an offset, e.g. 2026-03-01T00:00:00Z')
+    bad('is not an instant: give ISO-8601 with an offset (2026-03-01T00:00:00Z) or epoch milliseconds')
+  }
+  if (iso !== null && !isCalendarInstant(iso)) bad('is not a real calendar date and time')
+  if (!Number.isFinite(ms) || ms < MIN_TS || ms > MAX_TS) bad('is outside 2000..2100, the years an event may be dated (epoch milliseconds, not seconds)')
   return ms
 }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { basename, join, resolve } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
@@ -7,6 +7,7 @@ import { evaluate as runEval, reportMarkdown } from '../model/evaluate.js'
 import { evalPlots } from '../model/plots.js'
 import { topologyPath } from '../paths.js'
 import { intOption, requireInputFile, requireOption } from './args.js'
+import { makeDirectory } from '../io/make-directory.js'
 
 export async function evaluate (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.eval, argv)
@@ -27,7 +28,7 @@ export async function evaluate (argv: string[]): Promise<number> {
     warmupDays
   })
   try {
-    mkdirSync(out, { recursive: true })
+    makeDirectory(out)
     writeFileSync(join(out, 'eval.json'), JSON.stringify(report, null, 2) + '\n')
     writeFileSync(join(out, 'eval.md'), reportMarkdown(report))
     for (const [name, svg] of Object.entries(evalPlots(report))) writeFileSync(join(out, name), svg)

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -17,6 +17,7 @@ import { RocksStore } from '../state/rocks-store.js'
 import { instantOption, intOption, requireInputFile, requireOption } from './args.js'
 import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
+import { makeDirectory } from '../io/make-directory.js'
 
 export async function replay (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.replay, argv)
@@ -35,7 +36,7 @@ export async function replay (argv: string[]): Promise<number> {
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
   try {
-    mkdirSync(out, { recursive: true })
+    makeDirectory(out)
   } catch (err) {
     throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, out, (err as Error).message)
   }
@@ -105,6 +106,9 @@ export async function replay (argv: string[]): Promise<number> {
     }
     for (const t of tasks) {
       if (until !== undefined) t.advanceTo(until)
+      // Without --state the state is deleted below: an event still waiting for confirmation
+      // would go with it, neither applied nor a dead letter.
+      if (o.state === undefined) t.refuseHeldAtEnd(`the input ended before a later event confirmed its time, and a replay without --state keeps no state for it to wait in${until === undefined ? ' (--until confirms an event within time.future.maxStep of it)' : ''}`)
       await t.close()
     }
   } finally {

@@ -4,10 +4,10 @@ import { isKnownZone } from '../time/zones.js'
 const TYPES = new Set<string>(EVENT_TYPES)
 const CHANNEL_SET = new Set<string>(CHANNELS)
 // An ISO-8601 instant must say its offset: a local time without one is ambiguous.
-const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2}))$/
+export const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2}))$/
 // Years 2000..2100: anything outside is a unit mistake (seconds or microseconds), not an event.
-const MIN_TS = 946684800000
-const MAX_TS = 4102444800000
+export const MIN_TS = 946684800000
+export const MAX_TS = 4102444800000
 /** PURCHASE amounts above this are a unit or data error; state keeps integer cents exactly below 2^53. */
 export const MAX_AMOUNT = 1e9
 /** Ids are keys (state, timer buckets): long enough for any UUID or composite id, short enough to index. */
@@ -59,7 +59,7 @@ function eraseRequest (o: Record<string, unknown>): string | null {
   return null
 }
 
-function isCalendarInstant (m: RegExpExecArray): boolean {
+export function isCalendarInstant (m: RegExpExecArray): boolean {
   const year = Number(m[1])
   const month = Number(m[2])
   const day = Number(m[3])

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
@@ -18,6 +18,7 @@ import { PartitionOwners } from './owners.js'
 import { SchemaRegistry } from './schema-registry.js'
 import { AVRO_OUTPUTS, ChangelogBatch, KafkaBatch, KafkaSink, OUTPUT_KIND_OF, OUTPUT_SCHEMA_FILES, type OutputEncodings } from './wire.js'
 import { schemaPath } from '../paths.js'
+import { makeDirectory } from '../io/make-directory.js'
 
 /** how often an assigned partition that failed to open is tried again without a record arriving */
 const OPEN_RETRY_MS = 5000
@@ -182,7 +183,7 @@ export class KafkaRunner {
   /** Creates the topics if asked, joins the group and starts consuming. `apiUrl` is advertised to the group. */
   async start (apiUrl?: string): Promise<void> {
     const c = this.config
-    mkdirSync(c.stateDir, { recursive: true })
+    makeDirectory(c.stateDir)
     this.admin = await this.client.admin()
     await this.ensureTopics(this.admin)
     this.encodings = await this.outputEncodings()

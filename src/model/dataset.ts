@@ -234,6 +234,12 @@ export async function replayForModel (input: string, topology: Topology, opts: {
     if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
     const end = task.maxTs
     task.advanceTo(end)
+    task.refuseHeldAtEnd('the input ended before a later event confirmed its time')
+    if (task.stats.eventsApplied === 0 || !Number.isFinite(start) || !Number.isFinite(end)) {
+      const t = task
+      const reasons = Object.entries(t.stats.deadLetters).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`).join(', ')
+      throw new EbbError(Errors.USAGE, `${input} holds no events the engine could apply (${count(t.stats.recordsIn)} records${reasons === '' ? '' : `, dead letters: ${reasons}`}): nothing to learn or measure from`)
+    }
     await task.close()
     return { snapshots: snap, start, end, users: task.stats.usersCreated, events: task.stats.eventsApplied, learned: task.learner === null ? null : task.learner.summary() }
   } finally {

@@ -389,6 +389,18 @@ export class PartitionTask {
     this.deadLetter(h, 0, new EbbError(Errors.EVENT_FUTURE, new Date(h.event.ts).toISOString(), `stream time ${Number.isFinite(this.maxTs) ? new Date(this.maxTs).toISOString() : '(none)'} (${why})`, 'time.future.maxStep'))
   }
 
+  /**
+   * The input ended with an event still waiting for a later one to confirm its time, and nothing
+   * will keep it waiting (a replay into a temporary state, which is deleted): it goes to the dead
+   * letters (`future`) with `why`, rather than away with the state.
+   */
+  refuseHeldAtEnd (why: string): void {
+    const h = this.held
+    if (h === null) return
+    this.held = null
+    this.refuseHeld(h, why)
+  }
+
   /** The event waiting for confirmation of its time, if any (its time, for the summary and tests). */
   get heldEventTime (): number | null { return this.held === null ? null : this.held.event.ts }
 

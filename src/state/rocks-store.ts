@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { RocksLevel } from '@nxtedition/rocksdb'
 import { EbbError, Errors } from '../errors.js'
 import type { KeyCursor, KvStore, StoreBatch } from './kv-store.js'
+import { makeDirectory } from '../io/make-directory.js'
 
 /**
  * RocksDB through @nxtedition/rocksdb (abstract-level). Batched async reads for the hot path;
@@ -71,7 +72,7 @@ export class RocksStore implements KvStore {
 
   static async open (dir: string): Promise<RocksStore> {
     try {
-      mkdirSync(dir, { recursive: true })
+      makeDirectory(dir)
     } catch (err) {
       throw new EbbError(Errors.OUTPUT_NOT_WRITABLE, dir, (err as Error).message)
     }

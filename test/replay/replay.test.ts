@@ -228,3 +228,50 @@ describe('ebb check reads the events as the engine does', () => {
     expect(c.code).toBe(0)
   })
 })
+
+describe('ebb replay and the model commands at the edges a hostile-input run found (12-07)', () => {
+  it('a --until far in the future, or not on the calendar, is refused at once instead of firing every midnight until then', () => {
+    for (const [until, what] of [['9999-12-31T00:00:00Z', 'is outside 2000..2100'], ['+275760-09-13T00:00:00Z', 'is not an instant'], ['2026-02-30T00:00:00Z', 'is not a real calendar date and time'], ['1700000000', 'is outside 2000..2100']]) {
+      const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', FIXTURE, '--out', join(tmp.dir, 'far'), '--until', until], { encoding: 'utf8', timeout: 20_000 })
+      expect(r.status, until).toBe(2)
+      expect(r.stderr, until).toContain(`--until "${until}" ${what}`)
+    }
+  })
+
+  it('an --out that cannot be made (under /proc) is refused in words, not a spin at 100% CPU', () => {
+    const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), 'replay', '--in', FIXTURE, '--out', '/proc/ebb-nope/out'], { encoding: 'utf8', timeout: 20_000 })
+    expect(r.signal).toBeNull()
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/cannot write to \/proc\/ebb-nope\/out: .*ENOENT.*\[EBB_OUTPUT_NOT_WRITABLE\]/)
+  })
+
+  it('an event still waiting for confirmation when the input ends is a dead letter without --state, and kept with one', () => {
+    const one = join(tmp.dir, 'one.jsonl')
+    writeFileSync(one, '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-01-05T09:00:00Z","tz":"Asia/Shanghai"}\n')
+    const r = ebb('replay', '--in', one, '--out', join(tmp.dir, 'one'))
+    const counts = JSON.parse(readFileSync(join(tmp.dir, 'one', 'summary.json'), 'utf8')) as { records: number, eventsApplied: number, eventsWaiting: number, deadLettersByReason: Record<string, number> }
+    expect([counts.records, counts.eventsApplied, counts.eventsWaiting, counts.deadLettersByReason.future]).toEqual([1, 0, 0, 1])
+    const dead = JSON.parse(readFileSync(join(tmp.dir, 'one', 'dlq.jsonl'), 'utf8')) as { reason: string, detail: string }
+    expect(dead.reason).toBe('future')
+    expect(dead.detail).toMatch(/the input ended before a later event confirmed its time, and a replay without --state keeps no state for it to wait in/)
+    expect(r.code).toBe(1) // all of it dead: the share check says so
+    const kept = ebb('replay', '--in', one, '--out', join(tmp.dir, 'one-kept'), '--state', join(tmp.dir, 'one-state'))
+    expect(kept.code).toBe(0)
+    const k = JSON.parse(readFileSync(join(tmp.dir, 'one-kept', 'summary.json'), 'utf8')) as { eventsWaiting: number }
+    expect(k.eventsWaiting).toBe(1)
+  })
+
+  it('train and eval on an input with nothing to apply: a usage error (exit 2) that says so, not a stack', () => {
+    const inputs: Record<string, string> = { blank: '   \n\n  \n', junk: 'not json\n\u0000\u0001\n', one: '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-01-05T09:00:00Z"}\n' }
+    for (const [name, text] of Object.entries(inputs)) {
+      const f = join(tmp.dir, `nothing-${name}.jsonl`)
+      writeFileSync(f, text)
+      for (const args of [['train', '--in', f, '--derive-labels', '--out', join(tmp.dir, `m-${name}.json`)], ['eval', '--in', f, '--derive-labels', '--out', join(tmp.dir, `e-${name}`)]]) {
+        const r = ebb(...args)
+        expect(r.stderr, `${args[0]} ${name}`).not.toMatch(/\n\s+at |unexpected failure/)
+        expect(r.code, `${args[0]} ${name}`).toBe(2)
+        expect(r.stderr).toMatch(/holds no events/)
+      }
+    }
+  })
+})
