@@ -35,6 +35,7 @@ export const Errors = Object.freeze({
   EVENT_LATE: def('EBB_EVENT_LATE', 1, false, 'the event time %s is older than the watermark minus the grace period (%s); raise time.grace in the topology if such late data is expected', 'late'),
   EVENT_DUPLICATE: def('EBB_EVENT_DUPLICATE', 1, false, 'eventId was already seen for this user', 'duplicate'),
   EVENT_TOO_LARGE: def('EBB_EVENT_TOO_LARGE', 1, false, 'the record is %s bytes, above the %s-byte limit: no event is that large (a concatenated or binary input?). Its first bytes, length and SHA-256 are kept; raise `ebb replay --max-line-bytes` if such lines are real', 'too_large'),
+  EVENT_UNCONFIRMED: def('EBB_EVENT_UNCONFIRMED', 1, false, 'the input ended while this event, dated %s, waited for a later event to confirm its time (%s); %s', 'future'),
   EVENT_FUTURE: def('EBB_EVENT_FUTURE', 1, false, 'the event time %s is too far ahead of %s (the limit is %s in the topology): a clock or unit error would move stream time and make every later event late. Fix the producer\'s clock or units, or raise that limit if events really arrive this far ahead', 'future'),
   EVENT_ERASED: def('EBB_EVENT_ERASED', 1, false, 'this event, dated %s, is from before the user\'s ERASE (%s): it is not used to rebuild them', 'erased'),
   EVENT_PROCESSING: def('EBB_EVENT_PROCESSING', 1, false, 'processing the event failed: %s. This is a bug in Ebb; please report it with the dead-letter record.', 'processing'),

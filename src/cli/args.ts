@@ -26,9 +26,10 @@ export function intOption (command: string, name: string, value: string | undefi
   return n
 }
 
-export function instantOption (command: string, name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined
-  const bad = (what: string): never => { throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${value}" ${what}`) }
+export function instantOption (command: string, name: string, given: string | undefined): number | undefined {
+  if (given === undefined) return undefined
+  const value = given.replace(/z$/, 'Z') // a lowercase z is still UTC
+  const bad = (what: string): never => { throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} "${given}" ${what}`) }
   // As the event contract reads an instant (src/events/validate.ts): epoch millis, or ISO-8601
   // with its offset and a real calendar date, in 2000..2100 (a year 9999 would make a replay
   // fire every local midnight until then).

@@ -34,8 +34,9 @@ export async function demo (argv: string[]): Promise<number> {
   const serve = o.exit !== true
   const topology = loadTopology(topologyPath('default.yaml'))
   const stateDir = o.state ?? mkdtempSync(join(tmpdir(), 'ebb-demo-'))
-  // Whatever stops the demo (a port in use, a state it refuses, Ctrl-C) closes what it opened
-  // and removes a state directory of its own making.
+  // Whatever stops the demo (a port in use, a state it refuses, Ctrl-C while it serves) closes
+  // what it opened and removes a state directory of its own making. (A signal during the
+  // simulation ends the process at once, as before: its temporary directory stays.)
   let store: RocksStore | undefined
   let app: Awaited<ReturnType<typeof buildServer>> | undefined
   const closeStore = async (): Promise<void> => { const s = store; store = undefined; if (s !== undefined) await s.close() }
@@ -72,7 +73,7 @@ async function runDemo ({ users, days, seed, http, serve, topology, stateDir, st
   // The simulator starts its stream over on every run: on a state that saw one, every event
   // would be late (a dead letter) and the run would show nothing.
   if (Number.isFinite(task.watermark)) {
-    throw new EbbError(Errors.USAGE, `ebb demo: the state in ${stateDir} already holds a stream up to ${new Date(task.watermark).toISOString()}, and the demo starts its simulated stream over: every event would be late. Give a new or empty --state (or remove ${stateDir})`)
+    throw new EbbError(Errors.USAGE, `ebb demo: the state in ${stateDir} already holds a stream up to ${new Date(task.maxTs).toISOString()}, and the demo starts its simulated stream over: every event would be late. Give a new or empty --state (or remove ${stateDir})`)
   }
   metricsSource.task = task
   const view = new LocalEngineView(task, recent)

@@ -104,11 +104,13 @@ export async function replay (argv: string[]): Promise<number> {
       }
       progress.tick(() => `${along(bytesDone, inputStat.size, progress.elapsedMs)}: ${count(records())} records, ${rate(records(), progress.elapsedMs)}, alerts ${count(tasks.reduce((n, t) => n + t.stats.alertTotal, 0))}, dead letters ${count(tasks.reduce((n, t) => n + t.stats.deadLetterTotal, 0))}`)
     }
+    // The stream's present: the latest event time any partition applied.
+    const present = Math.max(...tasks.map((t) => t.maxTs))
     for (const t of tasks) {
       if (until !== undefined) t.advanceTo(until)
       // Without --state the state is deleted below: an event still waiting for confirmation
       // would go with it, neither applied nor a dead letter.
-      if (o.state === undefined) t.refuseHeldAtEnd(`the input ended before a later event confirmed its time, and a replay without --state keeps no state for it to wait in${until === undefined ? ' (--until confirms an event within time.future.maxStep of it)' : ''}`)
+      if (o.state === undefined) t.refuseHeldAtEnd(present, 'a replay without --state keeps no state for it to wait in: replay with --state to keep it waiting, or --until to confirm it')
       await t.close()
     }
   } finally {
@@ -144,7 +146,7 @@ const DEAD_HINTS: Record<string, string> = {
   invalid: 'the records are JSON but break the event contract; the detail of each names the field',
   late: 'the events are older than stream time minus the grace period: is the input out of order, or is --state already past it?',
   duplicate: 'the same eventIds again: was this input replayed onto the same --state before?',
-  future: 'events dated far ahead of the others: a clock or unit error (seconds for milliseconds?)',
+  future: 'events dated far ahead of the others (a clock or unit error: seconds for milliseconds?), or, at the end of the input, one no later event confirmed (EBB_EVENT_UNCONFIRMED: --state keeps it waiting, --until confirms it)',
   too_large: 'lines longer than --max-line-bytes: is the file binary, or without line breaks?',
   erased: 'events of users erased after them',
   processing: 'Ebb failed on them: please report it with a dead letter'

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 
 /**
@@ -14,4 +14,6 @@ export function makeDirectory (path: string): void {
     if (dirname(p) === p) break
   }
   for (let i = missing.length - 1; i >= 0; i--) mkdirSync(missing[i])
+  // as `mkdir -p` does: a file where the directory should be is an error, not a directory
+  if (!statSync(path).isDirectory()) throw Object.assign(new Error(`${path} exists and is not a directory`), { code: 'ENOTDIR' })
 }

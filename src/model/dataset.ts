@@ -41,7 +41,8 @@ export class DailySnapshots implements SnapshotHook {
   readonly logins: number[][] = []
   private readonly x = new Float64Array(FEATURE_COUNT)
 
-  constructor (private readonly from = Number.NEGATIVE_INFINITY) {}
+  /** scored days before `from` are not kept (eval's warm-up); set once the data's start is known */
+  constructor (public from = Number.NEGATIVE_INFINITY) {}
 
   userIndex (userId: string): number {
     let u = this.index.get(userId)
@@ -221,9 +222,14 @@ export async function replayForModel (input: string, topology: Topology, opts: {
     const fileBytes = statSync(input).size
     for await (const { lines, lineNumbers, rejected, bytesRead } of readLineBatches(input, 4096)) {
       if (task === null || snap === null) {
-        start = firstTs(lines)
-        snap = new DailySnapshots(opts.from === undefined ? Number.NEGATIVE_INFINITY : opts.from(start))
+        snap = new DailySnapshots()
         task = await PartitionTask.open({ topology, store, sink, snapshots: snap })
+      }
+      // The data's start: the first decodable event, in whichever batch it comes (a file may open
+      // with thousands of broken lines).
+      if (Number.isNaN(start)) {
+        start = firstTs(lines)
+        if (!Number.isNaN(start) && opts.from !== undefined) snap.from = opts.from(start)
       }
       await task.process(new LineBatch(lines, file, lineNumbers, rejected))
       if (task.cache.size > 500_000) await task.commit()
@@ -234,9 +240,10 @@ export async function replayForModel (input: string, topology: Topology, opts: {
     if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
     const end = task.maxTs
     task.advanceTo(end)
-    task.refuseHeldAtEnd('the input ended before a later event confirmed its time')
-    if (task.stats.eventsApplied === 0 || !Number.isFinite(start) || !Number.isFinite(end)) {
+    task.refuseHeldAtEnd(end, 'the model commands replay into a temporary state')
+    if (task.stats.eventsApplied === 0 || !Number.isFinite(end) || Number.isNaN(start)) {
       const t = task
+      await t.close()
       const reasons = Object.entries(t.stats.deadLetters).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`).join(', ')
       throw new EbbError(Errors.USAGE, `${input} holds no events the engine could apply (${count(t.stats.recordsIn)} records${reasons === '' ? '' : `, dead letters: ${reasons}`}): nothing to learn or measure from`)
     }

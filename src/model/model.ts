@@ -117,7 +117,7 @@ export function featureText (id: FeatureId, x: Float64Array, loginRate: number, 
     case FeatureId.recentSurprise: return `silent for longer than their last week's rhythm suggests (1 in ${Math.round(Math.min(1e6, Math.exp(x[id])))})`
     case FeatureId.loginRate: return `logged in on about ${pct(loginRate)} of days before this silence`
     case FeatureId.beyondLongestGap: return `silent ${x[id]} days longer than their longest gap in the 4 weeks before (${longestGap} days)`
-    case FeatureId.loginTrend: return `login days in their last active week ${x[id] < 0 ? 'down' : 'up'} ${pct(Math.abs(1 - Math.exp(x[id])))} on the 3 weeks before`
+    case FeatureId.loginTrend: return `login days in their last active week ${x[id] > 0 ? 'up' : 'down'} ${pct(Math.abs(1 - Math.exp(x[id])))} on the 3 weeks before`
     case FeatureId.viewDrop: return `views in their last active week ${x[id] < 0 ? 'up' : 'down'} ${pct(Math.abs(x[id]))} on the weeks before`
     case FeatureId.unfollowRatio: return `unfollowed ${pct(x[id])} of the creators they followed a week before`
     case FeatureId.interactionDrop: return `interactions in their last active week ${x[id] < 0 ? 'up' : 'down'} ${pct(Math.abs(x[id]))} on the weeks before`

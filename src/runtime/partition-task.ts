@@ -391,14 +391,21 @@ export class PartitionTask {
 
   /**
    * The input ended with an event still waiting for a later one to confirm its time, and nothing
-   * will keep it waiting (a replay into a temporary state, which is deleted): it goes to the dead
-   * letters (`future`) with `why`, rather than away with the state.
+   * will keep it waiting (a replay into a temporary state, which is deleted). If `present` (the
+   * largest event time any partition applied) is within maxStep of it, that confirms it and it is
+   * applied; otherwise it goes to the dead letters (`future`, EBB_EVENT_UNCONFIRMED, `what` to do),
+   * rather than away with the state.
    */
-  refuseHeldAtEnd (why: string): void {
+  refuseHeldAtEnd (present: number, what: string): void {
     const h = this.held
     if (h === null) return
     this.held = null
-    this.refuseHeld(h, why)
+    // Another partition's stream time confirms it as an idle partition's is in Kafka mode
+    // (advanceTo), without moving this one's: the time was real, the event is applied.
+    if (Number.isFinite(present) && h.event.ts <= present + this.topology.maxStepMs) { this.applyHeld(h); return }
+    this.stats.rejectedByType[eventTypeIndex(h.event.type)]++
+    const now = Number.isFinite(present) ? `stream time was ${new Date(present).toISOString()}` : 'no event was applied'
+    this.deadLetter(h, 0, new EbbError(Errors.EVENT_UNCONFIRMED, new Date(h.event.ts).toISOString(), now, what))
   }
 
   /** The event waiting for confirmation of its time, if any (its time, for the summary and tests). */

@@ -251,14 +251,36 @@ describe('ebb replay and the model commands at the edges a hostile-input run fou
     const r = ebb('replay', '--in', one, '--out', join(tmp.dir, 'one'))
     const counts = JSON.parse(readFileSync(join(tmp.dir, 'one', 'summary.json'), 'utf8')) as { records: number, eventsApplied: number, eventsWaiting: number, deadLettersByReason: Record<string, number> }
     expect([counts.records, counts.eventsApplied, counts.eventsWaiting, counts.deadLettersByReason.future]).toEqual([1, 0, 0, 1])
-    const dead = JSON.parse(readFileSync(join(tmp.dir, 'one', 'dlq.jsonl'), 'utf8')) as { reason: string, detail: string }
-    expect(dead.reason).toBe('future')
-    expect(dead.detail).toMatch(/the input ended before a later event confirmed its time, and a replay without --state keeps no state for it to wait in/)
-    expect(r.code).toBe(1) // all of it dead: the share check says so
+    const dead = JSON.parse(readFileSync(join(tmp.dir, 'one', 'dlq.jsonl'), 'utf8')) as { reason: string, code: string, detail: string }
+    expect([dead.reason, dead.code]).toEqual(['future', 'EBB_EVENT_UNCONFIRMED'])
+    expect(dead.detail).toBe('the input ended while this event, dated 2026-01-05T09:00:00.000Z, waited for a later event to confirm its time (no event was applied); a replay without --state keeps no state for it to wait in: replay with --state to keep it waiting, or --until to confirm it')
+    expect(r.code).toBe(1) // all of it dead: the share check says so, naming the case
+    expect(r.stderr).toContain('EBB_EVENT_UNCONFIRMED: --state keeps it waiting, --until confirms it')
     const kept = ebb('replay', '--in', one, '--out', join(tmp.dir, 'one-kept'), '--state', join(tmp.dir, 'one-state'))
     expect(kept.code).toBe(0)
     const k = JSON.parse(readFileSync(join(tmp.dir, 'one-kept', 'summary.json'), 'utf8')) as { eventsWaiting: number }
     expect(k.eventsWaiting).toBe(1)
+  })
+
+  it('with --partitions, an event waiting in a quiet partition at the end is confirmed by the others\' time: the same events applied as with one partition', () => {
+    const applied = (partitions: number): [number, number] => {
+      const out = join(tmp.dir, `parts-${partitions}`)
+      expect(ebb('replay', '--in', FIXTURE, '--out', out, '--partitions', String(partitions)).code).toBe(0)
+      const c = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { eventsApplied: number, deadLettersByReason: Record<string, number> }
+      return [c.eventsApplied, c.deadLettersByReason.future]
+    }
+    const one = applied(1)
+    for (const n of [8, 64]) expect(applied(n), `--partitions ${n}`).toEqual(one)
+  })
+
+  it('an --out or --state that is a file is refused in words (exit 2)', () => {
+    const file = join(tmp.dir, 'a-file')
+    writeFileSync(file, 'x')
+    for (const args of [['--out', file], ['--out', join(tmp.dir, 'out-af'), '--state', file]]) {
+      const r = ebb('replay', '--in', FIXTURE, ...args)
+      expect(r.code).toBe(2)
+      expect(r.stderr).toBe(`ebb replay: cannot write to ${file}: ${file} exists and is not a directory. Check the directory exists and is writable. [EBB_OUTPUT_NOT_WRITABLE]\n`)
+    }
   })
 
   it('train and eval on an input with nothing to apply: a usage error (exit 2) that says so, not a stack', () => {
