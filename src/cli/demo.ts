@@ -34,16 +34,20 @@ export async function demo (argv: string[]): Promise<number> {
   const serve = o.exit !== true
   const topology = loadTopology(topologyPath('default.yaml'))
   const stateDir = o.state ?? mkdtempSync(join(tmpdir(), 'ebb-demo-'))
-  // Whatever stops the demo (a port in use, a state it refuses, Ctrl-C while it serves) closes
-  // what it opened and removes a state directory of its own making. (A signal during the
-  // simulation ends the process at once, as before: its temporary directory stays.)
+  // Whatever stops the demo (a port in use, a state it refuses, Ctrl-C while it simulates or
+  // serves) closes what it opened and removes a state directory of its own making.
   let store: RocksStore | undefined
   let app: Awaited<ReturnType<typeof buildServer>> | undefined
   const closeStore = async (): Promise<void> => { const s = store; store = undefined; if (s !== undefined) await s.close() }
+  const onSignal = (): void => { stop.requested = true; stop.wake() }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
     store = await RocksStore.open(stateDir)
     return await runDemo({ users, days, seed, http, serve, topology, stateDir, store, closeStore, served: (a) => { app = a } })
   } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
     if (app !== undefined) await app.close()
     await closeStore()
     if (o.state === undefined) rmSync(stateDir, { recursive: true, force: true })
@@ -90,6 +94,10 @@ async function runDemo ({ users, days, seed, http, serve, topology, stateDir, st
   let day = 0
   let lastTs = 0
   for (const events of sim.days()) {
+    // Ctrl-C while simulating: stop between days, clean up (the caller), exit as interrupted.
+    // (One turn of the event loop a day, so that the signal's handler gets to run.)
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    if (stop.requested) { process.stderr.write('[demo] interrupted\n'); return 130 }
     day++
     // The embedded log: each simulated day becomes Avro records, as a Kafka partition would hold them.
     const values = events.map(encodeAvroEvent)
@@ -151,11 +159,11 @@ async function runDemo ({ users, days, seed, http, serve, topology, stateDir, st
   return 0
 }
 
-/** Resolves on the first SIGINT or SIGTERM (Ctrl-C, docker stop). */
+/** SIGINT or SIGTERM (Ctrl-C, docker stop) seen since the demo started, and who waits for one. */
+const stop = { requested: false, wake: (): void => {} }
+
+/** Resolves on the first SIGINT or SIGTERM, at once if one came already. */
 async function untilSignal (): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => { process.off('SIGINT', done); process.off('SIGTERM', done); resolve() }
-    process.once('SIGINT', done)
-    process.once('SIGTERM', done)
-  })
+  if (stop.requested) return
+  await new Promise<void>((resolve) => { stop.wake = resolve })
 }

@@ -83,3 +83,28 @@ describe('ebb demo keeps serving', () => {
     }
   })
 })
+
+describe('ebb demo interrupted', () => {
+  it('a Ctrl-C while it simulates stops it between days (exit 130) and removes its temporary state', async () => {
+    const scratch = join(tmp.dir, 'interrupted')
+    spawnSync('mkdir', ['-p', scratch])
+    const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'demo', '--users', '20000', '--days', '120', '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, TMPDIR: scratch } })
+    let err = ''
+    child.stderr.on('data', (b: Buffer) => { err += b.toString() })
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
+    try {
+      // the first progress line: the simulation is under way, its state directory exists
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => { reject(new Error(`no progress line: ${err}`)) }, 60_000)
+        child.stderr.on('data', () => { if (/\[demo\] [\d.]+s day \d+\/120/.test(err)) { clearTimeout(timer); resolve() } })
+      })
+      expect(readdirSync(scratch)).toHaveLength(1)
+      child.kill('SIGINT')
+      expect(await exited).toBe(130)
+      expect(err).toContain('[demo] interrupted')
+      expect(readdirSync(scratch)).toEqual([])
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    }
+  }, 90_000)
+})
