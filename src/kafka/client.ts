@@ -1,7 +1,7 @@
 /**
  * All of Ebb's Kafka I/O, as a few small ports. The runner, the simulator's producer, `ebb tail`,
  * `ebb reset` and the owner lookup use only these; `platformatic-client.ts` implements them with
- * @platformatic/kafka (it replaced kafkajs, unmaintained since 2023: README "Kafka client"), so
+ * @platformatic/kafka (it replaced kafkajs, unmaintained since 2023: docs/kafka.md), so
  * that another client is one more file, not a change to the runner. The unit tests' FakeBroker
  * implements them too.
  */
