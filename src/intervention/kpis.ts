@@ -181,12 +181,13 @@ export function uplift (t: KpiCounts | undefined, h: KpiCounts | undefined): Upl
 
 const pct = (x: number | null): string => x === null ? '—' : `${(x * 100).toFixed(1)}%`
 
-/** The short table `ebb replay` prints. */
+/** The short table `ebb replay` and `ebb demo` print after their summary. */
 export function kpiTable (r: KpiReport): string {
   const lines: string[] = []
   const o = r.overall
   lines.push(`recall within the first task's window: treatment ${pct(o.treatmentRate)} of ${o.treatment}, holdout ${pct(o.holdoutRate)} of ${o.holdout}; uplift ${o.uplift === null ? '—' : `${(o.uplift * 100).toFixed(1)} pts`}${o.ci95 === null ? '' : ` (95% CI ${(o.ci95[0] * 100).toFixed(1)} to ${(o.ci95[1] * 100).toFixed(1)})`}`)
-  lines.push(`decisions: ${Object.entries(r.decisions).map(([k, v]) => `${k} ${v}`).join(', ')}${r.followUps > 0 ? `; follow-up tasks ${r.followUps}` : ''}`)
+  // (the decisions are on the summary's line just above it: not printed twice)
+  if (r.followUps > 0) lines.push(`follow-up tasks: ${r.followUps}`)
   const table = (title: string, rows: Array<RateRow & { uplift?: Uplift }>): void => {
     lines.push(`${title.padEnd(28)} ${'tasks'.padStart(7)} ${'recalls'.padStart(8)} ${'rate'.padStart(7)}${rows.some((x) => x.uplift !== undefined) ? ' ' + 'uplift'.padStart(8) : ''}`)
     for (const x of rows) {
