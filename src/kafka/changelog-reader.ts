@@ -80,6 +80,11 @@ export class ChangelogReader {
       }
       if (seen !== null && Date.now() >= deadline) {
         if (await this.hanging.abortHung(changelogTopic(c), partition, signal)) continue
+        // For the next stall's diagnosis: where the restore stopped against the changelog's last
+        // stable offset (equal: nothing more is readable yet, hidden or never written).
+        const [pos] = await store.getMany([META_CHANGELOG])
+        const end = (await abortable(this.admin().endOffsets(changelogTopic(c)), signal)).get(partition) ?? 0n
+        log.warn({ partition, restoredTo: pos === undefined ? null : String(pos.readBigUInt64BE(0)), changelogLastStable: String(end), stateAt: String(seen), committedAt: String(committed) }, 'restore behind the group\'s offset: the changelog\'s position against its end')
         throw new EbbError(Errors.RESTORE_BEHIND, partition, String(seen), String(committed), Math.round(c.restoreConsistencyTimeoutMs / 1000))
       }
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')

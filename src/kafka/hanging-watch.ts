@@ -76,6 +76,10 @@ export class HangingTransactionWatch {
     }
     if (still.size > 0) this.seen.set(where, still)
     else this.seen.delete(where)
+    // Asked because something is stuck, and nothing here is hanging: say what is open, so that a
+    // stall with no hanging transaction to blame can be told apart (coordinator-owned ones, or
+    // none at all: then the records are missing, not hidden).
+    if (still.size === 0 && !aborted) log.warn({ topic, partition, open: open.map((t) => ({ producerId: String(t.producerId), producerEpoch: t.producerEpoch, startOffset: String(t.startOffset), transactionalId: t.transactionalId, coordinatorHasIt: t.coordinatorHasIt })) }, `no hanging transaction on the partition (${open.length} open, each owned by a coordinator)`)
     return aborted
   }
 }
