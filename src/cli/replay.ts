@@ -110,7 +110,7 @@ export async function replay (argv: string[]): Promise<number> {
       if (until !== undefined) t.advanceTo(until)
       // Without --state the state is deleted below: an event still waiting for confirmation
       // would go with it, neither applied nor a dead letter.
-      if (o.state === undefined) t.refuseHeldAtEnd(present, 'a replay without --state keeps no state for it to wait in: replay with --state to keep it waiting, or --until to confirm it')
+      if (o.state === undefined) t.settleHeldAtEnd(present, 'a replay without --state keeps no state for it to wait in: replay with --state to keep it waiting, or --until to confirm it')
       await t.close()
     }
   } finally {

@@ -240,7 +240,7 @@ export async function replayForModel (input: string, topology: Topology, opts: {
     if (task === null || snap === null) throw new EbbError(Errors.USAGE, `${input} holds no events`)
     const end = task.maxTs
     task.advanceTo(end)
-    task.refuseHeldAtEnd(end, 'the model commands replay into a temporary state')
+    task.settleHeldAtEnd(end, 'the model commands replay into a temporary state')
     if (task.stats.eventsApplied === 0 || !Number.isFinite(end) || Number.isNaN(start)) {
       const t = task
       await t.close()

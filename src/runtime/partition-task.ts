@@ -372,7 +372,19 @@ export class PartitionTask {
     const h = this.held as HeldEvent
     this.held = null
     if (nextTs >= h.event.ts - this.topology.maxStepMs) this.applyHeld(h)
-    else this.refuseHeld(h, `the next event is dated ${new Date(nextTs).toISOString()}`)
+    else this.refuseHeld(h, new EbbError(Errors.EVENT_FUTURE, new Date(h.event.ts).toISOString(), `stream time ${Number.isFinite(this.maxTs) ? new Date(this.maxTs).toISOString() : '(none)'} (the next event is dated ${new Date(nextTs).toISOString()})`, 'time.future.maxStep'))
+  }
+
+  /**
+   * A present given from outside the partition's own events (replay --until, another partition's
+   * stream time) within maxStep of the held event confirms it: it is applied. True if it was.
+   */
+  private confirmHeld (present: number): boolean {
+    const h = this.held
+    if (h === null || h.event.ts > present + this.topology.maxStepMs) return false
+    this.held = null
+    this.applyHeld(h)
+    return true
   }
 
   private applyHeld (h: HeldEvent): void {
@@ -384,9 +396,9 @@ export class PartitionTask {
     }
   }
 
-  private refuseHeld (h: HeldEvent, why: string): void {
+  private refuseHeld (h: HeldEvent, why: EbbError): void {
     this.stats.rejectedByType[eventTypeIndex(h.event.type)]++
-    this.deadLetter(h, 0, new EbbError(Errors.EVENT_FUTURE, new Date(h.event.ts).toISOString(), `stream time ${Number.isFinite(this.maxTs) ? new Date(this.maxTs).toISOString() : '(none)'} (${why})`, 'time.future.maxStep'))
+    this.deadLetter(h, 0, why)
   }
 
   /**
@@ -396,16 +408,14 @@ export class PartitionTask {
    * applied; otherwise it goes to the dead letters (`future`, EBB_EVENT_UNCONFIRMED, `what` to do),
    * rather than away with the state.
    */
-  refuseHeldAtEnd (present: number, what: string): void {
-    const h = this.held
-    if (h === null) return
-    this.held = null
+  settleHeldAtEnd (present: number, what: string): void {
     // Another partition's stream time confirms it as an idle partition's is in Kafka mode
     // (advanceTo), without moving this one's: the time was real, the event is applied.
-    if (Number.isFinite(present) && h.event.ts <= present + this.topology.maxStepMs) { this.applyHeld(h); return }
-    this.stats.rejectedByType[eventTypeIndex(h.event.type)]++
+    const h = this.held
+    if (h === null || this.confirmHeld(present)) return
+    this.held = null
     const now = Number.isFinite(present) ? `stream time was ${new Date(present).toISOString()}` : 'no event was applied'
-    this.deadLetter(h, 0, new EbbError(Errors.EVENT_UNCONFIRMED, new Date(h.event.ts).toISOString(), now, what))
+    this.refuseHeld(h, new EbbError(Errors.EVENT_UNCONFIRMED, new Date(h.event.ts).toISOString(), now, what))
   }
 
   /** The event waiting for confirmation of its time, if any (its time, for the summary and tests). */
@@ -521,12 +531,7 @@ export class PartitionTask {
    * timer due by then.
    */
   advanceTo (streamTime: number): void {
-    // An explicit present (replay --until, another partition's time) confirms a held event within maxStep of it.
-    if (this.held !== null && this.held.event.ts <= streamTime + this.topology.maxStepMs) {
-      const h = this.held
-      this.held = null
-      this.applyHeld(h)
-    }
+    this.confirmHeld(streamTime)
     if (streamTime <= this.watermark) return
     const maxTs = streamTime + this.topology.allowedLatenessMs
     if (maxTs > this.maxTs) this.maxTs = maxTs
