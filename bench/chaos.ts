@@ -13,7 +13,7 @@ import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { projectRoot } from '../src/paths.js'
 import { Simulator } from '../src/sim/simulator.js'
-import { kafkaScript } from './kafka-env.js'
+import { KafkaCluster, kafkaScript } from './kafka-env.js'
 
 /**
  * The chaos suite (`npm run chaos`): a 3-instance group on a broker of its own, instances killed
@@ -42,6 +42,13 @@ export interface ChaosOptions {
   seed: number
   /** the suite's own broker (scripts/kafka.sh with KAFKA_PORT): other tests keep theirs */
   port: number
+  /**
+   * 1 (default): one broker, and a broker kill is an outage the instances ride out. More: a
+   * cluster of that many nodes (on port, port + 10, …), every topic replicated on each
+   * (min.insync.replicas = nodes − 1), and a broker kill takes one node down: leaders and
+   * coordinators move to the others while the instances work on.
+   */
+  brokers?: number
   work?: string
   /** exactly_once (default): every output exactly once; at_least_once: none missing, repeats allowed (and counted) */
   guarantee?: 'exactly_once' | 'at_least_once'
@@ -50,6 +57,7 @@ export interface ChaosOptions {
 export interface ChaosResult {
   events: number
   partitions: number
+  brokers: number
   instances: number
   instanceKills: number
   instanceKillsOnEmptyState: number
@@ -135,11 +143,20 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
   const t0 = Date.now()
   const work = o.work ?? join(tmpdir(), `ebb-chaos-${process.pid}-${Date.now()}`)
   mkdirSync(work, { recursive: true })
-  const bootstrap = `127.0.0.1:${o.port}`
-  log(`chaos: a broker of its own on ${bootstrap}`)
-  kafkaScript(o.port, ['stop'])
-  kafkaScript(o.port, ['start'])
-  const client = new PlatformaticClient({ brokers: [bootstrap], ssl: false, sasl: null }, 'ebb-chaos')
+  const nodes = o.brokers ?? 1
+  const cluster = nodes > 1
+    ? new KafkaCluster(o.port, nodes, [
+      `offsets.topic.replication.factor=${nodes}`,
+      `transaction.state.log.replication.factor=${nodes}`,
+      `transaction.state.log.min.isr=${nodes - 1}`,
+      `min.insync.replicas=${nodes - 1}`
+    ].join('\n'))
+    : undefined
+  const bootstrap = cluster?.bootstrap ?? `127.0.0.1:${o.port}`
+  log(nodes > 1 ? `chaos: a cluster of ${nodes} brokers of its own on ${bootstrap}` : `chaos: a broker of its own on ${bootstrap}`)
+  if (cluster !== undefined) cluster.start()
+  else { kafkaScript(o.port, ['stop']); kafkaScript(o.port, ['start']) }
+  const client = new PlatformaticClient({ brokers: bootstrap.split(','), ssl: false, sasl: null }, 'ebb-chaos')
   const procs: Array<{ child: ChildProcess, exited: Promise<number | null>, startedAt: number } | undefined> = []
   let supervising = true
   try {
@@ -154,7 +171,7 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
     const admin = await client.admin()
     try {
       // waits until every partition has a leader
-      await admin.createTopics([{ topic: input, partitions: o.partitions, replicationFactor: 1 }])
+      await admin.createTopics([{ topic: input, partitions: o.partitions, replicationFactor: nodes }])
     } finally {
       await admin.close()
     }
@@ -175,7 +192,7 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
       writeFileSync(cfg, `applicationId: ${app}
 instanceId: ${app}-${i}
 brokers: [${bootstrap}]
-topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${o.partitions} }
+topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${o.partitions}, replicationFactor: ${nodes} }
 stateDir: ${stateDir(i)}
 commitInterval: 200ms
 processingGuarantee: ${o.guarantee ?? 'exactly_once'}
@@ -241,7 +258,14 @@ http: { port: 0 }
         // 200 ms. What was not committed yet is read just before the fault.
         const c = await committedTotal(client, app, input)
         inFlight.push(produced - (c ?? done))
-        if (fault === 'broker') {
+        if (fault === 'broker' && cluster !== undefined) {
+          const node = Math.floor(random() * nodes)
+          log(`chaos: killing broker ${node + 1} of ${nodes} (-9); back in ${o.brokerDownMs / 1000} s`)
+          cluster.kill(node)
+          await sleep(o.brokerDownMs)
+          cluster.resume(node)
+          brokerKills++
+        } else if (fault === 'broker') {
           log(`chaos: killing the broker (-9); back in ${o.brokerDownMs / 1000} s`)
           kafkaScript(o.port, ['kill'])
           await sleep(o.brokerDownMs)
@@ -293,6 +317,7 @@ http: { port: 0 }
     const result = {
       events: total,
       partitions: o.partitions,
+      brokers: nodes,
       instances: o.instances,
       instanceKills,
       instanceKillsOnEmptyState: wiped,
@@ -314,21 +339,24 @@ http: { port: 0 }
   } finally {
     supervising = false
     for (const p of procs) if (p !== undefined && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
-    kafkaScript(o.port, ['stop'])
+    if (cluster !== undefined) cluster.stop()
+    else kafkaScript(o.port, ['stop'])
   }
 }
 
-const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--partitions N] [--guarantee at_least_once]
+const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--partitions N] [--brokers N] [--guarantee at_least_once]
   A 3-instance group on a broker of its own (port 29192), SIGKILLs of instances (half restarted
   on an empty state directory) and of the broker, then the outputs read back by kcat compared
   with a replay: 0 missing, 0 duplicated, 0 different, no instance exiting by itself, or exit 1. Results: bench/results/chaos.json.
   --guarantee at_least_once: the group runs at-least-once; repeated outputs are allowed (and
   counted), a missing or different one still fails. Results: bench/results/chaos-at-least-once.json.
+  --brokers 3: a cluster of 3 brokers (ports 29192, 29202, 29212), every topic replicated on each;
+  a broker kill takes one node down, and leaders and coordinators move. Results: bench/results/chaos-3-brokers.json.
   Defaults: 1,000,000 events, 6 partitions, 20 instance kills, 2 broker kills (--quick: 60,000
   events, 3 partitions, 4 instance kills, 1 broker kill).`
 
 async function main (argv: string[]): Promise<number> {
-  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, partitions: { type: 'string' }, guarantee: { type: 'string' }, help: { type: 'boolean' } })
+  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, partitions: { type: 'string' }, brokers: { type: 'string' }, guarantee: { type: 'string' }, help: { type: 'boolean' } })
   if (o.help === true) { process.stdout.write(CHAOS_HELP + '\n'); return 0 }
   const quick = o.quick === true
   const opts: ChaosOptions = {
@@ -341,6 +369,7 @@ async function main (argv: string[]): Promise<number> {
     brokerDownMs: 20_000,
     seed: 42,
     port: 29192,
+    brokers: intOption('chaos', 'brokers', o.brokers, 1, 1, 5),
     guarantee: o.guarantee === 'at_least_once' ? 'at_least_once' : 'exactly_once'
   }
   if (o.guarantee !== undefined && o.guarantee !== 'at_least_once' && o.guarantee !== 'exactly_once') throw new EbbError(Errors.USAGE, `chaos: --guarantee exactly_once or at_least_once, not "${o.guarantee}"`)
@@ -349,9 +378,9 @@ async function main (argv: string[]): Promise<number> {
   const checked = opts.guarantee === 'at_least_once' ? (['missing', 'different', 'unexpected'] as const) : (['missing', 'duplicated', 'different', 'unexpected'] as const)
   const ok = checked.every((k) => Object.values(result[k]).every((n) => n === 0)) && result.restarts === 0
   const machine = `${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim() ?? '?'}, Node ${process.version}`
-  const file = join(projectRoot(), 'bench', 'results', `chaos${opts.guarantee === 'at_least_once' ? '-at-least-once' : ''}${quick ? '.quick' : ''}.json`)
+  const file = join(projectRoot(), 'bench', 'results', `chaos${opts.guarantee === 'at_least_once' ? '-at-least-once' : ''}${(opts.brokers ?? 1) > 1 ? `-${opts.brokers ?? 1}-brokers` : ''}${quick ? '.quick' : ''}.json`)
   writeFileSync(file, JSON.stringify({ suite: 'chaos', quick, machine, date: new Date().toISOString(), command: `npm run chaos${argv.length > 0 ? ' -- ' + argv.join(' ') : ''}`, ok, results: result }, null, 2) + '\n')
-  process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills (${result.faultsWithWorkInFlight} of ${result.instanceKills + result.brokerKills} faults with uncommitted input, at least ${result.inFlightAtFaultMin} records), ${result.restarts} instances exited by themselves (restarted by the supervisor), ${result.seconds} s
+  process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.brokers > 1 ? `${result.brokers} brokers, ` : ''}${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills (${result.faultsWithWorkInFlight} of ${result.instanceKills + result.brokerKills} faults with uncommitted input, at least ${result.inFlightAtFaultMin} records), ${result.restarts} instances exited by themselves (restarted by the supervisor), ${result.seconds} s
   expected   alerts ${result.expected.alerts}, tasks ${result.expected.tasks}, outcomes ${result.expected.outcomes}
   missing    ${JSON.stringify(result.missing)}
   duplicated ${JSON.stringify(result.duplicated)}

@@ -37,6 +37,41 @@ export function kafkaScript (port: number, args: string[], env: NodeJS.ProcessEn
   if (r.status !== 0) throw new Error(`scripts/kafka.sh ${args.join(' ')} failed: ${r.stderr}`)
 }
 
+/**
+ * A cluster of `nodes` KRaft nodes (each broker and controller) on 127.0.0.1, node i (1-based) on
+ * port `port + 10 (i - 1)` (its controller one above): scripts/kafka.sh once per node, with one
+ * cluster id and one voter set. Each node's `start` returns before the quorum forms (a node alone
+ * cannot finish starting), then every node is waited for. `props`: more server.properties lines
+ * for every node (a replicated cluster sets its internal topics' replication there).
+ */
+export class KafkaCluster {
+  readonly ports: number[]
+  readonly bootstrap: string
+
+  constructor (readonly port: number, readonly nodes: number, private readonly props = '') {
+    this.ports = Array.from({ length: nodes }, (_, i) => port + 10 * i)
+    this.bootstrap = this.ports.map((p) => `127.0.0.1:${p}`).join(',')
+  }
+
+  /** Stops whatever ran on these ports, then starts the cluster afresh (new data). */
+  start (): void {
+    this.stop()
+    const id = spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), 'cluster-id'], { encoding: 'utf8', timeout: 300_000 }).stdout.trim()
+    if (id === '') throw new Error('scripts/kafka.sh cluster-id gave no id')
+    const voters = this.ports.map((p, i) => `${i + 1}@127.0.0.1:${p + 1}`).join(',')
+    this.ports.forEach((p, i) => { kafkaScript(p, ['start'], { KAFKA_NODE_ID: String(i + 1), KAFKA_VOTERS: voters, KAFKA_CLUSTER_ID: id, KAFKA_NO_WAIT: '1', KAFKA_PROPS: this.props }) })
+    for (const p of this.ports) kafkaScript(p, ['wait'])
+  }
+
+  /** SIGKILLs node `i` (0-based); its data stays. */
+  kill (i: number): void { kafkaScript(this.ports[i], ['kill']) }
+
+  /** Starts node `i` again on its data, and waits until it has rejoined. */
+  resume (i: number): void { kafkaScript(this.ports[i], ['resume']) }
+
+  stop (): void { for (const p of this.ports) kafkaScript(p, ['stop']) }
+}
+
 export function stopBroker (): void {
   spawnSync('bash', [join(projectRoot(), 'scripts', 'kafka.sh'), 'stop'], { encoding: 'utf8', timeout: 60_000 })
 }

@@ -8,8 +8,15 @@
 # KAFKA_VERSION (default 3.9.1; 4.x uses the log4j2 backend), KAFKA_PORT (default 19092; the
 # controller listens on KAFKA_PORT+1; with KAFKA_TLS_DIR a mutual-TLS listener on KAFKA_PORT+2; with
 # KAFKA_SASL=1 a SASL (SCRAM, PLAIN) listener on KAFKA_PORT+3), KAFKA_PROPS (more server.properties
-# lines, e.g. a broker setting one test needs), KAFKA_DIR (default .cache/kafka). Jars are fetched once
-# with Maven into $KAFKA_DIR/<version>/libs; data and logs live in $KAFKA_DIR/run-<port>/.
+# lines, e.g. a broker setting one test needs; a key given twice takes the later value), KAFKA_DIR
+# (default .cache/kafka). Jars are fetched once with Maven into $KAFKA_DIR/<version>/libs; data and
+# logs live in $KAFKA_DIR/run-<port>/.
+#
+# A cluster is several nodes, each started by its own `start` on its own KAFKA_PORT, with
+# KAFKA_NODE_ID (1, 2, 3, …), the same KAFKA_VOTERS ("1@127.0.0.1:C1,2@127.0.0.1:C2,…", each
+# node's controller port) and the same KAFKA_CLUSTER_ID (`scripts/kafka.sh cluster-id` makes one).
+# A node cannot finish starting before a majority of the voters runs: start each with
+# KAFKA_NO_WAIT=1, then `scripts/kafka.sh wait` on each port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,6 +27,8 @@ BASE=${KAFKA_DIR:-$ROOT/.cache/kafka}
 LIBS=$BASE/$VERSION/libs
 RUN=$BASE/run-$PORT
 PIDFILE=$RUN/kafka.pid
+NODE_ID=${KAFKA_NODE_ID:-1}
+VOTERS=${KAFKA_VOTERS:-$NODE_ID@127.0.0.1:$CPORT}
 log() { printf '[kafka] %s\n' "$*" >&2; }
 
 fetch() {
@@ -80,8 +89,8 @@ super.users=User:ANONYMOUS;User:ebb;User:CN=ebb"
   fi
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CPORT
+node.id=$NODE_ID
+controller.quorum.voters=$VOTERS
 listeners=$listeners
 advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
@@ -122,11 +131,15 @@ L4J2
   local cp="$LIBS/*"
   local logopts=(-Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml")
   local id
-  id=$(java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+  id=${KAFKA_CLUSTER_ID:-$(cluster_id)}
   java -cp "$cp" "${logopts[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" "${scram[@]}" >"$RUN/format.log" 2>&1 \
     || { log "formatting storage failed:"; cat "$RUN/format.log" >&2; exit 1; }
   log "starting Kafka $VERSION (KRaft) on 127.0.0.1:$PORT"
   launch
+}
+
+cluster_id() {
+  java -cp "$LIBS/*" -Dlog4j.configuration="file:/dev/null" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1
 }
 
 launch() {
@@ -134,8 +147,13 @@ launch() {
   local logopts=(-Dlog4j.configuration="file:$RUN/log4j.properties" -Dlog4j2.configurationFile="$RUN/log4j2.yaml")
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -cp "$cp" "${logopts[@]}" kafka.Kafka "$RUN/server.properties" >"$RUN/stdout.log" 2>&1 &
   echo $! > "$PIDFILE"
+  if [ -n "${KAFKA_NO_WAIT:-}" ]; then log "launched (pid $(cat "$PIDFILE")); scripts/kafka.sh wait tells when it is ready"; echo "127.0.0.1:$PORT"; return; fi
+  wait_ready
+}
+
+wait_ready() {
   for _ in $(seq 1 240); do
-    if grep -qE "Kafka Server started|\[KafkaRaftServer nodeId=1\] Kafka Server started" "$RUN/server.log" 2>/dev/null; then
+    if grep -qE "Kafka Server started" "$RUN/server.log" 2>/dev/null; then
       log "ready (pid $(cat "$PIDFILE"))"; echo "127.0.0.1:$PORT"; return
     fi
     if ! running; then log "Kafka exited; its log:"; tail -30 "$RUN/stdout.log" "$RUN/server.log" >&2 2>/dev/null; exit 1; fi
@@ -182,6 +200,8 @@ case "${1:-}" in
   status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo "not running"; exit 3; fi ;;
   bootstrap) echo "127.0.0.1:$PORT" ;;
   fetch) fetch ;;
+  wait) running || { log "not running on 127.0.0.1:$PORT"; exit 1; }; wait_ready ;;
+  cluster-id) fetch; cluster_id ;;
   console) console "$@" ;;
-  *) echo "usage: $0 start|stop|status|bootstrap|fetch|console TOPIC" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|resume|status|wait|bootstrap|fetch|cluster-id|console TOPIC" >&2; exit 2 ;;
 esac

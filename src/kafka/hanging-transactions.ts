@@ -102,7 +102,12 @@ export async function openTransactions (admin: Admin, topic: string, partition: 
   const metadataApi = await new Promise<API<[string[], boolean, boolean], MetadataAnswer>>((resolve, reject) => {
     admin[kGetApi]<[string[], boolean, boolean], MetadataAnswer>('Metadata', (err, api) => { if (err != null || api === undefined) reject(err ?? new Error('no Metadata API')); else resolve(api) })
   })
-  const coordinators = await metadataApi.async(await connectionTo(admin, leader), [TRANSACTION_STATE], false, false)
+  // A coordinators' partition without a leader (its broker down) is an error in the answer,
+  // which the client throws: the same case as a leader that is not live.
+  const coordinators = await metadataApi.async(await connectionTo(admin, leader), [TRANSACTION_STATE], false, false).catch((err: Error & { errors?: Error[] }) => {
+    const detail = [err.message, ...(err.errors ?? []).map((e) => e.message)].join('; ')
+    throw new Error(`not every transaction coordinator is available (the metadata of ${TRANSACTION_STATE} answered an error: ${detail}): nothing is judged`)
+  })
   const live = new Set(coordinators.brokers.map((b) => b.nodeId))
   const state = coordinators.topics.find((t) => t.name === TRANSACTION_STATE)
   if (state === undefined || state.partitions.length === 0 || state.partitions.some((p) => p.leaderId < 0 || !live.has(p.leaderId))) {

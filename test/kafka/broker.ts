@@ -35,9 +35,9 @@ export function kcatValues (topic: string): Buffer[] {
   return out
 }
 
-/** The test's own Kafka client: Ebb's ports on @platformatic/kafka (kcat, not this, reads what Ebb writes). */
+/** The test's own Kafka client: Ebb's ports on @platformatic/kafka (kcat, not this, reads what Ebb writes); `bootstrap` may list several brokers, comma-separated. */
 export function testClient (bootstrap = BROKER): PlatformaticClient {
-  return new PlatformaticClient({ brokers: [bootstrap], ssl: false, sasl: null }, 'ebb-test')
+  return new PlatformaticClient({ brokers: bootstrap.split(','), ssl: false, sasl: null }, 'ebb-test')
 }
 
 /** Creates `topic` (unless it exists) and appends `values` to it, acks=all, 5,000 a request. */
