@@ -1,6 +1,6 @@
 // First: Node 20 lacks one function the client calls (see node20.ts).
 import './node20.js'
-import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, Consumer, type Message, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
+import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, type Connection, Consumer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
@@ -316,10 +316,8 @@ export class PlatformaticClient implements KafkaClient {
             // processed under (KIP-447), not the client's current ones: the client takes a new
             // generation at JoinGroup, before the assignment is known, and a commit for
             // partitions that generation gives to another member must fail, not land.
-            const meta = { consumer: { groupId: consumer.groupId, generationId: announced.generationId, memberId: announced.memberId, coordinatorId: consumer.coordinatorId } }
-            await timed('TxnOffsetCommit', async () => {
-              for (const o of offsets) await txn.addOffset({ topic: consumerPort.topic, partition: o.partition, offset: BigInt(o.offset) - 1n, metadata: meta } as unknown as Message)
-            })
+            const group = { groupId: consumer.groupId, generationId: announced.generationId, memberId: announced.memberId, coordinatorId: consumer.coordinatorId }
+            await timed('TxnOffsetCommit', async () => { await commitTxnOffsets(producer, txn.id, group, consumerPort.topic, offsets) })
           },
           commit: async () => { await timed('EndTxn', async () => { await txn.commit() }) },
           abort: async () => { await txn.abort() }
@@ -386,6 +384,46 @@ export class PlatformaticClient implements KafkaClient {
   partitionOf (_topic: string, k: string, partitions: number): number {
     return (murmur2(Buffer.from(k)) & 0x7fffffff) % partitions
   }
+}
+
+/** the client's internals a batched TxnOffsetCommit goes through (its own retry, metadata, connections, API table) */
+interface ProducerInternals {
+  [kPerformWithRetry]: (op: string, operation: (done: (err: Error | null) => void) => void, callback: (err: Error | null) => void) => void
+  [kMetadata]: (o: { topics: string[] }, callback: (err: Error | null, metadata: ClusterMetadata) => void) => void
+  [kGetConnection]: (broker: { host: string, port: number }, callback: (err: Error | null, connection: Connection) => void) => void
+  [kGetApi]: (name: string, callback: (err: Error | null, api: (...args: unknown[]) => void) => void) => void
+}
+
+/**
+ * The transaction's input offsets, every partition in one TxnOffsetCommit request (the client's
+ * addOffset sends one request per partition: a round trip each, inside the commit an output
+ * waits for). The same request the client sends, to the group's coordinator, with the member id
+ * and generation the runner processed under (KIP-447), through the client's own retry of
+ * retriable answers.
+ */
+async function commitTxnOffsets (producer: Producer, transactionalId: string, group: { groupId: string, generationId: number, memberId: string, coordinatorId: number | null }, topic: string, offsets: OffsetCommit[]): Promise<void> {
+  const p = producer as unknown as ProducerInternals
+  await new Promise<void>((resolve, reject) => {
+    p[kPerformWithRetry]('commit', (done) => {
+      p[kMetadata]({ topics: [topic] }, (err, metadata) => {
+        if (err !== null && err !== undefined) { done(err); return }
+        const coordinator = group.coordinatorId === null ? undefined : metadata.brokers.get(group.coordinatorId)
+        // (the commit fails with it, and the runner redoes the work from the last commit)
+        if (coordinator === undefined) { done(new Error(`the group's coordinator (broker ${String(group.coordinatorId)}) is not in the cluster's metadata`)); return }
+        p[kGetConnection](coordinator, (err, connection) => {
+          if (err !== null && err !== undefined) { done(err); return }
+          p[kGetApi]('TxnOffsetCommit', (err, api) => {
+            if (err !== null && err !== undefined) { done(err); return }
+            const partitions = metadata.topics.get(topic)?.partitions
+            api(connection, transactionalId, group.groupId, producer.producerId, producer.producerEpoch, group.generationId, group.memberId, null, [{
+              name: topic,
+              partitions: offsets.map((o) => ({ partitionIndex: o.partition, committedOffset: BigInt(o.offset), committedLeaderEpoch: partitions?.[o.partition]?.leaderEpoch ?? -1 }))
+            }], (err: Error | null) => { done(err ?? null) })
+          })
+        })
+      })
+    }, (err) => { if (err !== null && err !== undefined) reject(err); else resolve() })
+  })
 }
 
 /** how long closing one client may take before the close goes on without it */

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { tracingChannel } from 'node:diagnostics_channel'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { createServer } from 'node:http'
@@ -635,6 +636,50 @@ describe('ebb run on a real Kafka', () => {
 describe('the changelog reader (restore) on a real broker', () => {
   // Regression: a reader once stopped after three fetches (it waited for "empty fetches", which
   // the client it used then never reported), so a restore of more than ~18k records lost the rest, silently.
+  it('a transaction commits every partition\'s offset in one TxnOffsetCommit, as the member of the announced assignment; a member that left the group commits nothing', async () => {
+    const topic = `txn-offsets-${uid()}`
+    const group = `${topic}-group`
+    await produce(topic, 3, Array.from({ length: 30 }, (_, i) => ({ key: `k${i}`, value: Buffer.from(String(i)) })))
+    const client = testClient()
+    const requests: string[] = []
+    const producer = await client.producer({ transactionalId: `${topic}-writer`, onRequest: (api) => { requests.push(api) } })
+    const member = async (): Promise<{ port: Awaited<ReturnType<typeof client.groupConsumer>>, assigned: Promise<number[]> }> => {
+      const port = await client.groupConsumer({ groupId: group, topic, fromBeginning: true })
+      const assigned = new Promise<number[]>((resolve) => { port.onAssigned((p) => { if (p.length > 0) resolve(p) }) })
+      await port.start(async () => {})
+      return { port, assigned }
+    }
+    // Every TxnOffsetCommit (API key 28) the client puts on a connection, as its diagnostics channel reports it.
+    let txnOffsetCommits = 0
+    const requestsChannel = tracingChannel<unknown, { apiKey?: number }>('plt:kafka:connections:api')
+    const onRequest = (m: { apiKey?: number }): void => { if (m.apiKey === 28) txnOffsetCommits++ }
+    requestsChannel.start.subscribe(onRequest as (m: unknown) => void)
+    const admin = await client.admin()
+    try {
+      const a = await member()
+      expect((await a.assigned).sort()).toEqual([0, 1, 2])
+      const txn = await producer.transaction()
+      await txn.sendOffsets(a.port, [{ partition: 0, offset: '3' }, { partition: 1, offset: '5' }, { partition: 2, offset: '7' }])
+      await txn.commit()
+      expect(requests.filter((r) => r === 'TxnOffsetCommit')).toHaveLength(1)
+      expect(txnOffsetCommits).toBe(1) // one request on the wire for three partitions
+      expect([...(await admin.committedOffsets(group, topic))].sort()).toEqual([[0, 3n], [1, 5n], [2, 7n]])
+
+      // a leaves the group; its assignment (member id, generation) is no longer the group's: a
+      // transaction of a zombie committing with it is refused (KIP-447), and nothing moves.
+      await a.port.stop()
+      const zombie = await producer.transaction()
+      await expect((async () => { await zombie.sendOffsets(a.port, [{ partition: 0, offset: '20' }]); await zombie.commit() })()).rejects.toThrow()
+      await zombie.abort().catch(() => {})
+      await a.port.close()
+      expect([...(await admin.committedOffsets(group, topic))].sort()).toEqual([[0, 3n], [1, 5n], [2, 7n]])
+    } finally {
+      requestsChannel.start.unsubscribe(onRequest as (m: unknown) => void)
+      await admin.close()
+      await producer.close()
+    }
+  }, 120_000)
+
   it('reads every committed record of a changelog many fetches long, skipping aborted transactions in the middle and at the end', async () => {
     const topic = `restore-read-${Date.now()}`
     const client = testClient()
