@@ -105,26 +105,46 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
     // fences this one, and the work is redone from the committed offsets.
     const limit = transactionTimeoutMs(c)
     let timer: NodeJS.Timeout | undefined
+    /**
+     * Set when the timeout gives up on the transaction while one of its steps is still in flight
+     * (the client retries inside it). The steps after it are then never sent, and no abort is sent
+     * beside it. An EndTxn(abort) that lands while the client is still between steps ends the
+     * transaction without bumping the producer's epoch. The step in flight behind it then starts
+     * a new transaction of the same producer: an AddOffsetsToTxn and a TxnOffsetCommit after it
+     * leave the input offsets pending in the group, under the producer id, without the changelog
+     * records they go with. The group coordinator keeps pending offsets by producer id. This
+     * producer's next committed transaction therefore commits them, even one that no longer
+     * holds the partition. A chaos run on three brokers met this: a partition's committed offset
+     * was 2,530 records past its changelog, and its state could never be restored. Without the abort, the transaction
+     * stays open until this transactional id's next producer starts (it bumps the epoch, fencing
+     * every late request of this one) or the broker aborts it at its timeout (with a bump too).
+     */
+    let abandoned = false
+    const step = (): void => { if (abandoned) throw new Error('the transaction was given up at its timeout') }
     const overdue = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
+      timer = setTimeout(() => { abandoned = true; reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
       timer.unref()
     })
     const txn = await Promise.race([io.producer.transaction(), overdue])
     try {
       await Promise.race([(async () => {
-        await send(async (round) => await txn.sendBatch(round))
+        await send(async (round) => { step(); return await txn.sendBatch(round) })
+        step()
         if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
+        step()
         await txn.commit()
       })(), overdue])
       clearTimeout(timer)
       io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
     } catch (err) {
       clearTimeout(timer)
-      // Aborting is a courtesy, bounded: when the broker is gone it would fail after the client's
-      // own retries, holding up the runner's close. A transaction left open is aborted by the
-      // broker after the transaction timeout, or at once when this transactional id's next
-      // producer starts (it fences the old epoch).
-      await Promise.race([txn.abort().catch(() => {}), new Promise((resolve) => setTimeout(resolve, ABORT_WAIT_MS).unref())])
+      // A step failed and the client has finished with it: aborting is safe, and a courtesy,
+      // bounded. When the broker is gone it would fail after the client's own retries, holding
+      // up the runner's close. A transaction left open is aborted by the broker after the
+      // transaction timeout, or at once when this transactional id's next producer starts (it
+      // fences the old epoch). Given up at the timeout, a step may still be in flight: no abort
+      // (above).
+      if (!abandoned) await Promise.race([txn.abort().catch(() => {}), new Promise((resolve) => setTimeout(resolve, ABORT_WAIT_MS).unref())])
       throw err
     }
   } else {
