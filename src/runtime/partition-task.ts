@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto'
+import { encodeAvroEvent } from '../events/avro.js'
 import { decodeRecord } from '../events/decode.js'
+import { encodeJsonEvent } from '../events/jsonl.js'
 import { DEAD_LETTER_PREFIX } from '../io/line-reader.js'
 import { EventType, eventTypeIndex, type UserEvent } from '../events/user-event.js'
 import { EbbError, Errors, isEbbError } from '../errors.js'
@@ -678,40 +680,64 @@ function userIdHash (userId: string): string {
  * the dead letters with its own bytes and source, whenever it is resolved). Persisted with the
  * task's metadata, so a restart or a restore resumes the wait.
  */
+/**
+ * Raw bytes a held event keeps whole, for the dead letter it may become; above this it keeps what
+ * a dead letter would (the first DEAD_LETTER_PREFIX bytes, the whole length and its SHA-256). The
+ * held event is one changelog record, and a topic refuses a record over its max.message.bytes
+ * (1 MB by default): a valid 600 KB record kept as its raw bytes and its body made a 1.2 MB one,
+ * which stopped `ebb run` at every start (a hostile-input run, 12-07).
+ */
+const HELD_RAW_WHOLE_LIMIT = 64 * 1024
+
 class HeldEvent implements RecordBatch {
   readonly length = 1
-  private constructor (readonly event: UserEvent, readonly format: 'json' | 'avro', private readonly body: string | Buffer, private readonly bytes: Buffer, private readonly where: DeadLetterSource) {}
+  private constructor (readonly event: UserEvent, readonly format: 'json' | 'avro', private readonly body: string | Buffer, private readonly bytes: Buffer, private readonly where: DeadLetterSource, private readonly whole: { bytes: number, sha256: string } | undefined) {}
 
   static of (e: UserEvent, batch: RecordBatch, i: number): HeldEvent {
     const v = batch.value(i)
-    const body = typeof v === 'string' ? v : Buffer.from(v)
-    const raw = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
-    return new HeldEvent(e, batch.format, body, raw, batch.source(i))
+    let body: string | Buffer = typeof v === 'string' ? v : Buffer.from(v)
+    let raw = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
+    let whole = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
+    if (whole === undefined && raw.length > HELD_RAW_WHOLE_LIMIT) {
+      whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
+      raw = Buffer.from(raw.subarray(0, DEAD_LETTER_PREFIX))
+      // What made it large is not the event (its fields are bounded): unknown JSON fields, or a
+      // writer schema's extra ones. The event is kept as its own record, which decodes the same.
+      body = batch.format === 'json' ? encodeJsonEvent(e) : encodeAvroEvent(e)
+    }
+    return new HeldEvent(e, batch.format, body, raw, batch.source(i), whole)
   }
 
   value (): string | Buffer { return this.body }
   raw (): Buffer { return this.bytes }
+  rawWhole (): { bytes: number, sha256: string } | undefined { return this.whole }
   source (): DeadLetterSource { return this.where }
 
-  /** format (1 B), source as JSON (length 4 B, UTF-8), the raw record, the decodable body */
+  /**
+   * format (1 B; +2 when the raw bytes are the body, stored once), source and the whole raw
+   * record's length and SHA-256 as JSON (length 4 B, UTF-8), the raw record (length 4 B), the
+   * decodable body
+   */
   encode (): Buffer {
-    const where = Buffer.from(JSON.stringify(this.where), 'utf8')
+    const where = Buffer.from(JSON.stringify(this.whole === undefined ? this.where : { ...this.where, whole: this.whole }), 'utf8')
     const body = typeof this.body === 'string' ? Buffer.from(this.body, 'utf8') : this.body
+    const same = this.whole === undefined && this.bytes.equals(body)
     const head = Buffer.allocUnsafe(9)
-    head[0] = this.format === 'json' ? 0 : 1
+    head[0] = (this.format === 'json' ? 0 : 1) + (same ? 2 : 0)
     head.writeUInt32BE(where.length, 1)
-    head.writeUInt32BE(this.bytes.length, 5)
-    return Buffer.concat([head, where, this.bytes, body])
+    head.writeUInt32BE(same ? 0 : this.bytes.length, 5)
+    return Buffer.concat(same ? [head, where, body] : [head, where, this.bytes, body])
   }
 
   static decode (b: Buffer): HeldEvent {
-    const format = b[0] === 0 ? 'json' : 'avro'
+    const format = (b[0] & 1) === 0 ? 'json' : 'avro'
+    const same = (b[0] & 2) !== 0
     const wl = b.readUInt32BE(1)
     const rl = b.readUInt32BE(5)
-    const where = JSON.parse(b.toString('utf8', 9, 9 + wl)) as DeadLetterSource
-    const raw = Buffer.from(b.subarray(9 + wl, 9 + wl + rl))
+    const { whole, ...where } = JSON.parse(b.toString('utf8', 9, 9 + wl)) as DeadLetterSource & { whole?: { bytes: number, sha256: string } }
     const bodyBytes = Buffer.from(b.subarray(9 + wl + rl))
+    const raw = same ? bodyBytes : Buffer.from(b.subarray(9 + wl, 9 + wl + rl))
     const body = format === 'json' ? bodyBytes.toString('utf8') : bodyBytes
-    return new HeldEvent(decodeRecord(format, body), format, body, raw, where)
+    return new HeldEvent(decodeRecord(format, body), format, body, raw, where as DeadLetterSource, whole)
   }
 }

@@ -205,6 +205,48 @@ describe('dead letters that fit their output', () => {
   })
 })
 
+describe('a held event that is large', () => {
+  it('is stored as its dead letter would keep it (first bytes, length, SHA-256), so its changelog record stays small; refused after a restart, its dead letter says so', async () => {
+    const store = new MemoryStore()
+    const first = await PartitionTask.open({ topology: defaultTopology(), store, sink: new MemorySink() })
+    // The first event of a partition waits for a later one to confirm its time; unknown JSON fields
+    // are ignored, so 300 KB of them make a valid record of 300 KB.
+    const line = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH, note: 'n'.repeat(300_000) })
+    await first.process(new LineBatch([line], 'in.jsonl', 1))
+    expect(first.heldEventTime).toBe(at('2026-03-10T09:00'))
+    await first.commit()
+    const held = await store.getMany([Buffer.from('mheld')])
+    expect(held[0]).toBeDefined()
+    expect(held[0]?.length ?? 0).toBeLessThan(8 * 1024) // not 600 KB (the line twice): a topic takes it
+    // Opened again on the same store (a restart), a next event two days earlier does not confirm it.
+    const sink = new MemorySink()
+    const again = await PartitionTask.open({ topology: defaultTopology(), store, sink })
+    expect(again.heldEventTime).toBe(at('2026-03-10T09:00'))
+    await again.process(new LineBatch([JSON.stringify({ eventId: 'e2', userId: 'v', type: 'LOGIN', ts: at('2026-03-08T09:00'), tz: SH })], 'in.jsonl', 2))
+    expect(sink.deadLetters.map((d) => [d.reason, d.source.line])).toEqual([['future', 1]])
+    const [d] = sink.deadLetters
+    expect(d.rawBytes).toBe(Buffer.byteLength(line))
+    expect(d.rawSha256).toBe(createHash('sha256').update(line).digest('hex'))
+    expect(Buffer.from(d.raw, 'base64').toString('utf8')).toBe(line.slice(0, Buffer.from(d.raw, 'base64').length))
+    expect(again.heldEventTime).toBe(at('2026-03-08T09:00')) // the next first event waits in turn
+  })
+
+  it('a small one keeps its bytes once, and reads back the same', async () => {
+    const store = new MemoryStore()
+    const first = await PartitionTask.open({ topology: defaultTopology(), store, sink: new MemorySink() })
+    const line = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH })
+    await first.process(new LineBatch([line], 'in.jsonl', 1))
+    await first.commit()
+    const [held] = await store.getMany([Buffer.from('mheld')])
+    expect(held?.length ?? 0).toBeLessThan(Buffer.byteLength(line) + 100) // the line once, with its source
+    const sink = new MemorySink()
+    const again = await PartitionTask.open({ topology: defaultTopology(), store, sink })
+    await again.process(new LineBatch([JSON.stringify({ eventId: 'e2', userId: 'v', type: 'LOGIN', ts: at('2026-03-08T09:00'), tz: SH })], 'in.jsonl', 2))
+    expect(Buffer.from(sink.deadLetters[0]?.raw ?? '', 'base64').toString('utf8')).toBe(line)
+    expect(sink.deadLetters[0]?.rawSha256).toBeNull()
+  })
+})
+
 describe('rule state by id', () => {
   const rulesYaml = (ids: string[]): string => 'version: 1\ndefaultTimezone: UTC\nmodel: null\nrules:\n' + ids.map((id, k) => `  - id: ${id}\n    when:\n      - { signal: daysInactive, op: ">=", threshold: ${k + 1} }\n`).join('')
 

@@ -28,6 +28,19 @@ describe('input validation: bad records become dead letters, never crashes', () 
     expect(d.user('u1')).toBeDefined() // the one good record went through
   })
 
+  it('bounds targetId and taskId like the ids (256 characters): a 600 KB one is a dead letter, not a changelog record Kafka refuses', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.task.process(new AvroBatch([
+      encodeAvroEvent({ ...base, type: 'FOLLOW', targetId: 't'.repeat(600_000) }),
+      encodeAvroEvent({ ...base, eventId: 'e2', type: 'MESSAGE_OPENED', channel: 'PUSH', taskId: 'k'.repeat(257) }),
+      encodeAvroEvent({ ...base, eventId: 'e3', type: 'FOLLOW', targetId: 't'.repeat(256) }),
+      encodeAvroEvent({ ...base, eventId: 'e4', type: 'MESSAGE_OPENED', channel: 'PUSH', taskId: 'k'.repeat(256) })
+    ], 'events', 0, 0n))
+    d.settle()
+    expect(d.deadLetters.map((x) => [x.reason, x.source.offset, x.detail.replace(/^.*\): /, '')])).toEqual([['invalid', '0', 'targetId: at most 256 characters'], ['invalid', '1', 'taskId: at most 256 characters']])
+    expect(d.user('u1')).toBeDefined() // 256 is still an id
+  })
+
   it('checks Avro records the same way, and dead-letters truncated or trailing bytes', async () => {
     const d = await TopologyTestDriver.create(defaultTopology())
     const good = encodeAvroEvent(base)
