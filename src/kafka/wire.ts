@@ -1,5 +1,6 @@
 import type avsc from 'avsc'
-import { CONFLUENT_HEADER, CONFLUENT_MAGIC, confluentBody, confluentFrame, confluentSchemaId, loadAvroType } from '../events/avro.js'
+import { CONFLUENT_HEADER, CONFLUENT_MAGIC, confluentBody, confluentFrame, confluentSchemaId, decodeAvroEvent, loadAvroType } from '../events/avro.js'
+import type { UserEvent } from '../events/user-event.js'
 import type { AlertRecord, DeadLetterRecord, DeadLetterSource, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
 import { alertJson, deadLetterJson, type OutputSink, outcomeJson, taskJson } from '../io/sinks.js'
 import type { OutputFormat, OutputTopic } from './config.js'
@@ -13,15 +14,20 @@ export interface InputMessage { offset: string, value: Buffer | null, timestamp?
 /**
  * One fetched batch of an input partition, as the engine's RecordBatch. Values are raw Avro
  * ebb.UserEvent bodies or Confluent-framed ones (magic byte 0, 4-byte schema id, body): a raw
- * body never starts with 0, because its first field is a non-empty string whose zig-zag length
- * is positive. Without a schema registry, only `knownSchemaIds` (the bundled schema) decode;
- * another id, or an empty value, goes to the dead letters with what was wrong.
+ * body starts with 0 only when its first field, the eventId, is empty, which only an ERASE may
+ * be (its eventId is optional). So a value starting with 0 whose schema id is not known, or not
+ * readable, is tried as a raw body: an ERASE is taken as one, another event is refused for its
+ * empty eventId instead of an unknown schema id. Without a schema registry, only
+ * `knownSchemaIds` (the bundled schema) decode; another id, or an empty value, goes to the dead
+ * letters with what was wrong.
  */
 export class KafkaBatch implements RecordBatch {
   readonly format = 'avro' as const
   /** bodies re-encoded from another writer schema (registry ids), by index */
   private readonly translated = new Map<number, Buffer>()
   private readonly problems = new Map<number, string>()
+  /** values starting with 0 that are raw bodies with an empty eventId, by index: true for an ERASE */
+  private readonly rawEmptyId = new Map<number, boolean>()
   /** wall clock at the fetch: bounds event time with the record timestamps (docs/time.md) */
   private readonly fetchedAt = Date.now()
 
@@ -30,7 +36,7 @@ export class KafkaBatch implements RecordBatch {
     for (let i = 0; i < messages.length; i++) {
       const v = messages[i].value
       const id = v === null ? -1 : confluentSchemaId(v)
-      if (v === null || id < 0 || knownSchemaIds.has(id)) continue
+      if (v === null || id < 0 || knownSchemaIds.has(id) || rawEmptyEventId(v) !== null) continue
       const problem = registry.problem(id)
       if (problem !== null) { this.problems.set(i, problem); continue }
       try {
@@ -46,7 +52,7 @@ export class KafkaBatch implements RecordBatch {
     const ids = new Set<number>()
     for (const m of messages) {
       const id = m.value === null ? -1 : confluentSchemaId(m.value)
-      if (id >= 0 && !known.has(id)) ids.add(id)
+      if (id >= 0 && !known.has(id) && rawEmptyEventId(m.value as Buffer) === null) ids.add(id)
     }
     return ids
   }
@@ -58,6 +64,7 @@ export class KafkaBatch implements RecordBatch {
     if (v === null) return EMPTY
     const t = this.translated.get(i)
     if (t !== undefined) return t
+    if (this.rawErase(i)) return v
     return confluentSchemaId(v) >= 0 ? confluentBody(v) : v
   }
 
@@ -78,12 +85,29 @@ export class KafkaBatch implements RecordBatch {
     if (v === null || v.length === 0) return 'empty value (a tombstone?): an event needs a body'
     if (v[0] !== CONFLUENT_MAGIC) return null
     const id = confluentSchemaId(v)
+    if (this.translated.has(i) || (id >= 0 && this.knownSchemaIds.has(id))) return null
+    if (this.rawErase(i)) return null
+    if (this.rawEmptyId.get(i) === false) return 'eventId: empty (a value starting with byte 0 is read as Confluent-framed unless it is a raw ebb.UserEvent; only an ERASE may leave its eventId empty)'
     if (id < 0) return `Confluent framing cut short (under ${CONFLUENT_HEADER} bytes)`
-    if (this.translated.has(i)) return null
     const problem = this.problems.get(i)
     if (problem !== undefined) return problem
-    if (!this.knownSchemaIds.has(id)) return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
-    return null
+    return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
+  }
+
+  /** Whether value i, starting with 0, is a raw ERASE with an empty eventId (decided once). */
+  private rawErase (i: number): boolean {
+    const v = this.messages[i].value
+    if (v === null || v.length === 0 || v[0] !== CONFLUENT_MAGIC) return false
+    const id = confluentSchemaId(v)
+    if (this.translated.has(i) || (id >= 0 && this.knownSchemaIds.has(id))) return false
+    let r = this.rawEmptyId.get(i)
+    if (r === undefined) {
+      const type = rawEmptyEventId(v)
+      if (type === null) return false
+      r = type === 'ERASE'
+      this.rawEmptyId.set(i, r)
+    }
+    return r
   }
 
   source (i: number): DeadLetterSource {
@@ -92,6 +116,16 @@ export class KafkaBatch implements RecordBatch {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** The event type of `v` read as a whole raw ebb.UserEvent body with an empty eventId; null when it is not one. */
+function rawEmptyEventId (v: Buffer): UserEvent['type'] | null {
+  if (v.length === 0 || v[0] !== 0) return null
+  try {
+    return decodeAvroEvent(v).type
+  } catch {
+    return null
+  }
+}
 
 export interface OutputMessage { key: Buffer | null, value: Buffer | null }
 

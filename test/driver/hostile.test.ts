@@ -8,6 +8,7 @@ import { RuleSlots } from '../../src/rules/slots.js'
 import { MAX_RULES, parseTopology } from '../../src/rules/topology.js'
 import { PartitionTask } from '../../src/runtime/partition-task.js'
 import { AvroBatch, LineBatch } from '../../src/runtime/record-batch.js'
+import { KafkaBatch } from '../../src/kafka/wire.js'
 import { TopologyTestDriver } from '../../src/runtime/test-driver.js'
 import { MemoryStore } from '../../src/state/memory-store.js'
 import { COUNT_DAYS, eventIdHash, OFF_VIEW, type UserState } from '../../src/state/user-state.js'
@@ -114,6 +115,19 @@ describe('ERASE reaches the timer buckets', () => {
     expect(d.alertsOf('inactive_7d').map((a) => a.userId)).toEqual(['control-41d2'])
     await d.commit()
     expect(storeBytes(store)).not.toContain(victim)
+  })
+
+  it('erases with a raw Avro ERASE whose eventId is empty (its first byte is 0, like a Confluent frame\'s)', async () => {
+    const sink = new MemorySink()
+    const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
+    const login = (u: string, t: string): Buffer => encodeAvroEvent(event(u, 'LOGIN', t))
+    await task.process(new KafkaBatch([{ offset: '0', value: login('gone', '2026-03-02T09:00') }, { offset: '1', value: login('kept', '2026-03-02T09:01') }], 'in', 0, new Set([1])))
+    expect(task.userState('gone')).toBeDefined()
+    const erase = encodeAvroEvent({ eventId: '', userId: 'gone', type: 'ERASE', ts: at('2026-03-02T10:00'), tz: null, targetId: null, durationMs: null, amount: null, channel: null, taskId: null })
+    await task.process(new KafkaBatch([{ offset: '2', value: erase }, { offset: '3', value: login('kept', '2026-03-02T10:01') }], 'in', 0, new Set([1])))
+    expect(sink.deadLetters).toEqual([])
+    expect(task.userState('gone')).toBeUndefined()
+    expect(task.userState('kept')).toBeDefined()
   })
 
   it('keeps a user who comes back after their ERASE (a new LOGIN dated after it)', async () => {

@@ -49,4 +49,17 @@ describe('Confluent framing of the input', () => {
     expect(b.rejection(3)).toBe('Confluent framing cut short (under 5 bytes)')
     expect([...KafkaBatch.schemaIds([msg(body), msg(confluentFrame(7, body)), msg(confluentFrame(9, body)), msg(null)], new Set([7]))]).toEqual([9])
   })
+
+  it('a raw ERASE with an empty eventId starts with 0 too: it is read as the ERASE it is; another event with an empty eventId is refused for that, not for a schema id', () => {
+    const erase = encodeAvroEvent({ eventId: '', userId: 'good-user', type: 'ERASE', ts: 1772236800000, tz: null, targetId: null, durationMs: null, amount: null, channel: null, taskId: null })
+    const login = encodeAvroEvent({ eventId: '', userId: 'good-user', type: 'LOGIN', ts: 1772236800000, tz: null, targetId: null, durationMs: null, amount: null, channel: null, taskId: null })
+    expect(erase[0]).toBe(CONFLUENT_MAGIC)
+    const b = new KafkaBatch([msg(erase), msg(login, '1'), msg(confluentFrame(9, body), '2')], 'in', 0, new Set([7]))
+    expect(b.rejection(0)).toBeNull()
+    expect(b.value(0)).toEqual(erase) // the whole value, not a "body" after a 5-byte header
+    expect(b.rejection(1)).toMatch(/^eventId: empty/)
+    expect(b.rejection(2)).toMatch(/^schema id 9 is unknown/) // a real frame stays one
+    // no registry lookup for what is a raw body
+    expect([...KafkaBatch.schemaIds([msg(erase), msg(login), msg(confluentFrame(9, body))], new Set([7]))]).toEqual([9])
+  })
 })
