@@ -9,7 +9,7 @@ import type { StoreBatch } from '../state/kv-store.js'
 import type { SchemaRegistry } from './schema-registry.js'
 
 /** An input record as the client port hands it over (only what Ebb reads). */
-export interface InputMessage { offset: string, value: Buffer | null, timestamp?: string }
+export interface InputMessage { offset: string, value: Buffer | null, timestamp?: string, key?: Buffer | null }
 
 /**
  * One fetched batch of an input partition, as the engine's RecordBatch. Values are raw Avro
@@ -69,6 +69,8 @@ export class KafkaBatch implements RecordBatch {
   }
 
   raw (i: number): Buffer { return this.messages[i].value ?? EMPTY }
+
+  key (i: number): Buffer | null { return this.messages[i].key ?? null }
 
   /**
    * The record's broker timestamp, never later than the wall clock when the batch was fetched:

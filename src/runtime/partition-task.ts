@@ -210,6 +210,10 @@ export class PartitionTask {
         const rejected = batch.rejection === undefined ? null : batch.rejection(i)
         if (rejected !== null) throw typeof rejected === 'string' ? new EbbError(Errors.EVENT_UNDECODABLE, rejected) : rejected
         e = decodeRecord(batch.format, batch.value(i))
+        if (batch.key !== undefined) {
+          const k = batch.key(i)
+          if (k !== null && !keyIsUserId(k, e.userId)) { e = null; throw new EbbError(Errors.EVENT_INVALID, KEY_NOT_USER) }
+        }
       } catch (err) {
         fail = isEbbError(err) ? err : new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message)
       }
@@ -680,6 +684,26 @@ function userIdHash (userId: string): string {
  * the dead letters with its own bytes and source, whenever it is resolved). Persisted with the
  * task's metadata, so a restart or a restore resumes the wait.
  */
+/**
+ * A Kafka record keyed by something else than its userId is refused: the producer's partitioner
+ * puts a user's events on the partition of their key, and the user's state lives on one
+ * partition. Keyed otherwise, one user's events split over partitions, their state and
+ * duplicate check with them, and an ERASE reaches one part only (a hostile-input run, 12-07). A
+ * record with no key is read: on a one-partition topic nothing can split, and on more it is the
+ * producer's to key them (README, "Production mode on Kafka").
+ */
+const KEY_NOT_USER = 'key: the Kafka record\'s key is not its userId; produce each event keyed by its userId, so that all of a user\'s events land on one partition'
+
+/** Whether `k` is the UTF-8 of `userId`, without allocating for an ASCII id (every record is checked). */
+function keyIsUserId (k: Buffer, userId: string): boolean {
+  const n = userId.length
+  if (k.length === n) {
+    for (let j = 0; j < n; j++) if (k[j] !== userId.charCodeAt(j)) return k.equals(Buffer.from(userId, 'utf8'))
+    return true
+  }
+  return k.length > n && k.equals(Buffer.from(userId, 'utf8'))
+}
+
 /**
  * Raw bytes a held event keeps whole, for the dead letter it may become; above this it keeps what
  * a dead letter would (the first DEAD_LETTER_PREFIX bytes, the whole length and its SHA-256). The

@@ -25,6 +25,8 @@ export interface RecordBatch {
   rawWhole? (i: number): { bytes: number, sha256: string } | undefined
   /** Kafka: the record's timestamp (CreateTime or LogAppendTime), ms; NaN when unknown */
   recordTime? (i: number): number
+  /** Kafka: the record's key (the contract: its userId), null when it has none */
+  key? (i: number): Buffer | null
 }
 
 /** Lines of a file (replay) or of an in-memory list (the test driver). */

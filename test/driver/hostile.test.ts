@@ -117,6 +117,25 @@ describe('ERASE reaches the timer buckets', () => {
     expect(storeBytes(store)).not.toContain(victim)
   })
 
+  it('refuses a Kafka record keyed by something else than its userId (its user would split over partitions); one with no key, or keyed by a non-ASCII userId, is read', async () => {
+    const sink = new MemorySink()
+    const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
+    const rec = (offset: string, key: string | null, u: string, t: string): { offset: string, key: Buffer | null, value: Buffer } => ({ offset, key: key === null ? null : Buffer.from(key), value: encodeAvroEvent(event(u, 'LOGIN', t)) })
+    await task.process(new KafkaBatch([
+      rec('0', 'a', 'a', '2026-03-02T09:00'),
+      rec('1', 'hostile', 'good-user', '2026-03-02T09:01'),
+      rec('2', null, 'b', '2026-03-02T09:02'),
+      rec('3', 'ü-user', 'ü-user', '2026-03-02T09:03'),
+      rec('4', 'ü-usex', 'ü-user', '2026-03-02T09:04'),
+      rec('5', 'good-use', 'good-user', '2026-03-02T09:05')
+    ], 'in', 0, new Set([1])))
+    expect(sink.deadLetters.map((d) => [d.reason, d.source.offset])).toEqual([['invalid', '1'], ['invalid', '4'], ['invalid', '5']])
+    expect(sink.deadLetters[0].detail).toContain('key is not its userId')
+    expect(sink.deadLetters[0].detail).not.toContain('good-user') // no personal data in the reason
+    expect(task.userState('good-user')).toBeUndefined()
+    for (const u of ['a', 'b', 'ü-user']) expect(task.userState(u)).toBeDefined()
+  })
+
   it('erases with a raw Avro ERASE whose eventId is empty (its first byte is 0, like a Confluent frame\'s)', async () => {
     const sink = new MemorySink()
     const task = await PartitionTask.open({ topology: defaultTopology(), store: new MemoryStore(), sink })
