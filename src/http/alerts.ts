@@ -1,13 +1,20 @@
 import type { FastifyPluginAsync } from 'fastify'
+import { ISO_INSTANT, isCalendarInstant } from '../events/validate.js'
 import { protectedRoute, type AuthHook } from './auth.js'
 import type { EngineView } from './engine-view.js'
 import { alertSchema, errorSchema } from './schemas.js'
 
 interface AlertsQuery { since?: string, rule?: string, limit?: number }
 
-/** Parses `since`: epoch millis or an ISO-8601 instant; NaN when neither. */
+/**
+ * Parses `since` as the event contract reads `ts`: epoch millis, or an ISO-8601 instant with its
+ * offset and a real calendar date (no server-zone guess for a local time, no 30 February rolled
+ * over to March); NaN when neither.
+ */
 export function parseInstant (v: string): number {
-  return /^\d+$/.test(v) ? Number(v) : Date.parse(v)
+  if (/^\d+$/.test(v)) return Number(v)
+  const m = ISO_INSTANT.exec(v)
+  return m !== null && isCalendarInstant(m) ? Date.parse(v) : Number.NaN
 }
 
 /** GET /alerts?since=&rule=&limit=: the most recent alerts this instance fired (bounded memory). */
@@ -30,7 +37,7 @@ export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHo
     }
   }, async (req, reply) => {
     const since = req.query.since === undefined ? Number.NEGATIVE_INFINITY : parseInstant(req.query.since)
-    if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant` })
+    if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant with its offset (2026-03-01T00:00:00Z)` })
     const rule = req.query.rule
     if (rule !== undefined && !engine.topology.rules.some((r) => r.id === rule)) return await reply.code(400).send({ error: 'bad_request', message: `rule: "${rule}" is not a rule of this topology (its rules: ${engine.topology.rules.map((r) => r.id).join(', ')})` })
     const limit = req.query.limit ?? 100

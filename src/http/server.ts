@@ -26,7 +26,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
  * schemas (validation in, fast serialisation out) that also make the OpenAPI document at /docs.
  * Request logs carry the route pattern and a request id, never the URL (it holds user ids).
  */
-const ERROR_CODES: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 414: 'uri_too_long', 415: 'unsupported_media_type', 429: 'too_many_requests', 503: 'unavailable' }
+const ERROR_CODES: Record<number, string> = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 414: 'uri_too_long', 415: 'unsupported_media_type', 429: 'too_many_requests', 503: 'unavailable' }
 
 export async function buildServer (opts: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -46,7 +46,27 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
     // user ids are up to 256 characters, each up to 12 once percent-encoded
     routerOptions: { maxParamLength: 4096 },
     // An unknown query parameter is a 400 that names it, not silently dropped.
-    ajv: { customOptions: { removeAdditional: false } }
+    ajv: { customOptions: { removeAdditional: false } },
+    // The router's own refusals (a URL that does not decode, a path parameter over
+    // maxParamLength), in the one error shape, without the URL (it may hold a user id).
+    frameworkErrors: (err, _req, reply) => {
+      const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      const r = reply as unknown as { code: (n: number) => { send: (b: unknown) => unknown } }
+      r.code(long ? 414 : 400).send({ error: long ? 'uri_too_long' : 'bad_request', message: long ? 'a path parameter is longer than 4096 characters (a user id is at most 256)' : 'the URL does not decode: percent-encode each reserved character of a path parameter (a % as %25)' })
+    },
+    // What Node's HTTP parser refuses before any route runs (a malformed request, headers over
+    // the size limit), in the same shape; the connection is closed after it.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return
+      const [status, text, body] = err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', { error: 'headers_too_large', message: 'the request headers are larger than the server takes (16 KB)' }]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', { error: 'request_timeout', message: 'the request did not arrive in time' }]
+          : [400, 'Bad Request', { error: 'bad_request', message: 'the request is not valid HTTP/1.1 (its method, its request line or its headers)' }]
+      const json = JSON.stringify(body)
+      if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(json)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${json}`)
+      socket.destroy(err)
+    }
   })
   // One error shape everywhere: { error: snake_case code, message: what to fix }. Validation
   // errors name the parameter (an unknown query parameter included); no message echoes the URL,

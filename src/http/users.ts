@@ -56,9 +56,12 @@ export const usersRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHoo
       summary: 'A user\'s signals, score, open episode, recent alerts and tasks',
       security: protectedRoute.security,
       params: { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 256 } }, required: ['id'] },
+      // no query parameters: one given is a 400 that names it, as on every route
+      querystring: { type: 'object', additionalProperties: false, properties: {} },
       response: {
         200: userSchema,
         307: { type: 'object', properties: { owner: { type: 'string' } } },
+        400: errorSchema,
         401: protectedRoute.unauthorized,
         404: errorSchema
       }

@@ -1,3 +1,4 @@
+import { type AddressInfo, connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { FastifyInstance } from 'fastify'
 import { buildServer } from '../../src/http/server.js'
@@ -85,7 +86,13 @@ describe('HTTP API', () => {
       ['/alerts?limit=0', 400, 'bad_request', /^querystring limit: must be >= 1$/],
       ['/alerts?since=yesterday', 400, 'bad_request', /since: "yesterday" is neither/],
       ['/alerts?rule=nope', 400, 'bad_request', /^rule: "nope" is not a rule of this topology \(its rules: consumption_drop, inactive_31d, inactive_7d, model_risk, unfollow_burst\)$/],
+      ['/alerts?since=2026-03-09T16:00:00', 400, 'bad_request', /with its offset/], // a local time: no server-zone guess
+      ['/alerts?since=2026-02-30T00:00:00Z', 400, 'bad_request', /with its offset/], // not rolled over to March
       ['/users/nobody', 404, 'not_found', /no state for this user/],
+      ['/users/u1?x=1', 400, 'bad_request', /^unknown query parameter "x"$/],
+      ['/users/u-secret-42%', 400, 'bad_request', /^the URL does not decode/], // the router's own refusals, same shape
+      ['/users/u-secret-42%FF%FE', 400, 'bad_request', /^the URL does not decode/],
+      [`/users/u-secret-42${'x'.repeat(5000)}`, 414, 'uri_too_long', /^a path parameter is longer/],
       ['/no/such/route/u-secret-42', 404, 'not_found', /^no such route/]
     ]
     for (const [url, status, error, message] of cases) {
@@ -166,5 +173,36 @@ describe('HTTP API', () => {
     expect(alerts.length).toBeGreaterThan(0)
     expect(alerts.some((a) => a.userId === 'u2')).toBe(false)
     expect(e.recent.tasks.toArray().some((t) => t.userId === 'u2')).toBe(false)
+  })
+})
+
+/** What Node's HTTP parser refuses never reaches a route (inject() cannot send it): a real socket on 127.0.0.1. */
+describe('HTTP API: requests refused before routing', () => {
+  it('answers a malformed request line and oversized headers in the one error shape, and closes the connection', async () => {
+    const e = await engine()
+    const app = await buildServer({ engine: e.view, metrics: e.metrics })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const port = (app.server.address() as AddressInfo).port
+    const send = async (request: string): Promise<string> => await new Promise((resolve, reject) => {
+      let got = ''
+      const s = connect(port, '127.0.0.1', () => { s.write(request) })
+      s.on('data', (b) => { got += b.toString() })
+      s.on('error', reject)
+      s.on('close', () => { resolve(got) })
+    })
+    try {
+      const cases: Array<[string, number, string]> = [
+        ['FOO /topology HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'bad_request'],
+        [`GET /topology HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large']
+      ]
+      for (const [request, status, error] of cases) {
+        const answer = await send(request)
+        expect(answer.split('\r\n')[0]).toBe(`HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Request Header Fields Too Large'}`)
+        const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string, message: string }
+        expect([Object.keys(body).sort(), body.error]).toEqual([['error', 'message'], error])
+      }
+    } finally {
+      await app.close()
+    }
   })
 })
