@@ -64,7 +64,9 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
           ? [408, 'Request Timeout', { error: 'request_timeout', message: 'the request did not arrive in time' }]
           : [400, 'Bad Request', { error: 'bad_request', message: 'the request is not valid HTTP/1.1 (its method, its request line or its headers)' }]
       const json = JSON.stringify(body)
-      if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(json)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${json}`)
+      // (as Node's own handler: not into a response of this connection that is being written)
+      const open = (socket as unknown as { _httpMessage?: { _headerSent?: boolean } })._httpMessage
+      if (socket.writable && open?._headerSent !== true) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(json)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${json}`)
       socket.destroy(err)
     }
   })

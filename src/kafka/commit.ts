@@ -125,7 +125,7 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
       timer = setTimeout(() => { abandoned = true; reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
       timer.unref()
     })
-    const txn = await Promise.race([io.producer.transaction(), overdue])
+    const txn = await Promise.race([io.producer.transaction(), overdue]).catch((err: unknown) => { clearTimeout(timer); throw err })
     try {
       await Promise.race([(async () => {
         await send(async (round) => { step(); return await txn.sendBatch(round) })

@@ -316,7 +316,7 @@ export class PlatformaticClient implements KafkaClient {
             // processed under (KIP-447), not the client's current ones: the client takes a new
             // generation at JoinGroup, before the assignment is known, and a commit for
             // partitions that generation gives to another member must fail, not land.
-            const group = { groupId: consumer.groupId, generationId: announced.generationId, memberId: announced.memberId, coordinatorId: consumer.coordinatorId }
+            const group = { groupId: consumer.groupId, generationId: announced.generationId, memberId: announced.memberId, coordinatorId: () => consumer.coordinatorId }
             await timed('TxnOffsetCommit', async () => { await commitTxnOffsets(producer, txn.id, group, consumerPort.topic, offsets) })
           },
           commit: async () => { await timed('EndTxn', async () => { await txn.commit() }) },
@@ -401,15 +401,18 @@ interface ProducerInternals {
  * and generation the runner processed under (KIP-447), through the client's own retry of
  * retriable answers.
  */
-async function commitTxnOffsets (producer: Producer, transactionalId: string, group: { groupId: string, generationId: number, memberId: string, coordinatorId: number | null }, topic: string, offsets: OffsetCommit[]): Promise<void> {
+async function commitTxnOffsets (producer: Producer, transactionalId: string, group: { groupId: string, generationId: number, memberId: string, coordinatorId: () => number | null }, topic: string, offsets: OffsetCommit[]): Promise<void> {
   const p = producer as unknown as ProducerInternals
   await new Promise<void>((resolve, reject) => {
     p[kPerformWithRetry]('commit', (done) => {
       p[kMetadata]({ topics: [topic] }, (err, metadata) => {
         if (err !== null && err !== undefined) { done(err); return }
-        const coordinator = group.coordinatorId === null ? undefined : metadata.brokers.get(group.coordinatorId)
-        // (the commit fails with it, and the runner redoes the work from the last commit)
-        if (coordinator === undefined) { done(new Error(`the group's coordinator (broker ${String(group.coordinatorId)}) is not in the cluster's metadata`)); return }
+        // the member's coordinator at each attempt (it follows a coordinator that moved)
+        const coordinatorId = group.coordinatorId()
+        const coordinator = coordinatorId === null ? undefined : metadata.brokers.get(coordinatorId)
+        // Not retried (the same metadata would answer the same): the commit fails, and the runner
+        // redoes the work from the last commit.
+        if (coordinator === undefined) { done(Object.assign(new Error(`the group's coordinator (broker ${String(coordinatorId)}) is not in the cluster's metadata`), { canRetry: false })); return }
         p[kGetConnection](coordinator, (err, connection) => {
           if (err !== null && err !== undefined) { done(err); return }
           p[kGetApi]('TxnOffsetCommit', (err, api) => {

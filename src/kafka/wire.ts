@@ -121,9 +121,12 @@ const EMPTY = Buffer.alloc(0)
 
 /** The event type of `v` read as a whole raw ebb.UserEvent body with an empty eventId; null when it is not one. */
 function rawEmptyEventId (v: Buffer): UserEvent['type'] | null {
-  if (v.length === 0 || v[0] !== 0) return null
+  // A raw body's second byte starts the userId's length, a positive zig-zag varint (even, not 0);
+  // a frame's is its schema id's top byte, 0 below 2^24: most frames are told apart without a decode.
+  if (v.length < 2 || v[0] !== 0 || v[1] === 0 || (v[1] & 1) !== 0) return null
   try {
-    return decodeAvroEvent(v).type
+    const e = decodeAvroEvent(v)
+    return e.userId.length > 0 ? e.type : null
   } catch {
     return null
   }

@@ -180,7 +180,17 @@ export class PartitionTask {
     const task = new PartitionTask(opts, maxTs, watermark, timerSeq, slots)
     if (task.learner !== null) await task.learner.load(opts.store)
     const [held, erased] = await opts.store.getMany([META_HELD, META_ERASED])
-    if (held !== undefined) { task.held = HeldEvent.decode(held); task.heldStored = true }
+    if (held !== undefined) {
+      task.heldStored = true
+      try {
+        task.held = HeldEvent.decode(held)
+      } catch (err) {
+        // Held by an older version under rules it met then (a targetId over 256 characters was
+        // valid before 12-07): refused now, it goes to the dead letters like any record these
+        // rules refuse, instead of stopping the partition at every open.
+        task.deadLetter(HeldEvent.stored(held), 0, isEbbError(err) ? err : new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message))
+      }
+    }
     if (erased !== undefined) {
       for (let o = 0; o + 16 <= erased.length; o += 16) task.erasedAt.set(erased.toString('hex', o, o + 8), erased.readDoubleBE(o + 8))
     }
@@ -698,20 +708,27 @@ const KEY_NOT_USER = 'key: the Kafka record\'s key is not its userId; produce ea
 function keyIsUserId (k: Buffer, userId: string): boolean {
   const n = userId.length
   if (k.length === n) {
-    for (let j = 0; j < n; j++) if (k[j] !== userId.charCodeAt(j)) return k.equals(Buffer.from(userId, 'utf8'))
+    for (let j = 0; j < n; j++) {
+      const c = userId.charCodeAt(j)
+      // (a character past ASCII is more than one UTF-8 byte: a key of the same length is Latin-1 or another encoding)
+      if (c >= 0x80 || k[j] !== c) return k.equals(Buffer.from(userId, 'utf8'))
+    }
     return true
   }
   return k.length > n && k.equals(Buffer.from(userId, 'utf8'))
 }
 
 /**
- * Raw bytes a held event keeps whole, for the dead letter it may become; above this it keeps what
- * a dead letter would (the first DEAD_LETTER_PREFIX bytes, the whole length and its SHA-256). The
- * held event is one changelog record, and a topic refuses a record over its max.message.bytes
+ * A held event is one changelog record, and a topic refuses a record over its max.message.bytes
  * (1 MB by default): a valid 600 KB record kept as its raw bytes and its body made a 1.2 MB one,
- * which stopped `ebb run` at every start (a hostile-input run, 12-07).
+ * which stopped `ebb run` at every start (a hostile-input run, 12-07). Above this many raw bytes,
+ * the body is the event's own record (its fields are bounded; what made the record large is
+ * unknown JSON fields or a writer schema's extra ones), and the raw bytes are kept as the dead
+ * letter it may become keeps them: whole up to DEFAULT_MAX_DEAD_LETTER_BYTES, else the first
+ * DEAD_LETTER_PREFIX bytes with the whole length and its SHA-256. Older versions cannot read a
+ * held event written with this (first byte 2 or 3): a rollback across 12-07 must not find one.
  */
-const HELD_RAW_WHOLE_LIMIT = 64 * 1024
+const HELD_BODY_LIMIT = 64 * 1024
 
 class HeldEvent implements RecordBatch {
   readonly length = 1
@@ -722,12 +739,12 @@ class HeldEvent implements RecordBatch {
     let body: string | Buffer = typeof v === 'string' ? v : Buffer.from(v)
     let raw = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
     let whole = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
-    if (whole === undefined && raw.length > HELD_RAW_WHOLE_LIMIT) {
-      whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
-      raw = Buffer.from(raw.subarray(0, DEAD_LETTER_PREFIX))
-      // What made it large is not the event (its fields are bounded): unknown JSON fields, or a
-      // writer schema's extra ones. The event is kept as its own record, which decodes the same.
+    if (whole === undefined && raw.length > HELD_BODY_LIMIT) {
       body = batch.format === 'json' ? encodeJsonEvent(e) : encodeAvroEvent(e)
+      if (raw.length > DEFAULT_MAX_DEAD_LETTER_BYTES) {
+        whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
+        raw = Buffer.from(raw.subarray(0, DEAD_LETTER_PREFIX))
+      }
     }
     return new HeldEvent(e, batch.format, body, raw, batch.source(i), whole)
   }
@@ -753,7 +770,8 @@ class HeldEvent implements RecordBatch {
     return Buffer.concat(same ? [head, where, body] : [head, where, this.bytes, body])
   }
 
-  static decode (b: Buffer): HeldEvent {
+  /** The stored parts, not decoded as an event. */
+  private static parts (b: Buffer): { format: 'json' | 'avro', body: string | Buffer, raw: Buffer, where: DeadLetterSource, whole: { bytes: number, sha256: string } | undefined } {
     const format = (b[0] & 1) === 0 ? 'json' : 'avro'
     const same = (b[0] & 2) !== 0
     const wl = b.readUInt32BE(1)
@@ -761,7 +779,17 @@ class HeldEvent implements RecordBatch {
     const { whole, ...where } = JSON.parse(b.toString('utf8', 9, 9 + wl)) as DeadLetterSource & { whole?: { bytes: number, sha256: string } }
     const bodyBytes = Buffer.from(b.subarray(9 + wl + rl))
     const raw = same ? bodyBytes : Buffer.from(b.subarray(9 + wl, 9 + wl + rl))
-    const body = format === 'json' ? bodyBytes.toString('utf8') : bodyBytes
-    return new HeldEvent(decodeRecord(format, body), format, body, raw, where as DeadLetterSource, whole)
+    return { format, body: format === 'json' ? bodyBytes.toString('utf8') : bodyBytes, raw, where: where as DeadLetterSource, whole }
+  }
+
+  static decode (b: Buffer): HeldEvent {
+    const p = HeldEvent.parts(b)
+    return new HeldEvent(decodeRecord(p.format, p.body), p.format, p.body, p.raw, p.where, p.whole)
+  }
+
+  /** A stored held event that no longer decodes, as a record batch of one for its dead letter. */
+  static stored (b: Buffer): RecordBatch {
+    const p = HeldEvent.parts(b)
+    return { length: 1, format: p.format, value: () => p.body, raw: () => p.raw, rawWhole: () => p.whole, source: () => p.where }
   }
 }

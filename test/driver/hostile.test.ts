@@ -127,9 +127,10 @@ describe('ERASE reaches the timer buckets', () => {
       rec('2', null, 'b', '2026-03-02T09:02'),
       rec('3', 'ü-user', 'ü-user', '2026-03-02T09:03'),
       rec('4', 'ü-usex', 'ü-user', '2026-03-02T09:04'),
-      rec('5', 'good-use', 'good-user', '2026-03-02T09:05')
+      rec('5', 'good-use', 'good-user', '2026-03-02T09:05'),
+      { ...rec('6', null, 'café', '2026-03-02T09:06'), key: Buffer.from('café', 'latin1') } // as long as the id, but not its UTF-8
     ], 'in', 0, new Set([1])))
-    expect(sink.deadLetters.map((d) => [d.reason, d.source.offset])).toEqual([['invalid', '1'], ['invalid', '4'], ['invalid', '5']])
+    expect(sink.deadLetters.map((d) => [d.reason, d.source.offset])).toEqual([['invalid', '1'], ['invalid', '4'], ['invalid', '5'], ['invalid', '6']])
     expect(sink.deadLetters[0].detail).toContain('key is not its userId')
     expect(sink.deadLetters[0].detail).not.toContain('good-user') // no personal data in the reason
     expect(task.userState('good-user')).toBeUndefined()
@@ -243,14 +244,14 @@ describe('a held event that is large', () => {
     const store = new MemoryStore()
     const first = await PartitionTask.open({ topology: defaultTopology(), store, sink: new MemorySink() })
     // The first event of a partition waits for a later one to confirm its time; unknown JSON fields
-    // are ignored, so 300 KB of them make a valid record of 300 KB.
-    const line = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH, note: 'n'.repeat(300_000) })
+    // are ignored, so 600 KB of them make a valid record of 600 KB (over the 512 KB a dead letter keeps).
+    const line = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH, note: 'n'.repeat(600_000) })
     await first.process(new LineBatch([line], 'in.jsonl', 1))
     expect(first.heldEventTime).toBe(at('2026-03-10T09:00'))
     await first.commit()
     const held = await store.getMany([Buffer.from('mheld')])
     expect(held[0]).toBeDefined()
-    expect(held[0]?.length ?? 0).toBeLessThan(8 * 1024) // not 600 KB (the line twice): a topic takes it
+    expect(held[0]?.length ?? 0).toBeLessThan(8 * 1024) // not 1.2 MB (the line twice), which a topic refuses
     // Opened again on the same store (a restart), a next event two days earlier does not confirm it.
     const sink = new MemorySink()
     const again = await PartitionTask.open({ topology: defaultTopology(), store, sink })
@@ -262,6 +263,44 @@ describe('a held event that is large', () => {
     expect(d.rawSha256).toBe(createHash('sha256').update(line).digest('hex'))
     expect(Buffer.from(d.raw, 'base64').toString('utf8')).toBe(line.slice(0, Buffer.from(d.raw, 'base64').length))
     expect(again.heldEventTime).toBe(at('2026-03-08T09:00')) // the next first event waits in turn
+  })
+
+  it('one of 300 KB keeps its bytes whole, once, as its dead letter would', async () => {
+    const store = new MemoryStore()
+    const first = await PartitionTask.open({ topology: defaultTopology(), store, sink: new MemorySink() })
+    const line = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH, note: 'n'.repeat(300_000) })
+    await first.process(new LineBatch([line], 'in.jsonl', 1))
+    await first.commit()
+    const [held] = await store.getMany([Buffer.from('mheld')])
+    expect(held?.length ?? 0).toBeLessThan(Buffer.byteLength(line) + 1024)
+    const sink = new MemorySink()
+    const again = await PartitionTask.open({ topology: defaultTopology(), store, sink })
+    await again.process(new LineBatch([JSON.stringify({ eventId: 'e2', userId: 'v', type: 'LOGIN', ts: at('2026-03-08T09:00'), tz: SH })], 'in.jsonl', 2))
+    expect(Buffer.from(sink.deadLetters[0]?.raw ?? '', 'base64').toString('utf8')).toBe(line)
+    expect(sink.deadLetters[0]?.rawSha256).toBeNull()
+  })
+
+  it('one stored by an older version that today\'s rules refuse goes to the dead letters at open, and the partition opens', async () => {
+    const store = new MemoryStore()
+    const first = await PartitionTask.open({ topology: defaultTopology(), store, sink: new MemorySink() })
+    await first.process(new LineBatch([JSON.stringify({ eventId: 'e1', userId: 'u', type: 'LOGIN', ts: at('2026-03-10T09:00'), tz: SH })], 'in.jsonl', 1))
+    await first.commit()
+    // The same record as an older version stored it (format byte 0, the raw line, the body), with a
+    // targetId those rules took and today's (at most 256 characters) refuse.
+    const old = JSON.stringify({ eventId: 'e1', userId: 'u', type: 'FOLLOW', ts: at('2026-03-10T09:00'), tz: SH, targetId: 't'.repeat(300) })
+    const where = Buffer.from(JSON.stringify({ topic: null, partition: null, offset: null, file: 'in.jsonl', line: 1 }))
+    const head = Buffer.alloc(9)
+    head.writeUInt32BE(where.length, 1)
+    head.writeUInt32BE(Buffer.byteLength(old), 5)
+    const batch = store.batch()
+    batch.put(Buffer.from('mheld'), Buffer.concat([head, where, Buffer.from(old), Buffer.from(old)]))
+    await batch.write()
+    const sink = new MemorySink()
+    const again = await PartitionTask.open({ topology: defaultTopology(), store, sink })
+    expect(again.heldEventTime).toBeNull()
+    expect(sink.deadLetters.map((d) => [d.reason, d.source.line, Buffer.from(d.raw, 'base64').toString('utf8')])).toEqual([['invalid', 1, old]])
+    await again.commit()
+    expect((await store.getMany([Buffer.from('mheld')]))[0]).toBeUndefined()
   })
 
   it('a small one keeps its bytes once, and reads back the same', async () => {
