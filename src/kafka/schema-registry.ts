@@ -90,7 +90,9 @@ export class SchemaRegistry {
         const writer = avsc.Type.forSchema(JSON.parse(body.schema ?? 'null'))
         this.resolved.set(id, { resolver: userEventAvroType().createResolver(writer), writer })
       } catch (err) {
-        this.resolved.set(id, `schema id ${id} cannot be read as ebb.UserEvent: ${(err as Error).message.slice(0, 200)}`)
+        // avsc's own words, after what to do: a writer schema whose fields (names, types, an enum's
+        // symbols) the reader schema cannot resolve, or text that is not an Avro schema at all.
+        this.resolved.set(id, `schema id ${id} cannot be read as ebb.UserEvent: register a schema compatible with schemas/user-event.avsc (each field of ebb.UserEvent with its type, new fields with defaults, the same enum symbols); the registry's schema says: ${(err as Error).message.slice(0, 200)}`)
       }
     }
     // Only an answer says the registry is back: a batch that needed no lookup says nothing.

@@ -57,6 +57,15 @@ describe('schema registry client', () => {
     expect(r.problem(9)).toBe('schema id 9 is not in the schema registry')
   })
 
+  it('a schema that cannot be read as ebb.UserEvent is a dead-letter reason that says what to register', async () => {
+    // an enum without the event types the reader needs: avsc cannot resolve it
+    const odd = JSON.stringify({ type: 'record', name: 'UserEvent', namespace: 'ebb', fields: [{ name: 'eventId', type: 'string' }, { name: 'userId', type: 'string' }, { name: 'type', type: { type: 'enum', name: 'EventType', symbols: ['SOMETHING_ELSE'] } }, { name: 'ts', type: 'long' }] })
+    const url = await serve((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end(JSON.stringify({ schema: odd })) })
+    const r = new SchemaRegistry(url)
+    expect(await r.prefetch([11])).toBe(true)
+    expect(r.problem(11)).toMatch(/^schema id 11 cannot be read as ebb\.UserEvent: register a schema compatible with schemas\/user-event\.avsc .*; the registry's schema says: /)
+  })
+
   it('sends HTTP Basic credentials from the URL or userInfo, and stops on refused ones without showing the password', async () => {
     const seen: Array<string | undefined> = []
     const url = await serve((req, res) => {
