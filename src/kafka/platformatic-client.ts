@@ -1,6 +1,6 @@
 // First: Node 20 lacks one function the client calls (see node20.ts).
 import './node20.js'
-import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, type Connection, Consumer, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
+import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, type Connection, Consumer, findErrorBy, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
@@ -345,7 +345,7 @@ export class PlatformaticClient implements KafkaClient {
     let lastProgress = Date.now()
     const fetchAt = async (offset: bigint, force: boolean): Promise<FetchResponse> => {
       const { node, topicId } = await leaderOf(reader, topic, partition, force)
-      return await reader.fetch({ node, topics: [{ topicId, partitions: [{ partition, fetchOffset: offset, partitionMaxBytes: RESTORE_FETCH_BYTES, currentLeaderEpoch: -1, lastFetchedEpoch: -1 }] }], maxBytes: RESTORE_FETCH_BYTES, minBytes: 1, maxWaitTime: 500, isolationLevel: READ_COMMITTED })
+      return await fetchCommitted(reader, node, { id: topicId, name: topic }, [{ partition, fetchOffset: offset, partitionMaxBytes: RESTORE_FETCH_BYTES, currentLeaderEpoch: -1, lastFetchedEpoch: -1 }], RESTORE_FETCH_BYTES)
     }
     try {
       let next: Promise<FetchResponse> | undefined = fetchAt(position, false)
@@ -384,6 +384,49 @@ export class PlatformaticClient implements KafkaClient {
   partitionOf (_topic: string, k: string, partitions: number): number {
     return (murmur2(Buffer.from(k)) & 0x7fffffff) % partitions
   }
+}
+
+/** a partition of a fetch request, as the client takes it */
+interface FetchPartition { partition: number, fetchOffset: bigint, partitionMaxBytes: number, currentLeaderEpoch: number, lastFetchedEpoch: number }
+
+/**
+ * A read_committed Fetch request to `node`, sent with the client's own Fetch API on its
+ * connection, but not through `Consumer.fetch`. That method filters aborted transactions itself,
+ * and wrongly: it ends a producer's aborted range at the producer's *last* ABORT marker in the
+ * response, not at the first one after the range. A transactional id that aborts a transaction,
+ * commits the next, then aborts an empty one is one producer id with two ABORT markers. The
+ * committed transaction between them was dropped. A restore then missed a whole commit of a
+ * partition's state, and the partition could never agree with its group's offset again (chaos
+ * runs, 12-07). `partitionRecords` filters with the markers in order. Sessionless (epoch -1): every
+ * request names all its partitions, and the broker keeps no session for it.
+ */
+async function fetchCommitted (client: Consumer, node: number, topic: { id: string, name: string }, partitions: FetchPartition[], maxBytes: number): Promise<FetchResponse> {
+  try {
+    return await fetchCommittedOnce(client, node, topic, partitions, maxBytes, false)
+  } catch (err) {
+    // Once more after 200 ms on fresh metadata, as Consumer.fetch did (retries: 1), unless the
+    // answer cannot change (an offset out of range is the caller's to handle).
+    const final = findErrorBy(err as Error, 'canRetry', false)
+    if (final !== null && final !== undefined) throw err
+    await sleep(200)
+    return await fetchCommittedOnce(client, node, topic, partitions, maxBytes, true)
+  }
+}
+
+async function fetchCommittedOnce (client: Consumer, node: number, topic: { id: string, name: string }, partitions: FetchPartition[], maxBytes: number, force: boolean): Promise<FetchResponse> {
+  const c = client as unknown as ProducerInternals
+  const metadata = await client.metadata({ topics: [topic.name], forceUpdate: force })
+  const broker = metadata.brokers.get(node)
+  if (broker === undefined) throw new Error(`broker ${node} is not in the cluster's metadata`)
+  const connection = await new Promise<Connection>((resolve, reject) => { c[kGetConnection](broker, (err, conn) => { if (err !== null && err !== undefined) reject(err); else resolve(conn) }) })
+  const api = await new Promise<((...args: unknown[]) => void) & { version?: number }>((resolve, reject) => { c[kGetApi]('Fetch', (err, a) => { if (err !== null && err !== undefined) reject(err); else resolve(a) }) })
+  // Fetch v12 and older name topics; later versions use their ids.
+  const byName = (api.version ?? 13) <= 12
+  const response = await new Promise<FetchResponse>((resolve, reject) => {
+    api(connection, 500, 1, maxBytes, READ_COMMITTED, 0, -1, [{ topicId: byName ? topic.name : topic.id, partitions }], [], '', (err: Error | null, result: FetchResponse) => { if (err !== null && err !== undefined) reject(err); else resolve(result) })
+  })
+  if (byName) for (const t of response.responses) t.topicId = topic.id
+  return response
 }
 
 /** the client's internals a batched TxnOffsetCommit goes through (its own retry, metadata, connections, API table) */
@@ -598,7 +641,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
         // One broker holds them all here; with several, one request per leader, one after another.
         const responses: FetchResponse[] = []
         for (const [node, partitions] of byNode) {
-          responses.push(await this.fetcher.fetch({ node, topics: [{ topicId: t.id, partitions }], maxBytes: 8 << 20, minBytes: 1, maxWaitTime: 500, isolationLevel: READ_COMMITTED }))
+          responses.push(await fetchCommitted(this.fetcher, node, { id: t.id, name: this.topic }, partitions, 8 << 20))
         }
         response = { throttleTimeMs: 0, errorCode: 0, sessionId: 0, responses: responses.flatMap((r) => r.responses) }
         force = false

@@ -680,6 +680,39 @@ describe('the changelog reader (restore) on a real broker', () => {
     }
   }, 120_000)
 
+  it('reads a committed transaction between two aborted ones of the same producer, all in one fetch (the client library\'s own filter drops it)', async () => {
+    // One transactional id, so one producer id: a transaction aborted, one committed, then one
+    // aborted that wrote nothing here (its only record was refused as too large), so its ABORT
+    // marker is alone. @platformatic/kafka's Consumer.fetch ends the producer's aborted range at
+    // its last ABORT marker in the response, which takes the committed transaction with it: a
+    // chaos run's restore lost a whole commit so (the last abort was a fenced, empty transaction).
+    const topic = `restore-aborts-${uid()}`
+    const client = testClient()
+    const admin = await client.admin()
+    await admin.createTopics([{ topic, partitions: 1, replicationFactor: 1, configs: { 'max.message.bytes': '2000' } }])
+    const producer = await client.producer({ transactionalId: `${topic}-writer` })
+    for (const name of ['x', 'b', 'y']) {
+      const txn = await producer.transaction()
+      const records = name === 'y' ? [{ key: 'y0', value: Buffer.alloc(5000, 1) }] : Array.from({ length: 10 }, (_, j) => ({ key: `${name}${j}`, value: Buffer.from(name) }))
+      const sent = await txn.sendBatch([{ topic, records }]).then(() => true, () => false)
+      expect([name, sent]).toEqual([name, name !== 'y'])
+      if (name === 'b') await txn.commit(); else await txn.abort()
+    }
+    await producer.close()
+    let end = 0n
+    for (let i = 0; i < 100 && end < 23n; i++) {
+      end = (await admin.endOffsets(topic)).get(0) ?? 0n
+      if (end < 23n) await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    await admin.close()
+    expect(end).toBe(23n) // x 0-9, its ABORT 10, b 11-20, its COMMIT 21, y's lone ABORT 22
+    const read: string[] = []
+    let chunks = 0
+    await client.readPartition(topic, 0, 0n, 20n, async (records) => { chunks++; for (const r of records) read.push(String(r.key)) })
+    expect(chunks).toBe(1)
+    expect(read).toEqual(Array.from({ length: 10 }, (_, j) => `b${j}`))
+  }, 120_000)
+
   it('reads every committed record of a changelog many fetches long, skipping aborted transactions in the middle and at the end', async () => {
     const topic = `restore-read-${Date.now()}`
     const client = testClient()
