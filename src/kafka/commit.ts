@@ -114,8 +114,7 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
      * leave the input offsets pending in the group, under the producer id, without the changelog
      * records they go with. The group coordinator keeps pending offsets by producer id. This
      * producer's next committed transaction therefore commits them, even one that no longer
-     * holds the partition. A chaos run on three brokers met this: a partition's committed offset
-     * was 2,530 records past its changelog, and its state could never be restored. Without the abort, the transaction
+     * holds the partition (a race in Kafka's protocol; docs/kafka.md). Without the abort, the transaction
      * stays open until this transactional id's next producer starts (it bumps the epoch, fencing
      * every late request of this one) or the broker aborts it at its timeout (with a bump too).
      */

@@ -26,9 +26,8 @@ describe('chaos (short)', () => {
   }, 600_000)
 
   it('on a cluster of three brokers, each topic on all three: a broker killed takes one node down while leaders and coordinators move; every output once, equal to a replay', async () => {
-    // The run that found the abort sent beside a commit's late request (docs/kafka.md): the
-    // group committed a partition's offset without its changelog records, and the partition
-    // could never be opened again.
+    // The run that first showed the stall (docs/kafka.md): a restore that skipped a committed
+    // transaction between two aborts of one producer, so a partition could never be opened again.
     const r = await runChaos({ events: 40_000, partitions: 3, instances: 3, instanceKills: 2, brokerKills: 2, wipeShare: 0.5, brokerDownMs: 15_000, seed: 201, port: 29292, brokers: 3 }, () => {})
     expect(r.examples).toEqual([])
     expect(r.brokers).toBe(3)

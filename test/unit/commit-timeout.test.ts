@@ -5,13 +5,13 @@ import { parseRunConfig } from '../../src/kafka/config.js'
 
 /**
  * The commit protocol when its transaction outlives the timeout while a step is still in flight
- * (the client retries inside it, as in a broker outage). A regression test for an exactly-once
- * hole that a 3-broker chaos run found: the abort sent beside the step in flight ended the
- * transaction without fencing the producer. The steps that came after it (AddOffsetsToTxn,
- * TxnOffsetCommit) then opened a new transaction of the same producer, holding the input offsets
- * without the changelog records. The group coordinator keeps such offsets pending by producer id,
- * and the producer's next commit made them the group's: the partition's committed offset was
- * past its changelog for good.
+ * (the client retries inside it, as in a broker outage). An abort sent beside the step in flight
+ * would end the transaction without fencing the producer, and the steps after it
+ * (AddOffsetsToTxn, TxnOffsetCommit) could then open a new transaction of the same producer,
+ * holding the input offsets without the changelog records. The group coordinator keeps such
+ * offsets pending by producer id, so the producer's next commit would make them the group's.
+ * (Suspected for the chaos stall of 12-07, whose cause turned out to be the client library's
+ * read_committed filter, docs/kafka.md; the race is real in Kafka's protocol all the same.)
  */
 const config = parseRunConfig('applicationId: ct\ninstanceId: ct-0\nbrokers: [127.0.0.1:1]\ntopics: { input: ct.events, alerts: ct.alerts, tasks: ct.tasks, outcomes: ct.outcomes, deadLetters: ct.dlq, partitions: 1 }\nclient: { requestTimeout: 1s }\n', 'ct.yaml', {})
 
