@@ -93,7 +93,9 @@ export function kafkaRefusal (err: unknown, brokers: string): EbbError | undefin
   const rejected = findNestedError(err, (e) => typeof e.apiId === 'string' && Object.hasOwn(REJECTED, e.apiId))
   if (rejected !== undefined) {
     const [what, fix] = REJECTED[String(rejected.apiId)]
-    return new EbbError(Errors.KAFKA_REJECTED, brokers, what, `${String(rejected.apiId)}: ${errorText(err)}`, fix)
+    // the topics of the refused request, when the commit protocol named them (commit.ts)
+    const topics = (err as { ebbTopics?: string[] }).ebbTopics
+    return new EbbError(Errors.KAFKA_REJECTED, brokers, topics === undefined ? what : `${what} to ${topics.join(' or ')}`, `${String(rejected.apiId)}: ${errorText(err)}`, fix)
   }
   const unsupported = findNestedError(err, (e) => typeof e.code === 'string' && UNSUPPORTED_CLIENT.has(e.code))
   if (unsupported !== undefined) return new EbbError(Errors.KAFKA_REJECTED, brokers, 'a request', `${String(unsupported.code)}: ${errorText(err)}`, 'Ebb needs Kafka 2.5 or later (transactional offsets with the group\'s generation, KIP-447)')

@@ -59,7 +59,11 @@ function sendRounds (c: RunConfig, outputs: CommitContent['outputs'], changelogs
 /** Sends the rounds one after the other; notes, per changelog partition, the offset after its last record. */
 async function sendInRounds (rounds: Piece[][], sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>, changelogEnd: Map<number, bigint>): Promise<void> {
   for (const round of rounds) {
-    const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records })))
+    const sent = await sender(round.map((p) => ({ topic: p.topic, records: p.records }))).catch((err: unknown) => {
+      // which topics the refused request wrote to, for the error a refusal becomes (client-errors.ts)
+      if (err !== null && typeof err === 'object') (err as { ebbTopics?: string[] }).ebbTopics = [...new Set(round.map((p) => p.topic))]
+      throw err
+    })
     for (const piece of round) {
       if (piece.partition === undefined) continue
       const base = sent.find((m) => m.topic === piece.topic && m.partition === piece.partition)?.baseOffset

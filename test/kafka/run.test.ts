@@ -602,7 +602,7 @@ describe('ebb run on a real Kafka', () => {
     clearTimeout(killer)
     expect(code, ebb.stderr()).toBe(2)
     expect(Date.now() - t0).toBeLessThan(60_000)
-    expect(ebb.stderr()).toMatch(/rejected a record Ebb wrote \(MESSAGE_TOO_LARGE: .*max\.message\.bytes.*\[EBB_KAFKA_REJECTED\]/)
+    expect(ebb.stderr()).toMatch(/rejected a record Ebb wrote to [^(]*\.dlq[^(]* \(MESSAGE_TOO_LARGE: .*max\.message\.bytes.*\[EBB_KAFKA_REJECTED\]/)
     expect(ebb.stderr()).not.toMatch(/Kafka .* is unavailable/)
   }, 120_000)
 

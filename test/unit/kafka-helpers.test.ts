@@ -88,6 +88,10 @@ describe('withDeadline and the nested client errors', () => {
       const cut = Object.assign(new Error('SASL authentication failed.'), { code: 'PLT_KFK_AUTHENTICATION', cause: Object.assign(new Error('Connection closed'), { code }) })
       expect(kafkaAuthError(Object.assign(new Error('Connection failed.'), { code: 'PLT_KFK_NETWORK', cause: cut }), 'b:9092')).toBeUndefined()
     }
+    // a record a topic refused: the refusal names the topics of the request when the commit named them
+    const tooLarge = (): Error => Object.assign(new Error('Received response with error while executing API Produce(v11).'), { code: 'PLT_KFK_MULTIPLE', errors: [Object.assign(new Error('The request included a message larger than the max message size the server will accept.'), { code: 'PLT_KFK_PROTOCOL', apiId: 'MESSAGE_TOO_LARGE' })] })
+    expect(kafkaRefusal(tooLarge(), 'b:9092')?.message).toMatch(/^the brokers b:9092 rejected a record Ebb wrote \(MESSAGE_TOO_LARGE/)
+    expect(kafkaRefusal(Object.assign(tooLarge(), { ebbTopics: ['app.dlq', 'app-user-state-changelog'] }), 'b:9092')?.message).toMatch(/^the brokers b:9092 rejected a record Ebb wrote to app\.dlq or app-user-state-changelog \(MESSAGE_TOO_LARGE/)
     const exists = Object.assign(new Error('Creating topics failed.'), { errors: [{ apiId: 'TOPIC_ALREADY_EXISTS' }] })
     expect(findNestedError(exists, (e) => e.apiId === 'TOPIC_ALREADY_EXISTS')).toBeDefined()
     expect(findNestedError(exists, (e) => e.apiId === 'NOT_CONTROLLER')).toBeUndefined()
