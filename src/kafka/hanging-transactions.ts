@@ -1,4 +1,4 @@
-import { type Admin, type API, type Broker, type Connection, createAPI, describeProducersV0, describeTransactionsV0, FindCoordinatorKeyTypes, kGetApi, kGetConnection, listTransactionsV0, type Reader, Writer } from '@platformatic/kafka'
+import { type Admin, type API, type Base, type Broker, type Connection, createAPI, describeProducersV0, describeTransactionsV0, FindCoordinatorKeyTypes, kGetApi, kGetConnection, listTransactionsV0, type Reader, Writer } from '@platformatic/kafka'
 import type { OpenTransaction } from './client.js'
 
 /**
@@ -68,10 +68,17 @@ interface MetadataAnswer { brokers: Array<{ nodeId: number, host: string, port: 
 /** states in which the coordinator still owns the transaction and ends it itself (by commit, abort or timeout) */
 const COORDINATOR_OPEN = new Set(['Ongoing', 'PrepareCommit', 'PrepareAbort', 'PrepareEpochFence'])
 
-/** A connection of the admin client's pool to `broker`. */
-export async function connectionTo (admin: Admin, broker: Broker): Promise<Connection> {
+/** A connection of the client's pool to `broker` (any client: admin, producer, consumer). */
+export async function connectionTo (client: Base, broker: Broker): Promise<Connection> {
   return await new Promise((resolve, reject) => {
-    admin[kGetConnection](broker, (err, conn) => { if (err !== null && err !== undefined) reject(err); else if (conn === undefined) reject(new Error(`no connection to ${broker.host}:${broker.port}`)); else resolve(conn) })
+    client[kGetConnection](broker, (err, conn) => { if (err !== null && err !== undefined) reject(err); else if (conn === undefined) reject(new Error(`no connection to ${broker.host}:${broker.port}`)); else resolve(conn) })
+  })
+}
+
+/** The client's implementation of a Kafka API, at the version it agreed with the brokers. */
+export async function apiOf<Args extends unknown[], Response> (client: Base, name: string): Promise<API<Args, Response>> {
+  return await new Promise((resolve, reject) => {
+    client[kGetApi]<Args, Response>(name, (err, api) => { if (err !== null && err !== undefined) reject(err); else if (api === undefined) reject(new Error(`no ${name} API`)); else resolve(api) })
   })
 }
 
@@ -99,9 +106,7 @@ export async function openTransactions (admin: Admin, topic: string, partition: 
   // is down or moving (a __transaction_state partition without a live leader) is not hanging, and
   // aborting its transaction could abort one whose commit is decided but not yet written.
   // (the client's metadata leaves internal topics out: asked with its Metadata request directly)
-  const metadataApi = await new Promise<API<[string[], boolean, boolean], MetadataAnswer>>((resolve, reject) => {
-    admin[kGetApi]<[string[], boolean, boolean], MetadataAnswer>('Metadata', (err, api) => { if (err != null || api === undefined) reject(err ?? new Error('no Metadata API')); else resolve(api) })
-  })
+  const metadataApi = await apiOf<[string[], boolean, boolean], MetadataAnswer>(admin, 'Metadata')
   // A coordinators' partition without a leader (its broker down) is an error in the answer,
   // which the client throws: the same case as a leader that is not live.
   const coordinators = await metadataApi.async(await connectionTo(admin, leader), [TRANSACTION_STATE], false, false).catch((err: Error & { errors?: Error[] }) => {

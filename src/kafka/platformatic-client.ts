@@ -1,12 +1,12 @@
 // First: Node 20 lacks one function the client calls (see node20.ts).
 import './node20.js'
-import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, type Connection, Consumer, findErrorBy, kGetApi, kGetConnection, kMetadata, kPerformWithRetry, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
+import { Admin, type BaseOptions, type ClusterMetadata, compatibilityPartitioner, Consumer, findErrorBy, kMetadata, kPerformWithRetry, murmur2, Producer, type SASLOptions } from '@platformatic/kafka'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
 import type { AdminPort, BatchControl, BatchSendResult, FetchedBatch, GroupConsumerPort, InputRecord, KafkaClient, OffsetCommit, OutRecord, ProducerPort, SendPiece, SendResult, TopicSpec, TransactionPort } from './client.js'
 import { type RunConfig, transactionTimeoutMs } from './config.js'
 import { errorText, findNestedError, kafkaRefusal } from './client-errors.js'
-import { abortTransaction, openTransactions } from './hanging-transactions.js'
+import { abortTransaction, apiOf, connectionTo, openTransactions } from './hanging-transactions.js'
 import { abortable, withDeadline } from './waits.js'
 
 /** a fetch's answer, as the client returns it */
@@ -414,27 +414,16 @@ async function fetchCommitted (client: Consumer, node: number, topic: { id: stri
 }
 
 async function fetchCommittedOnce (client: Consumer, node: number, topic: { id: string, name: string }, partitions: FetchPartition[], maxBytes: number, force: boolean): Promise<FetchResponse> {
-  const c = client as unknown as ProducerInternals
   const metadata = await client.metadata({ topics: [topic.name], forceUpdate: force })
   const broker = metadata.brokers.get(node)
   if (broker === undefined) throw new Error(`broker ${node} is not in the cluster's metadata`)
-  const connection = await new Promise<Connection>((resolve, reject) => { c[kGetConnection](broker, (err, conn) => { if (err !== null && err !== undefined) reject(err); else resolve(conn) }) })
-  const api = await new Promise<((...args: unknown[]) => void) & { version?: number }>((resolve, reject) => { c[kGetApi]('Fetch', (err, a) => { if (err !== null && err !== undefined) reject(err); else resolve(a) }) })
+  const connection = await connectionTo(client, broker)
+  const api = await apiOf<unknown[], FetchResponse>(client, 'Fetch')
   // Fetch v12 and older name topics; later versions use their ids.
-  const byName = (api.version ?? 13) <= 12
-  const response = await new Promise<FetchResponse>((resolve, reject) => {
-    api(connection, 500, 1, maxBytes, READ_COMMITTED, 0, -1, [{ topicId: byName ? topic.name : topic.id, partitions }], [], '', (err: Error | null, result: FetchResponse) => { if (err !== null && err !== undefined) reject(err); else resolve(result) })
-  })
+  const byName = api.version <= 12
+  const response = await api.async(connection, 500, 1, maxBytes, READ_COMMITTED, 0, -1, [{ topicId: byName ? topic.name : topic.id, partitions }], [], '')
   if (byName) for (const t of response.responses) t.topicId = topic.id
   return response
-}
-
-/** the client's internals a batched TxnOffsetCommit goes through (its own retry, metadata, connections, API table) */
-interface ProducerInternals {
-  [kPerformWithRetry]: (op: string, operation: (done: (err: Error | null) => void) => void, callback: (err: Error | null) => void) => void
-  [kMetadata]: (o: { topics: string[] }, callback: (err: Error | null, metadata: ClusterMetadata) => void) => void
-  [kGetConnection]: (broker: { host: string, port: number }, callback: (err: Error | null, connection: Connection) => void) => void
-  [kGetApi]: (name: string, callback: (err: Error | null, api: (...args: unknown[]) => void) => void) => void
 }
 
 /**
@@ -445,28 +434,24 @@ interface ProducerInternals {
  * retriable answers.
  */
 async function commitTxnOffsets (producer: Producer, transactionalId: string, group: { groupId: string, generationId: number, memberId: string, coordinatorId: () => number | null }, topic: string, offsets: OffsetCommit[]): Promise<void> {
-  const p = producer as unknown as ProducerInternals
   await new Promise<void>((resolve, reject) => {
-    p[kPerformWithRetry]('commit', (done) => {
-      p[kMetadata]({ topics: [topic] }, (err, metadata) => {
+    producer[kPerformWithRetry]<void>('commit', (done) => {
+      producer[kMetadata]({ topics: [topic] }, (err, metadata) => {
         if (err !== null && err !== undefined) { done(err); return }
+        if (metadata === undefined) { done(new Error('the client answered no metadata')); return }
         // the member's coordinator at each attempt (it follows a coordinator that moved)
         const coordinatorId = group.coordinatorId()
         const coordinator = coordinatorId === null ? undefined : metadata.brokers.get(coordinatorId)
         // Not retried (the same metadata would answer the same): the commit fails, and the runner
         // redoes the work from the last commit.
         if (coordinator === undefined) { done(Object.assign(new Error(`the group's coordinator (broker ${String(coordinatorId)}) is not in the cluster's metadata`), { canRetry: false })); return }
-        p[kGetConnection](coordinator, (err, connection) => {
-          if (err !== null && err !== undefined) { done(err); return }
-          p[kGetApi]('TxnOffsetCommit', (err, api) => {
-            if (err !== null && err !== undefined) { done(err); return }
-            const partitions = metadata.topics.get(topic)?.partitions
-            api(connection, transactionalId, group.groupId, producer.producerId, producer.producerEpoch, group.generationId, group.memberId, null, [{
-              name: topic,
-              partitions: offsets.map((o) => ({ partitionIndex: o.partition, committedOffset: BigInt(o.offset), committedLeaderEpoch: partitions?.[o.partition]?.leaderEpoch ?? -1 }))
-            }], (err: Error | null) => { done(err ?? null) })
-          })
-        })
+        Promise.all([connectionTo(producer, coordinator), apiOf<unknown[], unknown>(producer, 'TxnOffsetCommit')]).then(async ([connection, api]) => {
+          const partitions = metadata.topics.get(topic)?.partitions
+          await api.async(connection, transactionalId, group.groupId, producer.producerId, producer.producerEpoch, group.generationId, group.memberId, null, [{
+            name: topic,
+            partitions: offsets.map((o) => ({ partitionIndex: o.partition, committedOffset: BigInt(o.offset), committedLeaderEpoch: partitions?.[o.partition]?.leaderEpoch ?? -1 }))
+          }])
+        }).then(() => { done(null) }, (e: Error) => { done(e) })
       })
     }, (err) => { if (err !== null && err !== undefined) reject(err); else resolve() })
   })
