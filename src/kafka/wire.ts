@@ -26,17 +26,21 @@ export class KafkaBatch implements RecordBatch {
   /** bodies re-encoded from another writer schema (registry ids), by index */
   private readonly translated = new Map<number, Buffer>()
   private readonly problems = new Map<number, string>()
-  /** values starting with 0 that are raw bodies with an empty eventId, by index: true for an ERASE */
+  /** values starting with 0 that are raw bodies with an empty eventId, by index (decided once, here): true for an ERASE */
   private readonly rawEmptyId = new Map<number, boolean>()
   /** wall clock at the fetch: bounds event time with the record timestamps (docs/time.md) */
   private readonly fetchedAt = Date.now()
 
   constructor (private readonly messages: InputMessage[], readonly topic: string, readonly partition: number, private readonly knownSchemaIds: ReadonlySet<number>, registry?: SchemaRegistry) {
-    if (registry === undefined) return
     for (let i = 0; i < messages.length; i++) {
       const v = messages[i].value
-      const id = v === null ? -1 : confluentSchemaId(v)
-      if (v === null || id < 0 || knownSchemaIds.has(id) || rawEmptyEventId(v) !== null) continue
+      // Only a value starting with 0 and no frame of a known id needs a decision here.
+      if (v === null || v[0] !== CONFLUENT_MAGIC) continue
+      const id = confluentSchemaId(v)
+      if (id >= 0 && knownSchemaIds.has(id)) continue
+      const raw = rawEmptyEventId(v)
+      if (raw !== null) { this.rawEmptyId.set(i, raw === 'ERASE'); continue }
+      if (registry === undefined || id < 0) continue
       const problem = registry.problem(id)
       if (problem !== null) { this.problems.set(i, problem); continue }
       try {
@@ -64,7 +68,7 @@ export class KafkaBatch implements RecordBatch {
     if (v === null) return EMPTY
     const t = this.translated.get(i)
     if (t !== undefined) return t
-    if (this.rawErase(i)) return v
+    if (this.rawEmptyId.get(i) === true) return v
     return confluentSchemaId(v) >= 0 ? confluentBody(v) : v
   }
 
@@ -88,28 +92,13 @@ export class KafkaBatch implements RecordBatch {
     if (v[0] !== CONFLUENT_MAGIC) return null
     const id = confluentSchemaId(v)
     if (this.translated.has(i) || (id >= 0 && this.knownSchemaIds.has(id))) return null
-    if (this.rawErase(i)) return null
-    if (this.rawEmptyId.get(i) === false) return 'eventId: empty (a value starting with byte 0 is read as Confluent-framed unless it is a raw ebb.UserEvent; only an ERASE may leave its eventId empty)'
+    const rawEmptyId = this.rawEmptyId.get(i)
+    if (rawEmptyId === true) return null
+    if (rawEmptyId === false) return 'eventId: empty (a value starting with byte 0 is read as Confluent-framed unless it is a raw ebb.UserEvent; only an ERASE may leave its eventId empty)'
     if (id < 0) return `Confluent framing cut short (under ${CONFLUENT_HEADER} bytes)`
     const problem = this.problems.get(i)
     if (problem !== undefined) return problem
     return `schema id ${id} is unknown: without a schema registry only ids ${[...this.knownSchemaIds].join(', ') || '(none configured)'} (knownSchemaIds) are read as ebb.UserEvent`
-  }
-
-  /** Whether value i, starting with 0, is a raw ERASE with an empty eventId (decided once). */
-  private rawErase (i: number): boolean {
-    const v = this.messages[i].value
-    if (v === null || v.length === 0 || v[0] !== CONFLUENT_MAGIC) return false
-    const id = confluentSchemaId(v)
-    if (this.translated.has(i) || (id >= 0 && this.knownSchemaIds.has(id))) return false
-    let r = this.rawEmptyId.get(i)
-    if (r === undefined) {
-      const type = rawEmptyEventId(v)
-      if (type === null) return false
-      r = type === 'ERASE'
-      this.rawEmptyId.set(i, r)
-    }
-    return r
   }
 
   source (i: number): DeadLetterSource {
