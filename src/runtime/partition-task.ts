@@ -563,12 +563,7 @@ export class PartitionTask {
     const reason = err.deadLetter ?? 'processing'
     this.stats.deadLetters[reason]++
     const v = batch.raw === undefined ? batch.value(i) : batch.raw(i)
-    let raw = typeof v === 'string' ? Buffer.from(v, 'utf8') : v
-    let whole = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
-    if (whole === undefined && raw.length > this.maxDeadLetterBytes) {
-      whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
-      raw = raw.subarray(0, Math.min(DEAD_LETTER_PREFIX, this.maxDeadLetterBytes))
-    }
+    const { raw, whole } = deadLetterBytes(typeof v === 'string' ? Buffer.from(v, 'utf8') : v, batch.rawWhole === undefined ? undefined : batch.rawWhole(i), this.maxDeadLetterBytes)
     this.sink.deadLetter({
       reason,
       code: err.code,
@@ -683,17 +678,22 @@ export class PartitionTask {
   }
 }
 
+/**
+ * The bytes a dead letter carries: whole up to `limit` (what the output takes: a Kafka message
+ * has a size limit), beyond it their first DEAD_LETTER_PREFIX bytes with the whole length and its
+ * SHA-256; bytes already cut so (`whole` given) stay as they are.
+ */
+function deadLetterBytes (raw: Buffer, whole: { bytes: number, sha256: string } | undefined, limit: number): { raw: Buffer, whole: { bytes: number, sha256: string } | undefined } {
+  if (whole !== undefined || raw.length <= limit) return { raw, whole }
+  return { raw: raw.subarray(0, Math.min(DEAD_LETTER_PREFIX, limit)), whole: { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') } }
+}
+
 /** A 64-bit hash of a user id, as 16 hex digits (erase markers: the id itself is not kept). */
 function userIdHash (userId: string): string {
   eventIdHash.of(userId)
   return hex32(eventIdHash.h1 >>> 0) + hex32(eventIdHash.h2 >>> 0)
 }
 
-/**
- * The event that waits for its time to be confirmed, as a one-record batch (so that it reaches
- * the dead letters with its own bytes and source, whenever it is resolved). Persisted with the
- * task's metadata, so a restart or a restore resumes the wait.
- */
 /**
  * A Kafka record keyed by something else than its userId is refused: the producer's partitioner
  * puts a user's events on the partition of their key, and the user's state lives on one
@@ -730,6 +730,11 @@ function keyIsUserId (k: Buffer, userId: string): boolean {
  */
 const HELD_BODY_LIMIT = 64 * 1024
 
+/**
+ * The event that waits for its time to be confirmed, as a one-record batch (so that it reaches
+ * the dead letters with its own bytes and source, whenever it is resolved). Persisted with the
+ * task's metadata, so a restart or a restore resumes the wait.
+ */
 class HeldEvent implements RecordBatch {
   readonly length = 1
   private constructor (readonly event: UserEvent, readonly format: 'json' | 'avro', private readonly body: string | Buffer, private readonly bytes: Buffer, private readonly where: DeadLetterSource, private readonly whole: { bytes: number, sha256: string } | undefined) {}
@@ -737,16 +742,12 @@ class HeldEvent implements RecordBatch {
   static of (e: UserEvent, batch: RecordBatch, i: number): HeldEvent {
     const v = batch.value(i)
     let body: string | Buffer = typeof v === 'string' ? v : Buffer.from(v)
-    let raw = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
-    let whole = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
-    if (whole === undefined && raw.length > HELD_BODY_LIMIT) {
-      body = batch.format === 'json' ? encodeJsonEvent(e) : encodeAvroEvent(e)
-      if (raw.length > DEFAULT_MAX_DEAD_LETTER_BYTES) {
-        whole = { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') }
-        raw = Buffer.from(raw.subarray(0, DEAD_LETTER_PREFIX))
-      }
-    }
-    return new HeldEvent(e, batch.format, body, raw, batch.source(i), whole)
+    const bytes = batch.raw === undefined ? (typeof body === 'string' ? Buffer.from(body, 'utf8') : body) : Buffer.from(batch.raw(i))
+    const given = batch.rawWhole === undefined ? undefined : batch.rawWhole(i)
+    if (given === undefined && bytes.length > HELD_BODY_LIMIT) body = batch.format === 'json' ? encodeJsonEvent(e) : encodeAvroEvent(e)
+    const { raw, whole } = deadLetterBytes(bytes, given, DEFAULT_MAX_DEAD_LETTER_BYTES)
+    // (a cut prefix is copied, so that the large record's memory is not kept for it)
+    return new HeldEvent(e, batch.format, body, raw === bytes ? raw : Buffer.from(raw), batch.source(i), whole)
   }
 
   value (): string | Buffer { return this.body }
