@@ -13,7 +13,7 @@ import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { projectRoot } from '../src/paths.js'
 import { Simulator } from '../src/sim/simulator.js'
-import { KafkaCluster, kafkaScript } from './kafka-env.js'
+import { KafkaCluster } from './kafka-env.js'
 
 /**
  * The chaos suite (`npm run chaos`): a 3-instance group on a broker of its own, instances killed
@@ -144,18 +144,18 @@ export async function runChaos (o: ChaosOptions, log: (s: string) => void): Prom
   const work = o.work ?? join(tmpdir(), `ebb-chaos-${process.pid}-${Date.now()}`)
   mkdirSync(work, { recursive: true })
   const nodes = o.brokers ?? 1
-  const cluster = nodes > 1
-    ? new KafkaCluster(o.port, nodes, [
-      `offsets.topic.replication.factor=${nodes}`,
-      `transaction.state.log.replication.factor=${nodes}`,
-      `transaction.state.log.min.isr=${nodes - 1}`,
-      `min.insync.replicas=${nodes - 1}`
-    ].join('\n'))
-    : undefined
-  const bootstrap = cluster?.bootstrap ?? `127.0.0.1:${o.port}`
+  // (one node is the single broker scripts/kafka.sh starts by default)
+  const cluster = new KafkaCluster(o.port, nodes, nodes === 1
+    ? ''
+    : [
+        `offsets.topic.replication.factor=${nodes}`,
+        `transaction.state.log.replication.factor=${nodes}`,
+        `transaction.state.log.min.isr=${nodes - 1}`,
+        `min.insync.replicas=${nodes - 1}`
+      ].join('\n'))
+  const bootstrap = cluster.bootstrap
   log(nodes > 1 ? `chaos: a cluster of ${nodes} brokers of its own on ${bootstrap}` : `chaos: a broker of its own on ${bootstrap}`)
-  if (cluster !== undefined) cluster.start()
-  else { kafkaScript(o.port, ['stop']); kafkaScript(o.port, ['start']) }
+  cluster.start()
   const client = new PlatformaticClient({ brokers: bootstrap.split(','), ssl: false, sasl: null }, 'ebb-chaos')
   const procs: Array<{ child: ChildProcess, exited: Promise<number | null>, startedAt: number } | undefined> = []
   let supervising = true
@@ -258,18 +258,13 @@ http: { port: 0 }
         // 200 ms. What was not committed yet is read just before the fault.
         const c = await committedTotal(client, app, input)
         inFlight.push(produced - (c ?? done))
-        if (fault === 'broker' && cluster !== undefined) {
-          const node = Math.floor(random() * nodes)
-          log(`chaos: killing broker ${node + 1} of ${nodes} (-9); back in ${o.brokerDownMs / 1000} s`)
+        if (fault === 'broker') {
+          // (no draw for one broker: the single-broker fault schedule stays what a seed gave before)
+          const node = nodes > 1 ? Math.floor(random() * nodes) : 0
+          log(`chaos: killing ${nodes > 1 ? `broker ${node + 1} of ${nodes}` : 'the broker'} (-9); back in ${o.brokerDownMs / 1000} s`)
           cluster.kill(node)
           await sleep(o.brokerDownMs)
           cluster.resume(node)
-          brokerKills++
-        } else if (fault === 'broker') {
-          log(`chaos: killing the broker (-9); back in ${o.brokerDownMs / 1000} s`)
-          kafkaScript(o.port, ['kill'])
-          await sleep(o.brokerDownMs)
-          kafkaScript(o.port, ['resume'])
           brokerKills++
         } else {
           const i = Math.floor(random() * o.instances)
@@ -339,8 +334,7 @@ http: { port: 0 }
   } finally {
     supervising = false
     for (const p of procs) if (p !== undefined && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
-    if (cluster !== undefined) cluster.stop()
-    else kafkaScript(o.port, ['stop'])
+    cluster.stop()
   }
 }
 
