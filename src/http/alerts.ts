@@ -4,7 +4,7 @@ import { protectedRoute, type AuthHook } from './auth.js'
 import type { EngineView } from './engine-view.js'
 import { alertSchema, errorSchema } from './schemas.js'
 
-interface AlertsQuery { since?: string, rule?: string, limit?: number }
+interface AlertsQuery { since?: string, rule?: string, limit?: string }
 
 /**
  * Parses `since` as the event contract reads `ts`: epoch millis, or an ISO-8601 instant with its
@@ -30,7 +30,9 @@ export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHo
         properties: {
           since: { type: 'string', description: 'only alerts fired at or after this instant (epoch millis or ISO-8601)' },
           rule: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$' },
-          limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 }
+          // A string read here, not an integer coerced by the validator: that would take 0x10, 1e2,
+          // +5 or 10.0 for a number, and a typo in a URL should be said, not guessed.
+          limit: { type: 'string', description: 'how many of the most recent matching alerts: an integer from 1 to 10000 (default 100)' }
         }
       },
       response: { 200: { type: 'object', properties: { alerts: { type: 'array', items: alertSchema }, truncated: { type: 'boolean' } } }, 400: errorSchema, 401: protectedRoute.unauthorized }
@@ -40,7 +42,8 @@ export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHo
     if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant with its offset (2026-03-01T00:00:00Z)` })
     const rule = req.query.rule
     if (rule !== undefined && !engine.topology.rules.some((r) => r.id === rule)) return await reply.code(400).send({ error: 'bad_request', message: `rule: "${rule}" is not a rule of this topology (its rules: ${engine.topology.rules.map((r) => r.id).join(', ')})` })
-    const limit = req.query.limit ?? 100
+    const limit = req.query.limit === undefined ? 100 : /^[1-9]\d{0,4}$/.test(req.query.limit) ? Number(req.query.limit) : Number.NaN
+    if (!(limit <= 10_000)) return await reply.code(400).send({ error: 'bad_request', message: `limit: "${req.query.limit ?? ''}" is not an integer from 1 to 10000 in decimal digits` })
     const matching = engine.recent.alerts.toArray().filter((a) => a.firedAt >= since && (rule === undefined || a.rule === rule))
     return { alerts: matching.slice(-limit), truncated: matching.length > limit }
   })

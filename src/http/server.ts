@@ -78,15 +78,24 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
       const v = err.validation[0]
       const unknown = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty
       const where = err.validationContext ?? 'request'
+      const name = v.instancePath.slice(1).replace(/\//g, '.')
+      const repeated = where === 'querystring' && Array.isArray((req.query as Record<string, unknown> | undefined)?.[name])
       const message = unknown !== undefined
         ? `unknown ${where === 'querystring' ? 'query parameter' : where + ' field'} "${unknown}"`
-        : `${where}${v.instancePath === '' ? '' : ' ' + v.instancePath.slice(1).replace(/\//g, '.')}: ${v.message ?? 'is not valid'}`
+        : repeated
+          ? `query parameter "${name}" is given more than once`
+          : `${where}${name === '' ? '' : ' ' + name}: ${v.message ?? 'is not valid'}`
       return await reply.code(400).send({ error: 'bad_request', message })
     }
     const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
     if (status >= 500) req.log.error({ err: { message: err.message, code: err.code } }, 'request failed')
     return await reply.code(status).send({ error: ERROR_CODES[status] ?? (status < 500 ? 'bad_request' : 'internal_error'), message: status < 500 ? err.message : 'the request failed inside Ebb; the log has the details (x-request-id)' })
   })
+  // No route takes a body. Fastify's own parsers would parse one before routing decides, so a POST
+  // of broken JSON to a GET-only path answered 400 instead of 404: a body of any type is read (up
+  // to the body limit, 413 past it) and ignored.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, _body, done) => { done(null, undefined) })
   app.setNotFoundHandler(async (_req, reply) => await reply.code(404).send({ error: 'not_found', message: 'no such route: GET /healthz, /readyz, /metrics, /users/:id, /alerts, /topology, /docs' }))
   // The request id goes back to the caller, so a client's report can be found in the logs.
   app.addHook('onSend', async (req, reply) => { reply.header('x-request-id', req.id) })

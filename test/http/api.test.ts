@@ -83,7 +83,14 @@ describe('HTTP API', () => {
   it('answers every error in one shape that names what is wrong, never echoing the URL', async () => {
     const cases: Array<[string, number, string, RegExp]> = [
       ['/alerts?colour=red', 400, 'bad_request', /^unknown query parameter "colour"$/],
-      ['/alerts?limit=0', 400, 'bad_request', /^querystring limit: must be >= 1$/],
+      ['/alerts?limit=0', 400, 'bad_request', /^limit: "0" is not an integer from 1 to 10000/],
+      // decimal digits only: the validator's coercion would have read these as 16, 100, 5 and 10
+      ['/alerts?limit=0x10', 400, 'bad_request', /^limit: "0x10" is not an integer/],
+      ['/alerts?limit=1e2', 400, 'bad_request', /^limit: "1e2" is not an integer/],
+      ['/alerts?limit=%2B5', 400, 'bad_request', /^limit: "\+5" is not an integer/],
+      ['/alerts?limit=10.0', 400, 'bad_request', /^limit: "10.0" is not an integer/],
+      ['/alerts?limit=10001', 400, 'bad_request', /^limit: "10001" is not an integer from 1 to 10000/],
+      ['/alerts?limit=1&limit=2', 400, 'bad_request', /^query parameter "limit" is given more than once$/],
       ['/alerts?since=yesterday', 400, 'bad_request', /since: "yesterday" is neither/],
       ['/alerts?rule=nope', 400, 'bad_request', /^rule: "nope" is not a rule of this topology \(its rules: consumption_drop, inactive_31d, inactive_7d, model_risk, unfollow_burst\)$/],
       ['/alerts?since=2026-03-09T16:00:00', 400, 'bad_request', /with its offset/], // a local time: no server-zone guess
@@ -101,6 +108,19 @@ describe('HTTP API', () => {
       expect(r.json().message).toMatch(message)
       expect(r.body).not.toContain('u-secret-42')
     }
+  })
+
+  it('parses no request body: a POST of broken JSON to a GET-only route is 404, a body past the limit 413', async () => {
+    const post = async (url: string, contentType: string, payload: string): Promise<[number, string]> => {
+      const r = await app.inject({ method: 'POST', url, headers: { ...auth, 'content-type': contentType }, payload })
+      return [r.statusCode, r.json().error]
+    }
+    expect(await post('/alerts', 'application/json', '{broken')).toEqual([404, 'not_found'])
+    expect(await post('/users/u1', 'application/x-www-form-urlencoded', 'a=1')).toEqual([404, 'not_found'])
+    expect(await post('/alerts', 'application/json', 'x'.repeat(1_100_000))).toEqual([413, 'payload_too_large'])
+    // a GET with a body is served; the body is not read as anything
+    const r = await app.inject({ method: 'GET', url: '/alerts?limit=1', headers: { ...auth, 'content-type': 'application/json' }, payload: '{broken' })
+    expect([r.statusCode, r.json().alerts.length]).toEqual([200, 1])
   })
 
   it('gives every time of a user as epoch millis, like the output records', async () => {
