@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process'
+import { type Admin, produceV9 } from '@platformatic/kafka'
 import { join } from 'node:path'
 import type { AdminPort } from '../../src/kafka/client.js'
+import { connectionTo, partitionLeader } from '../../src/kafka/hanging-transactions.js'
 import { PlatformaticClient } from '../../src/kafka/platformatic-client.js'
 import { projectRoot } from '../../src/paths.js'
 
@@ -98,4 +100,20 @@ export async function until<T> (f: () => Promise<T | undefined>, ms: number, wha
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
+}
+
+/**
+ * Appends one transactional record to topic-partition as `producer`, an id no coordinator ever
+ * gave: a transaction no coordinator owns (a hanging one, KIP-664). The broker must run with
+ * transaction.partition.verification.enable=false, which otherwise refuses such a batch.
+ */
+export async function ghostTransaction (admin: Admin, topic: string, partition: number, producer: { id: bigint, epoch: number }): Promise<void> {
+  const conn = await connectionTo(admin, await partitionLeader(admin, topic, partition))
+  await produceV9.api.async(conn, -1, 5000, [{ topic, partition, key: Buffer.from('ghost'), value: Buffer.from('ghost') }], { producerId: producer.id, producerEpoch: producer.epoch, transactionalId: 'ghost' })
+}
+
+/** A partition's last stable offset (the read_committed end) and high watermark, asked of whichever broker leads it. */
+export async function partitionEnds (admin: Admin, topic: string, partition: number): Promise<{ stable: bigint, high: bigint }> {
+  const q = async (isolationLevel: 0 | 1): Promise<bigint> => (await admin.listOffsets({ topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp: -1n }] }], isolationLevel }))[0].partitions[0].offset
+  return { stable: await q(1), high: await q(0) }
 }

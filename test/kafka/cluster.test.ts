@@ -1,9 +1,9 @@
-import { Admin, FindCoordinatorKeyTypes, produceV9 } from '@platformatic/kafka'
+import { Admin, FindCoordinatorKeyTypes } from '@platformatic/kafka'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { abortTransaction, connectionTo, openTransactions, partitionLeader } from '../../src/kafka/hanging-transactions.js'
+import { abortTransaction, openTransactions } from '../../src/kafka/hanging-transactions.js'
 import { HangingTransactionWatch } from '../../src/kafka/hanging-watch.js'
 import { KafkaCluster } from '../../bench/kafka-env.js'
-import { testClient, until } from './broker.js'
+import { ghostTransaction, partitionEnds, testClient, until } from './broker.js'
 
 /**
  * Hanging transactions (KIP-664) on a cluster of three brokers, where a single broker cannot
@@ -20,18 +20,6 @@ const GHOST = 876_543n
 
 beforeAll(() => { cluster.start() }, 300_000)
 afterAll(() => { cluster.stop() }, 120_000)
-
-/** Appends one transactional record to topic-partition as producer GHOST (epoch `epoch`): a transaction no coordinator owns. */
-async function ghostTransaction (admin: Admin, topic: string, partition: number, epoch: number): Promise<void> {
-  const conn = await connectionTo(admin, await partitionLeader(admin, topic, partition))
-  await produceV9.api.async(conn, -1, 5000, [{ topic, partition, key: Buffer.from('ghost'), value: Buffer.from('ghost') }], { producerId: GHOST, producerEpoch: epoch, transactionalId: 'ghost' })
-}
-
-/** The partition's last stable offset and high watermark, asked of whichever broker leads it. */
-async function ends (admin: Admin, topic: string, partition: number): Promise<{ stable: bigint, high: bigint }> {
-  const q = async (isolationLevel: 0 | 1): Promise<bigint> => (await admin.listOffsets({ topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp: -1n }] }], isolationLevel }))[0].partitions[0].offset
-  return { stable: await q(1), high: await q(0) }
-}
 
 describe('hanging transactions on a 3-broker cluster', () => {
   it('are found and aborted where the leader and the coordinator are different brokers, and not judged while a coordinator is down', async () => {
@@ -57,18 +45,18 @@ describe('hanging transactions on a 3-broker cluster', () => {
 
       const producer = await client.producer({ transactionalId: pick.id })
       try {
-        await ghostTransaction(admin, topic, 0, 0) // offset 0
+        await ghostTransaction(admin, topic, 0, { id: GHOST, epoch: 0 }) // offset 0
         const owned = await producer.transaction()
         await owned.sendBatch([{ topic, records: [{ key: 'k', value: Buffer.from('owned'), partition: 0 }] }]) // offset 1
         const open = await until(async () => await openTransactions(admin, topic, 0), 60_000, 'every coordinator to answer')
         expect(open.map((t) => [t.startOffset, t.transactionalId, t.coordinatorHasIt]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([[0n, null, false], [1n, pick.id, true]])
-        expect(await ends(admin, topic, 0)).toEqual({ stable: 0n, high: 2n })
+        expect(await partitionEnds(admin, topic, 0)).toEqual({ stable: 0n, high: 2n })
         const ghost = open.find((t) => !t.coordinatorHasIt)
         if (ghost === undefined) throw new Error('no hanging transaction listed')
         await abortTransaction(admin, topic, 0, ghost) // the marker at 2, written by the leader
-        expect((await ends(admin, topic, 0)).stable).toBe(1n)
+        expect((await partitionEnds(admin, topic, 0)).stable).toBe(1n)
         await owned.commit()
-        await until(async () => { const e = await ends(admin, topic, 0); return e.stable === e.high && e.high === 4n ? e : undefined }, 30_000, 'the commit marker')
+        await until(async () => { const e = await partitionEnds(admin, topic, 0); return e.stable === e.high && e.high === 4n ? e : undefined }, 30_000, 'the commit marker')
       } finally {
         await producer.close()
       }
@@ -76,7 +64,7 @@ describe('hanging transactions on a 3-broker cluster', () => {
       // The owned id's coordinator goes down (SIGKILL); the leader stays. A new ghost hangs on the
       // partition, but while a coordinators' partition has no live leader nothing is judged: the
       // watch neither aborts nor counts it, however long it has been seen.
-      await ghostTransaction(admin, topic, 0, 1) // offset 4
+      await ghostTransaction(admin, topic, 0, { id: GHOST, epoch: 1 }) // offset 4
       const watchAdmin = await testClient(cluster.bootstrap).admin()
       let now = 0
       const watch = new HangingTransactionWatch(() => watchAdmin, 1000, () => now)
@@ -87,7 +75,7 @@ describe('hanging transactions on a 3-broker cluster', () => {
         expect(refused).toContain('nothing is judged')
         for (let look = 0; look < 3; look++, now += 5000) expect(await watch.abortHung(topic, 0)).toBe(false)
         expect(watch.aborted.get(topic)).toBeUndefined()
-        expect((await ends(admin, topic, 0)).stable).toBe(4n)
+        expect((await partitionEnds(admin, topic, 0)).stable).toBe(4n)
 
         // Back: the ghost is judged from its first look after the coordinator returned, and
         // aborted once it has hung for the watch's timeout.
@@ -97,7 +85,7 @@ describe('hanging transactions on a 3-broker cluster', () => {
         now += 1000
         expect(await watch.abortHung(topic, 0)).toBe(true)
         expect(watch.aborted.get(topic)).toBe(1)
-        const e = await ends(admin, topic, 0)
+        const e = await partitionEnds(admin, topic, 0)
         expect(e).toEqual({ stable: 6n, high: 6n }) // 4 the ghost, 5 its abort marker
       } finally {
         await watchAdmin.close()

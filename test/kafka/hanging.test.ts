@@ -1,15 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Admin, produceV9 } from '@platformatic/kafka'
+import { Admin } from '@platformatic/kafka'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
 import { CHANGELOG_SUFFIX } from '../../src/kafka/config.js'
-import { abortTransaction, connectionTo, openTransactions, partitionLeader } from '../../src/kafka/hanging-transactions.js'
+import { abortTransaction, openTransactions } from '../../src/kafka/hanging-transactions.js'
 import { projectRoot } from '../../src/paths.js'
 import { kafkaScript } from '../../bench/kafka-env.js'
 import { tempDir } from '../helpers.js'
-import { committedCount, produce, testClient, until } from './broker.js'
+import { committedCount, ghostTransaction, partitionEnds, produce, testClient, until } from './broker.js'
 
 /**
  * A hanging transaction (KIP-664) on the state changelog and on an output, on a real broker: open
@@ -33,23 +33,12 @@ afterAll(() => {
   tmp.cleanup()
 }, 120_000)
 
-const GHOST = 987_654n
+const GHOST = { id: 987_654n, epoch: 0 }
 
-/** Appends one transactional record to topic-partition as producer GHOST: a transaction no coordinator owns. */
-async function ghostTransaction (admin: Admin, topic: string, partition: number): Promise<void> {
-  const conn = await connectionTo(admin, await partitionLeader(admin, topic, partition))
-  await produceV9.api.async(conn, -1, 5000, [{ topic, partition, key: Buffer.from('ghost'), value: Buffer.from('ghost') }], { producerId: GHOST, producerEpoch: 0, transactionalId: 'ghost' })
-}
-
-/** The partition's last stable offset (read_committed end) and high watermark. */
+/** The partition's last stable offset and high watermark (partition 0). */
 async function ends (topic: string): Promise<{ stable: bigint, high: bigint }> {
   const admin = new Admin({ clientId: 'ebb-test-offsets', bootstrapBrokers: [BOOTSTRAP] })
-  try {
-    const q = async (isolationLevel: 0 | 1): Promise<bigint> => (await admin.listOffsets({ topics: [{ name: topic, partitions: [{ partitionIndex: 0, timestamp: -1n }] }], isolationLevel }))[0].partitions[0].offset
-    return { stable: await q(1), high: await q(0) }
-  } finally {
-    await admin.close()
-  }
+  try { return await partitionEnds(admin, topic, 0) } finally { await admin.close() }
 }
 
 function startEbb (file: string): { child: ChildProcess, exited: Promise<number | null>, stderr: () => string } {
@@ -67,7 +56,7 @@ describe('hanging transactions on the real broker', () => {
     const admin = new Admin({ clientId: 'ebb-test-hanging', bootstrapBrokers: [BOOTSTRAP] })
     const producer = await testClient(BOOTSTRAP).producer({ transactionalId: `${topic}-owned` })
     try {
-      await ghostTransaction(admin, topic, 0) // offset 1
+      await ghostTransaction(admin, topic, 0, GHOST) // offset 1
       const owned = await producer.transaction()
       await owned.sendBatch([{ topic, records: [{ key: 'k', value: Buffer.from('owned'), partition: 0 }] }]) // offset 2
       // (the coordinators' topic was created a moment ago by the owned producer: until each of its
@@ -77,7 +66,7 @@ describe('hanging transactions on the real broker', () => {
       expect(await ends(topic)).toEqual({ stable: 1n, high: 3n })
       const ghost = open.find((t) => !t.coordinatorHasIt)
       if (ghost === undefined) throw new Error('no hanging transaction listed')
-      expect(ghost.producerId).toBe(GHOST)
+      expect(ghost.producerId).toBe(GHOST.id)
       await abortTransaction(admin, topic, 0, ghost)
       // The ghost's records are aborted (the marker at 3): the stable offset moves on to the owned transaction.
       expect((await ends(topic)).stable).toBe(2n)
@@ -128,7 +117,7 @@ ${extra}`)
     // The ghost at the changelog's end; b (an empty state directory: a new machine) restores up
     // to it, which is all a has committed, then commits 200 more records' state behind it.
     const admin = new Admin({ clientId: 'ebb-test-hanging', bootstrapBrokers: [BOOTSTRAP] })
-    try { await ghostTransaction(admin, changelog, 0) } finally { await admin.close() }
+    try { await ghostTransaction(admin, changelog, 0, GHOST) } finally { await admin.close() }
     const hiddenFrom = (await ends(changelog)).stable
     await produce(input, 1, events(200, 200), BOOTSTRAP)
     await runUntilCommitted(`${app}-b`, 400)
@@ -154,7 +143,7 @@ ${extra}`)
     // past it. c holds input partition 0, so it watches the outputs, and aborts it too.
     const tasks = `${app}.tasks`
     const admin2 = new Admin({ clientId: 'ebb-test-hanging', bootstrapBrokers: [BOOTSTRAP] })
-    try { await ghostTransaction(admin2, tasks, 0) } finally { await admin2.close() }
+    try { await ghostTransaction(admin2, tasks, 0, GHOST) } finally { await admin2.close() }
     await produce(input, 1, events(400, 100), BOOTSTRAP) // more work behind it
     expect(await until(async () => await aborted(tasks), 60_000, 'the output watch to abort the ghost')).toBe('1')
     const t = await until(async () => { const e = await ends(tasks); return e.stable === e.high ? e : undefined }, 30_000, 'the tasks topic readable to its end')
