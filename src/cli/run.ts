@@ -84,6 +84,7 @@ export async function run (argv: string[]): Promise<number> {
   let interrupted: string | undefined
   void stopped.then((why) => { interrupted = why })
   let why: string
+  let gaveUp: EbbError | undefined
   for (;;) {
     runner.attachMetrics(metrics)
     runner.waiting ??= 'connecting to the brokers'
@@ -116,11 +117,16 @@ export async function run (argv: string[]): Promise<number> {
       why = await untilStoppedOrFailed(runner, stopped, () => outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0 }, config.retryTimeoutMs)
       if (why === 'unavailable') {
         // Not healthy again within retryTimeout of the outage's start (the client kept restarting
-        // its consumer, or the group never settled): give up.
-        const err = new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), Math.round(config.retryTimeoutMs / 1000), `no partition was processed since (${runner.lastCrash ?? runner.readiness().reason})`)
+        // its consumer, or the group never settled, or its partitions never opened): give up.
+        // Said as what it was: brokers out of reach only when the consumer kept failing.
+        const secs = Math.round(config.retryTimeoutMs / 1000)
+        const err = runner.lastCrash !== undefined
+          ? new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), secs, `no partition was processed since (${runner.lastCrash})`)
+          : new EbbError(Errors.RUN_STALLED, secs, runner.readiness().reason)
         givenUp = err.message
         await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
         await withDeadline(app.close(), 5000, 'stopping')
+        gaveUp = err
         throw err
       }
       if (why !== 'failure') break
@@ -130,6 +136,8 @@ export async function run (argv: string[]): Promise<number> {
       fatal = !(isEbbError(lastError) && lastError.retriable) || lastError.code === Errors.SCHEMA_REGISTRY_UNAVAILABLE.code
       outageSince ??= runner.unavailableSince ?? Date.now()
     } catch (err) {
+      // (given up above: not one more round of the retry below, which would wrap its message again)
+      if (err === gaveUp) throw err
       // The client's errors keep their cause nested: said in words here, once for every message below.
       lastError = isKafkaClientError(err) ? Object.assign(new Error(errorText(err)), { code: (err as { code: string }).code }) : err as Error
       // Retriable: the client's own errors (connection refused, no leader yet), a registry that

@@ -29,7 +29,8 @@ export class ChangelogReader {
 
   /**
    * Restores the store and, with exactly-once, returns the input offset its state has seen once
-   * that agrees with the group's committed offset. Both are written by one transaction, so they
+   * that agrees with the group's committed offset (or where to resume when the group has lost
+   * its offsets: stateAhead). Both are written by one transaction, so they
    * disagree only while a previous owner's last transaction is still landing: one that was in
    * flight when it lost the partition (the client's group member rejoins without waiting for the
    * runner, so nothing holds the rebalance while a commit is in flight; the member's generation
@@ -63,11 +64,16 @@ export class ChangelogReader {
     const deadline = Date.now() + c.restoreConsistencyTimeoutMs
     for (let attempt = 1; ; attempt++) {
       await this.restorePartition(partition, store, signal)
-      if (c.processingGuarantee !== 'exactly_once') return null
       const [raw] = await store.getMany([META_INPUT])
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
       const committed = (await abortable(this.admin().committedOffsets(c.applicationId, c.topics.input), signal)).get(partition) ?? null
+      // At-least-once writes the changelog before the offsets, so its state is ahead of the group
+      // by design: it resumes at the group's offset (its repeats are allowed), unless the group has none.
+      if (c.processingGuarantee !== 'exactly_once') return seen !== null && committed === null ? await this.stateAhead(partition, seen, committed, signal) : null
       if (seen === committed) return seen
+      // Ahead of the group for longer than a landing transaction takes (its changelog records can
+      // be readable a moment before its offsets are): the group lost its offsets, or they moved.
+      if (seen !== null && (committed === null || seen > committed) && Date.now() >= deadline) return await this.stateAhead(partition, seen, committed, signal)
       // Nothing was ever written to this changelog partition (a new application, or one `ebb
       // reset` started over): no transaction can be landing, the state is empty by design.
       if (seen === null && (await abortable(this.admin().endOffsets(changelogTopic(c)), signal)).get(partition) === 0n) {
@@ -90,6 +96,36 @@ export class ChangelogReader {
       if (attempt === 1) log.info({ partition, stateAt: String(seen), committedAt: String(committed) }, 'the previous owner\'s last transaction is landing; restoring again once it has')
       await abortable(new Promise((resolve) => setTimeout(resolve, CONSISTENT_RESTORE_WAIT_MS)), signal)
     }
+  }
+
+  /**
+   * The state has seen more of the input than the group has committed, for good. Exactly-once
+   * commits both in one transaction, so the group's offset went missing or moved, not the state:
+   *
+   * - No offset at all, and the input reaches the state's offset: the broker dropped the group's
+   *   offsets (`offsets.retention.minutes`, 7 days by default, counts from when the group's last
+   *   member left: an application stopped for a week loses them) or someone deleted them. The
+   *   state says where it stopped, so it resumes there, not at `autoOffsetReset` (from the start,
+   *   that would apply every event a second time; from the end, skip what came meanwhile). What
+   *   retention deleted meanwhile is gone: then from the input's start.
+   * - No offset, and the input ends before the state's offset: the topic was deleted and created
+   *   again (Ebb creates it with `createIfAbsent`), or truncated; the state belongs to input that no
+   *   longer exists. Or an offset before the state's: moved back without the state
+   *   (`kafka-consumer-groups --reset-offsets`), which would apply events twice. Neither is waited
+   *   out: the process ends with what to do (`ebb reset`, which moves offsets and state together).
+   */
+  private async stateAhead (partition: number, seen: bigint, committed: bigint | null, signal?: AbortSignal): Promise<bigint> {
+    const input = this.config.topics.input
+    const end = (await abortable(this.admin().highWatermarks(input), signal)).get(partition) ?? 0n
+    if (committed === null && seen <= end) {
+      const start = (await abortable(this.admin().startOffsets(input), signal)).get(partition) ?? 0n
+      const resumeAt = seen < start ? start : seen
+      log.warn({ partition, stateAt: String(seen), resumeAt: String(resumeAt), inputStart: String(start) }, 'the group has no committed offset for this partition (expired after the broker\'s offsets.retention.minutes while no instance ran, or deleted): resuming where the state stopped')
+      return resumeAt
+    }
+    throw new EbbError(Errors.STATE_AHEAD, partition, String(seen), committed === null
+      ? `the group has no committed offset and ${input} ends at offset ${end}: the topic was deleted and created again, or truncated`
+      : `the group has committed ${committed}, before it: the group's offsets were moved back without the state (kafka-consumer-groups --reset-offsets), which would apply those events twice`)
   }
 
   /** Replays the changelog partition from the store's position to its end (read committed). */

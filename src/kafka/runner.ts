@@ -168,10 +168,12 @@ export class KafkaRunner {
     if (this.unavailableSince !== undefined) return { ready: false, reason: `Kafka is unavailable since ${new Date(this.unavailableSince).toISOString()}: the consumer restarts (${this.lastCrash ?? 'failed'})` }
     if (this.rebalancing) return { ready: false, reason: 'the group is rebalancing' }
     if (this.assigned.length === 0) return { ready: false, reason: 'no partitions assigned' }
+    // (with why the last attempt to open one failed, when one did: a restore behind the group's offset, a stalled read)
+    const failed = this.lastOpenFailure !== undefined && this.holds(this.lastOpenFailure.partition) && this.tasks.get(this.lastOpenFailure.partition) !== 'running' ? `; the last attempt failed: ${this.lastOpenFailure.message}` : ''
     const restoring = this.assigned.filter((p) => this.tasks.get(p) === 'restoring')
-    if (restoring.length > 0) return { ready: false, reason: `restoring state from the changelog: partition(s) ${restoring.join(', ')}` }
+    if (restoring.length > 0) return { ready: false, reason: `restoring state from the changelog: partition(s) ${restoring.join(', ')}${failed}` }
     const opening = this.assigned.filter((p) => this.tasks.get(p) !== 'running')
-    if (opening.length > 0) return { ready: false, reason: `opening partition(s) ${opening.join(', ')}` }
+    if (opening.length > 0) return { ready: false, reason: `opening partition(s) ${opening.join(', ')}${failed}` }
     return { ready: true, reason: `${this.assigned.length} partition(s) assigned` }
   }
 
@@ -397,6 +399,8 @@ export class KafkaRunner {
   }
 
   private lastOpenRetry = 0
+  /** why the last failed open failed (readiness says it while the partition stays closed) */
+  private lastOpenFailure: { partition: number, message: string } | undefined
 
   /**
    * An assigned partition whose open failed (a restore cut short, a state behind the committed
@@ -445,9 +449,13 @@ export class KafkaRunner {
     try {
       return await this.open(partition)
     } catch (err) {
-      if ((err as EbbError).code === Errors.STATE_CORRUPT.code) throw err
+      // Not retried: a corrupt state, or one that belongs to input the group no longer has.
+      if ((err as EbbError).code === Errors.STATE_CORRUPT.code || (err as EbbError).code === Errors.STATE_AHEAD.code) throw err
       if (this.assignment.signal.aborted || this.closing.signal.aborted) log.info({ partition }, 'opening the partition stopped: the group rebalances or the runner stops')
-      else log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
+      else {
+        log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')
+        this.lastOpenFailure = { partition, message: (err as Error).message }
+      }
       return undefined
     }
   }

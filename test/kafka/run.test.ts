@@ -4,6 +4,7 @@ import { tracingChannel } from 'node:diagnostics_channel'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { createServer } from 'node:http'
+import { Admin } from '@platformatic/kafka'
 import avsc from 'avsc'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeAvroEvent } from '../../src/events/avro.js'
@@ -14,7 +15,7 @@ import { projectRoot } from '../../src/paths.js'
 import { makePopulation } from '../../src/sim/populations.js'
 import { Simulator } from '../../src/sim/simulator.js'
 import { tempDir } from '../helpers.js'
-import { BROKER, committedCount, kcatValues, produce, startBroker, stopBroker, testClient, waitCaughtUp } from './broker.js'
+import { BROKER, committedCount, kcatValues, produce, startBroker, stopBroker, testClient, until, waitCaughtUp } from './broker.js'
 
 /**
  * `ebb run` against the project's real Kafka (KRaft, scripts/kafka.sh), outputs read back with
@@ -544,6 +545,58 @@ describe('ebb run on a real Kafka', () => {
     expect(await second.exited).toBe(0)
     // every alert again, with the same id: a consumer that dedupes on alertId sees each once
     expect(alertIds()).toEqual([...before, ...before].sort())
+  }, 240_000)
+
+  it('the group\'s offsets gone (expired while stopped, or deleted): resumes where the state stopped, nothing applied twice; the input topic recreated: exits 1 with EBB_STATE_AHEAD, not retried', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const n = await simulatedInput(input, 2, 37)
+    const file = (dir: string): string => config(app, input, 2, join(tmp.dir, dir), `${app}-0`, 'restoreConsistencyTimeout: 2s\nretryTimeout: 60s\n')
+    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)
+    const first = startEbb(file(`${app}-a`))
+    await waitCaughtUp(app, input)
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    const before = alertIds()
+    expect(before.length).toBeGreaterThan(50)
+    // What the broker does to a group with no member after offsets.retention.minutes: no offsets left.
+    const admin = new Admin({ clientId: 'ebb-test-offsets', bootstrapBrokers: [BROKER] })
+    try {
+      await until(async () => await admin.deleteGroups({ groups: [app] }).then(() => true, () => undefined), 30_000, 'the group empty, then deleted')
+    } finally {
+      await admin.close()
+    }
+    expect(await committedCount(app, input)).toBe(0)
+    // On an empty state directory (restored from the changelog): from the start of the input
+    // (autoOffsetReset: earliest) every event would be applied a second time, every alert fired again.
+    const second = startEbb(file(`${app}-b`))
+    await waitReady(second.stderr)
+    // (undecodable: each becomes a dead letter carrying its bytes, and stream time stays where it was)
+    const later = Array.from({ length: 40 }, (_, i) => ({ key: `later-${i}`, value: Buffer.from(`later-${i}`) }))
+    await produce(input, 2, later)
+    await waitCommitted(app, input, n + later.length)
+    second.child.kill('SIGTERM')
+    expect(await second.exited).toBe(0)
+    expect(second.stderr()).toMatch(/no committed offset for this partition/)
+    const after = alertIds()
+    expect(new Set(after).size).toBe(after.length)
+    expect(after.sort()).toEqual([...before].sort())
+    const dead = kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString()).filter((t) => t.startsWith('later-'))
+    expect(dead.sort()).toEqual(later.map((r) => r.key).sort())
+    // The input deleted and created again (smaller): the state is of input that no longer exists.
+    const recreate = new Admin({ clientId: 'ebb-test-topics', bootstrapBrokers: [BROKER] })
+    try {
+      await recreate.deleteTopics({ topics: [input] })
+      await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(input) ? undefined : true, 30_000, 'the input deleted')
+    } finally {
+      await recreate.close()
+    }
+    await until(async () => await produce(input, 2, later).then(() => true, () => undefined), 30_000, 'the input created again')
+    const t0 = Date.now()
+    const third = startEbb(file(`${app}-b`))
+    expect(await third.exited).toBe(1)
+    expect(third.stderr()).toMatch(/has seen the input up to offset \d+, but the group has no committed offset and .* ends at offset \d+: the topic was deleted and created again.*`ebb reset --config F`.*\[EBB_STATE_AHEAD\]/s)
+    expect(Date.now() - t0).toBeLessThan(45_000) // not waited out for retryTimeout (60 s)
   }, 240_000)
 
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
