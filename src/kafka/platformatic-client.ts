@@ -632,7 +632,7 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
         force = false
       } catch (err) {
         if (this.stopped) return
-        if (this.resetOutOfRange(err)) continue
+        if (await this.resetOutOfRange(err).catch(() => false)) continue
         if (failingSince === undefined) {
           // A consumer restart: the runner drops its uncommitted work and says Kafka is
           // unavailable; once fetching works again, every partition starts over from the
@@ -696,20 +696,24 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     }
   }
 
-  /** OFFSET_OUT_OF_RANGE (the records were deleted by retention): the position moves to the earliest or latest, as configured. */
-  private resetOutOfRange (err: unknown): boolean {
+  /**
+   * OFFSET_OUT_OF_RANGE (the records were deleted by retention, or the topic truncated, while the
+   * group was away): the position moves to the earliest or latest offset, as configured. The
+   * broker answers -1 for the log's start and end beside this error, so they are asked for.
+   */
+  private async resetOutOfRange (err: unknown): Promise<boolean> {
     const response = (err as { response?: FetchResponse }).response
     if (response?.responses === undefined) return false
+    const outOfRange = response.responses.flatMap((t) => t.partitions.filter((p) => p.errorCode === 1).map((p) => p.partitionIndex))
+    if (outOfRange.length === 0) return false
+    const offsets = (await this.fetcher.listOffsets({ topics: [this.topic], partitions: { [this.topic]: outOfRange }, timestamp: this.opts.fromBeginning ? EARLIEST : LATEST, isolationLevel: READ_COMMITTED })).get(this.topic)
     let reset = false
-    for (const t of response.responses) {
-      for (const p of t.partitions) {
-        if (p.errorCode !== 1) continue
-        const at = this.opts.fromBeginning ? p.logStartOffset : p.highWatermark
-        if (at < 0n) continue
-        log.warn({ partition: p.partitionIndex, from: this.positions.get(p.partitionIndex)?.toString(), to: at.toString() }, 'the fetch position is out of range; it moves to the ' + (this.opts.fromBeginning ? 'earliest' : 'latest') + ' offset')
-        this.positions.set(p.partitionIndex, at)
-        reset = true
-      }
+    for (const p of outOfRange) {
+      const at = offsets?.[p]
+      if (at === undefined || at < 0n) continue
+      log.warn({ partition: p, from: this.positions.get(p)?.toString(), to: at.toString() }, 'the fetch position is out of range (records deleted by retention?); it moves to the ' + (this.opts.fromBeginning ? 'earliest' : 'latest') + ' offset')
+      this.positions.set(p, at)
+      reset = true
     }
     return reset
   }

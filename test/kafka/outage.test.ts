@@ -47,8 +47,10 @@ http: { port: 0 }
       await until(async () => (await fetch(`${api}/readyz`)).status === 200 ? true : undefined, 90_000, 'ready')
       await until(async () => /^ebb_commits_total ([1-9]\d*)$/m.test(await (await fetch(`${api}/metrics`)).text()) ? true : undefined, 30_000, 'a commit')
 
-      kafkaSh('kill')
+      // (the time is taken before the kill: the instance sees its connections drop at once, while
+      // the script returns only once the broker's process is gone)
       const killedAt = Date.now()
+      kafkaSh('kill')
       // Still trying: alive, not ready with the reason, the retries counted.
       const reason = await until(async () => {
         const r = await fetch(`${api}/readyz`)

@@ -599,6 +599,38 @@ describe('ebb run on a real Kafka', () => {
     expect(Date.now() - t0).toBeLessThan(45_000) // not waited out for retryTimeout (60 s)
   }, 240_000)
 
+  it('retention deleted records past the group\'s offset while it was stopped: it goes on from the first record left, without a stall', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    // Undecodable records: each becomes a dead letter carrying its bytes, so the output says which were read.
+    const rec = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
+    await produce(input, 1, Array.from({ length: 30 }, (_, i) => rec(`first-${i}`)))
+    const file = config(app, input, 1, join(tmp.dir, app))
+    const first = startEbb(file)
+    await waitCaughtUp(app, input)
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    expect(await committedCount(app, input)).toBe(30)
+    // While it is stopped, 40 more arrive and the first 50 are deleted (as retention would):
+    // the group's offset, 30, is before the log's start.
+    await produce(input, 1, Array.from({ length: 40 }, (_, i) => rec(`second-${i}`)))
+    const admin = new Admin({ clientId: 'ebb-test-retention', bootstrapBrokers: [BROKER] })
+    try {
+      const [deleted] = await admin.deleteRecords({ topics: [{ name: input, partitions: [{ partition: 0, offset: 50n }] }] })
+      expect(deleted.partitions[0].lowWatermark).toBe(50n)
+    } finally {
+      await admin.close()
+    }
+    const second = startEbb(file)
+    await waitCommitted(app, input, 70)
+    second.child.kill('SIGTERM')
+    expect(await second.exited).toBe(0)
+    const read = kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString())
+    // every record of the first run once, then what was left of the second batch: second-20 on
+    expect(read).toEqual([...Array.from({ length: 30 }, (_, i) => `first-${i}`), ...Array.from({ length: 20 }, (_, i) => `second-${20 + i}`)])
+    expect(second.stderr()).not.toMatch(/EBB_RESTORE_BEHIND|EBB_STATE_AHEAD/)
+  }, 120_000)
+
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
