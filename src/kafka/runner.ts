@@ -26,6 +26,8 @@ const OPEN_RETRY_MS = 5000
 const REGISTRY_RETRY_MS = 1000
 /** outputs plus dirty states held before a commit is forced, whatever the interval */
 const MAX_BUFFERED = 100_000
+/** how often the input's partition count is compared with the state's (partitions added to a running input) */
+const PARTITION_CHECK_MS = 10_000
 /** records processed in one synchronous run while a commit is in flight (about 10 ms of work) */
 const PROCESS_SLICE = 2000
 
@@ -40,6 +42,16 @@ const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['res
 
 const noOutputs = (): CommitContent['outputs'] => ({ alerts: [], tasks: [], outcomes: [], deadLetters: [] })
 const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o.tasks.length + o.outcomes.length + o.deadLetters.length
+
+/**
+ * The input's partition count is not the state's (partitions were added to the input topic). A
+ * producer puts a user's events in murmur2(userId) mod the count, so with another count most users'
+ * new events go to another partition than the one holding their state: processing on would split
+ * every such user in two. Kafka cannot take partitions away, so the way on is to start over.
+ */
+export function partitionsChanged (input: string, inputPartitions: number, changelog: string, statePartitions: number): string {
+  return `${input} has ${inputPartitions} partitions, but the state (changelog ${changelog}) was built for ${statePartitions}: users' events are keyed to other partitions than their state now. Start the application over on the new count with \`ebb reset --config F\` (it rebuilds the state from the input's start, so the input must still hold the history), or go back to an input topic of ${statePartitions} partitions`
+}
 
 /** A partition's part of a commit: its changelog batch (local store + changelog records), outputs and input offset. */
 interface PreparedPartition { st: AssignedPartition, b: ChangelogBatch, out: ReturnType<KafkaSink['drain']>, offset: string | null }
@@ -92,6 +104,7 @@ export class KafkaRunner {
   private commitChain: Promise<void> = Promise.resolve()
   private ticker: NodeJS.Timeout | undefined
   private outputWatchTimer: NodeJS.Timeout | undefined
+  private partitionCheckTimer: NodeJS.Timeout | undefined
   private readonly hanging: HangingTransactionWatch
   private readonly outputWatch: OutputWatch
   private stopping = false
@@ -218,6 +231,11 @@ export class KafkaRunner {
       this.schedule(async () => { await this.commitIfDue(false) })
       this.retryUnopened()
     }, Math.max(100, Math.min(c.commitIntervalMs, 1000)))
+    // Partitions added to the input while this runs: the client's group keeps its old assignment
+    // (the new partitions are not read, their lag shows nowhere) until a rebalance hands one out
+    // with no changelog partition behind it. Said at once instead, and the run ends (exit 2).
+    this.partitionCheckTimer = setInterval(() => { void this.checkPartitionCount() }, PARTITION_CHECK_MS)
+    this.partitionCheckTimer.unref()
     // Outputs held back by a hanging transaction (exactly-once writes them in transactions): one
     // instance watches them, the one that holds input partition 0. Off the serial chain: it only
     // reads offsets and, rarely, writes an abort marker.
@@ -251,6 +269,13 @@ export class KafkaRunner {
     return out
   }
 
+  private async checkPartitionCount (): Promise<void> {
+    if (this.stopping || this.fatal !== undefined || this.admin === undefined) return
+    const c = this.config
+    const n = await this.admin.partitionCount(c.topics.input).catch(() => 0) // (unknown: the consumer says why)
+    if (n > 0 && n !== this.inputPartitions && !this.stopping) this.fail(new EbbError(Errors.CONFIG_INVALID, 'topics', partitionsChanged(c.topics.input, n, changelogTopic(c), this.inputPartitions)))
+  }
+
   private async ensureTopics (admin: AdminPort): Promise<void> {
     const c = this.config
     const existing = await admin.topics()
@@ -271,7 +296,7 @@ export class KafkaRunner {
       want.push({ topic: cl, partitions: inputPartitions, replicationFactor: c.topics.replicationFactor, compact: true })
     } else {
       const n = await admin.partitionCount(cl)
-      if (n !== inputPartitions) throw new EbbError(Errors.CONFIG_INVALID, 'topics', `the changelog ${cl} has ${n} partitions but ${c.topics.input} has ${inputPartitions}: state is partitioned like the input; recreate the changelog`)
+      if (n !== inputPartitions) throw new EbbError(Errors.CONFIG_INVALID, 'topics', partitionsChanged(c.topics.input, inputPartitions, cl, n))
     }
     if (want.length > 0) {
       await admin.createTopics(want)
@@ -691,6 +716,7 @@ export class KafkaRunner {
     this.closing.abort(new Error('the runner is closing'))
     if (this.ticker !== undefined) clearInterval(this.ticker)
     if (this.outputWatchTimer !== undefined) clearInterval(this.outputWatchTimer)
+    if (this.partitionCheckTimer !== undefined) clearInterval(this.partitionCheckTimer)
     // Batches that arrive from now on are left unprocessed (onBatch); the last commit runs after
     // the batch in flight, in the serial chain.
     if (this.fatal === undefined) await this.serial(async () => { await this.commitIfDue(true) }).catch((err: unknown) => { this.fail(err as Error) })

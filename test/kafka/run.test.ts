@@ -631,6 +631,26 @@ describe('ebb run on a real Kafka', () => {
     expect(second.stderr()).not.toMatch(/EBB_RESTORE_BEHIND|EBB_STATE_AHEAD/)
   }, 120_000)
 
+  it('partitions added to the input under a running instance: it stops within seconds (exit 2) saying why, and a restart refuses the same way, rather than leave the new partition unread', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    await produce(input, 2, Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: Buffer.from(`r${i}`) })))
+    const file = config(app, input, 2, join(tmp.dir, app))
+    const ebb = startEbb(file)
+    await waitReady(ebb.stderr)
+    const admin = new Admin({ clientId: 'ebb-test-partitions', bootstrapBrokers: [BROKER] })
+    try { await admin.createPartitions({ topics: [{ name: input, count: 3 }] }) } finally { await admin.close() }
+    const t0 = Date.now()
+    const code = await Promise.race([ebb.exited, new Promise<string>((resolve) => setTimeout(() => { resolve('still running') }, 45_000))])
+    expect(code).toBe(2)
+    expect(Date.now() - t0).toBeLessThan(30_000)
+    const said = new RegExp(`${input.replace(/\./g, '\\.')} has 3 partitions, but the state \\(changelog ${app}-user-state-changelog\\) was built for 2: .*\`ebb reset --config F\`.*\\[EBB_CONFIG_INVALID\\]`, 's')
+    expect(ebb.stderr()).toMatch(said)
+    const again = startEbb(file)
+    expect(await again.exited).toBe(2)
+    expect(again.stderr()).toMatch(said)
+  }, 120_000)
+
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
