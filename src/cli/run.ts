@@ -85,6 +85,8 @@ export async function run (argv: string[]): Promise<number> {
   void stopped.then((why) => { interrupted = why })
   let why: string
   let gaveUp: EbbError | undefined
+  /** why the last attempt failed (said when a later one gives up without an error of its own) */
+  let previous: string | undefined
   for (;;) {
     runner.attachMetrics(metrics)
     runner.waiting ??= 'connecting to the brokers'
@@ -122,7 +124,7 @@ export async function run (argv: string[]): Promise<number> {
         const secs = Math.round(config.retryTimeoutMs / 1000)
         const err = runner.lastCrash !== undefined
           ? new EbbError(Errors.KAFKA_UNREACHABLE, config.brokers.join(','), secs, `no partition was processed since (${runner.lastCrash})`)
-          : new EbbError(Errors.RUN_STALLED, secs, runner.readiness().reason)
+          : new EbbError(Errors.RUN_STALLED, secs, `${runner.readiness().reason}${previous === undefined ? '' : `; the attempt before failed: ${previous}`}`)
         givenUp = err.message
         await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping')
         await withDeadline(app.close(), 5000, 'stopping')
@@ -149,6 +151,7 @@ export async function run (argv: string[]): Promise<number> {
       outageSince ??= Date.now()
     }
     if (!fatal) retried(lastError)
+    previous = lastError.message
     // Closed before anything new starts: the stores' locks, the old member's partitions.
     const closed = await withDeadline(runner.stop(), STOP_DEADLINE_MS, 'stopping') && runner.closeFailures.length === 0
     const deadline = (outageSince ?? Date.now()) + config.retryTimeoutMs

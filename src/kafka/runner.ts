@@ -287,9 +287,11 @@ export class KafkaRunner {
       want.push({ topic: c.topics.input, partitions: inputPartitions, replicationFactor: c.topics.replicationFactor })
     }
     this.inputPartitions = inputPartitions
-    for (const t of [c.topics.alerts, c.topics.tasks, c.topics.outcomes, c.topics.deadLetters]) {
-      if (!existing.has(t) && c.topics.createIfAbsent) want.push({ topic: t, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
-    }
+    const outputs = [c.topics.alerts, c.topics.tasks, c.topics.outcomes, c.topics.deadLetters]
+    const missing = outputs.filter((t) => !existing.has(t))
+    // Said now: otherwise every commit fails on the first output it writes, retried as an outage.
+    if (missing.length > 0 && !c.topics.createIfAbsent) throw new EbbError(Errors.CONFIG_INVALID, 'topics', `the output topic(s) ${missing.join(', ')} do not exist and topics.createIfAbsent is false: create them, or set createIfAbsent: true`)
+    for (const t of missing) want.push({ topic: t, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
     const cl = changelogTopic(c)
     if (!existing.has(cl)) {
       // State is partitioned like the input: changelog partition p holds input partition p's store.

@@ -651,6 +651,28 @@ describe('ebb run on a real Kafka', () => {
     expect(again.stderr()).toMatch(said)
   }, 120_000)
 
+  it('topics.createIfAbsent: false: a missing input, then missing outputs, end ebb run at once (exit 2) naming them, not retried as an outage', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const file = join(tmp.dir, `${app}.yaml`)
+    writeFileSync(file, `applicationId: ${app}
+instanceId: ${app}-0
+brokers: [${BROKER}]
+topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, createIfAbsent: false }
+stateDir: ${join(tmp.dir, app)}
+http: { port: 0 }
+`)
+    const noInput = startEbb(file)
+    expect(await noInput.exited).toBe(2)
+    expect(noInput.stderr()).toMatch(new RegExp(`topic ${app}\\.events does not exist and topics\\.createIfAbsent is false.*\\[EBB_CONFIG_INVALID\\]`))
+    await produce(input, 1, [{ key: 'k', value: Buffer.from('r') }])
+    const t0 = Date.now()
+    const noOutputs = startEbb(file)
+    expect(await noOutputs.exited).toBe(2)
+    expect(noOutputs.stderr()).toMatch(new RegExp(`the output topic\\(s\\) ${app}\\.alerts, ${app}\\.tasks, ${app}\\.outcomes, ${app}\\.dlq do not exist.*\\[EBB_CONFIG_INVALID\\]`))
+    expect(Date.now() - t0).toBeLessThan(15_000)
+  }, 60_000)
+
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
