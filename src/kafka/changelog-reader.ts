@@ -133,7 +133,11 @@ export class ChangelogReader {
     const topic = changelogTopic(this.config)
     const [meta] = await store.getMany([META_CHANGELOG])
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
-    const end = (await abortable(this.admin().endOffsets(topic), signal)).get(partition) ?? 0n
+    const end = (await abortable(this.admin().endOffsets(topic), signal)).get(partition)
+    if (end === undefined) throw new Error(`the brokers gave no end offset for ${topic} partition ${partition}`) // (retried: the open is tried again)
+    // The store's position is past the end of what it read it from (a commit records the offset
+    // after its own marker, never more): the changelog was replaced under it.
+    if (from > end) throw new EbbError(Errors.CHANGELOG_LOST, partition, topic, String(from), String(end))
     if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }

@@ -476,8 +476,9 @@ export class KafkaRunner {
     try {
       return await this.open(partition)
     } catch (err) {
-      // Not retried: a corrupt state, or one that belongs to input the group no longer has.
-      if ((err as EbbError).code === Errors.STATE_CORRUPT.code || (err as EbbError).code === Errors.STATE_AHEAD.code) throw err
+      // Not retried: a corrupt state, one that belongs to input the group no longer has, or a changelog replaced under it.
+      const code = (err as EbbError).code
+      if (code === Errors.STATE_CORRUPT.code || code === Errors.STATE_AHEAD.code || code === Errors.CHANGELOG_LOST.code) throw err
       if (this.assignment.signal.aborted || this.closing.signal.aborted) log.info({ partition }, 'opening the partition stopped: the group rebalances or the runner stops')
       else {
         log.warn({ partition, err: (err as Error).message }, 'opening the partition failed; it is retried')

@@ -673,6 +673,30 @@ http: { port: 0 }
     expect(Date.now() - t0).toBeLessThan(15_000)
   }, 60_000)
 
+  it('the changelog deleted by hand while stopped: the restart stops with EBB_CHANGELOG_LOST (exit 1) instead of writing on top of a changelog without the state', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    await simulatedInput(input, 1, 41)
+    const file = config(app, input, 1, join(tmp.dir, app))
+    const first = startEbb(file)
+    await waitCaughtUp(app, input)
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    const changelog = `${app}-user-state-changelog`
+    const admin = new Admin({ clientId: 'ebb-test-changelog', bootstrapBrokers: [BROKER] })
+    try {
+      await admin.deleteTopics({ topics: [changelog] })
+    } finally {
+      await admin.close()
+    }
+    await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(changelog) ? undefined : true, 30_000, 'the changelog deleted')
+    const t0 = Date.now()
+    const second = startEbb(file)
+    expect(await second.exited).toBe(1)
+    expect(second.stderr()).toMatch(new RegExp(`partition 0: the local state has applied the changelog ${app}-user-state-changelog up to offset \\d+, but the changelog ends at 0: .*\`ebb reset --config F\`.*\\[EBB_CHANGELOG_LOST\\]`, 's'))
+    expect(Date.now() - t0).toBeLessThan(30_000)
+  }, 120_000)
+
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
