@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../io/small-file.js'
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml'
 import { EbbError, type ErrorDefinition, Errors } from '../errors.js'
 
@@ -118,7 +118,7 @@ export class YamlDoc {
 /** A configuration file's text; a missing or unreadable file is EBB_INPUT_NOT_FOUND (exit 2). */
 export function readConfigText (file: string): string {
   try {
-    return readFileSync(file, 'utf8')
+    return readSmallFile(file).toString('utf8')
   } catch (err) {
     throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
   }

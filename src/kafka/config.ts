@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../io/small-file.js'
 import { isScalar, type Node } from 'yaml'
 import { parseDuration, readConfigText, YamlDoc } from '../config/yaml.js'
 import { Errors } from '../errors.js'
@@ -194,7 +194,7 @@ function tlsSettings (y: YamlDoc, node: Node | undefined, relative: (p: string) 
     if (file === undefined) return undefined
     files.push(file)
     try {
-      return readFileSync(file)
+      return readSmallFile(file)
     } catch (err) {
       return y.fail(y.get(mapNode, key) ?? node, `ssl.${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
     }

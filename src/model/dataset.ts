@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { along, count, Progress, rate } from '../cli/progress.js'
 import { EbbError, Errors } from '../errors.js'
 import { decodeJsonEvent } from '../events/jsonl.js'
 import { readLineBatches } from '../io/line-reader.js'
+import { readSmallFile } from '../io/small-file.js'
 import { MemorySink, type OutputSink } from '../io/sinks.js'
 import type { Topology } from '../rules/topology.js'
 import { PartitionTask, type SnapshotHook } from '../runtime/partition-task.js'
@@ -151,10 +152,13 @@ export function derivedLabels (snap: DailySnapshots): Labels {
  * churn at t = the user churns and t is at or after churnAt (their last LOGIN). The truth is
  * known to the end of the data, so every alert can be judged.
  */
+/** A label file is one short line per user: 512 MiB is some millions of users. */
+const LABEL_FILE_BYTES = 512 * 1024 * 1024
+
 export function fileLabels (file: string, snap: DailySnapshots): Labels {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readSmallFile(file, LABEL_FILE_BYTES).toString('utf8')
   } catch (err) {
     throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readConfigText } from '../config/yaml.js'
 import { isMap, isSeq, parseDocument } from 'yaml'
 import { EbbError, Errors } from '../errors.js'
 import type { AlertRecord } from '../io/records.js'
@@ -130,9 +130,7 @@ export interface Verdict {
 
 /** The topology of an evaluation: the user's rules and model, no recall tasks, plus the shadow score rules. */
 export function evalTopology (topologyFile: string, modelFile: string | null): { topology: Topology, sweep: number[] } {
-  let text: string
-  try { text = readFileSync(topologyFile, 'utf8') } catch (err) { throw new EbbError(Errors.INPUT_NOT_FOUND, topologyFile, (err as Error).message) }
-  const doc = parseDocument(text)
+  const doc = parseDocument(readConfigText(topologyFile))
   if (modelFile !== null) doc.set('model', modelFile)
   doc.delete('intervention')
   const rules = doc.get('rules')

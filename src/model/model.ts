@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../io/small-file.js'
 import { EbbError, Errors } from '../errors.js'
 import type { Reason } from '../io/records.js'
 import type { LearningSettings } from './learner.js'
@@ -172,7 +172,7 @@ const PART_OF = Int32Array.from(FEATURES.flatMap((f) => f.partOf === undefined ?
 export function loadModel (path: string): ChurnModel {
   let text: string
   try {
-    text = readFileSync(path, 'utf8')
+    text = readSmallFile(path).toString('utf8')
   } catch (err) {
     throw new EbbError(Errors.MODEL_INVALID, path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
