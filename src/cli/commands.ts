@@ -144,13 +144,14 @@ the holdout, outcomes inside their attribution window. Exit 1 when any is broken
     about: `Like Kafka Streams' application reset tool, for a stopped application (refused while its
 group has members): sets the group's offsets on the input topic to each partition's start, or
 with --to to the first record at or after that instant; deletes the changelog topic (recreated
-empty at the next start); and removes this host's state directory (the configured stateDir).
+empty at the next start); and removes this host's partition stores (<input>-<partition> in the
+configured stateDir, and stateDir itself once empty; nothing else in it).
 Remove the state directories of the other hosts too before they start. The output topics are
 kept: a rerun emits its alerts and tasks again with the same alertId and taskId (deterministic),
 so consumers that dedupe on them see each once.`,
     options: {
       config: { type: 'string', value: 'F', help: 'the run configuration of the application to reset' },
-      to: { type: 'string', value: 'ISO', help: 'start from the first input record at or after this instant instead of the beginning' }
+      to: { type: 'string', value: 'ISO', help: 'start from the first input record at or after this instant instead of the beginning (ISO-8601 with its offset, or epoch millis)' }
     },
     examples: ['ebb reset --config deploy/ebb.local.yaml', 'ebb reset --config /etc/ebb/ebb.yaml --to 2026-03-01T00:00:00Z']
   },

@@ -1,9 +1,10 @@
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { changelogTopic, loadRunConfig } from '../kafka/config.js'
 import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
-import { requireOption } from './args.js'
+import { instantOption, requireOption } from './args.js'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 
 /**
@@ -15,8 +16,10 @@ export async function reset (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.reset, argv)
   if (o.help === true) { process.stdout.write(commandHelp(COMMANDS.reset)); return 0 }
   const c = loadRunConfig(requireOption('reset', 'config', o.config))
-  const to = o.to === undefined ? null : Date.parse(o.to)
-  if (to !== null && Number.isNaN(to)) throw new EbbError(Errors.USAGE, `ebb reset: --to "${o.to ?? ''}" is not an ISO-8601 instant (like 2026-03-01T00:00:00Z)`)
+  // Read as every other instant option is (epoch millis, or ISO-8601 with its offset and a real
+  // calendar date): Date.parse took "12" for December 2001 and a date without offset in this
+  // machine's zone, on the one command that moves offsets and deletes state.
+  const to = instantOption('reset', 'to', o.to) ?? null
   await kafkaCommand(c.brokers, 'ebb reset', async () => {
     const admin = await new PlatformaticClient(c, `${c.applicationId}-reset`).admin()
     try {
@@ -37,6 +40,26 @@ export async function reset (argv: string[]): Promise<number> {
       await admin.close()
     }
   })
-  if (existsSync(c.stateDir)) { rmSync(c.stateDir, { recursive: true, force: true }); process.stdout.write(`state directory ${c.stateDir} removed on this host; remove the other hosts' too before they start\n`) }
+  const { removed, kept } = removeStores(c.stateDir, c.topics.input)
+  if (removed.length > 0) process.stdout.write(`state removed on this host: ${removed.join(', ')} in ${c.stateDir}${kept.length > 0 ? ` (left there, not Ebb's: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''})` : ''}; remove the other hosts' too before they start\n`)
   return 0
+}
+
+/**
+ * Removes this application's partition stores (`<input>-<partition>`, what `ebb run` creates)
+ * from the state directory, and the directory once empty; nothing else. A `stateDir` set to a
+ * directory that holds other things (`.`, a home directory, `/`) loses nothing but Ebb's stores.
+ */
+function removeStores (stateDir: string, input: string): { removed: string[], kept: string[] } {
+  if (!existsSync(stateDir)) return { removed: [], kept: [] }
+  const store = new RegExp(`^${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+$`)
+  const removed: string[] = []
+  const kept: string[] = []
+  for (const entry of readdirSync(stateDir)) {
+    if (!store.test(entry)) { kept.push(entry); continue }
+    rmSync(join(stateDir, entry), { recursive: true, force: true })
+    removed.push(entry)
+  }
+  if (kept.length === 0) rmdirSync(stateDir)
+  return { removed, kept }
 }

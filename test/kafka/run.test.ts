@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { tracingChannel } from 'node:diagnostics_channel'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { createServer } from 'node:http'
 import { Admin } from '@platformatic/kafka'
@@ -534,11 +534,18 @@ describe('ebb run on a real Kafka', () => {
     expect([refused.status, refused.out]).toEqual([2, expect.stringMatching(/is running \(members: 1\): stop every `ebb run`.*\[EBB_RESET_GROUP_ACTIVE\]/)])
     first.child.kill('SIGTERM')
     expect(await first.exited).toBe(0)
+    // --to is read as every instant option is, before anything moves
+    expect(ebb('reset', '--config', file, '--to', '12')).toEqual({ status: 2, out: expect.stringMatching(/--to "12" is outside 2000\.\.2100.*\[EBB_USAGE\]/) })
+    expect(ebb('reset', '--config', file, '--to', '2026-03-01T00:00:00')).toEqual({ status: 2, out: expect.stringMatching(/needs an offset/) })
+    // only the partition stores go: a stateDir shared with something else keeps it
+    writeFileSync(join(stateDir, 'notes.txt'), 'not Ebb\'s')
     const done = ebb('reset', '--config', file)
     expect(done.status, done.out).toBe(0)
     expect(done.out).toMatch(new RegExp(`changelog ${app}-user-state-changelog deleted`))
+    expect(done.out).toMatch(new RegExp(`state removed on this host: ${input.replace(/\./g, '\\.')}-0, ${input.replace(/\./g, '\\.')}-1 in .* \\(left there, not Ebb's: notes\\.txt\\)`))
     expect(await committedCount(app, input)).toBe(0)
-    expect(existsSync(stateDir)).toBe(false)
+    expect(readdirSync(stateDir)).toEqual(['notes.txt'])
+    rmSync(stateDir, { recursive: true })
     const second = startEbb(file)
     await waitCaughtUp(app, input)
     second.child.kill('SIGTERM')
