@@ -1,4 +1,4 @@
-import { accessSync, constants, type Stats, statSync } from 'node:fs'
+import { accessSync, closeSync, constants, openSync, readSync, type Stats, statSync } from 'node:fs'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { EbbError, Errors } from '../errors.js'
 import { ISO_INSTANT, isCalendarInstant, MAX_TS, MIN_TS } from '../events/validate.js'
@@ -19,11 +19,24 @@ export function requireOption (command: string, name: string, value: string | un
   return value
 }
 
+/**
+ * A whole number written in decimal digits (`_` between digits allowed: 1_000_000). Not
+ * `Number()`'s reading, which takes 0x10, 1e3, +5, "5 " and "" (as 0) for numbers: a typo is said,
+ * not guessed.
+ */
 export function intOption (command: string, name: string, value: string | undefined, dflt: number, min: number, max: number): number {
   if (value === undefined) return dflt
-  const n = Number(value.replace(/_/g, ''))
-  if (!Number.isInteger(n) || n < min || n > max) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} must be a whole number in ${min}..${max}, got "${value}"`)
+  const n = /^\d+(_\d+)*$/.test(value) ? Number(value.replace(/_/g, '')) : Number.NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} must be a whole number in ${min}..${max} (decimal digits), got "${value}"`)
   return n
+}
+
+/** A number written in decimal (digits, an optional fraction: 0.25, 3), within [min, max]; `what` says the range in words. */
+export function decimalOption (command: string, name: string, value: string | undefined, dflt: number, ok: (x: number) => boolean, what: string): number {
+  if (value === undefined) return dflt
+  const x = /^\d+(\.\d+)?$|^\.\d+$/.test(value) ? Number(value) : Number.NaN
+  if (!Number.isFinite(x) || !ok(x)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} must be ${what}, got "${value}"`)
+  return x
 }
 
 export function instantOption (command: string, name: string, given: string | undefined): number | undefined {
@@ -65,4 +78,13 @@ export function requireInputFile (path: string, opts: { streams?: boolean } = {}
     why = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message
   }
   throw new EbbError(Errors.INPUT_NOT_FOUND, path, why)
+}
+
+/** A gzip-compressed input (a regular file starting with gzip's magic bytes) is said so, with how to decompress it. */
+export function refuseCompressed (file: string): void {
+  if (!statSync(file).isFile()) return
+  const fd = openSync(file, 'r')
+  const head = Buffer.alloc(2)
+  try { readSync(fd, head, 0, 2, 0) } finally { closeSync(fd) }
+  if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_COMPRESSED, file, 'gunzip -k, or zcat F > F.jsonl')
 }

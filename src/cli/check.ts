@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { EbbError, Errors } from '../errors.js'
 import { checkReplay } from '../intervention/checker.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology } from '../rules/topology.js'
-import { requireInputFile, requireOption } from './args.js'
+import { refuseCompressed, requireInputFile, requireOption } from './args.js'
 
 export async function check (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.check, argv)
@@ -12,7 +12,9 @@ export async function check (argv: string[]): Promise<number> {
   const input = requireOption('check', 'in', o.in)
   const out = requireOption('check', 'out', o.out)
   requireInputFile(input, { streams: true })
+  refuseCompressed(input)
   if (!existsSync(out)) throw new EbbError(Errors.INPUT_NOT_FOUND, out, 'no such directory')
+  if (!statSync(out).isDirectory()) throw new EbbError(Errors.INPUT_NOT_FOUND, out, 'it is a file: give --out the directory `ebb replay` wrote')
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   const r = await checkReplay(input, out, topology)
   process.stdout.write(`checked ${r.tasks} tasks, ${r.alerts} alerts, ${r.outcomes} outcomes: ${r.violations.length === 0 ? 'every rule kept' : `${r.violations.length} violations`}\n`)

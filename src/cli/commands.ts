@@ -288,12 +288,25 @@ export function parseCommand<S extends CommandSpec> (spec: S, argv: string[]): V
 }
 
 export function parseCommandWithPositionals<S extends CommandSpec> (spec: S, argv: string[], positionals = true): { values: Values<S['options']>, positionals: string[] } {
+  const help = `\`ebb ${spec.name} --help\` lists its options`
+  let r: ReturnType<typeof parseArgs>
   try {
-    const r = parseArgs({ args: argv, options: parserOptions(spec), strict: true, allowPositionals: positionals })
-    return { values: r.values as Values<S['options']>, positionals: r.positionals }
+    r = parseArgs({ args: argv, options: parserOptions(spec), strict: true, allowPositionals: positionals, tokens: true })
   } catch (err) {
-    throw new EbbError(Errors.USAGE, `${(err as Error).message.split('\n')[0].replace(/^Unknown option '(.*?)'.*$/, 'unknown option $1')}. \`ebb ${spec.name} --help\` lists its options`)
+    const first = (err as Error).message.split('\n')[0]
+      .replace(/^Unknown option '(.*?)'.*$/, 'unknown option $1')
+      .replace(/^Option '(.*?)' argument is ambiguous\.?$/, '$1 needs a value; one that starts with "-" is given as $1=VALUE')
+      .replace(/\.$/, '')
+    throw new EbbError(Errors.USAGE, `${first}. ${help}`)
   }
+  // An option given twice is a mistake to say, not one value silently kept (only lists repeat).
+  const seen = new Set<string>()
+  for (const t of r.tokens ?? []) {
+    if (t.kind !== 'option' || spec.options[t.name]?.multiple === true) continue
+    if (seen.has(t.name)) throw new EbbError(Errors.USAGE, `--${t.name} is given more than once. ${help}`)
+    seen.add(t.name)
+  }
+  return { values: r.values as Values<S['options']>, positionals: r.positionals }
 }
 
 /** A command's help: usage, what it does, every option of the table, environment, examples. */

@@ -1,4 +1,4 @@
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { commandHelp, COMMANDS, parseCommand } from './commands.js'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -14,7 +14,7 @@ import { log } from '../log.js'
 import { PartitionTask } from '../runtime/partition-task.js'
 import { LineBatch } from '../runtime/record-batch.js'
 import { RocksStore } from '../state/rocks-store.js'
-import { instantOption, intOption, requireInputFile, requireOption } from './args.js'
+import { decimalOption, instantOption, intOption, refuseCompressed, requireInputFile, requireOption } from './args.js'
 import { along, count, Progress, rate } from './progress.js'
 import { printSummary, summaryOf } from './summary.js'
 import { makeDirectory } from '../io/make-directory.js'
@@ -31,8 +31,7 @@ export async function replay (argv: string[]): Promise<number> {
   const maxLineBytes = intOption('replay', 'max-line-bytes', o['max-line-bytes'], DEFAULT_MAX_LINE_BYTES, 64, 256 * 1024 * 1024)
   const maxDeadShare = shareOption(o['max-dead-letter-share'])
   const inputStat = requireInputFile(input)
-  const head = firstBytes(input, 4)
-  if (head[0] === 0x1f && head[1] === 0x8b) throw new EbbError(Errors.INPUT_COMPRESSED, input, 'gunzip -k, or zcat F > F.jsonl')
+  refuseCompressed(input)
   const topology = loadTopology(o.topology ?? topologyPath('default.yaml'))
   for (const r of topology.rules) if (!r.enabled) log.info({ rule: r.id, topology: topology.file }, `rule disabled: ${r.disabledReason ?? ''}`)
   try {
@@ -153,21 +152,7 @@ const DEAD_HINTS: Record<string, string> = {
 }
 
 function shareOption (v: string | undefined): number {
-  if (v === undefined) return 0.5
-  const x = Number(v)
-  if (!Number.isFinite(x) || x < 0 || x > 1) throw new EbbError(Errors.USAGE, `ebb replay: --max-dead-letter-share must be a number in 0..1, got "${v}"`)
-  return x
-}
-
-function firstBytes (file: string, n: number): Buffer {
-  const fd = openSync(file, 'r')
-  try {
-    const b = Buffer.alloc(n)
-    const got = readSync(fd, b, 0, n, 0)
-    return b.subarray(0, got)
-  } finally {
-    closeSync(fd)
-  }
+  return decimalOption('replay', 'max-dead-letter-share', v, 0.5, (x) => x >= 0 && x <= 1, 'a number in 0..1')
 }
 
 /** The time of the first decodable event of a file (its first 4096 lines), or null. */

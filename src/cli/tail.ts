@@ -1,5 +1,5 @@
 import { EbbError, Errors } from '../errors.js'
-import { loadRunConfig, OUTPUT_FORMATS, OUTPUT_TOPICS, type OutputFormat, type OutputTopic, type RunConfig } from '../kafka/config.js'
+import { brokerProblem, loadRunConfig, OUTPUT_FORMATS, OUTPUT_TOPICS, type OutputFormat, type OutputTopic, type RunConfig } from '../kafka/config.js'
 import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { decodeOutput, OUTPUT_KIND_OF, type OutputKind } from '../kafka/wire.js'
@@ -26,6 +26,8 @@ export async function tail (argv: string[]): Promise<number> {
   let format = o.format as OutputFormat | undefined
   if (format !== undefined && !OUTPUT_FORMATS.includes(format)) throw new EbbError(Errors.USAGE, `ebb tail: --format must be ${OUTPUT_FORMATS.join(', ')}, got "${format}"`)
   if (o.config !== undefined) {
+    // (one of the two: a --brokers beside --config would be silently ignored)
+    if (o.brokers !== undefined) throw new EbbError(Errors.USAGE, 'ebb tail: give --config or --brokers, not both (the configuration names its brokers; EBB_BROKERS overrides them)')
     const c = loadRunConfig(o.config)
     conn = c
     // --topic with --config: a configured output names its topic, kind and format
@@ -38,7 +40,12 @@ export async function tail (argv: string[]): Promise<number> {
   } else {
     const brokers = o.brokers ?? process.env.EBB_BROKERS
     if (brokers === undefined || brokers === '') throw new EbbError(Errors.USAGE, 'ebb tail: --config or --brokers is required')
-    conn = { brokers: brokers.split(',').map((b) => b.trim()), ssl: false, sasl: null }
+    const list = brokers.split(',').map((b) => b.trim())
+    for (const b of list) {
+      const problem = brokerProblem(b)
+      if (problem !== null) throw new EbbError(Errors.USAGE, `ebb tail: --brokers ${problem}`)
+    }
+    conn = { brokers: list, ssl: false, sasl: null }
   }
   if (kind === undefined) throw new EbbError(Errors.USAGE, `ebb tail: --kind is required for topic "${topic}" (${KINDS.join(', ')}), or give --config and --topic ${OUTPUT_TOPICS.join('|')}`)
   if (!KINDS.includes(kind)) throw new EbbError(Errors.USAGE, `ebb tail: --kind must be one of ${KINDS.join(', ')}, got "${kind}"`)

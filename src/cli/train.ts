@@ -8,7 +8,7 @@ import { FEATURES } from '../model/spell.js'
 import { type LabelledData, trainModel, TrainRefusal } from '../model/train.js'
 import { topologyPath } from '../paths.js'
 import { loadTopology, type Topology } from '../rules/topology.js'
-import { instantOption, intOption, requireInputFile, requireOption } from './args.js'
+import { decimalOption, instantOption, intOption, requireInputFile, requireOption } from './args.js'
 
 export async function train (argv: string[]): Promise<number> {
   const o = parseCommand(COMMANDS.train, argv)
@@ -22,8 +22,7 @@ export async function train (argv: string[]): Promise<number> {
   for (const input of inputs) requireInputFile(input)
   for (const f of labelFiles) requireInputFile(f)
   const warmupDays = intOption('train', 'warmup', o.warmup, 0, 0, 3650)
-  const l2 = o.l2 === undefined ? 1 : Number(o.l2)
-  if (!(l2 >= 0) || !Number.isFinite(l2)) throw new EbbError(Errors.USAGE, `ebb train: --l2 must be a number ≥ 0, got "${o.l2 ?? ''}"`)
+  const l2 = decimalOption('train', 'l2', o.l2, 1, (x) => x >= 0, 'a number ≥ 0')
   const split = instantOption('train', 'split', o.split) ?? null
   const topology = trainingTopology(loadTopology(o.topology ?? topologyPath('default.yaml'), { loadModel: false }))
 

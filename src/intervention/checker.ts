@@ -1,6 +1,7 @@
 import { createReadStream, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { EbbError, Errors } from '../errors.js'
 import { decodeJsonEvent } from '../events/jsonl.js'
 import { CHANNELS, type UserEvent } from '../events/user-event.js'
 import type { AlertRecord, OutcomeRecord, RecallTaskRecord } from '../io/records.js'
@@ -28,9 +29,27 @@ export interface CheckReport {
 
 interface ConsentChange { ts: number, channel: number, granted: boolean }
 
+/**
+ * One of a replay's output files, one JSON object per line; what is not (a line that is not JSON,
+ * or not an object: a file edited by hand, or not Ebb's) is EBB_INPUT_NOT_FOUND naming the line,
+ * not a stack trace. A missing file is an empty one (a replay without outcomes writes none).
+ */
 function readJsonl<T> (file: string): T[] {
   if (!existsSync(file)) return []
-  return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T)
+  const bad = (why: string): never => { throw new EbbError(Errors.INPUT_NOT_FOUND, file, `${why}: check needs the files \`ebb replay --out\` wrote, unedited`) }
+  let text: string
+  try { text = readFileSync(file, 'utf8') } catch (err) { return bad((err as NodeJS.ErrnoException).code === 'EISDIR' ? 'it is a directory' : (err as Error).message) }
+  const out: T[] = []
+  let n = 0
+  for (const l of text.split('\n')) {
+    n++
+    if (l.trim() === '') continue
+    let v: unknown
+    try { v = JSON.parse(l) } catch { return bad(`line ${n} is not JSON`) }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad(`line ${n} is not a record (a JSON object)`)
+    out.push(v as T)
+  }
+  return out
 }
 
 /** From `ts` (event time) on, the user's zone: an event with `tz` changes it (README, the event contract). */
@@ -69,6 +88,8 @@ async function scanEvents (eventsFile: string): Promise<{ zones: Map<string, Zon
 export async function checkReplay (eventsFile: string, outDir: string, topology: Topology): Promise<CheckReport> {
   const iv = topology.intervention
   if (iv === null) throw new Error(`${topology.file} has no intervention section: there are no tasks to check`)
+  // A replay's output always has its summary: without one, "every rule kept" over nothing would be a false pass.
+  if (!existsSync(join(outDir, 'summary.json'))) throw new EbbError(Errors.INPUT_NOT_FOUND, outDir, 'not the output directory of `ebb replay` (no summary.json in it): give --out the directory the replay wrote')
   const tasks = readJsonl<RecallTaskRecord>(join(outDir, 'tasks.jsonl'))
   const alerts = readJsonl<AlertRecord>(join(outDir, 'alerts.jsonl'))
   const outcomes = readJsonl<OutcomeRecord>(join(outDir, 'outcomes.jsonl'))

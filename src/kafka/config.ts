@@ -137,6 +137,14 @@ export const CHANGELOG_SUFFIX = '-user-state-changelog'
 
 export function changelogTopic (c: RunConfig): string { return c.applicationId + CHANGELOG_SUFFIX }
 
+/** What is wrong with a broker address (host:port, the port 1..65535), or null. */
+export function brokerProblem (b: string): string | null {
+  const m = /^([^\s:]+):(\d{1,5})$/.exec(b)
+  if (m === null) return `"${b}" is not host:port`
+  const port = Number(m[2])
+  return port >= 1 && port <= 65535 ? null : `"${b}": the port must be 1..65535`
+}
+
 export function loadRunConfig (file: string, env: NodeJS.ProcessEnv = process.env): RunConfig {
   return parseRunConfig(readConfigText(file), file, env)
 }
@@ -229,7 +237,10 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
     if (node === undefined) return fail(root, 'brokers: missing (a list of host:port, or set EBB_BROKERS)')
     brokers = y.seq(node, 'brokers').map((b) => y.str(b, 'brokers'))
   }
-  for (const b of brokers) if (!/^[^\s:]+:\d{1,5}$/.test(b)) fail(y.get(root, 'brokers'), `brokers: "${b}" is not host:port`)
+  for (const b of brokers) {
+    const problem = brokerProblem(b)
+    if (problem !== null) fail(y.get(root, 'brokers'), `brokers: ${problem}`)
+  }
 
   const t = y.get(root, 'topics')
   y.onlyKeys(t, 'topics', ['input', 'alerts', 'tasks', 'outcomes', 'deadLetters', 'createIfAbsent', 'partitions', 'replicationFactor'])

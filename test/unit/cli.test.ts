@@ -2,13 +2,15 @@ import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { COMMANDS, parseCommand } from '../../src/cli/commands.js'
 import { cliReference, recordsReference } from '../../src/cli/reference.js'
 import { projectRoot } from '../../src/paths.js'
 import { tempDir } from '../helpers.js'
 
 const root = projectRoot()
+const tmpOut = tempDir('ebb-cli-')
+afterAll(() => { tmpOut.cleanup() })
 function ebb (...args: string[]): { code: number | null, stdout: string, stderr: string } {
   const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), ...args], { encoding: 'utf8', cwd: root })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
@@ -65,6 +67,39 @@ describe('the CLI: one table for the parser and the help', () => {
     const r = ebb('replay', '--in', 'x', '--out', 'y', '--fast')
     expect(r.code).toBe(2)
     expect(r.stderr).toBe('ebb replay: unknown option --fast. `ebb replay --help` lists its options [EBB_USAGE]\n')
+  })
+
+  it('numbers are read in decimal digits, an option given twice is refused, and a value starting with "-" is said how to give', () => {
+    const sim = (...args: string[]): string => { const r = ebb('simulate', '--days', '1', '--out', join(tmpOut.dir, 'n.jsonl'), ...args); expect(r.code).toBe(2); return r.stderr.trim() }
+    // Number() read these as 16, 1000, 5 and 0
+    for (const v of ['0x10', '1e3', '+5', '']) expect(sim('--users', v)).toBe(`ebb simulate: --users must be a whole number in 1..50000000 (decimal digits), got "${v}". \`ebb simulate --help\` lists its options [EBB_USAGE]`)
+    expect(sim('--churn-rate', '1e-1', '--population', 'fades')).toMatch(/--churn-rate must be a number between 0 and 1, got "1e-1"/)
+    expect(sim('--users', '5', '--users', '6')).toMatch(/^ebb simulate: --users is given more than once\./)
+    expect(sim('--users', '-5')).toMatch(/^ebb simulate: --users needs a value; one that starts with "-" is given as --users=VALUE\. `ebb simulate --help`/)
+    expect(sim('--start', '2026-02-30')).toMatch(/--start must be a real date like 2026-01-05, got "2026-02-30"/)
+    expect(sim('--start', '1970-01-01')).toMatch(/leaves 2000\.\.2100/)
+    expect(sim('--labels', join(tmpOut.dir, 'n.jsonl'))).toMatch(/--labels and --out name the same file/)
+    expect(ebb('simulate', '--days', '1', '--users', '1_000', '--out', join(tmpOut.dir, 'ok.jsonl')).code).toBe(0)
+    // broker addresses: a port out of range is a usage error, not the socket layer's stack trace
+    const tail = (...args: string[]): { code: number | null, stderr: string } => ebb('tail', '--topic', 'x', '--kind', 'alert', ...args)
+    expect(tail('--brokers', '127.0.0.1:99999')).toEqual({ code: 2, stdout: '', stderr: expect.stringMatching(/--brokers "127\.0\.0\.1:99999": the port must be 1\.\.65535/) })
+    expect(tail('--brokers', 'nohostport')).toEqual({ code: 2, stdout: '', stderr: expect.stringMatching(/--brokers "nohostport" is not host:port/) })
+    expect(tail('--brokers', '127.0.0.1:9092', '--config', 'deploy/ebb.local.yaml')).toEqual({ code: 2, stdout: '', stderr: expect.stringMatching(/give --config or --brokers, not both/) })
+  })
+
+  it('ebb check refuses what is not a replay\'s output (exit 2, naming the file and line) instead of a stack trace or "every rule kept" over nothing', () => {
+    const events = join(tmpOut.dir, 'events.jsonl')
+    writeFileSync(events, '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-03-02T09:00:00Z"}\n')
+    const out = join(tmpOut.dir, 'replay-out')
+    expect(ebb('replay', '--in', events, '--out', out, '--until', '2026-03-03T00:00:00Z').code).toBe(0)
+    expect(ebb('check', '--in', events, '--out', out)).toMatchObject({ code: 0, stdout: expect.stringMatching(/every rule kept/) })
+    const check = (dir: string): string => { const r = ebb('check', '--in', events, '--out', dir); expect(r.code).toBe(2); return r.stderr }
+    writeFileSync(join(out, 'tasks.jsonl'), '{"taskId":"t1"}\ngarbage{\n')
+    expect(check(out)).toMatch(/tasks\.jsonl: line 2 is not JSON/)
+    writeFileSync(join(out, 'tasks.jsonl'), 'null\n')
+    expect(check(out)).toMatch(/tasks\.jsonl: line 1 is not a record/)
+    expect(check(events)).toMatch(/it is a file: give --out the directory/)
+    expect(check(tmpOut.dir)).toMatch(/no summary\.json in it/)
   })
 
   it('an instant that is no date is told what an instant is; a date without an offset is told to add one', () => {

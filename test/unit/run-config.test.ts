@@ -41,6 +41,9 @@ describe('run configuration', () => {
     expect(error(BASE, { EBB_RETRY_TIMEOUT: 'soon' })).toMatch(/^EBB_CONFIG_INVALID: .*EBB_RETRY_TIMEOUT: "soon" is not a duration/)
     expect(error(BASE + 'comitInterval: 1s\n')).toBe('EBB_CONFIG_INVALID: configuration ebb.yaml:6: config: unknown key "comitInterval" (expected applicationId, instanceId, brokers, topics, topology, stateDir, commitInterval, pipelinedCommits, cacheSize, processingGuarantee, autoOffsetReset, idlePartitionTimeout, retryTimeout, startupTimeout, restoreConsistencyTimeout, hangingTransactionTimeout, knownSchemaIds, schemaRegistryUrl, outputFormat, ssl, client, sasl, http)')
     expect(error(BASE.replace('kafka-2:9092', 'kafka-2'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2" is not host:port/)
+    // a port past 65535 was taken here and thrown by the socket layer as a stack trace
+    expect(error(BASE.replace('kafka-2:9092', 'kafka-2:70000'))).toMatch(/^EBB_CONFIG_INVALID: configuration ebb\.yaml:2: brokers: "kafka-2:70000": the port must be 1\.\.65535/)
+    expect(error(BASE.replace('kafka-2:9092', 'kafka-2:0'))).toMatch(/the port must be 1\.\.65535/)
     expect(error(BASE + 'processingGuarantee: twice\n')).toMatch(/ebb\.yaml:6: processingGuarantee: "twice" is neither exactly_once nor at_least_once/)
     expect(error(BASE.replace('commitInterval: 2s', 'commitInterval: soon'))).toMatch(/ebb\.yaml:5: commitInterval: "soon" is not a duration/)
     expect(error('applicationId: x\n')).toMatch(/brokers: missing \(a list of host:port, or set EBB_BROKERS\)/)
