@@ -147,14 +147,16 @@ export function derivedLabels (snap: DailySnapshots): Labels {
   }
 }
 
-/**
- * Labels from a label file (`ebb simulate` writes one: `{ userId, churned, churnAt }` per line):
- * churn at t = the user churns and t is at or after churnAt (their last LOGIN). The truth is
- * known to the end of the data, so every alert can be judged.
- */
 /** A label file is one short line per user: 512 MiB is some millions of users. */
 const LABEL_FILE_BYTES = 512 * 1024 * 1024
 
+/**
+ * Labels from a label file (`ebb simulate` writes one: `{ userId, churned, churnAt }` per line):
+ * churn at t = the user churns and t is at or after churnAt (their last LOGIN). The truth is
+ * known to the end of the data, so every alert can be judged. A file that names none of the
+ * data's users (another population's labels, an empty file) is refused: every number judged by
+ * it would be about nobody.
+ */
 export function fileLabels (file: string, snap: DailySnapshots): Labels {
   let text: string
   try {
@@ -163,18 +165,23 @@ export function fileLabels (file: string, snap: DailySnapshots): Labels {
     throw new EbbError(Errors.INPUT_NOT_FOUND, file, (err as Error).message)
   }
   const churnAt = new Map<number, number>()
+  const known = snap.users.length
   let line = 0
+  let matched = 0
   for (const l of text.split('\n')) {
     line++
     if (l.trim() === '') continue
     let rec: { userId?: unknown, churned?: unknown, churnAt?: unknown }
     try { rec = JSON.parse(l) } catch { throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: not JSON`) }
-    if (typeof rec.userId !== 'string') throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: needs a userId`)
+    if (rec === null || typeof rec.userId !== 'string') throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: needs a userId`)
+    const u = snap.index.get(rec.userId)
+    if (u !== undefined && u < known) matched++
     if (rec.churned === true) {
       if (typeof rec.churnAt !== 'number') throw new EbbError(Errors.USAGE, `--labels ${file}:${line}: a churned user needs churnAt (epoch ms of their last LOGIN)`)
       churnAt.set(snap.userIndex(rec.userId), rec.churnAt)
     }
   }
+  if (known > 0 && matched === 0) throw new EbbError(Errors.USAGE, `--labels ${file}: names none of the ${known} users of the input (${line > 1 ? 'the labels of another population?' : 'an empty file'}): give the label file written with these events`)
   return {
     source: `label file ${basename(file)}`,
     truth: true,

@@ -89,7 +89,7 @@ describe('the CLI: one table for the parser and the help', () => {
 
   it('ebb check refuses what is not a replay\'s output (exit 2, naming the file and line) instead of a stack trace or "every rule kept" over nothing', () => {
     const events = join(tmpOut.dir, 'events.jsonl')
-    writeFileSync(events, '{"eventId":"e1","userId":"u1","type":"LOGIN","ts":"2026-03-02T09:00:00Z"}\n')
+    writeFileSync(events, ['09:00', '09:10', '09:20'].map((t, i) => `{"eventId":"e${i}","userId":"u1","type":"LOGIN","ts":"2026-03-02T${t}:00Z"}\n`).join(''))
     const out = join(tmpOut.dir, 'replay-out')
     expect(ebb('replay', '--in', events, '--out', out, '--until', '2026-03-03T00:00:00Z').code).toBe(0)
     expect(ebb('check', '--in', events, '--out', out)).toMatchObject({ code: 0, stdout: expect.stringMatching(/every rule kept/) })
@@ -100,6 +100,11 @@ describe('the CLI: one table for the parser and the help', () => {
     expect(check(out)).toMatch(/tasks\.jsonl: line 1 is not a record/)
     expect(check(events)).toMatch(/it is a file: give --out the directory/)
     expect(check(tmpOut.dir)).toMatch(/no summary\.json in it/)
+    // eval (and train) with labels that name none of the input's users: every figure would be about nobody
+    const labels = join(tmpOut.dir, 'other.labels.jsonl')
+    writeFileSync(labels, '{"userId":"someone-else","churned":false}\n')
+    const ev = ebb('eval', '--in', events, '--labels', labels, '--out', join(tmpOut.dir, 'eval-out'))
+    expect([ev.code, ev.stderr]).toEqual([2, expect.stringMatching(/--labels .*other\.labels\.jsonl: names none of the 1 users of the input \(the labels of another population\?\)/)])
   })
 
   it('an instant that is no date is told what an instant is; a date without an offset is told to add one', () => {
