@@ -86,12 +86,15 @@ function validateOptionalFields (o: Record<string, unknown>): string | null {
   // Ids, like eventId and userId: a record is kept in the store (and its changelog) while it
   // waits for a later event to confirm its time, and a topic refuses records over 1 MB.
   if (typeof o.targetId === 'string' && o.targetId.length > MAX_ID_LENGTH) return `targetId: at most ${MAX_ID_LENGTH} characters`
+  // (UTF-8, in the store and on Kafka, would turn a lone surrogate into U+FFFD: the id would change on the way)
+  if (typeof o.targetId === 'string' && !o.targetId.isWellFormed()) return 'targetId: not well-formed Unicode (lone surrogate)'
   // an Avro int: a JSON record must be writable to Kafka as the same record
   if (o.durationMs !== undefined && o.durationMs !== null && (!Number.isInteger(o.durationMs) || (o.durationMs as number) < 0 || (o.durationMs as number) > 2147483647)) return 'durationMs: must be an integer in 0..2147483647 (an Avro int)'
   if (o.amount !== undefined && o.amount !== null && (typeof o.amount !== 'number' || !Number.isFinite(o.amount))) return 'amount: must be a finite number'
   if (o.channel !== undefined && o.channel !== null && (typeof o.channel !== 'string' || !CHANNEL_SET.has(o.channel))) return `channel: must be one of ${CHANNELS.join(', ')}`
   if (o.taskId !== undefined && o.taskId !== null && typeof o.taskId !== 'string') return 'taskId: must be a string'
   if (typeof o.taskId === 'string' && o.taskId.length > MAX_ID_LENGTH) return `taskId: at most ${MAX_ID_LENGTH} characters`
+  if (typeof o.taskId === 'string' && !o.taskId.isWellFormed()) return 'taskId: not well-formed Unicode (lone surrogate)'
   if (o.type === 'PURCHASE' && (typeof o.amount !== 'number' || o.amount < 0)) return 'amount: PURCHASE needs a non-negative amount'
   if (typeof o.amount === 'number' && Math.abs(o.amount) > MAX_AMOUNT) return `amount: above ${MAX_AMOUNT} (a unit mistake?)`
   if ((o.type === 'CONSENT_GRANTED' || o.type === 'CONSENT_REVOKED' || o.type === 'MESSAGE_DELIVERED' || o.type === 'MESSAGE_OPENED') && (o.channel === undefined || o.channel === null)) return `channel: ${o.type} needs a channel`

@@ -76,6 +76,22 @@ describe('regressions', () => {
     expect(d.task.stats.usersCreated).toBe(0)
   })
 
+  it('a targetId or taskId with a lone surrogate is refused too (UTF-8 would change it on its way to the store and to Kafka)', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipeRaw(
+      '{"eventId":"a","userId":"u1","type":"FOLLOW","targetId":"c\\ud800","ts":1772416800000}',
+      '{"eventId":"b","userId":"u1","type":"MESSAGE_OPENED","channel":"PUSH","taskId":"t\\udc00","ts":1772416800000}'
+    )
+    expect(d.deadLetters.map((x) => x.detail)).toEqual([expect.stringMatching(/targetId: not well-formed Unicode/), expect.stringMatching(/taskId: not well-formed Unicode/)])
+  })
+
+  it('a byte order mark before a line\'s JSON (Windows tools write one at the start of a file) is ignored, as JSON\'s RFC allows', async () => {
+    const d = await TopologyTestDriver.create(defaultTopology())
+    await d.pipeRaw('\uFEFF{"eventId":"a","userId":"u1","type":"LOGIN","ts":1772416800000}', '{"eventId":"b","userId":"u1","type":"LOGIN","ts":1772416860000}')
+    expect(d.deadLetters).toEqual([])
+    expect(d.task.stats.usersCreated).toBe(1)
+  })
+
   it('a commit that failed to write loses nothing when retried', async () => {
     const store = new FlakyStore(1)
     const d = await TopologyTestDriver.create(defaultTopology(), store)
