@@ -99,6 +99,24 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   app.setNotFoundHandler(async (_req, reply) => await reply.code(404).send({ error: 'not_found', message: 'no such route: GET /healthz, /readyz, /metrics, /users/:id, /alerts, /topology, /docs' }))
   // The request id goes back to the caller, so a client's report can be found in the logs.
   app.addHook('onSend', async (req, reply) => { reply.header('x-request-id', req.id) })
+  // A route that takes no query parameter says so when given one, as the others do (the OpenAPI
+  // document's own routes under /docs excepted).
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) return
+    const schema = (route.schema ??= {}) as { querystring?: unknown }
+    schema.querystring ??= { type: 'object', additionalProperties: false, properties: {} }
+  })
+  // What Node's HTTP server would answer with an empty body, or not at all, in the one error shape:
+  // CONNECT (a proxy tunnel: the socket was closed without a word) and an Expect header other than 100-continue (417).
+  app.server.on('connect', (_req, socket: import('node:net').Socket) => {
+    const json = JSON.stringify({ error: 'method_not_allowed', message: 'CONNECT is not served: this is an API, not a proxy (GET /docs lists its routes)' })
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Length: ${Buffer.byteLength(json)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${json}`)
+  })
+  app.server.on('checkExpectation', (_req, res) => {
+    const json = JSON.stringify({ error: 'expectation_failed', message: 'the only Expect this server meets is 100-continue' })
+    res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' })
+    res.end(json)
+  })
   await app.register(fastifySwagger, {
     openapi: {
       info: { title: 'Ebb', description: 'Real-time churn early-warning engine: health, metrics, users, alerts, topology (README, "HTTP API").', version: packageVersion() },

@@ -97,6 +97,10 @@ describe('HTTP API', () => {
       ['/alerts?since=2026-02-30T00:00:00Z', 400, 'bad_request', /with its offset/], // not rolled over to March
       ['/users/nobody', 404, 'not_found', /no state for this user/],
       ['/users/u1?x=1', 400, 'bad_request', /^unknown query parameter "x"$/],
+      // every route: those that take none say so too
+      ['/topology?x=1', 400, 'bad_request', /^unknown query parameter "x"$/],
+      ['/healthz?x=1', 400, 'bad_request', /^unknown query parameter "x"$/],
+      ['/metrics?x=1', 400, 'bad_request', /^unknown query parameter "x"$/],
       ['/users/u-secret-42%', 400, 'bad_request', /^the URL does not decode/], // the router's own refusals, same shape
       ['/users/u-secret-42%FF%FE', 400, 'bad_request', /^the URL does not decode/],
       [`/users/u-secret-42${'x'.repeat(5000)}`, 414, 'uri_too_long', /^a path parameter is longer/],
@@ -211,13 +215,16 @@ describe('HTTP API: requests refused before routing', () => {
       s.on('close', () => { resolve(got) })
     })
     try {
-      const cases: Array<[string, number, string]> = [
-        ['FOO /topology HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'bad_request'],
-        [`GET /topology HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'headers_too_large']
+      const cases: Array<[string, number, string, string]> = [
+        ['FOO /topology HTTP/1.1\r\nHost: x\r\n\r\n', 400, 'Bad Request', 'bad_request'],
+        [`GET /topology HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'Request Header Fields Too Large', 'headers_too_large'],
+        // Node closed a CONNECT without a word, and answered an unknown Expect with an empty 417
+        ['CONNECT /alerts HTTP/1.1\r\nHost: x\r\n\r\n', 405, 'Method Not Allowed', 'method_not_allowed'],
+        ['GET /topology HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\nConnection: close\r\n\r\n', 417, 'Expectation Failed', 'expectation_failed']
       ]
-      for (const [request, status, error] of cases) {
+      for (const [request, status, text, error] of cases) {
         const answer = await send(request)
-        expect(answer.split('\r\n')[0]).toBe(`HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Request Header Fields Too Large'}`)
+        expect(answer.split('\r\n')[0]).toBe(`HTTP/1.1 ${status} ${text}`)
         const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: string, message: string }
         expect([Object.keys(body).sort(), body.error]).toEqual([['error', 'message'], error])
       }
