@@ -8,13 +8,14 @@ const pause = new Int32Array(new SharedArrayBuffer(4))
 
 /**
  * Reads a file that must be small, whatever the path names: a regular file, or a pipe (`--config
- * <(…)`), never more than `maxBytes`. A plain `readFileSync` on /dev/zero fills memory until the
+ * <(...)`), never more than `maxBytes`. A plain `readFileSync` on /dev/zero fills memory until the
  * process aborts, and on a FIFO nobody writes to blocks this thread for good, signals included;
- * here the first is refused at the limit, and the second ends at once (opened non-blocking, a
- * FIFO without a writer reads as empty) or after PIPE_SILENCE_MS without data. Throws an Error
- * whose message says what is wrong with the file (callers wrap it in their own error code).
+ * here the first is refused at the limit, and the second reads as empty after `silenceMs` (opened
+ * non-blocking, a FIFO reads as ended while it has no writer, so before any data that is waited
+ * out: a writer may be about to open it). Throws an Error whose message says what is wrong with
+ * the file (callers wrap it in their own error code).
  */
-export function readSmallFile (file: string, maxBytes = CONFIG_FILE_BYTES): Buffer {
+export function readSmallFile (file: string, maxBytes = CONFIG_FILE_BYTES, silenceMs = PIPE_SILENCE_MS): Buffer {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK)
   try {
     const st = fstatSync(fd)
@@ -30,10 +31,11 @@ export function readSmallFile (file: string, maxBytes = CONFIG_FILE_BYTES): Buff
         n = readSync(fd, buf, 0, buf.length, null)
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err
-        if (Date.now() - lastData > PIPE_SILENCE_MS) throw new Error(`nothing came from it for ${PIPE_SILENCE_MS / 1000} s (a pipe nobody writes to?)`)
+        if (Date.now() - lastData > silenceMs) throw new Error(`nothing came from it for ${silenceMs / 1000} s (a pipe nobody writes to?)`)
         Atomics.wait(pause, 0, 0, 10)
         continue
       }
+      if (n === 0 && total === 0 && st.isFIFO() && Date.now() - lastData <= silenceMs) { Atomics.wait(pause, 0, 0, 10); continue }
       if (n === 0) break
       total += n
       if (total > maxBytes) throw new Error(`it holds more than the ${maxBytes} bytes such a file may hold (a device such as /dev/zero?)`)

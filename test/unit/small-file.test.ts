@@ -29,17 +29,19 @@ describe('readSmallFile', () => {
     expect(() => readSmallFile(tmp.dir)).toThrow(/it is a directory/)
   })
 
-  it('reads a FIFO nobody writes to as empty at once, and one whose writer comes later to its end', async () => {
+  it('reads a FIFO nobody writes to as empty after a bounded wait, and one whose writer opens it later to its end', async () => {
     const fifo = join(tmp.dir, 'fifo')
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0)
     const t0 = Date.now()
-    expect(readSmallFile(fifo).length).toBe(0)
-    expect(Date.now() - t0).toBeLessThan(2000)
-    // a writer that opens the FIFO, waits, then writes and closes (as `--config <(…)` does)
+    expect(readSmallFile(fifo, 1 << 20, 300).length).toBe(0)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300)
+    expect(Date.now() - t0).toBeLessThan(3000)
+    // a writer that opens the FIFO (once a reader has), waits, then writes and closes; the read
+    // may open the FIFO before the writer has it open: it waits for the first data
     const writer = spawn('bash', ['-c', `exec 3>${fifo}; sleep 0.3; printf 'hello' >&3; exec 3>&-`])
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    expect(readSmallFile(fifo).toString()).toBe('hello')
-    await new Promise((resolve) => writer.on('exit', resolve))
+    const exited = new Promise((resolve) => writer.on('exit', resolve))
+    expect(readSmallFile(fifo, 1 << 20, 10_000).toString()).toBe('hello')
+    await exited
   })
 
   it('a topology naming /dev/zero for its plans is refused (exit 2), not read until memory runs out', () => {
