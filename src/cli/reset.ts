@@ -2,6 +2,7 @@ import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { changelogTopic, loadRunConfig } from '../kafka/config.js'
+import { INSTANCE_ID_FILE } from '../kafka/instance-id.js'
 import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { instantOption, requireOption } from './args.js'
@@ -46,13 +47,13 @@ export async function reset (argv: string[]): Promise<number> {
 }
 
 /**
- * Removes this application's partition stores (`<input>-<partition>`, what `ebb run` creates)
- * from the state directory, and the directory once empty; nothing else. A `stateDir` set to a
+ * Removes this application's partition stores (`<input>-<partition>`, what `ebb run` creates) and
+ * its instance id from the state directory, and the directory once empty; nothing else. A `stateDir` set to a
  * directory that holds other things (`.`, a home directory, `/`) loses nothing but Ebb's stores.
  */
 function removeStores (stateDir: string, input: string): { removed: string[], kept: string[] } {
   if (!existsSync(stateDir)) return { removed: [], kept: [] }
-  const store = new RegExp(`^${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+$`)
+  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+|${INSTANCE_ID_FILE})$`)
   const removed: string[] = []
   const kept: string[] = []
   for (const entry of readdirSync(stateDir)) {

@@ -15,6 +15,8 @@ export interface RunConfig {
   applicationId: string
   /** stable per instance across restarts: the transactional id (fences a previous incarnation) */
   instanceId: string
+  /** false: none configured; `ebb run` makes one and keeps it in stateDir (instance-id.ts) */
+  instanceIdConfigured: boolean
   brokers: string[]
   topics: { input: string, alerts: string, tasks: string, outcomes: string, deadLetters: string, createIfAbsent: boolean, partitions: number, replicationFactor: number }
   topologyFile: string
@@ -285,7 +287,9 @@ export function parseRunConfig (text: string, file: string, env: NodeJS.ProcessE
   if (registryUrl !== null && !/^https?:\/\/\S+$/.test(registryUrl)) fail(registryNode, `schemaRegistryUrl: "${registryUrl}" is not an http(s) URL`)
   return {
     applicationId,
+    // (without one, `ebb run` makes its own: instance-id.ts; this placeholder names the other commands' clients)
     instanceId: str('instanceId', 'EBB_INSTANCE_ID', `${applicationId}-0`),
+    instanceIdConfigured: (env.EBB_INSTANCE_ID !== undefined && env.EBB_INSTANCE_ID !== '') || y.get(root, 'instanceId') !== undefined,
     brokers,
     topics,
     topologyFile: topologyRef === undefined ? topologyPath('default.yaml') : relative(topologyRef),

@@ -639,7 +639,12 @@ export class KafkaRunner {
       } catch (err) {
         for (const x of prepared) x.b.discard()
         // A refusal (credentials, an ACL, a topic's settings) is not an outage: said at once, not retried for retryTimeout.
-        throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${errorText(err)}); the work since the last commit is dropped and redone from the committed offsets`)
+        const text = errorText(err)
+        // Fenced: a producer of the same transactional id started after this one. Either this
+        // process was replaced, or two running instances share an instanceId and take turns
+        // fencing each other; the second is a configuration mistake to say in words.
+        const fenced = /fences the current one|PRODUCER_FENCED/i.test(text) ? `; another producer with the transactional id ${c.instanceId} started after this one: this process was replaced, or two running instances share instanceId ${c.instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)` : ''
+        throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${fenced}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.
       for (const x of prepared) {

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
+import { stateInstanceId } from '../../src/kafka/instance-id.js'
+import { tempDir } from '../helpers.js'
 
 const BASE = `applicationId: churn
 brokers: [kafka-1:9092, kafka-2:9092]
@@ -107,5 +109,21 @@ describe('run configuration', () => {
     expect(error(BASE + 'outputFormat: confluent\n')).toMatch(/outputFormat: confluent needs schemaRegistryUrl/)
     expect(error(BASE + 'outputFormat: { tasks: protobuf }\n')).toMatch(/outputFormat\.tasks: avro, confluent or json, not "protobuf"/)
     expect(error(BASE + 'outputFormat: { task: json }\n')).toMatch(/outputFormat: unknown key "task"/)
+  })
+
+  it('without an instanceId, ebb run makes one per state directory and keeps it: restarts keep it, two instances never share it', () => {
+    const tmp = tempDir('ebb-instance-id-')
+    try {
+      const a = stateInstanceId(join(tmp.dir, 'a'), 'churn')
+      expect(a).toMatch(/^churn-[0-9a-f]{8}$/)
+      expect(stateInstanceId(join(tmp.dir, 'a'), 'churn')).toBe(a)
+      expect(stateInstanceId(join(tmp.dir, 'b'), 'churn')).not.toBe(a)
+      // another application on the same directory: its own prefix (ACLs on transactional ids go by prefix)
+      expect(stateInstanceId(join(tmp.dir, 'a'), 'other')).toMatch(/^other-[0-9a-f]{8}$/)
+      expect(parseRunConfig(BASE, 'ebb.yaml', {}).instanceIdConfigured).toBe(false)
+      expect(parseRunConfig(BASE, 'ebb.yaml', { EBB_INSTANCE_ID: 'churn-7' })).toMatchObject({ instanceId: 'churn-7', instanceIdConfigured: true })
+    } finally {
+      tmp.cleanup()
+    }
   })
 })
