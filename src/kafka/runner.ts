@@ -269,11 +269,17 @@ export class KafkaRunner {
     return out
   }
 
+  /** a partition count of the input other than the state's, seen at the last check (acted on when the next one agrees) */
+  private otherPartitionCount: number | undefined
+
   private async checkPartitionCount (): Promise<void> {
     if (this.stopping || this.fatal !== undefined || this.admin === undefined) return
     const c = this.config
     const n = await this.admin.partitionCount(c.topics.input).catch(() => 0) // (unknown: the consumer says why)
-    if (n > 0 && n !== this.inputPartitions && !this.stopping) this.fail(new EbbError(Errors.CONFIG_INVALID, 'topics', partitionsChanged(c.topics.input, n, changelogTopic(c), this.inputPartitions)))
+    const changed = n > 0 && n !== this.inputPartitions
+    // Two checks in a row, so that one odd metadata answer (a broker restarting) cannot end the run.
+    if (changed && n === this.otherPartitionCount && !this.stopping) this.fail(new EbbError(Errors.CONFIG_INVALID, 'topics', partitionsChanged(c.topics.input, n, changelogTopic(c), this.inputPartitions)))
+    this.otherPartitionCount = changed ? n : undefined
   }
 
   private async ensureTopics (admin: AdminPort): Promise<void> {
