@@ -3,6 +3,9 @@ import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { EbbError, Errors } from '../errors.js'
 
+/** a line holding nothing but JSON whitespace (RFC 8259: space, tab, line feed, carriage return) */
+const JSON_BLANK = /^[ \t\r]*$/
+
 /** A line that never reaches the decoder: too long, or not UTF-8. Its bytes go to the dead letters. */
 export interface RejectedLine {
   /** index in the batch's lines (whose entry is '') */
@@ -83,7 +86,10 @@ export async function * readLineBatches (file: string, batchSize: number, maxLin
     }
     const text = line.toString('utf8')
     lineNo++
-    if (text.trim().length === 0) { blank++; return }
+    // Blank by JSON's own whitespace (space, tab, CR): a line of other white space (a no-break
+    // space, a form feed, a lone byte order mark) is a record that breaks the contract, dead-lettered
+    // as one, not skipped unseen.
+    if (JSON_BLANK.test(text)) { blank++; return }
     lines.push(text)
     numbers.push(lineNo)
   }
