@@ -35,6 +35,13 @@ export interface ChaosOptions {
   instances: number
   instanceKills: number
   brokerKills: number
+  /**
+   * instances frozen (SIGSTOP) past the group's session timeout, then let go on (SIGCONT): a
+   * zombie whose partitions moved while its transaction was open, the fault KIP-447 fences
+   */
+  instanceFreezes?: number
+  /** how long a frozen instance stays stopped (default 15 s, past the 10 s session timeout) */
+  freezeMs?: number
   /** share of instance kills restarted on an empty state directory */
   wipeShare: number
   /** how long the broker stays down */
@@ -62,6 +69,7 @@ export interface ChaosResult {
   instanceKills: number
   instanceKillsOnEmptyState: number
   brokerKills: number
+  instanceFreezes: number
   restarts: number
   /** the fewest input records produced and not yet committed when a fault struck (> 0: every fault hit work in flight) */
   inFlightAtFaultMin: number
@@ -227,8 +235,11 @@ http: { port: 0 }
     // the next chunk: every fault lands mid-stream, with work in flight.
     const random = rng(o.seed)
     const total = events.length
-    const faults: Array<'instance' | 'broker'> = Array.from({ length: o.instanceKills }, () => 'instance' as const)
+    const faults: Array<'instance' | 'broker' | 'freeze'> = Array.from({ length: o.instanceKills }, () => 'instance' as const)
     for (let k = 0; k < o.brokerKills; k++) faults.splice(Math.round(o.instanceKills * (k + 1) / (o.brokerKills + 1)) + k, 0, 'broker')
+    // (freezes after the kills: a schedule of kills and broker kills stays what a seed gave before)
+    for (let k = 0; k < (o.instanceFreezes ?? 0); k++) faults.push('freeze')
+    let freezes = 0
     const chunks = faults.length + 1
     let instanceKills = 0
     let wiped = 0
@@ -266,6 +277,16 @@ http: { port: 0 }
           await sleep(o.brokerDownMs)
           cluster.resume(node)
           brokerKills++
+        } else if (fault === 'freeze') {
+          const i = Math.floor(random() * o.instances)
+          const p = procs[i]
+          if (p !== undefined) {
+            log(`chaos: freezing instance ${i} (SIGSTOP) for ${(o.freezeMs ?? 15_000) / 1000} s`)
+            p.child.kill('SIGSTOP')
+            await sleep(o.freezeMs ?? 15_000)
+            p.child.kill('SIGCONT')
+          }
+          freezes++
         } else {
           const i = Math.floor(random() * o.instances)
           const p = procs[i]
@@ -317,6 +338,7 @@ http: { port: 0 }
       instanceKills,
       instanceKillsOnEmptyState: wiped,
       brokerKills,
+      instanceFreezes: freezes,
       restarts,
       inFlightAtFaultMin: inFlight.length === 0 ? 0 : Math.min(...inFlight),
       faultsWithWorkInFlight: inFlight.filter((n) => n > 0).length,
@@ -338,19 +360,20 @@ http: { port: 0 }
   }
 }
 
-const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--partitions N] [--brokers N] [--guarantee at_least_once]
+const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--freezes N] [--partitions N] [--brokers N] [--guarantee at_least_once]
   A 3-instance group on a broker of its own (port 29192), SIGKILLs of instances (half restarted
-  on an empty state directory) and of the broker, then the outputs read back by kcat compared
+  on an empty state directory) and of the broker, instances frozen (SIGSTOP for 15 s, past the
+  session timeout, then SIGCONT: zombies), then the outputs read back by kcat compared
   with a replay: 0 missing, 0 duplicated, 0 different, no instance exiting by itself, or exit 1. Results: bench/results/chaos.json.
   --guarantee at_least_once: the group runs at-least-once; repeated outputs are allowed (and
   counted), a missing or different one still fails. Results: bench/results/chaos-at-least-once.json.
   --brokers 3: a cluster of 3 brokers (ports 29192, 29202, 29212), every topic replicated on each;
   a broker kill takes one node down, and leaders and coordinators move. Results: bench/results/chaos-3-brokers.json.
-  Defaults: 1,000,000 events, 6 partitions, 20 instance kills, 2 broker kills (--quick: 60,000
-  events, 3 partitions, 4 instance kills, 1 broker kill).`
+  Defaults: 1,000,000 events, 6 partitions, 20 instance kills, 2 broker kills, 2 freezes (--quick:
+  60,000 events, 3 partitions, 4 instance kills, 1 broker kill, 1 freeze).`
 
 async function main (argv: string[]): Promise<number> {
-  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, partitions: { type: 'string' }, brokers: { type: 'string' }, guarantee: { type: 'string' }, help: { type: 'boolean' } })
+  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, freezes: { type: 'string' }, partitions: { type: 'string' }, brokers: { type: 'string' }, guarantee: { type: 'string' }, help: { type: 'boolean' } })
   if (o.help === true) { process.stdout.write(CHAOS_HELP + '\n'); return 0 }
   const quick = o.quick === true
   const opts: ChaosOptions = {
@@ -359,6 +382,7 @@ async function main (argv: string[]): Promise<number> {
     instances: 3,
     instanceKills: intOption('chaos', 'kills', o.kills, quick ? 4 : 20, 0, 1000),
     brokerKills: intOption('chaos', 'broker-kills', o['broker-kills'], quick ? 1 : 2, 0, 100),
+    instanceFreezes: intOption('chaos', 'freezes', o.freezes, quick ? 1 : 2, 0, 100),
     wipeShare: 0.5,
     brokerDownMs: 20_000,
     seed: 42,
@@ -374,7 +398,7 @@ async function main (argv: string[]): Promise<number> {
   const machine = `${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim() ?? '?'}, Node ${process.version}`
   const file = join(projectRoot(), 'bench', 'results', `chaos${opts.guarantee === 'at_least_once' ? '-at-least-once' : ''}${(opts.brokers ?? 1) > 1 ? `-${opts.brokers ?? 1}-brokers` : ''}${quick ? '.quick' : ''}.json`)
   writeFileSync(file, JSON.stringify({ suite: 'chaos', quick, machine, date: new Date().toISOString(), command: `npm run chaos${argv.length > 0 ? ' -- ' + argv.join(' ') : ''}`, ok, results: result }, null, 2) + '\n')
-  process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.brokers > 1 ? `${result.brokers} brokers, ` : ''}${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills (${result.faultsWithWorkInFlight} of ${result.instanceKills + result.brokerKills} faults with uncommitted input, at least ${result.inFlightAtFaultMin} records), ${result.restarts} instances exited by themselves (restarted by the supervisor), ${result.seconds} s
+  process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.brokers > 1 ? `${result.brokers} brokers, ` : ''}${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills, ${result.instanceFreezes} freezes (${result.faultsWithWorkInFlight} of ${result.instanceKills + result.brokerKills + result.instanceFreezes} faults with uncommitted input, at least ${result.inFlightAtFaultMin} records), ${result.restarts} instances exited by themselves (restarted by the supervisor), ${result.seconds} s
   expected   alerts ${result.expected.alerts}, tasks ${result.expected.tasks}, outcomes ${result.expected.outcomes}
   missing    ${JSON.stringify(result.missing)}
   duplicated ${JSON.stringify(result.duplicated)}
