@@ -103,7 +103,8 @@ export async function buildServer (opts: ServerOptions): Promise<FastifyInstance
   // document's own routes under /docs excepted).
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith('/docs')) return
-    const schema = (route.schema ??= {}) as { querystring?: unknown }
+    route.schema ??= {}
+    const schema = route.schema as { querystring?: unknown }
     schema.querystring ??= { type: 'object', additionalProperties: false, properties: {} }
   })
   // What Node's HTTP server would answer with an empty body, or not at all, in the one error shape:

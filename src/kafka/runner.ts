@@ -649,7 +649,11 @@ export class KafkaRunner {
         // Fenced: a producer of the same transactional id started after this one. Either this
         // process was replaced, or two running instances share an instanceId and take turns
         // fencing each other; the second is a configuration mistake to say in words.
-        const fenced = /fences the current one|PRODUCER_FENCED/i.test(text) ? `; another producer with the transactional id ${c.instanceId} started after this one: this process was replaced, or two running instances share instanceId ${c.instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)` : ''
+        const fenced = /fences the current one|PRODUCER_FENCED/i.test(text)
+          ? `; another producer with the transactional id ${c.instanceId} started after this one: this process was replaced, or two running instances share instanceId ${c.instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)`
+          // KIP-447: the group moved on without this member (it did not answer for the session
+          // timeout: a pause, a frozen process), so its offsets are refused and the new owners redo the work.
+          : /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not current/i.test(text) ? '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets' : ''
         throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${fenced}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.

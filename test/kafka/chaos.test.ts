@@ -11,11 +11,12 @@ import { runChaos } from '../../bench/chaos.js'
  * same on a cluster of three brokers (ports 29292, 29302, 29312).
  */
 describe('chaos (short)', () => {
-  it('kills instances and the broker mid-stream: no instance exits by itself; every alert, task and outcome once, and equal to a replay', async () => {
-    const r = await runChaos({ events: 60_000, partitions: 3, instances: 3, instanceKills: 4, brokerKills: 2, wipeShare: 0.5, brokerDownMs: 15_000, seed: 42, port: 29292 }, () => {})
+  it('kills instances and the broker mid-stream, and freezes one past its session timeout (a zombie): no instance exits by itself; every alert, task and outcome once, and equal to a replay', async () => {
+    const r = await runChaos({ events: 60_000, partitions: 3, instances: 3, instanceKills: 4, brokerKills: 2, instanceFreezes: 1, wipeShare: 0.5, brokerDownMs: 15_000, seed: 42, port: 29292 }, () => {})
     expect(r.examples).toEqual([])
     expect(r.instanceKills).toBe(4)
     expect(r.brokerKills).toBe(2)
+    expect(r.instanceFreezes).toBe(1)
     // The harness restarts only the instances it killed: an instance that exited by itself would count here.
     expect(r.restarts).toBe(0)
     expect(Object.keys(r.exitCodes).sort()).toEqual(['0', 'SIGKILL'])
