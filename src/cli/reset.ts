@@ -53,7 +53,7 @@ export async function reset (argv: string[]): Promise<number> {
  */
 function removeStores (stateDir: string, input: string): { removed: string[], kept: string[] } {
   if (!existsSync(stateDir)) return { removed: [], kept: [] }
-  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+|${INSTANCE_ID_FILE})$`)
+  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+(\\.corrupt)?|${INSTANCE_ID_FILE})$`)
   const removed: string[] = []
   const kept: string[] = []
   for (const entry of readdirSync(stateDir)) {

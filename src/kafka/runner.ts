@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { log } from '../log.js'
@@ -51,6 +51,25 @@ const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o
  */
 export function partitionsChanged (input: string, inputPartitions: number, changelog: string, statePartitions: number): string {
   return `${input} has ${inputPartitions} partitions, but the state (changelog ${changelog}) was built for ${statePartitions}: users' events are keyed to other partitions than their state now. Start the application over on the new count with \`ebb reset --config F\` (it rebuilds the state from the input's start, so the input must still hold the history), or go back to an input topic of ${statePartitions} partitions`
+}
+
+/**
+ * A partition's local store, which in Kafka mode is a copy of its changelog: one that RocksDB
+ * finds corrupt (a torn write, a disk error) is moved aside to `<dir>.corrupt` (the one before it
+ * replaced) and a new one restored from the changelog, as Kafka Streams wipes a corrupted task's
+ * state, instead of the partition staying closed until retryTimeout ends the run.
+ */
+async function openStore (dir: string, partition: number): Promise<RocksStore> {
+  try {
+    return await RocksStore.open(dir)
+  } catch (err) {
+    if (!/Corruption/.test((err as Error).message)) throw err
+    const aside = `${dir}.corrupt`
+    rmSync(aside, { recursive: true, force: true })
+    renameSync(dir, aside)
+    log.warn({ partition, movedTo: aside, err: (err as Error).message }, 'the local store is corrupt: moved aside, and restored from the changelog')
+    return await RocksStore.open(dir)
+  }
 }
 
 /** A partition's part of a commit: its changelog batch (local store + changelog records), outputs and input offset. */
@@ -453,7 +472,7 @@ export class KafkaRunner {
     const have = this.partitions.get(partition)
     if (have !== undefined) return have
     const dir = join(this.config.stateDir, `${this.config.topics.input}-${partition}`)
-    const store = await RocksStore.open(dir)
+    const store = await openStore(dir, partition)
     try {
       this.transition(partition, 'restoring')
       const resumeAt = await this.reader.restoreConsistent(partition, store, AbortSignal.any([this.closing.signal, this.assignment.signal]))

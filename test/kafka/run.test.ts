@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { tracingChannel } from 'node:diagnostics_channel'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { createServer } from 'node:http'
 import { Admin } from '@platformatic/kafka'
@@ -702,6 +702,35 @@ http: { port: 0 }
     expect(await second.exited).toBe(1)
     expect(second.stderr()).toMatch(new RegExp(`partition 0: the local state has applied the changelog ${app}-user-state-changelog up to offset \\d+, but the changelog ends at 0: .*\`ebb reset --config F\`.*\\[EBB_CHANGELOG_LOST\\]`, 's'))
     expect(Date.now() - t0).toBeLessThan(30_000)
+  }, 120_000)
+
+  it('a local store RocksDB finds corrupt is moved aside and restored from the changelog: the partition opens, nothing is emitted twice', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    await simulatedInput(input, 1, 43)
+    const stateDir = join(tmp.dir, app)
+    const file = config(app, input, 1, stateDir)
+    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)
+    const first = startEbb(file)
+    await waitCaughtUp(app, input)
+    first.child.kill('SIGTERM')
+    expect(await first.exited).toBe(0)
+    const before = alertIds()
+    // a torn write in the store's manifest (what a disk error or a full disk at the wrong moment leaves)
+    const store = join(stateDir, `${input}-0`)
+    const manifest = readdirSync(store).find((f) => f.startsWith('MANIFEST-'))
+    if (manifest === undefined) throw new Error(`no manifest in ${store}`)
+    const fd = openSync(join(store, manifest), 'r+')
+    try { writeSync(fd, Buffer.from('garbage-garbage-garbage'), 0, 23, 10) } finally { closeSync(fd) }
+    const second = startEbb(file)
+    await waitReady(second.stderr)
+    await produce(input, 1, [{ key: 'later', value: Buffer.from('later') }])
+    await waitCaughtUp(app, input)
+    second.child.kill('SIGTERM')
+    expect(await second.exited).toBe(0)
+    expect(second.stderr()).toMatch(/the local store is corrupt: moved aside, and restored from the changelog/)
+    expect(existsSync(`${store}.corrupt`)).toBe(true)
+    expect(alertIds().sort()).toEqual([...before].sort())
   }, 120_000)
 
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
