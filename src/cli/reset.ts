@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { changelogTopic, loadRunConfig } from '../kafka/config.js'
-import { INSTANCE_ID_FILE } from '../kafka/instance-id.js'
+import { INSTANCE_ID_FILE, PID_FILE } from '../kafka/instance-id.js'
 import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { instantOption, requireOption } from './args.js'
@@ -53,7 +53,7 @@ export async function reset (argv: string[]): Promise<number> {
  */
 function removeStores (stateDir: string, input: string): { removed: string[], kept: string[] } {
   if (!existsSync(stateDir)) return { removed: [], kept: [] }
-  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+(\\.corrupt)?|${INSTANCE_ID_FILE})$`)
+  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+(\\.corrupt)?|${INSTANCE_ID_FILE}|${PID_FILE.replace('.', '\\.')})$`)
   const removed: string[] = []
   const kept: string[] = []
   for (const entry of readdirSync(stateDir)) {

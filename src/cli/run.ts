@@ -5,7 +5,7 @@ import type { EngineView } from '../http/engine-view.js'
 import { listen } from '../http/listen.js'
 import { buildServer } from '../http/server.js'
 import { loadRunConfig } from '../kafka/config.js'
-import { stateInstanceId } from '../kafka/instance-id.js'
+import { claimStateDir, stateInstanceId } from '../kafka/instance-id.js'
 import { KafkaRunner } from '../kafka/runner.js'
 import { errorText, isKafkaClientError, kafkaRefusal } from '../kafka/client-errors.js'
 import { withDeadline } from '../kafka/waits.js'
@@ -26,6 +26,9 @@ export async function run (argv: string[]): Promise<number> {
   const file = requireOption('run', 'config', o.config)
   requireInputFile(file, { streams: true })
   const loaded = loadRunConfig(file)
+  // One process per state directory (its stores, its instance id), released at exit however it comes.
+  const release = claimStateDir(loaded.stateDir)
+  process.once('exit', release)
   const config = loaded.instanceIdConfigured ? loaded : { ...loaded, instanceId: stateInstanceId(loaded.stateDir, loaded.applicationId) }
   const topology = loadTopology(config.topologyFile)
   // One runner per attempt to reach the brokers; the API and metrics read whichever is current.

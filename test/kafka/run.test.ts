@@ -101,7 +101,14 @@ async function referenceRun (ref: string, input: string, partitions: number): Pr
   expect(await clean.exited).toBe(0)
 }
 
+/** An undecodable record: it becomes a dead letter carrying its bytes, so the output says which records were read. */
+const marker = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
+/** The bytes of every dead letter an application wrote (read_committed, by kcat), as text. */
+const deadLetterTexts = (app: string): string[] => kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString())
+
 interface Alert { alertId: string, userId: string, rule: string, firedAt: number, decision: string | null, taskId: string | null }
+/** The id of every alert an application wrote (read_committed, by kcat), in the topic's order. */
+const alertIdsOf = (app: string): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)
 
 describe('ebb run on a real Kafka', () => {
   it('gives the alerts and tasks of a replay of the same events, and dead-letters what it cannot read', async () => {
@@ -525,7 +532,7 @@ describe('ebb run on a real Kafka', () => {
       const r = spawnSync(process.execPath, [join(root, 'bin', 'ebb.js'), ...args], { encoding: 'utf8' })
       return { status: r.status, out: r.stdout + r.stderr }
     }
-    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId).sort()
+    const alertIds = (): string[] => alertIdsOf(app).sort()
     const first = startEbb(file)
     await waitCaughtUp(app, input)
     const before = alertIds()
@@ -559,7 +566,7 @@ describe('ebb run on a real Kafka', () => {
     const input = `${app}.events`
     const n = await simulatedInput(input, 2, 37)
     const file = (dir: string): string => config(app, input, 2, join(tmp.dir, dir), `${app}-0`, 'restoreConsistencyTimeout: 2s\nretryTimeout: 60s\n')
-    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)
+    const alertIds = (): string[] => alertIdsOf(app)
     const first = startEbb(file(`${app}-a`))
     await waitCaughtUp(app, input)
     first.child.kill('SIGTERM')
@@ -579,7 +586,7 @@ describe('ebb run on a real Kafka', () => {
     const second = startEbb(file(`${app}-b`))
     await waitReady(second.stderr)
     // (undecodable: each becomes a dead letter carrying its bytes, and stream time stays where it was)
-    const later = Array.from({ length: 40 }, (_, i) => ({ key: `later-${i}`, value: Buffer.from(`later-${i}`) }))
+    const later = Array.from({ length: 40 }, (_, i) => marker(`later-${i}`))
     await produce(input, 2, later)
     await waitCommitted(app, input, n + later.length)
     second.child.kill('SIGTERM')
@@ -588,7 +595,7 @@ describe('ebb run on a real Kafka', () => {
     const after = alertIds()
     expect(new Set(after).size).toBe(after.length)
     expect(after.sort()).toEqual([...before].sort())
-    const dead = kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString()).filter((t) => t.startsWith('later-'))
+    const dead = deadLetterTexts(app).filter((t) => t.startsWith('later-'))
     expect(dead.sort()).toEqual(later.map((r) => r.key).sort())
     // The input deleted and created again (smaller): the state is of input that no longer exists.
     const recreate = new Admin({ clientId: 'ebb-test-topics', bootstrapBrokers: [BROKER] })
@@ -609,9 +616,7 @@ describe('ebb run on a real Kafka', () => {
   it('retention deleted records past the group\'s offset while it was stopped: it goes on from the first record left, without a stall', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
-    // Undecodable records: each becomes a dead letter carrying its bytes, so the output says which were read.
-    const rec = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
-    await produce(input, 1, Array.from({ length: 30 }, (_, i) => rec(`first-${i}`)))
+    await produce(input, 1, Array.from({ length: 30 }, (_, i) => marker(`first-${i}`)))
     const file = config(app, input, 1, join(tmp.dir, app))
     const first = startEbb(file)
     await waitCaughtUp(app, input)
@@ -620,7 +625,7 @@ describe('ebb run on a real Kafka', () => {
     expect(await committedCount(app, input)).toBe(30)
     // While it is stopped, 40 more arrive and the first 50 are deleted (as retention would):
     // the group's offset, 30, is before the log's start.
-    await produce(input, 1, Array.from({ length: 40 }, (_, i) => rec(`second-${i}`)))
+    await produce(input, 1, Array.from({ length: 40 }, (_, i) => marker(`second-${i}`)))
     const admin = new Admin({ clientId: 'ebb-test-retention', bootstrapBrokers: [BROKER] })
     try {
       const [deleted] = await admin.deleteRecords({ topics: [{ name: input, partitions: [{ partition: 0, offset: 50n }] }] })
@@ -632,7 +637,7 @@ describe('ebb run on a real Kafka', () => {
     await waitCommitted(app, input, 70)
     second.child.kill('SIGTERM')
     expect(await second.exited).toBe(0)
-    const read = kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString())
+    const read = deadLetterTexts(app)
     // every record of the first run once, then what was left of the second batch: second-20 on
     expect(read).toEqual([...Array.from({ length: 30 }, (_, i) => `first-${i}`), ...Array.from({ length: 20 }, (_, i) => `second-${20 + i}`)])
     expect(second.stderr()).not.toMatch(/EBB_RESTORE_BEHIND|EBB_STATE_AHEAD/)
@@ -710,7 +715,7 @@ http: { port: 0 }
     await simulatedInput(input, 1, 43)
     const stateDir = join(tmp.dir, app)
     const file = config(app, input, 1, stateDir)
-    const alertIds = (): string[] => kcatValues(`${app}.alerts`).map((v) => (decodeOutput('alert', v) as Alert).alertId)
+    const alertIds = (): string[] => alertIdsOf(app)
     const first = startEbb(file)
     await waitCaughtUp(app, input)
     first.child.kill('SIGTERM')
@@ -736,17 +741,15 @@ http: { port: 0 }
   it('autoOffsetReset: latest starts a new group at the end of the input: what was there before is not read, what comes after is', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
-    // Undecodable records: each becomes a dead letter carrying its bytes, so the output says which were read.
-    const rec = (text: string): { key: string, value: Buffer } => ({ key: text, value: Buffer.from(text) })
-    await produce(input, 2, Array.from({ length: 20 }, (_, i) => rec(`before-${i}`)))
+    await produce(input, 2, Array.from({ length: 20 }, (_, i) => marker(`before-${i}`)))
     const ebb = startEbb(config(app, input, 2, join(tmp.dir, app), `${app}-0`, 'autoOffsetReset: latest\n'))
     // (empty until ebb run has created its output topics: kcat fails on an unknown topic)
-    const read = (): string[] => { try { return kcatValues(`${app}.dlq`).map((v) => Buffer.from((decodeOutput('deadLetter', v) as { raw: string }).raw, 'base64').toString()) } catch { return [] } }
+    const read = (): string[] => { try { return deadLetterTexts(app) } catch { return [] } }
     // Records keep arriving until some reach the output (the group's start is resolved when it
     // first fetches, so the first few after the start may fall before it).
     let seen: string[] = []
     for (let i = 0; i < 120 && !seen.some((t) => t.startsWith('after-')); i++) {
-      await produce(input, 2, [rec(`after-${i}`)])
+      await produce(input, 2, [marker(`after-${i}`)])
       await new Promise((resolve) => setTimeout(resolve, 500))
       seen = read()
     }

@@ -1,9 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
-import { stateInstanceId } from '../../src/kafka/instance-id.js'
+import { claimStateDir, PID_FILE, stateInstanceId } from '../../src/kafka/instance-id.js'
 import { tempDir } from '../helpers.js'
 
 const BASE = `applicationId: churn
@@ -123,6 +125,28 @@ describe('run configuration', () => {
       expect(parseRunConfig(BASE, 'ebb.yaml', {}).instanceIdConfigured).toBe(false)
       expect(parseRunConfig(BASE, 'ebb.yaml', { EBB_INSTANCE_ID: 'churn-7' })).toMatchObject({ instanceId: 'churn-7', instanceIdConfigured: true })
     } finally {
+      tmp.cleanup()
+    }
+  })
+
+  it('one ebb run per state directory: a second while the first runs is refused (EBB_STATE_LOCKED); a file left by a process that is gone is taken over', async () => {
+    const tmp = tempDir('ebb-claim-')
+    const sleeper = spawn('sleep', ['30'])
+    try {
+      const dir = join(tmp.dir, 'state')
+      const release = claimStateDir(dir)
+      expect(readFileSync(join(dir, PID_FILE), 'utf8').trim()).toBe(`${process.pid}@${hostname()}`)
+      release()
+      expect(existsSync(join(dir, PID_FILE))).toBe(false)
+      // another process on this host that is running
+      writeFileSync(join(dir, PID_FILE), `${sleeper.pid ?? 0}@${hostname()}\n`)
+      expect(() => claimStateDir(dir)).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`\`ebb run\` process ${sleeper.pid ?? 0} uses it`) }))
+      // gone (kill -9 leaves the file): taken over
+      sleeper.kill('SIGKILL')
+      await new Promise((resolve) => sleeper.on('exit', resolve))
+      expect(typeof claimStateDir(dir)).toBe('function')
+    } finally {
+      sleeper.kill('SIGKILL')
       tmp.cleanup()
     }
   })
