@@ -31,10 +31,10 @@ export function intOption (command: string, name: string, value: string | undefi
   return n
 }
 
-/** A number written in decimal (digits, an optional fraction: 0.25, 3), within [min, max]; `what` says the range in words. */
+/** A number written in decimal (0.25, 3, .5, 1e-4: digits, a fraction, an exponent; not hex, not a sign), accepted by `ok`; `what` says the range in words. */
 export function decimalOption (command: string, name: string, value: string | undefined, dflt: number, ok: (x: number) => boolean, what: string): number {
   if (value === undefined) return dflt
-  const x = /^\d+(\.\d+)?$|^\.\d+$/.test(value) ? Number(value) : Number.NaN
+  const x = /^(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/.test(value) ? Number(value) : Number.NaN
   if (!Number.isFinite(x) || !ok(x)) throw new EbbError(Errors.USAGE, `ebb ${command}: --${name} must be ${what}, got "${value}"`)
   return x
 }

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { changelogTopic, loadRunConfig } from '../kafka/config.js'
-import { INSTANCE_ID_FILE, PID_FILE } from '../kafka/instance-id.js'
+import { claimStateDir, instanceIdFile, pidFile } from '../kafka/instance-id.js'
 import { kafkaCommand } from '../kafka/client-errors.js'
 import { PlatformaticClient } from '../kafka/platformatic-client.js'
 import { instantOption, requireOption } from './args.js'
@@ -21,6 +21,10 @@ export async function reset (argv: string[]): Promise<number> {
   // calendar date): Date.parse took "12" for December 2001 and a date without offset in this
   // machine's zone, on the one command that moves offsets and deletes state.
   const to = instantOption('reset', 'to', o.to) ?? null
+  // Not under an `ebb run` of this application on this host (one still retrying to reach the
+  // brokers has no group member yet, so the group check below would not see it).
+  const release = claimStateDir(c.stateDir, c.applicationId)
+  process.once('exit', release)
   await kafkaCommand(c.brokers, 'ebb reset', async () => {
     const admin = await new PlatformaticClient(c, `${c.applicationId}-reset`).admin()
     try {
@@ -41,7 +45,7 @@ export async function reset (argv: string[]): Promise<number> {
       await admin.close()
     }
   })
-  const { removed, kept } = removeStores(c.stateDir, c.topics.input)
+  const { removed, kept } = removeStores(c.stateDir, c.topics.input, c.applicationId)
   if (removed.length > 0) process.stdout.write(`state removed on this host: ${removed.join(', ')} in ${c.stateDir}${kept.length > 0 ? ` (left there, not Ebb's: ${kept.slice(0, 5).join(', ')}${kept.length > 5 ? ', …' : ''})` : ''}; remove the other hosts' too before they start\n`)
   return 0
 }
@@ -51,9 +55,10 @@ export async function reset (argv: string[]): Promise<number> {
  * its instance id from the state directory, and the directory once empty; nothing else. A `stateDir` set to a
  * directory that holds other things (`.`, a home directory, `/`) loses nothing but Ebb's stores.
  */
-function removeStores (stateDir: string, input: string): { removed: string[], kept: string[] } {
+function removeStores (stateDir: string, input: string, applicationId: string): { removed: string[], kept: string[] } {
   if (!existsSync(stateDir)) return { removed: [], kept: [] }
-  const store = new RegExp(`^(${input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d+(\\.corrupt)?|${INSTANCE_ID_FILE}|${PID_FILE.replace('.', '\\.')})$`)
+  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const store = new RegExp(`^(${escape(input)}-\\d+(\\.corrupt)?|${escape(instanceIdFile(applicationId))}|${escape(pidFile(applicationId))})$`)
   const removed: string[] = []
   const kept: string[] = []
   for (const entry of readdirSync(stateDir)) {

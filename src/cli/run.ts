@@ -27,7 +27,7 @@ export async function run (argv: string[]): Promise<number> {
   requireInputFile(file, { streams: true })
   const loaded = loadRunConfig(file)
   // One process per state directory (its stores, its instance id), released at exit however it comes.
-  const release = claimStateDir(loaded.stateDir)
+  const release = claimStateDir(loaded.stateDir, loaded.applicationId)
   process.once('exit', release)
   const config = loaded.instanceIdConfigured ? loaded : { ...loaded, instanceId: stateInstanceId(loaded.stateDir, loaded.applicationId) }
   const topology = loadTopology(config.topologyFile)
@@ -121,7 +121,7 @@ export async function run (argv: string[]): Promise<number> {
       // Running: the outage is over once the runner committed, or was ready for HEALTHY_AFTER_MS
       // (a quiet input commits nothing); a commit that fails again and again never gets there,
       // so its retries end at the deadline.
-      why = await untilStoppedOrFailed(runner, stopped, () => outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0 }, config.retryTimeoutMs)
+      why = await untilStoppedOrFailed(runner, stopped, () => outageSince === undefined ? undefined : outageSince + config.retryTimeoutMs, () => { outageSince = undefined; attempt = 0; previous = undefined }, config.retryTimeoutMs)
       if (why === 'unavailable') {
         // Not healthy again within retryTimeout of the outage's start (the client kept restarting
         // its consumer, or the group never settled, or its partitions never opened): give up.

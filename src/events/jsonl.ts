@@ -15,8 +15,8 @@ export function decodeJsonEvent (line: string): UserEvent {
   } catch (err) {
     // A byte order mark (Windows tools write one at the start of a file): JSON's RFC lets a
     // parser ignore it, and JSON.parse does not. Looked for only here, off the common path.
-    if (line.charCodeAt(0) !== 0xFEFF) throw new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message)
-    return decodeJsonEvent(line.slice(1))
+    if (line.charCodeAt(0) !== 0xFEFF || line.charCodeAt(1) === 0xFEFF) throw new EbbError(Errors.EVENT_UNDECODABLE, (err as Error).message)
+    return decodeJsonEvent(line.slice(1)) // (one mark, once: the recursion ends at the next character)
   }
   if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new EbbError(Errors.EVENT_UNDECODABLE, 'a line must hold one JSON object')
   const problem = validateEventObject(o as Record<string, unknown>)

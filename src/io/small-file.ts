@@ -10,7 +10,7 @@ const pause = new Int32Array(new SharedArrayBuffer(4))
  * Reads a file that must be small, whatever the path names: a regular file, or a pipe (`--config
  * <(...)`), never more than `maxBytes`. A plain `readFileSync` on /dev/zero fills memory until the
  * process aborts, and on a FIFO nobody writes to blocks this thread for good, signals included;
- * here the first is refused at the limit, and the second reads as empty after `silenceMs` (opened
+ * here the first is refused at the limit, and the second after `silenceMs` without data (opened
  * non-blocking, a FIFO reads as ended while it has no writer, so before any data that is waited
  * out: a writer may be about to open it). Throws an Error whose message says what is wrong with
  * the file (callers wrap it in their own error code).
@@ -35,7 +35,11 @@ export function readSmallFile (file: string, maxBytes = CONFIG_FILE_BYTES, silen
         Atomics.wait(pause, 0, 0, 10)
         continue
       }
-      if (n === 0 && total === 0 && st.isFIFO() && Date.now() - lastData <= silenceMs) { Atomics.wait(pause, 0, 0, 10); continue }
+      if (n === 0 && total === 0 && st.isFIFO()) {
+        if (Date.now() - lastData > silenceMs) throw new Error(`nothing came from it for ${silenceMs / 1000} s (a pipe nobody writes to?)`)
+        Atomics.wait(pause, 0, 0, 10)
+        continue
+      }
       if (n === 0) break
       total += n
       if (total > maxBytes) throw new Error(`it holds more than the ${maxBytes} bytes such a file may hold (a device such as /dev/zero?)`)

@@ -116,7 +116,9 @@ export class ChangelogReader {
    */
   private async stateAhead (partition: number, seen: bigint, committed: bigint | null, signal?: AbortSignal): Promise<bigint> {
     const input = this.config.topics.input
-    const end = (await abortable(this.admin().highWatermarks(input), signal)).get(partition) ?? 0n
+    const end = (await abortable(this.admin().highWatermarks(input), signal)).get(partition)
+    // (no answer for the partition is not an end of 0: retried, the open is tried again)
+    if (end === undefined) throw new Error(`the brokers gave no end offset for ${input} partition ${partition}`)
     if (committed === null && seen <= end) {
       const start = (await abortable(this.admin().startOffsets(input), signal)).get(partition) ?? 0n
       const resumeAt = seen < start ? start : seen
@@ -135,9 +137,14 @@ export class ChangelogReader {
     const from = meta === undefined ? 0n : meta.readBigUInt64BE(0)
     const end = (await abortable(this.admin().endOffsets(topic), signal)).get(partition)
     if (end === undefined) throw new Error(`the brokers gave no end offset for ${topic} partition ${partition}`) // (retried: the open is tried again)
-    // The store's position is past the end of what it read it from (a commit records the offset
-    // after its own marker, never more): the changelog was replaced under it.
-    if (from > end) throw new EbbError(Errors.CHANGELOG_LOST, partition, topic, String(from), String(end))
+    // The store's position past the changelog's end: the changelog was replaced under it. Judged
+    // against the high watermark, not the read_committed end (a commit's marker may not be written
+    // yet, another producer's open transaction or a hanging one holds the stable offset back),
+    // with one offset for our own marker still to come (a commit records the offset after it).
+    if (from > end) {
+      const high = (await abortable(this.admin().highWatermarks(topic), signal)).get(partition)
+      if (high !== undefined && from > high + 1n) throw new EbbError(Errors.CHANGELOG_LOST, partition, topic, String(from), String(high))
+    }
     if (from >= end) { this.progress.set(partition, { restored: this.progress.get(partition)?.restored ?? 0, remaining: 0 }); return }
     const t0 = Date.now()
     const progress = { restored: 0, remaining: Number(end - from) }

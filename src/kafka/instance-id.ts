@@ -5,8 +5,13 @@ import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
 import { makeDirectory } from '../io/make-directory.js'
 
-/** the file in stateDir that keeps the instance id made for it (`ebb reset` removes it with the stores) */
-export const INSTANCE_ID_FILE = 'instance-id'
+/**
+ * The files in stateDir that keep the instance id made for an application and name the process
+ * that uses the directory, per application (two applications may share a stateDir: their stores
+ * are named by their input topics); `ebb reset` removes them with the stores.
+ */
+export const instanceIdFile = (applicationId: string): string => `${applicationId}.instance-id`
+export const pidFile = (applicationId: string): string => `${applicationId}.pid`
 
 /**
  * The instance id of a configuration that sets none: `<applicationId>-<8 hex digits>`, made once
@@ -17,7 +22,7 @@ export const INSTANCE_ID_FILE = 'instance-id'
  * transactional id: each fenced the other's transactions in turn, for as long as both ran.)
  */
 export function stateInstanceId (stateDir: string, applicationId: string): string {
-  const file = join(stateDir, INSTANCE_ID_FILE)
+  const file = join(stateDir, instanceIdFile(applicationId))
   try {
     const kept = readFileSync(file, 'utf8').trim()
     if (kept.startsWith(`${applicationId}-`) && /^[A-Za-z0-9._-]{1,200}$/.test(kept)) return kept
@@ -31,9 +36,6 @@ export function stateInstanceId (stateDir: string, applicationId: string): strin
   return id
 }
 
-/** the file in stateDir naming the `ebb run` process that uses it: `<pid>@<host>` */
-export const PID_FILE = 'instance.pid'
-
 /**
  * Claims the state directory for this process, as Kafka Streams locks its state directory: a
  * second `ebb run` on the same directory would share its instance id (so its transactional id:
@@ -41,15 +43,15 @@ export const PID_FILE = 'instance.pid'
  * Refused (EBB_STATE_LOCKED) while the process the file names runs on this host; a file left by a
  * process that is gone (kill -9) is taken over. Returns the release, for a clean exit.
  */
-export function claimStateDir (stateDir: string): () => void {
+export function claimStateDir (stateDir: string, applicationId: string): () => void {
   makeDirectory(stateDir)
-  const file = join(stateDir, PID_FILE)
+  const file = join(stateDir, pidFile(applicationId))
   const me = `${process.pid}@${hostname()}`
   let other = ''
   try { other = readFileSync(file, 'utf8').trim() } catch { /* none: free */ }
   const m = /^(\d+)@(.+)$/.exec(other)
-  if (m !== null && m[2] === hostname() && Number(m[1]) !== process.pid && running(Number(m[1]))) {
-    throw new EbbError(Errors.STATE_LOCKED, stateDir, `\`ebb run\` process ${m[1]} uses it (${file})`)
+  if (m !== null && m[2] === hostname() && Number(m[1]) !== process.pid && isEbb(Number(m[1]))) {
+    throw new EbbError(Errors.STATE_LOCKED, stateDir, `Ebb process ${m[1]} uses it for ${applicationId} (${file})`)
   }
   writeFileSync(file, `${me}\n`)
   return () => {
@@ -57,7 +59,19 @@ export function claimStateDir (stateDir: string): () => void {
   }
 }
 
-function running (pid: number): boolean {
+/**
+ * Whether `pid` is an Ebb process. Pids are reused: after a kill -9 (or a reboot, or in a
+ * container whose pids start over) the file's pid may belong to anything, and a live process that
+ * is not Ebb must not lock the directory for good. Where /proc says what runs (Linux), its command
+ * line must be Ebb's; elsewhere, any live process counts.
+ */
+function isEbb (pid: number): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    return args.some((a) => /(^|\/)ebb(\.js)?$/.test(a))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false // gone
+  }
   try {
     process.kill(pid, 0)
     return true

@@ -697,21 +697,29 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
   }
 
   /**
-   * OFFSET_OUT_OF_RANGE (the records were deleted by retention, or the topic truncated, while the
-   * group was away): the position moves to the earliest or latest offset, as configured. The
-   * broker answers -1 for the log's start and end beside this error, so they are asked for.
+   * OFFSET_OUT_OF_RANGE below the log's start (retention deleted records past the position while
+   * the group was away): the position moves to the earliest or latest offset, as configured. The
+   * broker answers -1 for the log's start and end beside this error, so they are asked for. A
+   * position past the log's end is not moved: the topic was deleted and created again (or
+   * truncated) under this member, and going on from the new start would apply a new topic's
+   * records to the old topic's state; the consumer fails, and the restart's restore check says so
+   * (EBB_STATE_AHEAD). A position moved meanwhile (a seek) is left as it is.
    */
   private async resetOutOfRange (err: unknown): Promise<boolean> {
     const response = (err as { response?: FetchResponse }).response
     if (response?.responses === undefined) return false
     const outOfRange = response.responses.flatMap((t) => t.partitions.filter((p) => p.errorCode === 1).map((p) => p.partitionIndex))
     if (outOfRange.length === 0) return false
-    const offsets = (await this.fetcher.listOffsets({ topics: [this.topic], partitions: { [this.topic]: outOfRange }, timestamp: this.opts.fromBeginning ? EARLIEST : LATEST, isolationLevel: READ_COMMITTED })).get(this.topic)
+    const before = new Map(outOfRange.map((p) => [p, this.positions.get(p)]))
+    const ask = async (timestamp: bigint): Promise<bigint[] | undefined> => (await this.fetcher.listOffsets({ topics: [this.topic], partitions: { [this.topic]: outOfRange }, timestamp, isolationLevel: READ_COMMITTED })).get(this.topic)
+    const [earliest, latest] = [await ask(EARLIEST), await ask(LATEST)]
     let reset = false
     for (const p of outOfRange) {
-      const at = offsets?.[p]
-      if (at === undefined || at < 0n) continue
-      log.warn({ partition: p, from: this.positions.get(p)?.toString(), to: at.toString() }, 'the fetch position is out of range (records deleted by retention?); it moves to the ' + (this.opts.fromBeginning ? 'earliest' : 'latest') + ' offset')
+      const pos = before.get(p)
+      const start = earliest?.[p]
+      const at = this.opts.fromBeginning ? start : latest?.[p]
+      if (pos === undefined || start === undefined || at === undefined || at < 0n || pos >= start || this.positions.get(p) !== pos) continue
+      log.warn({ partition: p, from: pos.toString(), to: at.toString() }, 'the fetch position is before the log\'s start (records deleted by retention); it moves to the ' + (this.opts.fromBeginning ? 'earliest' : 'latest') + ' offset')
       this.positions.set(p, at)
       reset = true
     }

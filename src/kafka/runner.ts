@@ -481,6 +481,7 @@ export class KafkaRunner {
       const st: AssignedPartition = { partition, task, store, sink, pendingOffset: null, lastRecordAt: Date.now(), lag: 0 }
       this.partitions.set(partition, st)
       this.transition(partition, 'running')
+      if (this.lastOpenFailure?.partition === partition) this.lastOpenFailure = undefined
       // Fetch exactly after what the state has seen (a batch fetched before this is stale).
       if (resumeAt !== null) (this.consumer as GroupConsumerPort).seek(this.config.topics.input, partition, resumeAt)
       return st

@@ -73,7 +73,8 @@ describe('the CLI: one table for the parser and the help', () => {
     const sim = (...args: string[]): string => { const r = ebb('simulate', '--days', '1', '--out', join(tmpOut.dir, 'n.jsonl'), ...args); expect(r.code).toBe(2); return r.stderr.trim() }
     // Number() read these as 16, 1000, 5 and 0
     for (const v of ['0x10', '1e3', '+5', '']) expect(sim('--users', v)).toBe(`ebb simulate: --users must be a whole number in 1..50000000 (decimal digits), got "${v}". \`ebb simulate --help\` lists its options [EBB_USAGE]`)
-    expect(sim('--churn-rate', '1e-1', '--population', 'fades')).toMatch(/--churn-rate must be a number between 0 and 1, got "1e-1"/)
+    expect(sim('--churn-rate', '0x1', '--population', 'fades')).toMatch(/--churn-rate must be a number between 0 and 1, got "0x1"/)
+    expect(sim('--churn-rate', '-0.1', '--population', 'fades')).toMatch(/--churn-rate needs a value/)
     expect(sim('--users', '5', '--users', '6')).toMatch(/^ebb simulate: --users is given more than once\./)
     expect(sim('--users', '-5')).toMatch(/^ebb simulate: --users needs a value; one that starts with "-" is given as --users=VALUE\. `ebb simulate --help`/)
     expect(sim('--start', '2026-02-30')).toMatch(/--start must be a real date like 2026-01-05, got "2026-02-30"/)

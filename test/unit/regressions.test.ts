@@ -89,6 +89,9 @@ describe('regressions', () => {
     const d = await TopologyTestDriver.create(defaultTopology())
     await d.pipeRaw('\uFEFF{"eventId":"a","userId":"u1","type":"LOGIN","ts":1772416800000}', '{"eventId":"b","userId":"u1","type":"LOGIN","ts":1772416860000}')
     expect(d.deadLetters).toEqual([])
+    // one mark, not a run of them (each would have been one more recursion)
+    await d.pipeRaw(`${'\uFEFF'.repeat(100_000)}{"eventId":"c","userId":"u1","type":"LOGIN","ts":1772416920000}`)
+    expect(d.deadLetters.map((x) => x.reason)).toEqual(['undecodable'])
     expect(d.task.stats.usersCreated).toBe(1)
   })
 

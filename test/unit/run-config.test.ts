@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
-import { claimStateDir, PID_FILE, stateInstanceId } from '../../src/kafka/instance-id.js'
+import { claimStateDir, pidFile, stateInstanceId } from '../../src/kafka/instance-id.js'
 import { tempDir } from '../helpers.js'
 
 const BASE = `applicationId: churn
@@ -129,24 +129,33 @@ describe('run configuration', () => {
     }
   })
 
-  it('one ebb run per state directory: a second while the first runs is refused (EBB_STATE_LOCKED); a file left by a process that is gone is taken over', async () => {
+  it('one ebb run per state directory and application: a second while the first runs is refused (EBB_STATE_LOCKED); a file left by a process that is gone, or whose pid now belongs to something else, is taken over', async () => {
     const tmp = tempDir('ebb-claim-')
-    const sleeper = spawn('sleep', ['30'])
+    // a live process that is Ebb by its command line, and one that is not
+    const ebbLike = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', 'bin/ebb.js', 'run'])
+    const other = spawn('sleep', ['30'])
     try {
       const dir = join(tmp.dir, 'state')
-      const release = claimStateDir(dir)
-      expect(readFileSync(join(dir, PID_FILE), 'utf8').trim()).toBe(`${process.pid}@${hostname()}`)
+      const file = join(dir, pidFile('churn'))
+      const release = claimStateDir(dir, 'churn')
+      expect(readFileSync(file, 'utf8').trim()).toBe(`${process.pid}@${hostname()}`)
+      // another application may share the directory (its stores are named by its own input topic)
+      expect(typeof claimStateDir(dir, 'other')).toBe('function')
       release()
-      expect(existsSync(join(dir, PID_FILE))).toBe(false)
-      // another process on this host that is running
-      writeFileSync(join(dir, PID_FILE), `${sleeper.pid ?? 0}@${hostname()}\n`)
-      expect(() => claimStateDir(dir)).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`\`ebb run\` process ${sleeper.pid ?? 0} uses it`) }))
-      // gone (kill -9 leaves the file): taken over
-      sleeper.kill('SIGKILL')
-      await new Promise((resolve) => sleeper.on('exit', resolve))
-      expect(typeof claimStateDir(dir)).toBe('function')
+      expect(existsSync(file)).toBe(false)
+      writeFileSync(file, `${ebbLike.pid ?? 0}@${hostname()}\n`)
+      expect(() => claimStateDir(dir, 'churn')).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`Ebb process ${ebbLike.pid ?? 0} uses it for churn`) }))
+      // a pid reused by something else (after a kill -9, a reboot, a container's restart): taken over
+      writeFileSync(file, `${other.pid ?? 0}@${hostname()}\n`)
+      expect(typeof claimStateDir(dir, 'churn')).toBe('function')
+      // gone: taken over
+      ebbLike.kill('SIGKILL')
+      await new Promise((resolve) => ebbLike.on('exit', resolve))
+      writeFileSync(file, `${ebbLike.pid ?? 0}@${hostname()}\n`)
+      expect(typeof claimStateDir(dir, 'churn')).toBe('function')
     } finally {
-      sleeper.kill('SIGKILL')
+      ebbLike.kill('SIGKILL')
+      other.kill('SIGKILL')
       tmp.cleanup()
     }
   })

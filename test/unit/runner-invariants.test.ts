@@ -245,6 +245,33 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
   })
 })
 
+describe('KafkaRunner reopening its own store', () => {
+  it('opens it while another producer\'s open transaction holds the changelog\'s stable end below the store\'s position: that is not a lost changelog (EBB_CHANGELOG_LOST is for a changelog that ends before the position)', async () => {
+    const broker = new FakeBroker()
+    const records = views(5)
+    const instance = `s${++run}` // the same state directory for both runners
+    const start = async (): Promise<{ r: KafkaRunner, client: ReturnType<FakeBroker['client']> }> => {
+      const client = broker.client(instance, { topic: INPUT, records })
+      const r = new KafkaRunner(parseRunConfig(config(instance), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
+      await r.start()
+      for (let i = 0; i < 300 && !r.partitions.has(0) && r.failure === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+      return { r, client }
+    }
+    const a = await start()
+    await a.client.consumer.fetch()
+    await a.r.stop()
+    const changelog = 'inv-user-state-changelog'
+    const written = broker.logs.get(`${changelog}/0`)?.length ?? 0
+    expect(written).toBeGreaterThan(1)
+    // a producer that died between its sends and its commit, with records before our last marker
+    broker.openTransactionAt.set(changelog, written - 1)
+    const b = await start()
+    expect(b.r.failure?.message).toBeUndefined()
+    expect(b.r.partitions.has(0)).toBe(true)
+    await b.r.stop()
+  })
+})
+
 describe('KafkaRunner restoring behind a changelog tail hidden by a dead producer\'s open transaction', () => {
   it('never opens the partition on a state that misses records: it fails the open (retriably) and opens once the tail is readable', async () => {
     const broker = new FakeBroker()
