@@ -57,8 +57,8 @@ export async function reset (argv: string[]): Promise<number> {
  */
 function removeStores (stateDir: string, input: string, applicationId: string): { removed: string[], kept: string[] } {
   if (!existsSync(stateDir)) return { removed: [], kept: [] }
-  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-  const store = new RegExp(`^(${escape(input)}-\\d+(\\.corrupt)?|${escape(instanceIdFile(applicationId))}|${escape(pidFile(applicationId))})$`)
+  const literal = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  const store = new RegExp(`^(${literal(input)}-\\d+(\\.corrupt)?|${literal(instanceIdFile(applicationId))}|${literal(pidFile(applicationId))})$`)
   const removed: string[] = []
   const kept: string[] = []
   for (const entry of readdirSync(stateDir)) {
