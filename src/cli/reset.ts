@@ -21,15 +21,14 @@ export async function reset (argv: string[]): Promise<number> {
   // calendar date): Date.parse took "12" for December 2001 and a date without offset in this
   // machine's zone, on the one command that moves offsets and deletes state.
   const to = instantOption('reset', 'to', o.to) ?? null
-  // Not under an `ebb run` of this application on this host (one still retrying to reach the
-  // brokers has no group member yet, so the group check below would not see it).
-  const release = claimStateDir(c.stateDir, c.applicationId)
-  process.once('exit', release)
   await kafkaCommand(c.brokers, 'ebb reset', async () => {
     const admin = await new PlatformaticClient(c, `${c.applicationId}-reset`).admin()
     try {
       const members = await admin.groupMemberCount(c.applicationId)
       if (members > 0) throw new EbbError(Errors.RESET_GROUP_ACTIVE, c.applicationId, members)
+      // Nor under an `ebb run` of this application on this host that has no group member (one
+      // still retrying to reach the brokers): the state directory is claimed before anything moves.
+      process.once('exit', claimStateDir(c.stateDir, c.applicationId))
       const topics = await admin.topics()
       if (!topics.has(c.topics.input)) throw new EbbError(Errors.USAGE, `ebb reset: no input topic "${c.topics.input}" on ${c.brokers.join(',')}`)
       const offsets = to === null ? await admin.startOffsets(c.topics.input) : await admin.offsetsForTime(c.topics.input, to)
@@ -64,7 +63,7 @@ function removeStores (stateDir: string, input: string, applicationId: string): 
   for (const entry of readdirSync(stateDir)) {
     if (!store.test(entry)) { kept.push(entry); continue }
     rmSync(join(stateDir, entry), { recursive: true, force: true })
-    removed.push(entry)
+    if (entry !== pidFile(applicationId)) removed.push(entry) // (this command's own claim: not news)
   }
   if (kept.length === 0) rmdirSync(stateDir)
   return { removed, kept }
