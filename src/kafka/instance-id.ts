@@ -47,16 +47,29 @@ export function claimStateDir (stateDir: string, applicationId: string): () => v
   makeDirectory(stateDir)
   const file = join(stateDir, pidFile(applicationId))
   const me = `${process.pid}@${hostname()}`
-  let other = ''
-  try { other = readFileSync(file, 'utf8').trim() } catch { /* none: free */ }
-  const m = /^(\d+)@(.+)$/.exec(other)
-  if (m !== null && m[2] === hostname() && Number(m[1]) !== process.pid && isEbb(Number(m[1]))) {
-    throw new EbbError(Errors.STATE_LOCKED, stateDir, `Ebb process ${m[1]} uses it for ${applicationId} (${file})`)
-  }
-  writeFileSync(file, `${me}\n`)
-  return () => {
+  const release = (): void => {
     try { if (readFileSync(file, 'utf8').trim() === me) rmSync(file) } catch { /* already gone */ }
   }
+  // Created exclusively ('wx'), so of two processes starting at once only one gets it; a file
+  // found is judged, and one left by a process that is gone removed (if it still says the same)
+  // before trying again.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      writeFileSync(file, `${me}\n`, { flag: 'wx' })
+      return release
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    let other = ''
+    try { other = readFileSync(file, 'utf8').trim() } catch { continue /* removed meanwhile: try again */ }
+    if (other === me) return release
+    const m = /^(\d+)@(.+)$/.exec(other)
+    if (m !== null && m[2] === hostname() && isEbb(Number(m[1]))) {
+      throw new EbbError(Errors.STATE_LOCKED, stateDir, `Ebb process ${m[1]} uses it for ${applicationId} (${file})`)
+    }
+    try { if (readFileSync(file, 'utf8').trim() === other) rmSync(file) } catch { /* removed meanwhile */ }
+  }
+  throw new EbbError(Errors.STATE_LOCKED, stateDir, `another process keeps claiming it for ${applicationId} (${file})`)
 }
 
 /**
