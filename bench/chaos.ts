@@ -147,6 +147,32 @@ async function committedTotal (client: KafkaClient, group: string, topic: string
   }
 }
 
+/**
+ * Waits (up to `ms`) until no transaction is open on the topics: every partition's read_committed
+ * end equals its high watermark. A frozen instance that gave up its transaction at its timeout
+ * sends no abort (commit.ts: not beside a step in flight), and one stopped right after leaves the
+ * transaction to the broker's timeout abort, 10–20 s later; until then it hides, from every
+ * read_committed reader, the records the others committed after it. Those are not lost: read
+ * before that abort, they looked missing (a CI run of 12-07). Returns the seconds it waited.
+ */
+async function untilNoOpenTransaction (client: KafkaClient, topics: string[], ms: number): Promise<number> {
+  const t0 = Date.now()
+  const admin = await client.admin()
+  try {
+    for (;;) {
+      let open = false
+      for (const t of topics) {
+        const [stable, high] = [await admin.endOffsets(t), await admin.highWatermarks(t)]
+        for (const [p, h] of high) if ((stable.get(p) ?? h) < h) open = true
+      }
+      if (!open || Date.now() - t0 > ms) return (Date.now() - t0) / 1000
+      await sleep(500)
+    }
+  } finally {
+    await admin.close().catch(() => {})
+  }
+}
+
 export async function runChaos (o: ChaosOptions, log: (s: string) => void): Promise<ChaosResult & { examples: string[] }> {
   const t0 = Date.now()
   const work = o.work ?? join(tmpdir(), `ebb-chaos-${process.pid}-${Date.now()}`)
@@ -323,7 +349,8 @@ http: { port: 0 }
     if (Date.now() - youngest < 3000) await sleep(3000 - (Date.now() - youngest))
     for (const p of procs) p?.child.kill('SIGTERM')
     await Promise.all(procs.map(async (p) => await p?.exited))
-    log(`chaos: all ${total.toLocaleString()} events committed after ${((Date.now() - t0) / 1000).toFixed(0)} s; reading the outputs with kcat`)
+    const waited = await untilNoOpenTransaction(client, [`${app}.alerts`, `${app}.tasks`, `${app}.outcomes`], 60_000)
+    log(`chaos: all ${total.toLocaleString()} events committed after ${((Date.now() - t0) / 1000).toFixed(0)} s${waited >= 1 ? ` (then ${waited.toFixed(0)} s until no transaction was open on the outputs)` : ''}; reading the outputs with kcat`)
 
     // ---- what the consumers read ------------------------------------------------------------
     const alerts = compare(jsonl('alerts.jsonl'), kcat(bootstrap, `${app}.alerts`).map((v) => decodeOutput('alert', v)), (x) => String(x.alertId))
