@@ -712,7 +712,9 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     if (outOfRange.length === 0) return false
     const before = new Map(outOfRange.map((p) => [p, this.positions.get(p)]))
     const ask = async (timestamp: bigint): Promise<bigint[] | undefined> => (await this.fetcher.listOffsets({ topics: [this.topic], partitions: { [this.topic]: outOfRange }, timestamp, isolationLevel: READ_COMMITTED })).get(this.topic)
-    const [earliest, latest] = [await ask(EARLIEST), await ask(LATEST)]
+    // the log's start judges every position; its end is asked only where the position moves there
+    const earliest = await ask(EARLIEST)
+    const latest = this.opts.fromBeginning ? undefined : await ask(LATEST)
     let reset = false
     for (const p of outOfRange) {
       const pos = before.get(p)
