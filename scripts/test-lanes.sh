@@ -49,11 +49,24 @@ trap 'trap - INT TERM; kill 0; exit 130' INT TERM
 # Both lanes use Node 24: installed once, before they start, not by both at once.
 bash scripts/test-node.sh 22 --install-only && bash scripts/test-node.sh 24 --install-only || exit 1
 start=$SECONDS
-( bash "$0" kafka 2>&1 | sed -u 's/^/[kafka]   /'; exit "${PIPESTATUS[0]}" ) &
+# Each lane's output is kept too, so that a failure is named again at the very end: the lanes
+# print thousands of lines, and what a CI log keeps of a run is often only its tail.
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ebb-test-lanes.XXXXXX")
+( bash "$0" kafka 2>&1 | sed -u 's/^/[kafka]   /' | tee "$LOGS/kafka.log"; exit "${PIPESTATUS[0]}" ) &
 kafka=$!
-( nice -n 10 bash "$0" compute 2>&1 | sed -u 's/^/[compute] /'; exit "${PIPESTATUS[0]}" ) &
+( nice -n 10 bash "$0" compute 2>&1 | sed -u 's/^/[compute] /' | tee "$LOGS/compute.log"; exit "${PIPESTATUS[0]}" ) &
 compute=$!
 wait "$kafka"; kafka_status=$?
 wait "$compute"; compute_status=$?
+recap() {
+  # vitest's failed files and tests, then its "Failed Tests" section (errors, diffs), colours removed
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^\[[a-z]+\] +(❯ .*[0-9]+ failed\)|× )' | head -20
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '/⎯ Failed Tests [0-9]+ ⎯/ { on = 1 } on { print } /⎯\[[0-9]+\/[0-9]+\]⎯/ { on = 0 }' | head -80
+}
+for lane in kafka compute; do
+  status_var=${lane}_status
+  if [ "${!status_var}" != 0 ]; then echo "[test-lanes] what failed in the $lane lane:" >&2; recap "$LOGS/$lane.log" >&2; fi
+done
+rm -rf "$LOGS"
 echo "[test-lanes] kafka lane: $([ $kafka_status = 0 ] && echo passed || echo FAILED); compute lane: $([ $compute_status = 0 ] && echo passed || echo FAILED); $((SECONDS - start)) s" >&2
 [ $kafka_status = 0 ] && [ $compute_status = 0 ]
