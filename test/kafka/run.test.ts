@@ -709,6 +709,47 @@ http: { port: 0 }
     expect(Date.now() - t0).toBeLessThan(30_000)
   }, 120_000)
 
+  it('an output topic deleted under a running instance: the failed commit is redone once the restart creates it again, every alert once; with createIfAbsent: false it stops (exit 2) naming it', async () => {
+    const app = `it-${uid()}`
+    const input = `${app}.events`
+    const sim = new Simulator({ users: 400, days: 40, seed: 47, noise: false })
+    const days = [...sim.days()].map((day) => day.map((e) => ({ key: e.userId, value: encodeAvroEvent(e) })))
+    await produce(input, 1, days.slice(0, 25).flat())
+    const file = config(app, input, 1, join(tmp.dir, app))
+    const ebb = startEbb(file)
+    await waitCaughtUp(app, input)
+    const deleteTopic = async (topic: string): Promise<void> => {
+      const admin = new Admin({ clientId: 'ebb-test-delete', bootstrapBrokers: [BROKER] })
+      try { await admin.deleteTopics({ topics: [topic] }) } finally { await admin.close() }
+      await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(topic) ? undefined : true, 30_000, `${topic} deleted`)
+    }
+    await deleteTopic(`${app}.tasks`)
+    // The days that follow bring alerts and tasks: the first commit that writes a task fails on the missing topic.
+    await produce(input, 1, days.slice(25).flat())
+    await waitCaughtUp(app, input)
+    expect(ebb.child.exitCode).toBe(null)
+    expect(ebb.stderr()).toMatch(/the commit transaction failed \(.*an output topic no longer exists/)
+    expect(ebb.stderr()).toMatch(new RegExp(`"topics":\\["${app}\\.tasks"\\].*output topic\\(s\\) missing though the application ran before`))
+    const tasksAfter = kcatValues(`${app}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId)
+    expect(tasksAfter.length).toBeGreaterThan(0)
+    expect(new Set(tasksAfter).size).toBe(tasksAfter.length)
+    const alerts = alertIdsOf(app)
+    ebb.child.kill('SIGTERM')
+    expect(await ebb.exited).toBe(0)
+    // every alert once, as one instance on the whole input writes them (the aborted commit's redone, not doubled)
+    const ref = `ref-${uid()}`
+    await referenceRun(ref, input, 1)
+    expect(alerts).toEqual(alertIdsOf(ref))
+    // The same with createIfAbsent: false: nothing to create it again, so the run stops and says which.
+    writeFileSync(file, readFileSync(file, 'utf8').replace('partitions: 1 }', 'partitions: 1, createIfAbsent: false }'))
+    const strict = startEbb(file)
+    await waitReady(strict.stderr)
+    await deleteTopic(`${app}.dlq`)
+    await produce(input, 1, [marker('undecodable')]) // a dead letter: the next commit writes to the topic deleted
+    expect(await strict.exited).toBe(2)
+    expect(strict.stderr()).toMatch(new RegExp(`the output topic\\(s\\) ${app}\\.dlq do not exist and topics\\.createIfAbsent is false`))
+  }, 180_000)
+
   it('a local store RocksDB finds corrupt is moved aside and restored from the changelog: the partition opens, nothing is emitted twice', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
