@@ -46,7 +46,7 @@ export function stateInstanceId (stateDir: string, applicationId: string): strin
 export function claimStateDir (stateDir: string, applicationId: string): () => void {
   makeDirectory(stateDir)
   const file = join(stateDir, pidFile(applicationId))
-  const me = `${process.pid}@${hostname()}`
+  const me = processIdentity(process.pid)
   const release = (): void => {
     try { if (readFileSync(file, 'utf8').trim() === me) rmSync(file) } catch { /* already gone */ }
   }
@@ -63,20 +63,67 @@ export function claimStateDir (stateDir: string, applicationId: string): () => v
     let other = ''
     try { other = readFileSync(file, 'utf8').trim() } catch { continue /* removed meanwhile: try again */ }
     if (other === me) return release
-    const m = /^(\d+)@(.+)$/.exec(other)
-    if (m !== null && m[2] === hostname() && isEbb(Number(m[1]))) {
-      throw new EbbError(Errors.STATE_LOCKED, stateDir, `Ebb process ${m[1]} uses it for ${applicationId} (${file})`)
-    }
+    const holder = holderAlive(other)
+    if (holder !== undefined) throw new EbbError(Errors.STATE_LOCKED, stateDir, `Ebb process ${holder} uses it for ${applicationId} (${file})`)
     try { if (readFileSync(file, 'utf8').trim() === other) rmSync(file) } catch { /* removed meanwhile */ }
   }
   throw new EbbError(Errors.STATE_LOCKED, stateDir, `another process keeps claiming it for ${applicationId} (${file})`)
 }
 
 /**
- * Whether `pid` is an Ebb process. Pids are reused: after a kill -9 (or a reboot, or in a
- * container whose pids start over) the file's pid may belong to anything, and a live process that
- * is not Ebb must not lock the directory for good. Where /proc says what runs (Linux), its command
- * line must be Ebb's; elsewhere, any live process counts.
+ * What the claim file says of a process: `<pid>@<host>`, and where Linux's /proc tells them, the
+ * boot's id and the process's start time (clock ticks since boot): `<pid>@<host> <boot>:<start>`.
+ * A pid alone is reused: after a kill -9, a reboot (two services on one host may swap pids), a
+ * container's restart. Boot and start time tell the process that wrote the file from any later
+ * one with its pid.
+ */
+export function processIdentity (pid: number): string {
+  const start = processStart(pid)
+  const boot = bootId()
+  return start === undefined || boot === undefined ? `${pid}@${hostname()}` : `${pid}@${hostname()} ${boot}:${start}`
+}
+
+/** The pid of the process a claim file names if that process still runs (and is Ebb), else undefined. */
+function holderAlive (claim: string): number | undefined {
+  const m = /^(\d+)@(\S+)(?: ([0-9a-f-]+):(\d+))?$/.exec(claim)
+  if (m === null || m[2] !== hostname()) return undefined
+  const pid = Number(m[1])
+  if (m[3] !== undefined) {
+    // written with its identity: alive only if the same boot and the same start time (else the pid was reused)
+    const boot = bootId()
+    const start = processStart(pid)
+    if (boot !== undefined && start !== undefined) return boot === m[3] && start === m[4] ? pid : undefined
+    if (boot !== undefined && boot !== m[3]) return undefined // rebooted since; and the pid is gone
+  }
+  return isEbb(pid) ? pid : undefined
+}
+
+/** Field 22 of /proc/<pid>/stat: the process's start, in clock ticks after boot (undefined where there is no /proc, or no such process). */
+function processStart (pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // after the command's name in parentheses (which may hold spaces and parentheses): fields 3, 4, …
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const start = fields[19]
+    return start !== undefined && /^\d+$/.test(start) ? start : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function bootId (): string | undefined {
+  try {
+    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    return /^[0-9a-f-]+$/.test(id) ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether `pid` is an Ebb process, for a claim file without a start time (an older one, or a
+ * system without /proc's stat). Where /proc says what runs (Linux), its command line must be
+ * Ebb's; elsewhere, any live process counts.
  */
 function isEbb (pid: number): boolean {
   try {

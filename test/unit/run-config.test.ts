@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
-import { claimStateDir, pidFile, stateInstanceId } from '../../src/kafka/instance-id.js'
+import { claimStateDir, pidFile, processIdentity, stateInstanceId } from '../../src/kafka/instance-id.js'
 import { tempDir } from '../helpers.js'
 
 const BASE = `applicationId: churn
@@ -129,7 +129,7 @@ describe('run configuration', () => {
     }
   })
 
-  it('one ebb run per state directory and application: a second while the first runs is refused (EBB_STATE_LOCKED); a file left by a process that is gone, or whose pid now belongs to something else, is taken over', async () => {
+  it('one ebb run per state directory and application: a second while the first runs is refused (EBB_STATE_LOCKED); a file left by a process that is gone, or whose pid now belongs to another process (told by the boot id and start time it records), is taken over', async () => {
     const tmp = tempDir('ebb-claim-')
     // a live process that is Ebb by its command line, and one that is not
     const ebbLike = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', 'bin/ebb.js', 'run'])
@@ -138,13 +138,26 @@ describe('run configuration', () => {
       const dir = join(tmp.dir, 'state')
       const file = join(dir, pidFile('churn'))
       const release = claimStateDir(dir, 'churn')
-      expect(readFileSync(file, 'utf8').trim()).toBe(`${process.pid}@${hostname()}`)
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+      const startOf = (pid: number): string => { const st = readFileSync(`/proc/${pid}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 2).split(' ')[19] }
+      expect(readFileSync(file, 'utf8').trim()).toBe(`${process.pid}@${hostname()} ${boot}:${startOf(process.pid)}`)
+      expect(processIdentity(process.pid)).toBe(readFileSync(file, 'utf8').trim())
       // another application may share the directory (its stores are named by its own input topic)
       expect(typeof claimStateDir(dir, 'other')).toBe('function')
       release()
       expect(existsSync(file)).toBe(false)
       writeFileSync(file, `${ebbLike.pid ?? 0}@${hostname()}\n`)
       expect(() => claimStateDir(dir, 'churn')).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`Ebb process ${ebbLike.pid ?? 0} uses it for churn`) }))
+      // with its identity: the process that wrote it, still running, holds it, whatever its command line
+      writeFileSync(file, `${processIdentity(other.pid ?? 0)}\n`)
+      expect(() => claimStateDir(dir, 'churn')).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`process ${other.pid ?? 0} uses it`) }))
+      // the same pid started at another time (an Ebb process now, after a reboot of a host with two
+      // services that swapped pids), or written during another boot: the writer is gone, taken over
+      const ebbStart = Number(startOf(ebbLike.pid ?? 0))
+      writeFileSync(file, `${ebbLike.pid ?? 0}@${hostname()} ${boot}:${ebbStart + 1}\n`)
+      expect(typeof claimStateDir(dir, 'churn')).toBe('function')
+      writeFileSync(file, `${ebbLike.pid ?? 0}@${hostname()} 00000000-0000-0000-0000-000000000000:${ebbStart}\n`)
+      expect(typeof claimStateDir(dir, 'churn')).toBe('function')
       // a pid reused by something else (after a kill -9, a reboot, a container's restart): taken over
       writeFileSync(file, `${other.pid ?? 0}@${hostname()}\n`)
       expect(typeof claimStateDir(dir, 'churn')).toBe('function')
