@@ -45,13 +45,13 @@ case "${1:-}" in
   compute) export EBB_VITEST_CACHE=node_modules/.vite/lane-compute; compute_lane; exit $? ;;
 esac
 # Background jobs of a script ignore SIGINT: a Ctrl-C (or CI's SIGTERM) stops both lanes here.
-trap 'trap - INT TERM; kill 0; exit 130' INT TERM
+trap 'trap - INT TERM; rm -rf "${LOGS:-}"; kill 0; exit 130' INT TERM
 # Both lanes use Node 24: installed once, before they start, not by both at once.
 bash scripts/test-node.sh 22 --install-only && bash scripts/test-node.sh 24 --install-only || exit 1
 start=$SECONDS
 # Each lane's output is kept too, so that a failure is named again at the very end: the lanes
 # print thousands of lines, and what a CI log keeps of a run is often only its tail.
-LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ebb-test-lanes.XXXXXX")
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ebb-test-lanes.XXXXXX") || exit 1
 ( bash "$0" kafka 2>&1 | sed -u 's/^/[kafka]   /' | tee "$LOGS/kafka.log"; exit "${PIPESTATUS[0]}" ) &
 kafka=$!
 ( nice -n 10 bash "$0" compute 2>&1 | sed -u 's/^/[compute] /' | tee "$LOGS/compute.log"; exit "${PIPESTATUS[0]}" ) &
@@ -59,9 +59,16 @@ compute=$!
 wait "$kafka"; kafka_status=$?
 wait "$compute"; compute_status=$?
 recap() {
-  # vitest's failed files and tests, then its "Failed Tests" section (errors, diffs), colours removed
-  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^\[[a-z]+\] +(❯ .*[0-9]+ failed\)|× )' | head -20
-  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '/⎯ Failed Tests [0-9]+ ⎯/ { on = 1 } on { print } /⎯\[[0-9]+\/[0-9]+\]⎯/ { on = 0 }' | head -80
+  # vitest's sections of failures (tests, suites — a beforeAll, an import —, unhandled errors) up
+  # to the run's summary, then the failed files and tests, last, so that even a short tail of
+  # the log keeps their names; colours removed. Where vitest printed none (the lane failed
+  # outside it), the log's last lines.
+  local text
+  text=$(sed 's/\x1b\[[0-9;]*m//g' "$1")
+  local found
+  found=$( { awk '/⎯ (Failed (Tests|Suites)|Unhandled Errors?) / { on = 1 } /^\[[a-z]+\] +Test Files / { on = 0 } on { print }' <<<"$text" | head -60
+             grep -E '^\[[a-z]+\] +(❯ .*[0-9]+ failed( \||\))|× |FAIL )' <<<"$text" | head -20; } )
+  if [ -n "$found" ]; then echo "$found"; else tail -30 <<<"$text"; fi
 }
 for lane in kafka compute; do
   status_var=${lane}_status

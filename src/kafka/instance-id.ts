@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { EbbError, Errors } from '../errors.js'
@@ -88,6 +88,9 @@ function holderAlive (claim: string): number | undefined {
   const m = /^(\d+)@(\S+)(?: ([0-9a-f-]+):(\d+))?$/.exec(claim)
   if (m === null || m[2] !== hostname()) return undefined
   const pid = Number(m[1])
+  // This process's own pid in a file it did not write (the identity differs): left by an earlier
+  // run that had the same pid — a container's entrypoint is pid 1 at every start — so not a holder.
+  if (pid === process.pid) return undefined
   if (m[3] !== undefined) {
     // written with its identity: alive only if the same boot and the same start time (else the pid was reused)
     const boot = bootId()
@@ -126,11 +129,13 @@ function bootId (): string | undefined {
  * Ebb's; elsewhere, any live process counts.
  */
 function isEbb (pid: number): boolean {
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-    return args.some((a) => /(^|\/)ebb(\.js)?$/.test(a))
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false // gone
+  if (existsSync('/proc/self')) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      return args.some((a) => /(^|\/)ebb(\.js)?$/.test(a))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false // gone
+    }
   }
   try {
     process.kill(pid, 0)

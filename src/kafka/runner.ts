@@ -318,10 +318,6 @@ export class KafkaRunner {
     if (missing.length > 0 && !c.topics.createIfAbsent) throw new EbbError(Errors.CONFIG_INVALID, 'topics', `the output topic(s) ${missing.join(', ')} do not exist and topics.createIfAbsent is false: create them, or set createIfAbsent: true`)
     for (const t of missing) want.push({ topic: t, partitions: c.topics.partitions, replicationFactor: c.topics.replicationFactor })
     const cl = changelogTopic(c)
-    // The application has run before (its changelog is there), so an output topic that is not
-    // was deleted, by hand or by a retention tool, most often while an instance ran: its commits
-    // failed on it, and this restart makes it again. Said, because its consumers lost what it held.
-    if (missing.length > 0 && existing.has(cl)) log.warn({ topics: missing }, 'output topic(s) missing though the application ran before (deleted?): created again, empty; what they held before is gone, what follows the last commit is written to them')
     if (!existing.has(cl)) {
       // State is partitioned like the input: changelog partition p holds input partition p's store.
       want.push({ topic: cl, partitions: inputPartitions, replicationFactor: c.topics.replicationFactor, compact: true })
@@ -332,6 +328,11 @@ export class KafkaRunner {
     if (want.length > 0) {
       await admin.createTopics(want)
       log.info({ topics: want.map((t) => t.topic) }, 'created topics')
+      // The application has run before (its changelog is there), so an output topic that was not
+      // is newly named in the configuration, or was deleted (by hand, by a tool), most often while
+      // an instance ran: its commits failed on it and this restart made it again. Said, because
+      // its consumers lost what it held.
+      if (missing.length > 0 && existing.has(cl)) log.warn({ topics: missing }, 'output topic(s) missing though the application ran before (deleted, or newly named in the configuration?): created, empty; what follows the last commit is written to them')
     }
   }
 
@@ -680,7 +681,8 @@ export class KafkaRunner {
           : /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not current/i.test(text) ? '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets'
             // The client's own name for the topic may be another of the request's (it matches the
             // broker's answer to the request by position): ensureTopics names the missing ones at the restart.
-            : /Unknown topic|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(text) ? '; an output topic no longer exists (deleted while this instance ran?): the restart creates what is missing (topics.createIfAbsent) or stops, naming it' : ''
+            // (UNKNOWN_TOPIC_OR_PARTITION is also what a restarting broker or a moving leader answers for a topic that exists.)
+            : /Unknown topic|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(text) ? '; the broker does not know a topic this commit writes (deleted while this instance ran? or a broker still loading it): the restart creates an output topic that is missing (topics.createIfAbsent) or stops, naming it' : ''
         throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${fenced}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.

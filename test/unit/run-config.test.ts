@@ -1,11 +1,13 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { changelogTopic, parseRunConfig } from '../../src/kafka/config.js'
 import { claimStateDir, pidFile, processIdentity, stateInstanceId } from '../../src/kafka/instance-id.js'
+import { projectRoot } from '../../src/paths.js'
 import { tempDir } from '../helpers.js'
 
 const BASE = `applicationId: churn
@@ -151,6 +153,16 @@ describe('run configuration', () => {
       // with its identity: the process that wrote it, still running, holds it, whatever its command line
       writeFileSync(file, `${processIdentity(other.pid ?? 0)}\n`)
       expect(() => claimStateDir(dir, 'churn')).toThrow(expect.objectContaining({ code: 'EBB_STATE_LOCKED', message: expect.stringContaining(`process ${other.pid ?? 0} uses it`) }))
+      // An Ebb process that finds its own pid in a file of the older format (a container's
+      // entrypoint is pid 1 at every start; the last run was killed): its own, taken over.
+      const own = spawnSync(process.execPath, ['--input-type=module', '-e', `
+        import { writeFileSync } from 'node:fs'
+        import { hostname } from 'node:os'
+        const { claimStateDir } = await import(${JSON.stringify(pathToFileURL(join(projectRoot(), 'dist', 'src', 'kafka', 'instance-id.js')).href)})
+        writeFileSync(${JSON.stringify(file)}, process.pid + '@' + hostname() + '\\n')
+        try { claimStateDir(${JSON.stringify(dir)}, 'churn'); process.stdout.write('claimed') } catch (err) { process.stdout.write(err.code) }
+      `, 'bin/ebb.js', 'run'], { encoding: 'utf8' })
+      expect(own.stdout + own.stderr).toBe('claimed')
       // the same pid started at another time (an Ebb process now, after a reboot of a host with two
       // services that swapped pids), or written during another boot: the writer is gone, taken over
       const ebbStart = Number(startOf(ebbLike.pid ?? 0))
