@@ -674,7 +674,7 @@ export class KafkaRunner {
         // Fenced: a producer of the same transactional id started after this one. Either this
         // process was replaced, or two running instances share an instanceId and take turns
         // fencing each other; the second is a configuration mistake to say in words.
-        const fenced = /fences the current one|PRODUCER_FENCED/i.test(text)
+        const hint = /fences the current one|PRODUCER_FENCED/i.test(text)
           ? `; another producer with the transactional id ${c.instanceId} started after this one: this process was replaced, or two running instances share instanceId ${c.instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)`
           // KIP-447: the group moved on without this member (it did not answer for the session
           // timeout: a pause, a frozen process), so its offsets are refused and the new owners redo the work.
@@ -683,7 +683,7 @@ export class KafkaRunner {
             // broker's answer to the request by position): ensureTopics names the missing ones at the restart.
             // (UNKNOWN_TOPIC_OR_PARTITION is also what a restarting broker or a moving leader answers for a topic that exists.)
             : /Unknown topic|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(text) ? '; the broker does not know a topic this commit writes (deleted while this instance ran? or a broker still loading it): the restart creates an output topic that is missing (topics.createIfAbsent) or stops, naming it' : ''
-        throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${fenced}); the work since the last commit is dropped and redone from the committed offsets`)
+        throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${hint}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.
       for (const x of prepared) {
