@@ -91,13 +91,10 @@ function holderAlive (claim: string): number | undefined {
   // This process's own pid in a file it did not write (the identity differs): left by an earlier
   // run that had the same pid — a container's entrypoint is pid 1 at every start — so not a holder.
   if (pid === process.pid) return undefined
-  if (m[3] !== undefined) {
-    // written with its identity: alive only if the same boot and the same start time (else the pid was reused)
-    const boot = bootId()
-    const start = processStart(pid)
-    if (boot !== undefined && start !== undefined) return boot === m[3] && start === m[4] ? pid : undefined
-    if (boot !== undefined && boot !== m[3]) return undefined // rebooted since; and the pid is gone
-  }
+  // Written with its identity: alive only if the same boot and a process of that pid with the
+  // same start time runs (another boot, a reused pid or none: gone).
+  const boot = m[3] === undefined ? undefined : bootId()
+  if (boot !== undefined) return boot === m[3] && processStart(pid) === m[4] ? pid : undefined
   return isEbb(pid) ? pid : undefined
 }
 
