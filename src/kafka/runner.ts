@@ -43,6 +43,22 @@ const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['res
 const noOutputs = (): CommitContent['outputs'] => ({ alerts: [], tasks: [], outcomes: [], deadLetters: [] })
 const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o.tasks.length + o.outcomes.length + o.deadLetters.length
 
+/** What a failed commit's error text means, in words, appended to its message ('' when nothing more is known). */
+function commitFailureHint (text: string, instanceId: string): string {
+  // Fenced: a producer of the same transactional id started after this one. Either this
+  // process was replaced, or two running instances share an instanceId and take turns
+  // fencing each other; the second is a configuration mistake to say in words.
+  if (/fences the current one|PRODUCER_FENCED/i.test(text)) return `; another producer with the transactional id ${instanceId} started after this one: this process was replaced, or two running instances share instanceId ${instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)`
+  // KIP-447: the group moved on without this member (it did not answer for the session
+  // timeout: a pause, a frozen process), so its offsets are refused and the new owners redo the work.
+  if (/not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not current/i.test(text)) return '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets'
+  // The client's own name for the topic may be another of the request's (it matches the
+  // broker's answer to the request by position): ensureTopics names the missing ones at the restart.
+  // (UNKNOWN_TOPIC_OR_PARTITION is also what a restarting broker or a moving leader answers for a topic that exists.)
+  if (/Unknown topic|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(text)) return '; the broker does not know a topic this commit writes (deleted while this instance ran? or a broker still loading it): the restart creates an output topic that is missing (topics.createIfAbsent) or stops, naming it'
+  return ''
+}
+
 /**
  * The input's partition count is not the state's (partitions were added to the input topic). A
  * producer puts a user's events in murmur2(userId) mod the count, so with another count most users'
@@ -671,18 +687,7 @@ export class KafkaRunner {
         for (const x of prepared) x.b.discard()
         // A refusal (credentials, an ACL, a topic's settings) is not an outage: said at once, not retried for retryTimeout.
         const text = errorText(err)
-        // Fenced: a producer of the same transactional id started after this one. Either this
-        // process was replaced, or two running instances share an instanceId and take turns
-        // fencing each other; the second is a configuration mistake to say in words.
-        const hint = /fences the current one|PRODUCER_FENCED/i.test(text)
-          ? `; another producer with the transactional id ${c.instanceId} started after this one: this process was replaced, or two running instances share instanceId ${c.instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)`
-          // KIP-447: the group moved on without this member (it did not answer for the session
-          // timeout: a pause, a frozen process), so its offsets are refused and the new owners redo the work.
-          : /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not current/i.test(text) ? '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets'
-            // The client's own name for the topic may be another of the request's (it matches the
-            // broker's answer to the request by position): ensureTopics names the missing ones at the restart.
-            // (UNKNOWN_TOPIC_OR_PARTITION is also what a restarting broker or a moving leader answers for a topic that exists.)
-            : /Unknown topic|UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(text) ? '; the broker does not know a topic this commit writes (deleted while this instance ran? or a broker still loading it): the restart creates an output topic that is missing (topics.createIfAbsent) or stops, naming it' : ''
+        const hint = commitFailureHint(text, c.instanceId)
         throw kafkaRefusal(err, c.brokers.join(',')) ?? new EbbError(Errors.SINK_WRITE, `the commit transaction failed (${text}${hint}); the work since the last commit is dropped and redone from the committed offsets`)
       }
       // Durable in Kafka: now the local stores, each with the changelog position it matches.
