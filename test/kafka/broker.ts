@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { type Admin, produceV9 } from '@platformatic/kafka'
+import { Admin, produceV9 } from '@platformatic/kafka'
 import { join } from 'node:path'
 import type { AdminPort } from '../../src/kafka/client.js'
 import { connectionTo, partitionLeader } from '../../src/kafka/hanging-transactions.js'
@@ -100,6 +100,13 @@ export async function until<T> (f: () => Promise<T | undefined>, ms: number, wha
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
+}
+
+/** Deletes a topic and waits (up to 30 s) until the brokers no longer list it. */
+export async function deleteTopic (topic: string, bootstrap = BROKER): Promise<void> {
+  const admin = new Admin({ clientId: 'ebb-test-delete', bootstrapBrokers: [bootstrap] })
+  try { await admin.deleteTopics({ topics: [topic] }) } finally { await admin.close() }
+  await until(async () => (await testClient(bootstrap).admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(topic) ? undefined : true, 30_000, `${topic} deleted`)
 }
 
 /**

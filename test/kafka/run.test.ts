@@ -15,7 +15,7 @@ import { projectRoot } from '../../src/paths.js'
 import { makePopulation } from '../../src/sim/populations.js'
 import { Simulator } from '../../src/sim/simulator.js'
 import { tempDir } from '../helpers.js'
-import { BROKER, committedCount, kcatValues, produce, startBroker, stopBroker, testClient, until, waitCaughtUp } from './broker.js'
+import { BROKER, committedCount, deleteTopic, kcatValues, produce, startBroker, stopBroker, testClient, until, waitCaughtUp } from './broker.js'
 
 /**
  * `ebb run` against the project's real Kafka (KRaft, scripts/kafka.sh), outputs read back with
@@ -598,13 +598,7 @@ describe('ebb run on a real Kafka', () => {
     const dead = deadLetterTexts(app).filter((t) => t.startsWith('later-'))
     expect(dead.sort()).toEqual(later.map((r) => r.key).sort())
     // The input deleted and created again (smaller): the state is of input that no longer exists.
-    const recreate = new Admin({ clientId: 'ebb-test-topics', bootstrapBrokers: [BROKER] })
-    try {
-      await recreate.deleteTopics({ topics: [input] })
-      await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(input) ? undefined : true, 30_000, 'the input deleted')
-    } finally {
-      await recreate.close()
-    }
+    await deleteTopic(input)
     await until(async () => await produce(input, 2, later).then(() => true, () => undefined), 30_000, 'the input created again')
     const t0 = Date.now()
     const third = startEbb(file(`${app}-b`))
@@ -695,13 +689,7 @@ http: { port: 0 }
     first.child.kill('SIGTERM')
     expect(await first.exited).toBe(0)
     const changelog = `${app}-user-state-changelog`
-    const admin = new Admin({ clientId: 'ebb-test-changelog', bootstrapBrokers: [BROKER] })
-    try {
-      await admin.deleteTopics({ topics: [changelog] })
-    } finally {
-      await admin.close()
-    }
-    await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(changelog) ? undefined : true, 30_000, 'the changelog deleted')
+    await deleteTopic(changelog)
     const t0 = Date.now()
     const second = startEbb(file)
     expect(await second.exited).toBe(1)
@@ -718,11 +706,6 @@ http: { port: 0 }
     const file = config(app, input, 1, join(tmp.dir, app))
     const ebb = startEbb(file)
     await waitCaughtUp(app, input)
-    const deleteTopic = async (topic: string): Promise<void> => {
-      const admin = new Admin({ clientId: 'ebb-test-delete', bootstrapBrokers: [BROKER] })
-      try { await admin.deleteTopics({ topics: [topic] }) } finally { await admin.close() }
-      await until(async () => (await testClient().admin().then(async (a) => { try { return await a.topics() } finally { await a.close() } })).has(topic) ? undefined : true, 30_000, `${topic} deleted`)
-    }
     await deleteTopic(`${app}.tasks`)
     // The days that follow bring alerts and tasks: the first commit that writes a task fails on the missing topic.
     await produce(input, 1, days.slice(25).flat())
