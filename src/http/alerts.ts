@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { ISO_INSTANT, isCalendarInstant } from '../events/validate.js'
+import { ISO_INSTANT, isCalendarInstant, MAX_TS, MIN_TS } from '../events/validate.js'
 import { protectedRoute, type AuthHook } from './auth.js'
 import type { EngineView } from './engine-view.js'
 import { alertSchema, errorSchema } from './schemas.js'
@@ -40,6 +40,8 @@ export const alertsRoutes: FastifyPluginAsync<{ engine: EngineView, auth: AuthHo
   }, async (req, reply) => {
     const since = req.query.since === undefined ? Number.NEGATIVE_INFINITY : parseInstant(req.query.since)
     if (Number.isNaN(since)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is neither epoch millis nor an ISO-8601 instant with its offset (2026-03-01T00:00:00Z)` })
+    // The event contract's window: 1700000000 (seconds) would match every alert, not none, and say nothing.
+    if (req.query.since !== undefined && (since < MIN_TS || since > MAX_TS)) return await reply.code(400).send({ error: 'bad_request', message: `since: "${req.query.since ?? ''}" is outside 2000..2100, the years an event may be dated (epoch seconds or microseconds instead of millis?)` })
     const rule = req.query.rule
     if (rule !== undefined && !engine.topology.rules.some((r) => r.id === rule)) return await reply.code(400).send({ error: 'bad_request', message: `rule: "${rule}" is not a rule of this topology (its rules: ${engine.topology.rules.map((r) => r.id).join(', ')})` })
     const limit = req.query.limit === undefined ? 100 : /^[1-9]\d{0,4}$/.test(req.query.limit) ? Number(req.query.limit) : Number.NaN

@@ -92,6 +92,9 @@ describe('HTTP API', () => {
       ['/alerts?limit=10001', 400, 'bad_request', /^limit: "10001" is not an integer from 1 to 10000/],
       ['/alerts?limit=1&limit=2', 400, 'bad_request', /^query parameter "limit" is given more than once$/],
       ['/alerts?since=yesterday', 400, 'bad_request', /since: "yesterday" is neither/],
+      ['/alerts?since=1773014400', 400, 'bad_request', /^since: "1773014400" is outside 2000\.\.2100.*seconds or microseconds/], // epoch seconds: would match every alert
+      ['/alerts?since=1773014400000000', 400, 'bad_request', /outside 2000\.\.2100/], // microseconds
+      ['/alerts?since=1999-12-31T23:59:59Z', 400, 'bad_request', /outside 2000\.\.2100/],
       ['/alerts?rule=nope', 400, 'bad_request', /^rule: "nope" is not a rule of this topology \(its rules: consumption_drop, inactive_31d, inactive_7d, model_risk, unfollow_burst\)$/],
       ['/alerts?since=2026-03-09T16:00:00', 400, 'bad_request', /with its offset/], // a local time: no server-zone guess
       ['/alerts?since=2026-02-30T00:00:00Z', 400, 'bad_request', /with its offset/], // not rolled over to March
