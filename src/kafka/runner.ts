@@ -30,6 +30,13 @@ const MAX_BUFFERED = 100_000
 const PARTITION_CHECK_MS = 10_000
 /** records processed in one synchronous run while a commit is in flight (about 10 ms of work) */
 const PROCESS_SLICE = 2000
+/**
+ * states a pipelined commit encodes between two turns of the event loop (~4 µs each): an event
+ * that arrives meanwhile waits for one chunk at each step of its way (fetch, process, send), so
+ * chunks stay around 2 ms (bench/README.md, "e2e": 2,000 gave p99 160–270 ms at 50% load, 500
+ * 51–57 ms, with local writes of 1,000 and requests of 128 KB)
+ */
+const DEFERRED_CHUNK = 500
 
 /**
  * An assigned input partition's task, as in Kafka Streams' task lifecycle: `created` when the
@@ -89,7 +96,7 @@ async function openStore (dir: string, partition: number): Promise<RocksStore> {
 }
 
 /** A partition's part of a commit: its changelog batch (local store + changelog records), outputs and input offset. */
-interface PreparedPartition { st: AssignedPartition, b: ChangelogBatch, out: ReturnType<KafkaSink['drain']>, offset: string | null }
+interface PreparedPartition { st: AssignedPartition, b: ChangelogBatch, out: ReturnType<KafkaSink['drain']>, offset: string | null, deferred: number }
 
 /** One running input partition: its task, store and output buffer. */
 export interface AssignedPartition {
@@ -563,9 +570,12 @@ export class KafkaRunner {
     this.lastCommit = now
     this.advanceIdlePartitions(now)
     const parts = [...this.partitions.values()]
+    // Pipelined, the dirty states are encoded by the commit in flight, a chunk at a time, while
+    // the partitions go on (encodeDeferred); forced (a close, a rebalance), all of them now.
+    const defer = this.config.pipelinedCommits && !force
     const prepared: PreparedPartition[] = parts.map((st) => {
-      const b = new ChangelogBatch(st.store.batch())
-      st.task.prepareCommit(b)
+      const b = defer ? new ChangelogBatch(st.store.batch(), () => st.store.batch()) : new ChangelogBatch(st.store.batch())
+      const deferred = st.task.prepareCommit(b, defer ? b.states : undefined)
       // At-least-once: what is left goes the early way too, so outputs leave in the order they were made.
       if (this.sendsEarly) this.sendEarly(st)
       if (st.pendingOffset !== null) {
@@ -573,10 +583,10 @@ export class KafkaRunner {
         next.writeBigUInt64BE(BigInt(st.pendingOffset) + 1n)
         b.put(META_INPUT, next)
       }
-      return { st, b, out: st.sink.drain(), offset: st.pendingOffset }
+      return { st, b, out: st.sink.drain(), offset: st.pendingOffset, deferred }
     })
     // (at-least-once, the outputs left already; their records for the recent view still say there was work)
-    const hasWork = prepared.some((x) => x.offset !== null || x.b.records.length > 1 || outputCount(x.out) + x.out.alertRecords.length + x.out.taskRecords.length > 0)
+    const hasWork = prepared.some((x) => x.offset !== null || x.deferred > 0 || x.b.records.length > 1 || outputCount(x.out) + x.out.alertRecords.length + x.out.taskRecords.length > 0)
     if (!hasWork) { for (const x of prepared) x.b.discard(); return }
     // From here the partitions go on: what changes now belongs to the next commit.
     for (const x of prepared) { x.st.pendingOffset = null; x.st.task.prepared() }
@@ -668,6 +678,12 @@ export class KafkaRunner {
     try {
       let changelogEnd: Map<number, bigint>
       try {
+        // A pipelined commit's states, encoded a chunk at a time: the partitions process between
+        // chunks (a state they change before its turn is encoded first: StateCache.deferDirty).
+        for (const x of prepared) {
+          if (x.deferred === 0) continue
+          while (!x.st.task.encodeDeferred(DEFERRED_CHUNK)) await new Promise((resolve) => setImmediate(resolve))
+        }
         if (this.sendsEarly) {
           // The input offsets are committed only after the outputs their records made.
           await this.earlySent(earlyUpTo)

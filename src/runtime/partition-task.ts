@@ -314,13 +314,16 @@ export class PartitionTask {
       this.cache.put(s)
       this.stats.usersCreated++
     }
+    // Before the first change to the state, `seen` included (it records the event's id): a
+    // pipelined commit that has not encoded this user yet does so now (StateCache.deferDirty).
+    // A duplicate is then written once more, unchanged; duplicates are rare.
+    this.cache.markDirty(s)
     eventIdHash.of(e.eventId)
     if (s.seen(eventIdHash.h1, eventIdHash.h2)) {
       this.stats.rejectedByType[type]++
       this.deadLetter(batch, i, new EbbError(Errors.EVENT_DUPLICATE))
       return
     }
-    this.cache.markDirty(s)
     const zone = s.zone
     if (e.tz !== null) s.setZone(e.tz)
     const day = s.zone.localDay(ts)
@@ -596,9 +599,15 @@ export class PartitionTask {
    * The first half of a commit, for runners that make it durable another way (Kafka mode: the
    * batch's operations also go to the changelog inside a transaction): every dirty state, the
    * timer buckets and stream time, added to `batch`. Nothing is marked clean until committed().
+   * With `deferStates`, the dirty states are taken as they are now but encoded later, into that
+   * batch, by encodeDeferred (and any of them changed before its turn just before the change),
+   * so a pipelined commit does not stop the partition for the encoding of every dirty user.
+   * Returns how many states wait to be encoded.
    */
-  prepareCommit (batch: StoreBatch): void {
-    this.cache.drainDirty(batch)
+  prepareCommit (batch: StoreBatch, deferStates?: StoreBatch): number {
+    let deferred = 0
+    if (deferStates === undefined) this.cache.drainDirty(batch)
+    else deferred = this.cache.deferDirty(deferStates)
     this.timers.drain(batch)
     if (this.learner !== null) this.learner.drain(batch)
     this.ruleSlots.drain(batch)
@@ -609,7 +618,11 @@ export class PartitionTask {
     meta.writeDoubleBE(this.watermark, 8)
     meta.writeDoubleBE(this.timers.seq, 16) // after drain: the next bucket number
     batch.put(META_TIME, meta)
+    return deferred
   }
+
+  /** Encodes up to `max` states of a commit prepared with `deferStates`; true when all are. */
+  encodeDeferred (max: number): boolean { return this.cache.encodeDeferred(max) }
 
   /** Erase markers older than stream time − grace are dropped: such events are `late` anyway. */
   private drainErased (batch: StoreBatch): void {

@@ -118,7 +118,12 @@ export class StateCache {
     this.map.set(s.userId, s)
   }
 
+  /**
+   * Called before every change to a state (the hot path calls it once per event and per timer,
+   * before touching the state): a state a deferred commit still has to encode is encoded first.
+   */
   markDirty (s: UserState): void {
+    if (s.snapshotPending) this.encodeDeferredOne(s)
     if (s.dirty) return
     s.dirty = true
     this.dirtyList.push(s)
@@ -127,7 +132,12 @@ export class StateCache {
   /** Forgets a user (ERASE): gone from memory now, from the store at the next flush. */
   erase (userId: string): void {
     const s = this.map.get(userId)
-    if (s !== undefined) s.erased = true
+    if (s !== undefined) {
+      // A deferred commit prepared before this ERASE still writes the state it saw. (Nothing
+      // changes an erased state object afterwards; encoding it now keeps that from mattering.)
+      if (s.snapshotPending) this.encodeDeferredOne(s)
+      s.erased = true
+    }
     this.map.delete(userId)
     this.absent.add(userId)
     this.erased.add(userId)
@@ -148,6 +158,56 @@ export class StateCache {
       n++
     }
     return n
+  }
+
+  /** states of the last deferDirty, in order; those from `deferredAt` on may still be pending */
+  private deferred: UserState[] = []
+  private deferredAt = 0
+  private deferredBatch: StoreBatch | undefined
+
+  /**
+   * drainDirty without the encoding (Kafka mode's pipelined commit): the commit takes the dirty
+   * states as they are now, but encodes them later, a chunk at a time (encodeDeferred), while the
+   * partition goes on processing. A state changed before its turn is encoded just before the
+   * change (markDirty, erase), so the batch ends up byte for byte what drainDirty would have
+   * written at this point (test/unit/deferred-commit.test.ts). The erased users' deletes go in
+   * now. Returns how many states wait.
+   */
+  deferDirty (batch: StoreBatch): number {
+    if (this.deferredBatch !== undefined) this.encodeDeferred(Number.POSITIVE_INFINITY) // the previous one is finished first
+    for (const id of this.erased) if (!this.map.has(id)) batch.del(stateKeyView(id))
+    const list: UserState[] = []
+    for (const s of this.dirtyList) {
+      if (this.map.get(s.userId) !== s) continue // erased after it was changed
+      s.snapshotPending = true
+      list.push(s)
+    }
+    this.deferred = list
+    this.deferredAt = 0
+    this.deferredBatch = batch
+    return list.length
+  }
+
+  /** Encodes up to `max` of the deferred states into their batch; true when none is left. */
+  encodeDeferred (max: number): boolean {
+    const list = this.deferred
+    let n = 0
+    while (this.deferredAt < list.length && n < max) {
+      const s = list[this.deferredAt++]
+      if (!s.snapshotPending) continue // encoded already, before a change
+      this.encodeDeferredOne(s)
+      n++
+    }
+    if (this.deferredAt < list.length) return false
+    this.deferred = []
+    this.deferredAt = 0
+    this.deferredBatch = undefined
+    return true
+  }
+
+  private encodeDeferredOne (s: UserState): void {
+    s.snapshotPending = false
+    ;(this.deferredBatch as StoreBatch).put(stateKeyView(s.userId), encodeStateView(s))
   }
 
   /** After a successful flush: evict least-recently-used users down to capacity; start a new epoch. */

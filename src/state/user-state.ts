@@ -88,6 +88,11 @@ export class UserState {
   tasks: TaskEntry[] = NO_TASKS
   // Not persisted: cache bookkeeping.
   dirty = false
+  /**
+   * In a prepared commit whose encoding is deferred (StateCache.deferDirty): the commit still
+   * needs this state as it is now, so the next change encodes it first (copy on write).
+   */
+  snapshotPending = false
   touched = 0
   erased = false
 
