@@ -228,27 +228,17 @@ export class ChangelogBatch implements StoreBatch {
   private readonly rest: OutputMessage[] = []
   /**
    * Where a pipelined commit's states go as they are encoded (PartitionTask.prepareCommit's
-   * `deferStates`): ahead of the rest in `records`; locally, with `newBatch`, into batches of
-   * LOCAL_CHUNK operations of their own, written one at a time (write).
+   * `deferStates`): the same local batch, ahead of the rest in `records`.
    */
   readonly states: { records: OutputMessage[] } & StoreBatch
-  private readonly chunks: StoreBatch[] = []
-  constructor (private readonly inner: StoreBatch, newBatch?: () => StoreBatch) {
+  constructor (private readonly inner: StoreBatch) {
     const records: OutputMessage[] = []
-    const chunks = this.chunks
-    let ops = LOCAL_CHUNK
-    const local = (): StoreBatch => {
-      if (newBatch === undefined) return inner
-      if (ops >= LOCAL_CHUNK) { chunks.push(newBatch()); ops = 0 }
-      ops++
-      return chunks[chunks.length - 1]
-    }
     this.states = {
       records,
-      put (key: Buffer, value: Buffer): void { local().put(key, value); records.push({ key: Buffer.from(key), value: Buffer.from(value) }) },
-      del (key: Buffer): void { local().del(key); records.push({ key: Buffer.from(key), value: null }) },
+      put (key: Buffer, value: Buffer): void { inner.put(key, value); records.push({ key: Buffer.from(key), value: Buffer.from(value) }) },
+      del (key: Buffer): void { inner.del(key); records.push({ key: Buffer.from(key), value: null }) },
       async write (): Promise<void> { throw new Error('a commit\'s states are written with their ChangelogBatch') },
-      discard (): void { records.length = 0; for (const c of chunks) c.discard(); chunks.length = 0; ops = LOCAL_CHUNK }
+      discard (): void { records.length = 0 }
     }
   }
 
@@ -256,25 +246,6 @@ export class ChangelogBatch implements StoreBatch {
   del (key: Buffer): void { this.inner.del(key); this.rest.push({ key: Buffer.from(key), value: null }) }
   /** An operation for the local store only (the changelog position itself). */
   putLocal (key: Buffer, value: Buffer): void { this.inner.put(key, value) }
-  /**
-   * The local write, once the changelog holds every record (the transaction committed, or the
-   * sends were acknowledged): the states' chunks first, one at a time with a turn of the event
-   * loop between them (the binding's batch write is synchronous: 20k states in one batch held
-   * the event loop ~50 ms), then the rest with the changelog position, atomically. A crash
-   * between two chunks leaves states newer than the store's changelog position says: the
-   * restore reads the changelog from that position and writes the same states again, so the
-   * store ends where this write would have. Nothing reads those states from the store
-   * meanwhile: the cache keeps every one of them until the task's written().
-   */
-  async write (): Promise<void> {
-    for (const c of this.chunks) {
-      await c.write()
-      await new Promise((resolve) => setImmediate(resolve))
-    }
-    await this.inner.write()
-  }
+  async write (): Promise<void> { await this.inner.write() }
   discard (): void { this.inner.discard(); this.rest.length = 0; this.states.discard() }
 }
-
-/** operations per local batch of a pipelined commit's states (~2 ms of RocksDB's synchronous write) */
-const LOCAL_CHUNK = 1000

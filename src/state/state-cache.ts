@@ -206,8 +206,8 @@ export class StateCache {
   }
 
   private encodeDeferredOne (s: UserState): void {
-    s.snapshotPending = false
     ;(this.deferredBatch as StoreBatch).put(stateKeyView(s.userId), encodeStateView(s))
+    s.snapshotPending = false // after the put: a put that threw leaves the state pending, not lost from the commit
   }
 
   /** After a successful flush: evict least-recently-used users down to capacity; start a new epoch. */
