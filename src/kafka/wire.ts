@@ -224,28 +224,33 @@ export function decodeOutput (kind: OutputKind, value: Buffer, format: OutputFor
  */
 export class ChangelogBatch implements StoreBatch {
   /** the commit's changelog records in order: the states (deferred ones included, once encoded), then the rest */
-  get records (): OutputMessage[] { return this.states.records.length === 0 ? this.rest : this.states.records.concat(this.rest) }
-  private readonly rest: OutputMessage[] = []
+  get records (): OutputMessage[] { return this.states.records.length === 0 ? this.rest.records : this.states.records.concat(this.rest.records) }
   /**
    * Where a pipelined commit's states go as they are encoded (PartitionTask.prepareCommit's
    * `deferStates`): the same local batch, ahead of the rest in `records`.
    */
-  readonly states: { records: OutputMessage[] } & StoreBatch
+  readonly states: RecordingBatch
+  private readonly rest: RecordingBatch
   constructor (private readonly inner: StoreBatch) {
-    const records: OutputMessage[] = []
-    this.states = {
-      records,
-      put (key: Buffer, value: Buffer): void { inner.put(key, value); records.push({ key: Buffer.from(key), value: Buffer.from(value) }) },
-      del (key: Buffer): void { inner.del(key); records.push({ key: Buffer.from(key), value: null }) },
-      async write (): Promise<void> { throw new Error('a commit\'s states are written with their ChangelogBatch') },
-      discard (): void { records.length = 0 }
-    }
+    this.states = new RecordingBatch(inner)
+    this.rest = new RecordingBatch(inner)
   }
 
-  put (key: Buffer, value: Buffer): void { this.inner.put(key, value); this.rest.push({ key: Buffer.from(key), value: Buffer.from(value) }) }
-  del (key: Buffer): void { this.inner.del(key); this.rest.push({ key: Buffer.from(key), value: null }) }
+  put (key: Buffer, value: Buffer): void { this.rest.put(key, value) }
+  del (key: Buffer): void { this.rest.del(key) }
   /** An operation for the local store only (the changelog position itself). */
   putLocal (key: Buffer, value: Buffer): void { this.inner.put(key, value) }
   async write (): Promise<void> { await this.inner.write() }
-  discard (): void { this.inner.discard(); this.rest.length = 0; this.states.discard() }
+  discard (): void { this.inner.discard(); this.rest.discard(); this.states.discard() }
+}
+
+/** Operations into a shared local batch, each also kept as a changelog record (copied). Written with its ChangelogBatch. */
+class RecordingBatch implements StoreBatch {
+  readonly records: OutputMessage[] = []
+  constructor (private readonly inner: StoreBatch) {}
+  put (key: Buffer, value: Buffer): void { this.inner.put(key, value); this.records.push({ key: Buffer.from(key), value: Buffer.from(value) }) }
+  del (key: Buffer): void { this.inner.del(key); this.records.push({ key: Buffer.from(key), value: null }) }
+  async write (): Promise<void> { throw new Error('a commit\'s states are written with their ChangelogBatch') }
+  /** forgets the records (the local operations go with the shared batch's discard) */
+  discard (): void { this.records.length = 0 }
 }

@@ -149,14 +149,9 @@ export class StateCache {
    * copies them), so a commit allocates nothing per user.
    */
   drainDirty (batch: StoreBatch): number {
-    let n = 0
-    for (const id of this.erased) if (!this.map.has(id)) batch.del(stateKeyView(id))
-    for (const s of this.dirtyList) {
-      if (this.map.get(s.userId) !== s) continue // erased after it was changed
-      const value = encodeStateView(s)
-      batch.put(stateKeyView(s.userId), value)
-      n++
-    }
+    // The deferred commit's two steps at once: the same operations in the same order.
+    const n = this.deferDirty(batch)
+    this.encodeDeferred(Number.POSITIVE_INFINITY)
     return n
   }
 
@@ -166,12 +161,12 @@ export class StateCache {
   private deferredBatch: StoreBatch | undefined
 
   /**
-   * drainDirty without the encoding (Kafka mode's pipelined commit): the commit takes the dirty
-   * states as they are now, but encodes them later, a chunk at a time (encodeDeferred), while the
-   * partition goes on processing. A state changed before its turn is encoded just before the
-   * change (markDirty, erase), so the batch ends up byte for byte what drainDirty would have
-   * written at this point (test/unit/deferred-commit.test.ts). The erased users' deletes go in
-   * now. Returns how many states wait.
+   * The erased users' deletes into `batch`, and the dirty states listed for it, taken as they are
+   * now but encoded later (encodeDeferred), a chunk at a time in Kafka mode's pipelined commit
+   * while the partition goes on processing, all at once in drainDirty. A state changed before
+   * its turn is encoded just before the change (markDirty, erase), so the batch ends up byte for
+   * byte what encoding everything now would have written (test/unit/deferred-commit.test.ts).
+   * Returns how many states wait.
    */
   deferDirty (batch: StoreBatch): number {
     if (this.deferredBatch !== undefined) this.encodeDeferred(Number.POSITIVE_INFINITY) // the previous one is finished first
