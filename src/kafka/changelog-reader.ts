@@ -67,13 +67,17 @@ export class ChangelogReader {
       const [raw] = await store.getMany([META_INPUT])
       const seen = raw === undefined ? null : raw.readBigUInt64BE(0)
       const committed = (await abortable(this.admin().committedOffsets(c.applicationId, c.topics.input), signal)).get(partition) ?? null
-      // At-least-once writes the changelog before the offsets, so its state is ahead of the group
-      // by design: it resumes at the group's offset (its repeats are allowed), unless the group has none.
-      if (c.processingGuarantee !== 'exactly_once') return seen !== null && committed === null ? await this.stateAhead(partition, seen, committed, signal) : null
       if (seen === committed) return seen
       // Ahead of the group for longer than a landing transaction takes (its changelog records can
       // be readable a moment before its offsets are): the group lost its offsets, or they moved.
-      if (seen !== null && (committed === null || seen > committed) && Date.now() >= deadline) return await this.stateAhead(partition, seen, committed, signal)
+      if (seen !== null && (committed === null || seen > committed) && Date.now() >= deadline) {
+        // Or, at-least-once, a state written by a version that sent the changelog before the
+        // offsets, outside a transaction (ahead by a commit by design): it resumes at the group's
+        // offset, applying that input again, which at-least-once allows. Its commits are
+        // transactions now, as exactly-once's are.
+        if (c.processingGuarantee !== 'exactly_once' && committed !== null) return committed
+        return await this.stateAhead(partition, seen, committed, signal)
+      }
       // Nothing was ever written to this changelog partition (a new application, or one `ebb
       // reset` started over): no transaction can be landing, the state is empty by design.
       if (seen === null && (await abortable(this.admin().endOffsets(changelogTopic(c)), signal)).get(partition) === 0n) {
@@ -150,7 +154,9 @@ export class ChangelogReader {
     const progress = { restored: 0, remaining: Number(end - from) }
     this.progress.set(partition, progress)
     log.info({ partition, from: String(from), end: String(end) }, 'restoring state from the changelog')
-    // The last record to expect: with exactly-once the last offset is the commit marker.
+    // The last record to expect: with exactly-once the last offset is the commit marker. An
+    // at-least-once changelog may end with a record of an older version (outside transactions):
+    // it reads through the last offset, which a marker there is too (a read passes over markers).
     const last = end - (this.config.processingGuarantee === 'exactly_once' ? 2n : 1n)
     let firstAt = 0
     /** state tombstones (ERASEs) restored: the store is rewritten after, so no file keeps the erased */

@@ -117,7 +117,6 @@ export interface GroupConsumerPort {
   onCrash (cb: (restarting: boolean, error: Error) => void): void
   /** consumes (read_committed), one batch at a time; resolves once consuming has started */
   start (eachBatch: (batch: FetchedBatch, control: BatchControl) => Promise<void>): Promise<void>
-  commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void>
   /** moves the fetch position of an assigned partition (the next batch starts at `offset`) */
   seek (topic: string, partition: number, offset: bigint): void
   /** stops fetching after the batch in flight and leaves the group (its partitions move on) */

@@ -83,12 +83,16 @@ export async function sendOutputs (outputs: CommitContent['outputs'], io: { conf
 /**
  * The commit protocol: writes one commit's content and returns, per changelog partition, the
  * offset after the last record written there (the local store records it as its changelog
- * position). With exactly-once, one Kafka transaction carries the outputs, the changelog records
- * and the consumer offsets (sendOffsets), and either all of it becomes visible to read_committed
- * readers or none; on failure it is aborted and the error thrown. With at-least-once, the
- * changelog first, then the offsets (the runner has sent the outputs already, as they were made,
- * and waited for them): a crash in between repeats outputs (their ids are deterministic, so
- * consumers deduplicate on them).
+ * position). One Kafka transaction carries the outputs, the changelog records and the consumer
+ * offsets (sendOffsets), and either all of it becomes visible to read_committed readers or none;
+ * on failure it is aborted and the error thrown.
+ *
+ * At-least-once uses the same transaction without the outputs: the runner has sent them already,
+ * as they were made, and waited for them, so a crash before the commit repeats them (their ids
+ * are deterministic: consumers deduplicate on them). Its changelog is transactional all the same.
+ * Sent outside a transaction, a commit cut into several requests (over 512 KB a partition) could
+ * be torn by a kill: part of its states in the changelog, not the offsets, and the input replayed
+ * on top of them. An at-least-once chaos run lost an alert and a task that way (docs/kafka.md).
  *
  * Records are cut into pieces of at most ~512 KB and sent in rounds: one request per round
  * instead of one per piece (each a round trip, in a transaction also an AddPartitionsToTxn), a
@@ -101,58 +105,53 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
   const changelogEnd = new Map<number, bigint>()
   const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => { await sendInRounds(rounds, sender, changelogEnd) }
   const t0 = performance.now()
-  if (c.processingGuarantee === 'exactly_once') {
-    // Bounded by the transaction timeout: a transaction still open after it is aborted by the
-    // coordinator, so waiting longer (the client's retries nest: a send's metadata refresh
-    // retries inside each retry of the send) cannot make it commit, and would hold up the
-    // runner's close in an outage. Giving up is safe: the next producer of this transactional id
-    // fences this one, and the work is redone from the committed offsets.
-    const limit = transactionTimeoutMs(c)
-    let timer: NodeJS.Timeout | undefined
-    /**
-     * Set when the timeout gives up on the transaction while one of its steps is still in flight
-     * (the client retries inside it). The steps after it are then never sent, and no abort is sent
-     * beside it. An EndTxn(abort) that lands while the client is still between steps ends the
-     * transaction without bumping the producer's epoch. The step in flight behind it then starts
-     * a new transaction of the same producer: an AddOffsetsToTxn and a TxnOffsetCommit after it
-     * leave the input offsets pending in the group, under the producer id, without the changelog
-     * records they go with. The group coordinator keeps pending offsets by producer id. This
-     * producer's next committed transaction therefore commits them, even one that no longer
-     * holds the partition (a race in Kafka's protocol; docs/kafka.md). Without the abort, the transaction
-     * stays open until this transactional id's next producer starts (it bumps the epoch, fencing
-     * every late request of this one) or the broker aborts it at its timeout (with a bump too).
-     */
-    let abandoned = false
-    const step = (): void => { if (abandoned) throw new Error('the transaction was given up at its timeout') }
-    const overdue = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { abandoned = true; reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
-      timer.unref()
-    })
-    const txn = await Promise.race([io.producer.transaction(), overdue]).catch((err: unknown) => { clearTimeout(timer); throw err })
-    try {
-      await Promise.race([(async () => {
-        await send(async (round) => { step(); return await txn.sendBatch(round) })
-        step()
-        if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
-        step()
-        await txn.commit()
-      })(), overdue])
-      clearTimeout(timer)
-      io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
-    } catch (err) {
-      clearTimeout(timer)
-      // A step failed and the client has finished with it: aborting is safe, and a courtesy,
-      // bounded. When the broker is gone it would fail after the client's own retries, holding
-      // up the runner's close. A transaction left open is aborted by the broker after the
-      // transaction timeout, or at once when this transactional id's next producer starts (it
-      // fences the old epoch). Given up at the timeout, a step may still be in flight: no abort
-      // (above).
-      if (!abandoned) await Promise.race([txn.abort().catch(() => {}), new Promise((resolve) => setTimeout(resolve, ABORT_WAIT_MS).unref())])
-      throw err
-    }
-  } else {
-    await send(async (round) => await io.producer.sendBatch(round))
-    if (content.offsets.length > 0) await io.consumer.commitOffsets(c.topics.input, content.offsets)
+  // Bounded by the transaction timeout: a transaction still open after it is aborted by the
+  // coordinator, so waiting longer (the client's retries nest: a send's metadata refresh
+  // retries inside each retry of the send) cannot make it commit, and would hold up the
+  // runner's close in an outage. Giving up is safe: the next producer of this transactional id
+  // fences this one, and the work is redone from the committed offsets.
+  const limit = transactionTimeoutMs(c)
+  let timer: NodeJS.Timeout | undefined
+  /**
+   * Set when the timeout gives up on the transaction while one of its steps is still in flight
+   * (the client retries inside it). The steps after it are then never sent, and no abort is sent
+   * beside it. An EndTxn(abort) that lands while the client is still between steps ends the
+   * transaction without bumping the producer's epoch. The step in flight behind it then starts
+   * a new transaction of the same producer: an AddOffsetsToTxn and a TxnOffsetCommit after it
+   * leave the input offsets pending in the group, under the producer id, without the changelog
+   * records they go with. The group coordinator keeps pending offsets by producer id. This
+   * producer's next committed transaction therefore commits them, even one that no longer
+   * holds the partition (a race in Kafka's protocol; docs/kafka.md). Without the abort, the transaction
+   * stays open until this transactional id's next producer starts (it bumps the epoch, fencing
+   * every late request of this one) or the broker aborts it at its timeout (with a bump too).
+   */
+  let abandoned = false
+  const step = (): void => { if (abandoned) throw new Error('the transaction was given up at its timeout') }
+  const overdue = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { abandoned = true; reject(new Error(`the transaction did not complete within its timeout (${limit / 1000} s)`)) }, limit)
+    timer.unref()
+  })
+  const txn = await Promise.race([io.producer.transaction(), overdue]).catch((err: unknown) => { clearTimeout(timer); throw err })
+  try {
+    await Promise.race([(async () => {
+      await send(async (round) => { step(); return await txn.sendBatch(round) })
+      step()
+      if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
+      step()
+      await txn.commit()
+    })(), overdue])
+    clearTimeout(timer)
+    io.observer?.transactionSeconds?.((performance.now() - t0) / 1000)
+  } catch (err) {
+    clearTimeout(timer)
+    // A step failed and the client has finished with it: aborting is safe, and a courtesy,
+    // bounded. When the broker is gone it would fail after the client's own retries, holding
+    // up the runner's close. A transaction left open is aborted by the broker after the
+    // transaction timeout, or at once when this transactional id's next producer starts (it
+    // fences the old epoch). Given up at the timeout, a step may still be in flight: no abort
+    // (above).
+    if (!abandoned) await Promise.race([txn.abort().catch(() => {}), new Promise((resolve) => setTimeout(resolve, ABORT_WAIT_MS).unref())])
+    throw err
   }
   return changelogEnd
 }

@@ -728,10 +728,6 @@ class PlatformaticGroupConsumer implements GroupConsumerPort {
     return reset
   }
 
-  async commitOffsets (topic: string, offsets: OffsetCommit[]): Promise<void> {
-    await this.member.commit({ offsets: offsets.map((o) => ({ topic, partition: o.partition, offset: BigInt(o.offset), leaderEpoch: -1 })) })
-  }
-
   seek (_topic: string, partition: number, offset: bigint): void {
     this.seeks.set(partition, (this.seeks.get(partition) ?? 0) + 1)
     this.positions.set(partition, offset)

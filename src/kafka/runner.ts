@@ -127,7 +127,10 @@ export class KafkaRunner {
   private readonly client: KafkaClient
   private admin: AdminPort | undefined
   private consumer: GroupConsumerPort | undefined
+  /** the transactional producer every commit goes through (exactly-once: the outputs too) */
   private producer: ProducerPort | undefined
+  /** at-least-once: an idempotent producer outside transactions, for the outputs sent as they are made */
+  private outputProducer: ProducerPort | undefined
   private assigned: number[] = []
   /** the state of every assigned partition's task (running ones are also in `partitions`) */
   readonly tasks = new Map<number, TaskState>()
@@ -245,7 +248,11 @@ export class KafkaRunner {
     this.encodings = await this.outputEncodings()
     const eos = c.processingGuarantee === 'exactly_once'
     const onRequest = (api: string, seconds: number): void => { this.observer?.kafkaRequestSeconds?.(api, seconds) }
-    this.producer = await this.client.producer(eos ? { transactionalId: c.instanceId, onRequest } : { onRequest })
+    // Both guarantees commit in a transaction: the changelog records and the input offsets land
+    // together or not at all. At-least-once sends its outputs outside it, as they are made, with
+    // a second, idempotent producer (a transactional one can write only inside a transaction).
+    this.producer = await this.client.producer({ transactionalId: c.instanceId, onRequest })
+    if (!eos) this.outputProducer = await this.client.producer({ onRequest })
     // The client id names this member's API in the group description (see owners.ts).
     this.consumer = await this.client.groupConsumer({ groupId: c.applicationId, topic: c.topics.input, clientId: apiUrl === undefined ? undefined : `${c.instanceId}@${apiUrl}`, fromBeginning: c.autoOffsetReset === 'earliest' })
     this.consumer.onRebalancing(() => { this.onRebalancing() })
@@ -646,7 +653,7 @@ export class KafkaRunner {
       while (outputCount(this.early) > 0) {
         const q = this.early
         this.early = noOutputs()
-        await sendOutputs(q, { config: this.config, producer: this.producer as ProducerPort })
+        await sendOutputs(q, { config: this.config, producer: this.outputProducer as ProducerPort })
         this.earlyAcked += outputCount(q)
         this.earlyWaiters = this.earlyWaiters.filter((w) => { if (w.upTo > this.earlyAcked) return true; w.resolve(); return false })
       }
@@ -709,9 +716,9 @@ export class KafkaRunner {
       for (const x of prepared) {
         const end = changelogEnd.get(x.st.partition)
         if (end !== undefined) {
-          // The next changelog offset after ours: past the transaction's commit marker with exactly-once.
+          // The next changelog offset after ours: past the transaction's commit marker.
           const pos = Buffer.alloc(8)
-          pos.writeBigUInt64BE(end + (c.processingGuarantee === 'exactly_once' ? 1n : 0n))
+          pos.writeBigUInt64BE(end + 1n)
           x.b.putLocal(META_CHANGELOG, pos)
         }
         await x.b.write()
@@ -807,6 +814,7 @@ export class KafkaRunner {
     for (const p of [...this.tasks.keys()]) this.transition(p, 'closed')
     await step('closing the consumer', () => this.consumer?.close())
     await step('closing the producer', () => this.producer?.close())
+    await step('closing the output producer', () => this.outputProducer?.close())
     await step('closing the admin client', () => this.admin?.close())
   }
 

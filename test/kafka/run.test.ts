@@ -348,7 +348,7 @@ describe('ebb run on a real Kafka', () => {
     expect([await a.exited, await b.exited]).toEqual([0, 0])
   }, 120_000)
 
-  it('at-least-once mode (no transactions) gives the same outputs, and restores an empty state directory from its changelog', async () => {
+  it('at-least-once mode (outputs outside transactions, as they are made) gives the same outputs, and restores an empty state directory from its transactional changelog', async () => {
     const app = `it-${uid()}`
     const input = `${app}.events`
     const sim = new Simulator({ users: 150, days: 30, seed: 3, noise: false })
@@ -366,8 +366,8 @@ describe('ebb run on a real Kafka', () => {
     const expected = readFileSync(join(out, 'tasks.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { taskId: string }).taskId)
     const tasks = (): string[] => kcatValues(`${app}.tasks`).map((v) => (decodeOutput('task', v) as { taskId: string }).taskId)
     expect(tasks()).toEqual(expected)
-    // Restarted on an empty directory with nothing new to read: it restores (no transaction
-    // markers to skip in this mode), serves the restored users, and writes nothing more.
+    // Restarted on an empty directory with nothing new to read: it restores (passing over the
+    // commits' transaction markers), serves the restored users, and writes nothing more.
     const second = startEbb(config(app, input, 1, join(tmp.dir, `${app}-b`), `${app}-0`, alos))
     const api = await (async () => {
       for (let i = 0; i < 200; i++) {

@@ -44,6 +44,8 @@ class FakeBroker {
   holdSends = false
   /** set: sends outside transactions fail */
   failSends = false
+  /** set: transaction commits fail (their records and offsets never land) */
+  failCommits = false
   /** the signals of the reads held so far, and whether they were aborted */
   readonly heldRestores: AbortSignal[] = []
 
@@ -94,6 +96,7 @@ class FakeBroker {
           sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
           sendOffsets: async (_c, o) => { offsets = o },
           commit: async () => {
+            if (this.failCommits) throw new Error('Connection error: connect ECONNREFUSED')
             this.calls.push(`${instance} txn.commit`)
             const land = (): void => {
               for (const s of staged) this.append(s.topic, 0, s.records)
@@ -180,10 +183,6 @@ class FakeConsumer implements GroupConsumerPort {
     )
   }
 
-  async commitOffsets (_topic: string, offsets: Array<{ partition: number, offset: string }>): Promise<void> {
-    this.broker.calls.push(`${this.instance} commitOffsets`)
-    for (const o of offsets) this.broker.committed.set(o.partition, BigInt(o.offset))
-  }
   seek (_t: string, _p: number, offset: bigint): void { this.seeks.push(offset); this.position = offset }
   async stop (): Promise<void> { this.broker.calls.push(`${this.instance} leave`) }
   async close (): Promise<void> {}
@@ -460,8 +459,7 @@ async function reopen (broker: FakeBroker, records: InputRecord[]): Promise<{ vi
 describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
   /** three views of u1, then a record that is not Avro: its dead letter is the output */
   const records = (): InputRecord[] => [...views(3), { offset: '3', key: Buffer.from('u2'), value: Buffer.from('not an event') }]
-  const start = async (): Promise<{ r: KafkaRunner, broker: FakeBroker, consumer: FakeConsumer }> => {
-    const broker = new FakeBroker()
+  const start = async (broker = new FakeBroker()): Promise<{ r: KafkaRunner, broker: FakeBroker, consumer: FakeConsumer }> => {
     const instance = `l${++run}`
     const client = broker.client(instance, { topic: INPUT, records: records() })
     const r = new KafkaRunner(parseRunConfig(config(instance, 'processingGuarantee: at_least_once\n'), join(tmp.dir, `${instance}.yaml`), {}), defaultTopology(), client)
@@ -487,7 +485,7 @@ describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
     await stopping
     expect(sent(broker)).toBe(1)
     expect(broker.committed.get(0)).toBe(4n)
-    expect(calls(broker)).toEqual(['send inv.dlq', 'commitOffsets', 'leave'])
+    expect(calls(broker)).toEqual(['send inv.dlq', 'txn.commit', 'leave'])
     expect(r.failure).toBeUndefined()
   })
 
@@ -518,6 +516,27 @@ describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
     // the one in flight went, and again with the redone work; the one waiting went once
     expect([offsets, broker.committed.get(0)]).toEqual([['3', '3', '4'], 5n])
     expect(r.failure).toBeUndefined()
+  })
+
+  it('a commit that fails leaves neither its changelog records nor its offsets (one transaction), and the redone work applies each record once', async () => {
+    const { r, broker, consumer } = await start()
+    await consumer.fetch()
+    for (let i = 0; i < 100 && sent(broker) === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    const changelog = (): number => broker.logs.get('inv-user-state-changelog/0')?.length ?? 0
+    broker.failCommits = true
+    await r.stop() // its last commit fails
+    expect(r.failure?.message).toMatch(/the commit transaction failed .*ECONNREFUSED/)
+    // Sent outside the transaction, the changelog would be here without the offsets: a state
+    // ahead of the input offset, with the input replayed on top of it.
+    expect([sent(broker), changelog(), broker.committed.get(0)]).toEqual([1, 0, undefined])
+    broker.failCommits = false
+    const b = await start(broker) // redoes everything from offset 0, on an empty state
+    await b.consumer.fetch()
+    await b.r.stop()
+    expect(b.r.failure).toBeUndefined()
+    // the dead letter repeated (at-least-once), the offsets and the state once
+    expect([sent(broker), broker.committed.get(0), changelog() > 0]).toEqual([2, 4n, true])
+    expect(await reopen(broker, records())).toEqual({ views7: 2, logins: 1 }) // (the first record is a LOGIN)
   })
 
   it('a send that fails fails the runner, and the offsets of its records are not committed', async () => {
