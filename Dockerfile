@@ -33,5 +33,5 @@ VOLUME ["/var/lib/ebb"]
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.EBB_HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "bin/ebb.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=64", "bin/ebb.js"]
 CMD ["run", "--config", "/etc/ebb/ebb.yaml"]

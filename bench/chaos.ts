@@ -13,7 +13,7 @@ import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { decodeOutput } from '../src/kafka/wire.js'
 import { projectRoot } from '../src/paths.js'
 import { Simulator } from '../src/sim/simulator.js'
-import { KafkaCluster } from './kafka-env.js'
+import { EBB_NODE_FLAGS, KafkaCluster } from './kafka-env.js'
 
 /**
  * The chaos suite (`npm run chaos`): a 3-instance group on a broker of its own, instances killed
@@ -237,7 +237,7 @@ idlePartitionTimeout: 1h
 retryTimeout: 5m
 http: { port: 0 }
 `)
-      const child = spawn(process.execPath, [join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'warn' } })
+      const child = spawn(process.execPath, [...EBB_NODE_FLAGS, join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: 'warn' } })
       child.stderr?.pipe(createWriteStream(join(work, `instance-${i}.log`), { flags: 'a' }))
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code, signal) => {
         const k = code === null ? String(signal) : String(code)

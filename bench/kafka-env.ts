@@ -129,16 +129,26 @@ http: { port: 0 }
 `
 }
 
+/** The Node flags `ebb` runs with (bin/ebb.js's first line; the Dockerfile): the instances a benchmark starts run as a user's do. */
+export const EBB_NODE_FLAGS = ['--max-semi-space-size=64']
+
 /**
  * `ebb run --config F` as a child process; its logs (at `level`) go to `logFile`. With
  * EBB_BENCH_CPU_PROF=DIR each instance writes a V8 CPU profile there when it stops (Node refuses
- * --cpu-prof in NODE_OPTIONS); open it in Chrome's DevTools or any .cpuprofile viewer.
+ * --cpu-prof in NODE_OPTIONS); open it in Chrome's DevTools or any .cpuprofile viewer. With
+ * EBB_BENCH_GC_TRACE=FILE each instance runs with --trace-gc, its lines appended to FILE (a pause
+ * of the event loop that is the collector's, not Ebb's, shows there with its time).
+ * EBB_BENCH_NODE_FLAGS="…": more Node flags for the instances only (not the harness; a later
+ * flag wins: `--max-semi-space-size=16` measures V8's default nursery).
  */
 export function startEbb (config: string, configFile: string, logFile: string, level = 'warn'): { child: ChildProcess, exited: Promise<number | null> } {
   writeFileSync(configFile, config)
   const prof = process.env.EBB_BENCH_CPU_PROF
-  const child = spawn(process.execPath, [...(prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]), join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: level } })
+  const gcTrace = process.env.EBB_BENCH_GC_TRACE
+  const flags = [...EBB_NODE_FLAGS, ...(prof === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${prof}`]), ...(gcTrace === undefined ? [] : ['--trace-gc']), ...(process.env.EBB_BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '')]
+  const child = spawn(process.execPath, [...flags, join(projectRoot(), 'bin', 'ebb.js'), 'run', '--config', configFile], { stdio: ['ignore', gcTrace === undefined ? 'ignore' : 'pipe', 'pipe'], env: { ...process.env, EBB_LOG_LEVEL: level } })
   child.stderr?.pipe(createWriteStream(logFile))
+  if (gcTrace !== undefined) child.stdout?.pipe(createWriteStream(gcTrace, { flags: 'a' }))
   return { child, exited: new Promise((resolve) => child.on('exit', (code) => { resolve(code) })) }
 }
 

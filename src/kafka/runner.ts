@@ -33,7 +33,8 @@ const PROCESS_SLICE = 2000
 /**
  * states a pipelined commit encodes between two turns of the event loop (~4 µs each): an event
  * that arrives meanwhile waits for one chunk at each step of its way (fetch, process, send), so
- * chunks stay around 2 ms (bench/README.md, "e2e")
+ * chunks stay around 2 ms (bench/README.md, "e2e": 2,000 gave p99 160–270 ms at 50% load, 500
+ * 51–57 ms, with local writes of 1,000 and requests of 128 KB)
  */
 const DEFERRED_CHUNK = 500
 
@@ -580,7 +581,7 @@ export class KafkaRunner {
     // the partitions go on (encodeDeferred); forced (a close, a rebalance), all of them now.
     const defer = this.config.pipelinedCommits && !force
     const prepared: PreparedPartition[] = parts.map((st) => {
-      const b = new ChangelogBatch(st.store.batch())
+      const b = defer ? new ChangelogBatch(st.store.batch(), () => st.store.batch()) : new ChangelogBatch(st.store.batch())
       const deferred = st.task.prepareCommit(b, defer ? b.states : undefined)
       // At-least-once: what is left goes the early way too, so outputs leave in the order they were made.
       if (this.sendsEarly) this.sendEarly(st)

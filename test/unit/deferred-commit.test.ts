@@ -110,7 +110,8 @@ async function run (seed: number): Promise<{ commits: number, deferredSeen: numb
     if (rng() < 0.25) {
       await land() // one commit in flight at most, as in the runner
       const ca = new ChangelogBatch(eager.store.batch())
-      const cb = new ChangelogBatch(deferred.store.batch())
+      // (B's states go to local batches of their own, written before the rest, as the runner's pipelined commits do)
+      const cb = new ChangelogBatch(deferred.store.batch(), () => deferred.store.batch())
       expect(a.prepareCommit(ca)).toBe(0)
       const waiting = b.prepareCommit(cb, cb.states)
       a.prepared()
