@@ -64,7 +64,10 @@ describe('Dockerfile', () => {
     expect(user).not.toMatch(/^(root|0)(:|$)/)
     expect(runtime).toMatch(/^HEALTHCHECK[\s\S]*\/healthz/m)
     expect(runtime).toMatch(/^VOLUME \["\/var\/lib\/ebb"\]/m)
-    expect(runtime).toMatch(/^ENTRYPOINT \["node", "bin\/ebb\.js"\]/m)
+    // The same Node flags wherever ebb starts: the image, the `ebb` command's first line, npm start (README, "Node flags").
+    expect(runtime).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=64", "bin\/ebb\.js"\]/m)
+    expect(readFileSync(join(root, 'bin', 'ebb.js'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env -S node --max-semi-space-size=64')
+    expect((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start).toBe('node --max-semi-space-size=64 bin/ebb.js demo')
     expect(runtime).toMatch(/^CMD \["run", "--config"/m)
     // No dev dependency is copied from the build stage: only dist/.
     expect([...runtime.matchAll(/COPY --from=build (\S+)/g)].map((m) => m[1])).toEqual(['/app/dist'])
