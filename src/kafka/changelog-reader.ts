@@ -18,7 +18,7 @@ const CONSISTENT_RESTORE_WAIT_MS = 200
 /**
  * Restore, as Kafka Streams' StoreChangelogReader: brings a partition's local RocksDB store up
  * to the end of its changelog partition (read committed), from the changelog position the store
- * recorded, and, with exactly-once, until the state agrees with the group's committed offset.
+ * recorded, and until the state agrees with the group's committed offset.
  * Progress per partition is kept for /metrics and the status lines.
  */
 export class ChangelogReader {
@@ -28,7 +28,7 @@ export class ChangelogReader {
   constructor (private readonly client: KafkaClient, private readonly admin: () => AdminPort, private readonly config: RunConfig, private readonly hanging: HangingTransactionWatch) {}
 
   /**
-   * Restores the store and, with exactly-once, returns the input offset its state has seen once
+   * Restores the store and returns the input offset its state has seen once
    * that agrees with the group's committed offset (or where to resume when the group has lost
    * its offsets: stateAhead). Both are written by one transaction, so they
    * disagree only while a previous owner's last transaction is still landing: one that was in
@@ -75,7 +75,10 @@ export class ChangelogReader {
         // offsets, outside a transaction (ahead by a commit by design): it resumes at the group's
         // offset, applying that input again, which at-least-once allows. Its commits are
         // transactions now, as exactly-once's are.
-        if (c.processingGuarantee !== 'exactly_once' && committed !== null) return committed
+        if (c.processingGuarantee !== 'exactly_once' && committed !== null) {
+          log.warn({ partition, stateAt: String(seen), committedAt: String(committed) }, 'at-least-once: the state has seen more of the input than the group committed (a state of an older version that crashed between its changelog and its offsets, or offsets moved back by hand): resuming at the group\'s offset, the input in between is applied again')
+          return committed
+        }
         return await this.stateAhead(partition, seen, committed, signal)
       }
       // Nothing was ever written to this changelog partition (a new application, or one `ebb

@@ -85,8 +85,8 @@ export class HangingTransactionWatch {
 }
 
 /**
- * The runner's watch on its output topics (exactly-once only: at-least-once writes no
- * transactions): at each call, the partitions whose last stable offset is behind their high
+ * The runner's watch on its output topics (exactly-once only: at-least-once writes its outputs
+ * outside transactions): at each call, the partitions whose last stable offset is behind their high
  * watermark and has not moved since the previous call are handed to `abortHung`. A healthy
  * partition's stable offset moves with every commit, so it is never looked at twice.
  */

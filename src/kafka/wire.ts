@@ -261,11 +261,16 @@ export class ChangelogBatch implements StoreBatch {
    * the cache keeps every one of them until the task's written().
    */
   async write (): Promise<void> {
-    for (const c of this.chunks) {
-      await c.write()
-      await new Promise((resolve) => setImmediate(resolve))
+    try {
+      for (const c of this.chunks) {
+        await c.write()
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      await this.inner.write()
+    } catch (err) {
+      this.discard() // no native batch is left open under a store that closes next (the runner fails on this)
+      throw err
     }
-    await this.inner.write()
   }
 
   discard (): void { this.inner.discard(); this.rest.discard(); this.states.discard(); for (const c of this.chunks) c.discard(); this.chunks.length = 0 }

@@ -46,6 +46,8 @@ class FakeBroker {
   failSends = false
   /** set: transaction commits fail (their records and offsets never land) */
   failCommits = false
+  /** the producers each instance made: "transactional" or "idempotent" */
+  readonly producers: string[] = []
   /** the signals of the reads held so far, and whether they were aborted */
   readonly heldRestores: AbortSignal[] = []
 
@@ -120,7 +122,14 @@ class FakeBroker {
     return {
       consumer,
       admin: async () => admin,
-      producer: async () => producer,
+      // A transactional producer writes only inside a transaction, as a real client's does.
+      producer: async (opts) => {
+        const transactional = opts.transactionalId !== undefined
+        this.producers.push(`${instance} ${transactional ? 'transactional' : 'idempotent'}`)
+        if (!transactional) return producer
+        const outside = async (): Promise<never> => { throw new Error('a transactional producer sent outside a transaction') }
+        return { ...producer, send: outside, sendBatch: outside }
+      },
       groupConsumer: async () => consumer,
       readPartition: async (topic, partition, from, last, apply, signal) => {
         if (this.holdRestore) {
@@ -487,6 +496,8 @@ describe('KafkaRunner at-least-once: outputs leave as they are made', () => {
     expect(broker.committed.get(0)).toBe(4n)
     expect(calls(broker)).toEqual(['send inv.dlq', 'txn.commit', 'leave'])
     expect(r.failure).toBeUndefined()
+    // the commits through a transactional producer, the outputs through an idempotent one
+    expect(broker.producers.map((p) => p.replace(/^l\d+ /, ''))).toEqual(['transactional', 'idempotent'])
   })
 
   it('sends before the commit, not at it', async () => {
