@@ -111,7 +111,6 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
   const c = io.config
   const rounds = sendRounds(c, content.outputs, content.changelogs)
   const changelogEnd = new Map<number, bigint>()
-  const send = async (sender: (pieces: SendPiece[]) => Promise<BatchSendResult[]>): Promise<void> => { await sendInRounds(rounds, sender, changelogEnd) }
   const t0 = performance.now()
   // Bounded by the transaction timeout: a transaction still open after it is aborted by the
   // coordinator, so waiting longer (the client's retries nest: a send's metadata refresh
@@ -142,7 +141,7 @@ export async function writeCommit (content: CommitContent, io: { config: RunConf
   const txn = await Promise.race([io.producer.transaction(), overdue]).catch((err: unknown) => { clearTimeout(timer); throw err })
   try {
     await Promise.race([(async () => {
-      await send(async (round) => { step(); return await txn.sendBatch(round) })
+      await sendInRounds(rounds, async (round) => { step(); return await txn.sendBatch(round) }, changelogEnd)
       step()
       if (content.offsets.length > 0) await txn.sendOffsets(io.consumer, content.offsets)
       step()

@@ -581,7 +581,7 @@ export class KafkaRunner {
     // the partitions go on (encodeDeferred); forced (a close, a rebalance), all of them now.
     const defer = this.config.pipelinedCommits && !force
     const prepared: PreparedPartition[] = parts.map((st) => {
-      const b = defer ? new ChangelogBatch(st.store.batch(), () => st.store.batch()) : new ChangelogBatch(st.store.batch())
+      const b = new ChangelogBatch(st.store.batch(), defer ? () => st.store.batch() : undefined)
       const deferred = st.task.prepareCommit(b, defer ? b.states : undefined)
       // At-least-once: what is left goes the early way too, so outputs leave in the order they were made.
       if (this.sendsEarly) this.sendEarly(st)
