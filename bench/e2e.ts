@@ -10,7 +10,10 @@ import { encodeAvroEvent } from '../src/events/avro.js'
 import type { UserEvent } from '../src/events/user-event.js'
 import type { AdminPort, KafkaClient, ProducerPort } from '../src/kafka/client.js'
 import { PlatformaticClient, platformaticOptions } from '../src/kafka/platformatic-client.js'
+import { armOf } from '../src/intervention/intervention-stage.js'
 import { decodeOutput } from '../src/kafka/wire.js'
+import { projectRoot } from '../src/paths.js'
+import { loadTopology } from '../src/rules/topology.js'
 import { committedTotal, consumerPerfTest, ebbRunConfig, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
 export interface E2eOptions {
@@ -129,6 +132,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
       outputTopic: `${lapp}.tasks`,
       triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
       what: 'task',
+      triggerCandidate: treatedByDefaultTopology,
       start: async (live) => {
         const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
         started.push(ebbLive)
@@ -184,6 +188,17 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
   return out
 }
 
+/**
+ * A user the default topology (what the benchmarks' `ebb run` uses) puts in the treatment arm of
+ * its experiment, the arm that gets recall tasks.
+ */
+export function treatedByDefaultTopology (userId: string): boolean {
+  defaultExperiment ??= loadTopology(join(projectRoot(), 'topologies', 'default.yaml')).intervention
+  if (defaultExperiment === null) throw new Error('topologies/default.yaml has no intervention section: the latency benchmark measures tasks')
+  return armOf(userId, defaultExperiment.experiment, defaultExperiment.holdoutShare) === 'TREATMENT'
+}
+let defaultExperiment: { experiment: string, holdoutShare: number } | null | undefined
+
 /** An application under the latency test: started on the live topic, stopped (after reading what it wants) at the end. */
 export interface LatencyApp { stop: (out: Record<string, number | string>) => Promise<void> }
 
@@ -215,6 +230,12 @@ export async function measureLatency (o: {
   triggerUser: (key: Buffer | null, value: Buffer) => string | null
   /** what an output is called in the progress lines ("task", "alert") */
   what: string
+  /**
+   * Which user ids may be trigger users (all if absent): those the application gives an output.
+   * Tasks: the treatment arm only (the holdout gets none), so every level's wait ends when its
+   * last task arrives rather than after the 10 s allowed for a missing one.
+   */
+  triggerCandidate?: (userId: string) => boolean
   start: (liveTopic: string) => Promise<LatencyApp>
 }, log: (s: string) => void): Promise<Record<string, number | string>> {
   const out: Record<string, number | string> = {}
@@ -222,7 +243,13 @@ export async function measureLatency (o: {
   // the broker's append time: what an event's arrival is measured from
   await o.admin.createTopics([{ topic: live, partitions: o.partitions, replicationFactor: 1, configs: { 'message.timestamp.type': 'LogAppendTime' } }])
   const triggersPerLevel = Math.max(20, Math.round(o.seconds * 20))
-  const triggerUsers = (level: number): string[] => Array.from({ length: triggersPerLevel }, (_, i) => `t${level}-${i}`)
+  const candidate = o.triggerCandidate ?? ((): boolean => true)
+  const levelTriggers = o.rates.map((_, level) => {
+    const users: string[] = []
+    for (let i = 0; users.length < triggersPerLevel; i++) if (candidate(`t${level}-${i}`)) users.push(`t${level}-${i}`)
+    return users
+  })
+  const triggerUsers = (level: number): string[] => levelTriggers[level]
   const history: Array<{ key: string, value: Buffer }> = []
   const before = Date.now() - 9 * 86_400_000
   let seq = 0

@@ -6,7 +6,7 @@ import { count } from '../src/cli/progress.js'
 import { PlatformaticClient } from '../src/kafka/platformatic-client.js'
 import { projectRoot, schemaPath } from '../src/paths.js'
 import { decodeOutput } from '../src/kafka/wire.js'
-import { benchE2e, type LatencyApp, measureLatency } from './e2e.js'
+import { benchE2e, type LatencyApp, measureLatency, treatedByDefaultTopology } from './e2e.js'
 import { ebbRunConfig, ensureBroker, measureCatchUp, startEbb, stopBroker } from './kafka-env.js'
 
 /** The latency loads, as shares of the slower application's measured maximum rate: the same events per second for both. */
@@ -88,6 +88,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
         outputTopic: `${eapp}.tasks`,
         triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
         what: 'task',
+        triggerCandidate: treatedByDefaultTopology,
         start: async (live): Promise<LatencyApp> => {
           const e = startEbb(ebbRunConfig({ app: eapp, instance: 0, bootstrap: broker.bootstrap, input: live, partitions: o.partitions, stateDir: state, commitInterval: '100ms' }), join(state, `${eapp}.yaml`), join(state, `${eapp}.log`))
           return { stop: async () => { await stopProcess(e.child) } }
