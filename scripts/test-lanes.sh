@@ -30,7 +30,7 @@ kafka_lane() {
   # The whole broker suite on a supported LTS line (Node 20 is past its end of life): the `ebb`
   # processes the tests start run on the same Node (process.execPath).
   bash scripts/test-node.sh 24 "${BROKER_SUITES[@]}" || failed=1
-  # less the benchmark suites' quick run (105 s; the same code under 24 proves it has not rotted)
+  # less the benchmark suites' quick run (about 60 s; the same code under 24 proves it has not rotted)
   # and the operations scenarios (reset, lost offsets and topics, retention, new partitions…:
   # Ebb's own logic over the client calls the rest of the file makes; about 150 s)
   KAFKA_PORT=29792 node "$VITEST" run "${NODE20_BROKER_FILES[@]}" -t '^(?!.*(each suite runs against the real broker|operations on a running application))' || failed=1
