@@ -59,6 +59,8 @@ export interface ChaosOptions {
   work?: string
   /** exactly_once (default): every output exactly once; at_least_once: none missing, repeats allowed (and counted) */
   guarantee?: 'exactly_once' | 'at_least_once'
+  /** the instances' commitInterval (200ms by default): a longer one leaves more work to redo after a kill */
+  commitInterval?: string
 }
 
 export interface ChaosResult {
@@ -228,7 +230,7 @@ instanceId: ${app}-${i}
 brokers: [${bootstrap}]
 topics: { input: ${input}, alerts: ${app}.alerts, tasks: ${app}.tasks, outcomes: ${app}.outcomes, deadLetters: ${app}.dlq, partitions: ${o.partitions}, replicationFactor: ${nodes} }
 stateDir: ${stateDir(i)}
-commitInterval: 200ms
+commitInterval: ${o.commitInterval ?? '200ms'}
 processingGuarantee: ${o.guarantee ?? 'exactly_once'}
 # instance 0 goes on processing while its commits are in flight: both commit modes in one group
 pipelinedCommits: ${i === 0}
@@ -387,7 +389,7 @@ http: { port: 0 }
   }
 }
 
-const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--freezes N] [--partitions N] [--brokers N] [--guarantee at_least_once]
+const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broker-kills N] [--freezes N] [--partitions N] [--brokers N] [--guarantee at_least_once] [--commit-interval D]
   A 3-instance group on a broker of its own (port 29192), SIGKILLs of instances (half restarted
   on an empty state directory) and of the broker, instances frozen (SIGSTOP for 15 s, past the
   session timeout, then SIGCONT: zombies), then the outputs read back by kcat compared
@@ -396,11 +398,13 @@ const CHAOS_HELP = `npm run chaos -- [--quick] [--events N] [--kills N] [--broke
   counted), a missing or different one still fails. Results: bench/results/chaos-at-least-once.json.
   --brokers 3: a cluster of 3 brokers (ports 29192, 29202, 29212), every topic replicated on each;
   a broker kill takes one node down, and leaders and coordinators move. Results: bench/results/chaos-3-brokers.json.
+  --commit-interval D: the instances' commitInterval (200ms by default; 5s is what the README
+  recommends for at-least-once's lowest latency). Results: …-commit-D.json.
   Defaults: 1,000,000 events, 6 partitions, 20 instance kills, 2 broker kills, 2 freezes (--quick:
   60,000 events, 3 partitions, 4 instance kills, 1 broker kill, 1 freeze).`
 
 async function main (argv: string[]): Promise<number> {
-  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, freezes: { type: 'string' }, partitions: { type: 'string' }, brokers: { type: 'string' }, guarantee: { type: 'string' }, help: { type: 'boolean' } })
+  const o = parseOptions('chaos', argv, { quick: { type: 'boolean' }, events: { type: 'string' }, kills: { type: 'string' }, 'broker-kills': { type: 'string' }, freezes: { type: 'string' }, partitions: { type: 'string' }, brokers: { type: 'string' }, guarantee: { type: 'string' }, 'commit-interval': { type: 'string' }, help: { type: 'boolean' } })
   if (o.help === true) { process.stdout.write(CHAOS_HELP + '\n'); return 0 }
   const quick = o.quick === true
   const opts: ChaosOptions = {
@@ -415,15 +419,17 @@ async function main (argv: string[]): Promise<number> {
     seed: 42,
     port: 29192,
     brokers: intOption('chaos', 'brokers', o.brokers, 1, 1, 5),
-    guarantee: o.guarantee === 'at_least_once' ? 'at_least_once' : 'exactly_once'
+    guarantee: o.guarantee === 'at_least_once' ? 'at_least_once' : 'exactly_once',
+    commitInterval: o['commit-interval']
   }
+  if (o['commit-interval'] !== undefined && !/^[1-9]\d*(ms|s)$/.test(o['commit-interval'])) throw new EbbError(Errors.USAGE, `chaos: --commit-interval is a duration such as 200ms or 5s, not "${o['commit-interval']}"`)
   if (o.guarantee !== undefined && o.guarantee !== 'at_least_once' && o.guarantee !== 'exactly_once') throw new EbbError(Errors.USAGE, `chaos: --guarantee exactly_once or at_least_once, not "${o.guarantee}"`)
   const result = await runChaos(opts, (s) => { process.stderr.write(s + '\n') })
   // At-least-once may repeat an output (the same id and content) after a crash; it may not lose or change one.
   const checked = opts.guarantee === 'at_least_once' ? (['missing', 'different', 'unexpected'] as const) : (['missing', 'duplicated', 'different', 'unexpected'] as const)
   const ok = checked.every((k) => Object.values(result[k]).every((n) => n === 0)) && result.restarts === 0
   const machine = `${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim() ?? '?'}, Node ${process.version}`
-  const file = join(projectRoot(), 'bench', 'results', `chaos${opts.guarantee === 'at_least_once' ? '-at-least-once' : ''}${(opts.brokers ?? 1) > 1 ? `-${opts.brokers ?? 1}-brokers` : ''}${quick ? '.quick' : ''}.json`)
+  const file = join(projectRoot(), 'bench', 'results', `chaos${opts.guarantee === 'at_least_once' ? '-at-least-once' : ''}${(opts.brokers ?? 1) > 1 ? `-${opts.brokers ?? 1}-brokers` : ''}${opts.commitInterval === undefined ? '' : `-commit-${opts.commitInterval}`}${quick ? '.quick' : ''}.json`)
   writeFileSync(file, JSON.stringify({ suite: 'chaos', quick, machine, date: new Date().toISOString(), command: `npm run chaos${argv.length > 0 ? ' -- ' + argv.join(' ') : ''}`, ok, results: result }, null, 2) + '\n')
   process.stdout.write(`chaos: ${ok ? 'PASS' : 'FAIL'}: ${result.events.toLocaleString()} events, ${result.brokers > 1 ? `${result.brokers} brokers, ` : ''}${result.instanceKills} instance kills (${result.instanceKillsOnEmptyState} on empty state), ${result.brokerKills} broker kills, ${result.instanceFreezes} freezes (${result.faultsWithWorkInFlight} of ${result.instanceKills + result.brokerKills + result.instanceFreezes} faults with uncommitted input, at least ${result.inFlightAtFaultMin} records), ${result.restarts} instances exited by themselves (restarted by the supervisor), ${result.seconds} s
   expected   alerts ${result.expected.alerts}, tasks ${result.expected.tasks}, outcomes ${result.expected.outcomes}
@@ -438,5 +444,9 @@ ${result.examples.map((e) => '  e.g. ' + e).join('\n')}
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => { process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`); process.exitCode = 1 })
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
+    // a usage error in one line, as `npm run bench` says it (exit 2); anything else with its stack
+    if (err instanceof EbbError && err.code === Errors.USAGE.code) { process.stderr.write(`${err.message}\n`); process.exitCode = err.exitCode; return }
+    process.stderr.write(`chaos: ${(err as Error).stack ?? String(err)}\n`); process.exitCode = 1
+  })
 }
