@@ -521,7 +521,6 @@ describe('ebb run on a real Kafka', () => {
       server.close()
     }
   }, 180_000)
-
 })
 
 // The operations a running application meets: reset, lost offsets and topics, retention, new
