@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { intOption, parseOptions } from '../src/cli/args.js'
 import { EbbError, Errors } from '../src/errors.js'
+import { parseDuration } from '../src/config/yaml.js'
 import { encodeAvroEvent } from '../src/events/avro.js'
 import { encodeJsonEvent } from '../src/events/jsonl.js'
 import type { UserEvent } from '../src/events/user-event.js'
@@ -422,7 +423,7 @@ async function main (argv: string[]): Promise<number> {
     guarantee: o.guarantee === 'at_least_once' ? 'at_least_once' : 'exactly_once',
     commitInterval: o['commit-interval']
   }
-  if (o['commit-interval'] !== undefined && !/^[1-9]\d*(ms|s)$/.test(o['commit-interval'])) throw new EbbError(Errors.USAGE, `chaos: --commit-interval is a duration such as 200ms or 5s, not "${o['commit-interval']}"`)
+  if (o['commit-interval'] !== undefined && !((parseDuration(o['commit-interval']) ?? 0) > 0)) throw new EbbError(Errors.USAGE, `chaos: --commit-interval is a duration above zero such as 200ms or 5s, not "${o['commit-interval']}"`)
   if (o.guarantee !== undefined && o.guarantee !== 'at_least_once' && o.guarantee !== 'exactly_once') throw new EbbError(Errors.USAGE, `chaos: --guarantee exactly_once or at_least_once, not "${o.guarantee}"`)
   const result = await runChaos(opts, (s) => { process.stderr.write(s + '\n') })
   // At-least-once may repeat an output (the same id and content) after a crash; it may not lose or change one.

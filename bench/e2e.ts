@@ -12,7 +12,7 @@ import type { AdminPort, KafkaClient, ProducerPort } from '../src/kafka/client.j
 import { PlatformaticClient, platformaticOptions } from '../src/kafka/platformatic-client.js'
 import { armOf } from '../src/intervention/intervention-stage.js'
 import { decodeOutput } from '../src/kafka/wire.js'
-import { projectRoot } from '../src/paths.js'
+import { topologyPath } from '../src/paths.js'
 import { loadTopology } from '../src/rules/topology.js'
 import { committedTotal, consumerPerfTest, ebbRunConfig, ensureBroker, measureCatchUp, produceBacklog, producerPerfTest, startEbb, stopBroker } from './kafka-env.js'
 
@@ -132,7 +132,7 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
       outputTopic: `${lapp}.tasks`,
       triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
       what: 'task',
-      triggerCandidate: treatedByDefaultTopology,
+      triggerCandidate: treatedByDefaultTopology(),
       start: async (live) => {
         const ebbLive = startEbb(config(lapp, live), join(dir, `${lapp}.yaml`), join(dir, `${lapp}.log`))
         started.push(ebbLive)
@@ -189,15 +189,14 @@ export async function benchE2e (o: E2eOptions, log: (s: string) => void): Promis
 }
 
 /**
- * A user the default topology (what the benchmarks' `ebb run` uses) puts in the treatment arm of
- * its experiment, the arm that gets recall tasks.
+ * Whether a user is in the treatment arm of the default topology's experiment (the topology the
+ * benchmarks' `ebb run` uses), the arm that gets recall tasks.
  */
-export function treatedByDefaultTopology (userId: string): boolean {
-  defaultExperiment ??= loadTopology(join(projectRoot(), 'topologies', 'default.yaml')).intervention
-  if (defaultExperiment === null) throw new Error('topologies/default.yaml has no intervention section: the latency benchmark measures tasks')
-  return armOf(userId, defaultExperiment.experiment, defaultExperiment.holdoutShare) === 'TREATMENT'
+export function treatedByDefaultTopology (): (userId: string) => boolean {
+  const intervention = loadTopology(topologyPath('default.yaml'), { loadModel: false }).intervention
+  if (intervention === null) throw new Error('topologies/default.yaml has no intervention section: the latency benchmark measures tasks')
+  return (userId) => armOf(userId, intervention.experiment, intervention.holdoutShare) === 'TREATMENT'
 }
-let defaultExperiment: { experiment: string, holdoutShare: number } | null | undefined
 
 /** An application under the latency test: started on the live topic, stopped (after reading what it wants) at the end. */
 export interface LatencyApp { stop: (out: Record<string, number | string>) => Promise<void> }

@@ -88,7 +88,7 @@ export async function benchPeer (o: { events: number, partitions: number, second
         outputTopic: `${eapp}.tasks`,
         triggerUser: (_key, value) => (decodeOutput('task', value) as { userId: string }).userId,
         what: 'task',
-        triggerCandidate: treatedByDefaultTopology,
+        triggerCandidate: treatedByDefaultTopology(),
         start: async (live): Promise<LatencyApp> => {
           const e = startEbb(ebbRunConfig({ app: eapp, instance: 0, bootstrap: broker.bootstrap, input: live, partitions: o.partitions, stateDir: state, commitInterval: '100ms' }), join(state, `${eapp}.yaml`), join(state, `${eapp}.log`))
           return { stop: async () => { await stopProcess(e.child) } }
