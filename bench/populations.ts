@@ -123,12 +123,14 @@ const yes = (b: boolean | null): string => b === null ? '—' : b ? 'yes' : '**n
 
 /** The table of README and docs/populations.md. */
 export function populationsTable (results: readonly PopulationResult[]): string {
-  const head = '| population | users, days | churned | model_risk precision / recall | inactive_7d precision / recall | median lead: model / rule / yardstick (days) | AUC model / daysInactive | precision ±2 pts | not later (median; churners caught later) | ≥ 3 days earlier (where the yardstick is) |\n|---|---|---:|---|---|---|---|---|---|---|'
+  const head = '| population | users, days | churned | model_risk precision / recall | inactive_7d precision / recall | median lead: model / rule / yardstick (days) | AUC model / daysInactive (label file; the 30-day question the model learns) | precision ±2 pts | not later (median; churners caught later) | ≥ 3 days earlier (where the yardstick is) |\n|---|---|---:|---|---|---|---|---|---|---|'
   const rows = results.map(({ spec, report: r }) => {
     const m = r.sources[0]
     const rule = r.sources.find((s) => s.name === 'inactive_7d') ?? m
     const churned = m.churnEvents
-    return `| ${spec.name}: ${spec.about} | ${spec.users}, ${spec.days} | ${churned} | ${pct(m.precision)} / ${pct(m.recall)} | ${pct(rule.precision)} / ${pct(rule.recall)} | ${days(m.leadDays.median)} / ${days(rule.leadDays.median)} / ${days(r.yardstick?.leadDays.median ?? Number.NaN)} | ${r.ranking.auc.toFixed(3)} / ${r.ranking.aucDaysInactive.toFixed(3)} | ${yes(r.verdict.precisionWithin2Points)} | ${yes(r.verdict.notLaterThanRule)}${r.laterThanRule === undefined || r.laterThanRule.both === 0 ? '' : ` (${pct(r.laterThanRule.share)})`} | ${yes(r.verdict.threeDaysEarlier)} |`
+    // (a report measured before the question was reported has none)
+    const q = r.ranking.question ?? null
+    return `| ${spec.name}: ${spec.about} | ${spec.users}, ${spec.days} | ${churned} | ${pct(m.precision)} / ${pct(m.recall)} | ${pct(rule.precision)} / ${pct(rule.recall)} | ${days(m.leadDays.median)} / ${days(rule.leadDays.median)} / ${days(r.yardstick?.leadDays.median ?? Number.NaN)} | ${r.ranking.auc.toFixed(3)} / ${r.ranking.aucDaysInactive.toFixed(3)}${q === null || q.snapshots === 0 ? '' : ` (30-day question: ${q.auc.toFixed(3)} / ${q.aucDaysInactive.toFixed(3)})`} | ${yes(r.verdict.precisionWithin2Points)} | ${yes(r.verdict.notLaterThanRule)}${r.laterThanRule === undefined || r.laterThanRule.both === 0 ? '' : ` (${pct(r.laterThanRule.share)})`} | ${yes(r.verdict.threeDaysEarlier)} |`
   })
   return [head, ...rows].join('\n') + '\n'
 }

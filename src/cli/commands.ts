@@ -229,9 +229,10 @@ churn rate of training and validation differ more than twofold.`,
     about: `Replays the events with the churn model learning from them as it would in production, and
 reports, for the model rule, inactive_7d alone and the whole topology: precision per alert,
 recall, alerts per 1k users per day and the lead time (days from the last LOGIN to the first
-alert); the model's AUC and calibration; fixed score thresholds; and a yardstick fitted in
-hindsight on the same data. Writes DIR/eval.json, DIR/eval.md and five SVG pictures, and
-prints the Markdown.`,
+alert); the model's AUC and calibration (with --labels, against the file and against the
+question the model learns, no LOGIN within 30 days); fixed score thresholds; and a yardstick
+fitted in hindsight on the same data. Writes DIR/eval.json, DIR/eval.md and five SVG pictures,
+and prints the Markdown.`,
     options: {
       in: { type: 'string', value: 'F', help: 'events (JSON Lines)' },
       out: { type: 'string', value: 'DIR', help: 'where eval.json, eval.md and the pictures go' },

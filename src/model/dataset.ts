@@ -112,7 +112,11 @@ export interface Labels {
   readonly source: string
   /** ground truth (a label file): every alert and row can be judged, not only those with 30 days of data after them */
   readonly truth: boolean
-  /** 1 when user u does not log in within (t, t + 30 d] */
+  /**
+   * 1 when user u has churned at t. Derived: no LOGIN within (t, t + 30 d], the question the
+   * model learns. From a label file: t at or after the user's churnAt (their last LOGIN), so a
+   * user who comes back after a long silence is not churned, however long it was.
+   */
   label: (u: number, t: number) => 0 | 1
   /** the churn points judged by `end`: user and the time of the last LOGIN before 30 silent days */
   churnEvents: (end: number) => Array<{ u: number, at: number }>

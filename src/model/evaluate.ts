@@ -3,7 +3,7 @@ import { isMap, isSeq, parseDocument } from 'yaml'
 import { EbbError, Errors } from '../errors.js'
 import type { AlertRecord } from '../io/records.js'
 import { MAX_RULES, parseTopology, type Topology } from '../rules/topology.js'
-import { AlertsOnlySink, DAY_MS, type DailySnapshots, type Labels, LABEL_HORIZON_MS, replayForModel, type ReplayResult } from './dataset.js'
+import { AlertsOnlySink, DAY_MS, type DailySnapshots, derivedLabels, type Labels, LABEL_HORIZON_MS, replayForModel, type ReplayResult } from './dataset.js'
 import { sigmoid, thresholdSpecText } from './learner.js'
 import { fitLogistic } from './logistic.js'
 import { auc, calibration, type CalibrationBin, quartiles, roundTo } from './metrics.js'
@@ -75,6 +75,14 @@ export interface EvalReport {
     calibration: CalibrationBin[]
     /** scores of the scored days, 20 bins of 0.05: [stayed, churned] counts */
     histogram: Array<[number, number]>
+    /**
+     * With a label file: the same ranking and calibration against the question the model learns
+     * from the stream (no LOGIN within 30 days, from the events), over the scored days with 30
+     * days of data after them. The two differ where users come back after 30 silent days: the
+     * file says they never churned, the stream's answer said they had (docs/churn-model.md,
+     * "Limits"). null with --derive-labels, where the ranking above is that question already.
+     */
+    question: { snapshots: number, positives: number, auc: number, aucDaysInactive: number, calibration: CalibrationBin[] } | null
   }
   sources: AlertSourceReport[]
   sweep: Array<AlertSourceReport & { threshold: number }>
@@ -235,6 +243,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
     if (snap.inactive[i] < 7) early.push(k)
     histogram[Math.min(19, Math.floor(score[k] * 20))][y[k]]++
   })
+  const question = labels.truth ? questionRanking(snap, data.end) : null
   const earlyScore = Float64Array.from(early, (k) => score[k])
   const earlyY = Uint8Array.from(early, (k) => y[k])
 
@@ -266,8 +275,9 @@ export function report (input: string, topology: Topology, sweep: number[], data
       aucEarly: round(auc(earlyScore, earlyY)),
       aucLearned,
       aucDaysInactiveLearned: aucDaysLearned,
-      calibration: calibration(score, y).map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) })),
-      histogram
+      calibration: roundBins(calibration(score, y)),
+      histogram,
+      question
     },
     sources,
     sweep: sweepReports,
@@ -288,6 +298,24 @@ export function report (input: string, topology: Topology, sweep: number[], data
       threeDaysEarlier: yard === null || !(yard.report.leadDays.median <= inactive7.leadDays.median - 3) ? null : modelReport.leadDays.median <= inactive7.leadDays.median - 3,
       aucBeatsDaysInactive: aucModel > aucDays
     }
+  }
+}
+
+const roundBins = (bins: CalibrationBin[]): CalibrationBin[] => bins.map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) }))
+
+/** EvalReport.ranking.question: the scored days with 30 days of data after them, labelled from the LOGINs. */
+function questionRanking (snap: DailySnapshots, end: number): NonNullable<EvalReport['ranking']['question']> {
+  const asked = derivedLabels(snap)
+  const rows: number[] = []
+  for (let i = 0; i < snap.n; i++) if (snap.ts[i] + LABEL_HORIZON_MS <= end && !Number.isNaN(snap.score[i])) rows.push(i)
+  const score = Float64Array.from(rows, (i) => snap.score[i])
+  const y = Uint8Array.from(rows, (i) => asked.label(snap.user[i], snap.ts[i]))
+  return {
+    snapshots: rows.length,
+    positives: y.reduce((a, b) => a + b, 0),
+    auc: round(auc(score, y)),
+    aucDaysInactive: round(auc(Float64Array.from(rows, (i) => snap.inactive[i]), y)),
+    calibration: roundBins(calibration(score, y))
   }
 }
 
@@ -450,6 +478,7 @@ export function reportMarkdown (r: EvalReport): string {
   const v = r.verdict
   const mark = (b: boolean | null): string => b === null ? 'n/a' : b ? 'yes' : 'NO'
   const learned = r.model.learned
+  const q = r.ranking.question ?? null
   return [
     `# ebb eval — ${r.input}`,
     '',
@@ -474,9 +503,14 @@ export function reportMarkdown (r: EvalReport): string {
     '',
     '![precision and recall](precision-recall.svg) ![precision against lead time](precision-lead.svg) ![lead time](lead-time.svg)',
     '',
-    '## Ranking (scored days, 30-day churn)',
+    '## Ranking (scored days)',
     '',
-    `| scored days | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away | AUC model / daysInactive once learning |\n|---:|---:|---:|---:|---:|---:|\n| ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} | ${f(r.ranking.aucLearned, 4)} / ${f(r.ranking.aucDaysInactiveLearned, 4)} |`,
+    q === null
+      ? 'Churned: no LOGIN within the next 30 days (derived from the events), the question the model learns; scored days with 30 days of data after them.'
+      : 'Churned: the label file says the user had left by then (at or after their last LOGIN). Below it, the question the model learns from the stream: no LOGIN within the next 30 days (from the events; scored days with 30 days of data after them). They differ where users come back after 30 silent days.',
+    '',
+    `| label | scored days | churn share | AUC model | AUC daysInactive alone | AUC model, users < 7 days away | AUC model / daysInactive once learning |\n|---|---:|---:|---:|---:|---:|---:|\n| ${q === null ? 'no LOGIN within 30 days' : 'label file'} | ${r.ranking.snapshots} | ${pct(r.ranking.positives / r.ranking.snapshots)} | ${f(r.ranking.auc, 4)} | ${f(r.ranking.aucDaysInactive, 4)} | ${f(r.ranking.aucEarly, 4)} | ${f(r.ranking.aucLearned, 4)} / ${f(r.ranking.aucDaysInactiveLearned, 4)} |`,
+    ...(q === null ? [] : [`| no LOGIN within 30 days | ${q.snapshots} | ${pct(q.positives / q.snapshots)} | ${f(q.auc, 4)} | ${f(q.aucDaysInactive, 4)} | | |`]),
     '',
     `## Fixed thresholds on the score (shadow rules)`,
     '',
@@ -488,8 +522,10 @@ export function reportMarkdown (r: EvalReport): string {
     '',
     '## Calibration (scored days)',
     '',
-    '| score | scored days | mean score | churn rate |\n|---|---:|---:|---:|',
-    ...r.ranking.calibration.map((b) => `| ${b.from.toFixed(1)}–${b.to.toFixed(1)} | ${b.count} | ${f(b.meanScore)} | ${f(b.churnRate)} |`),
+    q === null
+      ? '| score | scored days | mean score | churn rate |\n|---|---:|---:|---:|'
+      : '| score | scored days | mean score | churn rate (label file) | scored days with 30 days after | their share with no LOGIN within 30 days |\n|---|---:|---:|---:|---:|---:|',
+    ...r.ranking.calibration.map((b, i) => `| ${b.from.toFixed(1)}–${b.to.toFixed(1)} | ${b.count} | ${f(b.meanScore)} | ${f(b.churnRate)} |` + (q === null ? '' : ` ${q.calibration[i].count} | ${f(q.calibration[i].churnRate)} |`)),
     '',
     '![calibration](calibration.svg) ![score histogram](score-histogram.svg)',
     ''

@@ -120,12 +120,16 @@ export function leadTimeSvg (r: EvalReport): string {
 
 export function calibrationSvg (r: EvalReport): string {
   const bins = r.ranking.calibration.filter((b) => b.count > 0)
+  // With a label file, both labels: the file's (left for good) and the question the model learns
+  // (no LOGIN within 30 days), which a user who comes back after a month answers differently.
+  const q = (r.ranking.question?.calibration ?? []).filter((b) => b.count > 0)
   return chart('Calibration of the churn score', `${subtitle(r)}; scored days`,
     { min: 0, max: 1, label: 'predicted probability of no LOGIN in 30 days (bin mean)', ticks: range(0, 1, 0.2), format: pct },
     { min: 0, max: 1, label: 'observed share that churned', ticks: range(0, 1, 0.2), format: pct },
     [
       { name: 'perfect calibration', color: COLORS.grey, points: [[0, 0], [1, 1]], dash: '4 4' },
-      { name: 'churn score', color: COLORS.model, points: bins.map((b) => [b.meanScore, b.churnRate]), marker: true, labels: bins.map((b) => `${b.count}`) }
+      { name: q.length === 0 ? 'churn score' : 'churned (label file)', color: COLORS.model, points: bins.map((b) => [b.meanScore, b.churnRate]), marker: true, labels: bins.map((b) => `${b.count}`) },
+      ...(q.length === 0 ? [] : [{ name: 'no LOGIN within 30 days', color: COLORS.rule, points: q.map((b): [number, number] => [b.meanScore, b.churnRate]), marker: true }])
     ])
 }
 

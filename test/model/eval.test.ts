@@ -109,6 +109,27 @@ describe('ebb eval on a hand-made fixture', () => {
     expect(markdown).toMatch(/a fixed threshold would be 0\.02: median lead 6\.00 days earlier than inactive_7d/)
   })
 
+  it('with a label file, ranks against it and beside it against the question the model learns (no LOGIN within 30 days)', async () => {
+    // The file says c left at its last LOGIN (day 39 10:00) and nobody else did. Every scored day
+    // is judged by it: c's 30 scored days of silence (days 40..69) are the positives. The question
+    // needs 30 days of data after a scored day: the 196 snapshots of the derived run, same answers.
+    const labels = ['a', 'b', 'c', 'd'].map((u) => JSON.stringify(u === 'c' ? { userId: u, churned: true, churnAt: day0 + 39 * DAY } : { userId: u, churned: false }))
+    writeFileSync(join(tmp.dir, 'fixture.labels.jsonl'), labels.join('\n') + '\n')
+    const r = await quiet(['eval', '--in', join(tmp.dir, 'fixture.jsonl'), '--labels', join(tmp.dir, 'fixture.labels.jsonl'), '--model', join(tmp.dir, 'di.json'), '--topology', join(tmp.dir, 'fixed.yaml'), '--warmup', '0', '--out', join(tmp.dir, 'eval-file')])
+    expect(r.code).toBe(0)
+    const withFile = JSON.parse(readFileSync(join(tmp.dir, 'eval-file', 'eval.json'), 'utf8')) as EvalReport
+    expect(withFile.ranking.positives).toBe(30)
+    expect(withFile.ranking.snapshots).toBeGreaterThan(196)
+    expect(withFile.ranking.question).toMatchObject({ snapshots: 196, positives: 10, auc: report.ranking.auc, aucDaysInactive: report.ranking.aucDaysInactive })
+    expect(withFile.ranking.question?.calibration).toEqual(report.ranking.calibration)
+    expect(report.ranking.question).toBeNull()
+    const md = readFileSync(join(tmp.dir, 'eval-file', 'eval.md'), 'utf8')
+    expect(md).toContain(`| no LOGIN within 30 days | 196 | 5.1% | ${report.ranking.auc.toFixed(4)} |`)
+    expect(md).toContain('their share with no LOGIN within 30 days |')
+    expect(markdown).not.toContain('| label file |')
+    expect(readFileSync(join(tmp.dir, 'eval-file', 'calibration.svg'), 'utf8')).toContain('no LOGIN within 30 days')
+  })
+
   it('writes the pictures, and they render (rsvg-convert, librsvg: the SVG a browser would show)', () => {
     for (const name of ['precision-recall', 'precision-lead', 'lead-time', 'calibration', 'score-histogram']) {
       const svg = join(tmp.dir, 'eval', `${name}.svg`)
