@@ -227,8 +227,7 @@ export function report (input: string, topology: Topology, sweep: number[], data
   const sweepReports = sweep.map((th) => ({ threshold: th, ...measure(`churnScore ≥ ${th}`, byRule.get(sweepRuleId(th)) ?? [], ctx) }))
 
   // Ranking on the scored days whose label is known.
-  const rows: number[] = []
-  for (let i = 0; i < snap.n; i++) if ((labels.truth || snap.ts[i] + LABEL_HORIZON_MS <= data.end) && !Number.isNaN(snap.score[i])) rows.push(i)
+  const rows = rankedRows(snap, labels.truth, data.end)
   const score = new Float64Array(rows.length)
   const inactive = new Float64Array(rows.length)
   const y = new Uint8Array(rows.length)
@@ -301,13 +300,19 @@ export function report (input: string, topology: Topology, sweep: number[], data
   }
 }
 
+/** The scored days a ranking judges: all with ground truth, else those with 30 days of data after them. */
+function rankedRows (snap: DailySnapshots, truth: boolean, end: number): number[] {
+  const rows: number[] = []
+  for (let i = 0; i < snap.n; i++) if ((truth || snap.ts[i] + LABEL_HORIZON_MS <= end) && !Number.isNaN(snap.score[i])) rows.push(i)
+  return rows
+}
+
 const roundBins = (bins: CalibrationBin[]): CalibrationBin[] => bins.map((b) => ({ ...b, meanScore: round(b.meanScore), churnRate: round(b.churnRate) }))
 
 /** EvalReport.ranking.question: the scored days with 30 days of data after them, labelled from the LOGINs. */
 function questionRanking (snap: DailySnapshots, end: number): NonNullable<EvalReport['ranking']['question']> {
   const asked = derivedLabels(snap)
-  const rows: number[] = []
-  for (let i = 0; i < snap.n; i++) if (snap.ts[i] + LABEL_HORIZON_MS <= end && !Number.isNaN(snap.score[i])) rows.push(i)
+  const rows = rankedRows(snap, asked.truth, end)
   const score = Float64Array.from(rows, (i) => snap.score[i])
   const y = Uint8Array.from(rows, (i) => asked.label(snap.user[i], snap.ts[i]))
   return {
