@@ -248,12 +248,11 @@ export async function measureLatency (o: {
     for (let i = 0; users.length < triggersPerLevel; i++) if (candidate(`t${level}-${i}`)) users.push(`t${level}-${i}`)
     return users
   })
-  const triggerUsers = (level: number): string[] => levelTriggers[level]
   const history: Array<{ key: string, value: Buffer }> = []
   const before = Date.now() - 9 * 86_400_000
   let seq = 0
   o.rates.forEach((_, l) => {
-    for (const u of triggerUsers(l)) {
+    for (const u of levelTriggers[l]) {
       for (let c = 0; c < 6; c++) history.push({ key: u, value: encodeAvroEvent({ eventId: `h${++seq}`, userId: u, type: 'FOLLOW', ts: before + seq, tz: 'UTC', ...EVENT_NULLS, targetId: `c${c}` }) })
     }
   })
@@ -285,10 +284,10 @@ export async function measureLatency (o: {
     app = await o.start(live)
     for (let i = 0; i < 600 && await committedTotal(o.admin, o.app, live) < history.length; i++) await sleep(100)
     for (const [l, rate] of o.rates.entries()) {
-      const r = await pacedLoad(o.client, o.producer, live, o.partitions, rate.perSec, o.seconds, triggerUsers(l), l)
+      const r = await pacedLoad(o.client, o.producer, live, o.partitions, rate.perSec, o.seconds, levelTriggers[l], l)
       // Wait for the level's outputs (or give up after 30 s: every trigger gets one, so the wait
       // ends with the last, and a missing one shows as "19/20"), then read the latencies.
-      for (let i = 0; i < 300 && readerError === undefined && triggerUsers(l).some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
+      for (let i = 0; i < 300 && readerError === undefined && levelTriggers[l].some((u) => !arrivals.has(u) && r.triggerAt.has(u)); i++) await sleep(100)
       if (readerError !== undefined) throw new Error(`the reader of ${o.outputTopic} failed: ${readerError.message}`, { cause: readerError })
       const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
       const fromSend = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000, numberOfSignificantValueDigits: 3 })
