@@ -197,6 +197,14 @@ export interface Controller {
    * recent alerts have not shown enough of count no return). Rebuilt daily with the veto's statistics.
    */
   stayRight: Float64Array
+  /**
+   * earlierThan: the learner's day the first short silence was counted (NaN before; −∞ in a state
+   * written before it was kept). The early-alert statistics start then: the reference's alerts
+   * count in `ref` from that day, so that the room for early false alarms (`ref` × a share) and the
+   * short silences that spend it cover the same days, and no threshold is chosen before they
+   * have run `refDays` days (ChurnLearner.choose).
+   */
+  since: number
 }
 
 /** Logistic function and its inverse, the only place they are written. */
@@ -208,11 +216,13 @@ const bucketKey = (day: number): Buffer => metaKey(`learner-b${day}`)
 /**
  * 1: controllers of 5 numbers; 2: and the earlierThan statistics (veto, short, refT, refF); 3: the
  * same, their scores relative to the intercept's drift (a version-2 state's are shifted on load,
- * and so are its buckets' reference labels)
+ * and so are its buckets' reference labels); 4: and the day those statistics started
  */
-const CORE_VERSION = 3
+const CORE_VERSION = 4
 const CONTROLLER_V1 = 5
 const CONTROLLER_V2 = 6 + 3 * GRID
+/** 4: and the day the earlierThan statistics started (Controller.since) */
+const CONTROLLER_V3 = CONTROLLER_V2 + 1
 
 export class ChurnLearner {
   readonly m: number
@@ -259,7 +269,8 @@ export class ChurnLearner {
     this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
       spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
       veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID),
-      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0, stayRight: new Float64Array(LABEL_AGE + 1).fill(1)
+      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0, stayRight: new Float64Array(LABEL_AGE + 1).fill(1),
+      since: Number.NaN
     }))
     this.q0Sum = prior.loginRate
     this.q0Weight = 1
@@ -330,6 +341,8 @@ export class ChurnLearner {
   referenceAlert (ruleIndex: number, p: number): void {
     for (const c of this.controllers) {
       if (c.refIndex !== ruleIndex) continue
+      // earlierThan: the room for early false alarms counts the alerts of the days its short silences do
+      if (c.spec.kind === 'earlierThan' && Number.isNaN(c.since)) continue
       c.ref++
       if (!Number.isNaN(p)) c.refP += p
       if (c.ref >= MIN_REFERENCE) c.warm = true
@@ -355,7 +368,11 @@ export class ChurnLearner {
       if (s.spellScored <= r) {
         if (known && s.spellMax > SPELL_MAX_NONE) {
           const top = gridIndexAtOrBelow(s.spellMax - this.driftQ())
-          if (top >= 0) { c.short[top]++; this.dirty = true }
+          if (top >= 0) {
+            c.short[top]++
+            if (Number.isNaN(c.since)) c.since = this.day
+            this.dirty = true
+          }
         }
       } else if (s.spellFirst <= r && s.spellResolved <= r) {
         this.refLabelled(c, s, false)
@@ -542,6 +559,11 @@ export class ChurnLearner {
     if (this.refGrid > 0) this.vetoStatistics()
     this.controllers.forEach((c, i) => {
       if (c.spec.kind !== 'earlierThan') { c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored); return }
+      // No threshold before the short silences have run the reference's days: one is counted when it
+      // ends, up to refDays after it began, so in their first days they miss the longest (the
+      // highest scores) and a threshold chosen on them is too low (a 30-day history of daily users
+      // then lost 2.8 points of precision, docs/churn-model.md).
+      if (!(this.day - c.since >= c.refDays)) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
       const [fired, wrong, right] = this.pendingReference(i)
       chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE, right)
     })
@@ -715,7 +737,7 @@ export class ChurnLearner {
   private encodeCore (): Buffer {
     const m = this.m
     const days = [...this.buckets.keys()].sort((a, b) => a - b)
-    const n = 12 + m + m * m + 2 * GRID + CONTROLLER_V2 * this.controllers.length + days.length
+    const n = 12 + m + m * m + 2 * GRID + CONTROLLER_V3 * this.controllers.length + days.length
     const f = new Float64Array(n)
     let o = 0
     f[o++] = CORE_VERSION
@@ -739,6 +761,7 @@ export class ChurnLearner {
       f.set(c.short, o); o += GRID
       f.set(c.refT, o); o += GRID
       f.set(c.refF, o); o += GRID
+      f[o++] = c.since
     }
     for (const d of days) f[o++] = d
     const hash = Buffer.from(this.model.file.sha256, 'hex')
@@ -755,8 +778,8 @@ export class ChurnLearner {
     let o = 0
     const bad = (what: string): never => { throw new EbbError(Errors.STATE_CORRUPT, `the churn model's learned state: ${what}`) }
     const version = f[o++]
-    if (version !== 1 && version !== 2 && version !== CORE_VERSION) bad(`version ${version}`)
-    const per = version === 1 ? CONTROLLER_V1 : CONTROLLER_V2
+    if (version !== 1 && version !== 2 && version !== 3 && version !== CORE_VERSION) bad(`version ${version}`)
+    const per = version === 1 ? CONTROLLER_V1 : version === CORE_VERSION ? CONTROLLER_V3 : CONTROLLER_V2
     const m = f[o++]
     const grid = f[o++]
     const nc = f[o++]
@@ -776,9 +799,10 @@ export class ChurnLearner {
     this.crossingP.set(f.subarray(o, o + GRID)); o += GRID
     // Thresholds of the same reference rule continue; a changed topology starts the others over.
     // (A version-1 state has no earlierThan statistics: they start from zero.)
-    const stored: Array<{ refSlot: number, ref: number, refP: number, theta: number, warm: boolean, v2: Float64Array | null }> = []
+    // (A state before version 4 did not keep when the statistics started: they go on as they were.)
+    const stored: Array<{ refSlot: number, ref: number, refP: number, theta: number, warm: boolean, v2: Float64Array | null, since: number }> = []
     for (let k = 0; k < nc; k++) {
-      stored.push({ refSlot: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1, v2: per === CONTROLLER_V2 ? f.subarray(o + 5, o + per) : null })
+      stored.push({ refSlot: f[o], ref: f[o + 1], refP: f[o + 2], theta: f[o + 3], warm: f[o + 4] === 1, v2: per === CONTROLLER_V1 ? null : f.subarray(o + 5, o + 6 + 3 * GRID), since: per === CONTROLLER_V3 ? f[o + per - 1] : Number.NEGATIVE_INFINITY })
       o += per
     }
     this.controllers.forEach((c, k) => {
@@ -786,6 +810,7 @@ export class ChurnLearner {
       if (s === undefined || s.refSlot !== c.refSlot) return
       c.ref = s.ref; c.refP = s.refP; c.theta = s.theta; c.warm = s.warm
       if (s.v2 !== null && c.spec.kind === 'earlierThan') {
+        c.since = s.since
         c.veto = s.v2[0]
         c.short.set(s.v2.subarray(1, 1 + GRID)); c.refT.set(s.v2.subarray(1 + GRID, 1 + 2 * GRID)); c.refF.set(s.v2.subarray(1 + 2 * GRID, 1 + 3 * GRID))
         if (version === 2) for (const h of [c.short, c.refT, c.refF]) shiftGrid(h, 0, this.legacyShift)
@@ -833,7 +858,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0, stayRight: new Float64Array(0) }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0, stayRight: new Float64Array(0), since: Number.NaN }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -947,12 +972,16 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   c.veto = veto
   // The threshold rises at once but falls at most THRESHOLD_FALL a day: a silence is alerted at
   // the lowest threshold of its days, so a threshold that wanders down with the statistics'
-  // noise alerts more often than the short silences' record of any one threshold says.
+  // noise alerts more often than the short silences' record of any one threshold says. From the
+  // top of the grid (no early alert yesterday: the first choice, or a room that held none) there
+  // are no lower days to add to, and it takes the chosen one at once: coming down from the top
+  // half a logit a day held a deployment's first early alerts back for two to three weeks.
   const budget = c.ref * bestRoom
   let j = GRID - 1
   let above = 0
   while (j > 0 && above + c.short[j - 1] + SHORT_SLACK <= budget) { above += c.short[j - 1]; j-- }
-  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(gridLogit(j) + (j === GRID - 1 ? 0 : drift), c.theta - THRESHOLD_FALL))
+  const floor = c.theta >= GRID_MAX_LOGIT ? Number.NEGATIVE_INFINITY : c.theta - THRESHOLD_FALL
+  c.theta = Math.min(GRID_MAX_LOGIT, Math.max(gridLogit(j) + (j === GRID - 1 ? 0 : drift), floor))
 }
 
 /** Moves the GRID counts at `o` of `h` down by `by` grid steps (up when negative); what leaves the grid stays in its end bin. */

@@ -82,7 +82,10 @@ export class RuleEvaluator {
       const fallback = learner.fallbackDays(c.auto, s)
       if (!Number.isNaN(fallback)) {
         const d = daysInactive(s, today)
-        const why = learner.warming(c.auto) ? 'until that rule has alerted 20 times on this partition' : `for a user it has known for less than ${MIN_EVIDENCE_DAYS} days`
+        const warmUp = spec.kind === 'earlierThan'
+          ? 'until it has counted 20 of that rule\'s alerts on this partition (from the first silence of a user it knows that ended before that rule alerted)'
+          : 'until that rule has alerted 20 times on this partition'
+        const why = learner.warming(c.auto) ? warmUp : `for a user it has known for less than ${MIN_EVIDENCE_DAYS} days`
         return {
           code: 'DAYS_INACTIVE',
           signal: 'daysInactive',

@@ -325,7 +325,7 @@ describe('the threshold controller', () => {
     c.vetoGone[gridIndexOfLogit(atWrong)] += wrong
   }
 
-  it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room postponing few right alerts, and a threshold within the room that falls at most half a logit a day', () => {
+  it('earlierThan: no early alert before labels and short silences; then the veto that frees the most room postponing few right alerts, and a threshold within the room: from the top at once, then falling at most half a logit a day', () => {
     const c = earlierThanController()
     c.short[gridIndexOfLogit(-6)] = 990
     c.short[gridIndexOfLogit(1)] = 10
@@ -341,9 +341,17 @@ describe('the threshold controller', () => {
     // room for 100 × room early false alarms: the 10 short silences that reached logit 1 fit, the 990 at −6 do not
     expect(100 * room).toBeGreaterThan(10)
     expect(100 * room).toBeLessThan(1000)
-    expect(c.theta).toBe(7.5) // falling from 8 by at most ½ a day
+    // from the top of the grid (no early alert yet) at once: the lowest threshold above the 990
+    expect(c.theta).toBe(-6 + 0.125)
+    c.short[gridIndexOfLogit(1)] = 50 // more short silences high up than the room allows: the threshold rises at once
+    chooseEarlierThan(c)
+    const high = c.theta
+    expect(high).toBeGreaterThan(1)
+    c.short[gridIndexOfLogit(1)] = 10 // and back: it falls at most half a logit a day
+    chooseEarlierThan(c)
+    expect(c.theta).toBe(high - 0.5)
     for (let day = 0; day < 40; day++) chooseEarlierThan(c)
-    expect(c.theta).toBe(-6 + 0.125) // the lowest threshold above the 990
+    expect(c.theta).toBe(-6 + 0.125)
     // right alerts in the vetoed bin: the veto would postpone more than 5% of them, so there is none, and less room
     c.vetoT[gridIndexOfLogit(-4)] = 10
     chooseEarlierThan(c)
@@ -411,6 +419,35 @@ describe('the threshold controller', () => {
     put(20_005, Number.NaN, 6) // unknown count
     // counted right: the 7 not wrong yet of the first bucket (no returns seen: each stays right)
     expect(l.pendingReference(0)).toEqual([12, 5, 7])
+  })
+
+  it('earlierThan: the statistics start with the first short silence of a known user; the rule\'s alerts count from that day, and no threshold before they have run the rule\'s days', () => {
+    const l = new ChurnLearner(driftModel(), earlierThanSpecs)
+    const c = l.controllers[0]
+    l.roll(20_000)
+    const ruleAlerts = (n: number): void => { for (let i = 0; i < n; i++) l.referenceAlert(earlierThanSpecs[0].refIndex, 0.5) }
+    ruleAlerts(60)
+    expect(c.ref).toBe(0) // no short silence counted yet: these days say nothing of early false alarms
+    const s = new UserState('u', zoneClock('UTC'))
+    s.spellDay = 19_995
+    s.spellScored = 3 // ended on its third silent day, before the rule's seventh
+    s.spellMax = Math.round(-6 * Z_SCALE) // at a score of logit −6
+    l.silenceEnded(s, false) // a user the model does not know yet: not counted
+    expect(Number.isNaN(c.since)).toBe(true)
+    for (let i = 0; i < 400; i++) l.silenceEnded(s, true)
+    expect(c.since).toBe(20_000)
+    ruleAlerts(60)
+    expect(c.ref).toBe(60)
+    // 30 of the rule's alerts a week old, 25 already proved wrong: p = (5 + 20) / (30 + 20)
+    const k = (l as unknown as Buckets).bucketOf(19_990)
+    k.fired[0] = 30
+    k.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 25
+    l.roll(20_006)
+    expect(c.theta).toBe(8) // six days of short silences: the longest ones are missing, no threshold yet
+    l.roll(20_007)
+    // the seventh: from the top at once to the lowest threshold above every short silence
+    // (60 × 0.93⁷ alerts in the room × (0.5/0.485 − 1) ≈ 1.3: no short silence fits with the one assumed beyond)
+    expect(c.theta).toBe(-6 + 0.125)
   })
 
   it('earlierThan: a pending alert counts as right with the chance the rule\'s recent alerts of its age stayed right (Kaplan–Meier), 1 where too few were seen', () => {
@@ -552,6 +589,7 @@ describe('the threshold controller', () => {
     first.mu[0] += 1 // the stream moved the intercept a logit up: 8 grid steps
     first.day = 20_010
     first.controllers[0].short[gridIndexOfLogit(0)] = 5
+    first.controllers[0].since = 20_003
     const bucket = (first as unknown as Buckets).bucketOf(20_000)
     bucket.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(0)] = 2 // two wrong reference alerts at logit 0
     bucket.fired[0] = 7
@@ -568,14 +606,22 @@ describe('the threshold controller', () => {
     const bucketsOf = (l: ChurnLearner): Buckets['buckets'] => (l as unknown as Buckets).buckets
     const same = await loadFrom(written)
     expect(same.controllers[0].short[gridIndexOfLogit(0)]).toBe(5)
+    expect(same.controllers[0].since).toBe(20_003)
     expect(bucketsOf(same).get(20_000)?.fired[0]).toBe(7)
     expect([...bucketsOf(same).keys()]).toEqual([20_000])
-    // The same state as version 2 wrote it: core version 2, buckets without the alerts raised.
+    // The same state as version 2 wrote it: core version 2 without the day the statistics started
+    // (the last number of the controller, before the buckets' days), buckets without the alerts raised.
+    const withoutSince = (v: Buffer): Buffer => {
+      const numbers = (v.length - 32) / 8
+      const at = 32 + (numbers - v.readDoubleLE(32 + 4 * 8) - 1) * 8
+      return Buffer.concat([v.subarray(0, at), v.subarray(at + 8)])
+    }
     const legacy = new Map(written)
     for (const [k, v] of legacy) {
-      if (k.endsWith('learner')) { const c = Buffer.from(v); c.writeDoubleLE(2, 32); legacy.set(k, c) } else legacy.set(k, v.subarray(0, v.length - 8))
+      if (k.endsWith('learner')) { const c = withoutSince(v); c.writeDoubleLE(2, 32); legacy.set(k, c) } else legacy.set(k, v.subarray(0, v.length - 8))
     }
     const old = await loadFrom(legacy)
+    expect(old.controllers[0].since).toBe(Number.NEGATIVE_INFINITY) // statistics that go on as they were
     expect(old.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
     expect(old.controllers[0].short[gridIndexOfLogit(0)]).toBe(0)
     const oldBucket = bucketsOf(old).get(20_000)
@@ -583,10 +629,11 @@ describe('the threshold controller', () => {
     expect(Number.isNaN(oldBucket?.fired[0])).toBe(true)
     // every day up to the state's whose alerts were not counted: a label of one later counts no alert
     expect(Number.isNaN(bucketsOf(old).get(20_009)?.fired[0])).toBe(true)
-    // Its next commit writes it back (the buckets in the new layout, the core as version 3):
+    // Its next commit writes it back (the buckets in the new layout, the core as version 4):
     // loaded again, shifted once, not twice.
     const again = await loadFrom(drainInto(old, new Map(legacy)))
     expect(again.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
+    expect(again.controllers[0].since).toBe(Number.NEGATIVE_INFINITY)
     expect(bucketsOf(again).get(20_000)?.ref[THRESHOLD_GRID_SIZE + gridIndexOfLogit(-1)]).toBe(2)
   })
 
