@@ -622,6 +622,12 @@ describe('the threshold controller', () => {
     }
     const old = await loadFrom(legacy)
     expect(old.controllers[0].since).toBe(Number.NEGATIVE_INFINITY) // statistics that go on as they were
+    // Version 3 (scores already relative to the drift, no start day): read as it is, not shifted.
+    const v3 = new Map(written)
+    for (const [k, v] of v3) if (k.endsWith('learner')) { const c = withoutSince(v); c.writeDoubleLE(3, 32); v3.set(k, c) }
+    const three = await loadFrom(v3)
+    expect(three.controllers[0].short[gridIndexOfLogit(0)]).toBe(5)
+    expect(three.controllers[0].since).toBe(Number.NEGATIVE_INFINITY)
     expect(old.controllers[0].short[gridIndexOfLogit(-1)]).toBe(5)
     expect(old.controllers[0].short[gridIndexOfLogit(0)]).toBe(0)
     const oldBucket = bucketsOf(old).get(20_000)
