@@ -1,6 +1,6 @@
 import { readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { EbbError, Errors } from '../errors.js'
+import { EbbError, Errors, isEbbError } from '../errors.js'
 import { log } from '../log.js'
 import type { EbbMetrics } from '../metrics/metrics.js'
 import type { Topology } from '../rules/topology.js'
@@ -50,6 +50,12 @@ const NEXT: Readonly<Record<TaskState, readonly TaskState[]>> = { created: ['res
 const noOutputs = (): CommitContent['outputs'] => ({ alerts: [], tasks: [], outcomes: [], deadLetters: [] })
 const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o.tasks.length + o.outcomes.length + o.deadLetters.length
 
+/**
+ * KIP-447: the group has moved on from the generation a commit was made in, and refused its
+ * offsets (the broker's words for it vary with the request and the version).
+ */
+const GROUP_MOVED_ON = /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not (current|valid)|REBALANCE_IN_PROGRESS/i
+
 /** What a failed commit's error text means, in words, appended to its message ('' when nothing more is known). */
 function commitFailureHint (text: string, instanceId: string): string {
   // Fenced: a producer of the same transactional id started after this one. Either this
@@ -58,7 +64,7 @@ function commitFailureHint (text: string, instanceId: string): string {
   if (/fences the current one|PRODUCER_FENCED/i.test(text)) return `; another producer with the transactional id ${instanceId} started after this one: this process was replaced, or two running instances share instanceId ${instanceId} (give each its own EBB_INSTANCE_ID, or set none and each makes one)`
   // KIP-447: the group moved on without this member (it did not answer for the session
   // timeout: a pause, a frozen process), so its offsets are refused and the new owners redo the work.
-  if (/not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not current/i.test(text)) return '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets'
+  if (GROUP_MOVED_ON.test(text)) return '; the group moved this instance\'s partitions on while it did not answer (a pause longer than the session timeout), and refused its offsets'
   // The client's own name for the topic may be another of the request's (it matches the
   // broker's answer to the request by position): ensureTopics names the missing ones at the restart.
   // (UNKNOWN_TOPIC_OR_PARTITION is also what a restarting broker or a moving leader answers for a topic that exists.)
@@ -771,6 +777,15 @@ export class KafkaRunner {
 
   private fail (err: Error): void {
     if (this.fatal !== undefined) return
+    // Stopping, the last commit may meet a rebalance that began meanwhile (another instance joined
+    // or left as this one was told to stop; onRebalancing drops nothing once stopping), which
+    // refuses its offsets. Nothing is lost, as at any rebalance: the transaction is aborted, the
+    // stores keep the last commit, and the partitions' next owners redo the rest from the
+    // committed offsets. The stop stays a clean one (exit 0): a supervisor must not take it for a crash.
+    if (this.stopping && isEbbError(err) && err.code === Errors.SINK_WRITE.code && GROUP_MOVED_ON.test(err.message)) {
+      log.warn({ err: err.message }, 'the last commit met a rebalance and was refused; the partitions\' next owners redo the work since the commit before it')
+      return
+    }
     this.fatal = err
     log.error({ err: { message: err.message, code: (err as EbbError).code } }, 'ebb run failed')
   }

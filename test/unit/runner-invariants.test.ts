@@ -44,8 +44,9 @@ class FakeBroker {
   holdSends = false
   /** set: sends outside transactions fail */
   failSends = false
-  /** set: transaction commits fail (their records and offsets never land) */
+  /** set: transaction commits fail (their records and offsets never land), with this error */
   failCommits = false
+  commitError = 'Connection error: connect ECONNREFUSED'
   /** the producers each instance made: "transactional" or "idempotent" */
   readonly producers: string[] = []
   /** the signals of the reads held so far, and whether they were aborted */
@@ -98,7 +99,7 @@ class FakeBroker {
           sendBatch: async (pieces) => pieces.map((p) => ({ topic: p.topic, ...send(p.topic, p.records) })),
           sendOffsets: async (_c, o) => { offsets = o },
           commit: async () => {
-            if (this.failCommits) throw new Error('Connection error: connect ECONNREFUSED')
+            if (this.failCommits) throw new Error(this.commitError)
             this.calls.push(`${instance} txn.commit`)
             const land = (): void => {
               for (const s of staged) this.append(s.topic, 0, s.records)
@@ -231,6 +232,31 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
     await r.stop()
     expect(broker.calls.map((c) => c.replace(/^a\d+/, 'a'))).toEqual(['a txn.commit', 'a leave'])
     expect(broker.committed.get(0)).toBe(5n)
+  })
+
+  it('a last commit refused because a rebalance began as the instance stopped is a clean stop: nothing of it lands, and the next owner redoes the work once', async () => {
+    const broker = new FakeBroker()
+    const records = views(5)
+    const a = await runner(broker, 'a', records)
+    await a.consumer.fetch()
+    broker.failCommits = true
+    broker.commitError = 'Received response with error while executing API TxnOffsetCommit(v4) (Specified group generation id is not valid)'
+    await a.r.stop()
+    expect(a.r.failure).toBeUndefined() // exit 0: a supervisor must not take it for a crash
+    expect(broker.committed.get(0)).toBeUndefined()
+    // The same refusal for another reason (the broker gone) is still a failure.
+    broker.commitError = 'Connection error: connect ECONNREFUSED'
+    const c = await runner(broker, 'c', records)
+    await c.consumer.fetch()
+    await c.r.stop()
+    expect(c.r.failure?.message).toMatch(/the commit transaction failed .*ECONNREFUSED/)
+    broker.failCommits = false
+    const b = await runner(broker, 'b', records)
+    await b.consumer.fetch()
+    await b.r.stop()
+    expect(b.r.failure).toBeUndefined()
+    expect(broker.committed.get(0)).toBe(5n)
+    expect(await reopen(broker, records)).toEqual({ views7: 4, logins: 1 })
   })
 
   it('a new owner whose restore races the previous owner\'s last transaction restores again and resumes after it, losing nothing', async () => {
