@@ -54,7 +54,9 @@ const outputCount = (o: CommitContent['outputs']): number => o.alerts.length + o
  * KIP-447: the group has moved on from the generation a commit was made in, and refused its
  * offsets (the broker's words for it vary with the request and the version).
  */
-const GROUP_MOVED_ON = /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not (current|valid)|REBALANCE_IN_PROGRESS/i
+const GROUP_MOVED_ON = /not aware of this member|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|generation id is not (current|valid)/i
+/** The group is between generations: offsets are refused until its members rejoin. */
+const GROUP_REBALANCING = /REBALANCE_IN_PROGRESS|group is rebalancing/i
 
 /** What a failed commit's error text means, in words, appended to its message ('' when nothing more is known). */
 function commitFailureHint (text: string, instanceId: string): string {
@@ -782,7 +784,7 @@ export class KafkaRunner {
     // refuses its offsets. Nothing is lost, as at any rebalance: the transaction is aborted, the
     // stores keep the last commit, and the partitions' next owners redo the rest from the
     // committed offsets. The stop stays a clean one (exit 0): a supervisor must not take it for a crash.
-    if (this.stopping && isEbbError(err) && err.code === Errors.SINK_WRITE.code && GROUP_MOVED_ON.test(err.message)) {
+    if (this.stopping && isEbbError(err) && err.code === Errors.SINK_WRITE.code && (GROUP_MOVED_ON.test(err.message) || GROUP_REBALANCING.test(err.message))) {
       log.warn({ err: err.message }, 'the last commit met a rebalance and was refused; the partitions\' next owners redo the work since the commit before it')
       return
     }

@@ -244,6 +244,13 @@ describe('KafkaRunner ownership invariants (exactly-once)', () => {
     await a.r.stop()
     expect(a.r.failure).toBeUndefined() // exit 0: a supervisor must not take it for a crash
     expect(broker.committed.get(0)).toBeUndefined()
+    // or refused while the group is between generations
+    broker.commitError = 'Received response with error while executing API TxnOffsetCommit(v4) (The group is rebalancing, so a rejoin is needed.)'
+    const d = await runner(broker, 'd', records)
+    await d.consumer.fetch()
+    await d.r.stop()
+    expect(d.r.failure).toBeUndefined()
+    expect(broker.committed.get(0)).toBeUndefined()
     // The same refusal for another reason (the broker gone) is still a failure.
     broker.commitError = 'Connection error: connect ECONNREFUSED'
     const c = await runner(broker, 'c', records)
