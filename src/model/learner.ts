@@ -202,7 +202,7 @@ export interface Controller {
    * written before it was kept). The early-alert statistics start then: the reference's alerts
    * count in `ref` from that day, so that the room for early false alarms (`ref` × a share) and the
    * short silences that spend it cover the same days, and no threshold is chosen before they
-   * have run `refDays` days (ChurnLearner.choose).
+   * have run `refDays` days (chooseEarlierThan).
    */
   since: number
 }
@@ -559,13 +559,8 @@ export class ChurnLearner {
     if (this.refGrid > 0) this.vetoStatistics()
     this.controllers.forEach((c, i) => {
       if (c.spec.kind !== 'earlierThan') { c.theta = chooseTheta(c, this.crossings, this.crossingP, this.scored); return }
-      // No threshold before the short silences have run the reference's days: one is counted when it
-      // ends, up to refDays after it began, so in their first days they miss the longest (the
-      // highest scores) and a threshold chosen on them is too low (a 30-day history of daily users
-      // then lost 2.8 points of precision, docs/churn-model.md).
-      if (!(this.day - c.since >= c.refDays)) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
       const [fired, wrong, right] = this.pendingReference(i)
-      chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE, right)
+      chooseEarlierThan(c, fired, wrong, this.driftQ() / Z_SCALE, right, this.day - c.since)
     })
   }
 
@@ -928,9 +923,10 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * right, Controller.stayRight; all of them when not given), and REFERENCE_PRIOR_ALERTS right
  * ones: until the stream says otherwise p is high, and a precision estimated too high costs
  * earliness, one too low would cost precision. Scores in the statistics are relative to the intercept's `drift` (logits;
- * ChurnLearner.driftQ): θ and the veto are that plus the grid's.
+ * ChurnLearner.driftQ): θ and the veto are that plus the grid's. `shortDays`: the days the short
+ * silences have been counted (Controller.since; NaN: not started).
  */
-export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0, pendingRight = pendingFired - pendingWrong): void {
+export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong = 0, drift = 0, pendingRight = pendingFired - pendingWrong, shortDays = Number.POSITIVE_INFINITY): void {
   if (c.ref < MIN_REFERENCE) return
   let right = 0
   let wrong = 0
@@ -940,7 +936,11 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
   // No early alert before the reference has alerts with a week of answers (its first ones ~3
   // weeks into a deployment) and short silences say how often a score is crossed in vain: until
   // then the model alerts exactly with its reference. No veto before some are labelled (~6 weeks).
-  if (right + wrong + pendingFired < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
+  // Nor before the short silences have run the reference's days: one is counted when it ends, up
+  // to refDays after it began, so in their first days they miss the longest (the highest scores)
+  // and a threshold chosen on them is too low (a 30-day history of daily users then lost 2.8
+  // points of precision, docs/churn-model.md).
+  if (right + wrong + pendingFired < MIN_REFERENCE || shortTotal < MIN_SHORT_SILENCES || !(shortDays >= c.refDays)) { c.veto = Number.NEGATIVE_INFINITY; c.theta = GRID_MAX_LOGIT; return }
   const d = (c.spec as { allowance: number }).allowance
   const total = right + wrong + REFERENCE_PRIOR_ALERTS
   // The reference's precision: its labelled alerts, its pending ones (those not wrong yet, with
