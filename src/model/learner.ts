@@ -192,6 +192,12 @@ export interface Controller {
   /** earlierThan: the recent alerts a veto cannot hold back (users the model does not alert early for yet), weighted alike: they count in the total only */
   vetoOthers: number
   /**
+   * earlierThan: of the recent right alerts (as vetoT), those whose silence reached today's
+   * threshold before the reference's day: the churners the model tells early. The veto may hold
+   * back no more right alerts than this (chooseEarlierThan). Rebuilt daily.
+   */
+  vetoEarly: number
+  /**
    * earlierThan: for a reference alert a days old with no LOGIN yet, the chance it stays right
    * (no LOGIN before its 30th day), from the recent alerts' returns (Kaplan–Meier; ages the
    * recent alerts have not shown enough of count no return). Rebuilt daily with the veto's statistics.
@@ -269,7 +275,7 @@ export class ChurnLearner {
     this.controllers = specs.map(({ spec, refIndex, refDays, refSlot }) => ({
       spec, refIndex, refSlot: refSlot ?? refIndex, refDays, ref: 0, refP: 0, theta: initialTheta(spec, prior.thresholdLogit), warm: refIndex < 0,
       veto: Number.NEGATIVE_INFINITY, short: new Float64Array(GRID), refT: new Float64Array(GRID), refF: new Float64Array(GRID),
-      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0, stayRight: new Float64Array(LABEL_AGE + 1).fill(1),
+      vetoT: new Float64Array(GRID), vetoF: new Float64Array(GRID), vetoGone: new Float64Array(GRID), vetoOthers: 0, vetoEarly: 0, stayRight: new Float64Array(LABEL_AGE + 1).fill(1),
       since: Number.NaN
     }))
     this.q0Sum = prior.loginRate
@@ -578,7 +584,7 @@ export class ChurnLearner {
     this.recent.expire(this.day)
     const bySlot = new Map<number, Controller>()
     for (const c of this.controllers) {
-      c.vetoT.fill(0); c.vetoF.fill(0); c.vetoGone.fill(0); c.vetoOthers = 0
+      c.vetoT.fill(0); c.vetoF.fill(0); c.vetoGone.fill(0); c.vetoOthers = 0; c.vetoEarly = 0
       if (c.spec.kind === 'earlierThan') bySlot.set(c.refSlot, c)
     }
     const decay = this.model.prior.learning.decayPerDay
@@ -609,17 +615,21 @@ export class ChurnLearner {
       if (!e.known) { if (!e.wrong) c.vetoOthers += w; return }
       const r = c.refDays
       const j = Math.max(0, gridIndexAtOrBelow(Math.round(this.z(x, r) * Z_SCALE) - dq))
-      if (!e.wrong) { c.vetoT[j] += w; return }
+      const thetaQ = Math.round(c.theta * Z_SCALE)
+      // told early: its silence reached the threshold before the reference's day
+      let early = false
+      for (let d = 0; !early && d < r; d++) early = Math.round(this.z(x, d) * Z_SCALE) >= thetaQ
+      if (!e.wrong) { c.vetoT[j] += w; if (early) c.vetoEarly += w; return }
       // filed as an alert a week ago, counted right above: it moves to the wrong ones
       c.vetoT[j] -= w
       c.vetoF[j] += w
+      if (early) c.vetoEarly -= w
       let back = e.scored > 2 * r
-      const thetaQ = Math.round(c.theta * Z_SCALE)
       for (let d = 0; !back && d < e.scored; d++) back = Math.round(this.z(x, d) * Z_SCALE) >= thetaQ
       if (!back) c.vetoGone[j] += w
     })
     // A wrong label whose alert was not filed (a day the user's timer skipped) has none to move from.
-    for (const c of this.controllers) for (let j = 0; j < GRID; j++) if (c.vetoT[j] < 0) c.vetoT[j] = 0
+    for (const c of this.controllers) { for (let j = 0; j < GRID; j++) if (c.vetoT[j] < 0) c.vetoT[j] = 0; if (c.vetoEarly < 0) c.vetoEarly = 0 }
     // Kaplan–Meier: the chance an alert still silent at age a stays silent to LABEL_AGE; an age
     // with fewer than MIN_REFERENCE alerts seen through it counts no return (too high: the safe side).
     for (const c of bySlot.values()) {
@@ -853,7 +863,7 @@ export const THRESHOLD_GRID_SIZE = GRID
 
 /** The volume-parity threshold (logit) for a reference that sent `ref` alerts, from first-crossing counts. */
 export function alertsLikeTheta (crossings: Float64Array, ref: number, fallback: number): number {
-  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0, stayRight: new Float64Array(0), since: Number.NaN }
+  const c: Controller = { spec: { kind: 'alertsLike', rule: '' }, refIndex: -1, refSlot: -1, refDays: Number.NaN, ref, refP: 0, theta: fallback, warm: true, veto: Number.NEGATIVE_INFINITY, short: new Float64Array(0), refT: new Float64Array(0), refF: new Float64Array(0), vetoT: new Float64Array(0), vetoF: new Float64Array(0), vetoGone: new Float64Array(0), vetoOthers: 0, vetoEarly: 0, stayRight: new Float64Array(0), since: Number.NaN }
   return chooseTheta(c, crossings, new Float64Array(GRID), 0)
 }
 
@@ -916,7 +926,8 @@ export function chooseTheta (c: Controller, crossings: Float64Array, crossingP: 
  * right). With qF that share of the reference's alerts (Controller.vetoGone), its precision is
  * pN / (N(1 − qF) + E) ≥ p − δ for E ≤ N(p/(p − δ) − 1 + qF), of which early alerts spend
  * VETO_CREDIT of qF. The veto is the one that allows the largest E while it postpones at most
- * VETO_RECALL of the reference's right alerts; θ the lowest threshold that recent short silences crossed no more than E times
+ * VETO_RECALL of the reference's right alerts, and no more than the model tells early
+ * (Controller.vetoEarly: else it is later than its reference); θ the lowest threshold that recent short silences crossed no more than E times
  * (SHORT_SLACK more). p counts the labelled alerts, the `pendingFired` alerts raised at least
  * PENDING_FOLLOW_DAYS ago whose labels have not matured (`pendingRight` of them expected right:
  * those not among the `pendingWrong` already answered by a LOGIN, each with the chance it stays
@@ -966,6 +977,8 @@ export function chooseEarlierThan (c: Controller, pendingFired = 0, pendingWrong
     heldRight += c.vetoT[v - 1]
     qF += c.vetoGone[v - 1] / vetoTotal
     if (heldRight > VETO_RECALL * seenRight) break // the alerts seen right, not the pseudo-alerts: those make p high, not the veto cheap
+    // Nor more churners told late than the model tells early: else the veto makes it later than its reference.
+    if (heldRight > c.vetoEarly) break
     const r = room(qF)
     if (r > bestRoom) { bestRoom = r; veto = gridLogit(v) + drift }
   }

@@ -76,6 +76,18 @@ describe('earlierThan: not later than the reference, per silence, but where the 
       // Postponed: a few (measured 0.4–2.9% of the reference's silences on these populations).
       const counts = `earlier ${earlier}, on the rule's day ${onDay}, later ${later}, of ${ref.size} reference silences`
       expect(later / ref.size, counts).toBeLessThan(0.05)
+      // The churners (the population's truth) the veto told later than the rule are no more than
+      // those the model told earlier, so its median lead is not the later one.
+      let churnEarlier = 0
+      let churnLater = 0
+      for (const l of pop.labels()) {
+        if (!l.churned) continue
+        const silence = `${l.userId}@${l.churnAt}`
+        const m = model.get(silence)?.[0]
+        const r7 = ref.get(silence)
+        if (m !== undefined && r7 !== undefined) { if (m < r7) churnEarlier++; else if (m > r7) churnLater++ }
+      }
+      expect(churnLater, `churners told later ${churnLater}, earlier ${churnEarlier}`).toBeLessThanOrEqual(churnEarlier)
       // Most of the reference's silences get the model's alert too (the veto holds back few).
       let withModel = 0
       for (const silence of ref.keys()) if (model.has(silence)) withModel++

@@ -314,7 +314,8 @@ describe('the threshold controller', () => {
   const earlierThanController = (): Controller => ({
     spec: { kind: 'earlierThan', rule: 'week', allowance: 0.015 }, refIndex: 1, refSlot: 1, refDays: 7, ref: 100, refP: 0, theta: 8, warm: true,
     veto: Number.NEGATIVE_INFINITY, short: new Float64Array(THRESHOLD_GRID_SIZE), refT: new Float64Array(THRESHOLD_GRID_SIZE), refF: new Float64Array(THRESHOLD_GRID_SIZE),
-    vetoT: new Float64Array(THRESHOLD_GRID_SIZE), vetoF: new Float64Array(THRESHOLD_GRID_SIZE), vetoGone: new Float64Array(THRESHOLD_GRID_SIZE), vetoOthers: 0
+    vetoT: new Float64Array(THRESHOLD_GRID_SIZE), vetoF: new Float64Array(THRESHOLD_GRID_SIZE), vetoGone: new Float64Array(THRESHOLD_GRID_SIZE), vetoOthers: 0,
+    vetoEarly: 1000 // churners the model told early: more than any veto below holds back
   })
   /** right and wrong reference alerts at logits: labelled (p) and recent (the veto), the wrong ones all held back for good by a veto */
   const labels = (c: Controller, right: number, atRight: number, wrong: number, atWrong: number): void => {
@@ -336,6 +337,13 @@ describe('the threshold controller', () => {
     chooseEarlierThan(c)
     // vetoing the low bin holds back the 40 wrong alerts for good (and postpones the one right alert assumed there)
     expect(c.veto).toBe(-4 + 0.125)
+    // ... but not where the model told fewer churners early than that one: it would be later than the rule
+    const late = { ...c, vetoEarly: 0.9 }
+    chooseEarlierThan(late)
+    expect(late.veto).toBe(Number.NEGATIVE_INFINITY)
+    late.vetoEarly = 1
+    chooseEarlierThan(late)
+    expect(late.veto).toBe(-4 + 0.125)
     const p = 80 / 120
     const room = p / (p - 0.015) - 1 + 0.75 * 40 / 120 // three quarters of what the veto buys
     // room for 100 × room early false alarms: the 10 short silences that reached logit 1 fit, the 990 at −6 do not
@@ -539,7 +547,7 @@ describe('the threshold controller', () => {
       k.theta = theta
       ;(x as unknown as { vetoStatistics: () => void }).vetoStatistics()
       const j = gridIndexOfLogit(-3)
-      return [k.vetoT[j], k.vetoF[j], k.vetoGone[j], k.vetoT.reduce((a, b) => a + b, 0), k.vetoOthers]
+      return [k.vetoT[j], k.vetoF[j], k.vetoGone[j], k.vetoT.reduce((a, b) => a + b, 0), k.vetoOthers, k.vetoEarly]
     }
     const w = 0.98 ** 3 // 10 days old: three days of the model's memory past the week
     expect(statistics(l)[2]).toBeCloseTo(2 * w, 12) // the erased user's wrong alert is still in
@@ -550,8 +558,12 @@ describe('the threshold controller', () => {
     expect(got[2]).toBeCloseTo(w, 12)
     expect(got[3]).toBeCloseTo(w, 12) // nothing elsewhere on the grid: the 200-day-old alert is gone
     expect(got[4]).toBeCloseTo(w, 12)
+    expect(got[5]).toBe(0) // the right one's silence was under the threshold before the rule's day (z ≤ −4 on day 6)
     // A threshold at or under the rule's day's score: the model alerts then anyway, no veto holds any back.
     expect(statistics(l, -3.5)[2]).toBe(0)
+    // A threshold its day 6 reached (z = −4): that churner was told early, and counts as such.
+    expect(statistics(l, -4)[5]).toBeCloseTo(w, 12)
+    expect(statistics(l, -3.875)[5]).toBe(0)
     // Committed and loaded by a new learner: the same statistics, the dropped day deleted, the erased user's day rewritten without them.
     const { batch, puts: written, dels: deleted } = recordingBatch()
     l.drain(batch)
