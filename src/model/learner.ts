@@ -109,6 +109,8 @@ const SHORT_SLACK = 1
  */
 const VETO_CREDIT = 0.75
 const DAY_MS = 86_400_000
+/** earlierThan: the silent days whose score change after a fold moves the short silences' statistics (followShortSilences) */
+const SHORT_DAYS = 3
 
 export interface LearningSettings {
   /** Λ₀ = priorStrength · I on the standardised coefficients: the prior weighs like this many samples of unit curvature */
@@ -292,6 +294,8 @@ export class ChurnLearner {
    * recorded before would be crossed far more often than they say.
    */
   driftQ (): number { return Math.round((this.mu[0] - this.model.prior.mu[0]) * Z_SCALE) }
+  /** the intercept before the last fold's step (followShortSilences) */
+  private muBefore0 = 0
 
   /** The population's login chance (the shrinkage target of every user's rhythm). */
   get q0 (): number { return this.q0Sum / this.q0Weight }
@@ -538,10 +542,42 @@ export class ChurnLearner {
       norm = Math.sqrt(norm)
       const max = this.model.prior.learning.maxStep
       const scale = norm > max ? max / norm : 1
+      const before = this.refGrid > 0 ? this.earlyScores() : null
+      this.muBefore0 = this.mu[0]
       for (let i = 0; i < m; i++) this.mu[i] += scale * step[i]
       lam.set(A)
       this.folds++
+      if (before !== null) this.followShortSilences(before)
     }
+  }
+
+  /** Today's score logits of the recent reference alerts' silences on their first days (SHORT_DAYS), in order. */
+  private earlyScores (): Float64Array {
+    const out: number[] = []
+    this.recent.forEach(this.scratch, (e) => {
+      if (e.wrong) return // the alert's second entry: the same silence
+      for (let d = 1; d <= SHORT_DAYS; d++) out.push(this.z(this.scratch, d))
+    })
+    return Float64Array.from(out)
+  }
+
+  /**
+   * After a fold: the short silences were recorded with the coefficients of their days, relative
+   * to the intercept's drift. Where the slopes moved too, their scores under today's coefficients
+   * are elsewhere, and a threshold chosen on them lets through more (or fewer) early alarms than
+   * they say until new ones are recorded (docs/churn-model.md, "Scores relative to the intercept"). So the statistics move
+   * by the mean change the fold gave the first silent days of the rule's recent alerts, less the
+   * intercept's: the silences the learner has records of.
+   */
+  private followShortSilences (before: Float64Array): void {
+    const after = this.earlyScores()
+    if (after.length === 0 || after.length !== before.length) return
+    let sum = 0
+    for (let i = 0; i < after.length; i++) sum += after[i] - before[i]
+    const slopes = sum / after.length - (this.mu[0] - this.muBefore0)
+    const by = Math.round(slopes / GRID_STEP)
+    if (by === 0) return
+    for (const c of this.controllers) if (c.spec.kind === 'earlierThan') shiftGrid(c.short, 0, -by)
   }
 
   private decay (): void {

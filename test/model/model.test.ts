@@ -575,6 +575,41 @@ describe('the threshold controller', () => {
     expect(statistics(again)).toEqual(got)
   })
 
+  it('earlierThan: a fold that moves the slopes moves the short silences\' statistics by the mean change it gives the first silent days of the rule\'s recent alerts, less the intercept\'s', () => {
+    // z = −10 + daysInactive: −9, −8, −7 on silent days 1–3
+    const file = join(tmp.dir, 'follow-model.json')
+    writeFileSync(file, JSON.stringify(handModel({ daysInactive: 1 }, -10)))
+    const l = new ChurnLearner(loadModel(file), earlierThanSpecs)
+    l.roll(20_100)
+    const slot = earlierThanSpecs[0].refSlot
+    const silence = (user: string): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_080; s.spellScored = 30; return s }
+    l.recent.add(20_090, slot, false, true, silence('a'))
+    l.recent.add(20_091, slot, false, true, silence('b'))
+    l.recent.add(20_091, slot, true, true, silence('b')) // b's LOGIN: the same silence filed again, counted once
+    const c = l.controllers[0]
+    c.short[40] = 7
+    c.short[100] = 3
+    const x = l as unknown as { earlyScores: () => Float64Array, followShortSilences: (b: Float64Array) => void, muBefore0: number, mu: Float64Array }
+    const fold = (intercept: number, slope: number): void => {
+      const before = x.earlyScores()
+      expect(before).toHaveLength(6) // two silences, three days each
+      x.muBefore0 = x.mu[0]
+      x.mu[0] += intercept
+      x.mu[1 + FEATURES.findIndex((f) => f.name === 'daysInactive')] += slope
+      x.followShortSilences(before)
+    }
+    // intercept +0.5 and the silence's length weighs 1.5: days 1–3 gain 1, 1.5 and 2, of which
+    // 0.5 is the intercept's (the statistics are relative to it already): one logit, 8 grid steps up
+    fold(0.5, 0.5)
+    expect([c.short[48], c.short[108], c.short.reduce((a, b) => a + b, 0)]).toEqual([7, 3, 10])
+    // the intercept alone: nothing moves
+    fold(-2, 0)
+    expect([c.short[48], c.short[108]]).toEqual([7, 3])
+    // slopes down by 0.25 a day: −0.5 on average, 4 steps down
+    fold(0, -0.25)
+    expect([c.short[44], c.short[104], c.short.reduce((a, b) => a + b, 0)]).toEqual([7, 3, 10])
+  })
+
   it('recent reference alerts: stored in chunks of 256, a commit rewrites only the chunks that grew, an ERASE rewrites the day and deletes the chunks past its new end', () => {
     const r = new RecentReferenceAlerts()
     const state = (user: string): UserState => { const s = new UserState(user, zoneClock('UTC')); s.spellDay = 20_000; s.spellScored = 8; return s }
