@@ -173,7 +173,9 @@ export class TimerService {
     if (this.forgotten.size > 0) this.purgeForgotten(batch)
     this.drainedKeys = new Map()
     for (const [due, list] of this.pending) {
-      sortUnique(list)
+      // Unsorted: fire() sorts and dedups what it gathers for a due (from here, the store, the
+      // commit in flight), so sorting here too cost a commit's synchronous start ~10 ms on 20k
+      // armed users without changing what fires, or in what order.
       const keys: Buffer[] = []
       for (let i = 0; i < list.length; i += BUCKET) {
         const key = timerBucketKey(due, this.seq++)

@@ -173,7 +173,9 @@ export class StateCache {
     for (const id of this.erased) if (!this.map.has(id)) batch.del(stateKeyView(id))
     const list: UserState[] = []
     for (const s of this.dirtyList) {
-      if (this.map.get(s.userId) !== s) continue // erased after it was changed
+      // erased after it was changed (a flag, not a lookup: 20k Map lookups on a large cache
+      // were ~4 ms of the commit's synchronous start)
+      if (s.erased) continue
       s.snapshotPending = true
       list.push(s)
     }
