@@ -565,9 +565,9 @@ export class ChurnLearner {
    * After a fold: the short silences were recorded with the coefficients of their days, relative
    * to the intercept's drift. Where the slopes moved too, their scores under today's coefficients
    * are elsewhere, and a threshold chosen on them lets through more (or fewer) early alarms than
-   * they say until new ones are recorded (docs/churn-model.md, "Scores relative to the intercept"). So the statistics move
-   * by the mean change the fold gave the first silent days of the rule's recent alerts, less the
-   * intercept's: the silences the learner has records of.
+   * they say until new ones are recorded. So the statistics move by the mean change the fold gave
+   * the first silent days of the rule's recent alerts, less the intercept's: the silences the
+   * learner has records of (docs/churn-model.md, "Scores relative to the intercept").
    */
   private followShortSilences (before: Float64Array): void {
     const after = this.earlyScores()
