@@ -294,8 +294,6 @@ export class ChurnLearner {
    * recorded before would be crossed far more often than they say.
    */
   driftQ (): number { return Math.round((this.mu[0] - this.model.prior.mu[0]) * Z_SCALE) }
-  /** the intercept before the last fold's step (followShortSilences) */
-  private muBefore0 = 0
 
   /** The population's login chance (the shrinkage target of every user's rhythm). */
   get q0 (): number { return this.q0Sum / this.q0Weight }
@@ -543,11 +541,11 @@ export class ChurnLearner {
       const max = this.model.prior.learning.maxStep
       const scale = norm > max ? max / norm : 1
       const before = this.refGrid > 0 ? this.earlyScores() : null
-      this.muBefore0 = this.mu[0]
+      const interceptBefore = this.mu[0]
       for (let i = 0; i < m; i++) this.mu[i] += scale * step[i]
       lam.set(A)
       this.folds++
-      if (before !== null) this.followShortSilences(before)
+      if (before !== null) this.followShortSilences(before, interceptBefore)
     }
   }
 
@@ -569,12 +567,12 @@ export class ChurnLearner {
    * the first silent days of the rule's recent alerts, less the intercept's: the silences the
    * learner has records of (docs/churn-model.md, "Scores relative to the intercept").
    */
-  private followShortSilences (before: Float64Array): void {
+  private followShortSilences (before: Float64Array, interceptBefore: number): void {
     const after = this.earlyScores()
     if (after.length === 0 || after.length !== before.length) return
     let sum = 0
     for (let i = 0; i < after.length; i++) sum += after[i] - before[i]
-    const slopes = sum / after.length - (this.mu[0] - this.muBefore0)
+    const slopes = sum / after.length - (this.mu[0] - interceptBefore)
     const by = Math.round(slopes / GRID_STEP)
     if (by === 0) return
     for (const c of this.controllers) if (c.spec.kind === 'earlierThan') shiftGrid(c.short, 0, -by)
@@ -660,8 +658,9 @@ export class ChurnLearner {
       c.vetoT[j] -= w
       c.vetoF[j] += w
       if (early) c.vetoEarly -= w
-      let back = e.scored > 2 * r
-      for (let d = 0; !back && d < e.scored; d++) back = Math.round(this.z(x, d) * Z_SCALE) >= thetaQ
+      // back: a day of its silence reached the threshold (before the reference's day: early, above)
+      let back = early || e.scored > 2 * r
+      for (let d = r; !back && d < e.scored; d++) back = Math.round(this.z(x, d) * Z_SCALE) >= thetaQ
       if (!back) c.vetoGone[j] += w
     })
     // A wrong label whose alert was not filed (a day the user's timer skipped) has none to move from.

@@ -589,14 +589,14 @@ describe('the threshold controller', () => {
     const c = l.controllers[0]
     c.short[40] = 7
     c.short[100] = 3
-    const x = l as unknown as { earlyScores: () => Float64Array, followShortSilences: (b: Float64Array) => void, muBefore0: number, mu: Float64Array }
+    const x = l as unknown as { earlyScores: () => Float64Array, followShortSilences: (b: Float64Array, interceptBefore: number) => void, mu: Float64Array }
     const fold = (intercept: number, slope: number): void => {
       const before = x.earlyScores()
       expect(before).toHaveLength(6) // two silences, three days each
-      x.muBefore0 = x.mu[0]
+      const interceptBefore = x.mu[0]
       x.mu[0] += intercept
       x.mu[1 + FEATURES.findIndex((f) => f.name === 'daysInactive')] += slope
-      x.followShortSilences(before)
+      x.followShortSilences(before, interceptBefore)
     }
     // intercept +0.5 and the silence's length weighs 1.5: days 1–3 gain 1, 1.5 and 2, of which
     // 0.5 is the intercept's (the statistics are relative to it already): one logit, 8 grid steps up
